@@ -1,0 +1,41 @@
+# Two commands on a fresh machine:
+#   make run    install, load the sample knowledge base, index it, serve on http://127.0.0.1:5000
+#   make test   install (with the browser for UI tests) and run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+KB := $(VENV)/bin/kb
+KB_HOME ?= kb_home
+HOST ?= 127.0.0.1
+PORT ?= 5000
+export KB_HOME
+
+.PHONY: run test install lint clean
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(KB) init
+	$(KB) import articles articles
+	$(KB) import incidents kb/sample/incidents.jsonl
+	$(KB) index
+	@$(KB) users create demo --role knowledge_manager --generate-password --update
+	@echo "API token for curl (role integration): $$($(KB) tokens create quickstart --role integration)"
+	$(KB) serve --host $(HOST) --port $(PORT)
+
+test: install
+	bash scripts/install-browser.sh
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/python -m pytest
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+clean:
+	rm -rf $(VENV) kb_home .pytest_cache test-artifacts

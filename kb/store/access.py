@@ -1,0 +1,139 @@
+"""API tokens and people who sign in. Only hashes are stored."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from kb.errors import ConflictError, NotFoundError, ValidationError
+from kb.models import ROLES
+from kb.store.base import utc_now
+
+TOKEN_PREFIX = "kbt_"
+_PBKDF2_ITERATIONS = 240_000
+
+
+@dataclass(frozen=True)
+class Principal:
+    name: str
+    role: str
+    via: str  # "token" | "session"
+
+
+def hash_token(token: str) -> str:
+    # Tokens are 256 random bits, so one SHA-256 round is enough; passwords get PBKDF2.
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def hash_password(password: str, *, salt: bytes | None = None) -> str:
+    salt = salt or secrets.token_bytes(16)
+    digest = hashlib.pbkdf2_hmac("sha256", password.encode("utf-8"), salt, _PBKDF2_ITERATIONS)
+    return f"pbkdf2_sha256${_PBKDF2_ITERATIONS}${salt.hex()}${digest.hex()}"
+
+
+def check_password(password: str, stored: str) -> bool:
+    try:
+        scheme, iterations, salt_hex, digest_hex = stored.split("$")
+    except ValueError:
+        return False
+    if scheme != "pbkdf2_sha256":
+        return False
+    digest = hashlib.pbkdf2_hmac(
+        "sha256", password.encode("utf-8"), bytes.fromhex(salt_hex), int(iterations)
+    )
+    return hmac.compare_digest(digest.hex(), digest_hex)
+
+
+def _check_role(role: str) -> None:
+    if role not in ROLES:
+        raise ValidationError(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
+
+
+def _check_name(name: str) -> None:
+    if not name or not name.strip() or len(name) > 100:
+        raise ValidationError("a name of 1 to 100 characters is required")
+
+
+class AccessMixin:
+    def create_token(self, name: str, role: str) -> str:
+        """Create an API token; the plain token is returned once and never stored."""
+        _check_name(name)
+        _check_role(role)
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        with self.write():
+            self.db["api_tokens"].insert(
+                {
+                    "name": name, "role": role, "token_hash": hash_token(token),
+                    "created_at": utc_now(), "revoked_at": None,
+                }
+            )
+        return token
+
+    def principal_for_token(self, token: str) -> Principal | None:
+        """The token's owner, or None. Looked up by hash, then compared in constant time."""
+        if not token or len(token) > 200:
+            return None
+        digest = hash_token(token)
+        rows = list(
+            self.db["api_tokens"].rows_where(
+                "token_hash = ? AND revoked_at IS NULL", [digest], limit=1
+            )
+        )
+        if not rows or not hmac.compare_digest(rows[0]["token_hash"], digest):
+            return None
+        return Principal(rows[0]["name"], rows[0]["role"], "token")
+
+    def revoke_tokens(self, name: str) -> int:
+        with self.write():
+            cursor = self.db.execute(
+                "UPDATE api_tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL",
+                [utc_now(), name],
+            )
+            return cursor.rowcount
+
+    def create_user(self, name: str, role: str, password: str) -> None:
+        _check_name(name)
+        _check_role(role)
+        if len(password) < 8:
+            raise ValidationError("a password needs at least 8 characters")
+        with self.write():
+            if list(self.db["users"].rows_where("name = ?", [name])):
+                raise ConflictError(f"user {name!r} already exists")
+            self.db["users"].insert(
+                {
+                    "name": name, "role": role, "password_hash": hash_password(password),
+                    "created_at": utc_now(), "disabled": 0,
+                }
+            )
+
+    def update_user(self, name: str, *, role: str | None = None, password: str | None = None) -> None:
+        if role is not None:
+            _check_role(role)
+        if password is not None and len(password) < 8:
+            raise ValidationError("a password needs at least 8 characters")
+        with self.write():
+            if not list(self.db["users"].rows_where("name = ?", [name])):
+                raise NotFoundError(f"no user {name!r}")
+            changes = {}
+            if role is not None:
+                changes["role"] = role
+            if password is not None:
+                changes["password_hash"] = hash_password(password)
+            if changes:
+                self.db["users"].update(name, changes)
+
+    def authenticate_user(self, name: str, password: str) -> Principal | None:
+        rows = list(self.db["users"].rows_where("name = ? AND disabled = 0", [name]))
+        if not rows:
+            # Spend the same time as a real check so names cannot be probed by timing.
+            check_password(password, hash_password("x" * 8, salt=b"0" * 16))
+            return None
+        if not check_password(password, rows[0]["password_hash"]):
+            return None
+        return Principal(rows[0]["name"], rows[0]["role"], "session")
+
+    def get_user(self, name: str) -> Principal | None:
+        rows = list(self.db["users"].rows_where("name = ? AND disabled = 0", [name]))
+        return Principal(rows[0]["name"], rows[0]["role"], "session") if rows else None

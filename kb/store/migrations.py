@@ -1,0 +1,131 @@
+"""Numbered schema migrations, applied in order when a store is opened.
+
+Each migration is a function ``mNNN_name(db)`` taking a sqlite-utils Database inside an
+open write transaction. Never edit a migration that has shipped: add a new one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlite_utils
+
+
+def m001_initial(db: sqlite_utils.Database) -> None:
+    db["articles"].create(
+        {
+            "id": str, "title": str, "body": str, "status": str, "audience": str,
+            "product": str, "category": str, "tags": str, "owner": str, "review_by": str,
+            "updated": str, "path": str, "content_hash": str, "version": int,
+            "imported_at": str,
+        },
+        pk="id",
+    )
+    db["article_versions"].create(
+        {
+            "article_id": str, "version": int, "content_hash": str, "data": str,
+            "changed_at": str, "changed_by": str,
+        },
+        pk=("article_id", "version"),
+    )
+    db["incidents"].create(
+        {
+            "id": str, "title": str, "description": str, "resolution": str,
+            "resolution_code": str, "category": str, "product": str, "status": str,
+            "opened_at": str, "resolved_at": str, "article_id": str, "content_hash": str,
+            "source": str, "imported_at": str,
+        },
+        pk="id",
+    )
+    db["incidents"].create_index(["article_id"])
+    # One row per piece of text that is embedded. The row id is the FAISS id.
+    db.execute(
+        """
+        CREATE TABLE chunks (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            doc_kind TEXT NOT NULL,
+            doc_id TEXT NOT NULL,
+            position INTEGER NOT NULL,
+            heading TEXT NOT NULL DEFAULT '',
+            text TEXT NOT NULL,
+            text_hash TEXT NOT NULL,
+            UNIQUE (doc_kind, doc_id, position)
+        )
+        """
+    )
+    db["chunks"].enable_fts(["text"], create_triggers=True, tokenize="porter")
+    # The content-hash cache: a text is embedded once per model, whatever chunk holds it.
+    db["vectors"].create(
+        {"model_id": str, "text_hash": str, "vector": bytes, "created_at": str},
+        pk=("model_id", "text_hash"),
+    )
+    # Which version of each document the chunks were made from.
+    db["indexed_docs"].create(
+        {"doc_kind": str, "doc_id": str, "doc_hash": str, "indexed_at": str},
+        pk=("doc_kind", "doc_id"),
+    )
+    # Every chunk added or removed, in order: workers replay it to stay in step.
+    db.execute(
+        """
+        CREATE TABLE index_log (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            op TEXT NOT NULL CHECK (op IN ('add', 'remove')),
+            chunk_id INTEGER NOT NULL,
+            doc_kind TEXT NOT NULL,
+            doc_id TEXT NOT NULL,
+            at TEXT NOT NULL
+        )
+        """
+    )
+    db["suggestions"].create(
+        {
+            "id": str, "created_at": str, "query": str, "incident_ref": str,
+            "filters": str, "k": int, "no_good_match": int, "confidence": float,
+            "results": str, "principal": str, "model_id": str, "latency_ms": float,
+        },
+        pk="id",
+    )
+    db["suggestions"].create_index(["created_at"])
+    db["feedback"].create(
+        {
+            "suggestion_id": str, "agent": str, "outcome": str, "used_id": str,
+            "used_kind": str, "used_rank": int, "created_at": str, "updated_at": str,
+            "changes": int,
+        },
+        pk=("suggestion_id", "agent"),
+        foreign_keys=[("suggestion_id", "suggestions", "id")],
+    )
+    db["feedback"].create_index(["used_id"])
+    db["feedback_events"].create(
+        {
+            "id": int, "suggestion_id": str, "agent": str, "outcome": str, "used_id": str,
+            "at": str,
+        },
+        pk="id",
+    )
+    db["api_tokens"].create(
+        {
+            "id": int, "name": str, "role": str, "token_hash": str, "created_at": str,
+            "revoked_at": str,
+        },
+        pk="id",
+    )
+    db["api_tokens"].create_index(["token_hash"], unique=True)
+    db["users"].create(
+        {"name": str, "role": str, "password_hash": str, "created_at": str, "disabled": int},
+        pk="name",
+    )
+
+
+def m002_ranking_profiles(db: sqlite_utils.Database) -> None:
+    # Ranking parameters fitted on the store's own incidents after each `kb index`.
+    db["ranking_profiles"].create(
+        {"id": int, "model_id": str, "created_at": str, "params": str}, pk="id"
+    )
+    db["ranking_profiles"].create_index(["model_id"])
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    m001_initial,
+    m002_ranking_profiles,
+]

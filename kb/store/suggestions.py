@@ -1,0 +1,169 @@
+"""Suggestions as they were shown, and the choice an agent made on each."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from kb.errors import NotFoundError, ValidationError
+from kb.models import OUTCOMES
+from kb.store.base import utc_now
+
+
+@dataclass
+class FeedbackRecord:
+    suggestion_id: str
+    agent: str
+    outcome: str
+    used_id: str | None
+    used_rank: int | None
+    created_at: str
+    updated_at: str
+    status: str  # "created" | "unchanged" | "changed"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "suggestion_id": self.suggestion_id, "agent": self.agent, "outcome": self.outcome,
+            "used": self.used_id, "used_rank": self.used_rank, "created_at": self.created_at,
+            "updated_at": self.updated_at, "status": self.status,
+        }
+
+
+def new_suggestion_id() -> str:
+    return "sg_" + secrets.token_urlsafe(12)
+
+
+class SuggestionsMixin:
+    def record_suggestion(
+        self,
+        *,
+        query: str,
+        results: list[dict[str, Any]],
+        no_good_match: bool,
+        confidence: float,
+        k: int,
+        filters: dict[str, Any] | None = None,
+        incident_ref: str = "",
+        principal: str = "",
+        model_id: str = "",
+        latency_ms: float = 0.0,
+        suggestion_id: str | None = None,
+    ) -> str:
+        """Store what was asked and what was shown; returns the suggestion id."""
+        suggestion_id = suggestion_id or new_suggestion_id()
+        with self.write():
+            self.db["suggestions"].insert(
+                {
+                    "id": suggestion_id, "created_at": utc_now(), "query": query,
+                    "incident_ref": incident_ref or "", "filters": json.dumps(filters or {}),
+                    "k": k, "no_good_match": int(no_good_match), "confidence": confidence,
+                    "results": json.dumps(results), "principal": principal,
+                    "model_id": model_id, "latency_ms": latency_ms,
+                }
+            )
+        return suggestion_id
+
+    def get_suggestion(self, suggestion_id: str) -> dict[str, Any]:
+        rows = list(self.db["suggestions"].rows_where("id = ?", [suggestion_id]))
+        if not rows:
+            raise NotFoundError(f"no suggestion with id {suggestion_id!r}")
+        row = rows[0]
+        row["results"] = json.loads(row["results"])
+        row["filters"] = json.loads(row["filters"])
+        row["no_good_match"] = bool(row["no_good_match"])
+        return row
+
+    def record_feedback(
+        self, suggestion_id: str, *, outcome: str, used_id: str | None, agent: str
+    ) -> FeedbackRecord:
+        """Record an agent's choice on a suggestion.
+
+        One choice per suggestion and agent: the same request again is a no-op
+        (status "unchanged"); a different choice replaces the old one (status "changed")
+        and both stay in the event history.
+
+        Raises NotFoundError for an unknown suggestion and ValidationError for an outcome
+        that does not fit, or a used result that was not shown in that suggestion.
+        """
+        if outcome not in OUTCOMES:
+            raise ValidationError(f"outcome must be one of {', '.join(OUTCOMES)}")
+        if outcome == "used" and not used_id:
+            raise ValidationError("outcome 'used' needs the id of the result that was used")
+        if outcome == "none_helped" and used_id:
+            raise ValidationError("outcome 'none_helped' cannot name a used result")
+        agent = agent or "anonymous"
+        now = utc_now()
+        with self.write():
+            suggestion = self.get_suggestion(suggestion_id)
+            used_rank = used_kind = None
+            if used_id:
+                shown = {r["id"]: r for r in suggestion["results"]}
+                if used_id not in shown:
+                    raise ValidationError(
+                        f"result {used_id!r} was not shown in suggestion {suggestion_id}"
+                    )
+                used_rank, used_kind = shown[used_id]["rank"], shown[used_id]["kind"]
+            existing = list(
+                self.db["feedback"].rows_where(
+                    "suggestion_id = ? AND agent = ?", [suggestion_id, agent]
+                )
+            )
+            if existing and existing[0]["outcome"] == outcome and existing[0]["used_id"] == used_id:
+                row = existing[0]
+                return FeedbackRecord(
+                    suggestion_id, agent, outcome, used_id, row["used_rank"],
+                    row["created_at"], row["updated_at"], "unchanged",
+                )
+            created_at = existing[0]["created_at"] if existing else now
+            self.db["feedback"].upsert(
+                {
+                    "suggestion_id": suggestion_id, "agent": agent, "outcome": outcome,
+                    "used_id": used_id, "used_kind": used_kind, "used_rank": used_rank,
+                    "created_at": created_at, "updated_at": now,
+                    "changes": (existing[0]["changes"] + 1) if existing else 0,
+                },
+                pk=("suggestion_id", "agent"),
+            )
+            self.db["feedback_events"].insert(
+                {
+                    "suggestion_id": suggestion_id, "agent": agent, "outcome": outcome,
+                    "used_id": used_id, "at": now,
+                }
+            )
+        return FeedbackRecord(
+            suggestion_id, agent, outcome, used_id, used_rank, created_at, now,
+            "changed" if existing else "created",
+        )
+
+    def feedback_for(self, suggestion_id: str) -> list[dict[str, Any]]:
+        return list(self.db["feedback"].rows_where("suggestion_id = ?", [suggestion_id]))
+
+    def count_feedback(self) -> int:
+        return self.db["feedback"].count
+
+    def count_suggestions(self) -> int:
+        return self.db["suggestions"].count
+
+    # --- ranking profiles ------------------------------------------------------------
+
+    def save_ranking_profile(self, model_id: str, params: dict[str, Any]) -> None:
+        with self.write():
+            self.db["ranking_profiles"].insert(
+                {"model_id": model_id, "created_at": utc_now(), "params": json.dumps(params)}
+            )
+            # Keep a short history: enough to compare, not a growing table.
+            self.db.execute(
+                "DELETE FROM ranking_profiles WHERE model_id = ? AND id NOT IN "
+                "(SELECT id FROM ranking_profiles WHERE model_id = ? ORDER BY id DESC LIMIT 5)",
+                [model_id, model_id],
+            )
+
+    def latest_ranking_profile(self, model_id: str) -> dict[str, Any] | None:
+        rows = list(
+            self.db["ranking_profiles"].rows_where(
+                "model_id = ?", [model_id], order_by="id desc", limit=1
+            )
+        )
+        return json.loads(rows[0]["params"]) if rows else None

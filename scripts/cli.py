@@ -1,0 +1,321 @@
+"""The `kb` command: knowledge-manager and operator tasks over the library.
+
+Each command parses its input, calls the library, and prints. Command groups live in their
+own modules and are registered here.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+
+import click
+
+from kb.errors import KBError
+from scripts.common import (
+    AppContext,
+    echo_json,
+    home_option,
+    pass_app,
+    reports_errors,
+    terminal_progress,
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--home", default=None, metavar="PATH",
+              help="Data home holding the database and index (default: $KB_HOME or ./kb_home).")
+@click.version_option(package_name="incident-kb", prog_name="kb")
+@click.pass_context
+def cli(ctx: click.Context, home: str | None) -> None:
+    """Incident-resolution knowledge search: ranked prior resolutions for new incidents.
+
+    Typical first run: kb init; kb import articles; kb import incidents FILE; kb index;
+    kb serve.
+    """
+    ctx.obj = AppContext(home)
+    ctx.call_on_close(ctx.obj.close)
+
+
+@cli.command()
+@home_option
+@pass_app
+@reports_errors
+def init(app: AppContext) -> None:
+    """Create the data home: database, index folder, session key (safe to run again)."""
+    home = app.config.home_path
+    existed = app.config.db_path.exists()
+    home.mkdir(parents=True, exist_ok=True)
+    app.config.index_root.mkdir(exist_ok=True)
+    key_file = home / "secret_key"
+    if not key_file.exists():
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_hex(32))
+    store = app.service().store()
+    click.echo(f"{'Data home already set up' if existed else 'Created data home'} at {home} "
+               f"(schema version {store.schema_version()})")
+
+
+@cli.group(name="import")
+def import_group() -> None:
+    """Load incidents or articles into the store."""
+
+
+@import_group.command(name="incidents")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["generic", "servicenow", "jira", "zendesk"]),
+              default="generic", show_default=True, help="Column names of the file.")
+@click.option("--map", "mappings", multiple=True, metavar="COLUMN=FIELD",
+              help="Read FIELD from the file's COLUMN (repeatable), e.g. --map 'Ticket Nr=id'.")
+@home_option
+@pass_app
+@reports_errors
+def import_incidents(app: AppContext, file: str, fmt: str, mappings: tuple[str, ...]) -> None:
+    """Upsert incidents from FILE (.jsonl, .json or .csv), all or nothing.
+
+    A broken record stops the import with the line or row that is wrong; the store is left
+    as it was.
+    """
+    from kb.importers import parse_map_option, read_incident_file
+
+    app.require_home()
+    incidents = read_incident_file(file, fmt=fmt, overrides=parse_map_option(list(mappings)))
+    counts = app.service().store().upsert_incidents(incidents, source=f"{fmt}:{os.path.basename(file)}")
+    click.echo(
+        f"Imported {len(incidents)} incidents from {file}: {counts.inserted} new, "
+        f"{counts.updated} updated, {counts.unchanged} unchanged. Run `kb index` to make "
+        "them searchable."
+    )
+
+
+@import_group.command(name="articles")
+@click.argument("folder", required=False, type=click.Path(file_okay=False))
+@click.option("--by", "changed_by", default=None, help="Who made the change (default: $USER).")
+@home_option
+@pass_app
+@reports_errors
+def import_articles(app: AppContext, folder: str | None, changed_by: str | None) -> None:
+    """Load Markdown articles from FOLDER (default: articles/).
+
+    Good files are imported in one transaction; each broken file is reported with its line
+    and skipped, and the exit status is 1 if any was broken.
+    """
+    from kb.articles import scan_articles
+
+    app.require_home()
+    folder = folder or app.config.articles_dir
+    scan = scan_articles(folder)
+    who = changed_by or os.environ.get("USER") or "kb import"
+    counts = app.service().store().upsert_articles([p.article for p in scan.parsed], changed_by=who)
+    for problem in scan.problems:
+        click.echo(f"error: {problem}", err=True)
+    click.echo(
+        f"Imported {len(scan.parsed)} articles from {folder}: {counts.inserted} new, "
+        f"{counts.updated} changed, {counts.unchanged} unchanged"
+        + (f"; {len(scan.problems)} files skipped" if scan.problems else "")
+    )
+    if scan.problems:
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--rebuild", is_flag=True, help="Chunk every document again and build a new index.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@home_option
+@pass_app
+@reports_errors
+def index(app: AppContext, rebuild: bool, as_json: bool) -> None:
+    """Embed what is new or changed and publish a new index version.
+
+    Unchanged text is never embedded again (a content-hash cache). Also refits the ranking
+    profile on the store's own incidents.
+    """
+    app.require_home()
+    report = app.service().index(rebuild=rebuild, progress=terminal_progress())
+    if as_json:
+        echo_json(report.to_dict())
+        return
+    click.echo(
+        f"Indexed {report.docs_indexed} documents ({report.chunks_added} chunks; "
+        f"{report.texts_embedded} texts embedded, {report.texts_cached} from cache), "
+        f"removed {report.docs_removed}; index {report.version} holds {report.vectors} vectors "
+        f"({report.seconds:.1f} s)"
+    )
+    for note in report.notes:
+        click.echo(f"note: {note}")
+
+
+@cli.command()
+@click.argument("text")
+@click.option("--k", default=5, show_default=True, type=click.IntRange(1, 50), help="How many results.")
+@click.option("--title", default="", help="The incident's title, if TEXT is its description.")
+@click.option("--product", default="", help="Only resolutions for this product.")
+@click.option("--category", default="", help="Only resolutions in this category.")
+@click.option("--json", "as_json", is_flag=True, help="Print the API's JSON shape.")
+@click.option("--record", is_flag=True, help="Record the suggestion (it can then take feedback).")
+@home_option
+@pass_app
+@reports_errors
+def search(app: AppContext, text: str, k: int, title: str, product: str, category: str,
+           as_json: bool, record: bool) -> None:
+    """Ranked prior resolutions for one incident text."""
+    from search.ranking import Filters
+    from search.suggester import SuggestRequest
+    from web.serialize import suggestion_json
+
+    app.require_home()
+    service = app.service()
+    request = SuggestRequest(title=title, description=text, k=k,
+                             filters=Filters(product=product, category=category))
+    suggestion = service.suggester().suggest(service.store(), request, record=record, principal="cli")
+    if as_json:
+        echo_json(suggestion_json(suggestion))
+        return
+    if suggestion.no_good_match:
+        click.echo("No good match: nothing in the knowledge base fits this incident well.")
+    for r in suggestion.results:
+        evidence = f", resolved {r.similar_count} similar incidents" if r.similar_count > 1 else ""
+        click.echo(f"{r.rank}. [{r.kind}] {r.id}: {r.title}  (confidence {r.score:.2f}{evidence})")
+        click.echo(f"   {_short(r.resolution)}")
+
+
+def _short(text: str, limit: int = 160) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@cli.command()
+@click.option("--host", default=None, help="Address to listen on (default: $KB_HOST or 127.0.0.1).")
+@click.option("--port", default=None, type=int, help="Port (default: $KB_PORT or 5000).")
+@click.option("--workers", default=None, type=click.IntRange(1, 64),
+              help="Worker processes (default: $KB_WORKERS or one per core).")
+@home_option
+@pass_app
+@reports_errors
+def serve(app: AppContext, host: str | None, port: int | None, workers: int | None) -> None:
+    """Run the web app and API with a production WSGI server (gunicorn)."""
+    from web.server import run_server
+
+    app.require_home()
+    config = app.config.with_overrides(host=host, port=port, workers=workers)
+    run_server(config)
+
+
+@cli.group()
+def tokens() -> None:
+    """API tokens for ticket systems and scripts."""
+
+
+@tokens.command(name="create")
+@click.argument("name")
+@click.option("--role", required=True,
+              type=click.Choice(["agent", "integration", "knowledge_manager", "admin"]))
+@home_option
+@pass_app
+@reports_errors
+def tokens_create(app: AppContext, name: str, role: str) -> None:
+    """Print a new API token once; only its hash is stored."""
+    app.require_home()
+    click.echo(app.service().store().create_token(name, role))
+
+
+@tokens.command(name="revoke")
+@click.argument("name")
+@home_option
+@pass_app
+@reports_errors
+def tokens_revoke(app: AppContext, name: str) -> None:
+    """Revoke every token issued to NAME."""
+    app.require_home()
+    count = app.service().store().revoke_tokens(name)
+    click.echo(f"Revoked {count} token(s) of {name}")
+
+
+@cli.group()
+def users() -> None:
+    """People who sign in to the web pages."""
+
+
+@users.command(name="create")
+@click.argument("name")
+@click.option("--role", required=True, type=click.Choice(["agent", "knowledge_manager", "admin"]))
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.option("--generate-password", is_flag=True, help="Make up a strong password and print it once.")
+@click.option("--update", is_flag=True, help="If NAME exists, set its role and password instead of failing.")
+@home_option
+@pass_app
+@reports_errors
+def users_create(app: AppContext, name: str, role: str, password_stdin: bool,
+                 generate_password: bool, update: bool) -> None:
+    """Create a local account (the password is stored as a PBKDF2 hash)."""
+    app.require_home()
+    if password_stdin and generate_password:
+        raise KBError("choose one of --password-stdin and --generate-password")
+    if generate_password:
+        password = secrets.token_urlsafe(12)
+    elif password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    store = app.service().store()
+    existed = store.get_user(name) is not None
+    if existed and update:
+        store.update_user(name, role=role, password=password)
+    else:
+        store.create_user(name, role, password)
+    click.echo(f"{'Updated' if existed else 'Created'} user {name} ({role})"
+               + (f" with password {password}" if generate_password else ""))
+
+
+@cli.command(name="eval")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@click.option("--ranking", type=click.Choice(["shipped", "dense", "bm25", "rrf", "all"]),
+              default="shipped", show_default=True,
+              help="The shipped ranking, a reference ranking, or all of them side by side.")
+@home_option
+@pass_app
+@reports_errors
+def eval_command(app: AppContext, file: str, as_json: bool, ranking: str) -> None:
+    """Quality metrics for labelled queries: accuracy@1, MRR, recall@5, flagged rate.
+
+    FILE is JSONL: {"text": "...", "relevant": ["<resolution or record id>", ...]}; an empty
+    "relevant" list marks an out-of-scope query that should be flagged as no good match.
+    """
+    from search.evaluation import evaluate, read_labelled_queries
+
+    app.require_home()
+    queries = read_labelled_queries(file)
+    service = app.service()
+    modes = ["shipped", "dense", "bm25", "rrf"] if ranking == "all" else [ranking]
+    reports = []
+    for mode in modes:
+        progress = terminal_progress()
+        progress.start(mode, len(queries))
+        reports.append(evaluate(service.suggester(), service.store(), queries, ranking=mode,
+                                progress=progress.advance))
+        progress.finish()
+    if as_json:
+        echo_json(reports[0] if len(reports) == 1 else reports)
+        return
+    click.echo(f"{len(queries)} queries ({reports[0]['in_scope']} in scope, "
+               f"{reports[0]['out_of_scope']} out of scope)")
+    click.echo(f"{'ranking':<9} {'acc@1':>6} {'MRR':>6} {'R@5':>6} {'flagged':>8} {'OOS flagged':>12} {'p50 ms':>7}")
+    for r in reports:
+        oos = "-" if r["flagged_out_of_scope_rate"] is None else f"{r['flagged_out_of_scope_rate']:.3f}"
+        click.echo(f"{r['ranking']:<9} {r['accuracy_at_1']:>6.3f} {r['mrr']:>6.3f} {r['recall_at_5']:>6.3f} "
+                   f"{r['flagged_in_scope_rate']:>8.3f} {oos:>12} {r['latency_ms_p50']:>7.1f}")
+
+
+def main() -> None:
+    try:
+        cli(prog_name="kb")
+    except KBError as exc:  # errors raised outside a command body (e.g. bad KB_* settings)
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

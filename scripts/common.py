@@ -1,0 +1,106 @@
+"""What every command shares: the data home, the service, progress bars, errors."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from indexer.pipeline import Progress
+from kb.config import Config, load_config
+from kb.errors import KBError
+
+_DIFFERENT_HOME = "the data home (default: $KB_HOME or ./kb_home)"
+
+
+class AppContext:
+    def __init__(self, home: str | None):
+        self.home_override = home
+        self._config: Config | None = None
+        self._service = None
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load_config(home=self.home_override)
+        return self._config
+
+    def service(self):
+        from search.service import Service
+
+        if self._service is None:
+            self._service = Service(self.config)
+        return self._service
+
+    def require_home(self) -> None:
+        """Commands other than init need a data home that exists."""
+        if not self.config.db_path.exists():
+            raise KBError(f"no data home at {self.config.home_path}: run `kb init` first (or set --home / KB_HOME)")
+
+    def close(self) -> None:
+        if self._service is not None:
+            self._service.close()
+
+
+pass_app = click.make_pass_decorator(AppContext)
+
+
+def home_option(func: Callable) -> Callable:
+    return click.option("--home", "home", default=None, metavar="PATH", help=_DIFFERENT_HOME,
+                        expose_value=False, callback=_set_home, is_eager=True)(func)
+
+
+def _set_home(ctx: click.Context, _param, value):
+    if value:
+        ctx.find_object(AppContext).home_override = value
+    return value
+
+
+def reports_errors(func: Callable) -> Callable:
+    """Turn library errors into a one-line message on stderr and exit status 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except KBError as exc:
+            raise click.ClickException(str(exc)) from None
+        except BlockingIOError:
+            raise click.ClickException("another `kb index` or `kb tune` is running on this data home") from None
+        except FileNotFoundError as exc:
+            raise click.ClickException(f"not found: {exc.filename or exc}") from None
+
+    return wrapper
+
+
+def terminal_progress() -> Progress:
+    """A click progress bar on a terminal; silence otherwise (logs, pipes, tests)."""
+    if not sys.stderr.isatty():
+        return Progress()
+    state: dict[str, Any] = {}
+
+    def start(label: str, total: int) -> None:
+        finish()
+        bar = click.progressbar(length=total, label=f"{label:<10}", file=sys.stderr,
+                                show_eta=True, show_percent=True)
+        bar.__enter__()
+        state["bar"] = bar
+
+    def advance(n: int) -> None:
+        if "bar" in state:
+            state["bar"].update(n)
+
+    def finish() -> None:
+        bar = state.pop("bar", None)
+        if bar is not None:
+            bar.__exit__(None, None, None)
+
+    return Progress(start=start, advance=advance, finish=finish)
+
+
+def echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))

@@ -1,0 +1,163 @@
+"""Quality metrics for labelled queries (``kb eval``).
+
+A query file is JSONL: ``{"text": "...", "relevant": ["<resolution or record id>", ...]}``.
+``relevant`` may name article ids, incident ids, or resolution texts. A result matches a
+relevant entry when the entry is the result's id, its resolution text, or any record that
+the result's resolution stands for (the incidents grouped into it). Metrics count distinct
+resolutions: two relevant incidents resolved with the same article are one resolution.
+A query with ``"relevant": []`` is out of scope: the service should flag it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kb.errors import RecordError
+from kb.store import Store
+from search.state import SearchState, normalise_resolution
+from search.suggester import ResolutionSuggester, SuggestRequest
+
+EVAL_DEPTH = 10
+
+
+@dataclass
+class LabelledQuery:
+    text: str
+    relevant: list[str]
+    line: int
+
+
+def read_labelled_queries(path: str | Path) -> list[LabelledQuery]:
+    """Parse a JSONL file of labelled queries. Raises RecordError naming the line."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecordError("no such file", source=str(path))
+    queries = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise RecordError(f"invalid JSON: {exc.msg}", source=str(path), line=number) from None
+            if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+                raise RecordError("each line needs a \"text\" string", source=str(path), line=number)
+            relevant = record.get("relevant", [])
+            if isinstance(relevant, str):
+                relevant = [relevant]
+            if not isinstance(relevant, list) or not all(isinstance(r, str) for r in relevant):
+                raise RecordError("\"relevant\" must be a list of ids", source=str(path), line=number)
+            queries.append(LabelledQuery(record["text"], relevant, number))
+    if not queries:
+        raise RecordError("the file holds no queries", source=str(path))
+    return queries
+
+
+class GroupMembers:
+    """Which record ids and resolution texts each result group stands for."""
+
+    def __init__(self, state: SearchState):
+        self.by_group: dict[str, set[str]] = defaultdict(set)
+        self.groups_of_name: dict[str, set[str]] = defaultdict(set)
+        for (_kind, doc_id), doc in state.docs.items():
+            names = {doc_id}
+            if doc.kind == "incident" and doc.resolution:
+                names.add(normalise_resolution(doc.resolution))
+            for group in self._groups_of(doc):
+                self.by_group[group].update(names)
+                if not group.startswith("i:"):
+                    for name in names:
+                        self.groups_of_name[name].add(group)
+
+    @staticmethod
+    def _groups_of(doc) -> list[str]:
+        groups = ["i:" + doc.id] if doc.kind == "incident" else ["a:" + doc.id]
+        if doc.kind == "incident" and doc.article_id:
+            groups.append("a:" + doc.article_id)
+        if doc.res_key:
+            groups.append(doc.res_key)
+        return groups
+
+    def names(self, result) -> set[str]:
+        names = {result.id, normalise_resolution(result.resolution)}
+        return names | self.by_group.get(result.group, set())
+
+
+def evaluate(
+    suggester: ResolutionSuggester, store: Store, queries: list[LabelledQuery], *,
+    ranking: str = "shipped", progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Run every query through the suggester and report ranking metrics."""
+    state = suggester.ensure_state(store)
+    members = GroupMembers(state)
+    in_scope = [q for q in queries if q.relevant]
+    out_scope = [q for q in queries if not q.relevant]
+    hits1 = rr = recall5 = recall10 = flagged_in = flagged_out = 0.0
+    latencies = []
+    misses: list[dict[str, Any]] = []
+    for query in queries:
+        began = time.perf_counter()
+        suggestion = suggester.suggest(
+            store, SuggestRequest(description=query.text, k=EVAL_DEPTH, ranking=ranking), record=False
+        )
+        latencies.append((time.perf_counter() - began) * 1000)
+        if progress:
+            progress(1)
+        if not query.relevant:
+            flagged_out += suggestion.no_good_match
+            continue
+        flagged_in += suggestion.no_good_match
+        wanted = {normalise_resolution(r) for r in query.relevant} | set(query.relevant)
+        found_at: list[int] = []
+        for result in suggestion.results:
+            if members.names(result) & wanted:
+                found_at.append(result.rank)
+        first = min(found_at) if found_at else 0
+        hits1 += first == 1
+        rr += 1.0 / first if first else 0.0
+        # Distinct relevant resolutions: relevant ids that share a group count once.
+        relevant_groups = max(1, _distinct_resolutions(query.relevant, members))
+        recall5 += min(1.0, sum(1 for r in found_at if r <= 5) / relevant_groups)
+        recall10 += min(1.0, len(found_at) / relevant_groups)
+        if first != 1 and len(misses) < 20:
+            misses.append({"line": query.line, "text": query.text[:120], "relevant": query.relevant,
+                           "got": [r.id for r in suggestion.results[:3]]})
+    n = max(len(in_scope), 1)
+    report = {
+        "ranking": ranking,
+        "queries": len(queries),
+        "in_scope": len(in_scope),
+        "accuracy_at_1": round(hits1 / n, 4),
+        "mrr": round(rr / n, 4),
+        "recall_at_5": round(recall5 / n, 4),
+        "recall_at_10": round(recall10 / n, 4),
+        "flagged_in_scope": int(flagged_in),
+        "flagged_in_scope_rate": round(flagged_in / n, 4),
+        "out_of_scope": len(out_scope),
+        "flagged_out_of_scope": int(flagged_out),
+        "flagged_out_of_scope_rate": round(flagged_out / max(len(out_scope), 1), 4) if out_scope else None,
+        "latency_ms_p50": round(float(np.percentile(latencies, 50)), 2),
+        "latency_ms_p95": round(float(np.percentile(latencies, 95)), 2),
+        "profile": state.profile.source,
+        "misses": misses,
+    }
+    return report
+
+
+def _distinct_resolutions(relevant: list[str], members: GroupMembers) -> int:
+    groups = set()
+    for name in relevant:
+        owners = members.groups_of_name.get(name) or members.groups_of_name.get(
+            normalise_resolution(name)
+        )
+        groups.add(min(owners) if owners else name)
+    return len(groups)

@@ -1,0 +1,67 @@
+"""The ranking profile: every number the ranking uses, fitted on the store's own data.
+
+After each ``kb index`` the service replays a sample of its own resolved incidents as
+queries (each one left out of the index while it is asked) and chooses, from that replay:
+
+- the weight of lexical (BM25) evidence for short, medium and long queries;
+- how strongly neighbours of one resolution add up (the vote temperature);
+- the "no good match" threshold: the score below which only a small, stated share of
+  in-scope replayed queries fall (see ``NO_MATCH_QUANTILE``);
+- a logistic map from score to the probability that the resolution is the right one.
+
+Where the store is too small to replay, the defaults below apply. They are deliberately
+conservative: dense similarity leads, lexical evidence grows with query length (long
+technical reports share rare identifiers that embeddings blur), and the threshold sits
+below the similarity that unrelated texts reach with this kind of model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+LENGTH_BUCKETS = (("short", 0, 20), ("medium", 20, 80), ("long", 80, 10**9))
+DEFAULT_LEXICAL_WEIGHT = {"short": 0.1, "medium": 0.2, "long": 0.35}
+DEFAULT_VOTE_TAU = 0.05
+DEFAULT_THRESHOLD = 0.45
+# Share of in-scope replayed queries the threshold is allowed to flag as "no good match".
+NO_MATCH_QUANTILE = 0.03
+
+
+def length_bucket(words: int) -> str:
+    for name, low, high in LENGTH_BUCKETS:
+        if low <= words < high:
+            return name
+    return "long"
+
+
+@dataclass
+class RankingProfile:
+    lexical_weight: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_LEXICAL_WEIGHT))
+    vote_tau: float = DEFAULT_VOTE_TAU
+    vote_depth: int = 30
+    threshold: float = DEFAULT_THRESHOLD
+    # P(right) = 1 / (1 + exp(-(calib_a * score + calib_b)))
+    calib_a: float = 12.0
+    calib_b: float = -7.5
+    collapse: list[str] = field(default_factory=list)
+    feedback_weight: float = 0.05
+    source: str = "default"
+    fitted: dict[str, Any] = field(default_factory=dict)
+
+    def weight_for(self, words: int) -> float:
+        return self.lexical_weight.get(length_bucket(words), DEFAULT_LEXICAL_WEIGHT["medium"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> RankingProfile:
+        if not data:
+            return cls()
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        profile = cls(**known)
+        merged = dict(DEFAULT_LEXICAL_WEIGHT)
+        merged.update(profile.lexical_weight)
+        profile.lexical_weight = merged
+        return profile

@@ -1,0 +1,209 @@
+"""From retrieved chunks to ranked resolutions.
+
+1. Retrieval: dense neighbours from FAISS (one query row per window of a long incident)
+   and BM25 hits from SQLite FTS5, as candidate chunks.
+2. Fusion: a chunk scores ``dense + w * bm25 / max_bm25``, where ``w`` depends on query
+   length and is fitted on the store (see search.profile). A document scores its best chunk.
+3. Grouping: documents are grouped by resolution: an article with the incidents resolved
+   with it; incidents that share a resolution text whose members really are alike; other
+   incidents alone.
+4. Vote: a group's score is a soft maximum over its documents among the top ``vote_depth``,
+   ``tau * log(sum(exp(s / tau)))``: the best match counts most, and each further close
+   neighbour adds a little, bounded by ``tau * log(n)``.
+
+These functions are shared by live queries and by the replay that fits the profile, so
+the fitted numbers describe exactly the ranking that is served.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from kb.models import SEARCHABLE_ARTICLE_STATES
+from kb.store import Store
+from search.state import DocInfo, DocKey, SearchState
+from search.text import fts_match_expression
+
+DENSE_DEPTH = 100
+LEXICAL_DEPTH = 100
+
+
+@dataclass
+class Viewer:
+    """Who is asking, and so which documents they may be offered."""
+
+    include_drafts: bool = False
+    audience: str = "internal"  # "public": only validated public articles, no incidents
+
+    def can_see(self, doc: DocInfo) -> bool:
+        if doc.kind == "incident":
+            return self.audience != "public"
+        if self.audience == "public":
+            return doc.status == "validated" and doc.audience == "public"
+        if doc.status in SEARCHABLE_ARTICLE_STATES:
+            return True
+        return self.include_drafts and doc.status == "draft"
+
+
+@dataclass
+class Filters:
+    product: str = ""
+    category: str = ""
+
+    def accept(self, doc: DocInfo) -> bool:
+        if self.product and doc.product.casefold() != self.product.casefold():
+            return False
+        if self.category and doc.category.casefold() != self.category.casefold():
+            return False
+        return True
+
+
+@dataclass
+class Candidates:
+    dense: dict[int, float] = field(default_factory=dict)
+    lexical: dict[int, float] = field(default_factory=dict)
+
+
+def retrieve(
+    state: SearchState, store: Store, query_vectors: np.ndarray, terms: list[str], *,
+    dense_depth: int = DENSE_DEPTH, lexical_depth: int = LEXICAL_DEPTH,
+    exclude: DocKey | None = None,
+) -> Candidates:
+    """Dense and lexical candidate chunks; every candidate gets a dense score."""
+    cands = Candidates()
+    with state.lock:
+        scores, ids = state.index.search(query_vectors, dense_depth)
+    for row in range(ids.shape[0]):
+        for score, cid in zip(scores[row], ids[row], strict=True):
+            cid = int(cid)
+            if cid < 0:
+                continue
+            if score > cands.dense.get(cid, -2.0):
+                cands.dense[cid] = float(score)
+    if terms and lexical_depth > 0:
+        for cid, score in store.fts_chunks(fts_match_expression(terms), lexical_depth):
+            if cid in state.chunk_doc:
+                cands.lexical[cid] = float(score)
+    missing = [cid for cid in cands.lexical if cid not in cands.dense]
+    if missing:
+        with state.lock:
+            vectors = [(cid, state.index.vector(cid)) for cid in missing]
+        for cid, vector in vectors:
+            if vector is not None:
+                cands.dense[cid] = float(np.max(query_vectors @ vector))
+    if exclude is not None:
+        for table in (cands.dense, cands.lexical):
+            for cid in [c for c in table if state.chunk_doc.get(c) == exclude]:
+                del table[cid]
+    return cands
+
+
+def document_scores(
+    cands: Candidates, state: SearchState, lexical_weight: float,
+    accept: Callable[[DocInfo], bool] | None = None,
+) -> dict[DocKey, tuple[float, int]]:
+    """Best fused chunk score and that chunk, per visible document."""
+    top_lexical = max(cands.lexical.values(), default=0.0)
+    out: dict[DocKey, tuple[float, int]] = {}
+    for cid, dense in cands.dense.items():
+        key = state.chunk_doc.get(cid)
+        if key is None:
+            continue
+        doc = state.docs.get(key)
+        if doc is None or (accept is not None and not accept(doc)):
+            continue
+        lexical = cands.lexical.get(cid, 0.0) / top_lexical if top_lexical > 0 else 0.0
+        score = dense + lexical_weight * lexical
+        if key not in out or score > out[key][0]:
+            out[key] = (score, cid)
+    return out
+
+
+RANKING_MODES = ("shipped", "dense", "bm25", "rrf")
+RRF_K = 60
+
+
+def baseline_document_scores(
+    cands: Candidates, state: SearchState, mode: str, accept: Callable[[DocInfo], bool] | None = None,
+) -> dict[DocKey, tuple[float, int]]:
+    """Scores for the reference rankings that the shipped one is measured against:
+    ``dense`` (embeddings only), ``bm25`` (keywords only) and ``rrf`` (reciprocal rank
+    fusion of the two with k=60). Groups then take their best document (no vote)."""
+    if mode == "dense":
+        chunk_scores = dict(sorted(cands.dense.items(), key=lambda i: -i[1])[:DENSE_DEPTH])
+    elif mode == "bm25":
+        chunk_scores = dict(cands.lexical)
+    elif mode == "rrf":
+        chunk_scores = {}
+        for table in (dict(sorted(cands.dense.items(), key=lambda i: -i[1])[:DENSE_DEPTH]), cands.lexical):
+            for rank, cid in enumerate(sorted(table, key=lambda c: -table[c]), start=1):
+                chunk_scores[cid] = chunk_scores.get(cid, 0.0) + 1.0 / (RRF_K + rank)
+    else:
+        raise ValueError(f"unknown ranking mode {mode!r}")
+    out: dict[DocKey, tuple[float, int]] = {}
+    for cid, score in chunk_scores.items():
+        key = state.chunk_doc.get(cid)
+        doc = state.docs.get(key) if key else None
+        if doc is None or (accept is not None and not accept(doc)):
+            continue
+        if key not in out or score > out[key][0]:
+            out[key] = (score, cid)
+    return out
+
+
+def group_key(doc: DocInfo, state: SearchState, collapse: set[str],
+              article_visible: Callable[[str], bool]) -> str:
+    if doc.kind == "article":
+        return "a:" + doc.id
+    if doc.article_id and article_visible(doc.article_id):
+        return "a:" + doc.article_id
+    if doc.res_key and doc.res_key in collapse:
+        return doc.res_key
+    return "i:" + doc.id
+
+
+@dataclass
+class GroupScore:
+    group: str
+    score: float
+    members: list[tuple[DocKey, float, int]]  # (doc, score, best chunk), best first
+
+
+def vote(
+    doc_scores: dict[DocKey, tuple[float, int]], state: SearchState, *, tau: float, depth: int,
+    collapse: set[str], viewer: Viewer, priors: dict[str, float] | None = None,
+) -> list[GroupScore]:
+    """Group documents by resolution and score each group by a soft maximum."""
+    ranked = sorted(doc_scores.items(), key=lambda item: -item[1][0])[:depth]
+
+    def article_visible(article_id: str) -> bool:
+        doc = state.docs.get(("article", article_id))
+        return doc is not None and viewer.can_see(doc)
+
+    members: dict[str, list[tuple[DocKey, float, int]]] = {}
+    for key, (score, cid) in ranked:
+        doc = state.docs[key]
+        members.setdefault(group_key(doc, state, collapse, article_visible), []).append((key, score, cid))
+    groups = []
+    for group, items in members.items():
+        top = items[0][1]
+        total = sum(math.exp((s - top) / tau) for _, s, _ in items)
+        score = top + tau * math.log(total)
+        if priors:
+            score += priors.get(group, 0.0)
+        groups.append(GroupScore(group, score, items))
+    groups.sort(key=lambda g: -g.score)
+    return groups
+
+
+def confidence(score: float, a: float, b: float) -> float:
+    """Estimated probability that a resolution with this score is the right one."""
+    z = a * score + b
+    if z >= 0:
+        return 1.0 / (1.0 + math.exp(-z))
+    e = math.exp(z)
+    return e / (1.0 + e)

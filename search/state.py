@@ -1,0 +1,213 @@
+"""What one process keeps in memory to answer queries, kept in step with the store.
+
+A state is the published FAISS index plus the change log replayed after it, the map from
+chunk to document, the fields of each searchable document, and the ranking profile.
+``catch_up`` replays new log entries (an incident posted a moment ago on another worker);
+a newly published index version is loaded beside the old state and swapped in whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from indexer.index_files import load_index
+from indexer.vector_index import VectorIndex
+from kb.articles import article_sections, plain_text
+from kb.store import Store
+from search.profile import RankingProfile
+
+DocKey = tuple[str, str]
+
+
+@dataclass(slots=True)
+class DocInfo:
+    kind: str
+    id: str
+    title: str
+    resolution: str
+    product: str
+    category: str
+    status: str
+    audience: str
+    article_id: str
+    updated: str
+    review_by: str
+    res_key: str
+
+    @property
+    def key(self) -> DocKey:
+        return (self.kind, self.id)
+
+
+def normalise_resolution(text: str) -> str:
+    return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
+
+
+def resolution_key(text: str) -> str:
+    normal = normalise_resolution(text)
+    return "r:" + hashlib.sha1(normal.encode("utf-8")).hexdigest()[:16] if normal else ""
+
+
+def article_resolution_text(body: str, limit: int = 600) -> str:
+    """The Resolution section of an article as plain text (else the start of the body)."""
+    sections = article_sections(body)
+    for heading, text in sections:
+        if heading.lower().startswith(("resolution", "fix", "solution", "workaround")):
+            return _clip(plain_text(text), limit)
+    return _clip(plain_text(body), limit)
+
+
+def _clip(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text.rfind(" ", 0, limit)
+    return text[: cut if cut > 0 else limit] + "…"
+
+
+def doc_from_row(kind: str, row: dict) -> DocInfo:
+    if kind == "incident":
+        return DocInfo(
+            kind="incident", id=row["id"], title=row["title"] or "",
+            resolution=row["resolution"] or "", product=row["product"] or "",
+            category=row["category"] or "", status=row["status"] or "", audience="internal",
+            article_id=row["article_id"] or "", updated=row["resolved_at"] or "", review_by="",
+            res_key=resolution_key(row["resolution"] or ""),
+        )
+    return DocInfo(
+        kind="article", id=row["id"], title=row["title"] or "",
+        resolution=article_resolution_text(row["body"] or ""), product=row["product"] or "",
+        category=row["category"] or "", status=row["status"] or "",
+        audience=row["audience"] or "internal", article_id=row["id"],
+        updated=row["updated"] or "", review_by=row["review_by"] or "", res_key="",
+    )
+
+
+class SearchState:
+    def __init__(
+        self, index: VectorIndex, *, model_id: str, version: str, seq: int,
+        profile: RankingProfile,
+    ):
+        self.index = index
+        self.model_id = model_id
+        self.version = version
+        self.seq = seq
+        self.profile = profile
+        self.chunk_doc: dict[int, DocKey] = {}
+        self.docs: dict[DocKey, DocInfo] = {}
+        self.article_incidents: Counter[str] = Counter()
+        self.resolution_incidents: Counter[str] = Counter()
+        self.lock = threading.RLock()
+
+    # --- building ----------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, store: Store, index_root: Path, model_id: str) -> SearchState:
+        """Load the published index and bring it up to the store's latest change.
+
+        Raises IndexMissingError / IndexMismatchError (see indexer.index_files.load_index).
+        """
+        index, config = load_index(index_root, model_id)
+        profile = RankingProfile.from_dict(store.latest_ranking_profile(model_id))
+        state = cls(index, model_id=model_id, version=config["version"],
+                    seq=int(config.get("log_seq", 0)), profile=profile)
+        state._load_documents(store)
+        state.catch_up(store)
+        return state
+
+    @classmethod
+    def from_index(cls, store: Store, index: VectorIndex, model_id: str, seq: int,
+                   profile: RankingProfile | None = None) -> SearchState:
+        """A state over an in-memory index (used while fitting, before it is published)."""
+        state = cls(index, model_id=model_id, version="unpublished", seq=seq,
+                    profile=profile or RankingProfile())
+        state._load_documents(store)
+        return state
+
+    def _load_documents(self, store: Store) -> None:
+        for cid, kind, doc_id in store.chunk_doc_map():
+            self.chunk_doc[cid] = (kind, doc_id)
+        for kind in ("article", "incident"):
+            for row in store.searchable_documents(kind):
+                self._put_doc(doc_from_row(kind, row))
+
+    def _put_doc(self, doc: DocInfo) -> None:
+        self._drop_doc(doc.key)
+        self.docs[doc.key] = doc
+        if doc.kind == "incident":
+            if doc.article_id:
+                self.article_incidents[doc.article_id] += 1
+            if doc.res_key:
+                self.resolution_incidents[doc.res_key] += 1
+
+    def _drop_doc(self, key: DocKey) -> None:
+        old = self.docs.pop(key, None)
+        if old is None or old.kind != "incident":
+            return
+        if old.article_id:
+            self.article_incidents[old.article_id] -= 1
+        if old.res_key:
+            self.resolution_incidents[old.res_key] -= 1
+
+    # --- keeping up --------------------------------------------------------------------
+
+    def catch_up(self, store: Store) -> int:
+        """Replay change-log entries newer than this state; returns how many were applied."""
+        entries = store.log_since(self.seq)
+        if not entries:
+            return 0
+        final: dict[int, tuple[str, DocKey]] = {}
+        for entry in entries:
+            final[entry.chunk_id] = (entry.op, (entry.doc_kind, entry.doc_id))
+        added = [cid for cid, (op, _) in final.items() if op == "add"]
+        removed = [cid for cid, (op, _) in final.items() if op == "remove"]
+        vectors = store.chunk_vectors(self.model_id, added)
+        present = [cid for cid in added if cid in vectors]
+        touched = {key for _, key in final.values()}
+        fresh: dict[DocKey, DocInfo] = {}
+        for kind in ("article", "incident"):
+            ids = [doc_id for k, doc_id in touched if k == kind]
+            if ids:
+                for row in store.searchable_documents(kind, ids):
+                    fresh[(kind, row["id"])] = doc_from_row(kind, row)
+        with self.lock:
+            self.index.remove(np.array(removed, dtype=np.int64))
+            for cid in removed:
+                self.chunk_doc.pop(cid, None)
+            if present:
+                self.index.add(np.array(present, dtype=np.int64), np.vstack([vectors[c] for c in present]))
+                for cid in present:
+                    self.chunk_doc[cid] = final[cid][1]
+            for key in touched:
+                if key in fresh:
+                    self._put_doc(fresh[key])
+                else:
+                    self._drop_doc(key)
+            self.seq = entries[-1].seq
+        return len(entries)
+
+    # --- reading -----------------------------------------------------------------------
+
+    def group_size(self, group: str) -> int:
+        """How many resolved incidents stand behind a group."""
+        if group.startswith("a:"):
+            return self.article_incidents.get(group[2:], 0)
+        if group.startswith("r:"):
+            return self.resolution_incidents.get(group, 0)
+        return 1
+
+    def stats(self) -> dict:
+        kinds = Counter(kind for kind, _ in self.docs)
+        return {
+            "version": self.version, "log_seq": self.seq, "vectors": len(self.index),
+            "index_kind": self.index.kind, "articles": kinds.get("article", 0),
+            "incidents": kinds.get("incident", 0), "model_id": self.model_id,
+            "ranking_profile": self.profile.source,
+        }

@@ -1,0 +1,230 @@
+"""The query path: one incident in, ranked prior resolutions out."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from indexer.chunking import WINDOW_STEP, WINDOW_WORDS
+from indexer.embedders import Embedder
+from indexer.index_files import current_version, read_config
+from kb.errors import IndexMismatchError, ValidationError
+from kb.models import Suggestion, SuggestionResult
+from kb.store import Store
+from kb.store.suggestions import new_suggestion_id
+from search.ranking import (
+    Filters,
+    GroupScore,
+    Viewer,
+    baseline_document_scores,
+    confidence,
+    document_scores,
+    retrieve,
+    vote,
+)
+from search.state import SearchState
+from search.text import compose_query, highlight_snippet, matched_terms, query_terms
+
+log = logging.getLogger(__name__)
+
+MAX_WINDOWS = 4
+SIMILAR_SHOWN = 5
+
+
+@dataclass
+class SuggestRequest:
+    title: str = ""
+    description: str = ""
+    k: int = 5
+    incident_ref: str = ""
+    filters: Filters = field(default_factory=Filters)
+    viewer: Viewer = field(default_factory=Viewer)
+    ranking: str = "shipped"  # or a reference ranking: dense, bm25, rrf (for kb eval)
+
+
+def query_windows(text: str) -> list[str]:
+    """A long incident is read in windows, as documents are chunked; short ones whole."""
+    lines = text.split("\n", 1)
+    title = lines[0] if len(lines) > 1 and len(lines[0].split()) <= 30 else ""
+    body = lines[1] if title else text
+    words = body.split()
+    if len(words) + len(title.split()) <= WINDOW_WORDS:
+        return [text]
+    windows = []
+    for start in range(0, len(words), WINDOW_STEP):
+        piece = " ".join(words[start : start + WINDOW_WORDS])
+        windows.append(f"{title}\n{piece}" if title else piece)
+        if start + WINDOW_WORDS >= len(words) or len(windows) >= MAX_WINDOWS:
+            break
+    return windows
+
+
+class ResolutionSuggester:
+    """Holds the embedder and the in-memory search state of one process.
+
+    ``store_factory`` opens a new store connection (used by the background loader; every
+    thread has its own connection).
+    """
+
+    def __init__(
+        self, embedder: Embedder, index_root: Path, *, store_factory: Callable[[], Store],
+        max_query_chars: int = 4000, refresh_seconds: float = 0.2,
+        embedder_loader: Callable[[], Embedder] | None = None,
+    ):
+        self.embedder = embedder
+        self.index_root = Path(index_root)
+        self.store_factory = store_factory
+        self.max_query_chars = max_query_chars
+        self.refresh_seconds = refresh_seconds
+        self.embedder_loader = embedder_loader
+        self.state: SearchState | None = None
+        self._checked = 0.0
+        self._lock = threading.Lock()
+        self._loading: str | None = None
+
+    # --- keeping the state current ----------------------------------------------------
+
+    def ensure_state(self, store: Store) -> SearchState:
+        """Load on first use; afterwards catch up with the store (at most every
+        ``refresh_seconds``) and pick up newly published index versions."""
+        with self._lock:
+            if self.state is None:
+                self.state = SearchState.load(store, self.index_root, self.embedder.model_id)
+                self._checked = time.monotonic()
+                return self.state
+        now = time.monotonic()
+        if now - self._checked >= self.refresh_seconds:
+            self._checked = now
+            version = current_version(self.index_root)
+            if version and version != self.state.version and self._loading != version:
+                self._start_reload(version)
+            self.state.catch_up(store)
+        return self.state
+
+    def catch_up(self, store: Store) -> None:
+        if self.state is not None:
+            self.state.catch_up(store)
+
+    def _start_reload(self, version: str) -> None:
+        self._loading = version
+        thread = threading.Thread(target=self._reload, args=(version,), daemon=True)
+        thread.start()
+
+    def _reload(self, version: str) -> None:
+        """Load a newly published version beside the old one, then swap."""
+        try:
+            config = read_config(self.index_root, version)
+            embedder = self.embedder
+            if config.get("model_id") != embedder.model_id and self.embedder_loader:
+                embedder = self.embedder_loader()
+            store = self.store_factory()
+            try:
+                state = SearchState.load(store, self.index_root, embedder.model_id)
+            finally:
+                store.close()
+            with self._lock:
+                self.embedder, self.state = embedder, state
+        except IndexMismatchError as exc:
+            log.warning("kept the current index: %s", exc)
+        except Exception:  # a broken new version must not take down a serving worker
+            log.exception("could not load index version %s; the current one keeps serving", version)
+        finally:
+            self._loading = None
+
+    # --- answering ---------------------------------------------------------------------
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.embedder.embed(query_windows(text), batch_size=MAX_WINDOWS)
+
+    def suggest(
+        self, store: Store, request: SuggestRequest, *, record: bool = True, principal: str = "",
+    ) -> Suggestion:
+        """Rank prior resolutions for one incident. Raises ValidationError on empty text."""
+        began = time.perf_counter()
+        text, truncated = compose_query(request.title, request.description, self.max_query_chars)
+        if not text.strip():
+            raise ValidationError("describe the incident: a title or a description is required")
+        state = self.ensure_state(store)
+        profile = state.profile
+        terms = query_terms(text)
+        vectors = self.embed_query(text)
+        cands = retrieve(state, store, vectors, terms)
+
+        def accept(doc) -> bool:
+            return request.viewer.can_see(doc) and request.filters.accept(doc)
+
+        depth = max(profile.vote_depth, 3 * request.k)
+        if request.ranking == "shipped":
+            weight = profile.weight_for(len(text.split()))
+            doc_scores = document_scores(cands, state, weight, accept)
+            groups = vote(
+                doc_scores, state, tau=profile.vote_tau, depth=depth,
+                collapse=set(profile.collapse), viewer=request.viewer,
+                priors=getattr(state, "priors", None),
+            )
+        else:
+            doc_scores = baseline_document_scores(cands, state, request.ranking, accept)
+            groups = vote(doc_scores, state, tau=1e-9, depth=depth,
+                          collapse=set(profile.collapse), viewer=request.viewer)
+        groups = groups[: request.k]
+        results = self._results(store, state, groups, terms)
+        top = results[0].raw_score if results else 0.0
+        no_good_match = not results or (request.ranking == "shipped" and top < profile.threshold)
+        suggestion = Suggestion(
+            id=new_suggestion_id(), query=text, no_good_match=no_good_match, results=results,
+            confidence=results[0].score if results else 0.0, truncated=truncated,
+            threshold=profile.threshold,
+        )
+        if record:
+            store.record_suggestion(
+                suggestion_id=suggestion.id, query=text,
+                results=[
+                    {"rank": r.rank, "kind": r.kind, "id": r.id, "group": r.group,
+                     "score": r.score, "raw_score": r.raw_score}
+                    for r in results
+                ],
+                no_good_match=no_good_match, confidence=suggestion.confidence, k=request.k,
+                filters={"product": request.filters.product, "category": request.filters.category},
+                incident_ref=request.incident_ref, principal=principal,
+                model_id=self.embedder.model_id,
+                latency_ms=round((time.perf_counter() - began) * 1000, 2),
+            )
+        return suggestion
+
+    def _results(self, store: Store, state: SearchState, groups: list[GroupScore],
+                 terms: list[str]) -> list[SuggestionResult]:
+        best_chunks = [g.members[0][2] for g in groups]
+        texts = {row["id"]: row["text"] for row in store.chunk_rows(best_chunks)}
+        profile = state.profile
+        results = []
+        for rank, group in enumerate(groups, start=1):
+            lead_key = ("article", group.group[2:]) if group.group.startswith("a:") else group.members[0][0]
+            lead = state.docs.get(lead_key) or state.docs[group.members[0][0]]
+            snippet_source = texts.get(group.members[0][2], "")
+            similar = [
+                {"id": key[1], "title": state.docs[key].title, "score": round(score, 4)}
+                for key, score, _ in group.members
+                if key[0] == "incident" and key != lead.key
+            ][:SIMILAR_SHOWN]
+            results.append(
+                SuggestionResult(
+                    rank=rank, kind=lead.kind, id=lead.id, title=lead.title,
+                    resolution=lead.resolution,
+                    snippet=highlight_snippet(snippet_source, terms),
+                    score=round(confidence(group.score, profile.calib_a, profile.calib_b), 4),
+                    raw_score=round(group.score, 4),
+                    url=f"/articles/{lead.id}" if lead.kind == "article" else f"/incidents/{lead.id}",
+                    product=lead.product, category=lead.category, status=lead.status,
+                    validated_at=lead.updated if lead.status == "validated" else "",
+                    matched_terms=matched_terms(terms, snippet_source),
+                    similar_incidents=similar, similar_count=state.group_size(group.group),
+                    group=group.group,
+                )
+            )
+        return results

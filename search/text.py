@@ -1,0 +1,118 @@
+"""Query text: composing, capping, tokenising, FTS5-safe match expressions, highlighting."""
+
+from __future__ import annotations
+
+import html
+import re
+
+# Common English function words: they carry no evidence of a matching resolution and
+# make SQLite FTS5 walk long posting lists.
+STOPWORDS = frozenset(
+    """a about above after again against all am an and any are as at be because been before
+    being below between both but by can could did do does doing during each few for from
+    further had has have having he her here hers herself him himself his how i if in into is it
+    its itself just me more most my myself no nor not now of on once only or other our ours
+    ourselves own same she should so some such than that the their theirs them
+    themselves then there these they this those through to too under until very was we were
+    what when where which while who whom why will with would you your yours yourself yourselves
+    im ive id dont cant wont didnt doesnt isnt please hi hello thanks thank get got also still
+    """.split()
+)
+
+_WORD = re.compile(r"[^\W_]+", re.UNICODE)
+MAX_QUERY_TERMS = 48
+
+
+def compose_query(title: str | None, description: str | None, max_chars: int) -> tuple[str, bool]:
+    """The text searched for an incident, cut to ``max_chars``; returns (text, truncated)."""
+    title = (title or "").strip()
+    description = (description or "").strip()
+    if title and description and not description.lower().startswith(title.lower()):
+        text = f"{title}\n{description}"
+    else:
+        text = description or title
+    text = text.replace("\x00", " ")
+    if len(text) > max_chars:
+        return text[:max_chars], True
+    return text, False
+
+
+def tokens(text: str) -> list[str]:
+    return [t.lower() for t in _WORD.findall(text)]
+
+
+def query_terms(text: str) -> list[str]:
+    """Distinct content words of a query, in order, at most MAX_QUERY_TERMS."""
+    seen: dict[str, None] = {}
+    for token in tokens(text):
+        if token in STOPWORDS or len(token) > 40:
+            continue
+        if len(token) == 1 and not token.isdigit():
+            continue
+        seen.setdefault(token, None)
+        if len(seen) >= MAX_QUERY_TERMS:
+            break
+    return list(seen)
+
+
+def fts_match_expression(terms: list[str]) -> str:
+    """An FTS5 MATCH expression that ORs quoted terms: user text can never inject syntax.
+
+    Each term is wrapped in double quotes with inner quotes doubled, which FTS5 reads as
+    a plain string, so operators such as NEAR, AND, '*' or column filters lose meaning.
+    """
+    quoted = ['"' + term.replace('"', '""') + '"' for term in terms if term]
+    return " OR ".join(quoted)
+
+
+def _stem(word: str) -> str:
+    for suffix in ("ing", "ed", "es", "s", "ly"):
+        if len(word) > len(suffix) + 3 and word.endswith(suffix):
+            return word[: -len(suffix)]
+    return word
+
+
+def matched_terms(query: list[str], text: str) -> list[str]:
+    """Query terms that occur in the text (after light suffix stripping)."""
+    stems = {_stem(t) for t in tokens(text)}
+    return [t for t in query if _stem(t) in stems]
+
+
+def highlight_snippet(text: str, terms: list[str], width: int = 240) -> str:
+    """A window of ``text`` around the densest run of matched terms, HTML-escaped, with
+    matched words wrapped in ``<mark>``."""
+    text = " ".join(text.split())
+    wanted = {_stem(t) for t in terms}
+    words = list(_WORD.finditer(text))
+    hits = [m.start() for m in words if _stem(m.group(0).lower()) in wanted]
+    if len(text) <= width:
+        start, end = 0, len(text)
+    else:
+        best, best_count = 0, -1
+        for pos in hits or [0]:
+            count = sum(1 for h in hits if pos <= h < pos + width)
+            if count > best_count:
+                best, best_count = pos, count
+        start = max(0, best - width // 6)
+        start = text.rfind(" ", 0, start) + 1 if start > 0 else 0
+        end = min(len(text), start + width)
+        if end < len(text):
+            cut = text.rfind(" ", start, end)
+            end = cut if cut > start else end
+    out: list[str] = ["…" if start > 0 else ""]
+    cursor = start
+    for match in words:
+        if match.start() < start or match.end() > end:
+            continue
+        if _stem(match.group(0).lower()) in wanted:
+            out.append(html.escape(text[cursor : match.start()], quote=False))
+            out.append("<mark>" + html.escape(match.group(0), quote=False) + "</mark>")
+            cursor = match.end()
+    out.append(html.escape(text[cursor:end], quote=False))
+    if end < len(text):
+        out.append("…")
+    return "".join(out)
+
+
+def word_count(text: str) -> int:
+    return len(text.split())

@@ -1,0 +1,97 @@
+"""Shared fixtures. Every test gets its own data home and the deterministic hashing
+embedder (no model loads), unless it is marked ``real_model``."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from indexer.embedders import HashingEmbedder
+from kb.articles import scan_articles
+from kb.config import load_config
+from kb.importers import read_incident_file
+from search.service import Service
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture
+def data_dir() -> Path:
+    return DATA
+
+
+@pytest.fixture
+def home(tmp_path) -> Path:
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def config(home):
+    return load_config(environ={}, home=str(home), embed_backend="hashing")
+
+
+@pytest.fixture
+def embedder():
+    return HashingEmbedder()
+
+
+@pytest.fixture
+def service(config, embedder):
+    svc = Service(config, embedder=embedder)
+    yield svc
+    svc.close()
+
+
+@pytest.fixture
+def store(service):
+    return service.store()
+
+
+def load_test_data(service: Service, articles_dir: Path = DATA / "articles") -> None:
+    store = service.store()
+    store.upsert_articles([p.article for p in scan_articles(articles_dir).parsed], changed_by="test")
+    store.upsert_incidents(read_incident_file(DATA / "incidents.jsonl"), source="test")
+
+
+@pytest.fixture
+def indexed(service):
+    """A service over the small test knowledge base, indexed."""
+    load_test_data(service)
+    service.index()
+    return service
+
+
+@pytest.fixture
+def app(indexed, config):
+    from web import create_app
+
+    return create_app({"TESTING": True}, config=config, service=indexed)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def tokens(indexed):
+    store = indexed.store()
+    return {role: store.create_token(f"test-{role}", role)
+            for role in ("agent", "integration", "knowledge_manager", "admin")}
+
+
+@pytest.fixture
+def auth(tokens):
+    def header(role: str = "agent") -> dict[str, str]:
+        return {"Authorization": f"Bearer {tokens[role]}"}
+
+    return header
+
+
+@pytest.fixture
+def articles_copy(tmp_path) -> Path:
+    target = tmp_path / "articles"
+    shutil.copytree(DATA / "articles", target)
+    return target

@@ -1,0 +1,112 @@
+import json
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from scripts.cli import cli
+
+
+@pytest.fixture
+def run(home, monkeypatch):
+    monkeypatch.setenv("KB_HOME", str(home))
+    monkeypatch.setenv("KB_EMBED_BACKEND", "hashing")
+    runner = CliRunner()
+
+    def invoke(*args, input=None):
+        return runner.invoke(cli, list(args), input=input, catch_exceptions=False)
+
+    return invoke
+
+
+def all_commands(group: click.Group, prefix=()):
+    for name, command in group.commands.items():
+        yield prefix + (name,)
+        if isinstance(command, click.Group):
+            yield from all_commands(command, prefix + (name,))
+
+
+def test_every_command_has_help(run):
+    for path in all_commands(cli):
+        result = run(*path, "--help")
+        assert result.exit_code == 0, path
+        assert "Usage:" in result.output
+
+
+def test_first_run_end_to_end(run, data_dir):
+    assert run("init").exit_code == 0
+    assert "already" in run("init").output  # idempotent
+    result = run("import", "articles", str(data_dir / "articles"))
+    assert result.exit_code == 0 and "5 new" in result.output
+    result = run("import", "incidents", str(data_dir / "incidents.jsonl"))
+    assert result.exit_code == 0 and "13 new" in result.output
+    result = run("index")
+    assert result.exit_code == 0 and "holds" in result.output
+    result = run("search", "vpn keeps disconnecting", "--json")
+    body = json.loads(result.output)
+    assert body["results"][0]["id"] == "net-vpn-drops"
+    result = run("search", "vpn keeps disconnecting", "--k", "2")
+    assert result.output.startswith("1. [article] net-vpn-drops")
+
+
+def test_commands_need_a_data_home(run):
+    result = run("index")
+    assert result.exit_code == 1 and "kb init" in result.output
+
+
+def test_broken_import_exits_nonzero_and_changes_nothing(run, tmp_path):
+    run("init")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "1", "title": "ok", "resolution": "r"}\n{"id": 2, "title": \n')
+    result = run("import", "incidents", str(bad))
+    assert result.exit_code == 1
+    assert "bad.jsonl:2: invalid JSON" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    result = run("import", "incidents", str(tmp_path / "missing.jsonl"))
+    assert result.exit_code == 1 and "no such file" in result.output
+
+
+def test_bad_articles_are_reported_and_good_ones_kept(run, articles_copy):
+    run("init")
+    (articles_copy / "broken.md").write_text("---\nid: broken\ntitle: B\nstatus: nope\naudience: internal\n---\n")
+    result = run("import", "articles", str(articles_copy))
+    assert result.exit_code == 1
+    assert "broken.md:4: unknown status" in result.output
+    assert "5 new" in result.output
+
+
+def test_tokens_and_users(run):
+    run("init")
+    token = run("tokens", "create", "ticketing", "--role", "integration").output.strip()
+    assert token.startswith("kbt_")
+    assert run("tokens", "create", "x", "--role", "root").exit_code == 2
+    result = run("users", "create", "ana", "--role", "agent", "--password-stdin", input="long-enough-pw\n")
+    assert result.exit_code == 0
+    result = run("users", "create", "ana", "--role", "agent", "--password-stdin", input="long-enough-pw\n")
+    assert result.exit_code == 1 and "already exists" in result.output
+    result = run("users", "create", "ana", "--role", "admin", "--generate-password", "--update")
+    assert result.exit_code == 0 and "Updated user ana (admin) with password" in result.output
+
+
+def test_eval_reports_metrics(run, data_dir, tmp_path):
+    run("init")
+    run("import", "articles", str(data_dir / "articles"))
+    run("import", "incidents", str(data_dir / "incidents.jsonl"))
+    run("index")
+    queries = tmp_path / "q.jsonl"
+    queries.write_text(
+        json.dumps({"text": "vpn tunnel keeps dropping on wifi", "relevant": ["net-vpn-drops"]}) + "\n"
+        + json.dumps({"text": "laptop keyboard broken", "relevant": ["Replaced the keyboard under warranty."]}) + "\n"
+        + json.dumps({"text": "zqxj wvut plmk", "relevant": []}) + "\n"
+    )
+    report = json.loads(run("eval", str(queries), "--json").output)
+    assert report["in_scope"] == 2 and report["out_of_scope"] == 1
+    assert report["accuracy_at_1"] == 1.0 and report["recall_at_5"] == 1.0
+    assert report["flagged_out_of_scope"] == 1
+    table = run("eval", str(queries), "--ranking", "all").output
+    for name in ("shipped", "dense", "bm25", "rrf"):
+        assert name in table
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"relevant": []}\n')
+    result = run("eval", str(bad))
+    assert result.exit_code == 1 and "bad.jsonl:1" in result.output

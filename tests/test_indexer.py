@@ -1,0 +1,152 @@
+import json
+
+import numpy as np
+import pytest
+
+from indexer.chunking import article_chunks, incident_chunks
+from indexer.embedders import HashingEmbedder
+from indexer.index_files import current_version, indexing_lock, load_index, read_config
+from indexer.pipeline import check_index
+from indexer.vector_index import VectorIndex
+from kb.errors import IndexMismatchError, IndexMissingError
+from kb.models import Article, Incident
+from tests.conftest import load_test_data
+
+
+def test_articles_are_chunked_by_section():
+    body = "## Symptoms\nIt breaks.\n\n## Cause\nBecause.\n\n## Resolution\nFix it.\n"
+    chunks = article_chunks(Article(id="a", title="Thing breaks", body=body))
+    assert [c.heading for c in chunks] == ["Symptoms", "Cause", "Resolution"]
+    assert all(c.text.startswith("Thing breaks.") for c in chunks)
+
+
+def test_long_incidents_are_windowed_short_ones_are_not():
+    short = incident_chunks(Incident(id="1", title="t", description="a few words"))
+    assert len(short) == 1
+    long = incident_chunks(Incident(id="2", title="crash", description=" ".join(f"w{i}" for i in range(700))))
+    assert len(long) > 3
+    assert all(c.text.startswith("crash\n") for c in long)
+
+
+def test_index_embeds_each_text_once(service, embedder):
+    load_test_data(service)
+    first = service.index()
+    assert first.texts_embedded > 0 and first.docs_indexed > 0
+    batches_after_first = len(embedder.batches)
+    second = service.index()
+    assert (second.docs_indexed, second.texts_embedded) == (0, 0)
+    assert len(embedder.batches) == batches_after_first
+    # --rebuild chunks everything again but the content-hash cache still holds every vector.
+    rebuilt = service.index(rebuild=True)
+    assert rebuilt.docs_indexed == first.docs_indexed and rebuilt.texts_embedded == 0
+    assert rebuilt.texts_cached > 0
+
+
+def test_batches_respect_batch_size(service, embedder, config):
+    load_test_data(service)
+    service.index()
+    assert max(embedder.batches) <= config.batch_size
+
+
+def test_index_is_incremental(indexed, embedder):
+    store = indexed.store()
+    before = len(embedder.batches)
+    incident = store.get_incident("T-7")
+    incident.description += " and the trackpad too"
+    store.upsert_incidents([incident])
+    report = indexed.index()
+    assert report.docs_indexed == 1 and report.texts_embedded == 1
+    assert len(embedder.batches) == before + 1
+
+
+def test_only_prior_resolutions_and_live_articles_are_indexed(indexed):
+    counts = indexed.store().count_indexed_docs()
+    # 12 resolved incidents (T-12 is open); 4 articles (print-old is archived).
+    assert counts == {"incident": 12, "article": 4}
+
+
+def test_closing_an_article_removes_it(indexed):
+    store = indexed.store()
+    article = store.get_article("mail-quota")
+    article.status = "archived"
+    store.upsert_articles([article])
+    report = indexed.index()
+    assert report.docs_removed == 1
+    assert check_index(store, indexed.index_root, indexed.embedder().model_id) == []
+
+
+def test_index_folder_has_config_and_is_published_atomically(indexed):
+    root = indexed.index_root
+    version = current_version(root)
+    config = read_config(root)
+    assert config["version"] == version
+    assert config["model_id"] == HashingEmbedder().model_id
+    assert config["count"] == config["store_chunks"] > 0
+    assert {"faiss", "torch", "sentence_transformers"} <= set(config["software"])
+    assert not list(root.glob(".tmp-*"))
+    indexed.index()
+    assert current_version(root) != version
+
+
+def test_deleting_the_index_folder_rebuilds_from_the_store(indexed):
+    import shutil
+
+    shutil.rmtree(indexed.index_root)
+    with pytest.raises(IndexMissingError):
+        read_config(indexed.index_root)
+    report = indexed.index()
+    assert report.rebuilt and report.vectors > 0
+    assert check_index(indexed.store(), indexed.index_root, indexed.embedder().model_id) == []
+
+
+def test_refuses_index_built_with_another_model(indexed):
+    with pytest.raises(IndexMismatchError, match="kb index --rebuild"):
+        load_index(indexed.index_root, "some-other-model@123")
+
+
+def test_a_crash_before_publish_keeps_the_old_version(indexed, monkeypatch):
+    root = indexed.index_root
+    before = current_version(root)
+    store = indexed.store()
+    incident = store.get_incident("T-1")
+    incident.title = "vpn drops (edited)"
+    store.upsert_incidents([incident])
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("indexer.index_files._write_file", crash)
+    with pytest.raises(OSError):
+        indexed.index()
+    monkeypatch.undo()
+    assert current_version(root) == before
+    load_index(root, indexed.embedder().model_id)  # still loads
+    assert indexed.index().version != before
+
+
+def test_only_one_indexer_at_a_time(indexed):
+    with indexing_lock(indexed.index_root):
+        with pytest.raises(BlockingIOError):
+            indexed.index()
+
+
+def test_vector_index_flat_and_hnsw_agree_on_easy_data():
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(300, 32)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    ids = np.arange(1000, 1300, dtype=np.int64)
+    flat = VectorIndex.build([(ids, vectors)], 32, 300, kind="flat")
+    hnsw = VectorIndex.build([(ids, vectors)], 32, 300, kind="hnsw")
+    _, a = flat.search(vectors[:20], 1)
+    _, b = hnsw.search(vectors[:20], 1)
+    assert (a[:, 0] == ids[:20]).all() and (b[:, 0] == ids[:20]).all()
+    hnsw.remove(ids[:5])
+    _, c = hnsw.search(vectors[:5], 3)
+    assert not set(c.ravel().tolist()) & set(ids[:5].tolist())
+    flat.add(ids[:5], vectors[:5])  # already present: skipped, not duplicated
+    assert len(flat) == 300
+
+
+def test_config_json_is_valid_json(indexed):
+    path = indexed.index_root / current_version(indexed.index_root) / "config.json"
+    assert json.loads(path.read_text())["normalized"] is True

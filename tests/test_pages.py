@@ -1,0 +1,103 @@
+import re
+
+import pytest
+
+
+@pytest.fixture
+def people(indexed):
+    store = indexed.store()
+    store.create_user("ana", "agent", "agent-password")
+    store.create_user("kim", "knowledge_manager", "manager-password")
+    return store
+
+
+def csrf(client, path="/login"):
+    page = client.get(path).get_data(as_text=True)
+    return re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
+
+
+def sign_in(client, name="ana", password="agent-password"):
+    token = csrf(client)
+    return client.post("/login", data={"name": name, "password": password, "csrf_token": token})
+
+
+def test_pages_need_sign_in(client, people):
+    response = client.get("/?description=vpn")
+    assert response.status_code == 302 and "/login" in response.headers["Location"]
+
+
+def test_sign_in_needs_csrf_and_right_password(client, people):
+    assert client.post("/login", data={"name": "ana", "password": "agent-password"}).status_code == 403
+    assert sign_in(client, password="wrong-password").status_code == 401
+    response = sign_in(client)
+    assert response.status_code == 302
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+
+
+def test_search_page_without_javascript(client, people):
+    sign_in(client)
+    page = client.get("/?title=vpn+drops&description=vpn+keeps+disconnecting").get_data(as_text=True)
+    assert "net-vpn-drops" in page and "Used this" in page and "None helped" in page
+    assert "<script>" not in page  # only the external app.js, no inline scripts
+    assert re.search(r'<script src="/static/app.js" defer></script>', page)
+
+
+def test_empty_search_shows_guidance(client, people):
+    sign_in(client)
+    page = client.get("/").get_data(as_text=True)
+    assert "Describe the incident" in page
+
+
+def test_feedback_form_records_choice_once(client, people, indexed):
+    sign_in(client)
+    page = client.get("/?description=mailbox+full").get_data(as_text=True)
+    sid = re.search(r'name="suggestion_id" value="([^"]+)"', page).group(1)
+    token = re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
+    form = {"suggestion_id": sid, "used": "mail-quota", "csrf_token": token, "back": "/"}
+    assert client.post("/feedback", data=form).status_code == 302
+    assert client.post("/feedback", data=form).status_code == 302
+    rows = indexed.store().feedback_for(sid)
+    assert len(rows) == 1 and rows[0]["agent"] == "ana" and rows[0]["used_id"] == "mail-quota"
+    no_csrf = dict(form, csrf_token="wrong")
+    assert client.post("/feedback", data=no_csrf).status_code == 403
+
+
+def test_cookie_api_calls_need_csrf_header(client, people):
+    sign_in(client)
+    assert client.post("/api/v1/suggest", json={"description": "vpn"}).status_code == 403
+    token = csrf(client, "/")
+    response = client.post("/api/v1/suggest", json={"description": "vpn"}, headers={"X-CSRF-Token": token})
+    assert response.status_code == 200
+
+
+def test_article_page_renders_safely(client, people, indexed, articles_copy):
+    from kb.articles import scan_articles
+
+    (articles_copy / "evil.md").write_text(
+        "---\nid: evil\ntitle: Evil\nstatus: validated\naudience: internal\n---\n\n"
+        "## Symptoms\n<script>alert(1)</script> [x](javascript:alert(2))\n"
+    )
+    indexed.store().upsert_articles([p.article for p in scan_articles(articles_copy).parsed])
+    sign_in(client)
+    page = client.get("/articles/evil").get_data(as_text=True)
+    assert "<script>alert" not in page and "&lt;script&gt;" in page
+    assert 'href="javascript' not in page
+
+
+def test_agents_cannot_open_drafts(client, people):
+    sign_in(client)
+    assert client.get("/articles/bill-refund").status_code == 404
+    assert client.get("/articles/net-vpn-drops").status_code == 200
+
+
+def test_managers_can_open_drafts(client, people):
+    sign_in(client, "kim", "manager-password")
+    assert client.get("/articles/bill-refund").status_code == 200
+
+
+def test_open_redirect_is_refused(client, people):
+    token = csrf(client)
+    response = client.post("/login", data={"name": "ana", "password": "agent-password", "csrf_token": token,
+                                           "next": "https://evil.example/"})
+    assert response.headers["Location"] == "/"

@@ -1,0 +1,72 @@
+"""The Flask app: ``create_app()`` builds it; ``kb serve`` runs it under gunicorn.
+
+Nothing here opens SQLite or loads a model at import or creation time: the service does
+that lazily, in each worker process after the fork.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+from typing import Any
+
+from flask import Flask
+
+from kb.config import Config, load_config
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; "
+    "object-src 'none'"
+)
+
+
+def _secret_key(config: Config) -> str:
+    if config.secret_key:
+        return config.secret_key
+    key_file = config.home_path / "secret_key"
+    try:
+        return key_file.read_text().strip()
+    except FileNotFoundError:
+        # No `kb init` yet: sessions last as long as this process.
+        return secrets.token_hex(32)
+
+
+def create_app(test_config: dict[str, Any] | None = None, *, config: Config | None = None,
+               service=None) -> Flask:
+    """Build the app. ``config`` defaults to the environment's; ``service`` to a new
+    :class:`search.service.Service` (tests pass one with a fake embedder)."""
+    from search.service import Service
+    from web import api, errors, pages
+
+    config = config or load_config()
+    app = Flask(__name__, template_folder="templates", static_folder="static")
+    app.config.from_mapping(
+        SECRET_KEY=_secret_key(config),
+        MAX_CONTENT_LENGTH=config.max_body_bytes,
+        MAX_FORM_MEMORY_SIZE=config.max_body_bytes,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_NAME="kb_session",
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
+        JSON_SORT_KEYS=False,
+        KB_CONFIG=config,
+    )
+    if test_config:
+        app.config.from_mapping(test_config)
+    app.extensions["kb_service"] = service or Service(config)
+    errors.init_app(app)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(pages.bp)
+
+    @app.after_request
+    def security_headers(response):
+        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        if response.mimetype == "text/html":
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    return app

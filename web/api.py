@@ -1,0 +1,140 @@
+"""The JSON API under /api/v1 (see ../DESIGN contract and /api/v1/openapi.json)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify, request
+
+from indexer.index_files import current_version
+from kb.errors import IndexMissingError, ValidationError
+from kb.importers import incident_from_record
+from kb.models import OUTCOMES
+from search.ranking import Filters, Viewer
+from search.suggester import SuggestRequest
+from web.auth import EVERYONE, WRITERS, current_principal, require_roles, service, store
+from web.openapi import openapi_document
+from web.serialize import suggestion_json
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+MAX_INCIDENTS_PER_REQUEST = 1000
+MAX_TEXT_FIELD = 100_000
+
+
+def json_body() -> Any:
+    """The request's JSON body, whatever its content type says. Raises ValidationError."""
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        raise ValidationError("the request body is empty; send a JSON object")
+    try:
+        return json.loads(raw)
+    except UnicodeDecodeError:
+        raise ValidationError("the request body is not UTF-8 text") from None
+    except (json.JSONDecodeError, RecursionError):
+        raise ValidationError("the request body is not valid JSON") from None
+
+
+def _object(value: Any, what: str) -> dict:
+    if not isinstance(value, dict):
+        raise ValidationError(f"{what} must be a JSON object")
+    return value
+
+
+def _string(data: dict, name: str, *, limit: int = MAX_TEXT_FIELD) -> str:
+    value = data.get(name)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ValidationError(f"'{name}' must be a string")
+    if len(value) > limit:
+        raise ValidationError(f"'{name}' is longer than {limit} characters")
+    return value
+
+
+def parse_suggest_request(data: Any) -> SuggestRequest:
+    data = _object(data, "the request body")
+    config = current_app.config["KB_CONFIG"]
+    title, description = _string(data, "title"), _string(data, "description")
+    if not (title.strip() or description.strip()):
+        raise ValidationError("describe the incident: 'title' or 'description' must not be empty")
+    k = data.get("k", config.default_k)
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= config.max_k:
+        raise ValidationError(f"'k' must be an integer from 1 to {config.max_k}")
+    filters = _object(data.get("filters") or {}, "'filters'")
+    product = _string(filters, "product", limit=200)
+    category = _string(filters, "category", limit=200)
+    audience = _string(data, "audience", limit=20) or "internal"
+    if audience not in ("internal", "public"):
+        raise ValidationError("'audience' must be 'internal' or 'public'")
+    principal = current_principal()
+    include_drafts = bool(data.get("include_drafts")) and principal.role in ("knowledge_manager", "admin")
+    return SuggestRequest(
+        title=title, description=description, k=k,
+        incident_ref=_string(data, "incident_id", limit=200),
+        filters=Filters(product=product, category=category),
+        viewer=Viewer(include_drafts=include_drafts, audience=audience),
+    )
+
+
+@bp.post("/suggest")
+@require_roles(*EVERYONE)
+def suggest():
+    req = parse_suggest_request(json_body())
+    principal = current_principal()
+    suggestion = service().suggester().suggest(store(), req, principal=principal.name)
+    return jsonify(suggestion_json(suggestion))
+
+
+@bp.post("/suggestions/<suggestion_id>/feedback")
+@require_roles(*EVERYONE)
+def feedback(suggestion_id: str):
+    data = _object(json_body(), "the request body")
+    used = data.get("used")
+    if used is not None and (not isinstance(used, str) or not used or len(used) > 200):
+        raise ValidationError("'used' must be the id of a result, or null")
+    outcome = data.get("outcome") or ("used" if used else None)
+    if outcome not in OUTCOMES:
+        raise ValidationError("'outcome' must be 'used' or 'none_helped'")
+    principal = current_principal()
+    agent = principal.name if principal.via == "session" else (_string(data, "agent", limit=200) or principal.name)
+    record = store().record_feedback(suggestion_id, outcome=outcome, used_id=used, agent=agent)
+    return jsonify(record.to_dict()), 201
+
+
+@bp.post("/incidents")
+@require_roles(*WRITERS)
+def upsert_incidents():
+    data = json_body()
+    records = data if isinstance(data, list) else [data]
+    if not records:
+        raise ValidationError("send one incident object or a non-empty list of them")
+    if len(records) > MAX_INCIDENTS_PER_REQUEST:
+        raise ValidationError(f"send at most {MAX_INCIDENTS_PER_REQUEST} incidents per request")
+    incidents = [incident_from_record(r, source="item", line=n) for n, r in enumerate(records, start=1)]
+    ids = [i.id for i in incidents]
+    if len(set(ids)) != len(ids):
+        raise ValidationError("the same incident id appears twice in the request")
+    counts = service().upsert_incidents(incidents, source="api")
+    return jsonify({"upserted": len(incidents), "ids": ids, **counts.as_dict()}), 201
+
+
+@bp.get("/health")
+def health():
+    config = current_app.config["KB_CONFIG"]
+    version = current_version(config.index_root)
+    body: dict[str, Any] = {"status": "ok", "index_version": version}
+    try:
+        state = service().suggester().ensure_state(store())
+    except IndexMissingError as exc:
+        response = jsonify({"status": "unavailable", "error": {"code": exc.code, "message": str(exc)}})
+        response.status_code = 503
+        return response
+    body.update(vectors=len(state.index), documents=len(state.docs), log_seq=state.seq)
+    return jsonify(body)
+
+
+@bp.get("/openapi.json")
+def openapi():
+    return jsonify(openapi_document())

@@ -1,0 +1,65 @@
+"""One error shape for the API, HTML error pages elsewhere, never a stack trace."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
+
+from kb.errors import KBError
+
+log = logging.getLogger(__name__)
+
+_HTTP_CODES = {
+    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+    405: "method_not_allowed", 406: "not_acceptable", 409: "conflict", 413: "body_too_large",
+    415: "unsupported_media_type", 422: "invalid_input", 429: "too_many_requests",
+    500: "internal_error", 503: "unavailable",
+}
+
+
+def error_body(code: str, message: str) -> dict:
+    return {"error": {"code": code, "message": message}}
+
+
+def api_error(status: int, code: str, message: str):
+    response = jsonify(error_body(code, message))
+    response.status_code = status
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="kb"'
+    return response
+
+
+def _wants_json() -> bool:
+    return request.path.startswith("/api/")
+
+
+def init_app(app: Flask) -> None:
+    @app.errorhandler(KBError)
+    def handle_kb_error(exc: KBError):
+        if _wants_json():
+            return api_error(exc.http_status, exc.code, str(exc))
+        return render_template("error.html", status=exc.http_status, message=str(exc)), exc.http_status
+
+    @app.errorhandler(HTTPException)
+    def handle_http_error(exc: HTTPException):
+        status = exc.code or 500
+        code = _HTTP_CODES.get(status, "error")
+        message = exc.description or exc.name
+        if status == 413:
+            message = f"the request body is larger than {app.config['MAX_CONTENT_LENGTH']} bytes"
+        if _wants_json():
+            response = api_error(status, code, message)
+            if status == 405 and exc.valid_methods:
+                response.headers["Allow"] = ", ".join(exc.valid_methods)
+            return response
+        return render_template("error.html", status=status, message=message), status
+
+    @app.errorhandler(Exception)
+    def handle_unexpected(exc: Exception):
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        message = "the server could not complete the request; it has been logged"
+        if _wants_json():
+            return api_error(500, "internal_error", message)
+        return render_template("error.html", status=500, message=message), 500

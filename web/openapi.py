@@ -1,0 +1,249 @@
+"""The OpenAPI 3 description of /api/v1, served at /api/v1/openapi.json.
+
+Tests check it against the routes the app really has, and schemathesis checks the
+implementation against it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+        }
+    },
+}
+
+RESULT = {
+    "type": "object",
+    "required": ["rank", "kind", "id", "title", "resolution", "snippet", "score", "url"],
+    "properties": {
+        "rank": {"type": "integer", "minimum": 1},
+        "kind": {"type": "string", "enum": ["article", "incident"]},
+        "id": {"type": "string"},
+        "title": {"type": "string"},
+        "resolution": {"type": "string"},
+        "snippet": {"type": "string", "description": "HTML-escaped text; matched terms in <mark>."},
+        "score": {"type": "number", "minimum": 0, "maximum": 1,
+                  "description": "Estimated probability that this resolution fits."},
+        "url": {"type": "string"},
+        "product": {"type": "string"},
+        "category": {"type": "string"},
+        "status": {"type": "string"},
+        "validated_at": {"type": ["string", "null"]},
+        "matched_terms": {"type": "array", "items": {"type": "string"}},
+        "similar_count": {"type": "integer", "minimum": 0,
+                          "description": "Resolved incidents behind this resolution."},
+        "similar_incidents": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"id": {"type": "string"}, "title": {"type": "string"},
+                               "score": {"type": "number"}},
+            },
+        },
+    },
+}
+
+SUGGEST_REQUEST = {
+    "type": "object",
+    "properties": {
+        "title": {"type": "string", "maxLength": 100000},
+        "description": {"type": "string", "maxLength": 100000},
+        "k": {"type": "integer", "minimum": 1, "maximum": 50, "default": 5},
+        "incident_id": {"type": "string", "maxLength": 200},
+        "audience": {"type": "string", "enum": ["internal", "public"]},
+        "include_drafts": {"type": "boolean"},
+        "filters": {
+            "type": "object",
+            "properties": {"product": {"type": "string", "maxLength": 200},
+                           "category": {"type": "string", "maxLength": 200}},
+        },
+    },
+    "anyOf": [
+        {"required": ["title"], "properties": {"title": {"type": "string", "pattern": "\\S"}}},
+        {"required": ["description"], "properties": {"description": {"type": "string", "pattern": "\\S"}}},
+    ],
+}
+
+SUGGESTION = {
+    "type": "object",
+    "required": ["suggestion_id", "no_good_match", "results"],
+    "properties": {
+        "suggestion_id": {"type": "string"},
+        "no_good_match": {"type": "boolean"},
+        "confidence": {"type": "number"},
+        "truncated": {"type": "boolean"},
+        "results": {"type": "array", "items": RESULT},
+    },
+}
+
+FEEDBACK_REQUEST = {
+    "type": "object",
+    "required": ["outcome"],
+    "properties": {
+        "used": {"type": ["string", "null"], "minLength": 1, "maxLength": 200},
+        "outcome": {"type": "string", "enum": ["used", "none_helped"]},
+        "agent": {"type": "string", "maxLength": 200},
+    },
+}
+
+FEEDBACK = {
+    "type": "object",
+    "required": ["suggestion_id", "outcome", "status"],
+    "properties": {
+        "suggestion_id": {"type": "string"},
+        "agent": {"type": "string"},
+        "outcome": {"type": "string"},
+        "used": {"type": ["string", "null"]},
+        "used_rank": {"type": ["integer", "null"]},
+        "created_at": {"type": "string"},
+        "updated_at": {"type": "string"},
+        "status": {"type": "string", "enum": ["created", "unchanged", "changed"]},
+    },
+}
+
+INCIDENT = {
+    "type": "object",
+    "required": ["id"],
+    "properties": {
+        "id": {"type": "string", "minLength": 1, "maxLength": 200},
+        "title": {"type": ["string", "null"]},
+        "description": {"type": ["string", "null"]},
+        "resolution": {"type": ["string", "null"]},
+        "resolution_code": {"type": ["string", "null"]},
+        "category": {"type": ["string", "null"]},
+        "product": {"type": ["string", "null"]},
+        "status": {"type": ["string", "null"], "enum": ["open", "resolved", "closed", None]},
+        "opened_at": {"type": ["string", "null"], "format": "date-time"},
+        "resolved_at": {"type": ["string", "null"], "format": "date-time"},
+        "article_id": {"type": ["string", "null"]},
+    },
+}
+
+UPSERT_RESULT = {
+    "type": "object",
+    "required": ["upserted", "ids"],
+    "properties": {
+        "upserted": {"type": "integer"},
+        "ids": {"type": "array", "items": {"type": "string"}},
+        "inserted": {"type": "integer"},
+        "updated": {"type": "integer"},
+        "unchanged": {"type": "integer"},
+    },
+}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    reasons = {
+        400: "Malformed or invalid input", 401: "Missing or unknown token", 403: "Role not allowed",
+        404: "Not found", 413: "Body too large", 503: "Index not built yet",
+    }
+    return {
+        str(s): {"description": reasons[s],
+                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+        for s in statuses
+    }
+
+
+def _json(schema_ref: str) -> dict[str, Any]:
+    return {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema_ref}"}}}
+
+
+def openapi_document() -> dict[str, Any]:
+    secured = [{"bearer": []}]
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Incident-resolution knowledge search",
+            "version": "1.0.0",
+            "description": "Ranked prior resolutions for new incidents, and the agent's choice.",
+        },
+        "servers": [{"url": "/"}],
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Error": ERROR, "Result": RESULT, "SuggestRequest": SUGGEST_REQUEST,
+                "Suggestion": SUGGESTION, "FeedbackRequest": FEEDBACK_REQUEST,
+                "Feedback": FEEDBACK, "Incident": INCIDENT, "UpsertResult": UPSERT_RESULT,
+            },
+        },
+        "paths": {
+            "/api/v1/suggest": {
+                "post": {
+                    "operationId": "suggest",
+                    "summary": "Ranked prior resolutions for one incident",
+                    "security": secured,
+                    "x-roles": ["agent", "integration", "knowledge_manager", "admin"],
+                    "requestBody": {"required": True, "content": _json("SuggestRequest")},
+                    "responses": {
+                        "200": {"description": "Ranked resolutions", "content": _json("Suggestion")},
+                        **_errors(400, 401, 403, 413, 503),
+                    },
+                }
+            },
+            "/api/v1/suggestions/{suggestion_id}/feedback": {
+                "post": {
+                    "operationId": "recordFeedback",
+                    "summary": "Record which result the agent used, or that none helped",
+                    "security": secured,
+                    "x-roles": ["agent", "integration", "knowledge_manager", "admin"],
+                    "parameters": [{"name": "suggestion_id", "in": "path", "required": True,
+                                    "schema": {"type": "string", "maxLength": 200}}],
+                    "requestBody": {"required": True, "content": _json("FeedbackRequest")},
+                    "responses": {
+                        "201": {"description": "Recorded (or already recorded)", "content": _json("Feedback")},
+                        **_errors(400, 401, 403, 404, 413),
+                    },
+                }
+            },
+            "/api/v1/incidents": {
+                "post": {
+                    "operationId": "upsertIncidents",
+                    "summary": "Upsert one incident or a list; searchable right away",
+                    "security": secured,
+                    "x-roles": ["integration", "knowledge_manager", "admin"],
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": {"oneOf": [
+                            {"$ref": "#/components/schemas/Incident"},
+                            {"type": "array", "minItems": 1, "maxItems": 1000,
+                             "items": {"$ref": "#/components/schemas/Incident"}},
+                        ]}}},
+                    },
+                    "responses": {
+                        "201": {"description": "Upserted", "content": _json("UpsertResult")},
+                        **_errors(400, 401, 403, 413),
+                    },
+                }
+            },
+            "/api/v1/health": {
+                "get": {
+                    "operationId": "health",
+                    "summary": "Liveness and index status",
+                    "security": [],
+                    "responses": {
+                        "200": {"description": "Serving",
+                                "content": {"application/json": {"schema": {"type": "object"}}}},
+                        "503": {"description": "No index yet",
+                                "content": {"application/json": {"schema": {"type": "object"}}}},
+                    },
+                }
+            },
+            "/api/v1/openapi.json": {
+                "get": {
+                    "operationId": "openapi",
+                    "summary": "This document",
+                    "security": [],
+                    "responses": {"200": {"description": "OpenAPI 3 document",
+                                          "content": {"application/json": {"schema": {"type": "object"}}}}},
+                }
+            },
+        },
+    }

@@ -1,0 +1,82 @@
+"""`kb serve`: gunicorn with pre-forked workers, each building its own app after the fork.
+
+Why this shape: PyTorch and FAISS thread pools, and SQLite connections, must not cross a
+fork. The master process imports neither the model nor the database; each worker sets
+its thread counts, creates the app, and warms up (loads the model and the index) before
+taking requests.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from gunicorn.app.base import BaseApplication
+
+from kb.config import Config
+from kb.errors import KBError
+
+log = logging.getLogger("kb.serve")
+
+
+def default_workers(config: Config) -> int:
+    return config.workers if config.workers > 0 else max(1, os.cpu_count() or 1)
+
+
+def threads_per_worker(config: Config, workers: int) -> int:
+    if config.threads > 0:
+        return config.threads
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+class KnowledgeServer(BaseApplication):
+    def __init__(self, config: Config):
+        self.kb_config = config
+        super().__init__()
+
+    def load_config(self) -> None:
+        config = self.kb_config
+        workers = default_workers(config)
+        torch_threads = threads_per_worker(config, workers)
+
+        def post_fork(server, worker):
+            os.environ["KB_THREADS"] = str(torch_threads)
+            os.environ["OMP_NUM_THREADS"] = str(torch_threads)
+
+        def post_worker_init(worker):
+            app = worker.wsgi
+            service = app.extensions["kb_service"]
+            try:
+                with app.app_context():
+                    service.suggester().ensure_state(service.store())
+            except KBError as exc:
+                log.warning("worker %s started without an index: %s", worker.pid, exc)
+
+        settings = {
+            "bind": f"{config.host}:{config.port}",
+            "workers": workers,
+            "worker_class": "gthread",
+            "threads": config.worker_threads,
+            "timeout": config.request_timeout,
+            "graceful_timeout": 10,
+            "preload_app": False,
+            "post_fork": post_fork,
+            "post_worker_init": post_worker_init,
+            "accesslog": "-",
+            "errorlog": "-",
+            "loglevel": "info",
+            "proc_name": "kb-serve",
+        }
+        for key, value in settings.items():
+            self.cfg.set(key, value)
+
+    def load(self):
+        from web import create_app
+
+        config = self.kb_config.with_overrides(threads=int(os.environ.get("KB_THREADS", "0")) or None)
+        return create_app(config=config)
+
+
+def run_server(config: Config) -> None:
+    print(f"Serving on http://{config.host}:{config.port} with {default_workers(config)} worker(s)", flush=True)
+    KnowledgeServer(config).run()
