@@ -13,6 +13,7 @@ import sys
 import click
 
 from kb.errors import KBError
+from scripts.articles import articles
 from scripts.common import (
     AppContext,
     echo_json,
@@ -21,6 +22,7 @@ from scripts.common import (
     reports_errors,
     terminal_progress,
 )
+from scripts.report import report
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -307,6 +309,10 @@ def eval_command(app: AppContext, file: str, as_json: bool, ranking: str) -> Non
         oos = "-" if r["flagged_out_of_scope_rate"] is None else f"{r['flagged_out_of_scope_rate']:.3f}"
         click.echo(f"{r['ranking']:<9} {r['accuracy_at_1']:>6.3f} {r['mrr']:>6.3f} {r['recall_at_5']:>6.3f} "
                    f"{r['flagged_in_scope_rate']:>8.3f} {oos:>12} {r['latency_ms_p50']:>7.1f}")
+
+
+cli.add_command(articles)
+cli.add_command(report)
 
 
 def main() -> None:

@@ -12,10 +12,11 @@ from kb.store.access import AccessMixin, Principal
 from kb.store.base import StoreBase, utc_now
 from kb.store.documents import DocumentsMixin, UpsertCounts
 from kb.store.indexing import ChunkText, DocRef, IndexingMixin, LogEntry
+from kb.store.metrics import MetricsMixin
 from kb.store.suggestions import FeedbackRecord, SuggestionsMixin
 
 
-class Store(DocumentsMixin, IndexingMixin, SuggestionsMixin, AccessMixin, StoreBase):
+class Store(DocumentsMixin, IndexingMixin, SuggestionsMixin, AccessMixin, MetricsMixin, StoreBase):
     """One connection to the service's database. Open one per thread and per process."""
 
 

@@ -1,0 +1,220 @@
+"""Read-only aggregates over recorded choices, for KCS metrics and the manager's report.
+
+Every verb takes ``since``: an ISO 8601 UTC timestamp (``YYYY-MM-DDTHH:MM:SS...``); only
+what happened at or after it counts. An incident happened when it was resolved (else
+opened, else imported). Timestamps are compared as text, which orders ISO 8601 correctly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+CLOSED_INCIDENT_SQL = "i.status IN ('resolved', 'closed')"
+INCIDENT_TIME_SQL = "coalesce(nullif(i.resolved_at, ''), nullif(i.opened_at, ''), i.imported_at)"
+LINKED_SQL = "coalesce(i.article_id, '') != ''"
+
+# Suggestions made for a known incident, with what the agents chose on them.
+_CHOICES_BY_INCIDENT = """
+    SELECT s.incident_ref AS incident_id,
+           max(f.outcome = 'used' AND f.used_kind = 'article') AS used_article,
+           max(f.outcome = 'used') AS used_any
+    FROM suggestions s JOIN feedback f ON f.suggestion_id = s.id
+    WHERE s.incident_ref != ''
+    GROUP BY s.incident_ref
+"""
+
+
+class MetricsMixin:
+    """Aggregates for ``kb report`` and ``GET /api/v1/metrics``; no writes."""
+
+    def incident_knowledge_counts(self, since: str) -> dict[str, int]:
+        """Closed incidents in the window, how many were linked to an article (its
+        ``article_id`` or a used article result) and how many were solved with existing
+        knowledge (linked, or any used result)."""
+        row = self.db.execute(
+            f"""
+            SELECT count(*),
+                   coalesce(sum({LINKED_SQL} OR coalesce(c.used_article, 0)), 0),
+                   coalesce(sum({LINKED_SQL} OR coalesce(c.used_any, 0)), 0),
+                   coalesce(sum({LINKED_SQL}), 0)
+            FROM incidents i LEFT JOIN ({_CHOICES_BY_INCIDENT}) c ON c.incident_id = i.id
+            WHERE {CLOSED_INCIDENT_SQL} AND {INCIDENT_TIME_SQL} >= ?
+            """,
+            [since],
+        ).fetchone()
+        return {"closed": row[0], "linked": row[1], "known": row[2], "linked_in_record": row[3]}
+
+    def article_reuse(self, since: str) -> dict[str, dict[str, int]]:
+        """Per article: closed incidents linked to it, and "used" choices naming it that
+        are not already counted through a linked incident."""
+        out: dict[str, dict[str, int]] = {}
+        linked = self.db.execute(
+            f"""
+            SELECT i.article_id, count(*) FROM incidents i
+            WHERE {CLOSED_INCIDENT_SQL} AND {LINKED_SQL} AND {INCIDENT_TIME_SQL} >= ?
+            GROUP BY i.article_id
+            """,
+            [since],
+        )
+        for article_id, count in linked.fetchall():
+            out.setdefault(article_id, {"linked_incidents": 0, "used": 0})["linked_incidents"] = count
+        used = self.db.execute(
+            f"""
+            SELECT f.used_id, count(*) FROM feedback f JOIN suggestions s ON s.id = f.suggestion_id
+            WHERE f.outcome = 'used' AND f.used_kind = 'article' AND f.updated_at >= ?
+              AND NOT EXISTS (SELECT 1 FROM incidents i WHERE s.incident_ref != ''
+                              AND i.id = s.incident_ref AND i.article_id = f.used_id
+                              AND {CLOSED_INCIDENT_SQL} AND {INCIDENT_TIME_SQL} >= ?)
+            GROUP BY f.used_id
+            """,
+            [since, since],
+        )
+        for article_id, count in used.fetchall():
+            out.setdefault(article_id, {"linked_incidents": 0, "used": 0})["used"] = count
+        return out
+
+    def feedback_totals(self, since: str) -> dict[str, int]:
+        """Suggestions made in the window, and the choices recorded in it."""
+        suggestions = self.db.execute(
+            """
+            SELECT count(*), coalesce(sum(no_good_match), 0),
+                   coalesce(sum(EXISTS (SELECT 1 FROM feedback f WHERE f.suggestion_id = s.id)), 0)
+            FROM suggestions s WHERE s.created_at >= ?
+            """,
+            [since],
+        ).fetchone()
+        choices = self.db.execute(
+            """
+            SELECT count(*), coalesce(sum(outcome = 'used'), 0),
+                   coalesce(sum(outcome = 'none_helped'), 0)
+            FROM feedback WHERE updated_at >= ?
+            """,
+            [since],
+        ).fetchone()
+        return {
+            "suggestions": suggestions[0], "no_good_match": suggestions[1],
+            "suggestions_with_feedback": suggestions[2], "feedback": choices[0],
+            "used": choices[1], "none_helped": choices[2],
+        }
+
+    def acceptance_by_rank(self, since: str) -> dict[int, int]:
+        """How many "used" choices picked the result shown at each rank."""
+        rows = self.db.execute(
+            """
+            SELECT used_rank, count(*) FROM feedback
+            WHERE outcome = 'used' AND used_rank IS NOT NULL AND updated_at >= ?
+            GROUP BY used_rank ORDER BY used_rank
+            """,
+            [since],
+        )
+        return {int(rank): count for rank, count in rows.fetchall()}
+
+    def daily_activity(self, since: str) -> dict[str, dict[str, int]]:
+        """Per UTC day (``YYYY-MM-DD``): suggestions, flagged ones, choices, closed incidents."""
+        days: dict[str, dict[str, int]] = {}
+
+        def put(day: str, **values: int) -> None:
+            slot = days.setdefault(day, {"suggestions": 0, "no_good_match": 0, "used": 0,
+                                         "none_helped": 0, "incidents_closed": 0})
+            slot.update(values)
+
+        for day, count, flagged in self.db.execute(
+            "SELECT substr(created_at, 1, 10), count(*), sum(no_good_match) FROM suggestions "
+            "WHERE created_at >= ? GROUP BY 1",
+            [since],
+        ).fetchall():
+            put(day, suggestions=count, no_good_match=flagged or 0)
+        for day, used, none in self.db.execute(
+            "SELECT substr(updated_at, 1, 10), sum(outcome = 'used'), sum(outcome = 'none_helped') "
+            "FROM feedback WHERE updated_at >= ? GROUP BY 1",
+            [since],
+        ).fetchall():
+            put(day, used=used or 0, none_helped=none or 0)
+        for day, count in self.db.execute(
+            f"SELECT substr({INCIDENT_TIME_SQL}, 1, 10), count(*) FROM incidents i "
+            f"WHERE {CLOSED_INCIDENT_SQL} AND {INCIDENT_TIME_SQL} >= ? GROUP BY 1",
+            [since],
+        ).fetchall():
+            put(day, incidents_closed=count)
+        return days
+
+    def gap_suggestions(self, since: str, limit: int = 2000) -> list[dict[str, Any]]:
+        """Suggestions where no result helped: an agent said so, or the service flagged no
+        good match and no result was used. Newest first."""
+        rows = self.db.execute(
+            """
+            SELECT s.id, s.query, s.created_at, s.no_good_match,
+                   EXISTS (SELECT 1 FROM feedback f WHERE f.suggestion_id = s.id
+                           AND f.outcome = 'none_helped') AS none_helped
+            FROM suggestions s
+            WHERE s.created_at >= ?
+              AND NOT EXISTS (SELECT 1 FROM feedback f WHERE f.suggestion_id = s.id
+                              AND f.outcome = 'used')
+              AND (s.no_good_match = 1 OR EXISTS (SELECT 1 FROM feedback f
+                   WHERE f.suggestion_id = s.id AND f.outcome = 'none_helped'))
+            ORDER BY s.created_at DESC LIMIT ?
+            """,
+            [since, limit],
+        )
+        return [
+            {"suggestion_id": r[0], "query": r[1], "created_at": r[2],
+             "no_good_match": bool(r[3]), "none_helped": bool(r[4])}
+            for r in rows.fetchall()
+        ]
+
+    def article_exposure(self, since: str) -> dict[str, dict[str, int]]:
+        """Per article: suggestions in the window that showed it, how many of those got a
+        choice, and how many times it was passed over: the agent used a result ranked
+        below it, or said none helped."""
+        rows = self.db.execute(
+            """
+            WITH shown AS (
+                SELECT s.id AS suggestion_id, json_extract(j.value, '$.id') AS article_id,
+                       min(json_extract(j.value, '$.rank')) AS rank
+                FROM suggestions s, json_each(s.results) j
+                WHERE s.created_at >= ? AND json_valid(s.results)
+                  AND json_extract(j.value, '$.kind') = 'article'
+                GROUP BY 1, 2
+            ),
+            judged AS (
+                SELECT sh.article_id,
+                       EXISTS (SELECT 1 FROM feedback f WHERE f.suggestion_id = sh.suggestion_id)
+                           AS judged,
+                       EXISTS (SELECT 1 FROM feedback f WHERE f.suggestion_id = sh.suggestion_id
+                               AND f.outcome = 'used' AND f.used_id = sh.article_id) AS used,
+                       EXISTS (SELECT 1 FROM feedback f WHERE f.suggestion_id = sh.suggestion_id
+                               AND (f.outcome = 'none_helped'
+                                    OR (f.outcome = 'used' AND f.used_rank > sh.rank)))
+                           AS passed_over
+                FROM shown sh
+            )
+            SELECT article_id, count(*), sum(judged), sum(passed_over AND NOT used)
+            FROM judged GROUP BY article_id
+            """,
+            [since],
+        )
+        return {
+            r[0]: {"shown": r[1], "judged": r[2] or 0, "skipped": r[3] or 0}
+            for r in rows.fetchall()
+        }
+
+    def article_activity(self) -> list[dict[str, Any]]:
+        """Every article not archived, with when it was first stored, last used in a
+        choice, and last named by a closed incident (all time)."""
+        rows = self.db.query(
+            f"""
+            SELECT a.id, a.title, a.status, a.audience, a.owner, a.path, a.review_by, a.updated,
+                   (SELECT min(v.changed_at) FROM article_versions v WHERE v.article_id = a.id)
+                       AS first_stored,
+                   (SELECT max(f.updated_at) FROM feedback f WHERE f.outcome = 'used'
+                    AND f.used_kind = 'article' AND f.used_id = a.id) AS last_used,
+                   (SELECT max({INCIDENT_TIME_SQL}) FROM incidents i
+                    WHERE {CLOSED_INCIDENT_SQL} AND i.article_id = a.id) AS last_linked
+            FROM articles a WHERE a.status != 'archived' ORDER BY a.id
+            """
+        )
+        return list(rows)
+
+    def article_state_counts(self) -> dict[str, int]:
+        rows = self.db.execute("SELECT status, count(*) FROM articles GROUP BY status")
+        return dict(rows.fetchall())
