@@ -101,3 +101,47 @@ def test_open_redirect_is_refused(client, people):
     response = client.post("/login", data={"name": "ana", "password": "agent-password", "csrf_token": token,
                                            "next": "https://evil.example/"})
     assert response.headers["Location"] == "/"
+
+
+def draft_form(client, path="/?title=Coffee+machine&description=it+leaks", **fields):
+    page = client.get(path).get_data(as_text=True)
+    token = re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
+    return dict({"title": "Coffee machine", "description": "it leaks\n## Cause\n<b>hot</b>",
+                 "incident_id": "INC-9", "product": "Kitchen", "back": "/?title=Coffee+machine",
+                 "csrf_token": token}, **fields)
+
+
+def test_agent_starts_a_draft_from_typed_text(client, people, indexed, app, tmp_path):
+    folder = tmp_path / "drafts"
+    app.config["KB_CONFIG"] = app.config["KB_CONFIG"].with_overrides(articles_dir=str(folder))
+    sign_in(client)
+    form = draft_form(client)
+    assert client.post("/drafts", data=dict(form, csrf_token="wrong")).status_code == 403
+    response = client.post("/drafts", data=form)
+    assert response.status_code == 302 and response.headers["Location"] == "/?title=Coffee+machine"
+    again = client.post("/drafts", data=form)  # a second draft never overwrites the first
+    assert again.status_code == 302
+    assert sorted(p.name for p in folder.iterdir()) == ["coffee-machine-2.md", "coffee-machine.md"]
+    text = (folder / "coffee-machine.md").read_text()
+    assert "status: draft" in text and "owner: ana" in text and "incident INC-9" in text
+    assert "> it leaks" in text and "\n## Cause\n<b>" not in text  # typed text stays plain
+    article = indexed.store().get_article("coffee-machine")
+    assert article.status == "draft" and article.product == "Kitchen"
+    assert client.get("/articles/coffee-machine").status_code == 404  # agents never see drafts
+
+
+def test_manager_draft_opens_for_editing(client, people, app, tmp_path):
+    app.config["KB_CONFIG"] = app.config["KB_CONFIG"].with_overrides(articles_dir=str(tmp_path / "d"))
+    sign_in(client, "kim", "manager-password")
+    response = client.post("/drafts", data=draft_form(client, title="../../etc/passwd"))
+    assert response.headers["Location"] == "/articles/etc-passwd"
+    assert (tmp_path / "d" / "etc-passwd.md").is_file()
+    assert "This is a draft" in client.get("/articles/etc-passwd").get_data(as_text=True)
+
+
+def test_empty_draft_is_refused_with_guidance(client, people, app, tmp_path):
+    app.config["KB_CONFIG"] = app.config["KB_CONFIG"].with_overrides(articles_dir=str(tmp_path / "d"))
+    sign_in(client)
+    response = client.post("/drafts", data=draft_form(client, title=" ", description=""), follow_redirects=True)
+    assert "Describe the incident first" in response.get_data(as_text=True)
+    assert not (tmp_path / "d").exists()

@@ -105,6 +105,11 @@ def login_required(*roles: str) -> Callable:
         def wrapper(*args, **kwargs):
             principal = current_principal()
             if principal is None:
+                # A form posted after the session ended returns to the page it came from
+                # (its `back` field keeps what was typed), not to a POST-only address.
+                if request.method in UNSAFE_METHODS:
+                    target = safe_next(request.form.get("back"))
+                    return redirect(url_for("pages.login", next=target, reason="expired"))
                 return redirect(url_for("pages.login", next=safe_next(request.full_path)))
             if principal.role not in roles:
                 raise ForbiddenError("your role may not open this page")

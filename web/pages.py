@@ -1,17 +1,31 @@
 """The agent's pages: sign in, describe an incident, see ranked resolutions, record the
-outcome, open an article. Works as plain forms; static/app.js adds search-as-you-type."""
+outcome, open an article, capture a draft when nothing fits, and the knowledge-manager
+dashboard. Everything works as plain forms; static/app.js adds search-as-you-type."""
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+import datetime as dt
+from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from kb.articles import render_markdown
-from kb.errors import KBError, NotFoundError
-from kb.models import SEARCHABLE_ARTICLE_STATES
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+
+from kb.articles import parse_article_text, render_markdown
+from kb.authoring import (
+    article_markdown,
+    house_template_body,
+    new_article_fields,
+    slugify,
+    write_new_article,
+)
+from kb.drafts import markdown_safe
+from kb.errors import ConflictError, KBError, NotFoundError, ValidationError
+from kb.models import SEARCHABLE_ARTICLE_STATES, Article
 from search.ranking import Filters, Viewer
 from search.suggester import SuggestRequest
 from web.auth import (
     MANAGERS,
+    PEOPLE,
     check_csrf,
     csrf_token,
     current_principal,
@@ -26,20 +40,41 @@ from web.auth import (
 bp = Blueprint("pages", __name__)
 
 MAX_PASTE_CHARS = 20_000
+MAX_TITLE_CHARS = 1000
+RESULTS_SHOWN = 5
 
 
 def viewer_for(principal) -> Viewer:
     return Viewer(include_drafts=principal.role in MANAGERS)
 
 
+def confidence_label(score: float) -> str:
+    """Words for the estimated chance a resolution fits (app.js uses the same cut-offs)."""
+    if score >= 0.7:
+        return "High"
+    if score >= 0.4:
+        return "Medium"
+    return "Low"
+
+
+def percent(score: float) -> str:
+    return "<1%" if score < 0.005 else f"{round(score * 100)}%"
+
+
 @bp.app_context_processor
 def template_globals():
-    return {"csrf_token": csrf_token, "principal": lambda: current_principal()}
+    return {
+        "csrf_token": csrf_token, "principal": lambda: current_principal(),
+        "confidence_label": confidence_label, "percent": percent, "managers": MANAGERS,
+    }
 
+
+# --- signing in ------------------------------------------------------------------------
 
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     next_url = safe_next(request.values.get("next"))
+    expired = request.values.get("reason") == "expired"
     if request.method == "POST":
         check_csrf()
         name = request.form.get("name", "")[:100]
@@ -47,10 +82,10 @@ def login():
         principal = store().authenticate_user(name, password)
         if principal is None:
             flash("Wrong name or password.", "error")
-            return render_template("login.html", next=next_url, name=name), 401
+            return render_template("login.html", next=next_url, name=name, expired=expired), 401
         sign_in(principal)
         return redirect(next_url)
-    return render_template("login.html", next=next_url, name="")
+    return render_template("login.html", next=next_url, name="", expired=expired)
 
 
 @bp.post("/logout")
@@ -60,34 +95,84 @@ def logout():
     return redirect(url_for("pages.login"))
 
 
+# --- searching -------------------------------------------------------------------------
+
+def _typed_incident() -> tuple[dict[str, str], list[str]]:
+    """The incident as typed (query string or form), capped, with notices for what was cut."""
+    values = request.values
+    form = {
+        "title": values.get("title", ""),
+        "description": values.get("description", ""),
+        "incident_id": values.get("incident_id", "")[:200],
+        "product": values.get("product", "")[:200],
+    }
+    notices = []
+    if len(form["title"]) > MAX_TITLE_CHARS:
+        form["title"] = form["title"][:MAX_TITLE_CHARS]
+        notices.append(f"The title was cut to its first {MAX_TITLE_CHARS:,} characters.")
+    if len(form["description"]) > MAX_PASTE_CHARS:
+        form["description"] = form["description"][:MAX_PASTE_CHARS]
+        notices.append(f"The description was cut to its first {MAX_PASTE_CHARS:,} characters.")
+    return form, notices
+
+
 @bp.get("/")
 @login_required()
 def search_page():
     principal = current_principal()
-    form = {
-        "title": request.args.get("title", ""),
-        "description": request.args.get("description", ""),
-        "incident_id": request.args.get("incident_id", "")[:200],
-        "product": request.args.get("product", "")[:200],
-    }
-    notice = None
-    if len(form["description"]) > MAX_PASTE_CHARS:
-        form["description"] = form["description"][:MAX_PASTE_CHARS]
-        notice = f"The description was cut to its first {MAX_PASTE_CHARS:,} characters."
-    suggestion = None
+    form, notices = _typed_incident()
+    suggestion = chosen = None
     if (form["title"] + form["description"]).strip():
         req = SuggestRequest(
-            title=form["title"][:1000], description=form["description"], k=5,
+            title=form["title"], description=form["description"], k=RESULTS_SHOWN,
             incident_ref=form["incident_id"], filters=Filters(product=form["product"]),
             viewer=viewer_for(principal),
         )
-        suggestion = service().suggester().suggest(store(), req, principal=principal.name)
-        if suggestion.truncated and not notice:
-            notice = "Only the start of this long text was searched."
+        suggestion, chosen = _suggestion_for(req, request.args.get("sid", ""), principal)
+        if suggestion.truncated and not notices:
+            notices.append(
+                f"Only the first {service().config.max_query_chars:,} characters of this long text were searched."
+            )
     return render_template(
-        "search.html", form=form, suggestion=suggestion, notice=notice,
-        max_paste=MAX_PASTE_CHARS, products=_products(),
+        "search.html", form=form, suggestion=suggestion, chosen=chosen,
+        notice=" ".join(notices), max_paste=MAX_PASTE_CHARS, max_title=MAX_TITLE_CHARS,
+        products=_products(), back=_back_url(form),
     )
+
+
+def _suggestion_for(req: SuggestRequest, sid: str, principal):
+    """A new suggestion, or, when ``sid`` names one this person was shown (the page
+    reloaded after recording a choice without JavaScript), that one again with the
+    choice already made, so the choice can be seen and changed."""
+    suggester = service().suggester()
+    if sid:
+        try:
+            shown = store().get_suggestion(sid)
+        except NotFoundError:
+            shown = None
+        if shown and shown["principal"] == principal.name:
+            again = suggester.suggest(store(), req, record=False)
+            ids = {r["id"] for r in shown["results"]}
+            again.results = [r for r in again.results if r.id in ids]
+            again.id = sid
+            mine = [f for f in store().feedback_for(sid) if f["agent"] == principal.name]
+            return again, (mine[0] if mine else None)
+    return suggester.suggest(store(), req, principal=principal.name), None
+
+
+def _back_url(form: dict[str, str]) -> str:
+    """The search page for this text: where a form posted from it returns."""
+    params = {k: v for k, v in form.items() if v}
+    if len(params.get("description", "")) > 4000:
+        params["description"] = params["description"][:4000]
+    return url_for("pages.search_page") + ("?" + urlencode(params) if params else "")
+
+
+def _with_param(url: str, name: str, value: str) -> str:
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != name]
+    query.append((name, value))
+    return f"{parts.path}?{urlencode(query)}"
 
 
 def _products() -> list[str]:
@@ -103,7 +188,7 @@ def _products() -> list[str]:
 def feedback_form():
     """The no-JavaScript path for "Used this" and "None helped"."""
     principal = current_principal()
-    suggestion_id = request.form.get("suggestion_id", "")
+    suggestion_id = request.form.get("suggestion_id", "")[:100]
     used = request.form.get("used") or None
     outcome = "used" if used else "none_helped"
     record = store().record_feedback(suggestion_id, outcome=outcome, used_id=used, agent=principal.name)
@@ -114,8 +199,10 @@ def feedback_form():
     }
     flash(messages[record.status], "ok")
     back = safe_next(request.form.get("back"))
-    return redirect(back)
+    return redirect(_with_param(back, "sid", suggestion_id) if back.startswith("/?") else back)
 
+
+# --- reading ---------------------------------------------------------------------------
 
 @bp.get("/articles/<article_id>")
 @login_required()
@@ -130,11 +217,123 @@ def article_page(article_id: str):
     html = render_markdown(article.body)
     if request.args.get("partial"):
         return render_template("_article_body.html", article=article, body_html=html)
-    return render_template("article.html", article=article, body_html=html)
+    return render_template("article.html", article=article, body_html=html, heading="h1")
 
 
 @bp.get("/incidents/<incident_id>")
 @login_required()
 def incident_page(incident_id: str):
     incident = store().get_incident(incident_id)
-    return render_template("incident.html", incident=incident)
+    if request.args.get("partial"):
+        return render_template("_incident_body.html", incident=incident)
+    return render_template("incident.html", incident=incident, heading="h1")
+
+
+# --- capturing a draft -----------------------------------------------------------------
+# Knowledge-centred support: whoever meets a gap captures it. Agents may start a draft;
+# it is stored as status `draft`, which only knowledge managers and admins see or search.
+
+def draft_from_typed_incident(form: dict[str, str], article_id: str, *, owner: str,
+                              today: dt.date | None = None) -> str:
+    """The Markdown text of a draft article for an incident as typed into the search page
+    (house sections; the user's words quoted as Symptoms). Raises ValidationError when
+    nothing was typed."""
+    title = " ".join(form["title"].split())
+    description = form["description"].strip()
+    if not (title or description):
+        raise ValidationError("describe the incident before starting a draft")
+    title = (title or " ".join(description.split())[:80])[:200]
+    fields = new_article_fields(article_id, title, product=form["product"], owner=owner,
+                                tags=["from-search"], today=today)
+    reported = "\n".join(f"> {line}".rstrip() for line in markdown_safe(description or title).split("\n"))
+    source = f"incident {markdown_safe(form['incident_id'])}" if form["incident_id"] else "search"
+    body = house_template_body(
+        {"Symptoms": reported,
+         "Applies to": f"- {markdown_safe(form['product'])}" if form["product"] else ""},
+        preamble=f"Captured by {markdown_safe(owner)} from {source}; cause and resolution to be written.",
+    )
+    return article_markdown(fields, body)
+
+
+def draft_title(form: dict[str, str]) -> str:
+    return form["title"].strip() or " ".join(form["description"].split())[:80]
+
+
+def write_draft(folder: Path, form: dict[str, str], *, owner: str, taken) -> Article:
+    """Write a new draft file ``<slug>.md`` into ``folder`` (never over another file,
+    never outside the folder) and return the article as `kb import articles` reads it.
+    ``taken(id)`` says whether the store already has an article with that id."""
+    folder = folder.resolve()
+    base = slugify(draft_title(form), 60) or "draft"
+    for n in range(1, 100):
+        article_id = base if n == 1 else f"{base}-{n}"
+        if (folder / f"{article_id}.md").resolve().parent != folder:
+            raise ValidationError("the draft's file name would leave the articles folder")
+        if taken(article_id):
+            continue
+        text = draft_from_typed_incident(form, article_id, owner=owner)
+        try:
+            path = write_new_article(folder, article_id, text)
+        except ConflictError:
+            continue
+        article = parse_article_text(text, source=str(path)).article
+        article.path = str(path)
+        return article
+    raise ConflictError("too many drafts with this title; change the title a little")
+
+
+@bp.post("/drafts")
+@login_required(*PEOPLE)
+def start_draft():
+    """Create a draft article from the typed incident: a Markdown file in the articles
+    folder and a `draft` row in the store (searchable by knowledge managers at once)."""
+    principal = current_principal()
+    form, _ = _typed_incident()
+    back = safe_next(request.form.get("back"))
+    if not (form["title"] + form["description"]).strip():
+        flash("Describe the incident first, then start a draft from it.", "error")
+        return redirect(back)
+    config = current_app.config["KB_CONFIG"]
+    kb = store()
+
+    def taken(article_id: str) -> bool:
+        try:
+            kb.get_article(article_id)
+        except NotFoundError:
+            return False
+        return True
+
+    article = write_draft(Path(config.articles_dir), form, owner=principal.name, taken=taken)
+    kb.upsert_articles([article], changed_by=principal.name)
+    service().index_documents([("article", article.id)])
+    if principal.role in MANAGERS:
+        flash(f"Draft saved as {Path(article.path).name}. Fill in the cause and the resolution.", "ok")
+        return redirect(url_for("pages.article_page", article_id=article.id))
+    flash(f"Draft article “{article.title}” saved for a knowledge manager to complete. Thank you.", "ok")
+    return redirect(back)
+
+
+# --- the knowledge manager's dashboard -------------------------------------------------
+
+DASHBOARD_WINDOWS = (7, 30, 90, 365)
+
+
+@bp.get("/dashboard")
+@login_required(*MANAGERS)
+def dashboard():
+    """What `kb report` shows, served by the app: usage over time, the articles that carry
+    the load, gaps and stale articles. Charts are inline SVG (no script, no style=)."""
+    from kb.report import build_report
+    from kb.report_html import report_charts
+
+    try:
+        days = int(request.args.get("days", "90"))
+    except ValueError:
+        days = 90
+    if days not in DASHBOARD_WINDOWS:
+        days = 90
+    report = build_report(service(), days=days)
+    return render_template(
+        "dashboard.html", report=report, charts=report_charts(report), days=days,
+        windows=DASHBOARD_WINDOWS, reused=[r for r in report["reuse"] if r["reuse"]][:15],
+    )

@@ -8,20 +8,28 @@
   const csrf = document.querySelector('meta[name="csrf-token"]').content;
   const region = document.getElementById("results-region");
   const panel = document.getElementById("article-panel");
-  const description = document.getElementById("description");
-  const notice = document.getElementById("notice");
+  const field = (id) => document.getElementById(id);
+  const description = field("description");
+  const notice = field("notice");
+  const searchState = field("search-state");
   const maxPaste = parseInt(description.dataset.max || "20000", 10);
+  const includeDrafts = form.dataset.includeDrafts === "1";
+  const GUIDANCE = "Describe the incident on the left: what the user sees, any error message, what they already tried. Matching fixes appear here as you type.";
   let timer = null;
   let inflight = null;
   let lastQuery = "";
+  let openedFrom = null;
 
   function el(tag, attrs, children) {
     const node = document.createElement(tag);
     for (const [key, value] of Object.entries(attrs || {})) {
+      if (value === null || value === undefined || value === false) continue;
       if (key === "text") node.textContent = value;
-      else node.setAttribute(key, value);
+      else node.setAttribute(key, value === true ? "" : value);
     }
-    for (const child of children || []) if (child) node.appendChild(child);
+    for (const child of children || []) {
+      if (child) node.appendChild(typeof child === "string" ? document.createTextNode(child) : child);
+    }
     return node;
   }
 
@@ -42,25 +50,111 @@
     notice.hidden = !text;
   }
 
-  function queryPayload() {
-    let text = description.value;
-    if (text.length > maxPaste) {
-      text = text.slice(0, maxPaste);
-      showNotice("The description is long: only its first " + maxPaste.toLocaleString() + " characters are searched.");
-    } else {
-      showNotice("");
-    }
+  function currentIncident() {
     return {
-      title: document.getElementById("title").value,
-      description: text,
-      incident_id: document.getElementById("incident_id").value,
-      filters: { product: document.getElementById("product").value },
-      k: 5,
+      title: field("title").value,
+      description: description.value,
+      incident_id: field("incident_id").value,
+      product: field("product").value,
     };
   }
 
+  function queryPayload(quiet) {
+    const typed = currentIncident();
+    let text = typed.description;
+    if (text.length > maxPaste) {
+      text = text.slice(0, maxPaste);
+      if (!quiet) showNotice("The description is long: only its first " + maxPaste.toLocaleString("en") + " characters are searched.");
+    } else if (!quiet) {
+      showNotice("");
+    }
+    const payload = {
+      title: typed.title,
+      description: text,
+      incident_id: typed.incident_id,
+      filters: { product: typed.product },
+      k: 5,
+    };
+    if (includeDrafts) payload.include_drafts = true;
+    return payload;
+  }
+
+  // The search page for what is typed now: where forms return, and what a reload shows.
+  function backUrl() {
+    const params = new URLSearchParams();
+    const typed = currentIncident();
+    typed.description = typed.description.slice(0, 4000);
+    for (const [key, value] of Object.entries(typed)) if (value) params.set(key, value);
+    const query = params.toString();
+    return "/" + (query ? "?" + query : "");
+  }
+
+  function confidenceLabel(score) {
+    if (score >= 0.7) return "High";
+    if (score >= 0.4) return "Medium";
+    return "Low";
+  }
+
+  function hidden(name, value) {
+    return el("input", { type: "hidden", name: name, value: value || "" });
+  }
+
+  function draftForm() {
+    const typed = currentIncident();
+    const canEdit = includeDrafts;
+    return el("form", { method: "post", action: "/drafts", class: "draft-form" }, [
+      hidden("csrf_token", csrf),
+      hidden("title", typed.title),
+      hidden("description", typed.description.slice(0, maxPaste)),
+      hidden("incident_id", typed.incident_id),
+      hidden("product", typed.product),
+      hidden("back", backUrl()),
+      el("button", { type: "submit", class: "primary", "data-draft": "1", text: "Start a draft article" }),
+      " ",
+      el("span", { class: "hint", text: "from what you typed; " + (canEdit ? "you can edit it next" : "a knowledge manager completes it") }),
+    ]);
+  }
+
   function renderGuidance() {
-    region.replaceChildren(el("p", { class: "guidance", text: "Describe the incident above (what the user sees, error messages, what they tried) and matching fixes appear here." }));
+    region.replaceChildren(el("div", { class: "guidance" }, [el("p", { text: GUIDANCE })]));
+  }
+
+  function resultItem(r) {
+    const label = confidenceLabel(r.score);
+    const facts = el("ul", { class: "facts" });
+    if (r.similar_count > 1) facts.appendChild(el("li", { class: "similar-count", text: "Resolved " + r.similar_count + " similar incidents" }));
+    if (r.matched_terms.length) facts.appendChild(el("li", { text: "Matched: " + r.matched_terms.join(", ") }));
+    facts.appendChild(el("li", { text: (r.product || "Any product") + (r.category ? " / " + r.category : "") }));
+    if (r.kind === "article") {
+      if (r.validated_at) facts.appendChild(el("li", { class: "state-validated", text: "Validated " + r.validated_at }));
+      else facts.appendChild(el("li", { class: "state-" + r.status, text: r.status === "draft" ? "Draft" : "Not validated yet" }));
+    }
+    const titleId = "result-" + r.rank + "-title";
+    const resolution = r.resolution.length > 300 ? r.resolution.slice(0, 297) + "..." : r.resolution;
+    const item = el("li", { class: "result result-" + label.toLowerCase(), tabindex: "0", "data-id": r.id, "data-kind": r.kind, "data-url": r.url, "aria-labelledby": titleId }, [
+      el("div", { class: "result-head" }, [
+        el("span", { class: "kind kind-" + r.kind, text: r.kind === "article" ? "Article" : "Prior incident" }),
+        el("a", { class: "title", id: titleId, href: r.url, text: r.title }),
+      ]),
+      el("p", { class: "confidence confidence-" + label.toLowerCase() }, [
+        el("meter", { min: "0", max: "1", low: "0.4", high: "0.7", optimum: "1", value: String(r.score), "aria-hidden": "true" }),
+        el("span", { text: label + " confidence · " + (r.score < 0.005 ? "<1%" : Math.round(r.score * 100) + "%") }),
+        " ",
+        el("span", { class: "hint", text: "estimated chance this fixes it" }),
+      ]),
+      el("p", { class: "resolution" }, [el("strong", { text: "Fix:" }), " " + resolution]),
+      snippetNode(r.snippet),
+      facts,
+    ]);
+    if (r.similar_incidents.length) {
+      const ul = el("ul");
+      r.similar_incidents.forEach((s) => ul.appendChild(el("li", {}, [el("a", { href: "/incidents/" + encodeURIComponent(s.id), text: s.id }), ": " + s.title])));
+      item.appendChild(el("details", { class: "similar" }, [el("summary", { text: "Similar incidents behind this" }), ul]));
+    }
+    item.appendChild(el("div", { class: "feedback" }, [
+      el("button", { type: "button", class: "used", "data-used": r.id, "aria-pressed": "false", text: "Used this" }),
+    ]));
+    return item;
   }
 
   function renderResults(data) {
@@ -68,40 +162,30 @@
     if (data.no_good_match) {
       parts.push(el("div", { class: "no-match", role: "status" }, [
         el("h2", { text: "No good match" }),
-        el("p", { text: "Nothing in the knowledge base fits this incident well. The closest results are below, but treat them with care." }),
+        el("p", { text: "Nothing in the knowledge base fits this incident well." + (data.results.length ? " The closest results are below, but treat them with care." : "") + " Once you have solved it, capture what you learn so the next person finds it." }),
+        draftForm(),
       ]));
     }
-    const list = el("ol", { class: "results", id: "results", "data-suggestion-id": data.suggestion_id });
-    data.results.forEach((r) => {
-      const why = [];
-      if (r.similar_count > 1) why.push("Resolved " + r.similar_count + " similar incidents");
-      if (r.matched_terms.length) why.push("Matched: " + r.matched_terms.join(", "));
-      why.push((r.product || "Any product") + (r.category ? " / " + r.category : ""));
-      if (r.validated_at) why.push("Validated " + r.validated_at);
-      else if (r.kind === "article") why.push(r.status.replace("_", " "));
-      const item = el("li", { class: "result", tabindex: "0", "data-id": r.id, "data-kind": r.kind, "data-url": r.url }, [
-        el("div", { class: "result-head" }, [
-          el("span", { class: "kind kind-" + r.kind, text: r.kind === "article" ? "Article" : "Prior incident" }),
-          el("a", { class: "title", href: r.url, text: r.title }),
-          el("span", { class: "confidence", title: "Estimated chance this resolution fits", text: Math.round(r.score * 100) + "% match" }),
+    if (data.results.length) {
+      parts.push(el("h2", { class: "results-heading" }, ["Suggested resolutions ", el("span", { class: "hint", text: "(most likely first)" })]));
+      const list = el("ol", { class: "results", id: "results", "data-suggestion-id": data.suggestion_id });
+      data.results.forEach((r) => list.appendChild(resultItem(r)));
+      parts.push(list);
+      const bar = el("div", { class: "outcome-bar" }, [
+        el("div", { class: "feedback none-helped" }, [
+          el("button", { type: "button", class: "secondary", "data-none": "1", "aria-pressed": "false", text: "None helped" }),
         ]),
-        el("p", { class: "resolution" }, [el("strong", { text: "Fix: " }), document.createTextNode(r.resolution.length > 300 ? r.resolution.slice(0, 297) + "..." : r.resolution)]),
-        snippetNode(r.snippet),
-        el("p", { class: "why", text: why.join(" · ") }),
       ]);
-      if (r.similar_incidents.length) {
-        const ul = el("ul");
-        r.similar_incidents.forEach((s) => ul.appendChild(el("li", {}, [el("a", { href: "/incidents/" + encodeURIComponent(s.id), text: s.id }), document.createTextNode(": " + s.title)])));
-        item.appendChild(el("details", { class: "similar" }, [el("summary", { text: "Similar incidents behind this" }), ul]));
-      }
-      const button = el("button", { type: "button", class: "used", "data-used": r.id, text: "Used this" });
-      item.appendChild(el("div", { class: "feedback" }, [button]));
-      list.appendChild(item);
-    });
-    parts.push(list);
-    parts.push(el("div", { class: "feedback none-helped" }, [el("button", { type: "button", class: "secondary", "data-none": "1", text: "None helped" })]));
+      if (!data.no_good_match) bar.appendChild(el("div", { class: "draft-after-none", hidden: true }, [draftForm()]));
+      parts.push(bar);
+    }
     parts.push(el("p", { class: "status-line", id: "feedback-status", role: "status" }));
     region.replaceChildren(...parts);
+  }
+
+  function setSearching(on) {
+    region.setAttribute("aria-busy", on ? "true" : "false");
+    searchState.textContent = on ? "Searching…" : "";
   }
 
   async function runSearch() {
@@ -109,12 +193,16 @@
     const key = JSON.stringify(payload);
     if (key === lastQuery) return;
     lastQuery = key;
+    if (inflight) inflight.abort();
     if (!(payload.title.trim() || payload.description.trim())) {
+      inflight = null;
+      setSearching(false);
       renderGuidance();
+      history.replaceState(null, "", "/");
       return;
     }
-    if (inflight) inflight.abort();
     inflight = new AbortController();
+    setSearching(true);
     try {
       const response = await fetch("/api/v1/suggest", {
         method: "POST",
@@ -125,38 +213,59 @@
       });
       if (response.status === 401) return signInAgain();
       const data = await response.json();
+      setSearching(false);
       if (!response.ok) {
+        lastQuery = "";
         region.replaceChildren(el("p", { class: "guidance", text: data.error ? data.error.message : "Search failed." }));
         return;
       }
       renderResults(data);
+      if (data.truncated && notice.hidden) showNotice("Only the first part of this long text was searched.");
+      // A reload, or the back button after opening a page, shows the same search again.
+      history.replaceState(null, "", backUrl());
     } catch (err) {
-      if (err.name !== "AbortError") region.replaceChildren(el("p", { class: "guidance", text: "Search failed: " + err.message }));
+      if (err.name === "AbortError") return;
+      setSearching(false);
+      lastQuery = "";
+      region.replaceChildren(el("p", { class: "guidance", text: "Search failed: " + err.message + ". Your text is kept; try again." }));
     }
   }
 
   // The session ended: keep what was typed, and come back to it after signing in.
   function signInAgain() {
-    const params = new URLSearchParams({
-      title: document.getElementById("title").value,
-      description: description.value.slice(0, 4000),
-      incident_id: document.getElementById("incident_id").value,
-      product: document.getElementById("product").value,
-    });
-    window.location.href = "/login?next=" + encodeURIComponent("/?" + params.toString());
+    window.location.href = "/login?" + new URLSearchParams({ next: backUrl(), reason: "expired" }).toString();
   }
 
   function schedule() {
     clearTimeout(timer);
-    timer = setTimeout(runSearch, 300);
+    timer = setTimeout(runSearch, 250);
   }
 
+  function markChosen(button) {
+    region.querySelectorAll("button[data-used], button[data-none]").forEach((b) => {
+      b.classList.remove("chosen");
+      b.setAttribute("aria-pressed", "false");
+    });
+    region.querySelectorAll(".result.is-chosen").forEach((r) => r.classList.remove("is-chosen"));
+    button.classList.add("chosen");
+    button.setAttribute("aria-pressed", "true");
+    const item = button.closest(".result");
+    if (item) item.classList.add("is-chosen");
+    const draft = region.querySelector(".draft-after-none");
+    if (draft) draft.hidden = !button.dataset.none;
+  }
+
+  let sending = false;
+
   async function sendFeedback(used, button) {
-    const list = document.getElementById("results");
-    if (!list) return;
-    const status = document.getElementById("feedback-status");
+    const list = field("results");
+    if (!list || !button || sending) return;
+    if (button.getAttribute("aria-pressed") === "true") return; // already the recorded choice
+    sending = true;
+    const status = field("feedback-status");
     const id = list.dataset.suggestionId;
-    region.querySelectorAll("button[data-used], button[data-none]").forEach((b) => { b.disabled = true; });
+    const buttons = region.querySelectorAll("button[data-used], button[data-none]");
+    buttons.forEach((b) => { b.disabled = true; });
     try {
       const response = await fetch("/api/v1/suggestions/" + encodeURIComponent(id) + "/feedback", {
         method: "POST",
@@ -167,38 +276,61 @@
       if (response.status === 401) return signInAgain();
       const data = await response.json();
       if (!response.ok) throw new Error(data.error ? data.error.message : "not recorded");
-      region.querySelectorAll(".chosen").forEach((b) => { b.classList.remove("chosen"); b.setAttribute("aria-pressed", "false"); });
-      button.classList.add("chosen");
-      button.setAttribute("aria-pressed", "true");
-      const what = used ? "Recorded: you used " + used + "." : "Recorded: none of these helped.";
-      status.textContent = what + (data.status === "changed" ? " (choice changed)" : "") + " You can change it.";
+      markChosen(button);
+      let what = "Recorded: none of these helped.";
+      if (used) {
+        const title = list.querySelector('.result[data-id="' + CSS.escape(used) + '"] a.title');
+        what = "Recorded: you used “" + (title ? title.textContent : used) + "”.";
+      }
+      status.textContent = what + (data.status === "changed" ? " Your earlier choice is replaced." : "") + " You can change your choice.";
     } catch (err) {
       status.textContent = "Could not record your choice: " + err.message;
     } finally {
-      region.querySelectorAll("button[data-used], button[data-none]").forEach((b) => { b.disabled = false; });
+      buttons.forEach((b) => { b.disabled = false; });
+      sending = false;
     }
   }
 
-  async function openArticle(url) {
-    if (!url.startsWith("/articles/")) {
+  function closePanel() {
+    panel.hidden = true;
+    panel.replaceChildren();
+    if (openedFrom && document.body.contains(openedFrom)) openedFrom.focus();
+  }
+
+  async function openInPlace(url, from) {
+    if (!/^\/(articles|incidents)\//.test(url)) {
       window.location.href = url;
       return;
     }
     const response = await fetch(url + "?partial=1", { credentials: "same-origin" });
-    if (response.status === 401 || response.redirected) return signInAgain();
+    if (response.redirected || response.status === 401) return signInAgain();
+    if (!response.ok) {
+      window.location.href = url; // the full page explains what went wrong
+      return;
+    }
     const html = await response.text();
-    // The fragment is rendered by the server from Markdown with raw HTML disabled.
+    // The fragment is rendered by the server: Markdown with raw HTML disabled and unsafe
+    // links dropped; the page's Content-Security-Policy forbids inline scripts as well.
     const doc = new DOMParser().parseFromString(html, "text/html");
-    const close = el("button", { type: "button", class: "secondary", text: "Close article" });
-    close.addEventListener("click", () => { panel.hidden = true; });
-    panel.replaceChildren(close, ...Array.from(doc.body.childNodes));
+    const close = el("button", { type: "button", class: "secondary close-panel", text: "Close (Esc)" });
+    close.addEventListener("click", closePanel);
+    const full = el("a", { href: url, class: "full-page", text: "Open as a page" });
+    panel.replaceChildren(el("div", { class: "panel-actions" }, [close, full]), ...Array.from(doc.body.childNodes));
     panel.hidden = false;
-    panel.scrollIntoView({ behavior: "smooth", block: "start" });
+    openedFrom = from || null;
+    panel.scrollIntoView({ block: "start" });
+    const heading = panel.querySelector(".panel-title");
+    if (heading) heading.focus({ preventScroll: true });
   }
 
   form.addEventListener("input", schedule);
   form.addEventListener("change", schedule);
-  form.addEventListener("submit", (event) => { event.preventDefault(); lastQuery = ""; runSearch(); });
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    clearTimeout(timer);
+    lastQuery = "";
+    runSearch();
+  });
 
   region.addEventListener("click", (event) => {
     const used = event.target.closest("button[data-used]");
@@ -206,19 +338,35 @@
     const none = event.target.closest("button[data-none]");
     if (none) { event.preventDefault(); sendFeedback(null, none); return; }
     const link = event.target.closest("a.title");
-    if (link && link.getAttribute("href").startsWith("/articles/")) {
+    if (link && !event.ctrlKey && !event.metaKey && !event.shiftKey) {
       event.preventDefault();
-      openArticle(link.getAttribute("href"));
+      openInPlace(link.getAttribute("href"), link.closest(".result"));
     }
+  });
+
+  // The draft form carries what was typed when the results were drawn; send what is typed now.
+  region.addEventListener("submit", (event) => {
+    const draft = event.target.closest("form.draft-form");
+    if (!draft) return;
+    const typed = currentIncident();
+    for (const name of ["title", "incident_id", "product"]) draft.elements[name].value = typed[name];
+    draft.elements.description.value = typed.description.slice(0, maxPaste);
+    draft.elements.back.value = backUrl();
   });
 
   function results() { return Array.from(region.querySelectorAll(".result")); }
 
   document.addEventListener("keydown", (event) => {
     if (event.ctrlKey || event.metaKey || event.altKey) return;
-    const typing = ["INPUT", "TEXTAREA", "SELECT"].includes(document.activeElement.tagName);
+    const active = document.activeElement;
+    const typing = ["INPUT", "TEXTAREA", "SELECT"].includes(active.tagName);
     if (typing) {
-      if (event.key === "Escape") document.activeElement.blur();
+      if (event.key === "Escape") active.blur();
+      return;
+    }
+    if (event.key === "Escape" && !panel.hidden) {
+      event.preventDefault();
+      closePanel();
       return;
     }
     if (event.key === "/") {
@@ -228,7 +376,7 @@
     }
     const items = results();
     if (!items.length) return;
-    const focused = document.activeElement.closest ? document.activeElement.closest(".result") : null;
+    const focused = active && active.closest ? active.closest(".result") : null;
     const current = items.indexOf(focused);
     if (event.key === "ArrowDown" || event.key === "j") {
       event.preventDefault();
@@ -236,12 +384,16 @@
     } else if (event.key === "ArrowUp" || event.key === "k") {
       event.preventDefault();
       items[Math.max(0, current - 1)].focus();
-    } else if (event.key === "Enter" && document.activeElement === focused && focused) {
+    } else if (event.key === "Enter" && focused && active === focused) {
       event.preventDefault();
-      openArticle(focused.dataset.url);
+      openInPlace(focused.dataset.url, focused);
     } else if (event.key === "u" && focused) {
       event.preventDefault();
       sendFeedback(focused.dataset.id, focused.querySelector("button.used"));
     }
   });
+
+  // The server drew the results for the text already in the form (a reload, or a return
+  // after signing in): remember that query so it is not sent again on the first keystroke.
+  if (!region.querySelector(".guidance")) lastQuery = JSON.stringify(queryPayload(true));
 })();

@@ -1,0 +1,412 @@
+"""The agent's page in a real browser: Playwright drives Debian's chromium against the app
+served on a loopback port (hashing embedder, the small test knowledge base).
+
+Skipped when /usr/bin/chromium is missing (`bash scripts/install-browser.sh` installs it;
+`make test` does). Never downloads a browser.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from indexer.embedders import HashingEmbedder
+from kb.config import load_config
+from search.service import Service
+from tests.conftest import DATA, load_test_data
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--headless", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+PASSWORDS = {"ana": "agent-password", "kim": "manager-password"}
+
+EVIL_ARTICLE = """---
+id: evil
+title: Printer queue stuck with script
+status: validated
+audience: internal
+product: Printing
+---
+
+## Symptoms
+<script>window.__pwned = 1; alert("script ran")</script>
+<img src="x" onerror="window.__pwned = 2">
+[reset the spooler](javascript:window.__pwned=3)
+
+## Resolution
+Restart the spooler service.
+"""
+
+if not CHROMIUM.exists():
+    pytest.skip("/usr/bin/chromium is not installed (run: bash scripts/install-browser.sh)",
+                allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api")
+
+
+@dataclass
+class Live:
+    url: str
+    service: Service
+    articles: Path
+
+    def store(self):
+        return self.service.new_store()
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    """The app on a real HTTP server in a background thread, for this whole module."""
+    from werkzeug.serving import make_server
+
+    from web import create_app
+
+    root = tmp_path_factory.mktemp("browser")
+    articles = root / "articles"
+    shutil.copytree(DATA / "articles", articles)
+    (articles / "evil.md").write_text(EVIL_ARTICLE)
+    config = load_config(environ={}, home=str(root / "home"), embed_backend="hashing",
+                         articles_dir=str(articles))
+    service = Service(config, embedder=HashingEmbedder())
+    load_test_data(service, articles)
+    service.index()
+    store = service.store()
+    store.create_user("ana", "agent", PASSWORDS["ana"])
+    store.create_user("kim", "knowledge_manager", PASSWORDS["kim"])
+    app = create_app({"TESTING": True}, config=config, service=service)
+    request_log = logging.getLogger("werkzeug")
+    level = request_log.level
+    request_log.setLevel(logging.WARNING)  # one line per request would drown a failure
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield Live(f"http://127.0.0.1:{server.server_port}", service, articles)
+    server.shutdown()
+    thread.join(timeout=10)
+    service.close()
+    request_log.setLevel(level)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def context(browser):
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+    ctx.set_default_timeout(10_000)
+    yield ctx
+    ctx.close()
+
+
+def sign_in(page, live: Live, name: str = "ana", path: str = "/"):
+    page.goto(live.url + path)
+    page.get_by_label("Name").fill(name)
+    page.get_by_label("Password").fill(PASSWORDS[name])
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(re.compile(r"^(?!.*/login).*$"))
+    return page
+
+
+@pytest.fixture
+def agent_page(context, live):
+    page = context.new_page()
+    dialogs = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.dialogs = dialogs
+    return sign_in(page, live, "ana")
+
+
+def type_incident(page, title: str = "", description: str = ""):
+    if title:
+        page.get_by_label("Title").fill(title)
+    page.locator("#description").fill(description)
+
+
+def first_result(page):
+    return page.locator("#results .result").first
+
+
+def suggestion_id(page) -> str:
+    return page.locator("#results").get_attribute("data-suggestion-id")
+
+
+def feedback_events(live: Live, sid: str) -> list[dict]:
+    store = live.store()
+    try:
+        return list(store.db["feedback_events"].rows_where("suggestion_id = ?", [sid], order_by="id"))
+    finally:
+        store.close()
+
+
+def feedback_rows(live: Live, sid: str) -> list[dict]:
+    store = live.store()
+    try:
+        return store.feedback_for(sid)
+    finally:
+        store.close()
+
+
+def test_sign_in_then_results_update_as_you_type(agent_page, live):
+    page = agent_page
+    expect = sync_api.expect
+    expect(page.locator(".guidance")).to_contain_text("Describe the incident")
+    page.evaluate("window.__samePage = true")
+    type_incident(page, "VPN drops", "my vpn keeps disconnecting every few minutes at home")
+    expect(first_result(page)).to_have_attribute("data-id", "net-vpn-drops")
+    top = first_result(page)
+    expect(top.locator(".kind")).to_have_text("Article")
+    expect(top.locator(".confidence")).to_contain_text("High confidence")
+    expect(top.locator(".resolution")).to_contain_text("Fix:")
+    expect(top.locator(".snippet mark").first).to_be_visible()
+    expect(top.locator(".facts")).to_contain_text("Resolved 3 similar incidents")
+    expect(top.locator(".facts")).to_contain_text("VPN / connectivity")
+    expect(top.locator(".facts")).to_contain_text("Validated 2026-05-01")
+    expect(page).to_have_url(re.compile(r"title=VPN"))  # a reload would show the same search
+    page.set_viewport_size({"width": 1280, "height": 1400})
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "results-page.png"), full_page=True)
+
+    type_incident(page, "Mail", "mailbox is full and I cannot send email")
+    expect(first_result(page)).to_have_attribute("data-id", "mail-quota")
+    assert page.evaluate("window.__samePage") is True  # updated in place, never reloaded
+
+    # 200% zoom: half the CSS pixels across; the layout reflows to one column.
+    page.set_viewport_size({"width": 640, "height": 900})
+    zoomed = page.context.browser.new_context(
+        viewport={"width": 640, "height": 450}, device_scale_factor=2,
+        storage_state=page.context.storage_state(),
+    )
+    try:
+        wide = zoomed.new_page()
+        wide.goto(page.url)
+        expect(first_result(wide)).to_have_attribute("data-id", "mail-quota")
+        overflow = wide.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        assert overflow <= 0, "the page scrolls sideways at 200% zoom"
+        wide.screenshot(path=str(ARTIFACTS / "results-page-200.png"), full_page=True)
+    finally:
+        zoomed.close()
+
+
+def test_empty_and_long_input(agent_page):
+    page = agent_page
+    expect = sync_api.expect
+    type_incident(page, "", "vpn keeps disconnecting")
+    expect(first_result(page)).to_be_visible()
+    type_incident(page, "", "   ")
+    expect(page.locator(".guidance")).to_contain_text("Describe the incident")
+    expect(page.locator(".error, .flash-error")).to_have_count(0)
+    page.locator("#description").fill("vpn drops " * 2600)  # 26,000 characters
+    expect(page.locator("#notice")).to_contain_text("first 20,000 characters")
+    expect(first_result(page)).to_have_attribute("data-id", "net-vpn-drops")
+
+
+def test_open_article_in_place(agent_page):
+    page = agent_page
+    expect = sync_api.expect
+    type_incident(page, "", "vpn keeps disconnecting")
+    expect(first_result(page)).to_be_visible()
+    page.evaluate("window.__samePage = true")
+    first_result(page).locator("a.title").click()
+    panel = page.locator("#article-panel")
+    expect(panel).to_be_visible()
+    expect(panel.locator(".panel-title")).to_have_text("VPN tunnel drops every few minutes")
+    expect(panel.locator(".state")).to_have_text("Validated")
+    expect(panel.locator(".meta")).to_contain_text("review by")
+    expect(panel.locator(".article-body h2").first).to_be_visible()
+    assert page.evaluate("window.__samePage") is True  # opened in place, no navigation
+    page.keyboard.press("Escape")
+    expect(panel).to_be_hidden()
+
+
+def test_used_this_double_click_stores_once_and_can_change(agent_page, live):
+    page = agent_page
+    expect = sync_api.expect
+    type_incident(page, "", "mailbox is full and I cannot send email")
+    expect(first_result(page)).to_have_attribute("data-id", "mail-quota")
+    sid = suggestion_id(page)
+    first_result(page).get_by_role("button", name="Used this").dblclick()
+    status = page.locator("#feedback-status")
+    expect(status).to_contain_text("Recorded: you used “Mailbox is full and cannot send”")
+    expect(first_result(page).get_by_role("button", name="Used this")).to_have_attribute("aria-pressed", "true")
+    rows = feedback_rows(live, sid)
+    assert [(r["agent"], r["outcome"], r["used_id"]) for r in rows] == [("ana", "used", "mail-quota")]
+    assert len(feedback_events(live, sid)) == 1
+
+    page.get_by_role("button", name="None helped").click()
+    expect(status).to_contain_text("none of these helped")
+    expect(status).to_contain_text("earlier choice is replaced")
+    expect(first_result(page).get_by_role("button", name="Used this")).to_have_attribute("aria-pressed", "false")
+    expect(page.get_by_role("button", name="Start a draft article")).to_be_visible()
+    rows = feedback_rows(live, sid)
+    assert [(r["outcome"], r["used_id"]) for r in rows] == [("none_helped", None)]
+    assert [e["outcome"] for e in feedback_events(live, sid)] == ["used", "none_helped"]
+
+
+def test_keyboard_shortcuts(agent_page, live):
+    page = agent_page
+    expect = sync_api.expect
+    page.locator("body").click(position={"x": 5, "y": 300})
+    page.keyboard.press("/")
+    expect(page.locator("#description")).to_be_focused()
+    page.keyboard.type("vpn keeps disconnecting from home")
+    expect(first_result(page)).to_have_attribute("data-id", "net-vpn-drops")
+    sid = suggestion_id(page)
+    page.keyboard.press("Escape")
+    results = page.locator("#results .result")
+    page.keyboard.press("ArrowDown")
+    expect(results.nth(0)).to_be_focused()
+    page.keyboard.press("ArrowDown")
+    expect(results.nth(1)).to_be_focused()
+    page.keyboard.press("ArrowUp")
+    expect(results.nth(0)).to_be_focused()
+    page.keyboard.press("u")
+    expect(page.locator("#feedback-status")).to_contain_text("you used")
+    assert feedback_rows(live, sid)[0]["used_id"] == "net-vpn-drops"
+    results.nth(0).focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#article-panel .panel-title")).to_have_text("VPN tunnel drops every few minutes")
+    expect(page.locator("#article-panel .panel-title")).to_be_focused()
+
+
+def test_dashboard_is_for_knowledge_managers_only(agent_page, browser, live):
+    expect = sync_api.expect
+    response = agent_page.goto(live.url + "/dashboard")
+    assert response.status == 403
+    expect(agent_page.locator("h1")).to_have_text("Not allowed")
+    assert agent_page.get_by_role("link", name="Dashboard").count() == 0
+
+    manager = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        kim = sign_in(manager.new_page(), live, "kim")
+        type_incident(kim, "", "mailbox is full and I cannot send email")
+        first_result(kim).get_by_role("button", name="Used this").click()
+        expect(kim.locator("#feedback-status")).to_contain_text("Recorded")
+        kim.get_by_role("link", name="Dashboard").click()
+        expect(kim.locator("h1")).to_have_text("Knowledge dashboard")
+        for heading in ("Usage over time", "Top articles (Pareto)", "Knowledge gaps", "Stale articles"):
+            expect(kim.get_by_role("heading", name=heading)).to_be_visible()
+        assert kim.locator("main svg").count() >= 4
+        assert kim.locator("main svg script, main svg [style], main [onload]").count() == 0
+        expect(kim.locator("table.data").first).to_contain_text("Mailbox is full and cannot send")
+        kim.get_by_label("Window").select_option("30")
+        kim.get_by_role("button", name="Show").click()
+        expect(kim.locator(".meta").first).to_contain_text("Last 30 days")
+        ARTIFACTS.mkdir(exist_ok=True)
+        kim.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+    finally:
+        manager.close()
+
+
+def test_markdown_with_script_renders_inert(agent_page, live):
+    page = agent_page
+    expect = sync_api.expect
+    type_incident(page, "Printer queue stuck", "printer queue stuck restart spooler")
+    result = page.locator('#results .result[data-id="evil"]')
+    expect(result).to_be_visible()
+    result.locator("a.title").click()
+    panel = page.locator("#article-panel")
+    expect(panel.locator(".panel-title")).to_have_text("Printer queue stuck with script")
+    expect(panel.locator(".article-body")).to_contain_text("<script>")  # shown as text
+    assert panel.locator("script, img").count() == 0
+    assert panel.locator("a[href^='javascript']").count() == 0
+    panel.get_by_text("reset the spooler").click()
+    page.goto(live.url + "/articles/evil")
+    expect(page.locator("h1")).to_have_text("Printer queue stuck with script")
+    page.get_by_text("reset the spooler").click()
+    assert page.evaluate("window.__pwned") is None
+    assert page.dialogs == []
+
+
+def test_expired_session_keeps_typed_text(agent_page, live):
+    page = agent_page
+    expect = sync_api.expect
+    type_incident(page, "VPN drops", "vpn keeps disconnecting")
+    expect(first_result(page)).to_be_visible()
+    page.context.clear_cookies()
+    page.locator("#description").type(" at home every day")  # the search gets 401
+    page.wait_for_url(re.compile(r"/login\?"))
+    expect(page.locator(".notice")).to_contain_text("session has ended")
+    page.get_by_label("Name").fill("ana")
+    page.get_by_label("Password").fill(PASSWORDS["ana"])
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#description")).to_have_value("vpn keeps disconnecting at home every day")
+    expect(page.get_by_label("Title")).to_have_value("VPN drops")
+    expect(first_result(page)).to_have_attribute("data-id", "net-vpn-drops")
+
+    # A POST (recording the outcome) that fails with 401 also returns to the text.
+    page.context.clear_cookies()
+    first_result(page).get_by_role("button", name="Used this").click()
+    page.wait_for_url(re.compile(r"/login\?"))
+    page.get_by_label("Name").fill("ana")
+    page.get_by_label("Password").fill(PASSWORDS["ana"])
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#description")).to_have_value("vpn keeps disconnecting at home every day")
+
+
+def test_no_good_match_starts_a_draft_agents_cannot_see(agent_page, browser, live):
+    page = agent_page
+    expect = sync_api.expect
+    type_incident(page, "Coffee machine broken", "the coffee machine on floor 4 leaks water")
+    expect(page.locator(".no-match")).to_contain_text("No good match")
+    page.locator(".no-match").get_by_role("button", name="Start a draft article").click()
+    expect(page.locator(".flash")).to_contain_text("saved for a knowledge manager")
+    expect(page.locator("#description")).to_have_value("the coffee machine on floor 4 leaks water")
+    path = live.articles / "coffee-machine-broken.md"
+    text = path.read_text()
+    assert "status: draft" in text and "> the coffee machine on floor 4 leaks water" in text
+    store = live.store()
+    try:
+        article = store.get_article("coffee-machine-broken")
+    finally:
+        store.close()
+    assert article.status == "draft" and article.owner == "ana"
+    # Agents never see drafts, in search or by address.
+    type_incident(page, "Coffee machine broken", "coffee machine leaks water")
+    expect(first_result(page)).to_be_visible()
+    assert page.locator('#results .result[data-id="coffee-machine-broken"]').count() == 0
+    assert page.goto(live.url + "/articles/coffee-machine-broken").status == 404
+
+    manager = browser.new_context()
+    try:
+        kim = sign_in(manager.new_page(), live, "kim")
+        type_incident(kim, "Coffee machine broken", "coffee machine leaks water")
+        expect(kim.locator('#results .result[data-id="coffee-machine-broken"]')).to_be_visible()
+    finally:
+        manager.close()
+
+
+def test_plain_forms_without_javascript(browser, live):
+    expect = sync_api.expect
+    ctx = browser.new_context(java_script_enabled=False)
+    try:
+        page = sign_in(ctx.new_page(), live, "ana")
+        page.get_by_label("Title").fill("Mail")
+        page.locator("#description").fill("mailbox is full and I cannot send email")
+        page.get_by_role("button", name="Search").click()
+        expect(first_result(page)).to_have_attribute("data-id", "mail-quota")
+        sid = suggestion_id(page)
+        first_result(page).get_by_role("button", name="Used this").click()
+        expect(page.locator(".flash")).to_contain_text("your choice is recorded")
+        assert suggestion_id(page) == sid  # the same suggestion, with the choice shown
+        expect(first_result(page).get_by_role("button", name="Used this")).to_have_attribute("aria-pressed", "true")
+        page.get_by_role("button", name="None helped").click()
+        expect(page.locator(".flash")).to_contain_text("Your choice is changed")
+        expect(page.get_by_role("button", name="None helped")).to_have_attribute("aria-pressed", "true")
+        assert [(r["outcome"], r["used_id"]) for r in feedback_rows(live, sid)] == [("none_helped", None)]
+    finally:
+        ctx.close()
