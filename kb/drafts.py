@@ -96,3 +96,28 @@ def draft_from_incident(
         preamble=f"source_incident: {markdown_safe(incident.id)}",
     )
     return article_id, article_markdown(fields, body)
+
+
+def draft_from_text(
+    title: str, description: str, *, article_id: str, product: str = "",
+    incident_ref: str = "", owner: str = "", today: dt.date | None = None,
+) -> str:
+    """A draft article (Markdown text) for an incident not solved yet, as an agent typed
+    it into search: their words become the Symptoms; cause and resolution are left for
+    whoever solves it. Raises ValidationError when both title and description are empty.
+    """
+    title, description = " ".join(title.split()), description.strip()
+    if not (title or description):
+        raise ValidationError("describe the incident before starting a draft")
+    fields = new_article_fields(
+        check_article_id(article_id), _clip_title(title or _first_line(description)),
+        product=product, owner=owner, tags=["from-search"], today=today,
+    )
+    source = f"incident {markdown_safe(incident_ref)}" if incident_ref.strip() else "search"
+    applies = f"- {markdown_safe(product)}" if product.strip() else ""
+    body = house_template_body(
+        {"Symptoms": _quoted(description or title), "Applies to": applies},
+        preamble=f"Captured by {markdown_safe(owner or 'an agent')} from {source}; "
+                 "cause and resolution to be written.",
+    )
+    return article_markdown(fields, body)

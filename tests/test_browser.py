@@ -122,13 +122,18 @@ def sign_in(page, live: Live, name: str = "ana", path: str = "/"):
     return page
 
 
+def watch(page):
+    """Record dialogs, console errors and every URL the page asks for."""
+    page.dialogs, page.console_errors, page.requested = [], [], []
+    page.on("dialog", lambda dialog: (page.dialogs.append(dialog.message), dialog.dismiss()))
+    page.on("console", lambda msg: msg.type == "error" and page.console_errors.append(msg.text))
+    page.on("request", lambda request: page.requested.append(request.url))
+    return page
+
+
 @pytest.fixture
 def agent_page(context, live):
-    page = context.new_page()
-    dialogs = []
-    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
-    page.dialogs = dialogs
-    return sign_in(page, live, "ana")
+    return sign_in(watch(context.new_page()), live, "ana")
 
 
 def type_incident(page, title: str = "", description: str = ""):
@@ -184,6 +189,10 @@ def test_sign_in_then_results_update_as_you_type(agent_page, live):
     type_incident(page, "Mail", "mailbox is full and I cannot send email")
     expect(first_result(page)).to_have_attribute("data-id", "mail-quota")
     assert page.evaluate("window.__samePage") is True  # updated in place, never reloaded
+    # Everything comes from the app itself, and nothing broke the Content-Security-Policy
+    # (an inline script or style would show up here as a console error).
+    assert all(url.startswith(live.url + "/") for url in page.requested), page.requested
+    assert page.console_errors == []
 
     # 200% zoom: half the CSS pixels across; the layout reflows to one column.
     page.set_viewport_size({"width": 640, "height": 900})
@@ -292,7 +301,7 @@ def test_dashboard_is_for_knowledge_managers_only(agent_page, browser, live):
 
     manager = browser.new_context(viewport={"width": 1280, "height": 900})
     try:
-        kim = sign_in(manager.new_page(), live, "kim")
+        kim = sign_in(watch(manager.new_page()), live, "kim")
         type_incident(kim, "", "mailbox is full and I cannot send email")
         first_result(kim).get_by_role("button", name="Used this").click()
         expect(kim.locator("#feedback-status")).to_contain_text("Recorded")
@@ -306,6 +315,7 @@ def test_dashboard_is_for_knowledge_managers_only(agent_page, browser, live):
         kim.get_by_label("Window").select_option("30")
         kim.get_by_role("button", name="Show").click()
         expect(kim.locator(".meta").first).to_contain_text("Last 30 days")
+        assert kim.console_errors == []
         ARTIFACTS.mkdir(exist_ok=True)
         kim.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
     finally:

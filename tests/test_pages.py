@@ -145,3 +145,24 @@ def test_empty_draft_is_refused_with_guidance(client, people, app, tmp_path):
     response = client.post("/drafts", data=draft_form(client, title=" ", description=""), follow_redirects=True)
     assert "Describe the incident first" in response.get_data(as_text=True)
     assert not (tmp_path / "d").exists()
+
+
+def test_form_posted_after_the_session_ended_returns_to_the_text(client, people):
+    response = client.post("/feedback", data={"suggestion_id": "sg_x", "used": "mail-quota",
+                                              "back": "/?title=Mail&description=mailbox+full"})
+    assert response.status_code == 302
+    location = response.headers["Location"]
+    assert location.startswith("/login?") and "reason=expired" in location
+    sign_in_page = client.get(location).get_data(as_text=True)
+    assert "Your session has ended" in sign_in_page
+    assert 'name="next" value="/?title=Mail&amp;description=mailbox+full"' in sign_in_page
+
+
+def test_dashboard_needs_a_manager(client, people):
+    sign_in(client)
+    assert client.get("/dashboard").status_code == 403
+    client.post("/logout", data={"csrf_token": csrf(client, "/")})
+    sign_in(client, "kim", "manager-password")
+    page = client.get("/dashboard?days=30").get_data(as_text=True)
+    assert "Knowledge dashboard" in page and "<svg" in page and "Last 30 days" in page
+    assert "<script>" not in page and " style=" not in page

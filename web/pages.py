@@ -4,21 +4,14 @@ dashboard. Everything works as plain forms; static/app.js adds search-as-you-typ
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 
 from kb.articles import parse_article_text, render_markdown
-from kb.authoring import (
-    article_markdown,
-    house_template_body,
-    new_article_fields,
-    slugify,
-    write_new_article,
-)
-from kb.drafts import markdown_safe
+from kb.authoring import slugify, write_new_article
+from kb.drafts import draft_from_text
 from kb.errors import ConflictError, KBError, NotFoundError, ValidationError
 from kb.models import SEARCHABLE_ARTICLE_STATES, Article
 from search.ranking import Filters, Viewer
@@ -233,28 +226,6 @@ def incident_page(incident_id: str):
 # Knowledge-centred support: whoever meets a gap captures it. Agents may start a draft;
 # it is stored as status `draft`, which only knowledge managers and admins see or search.
 
-def draft_from_typed_incident(form: dict[str, str], article_id: str, *, owner: str,
-                              today: dt.date | None = None) -> str:
-    """The Markdown text of a draft article for an incident as typed into the search page
-    (house sections; the user's words quoted as Symptoms). Raises ValidationError when
-    nothing was typed."""
-    title = " ".join(form["title"].split())
-    description = form["description"].strip()
-    if not (title or description):
-        raise ValidationError("describe the incident before starting a draft")
-    title = (title or " ".join(description.split())[:80])[:200]
-    fields = new_article_fields(article_id, title, product=form["product"], owner=owner,
-                                tags=["from-search"], today=today)
-    reported = "\n".join(f"> {line}".rstrip() for line in markdown_safe(description or title).split("\n"))
-    source = f"incident {markdown_safe(form['incident_id'])}" if form["incident_id"] else "search"
-    body = house_template_body(
-        {"Symptoms": reported,
-         "Applies to": f"- {markdown_safe(form['product'])}" if form["product"] else ""},
-        preamble=f"Captured by {markdown_safe(owner)} from {source}; cause and resolution to be written.",
-    )
-    return article_markdown(fields, body)
-
-
 def draft_title(form: dict[str, str]) -> str:
     return form["title"].strip() or " ".join(form["description"].split())[:80]
 
@@ -271,7 +242,10 @@ def write_draft(folder: Path, form: dict[str, str], *, owner: str, taken) -> Art
             raise ValidationError("the draft's file name would leave the articles folder")
         if taken(article_id):
             continue
-        text = draft_from_typed_incident(form, article_id, owner=owner)
+        text = draft_from_text(
+            form["title"], form["description"], article_id=article_id, product=form["product"],
+            incident_ref=form["incident_id"], owner=owner,
+        )
         try:
             path = write_new_article(folder, article_id, text)
         except ConflictError:
