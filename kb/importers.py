@@ -10,6 +10,7 @@ import csv
 import datetime as dt
 import io
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +42,8 @@ COLUMN_MAPS: dict[str, dict[str, tuple[str, ...]]] = {
         "status": ("state", "incident_state"),
         "opened_at": ("opened_at", "sys_created_on"),
         "resolved_at": ("resolved_at", "closed_at"),
-        "article_id": ("u_knowledge_article", "kb_article", "knowledge"),
+        # Not `knowledge`: in ServiceNow that is a true/false "create an article" flag.
+        "article_id": ("u_knowledge_article", "kb_article"),
     },
     "jira": {
         "id": ("issue key", "key"),
@@ -74,7 +76,7 @@ COLUMN_MAPS: dict[str, dict[str, tuple[str, ...]]] = {
 _STATUS_WORDS = {
     "resolved": "resolved", "solved": "resolved", "done": "resolved", "fixed": "resolved",
     "closed": "closed", "cancelled": "closed", "canceled": "closed", "complete": "closed",
-    "completed": "closed",
+    "completed": "closed", "declined": "closed",
 }
 _DATE_FORMATS = (
     "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d", "%d/%b/%y %I:%M %p", "%d/%b/%Y %I:%M %p",
@@ -91,7 +93,9 @@ def normalise_status(raw: str, has_resolution: bool) -> str | None:
     if value in _STATUS_WORDS:
         return _STATUS_WORDS[value]
     if value in {"new", "in progress", "on hold", "pending", "hold", "open", "to do", "waiting",
-                 "reopened", "in review", "assigned", "active"}:
+                 "reopened", "in review", "assigned", "active",
+                 # Jira Service Management's default workflows
+                 "waiting for support", "waiting for customer", "escalated", "work in progress"}:
         return "open"
     return None
 
@@ -181,6 +185,9 @@ def parse_map_option(pairs: list[str]) -> dict[str, str]:
     return overrides
 
 
+_TYPE_SUFFIX = re.compile(r"\s*\[[a-z ]+\]$")
+
+
 def resolve_columns(
     header: list[str], fmt: str, overrides: dict[str, str] | None = None, source: str = ""
 ) -> ColumnMapping:
@@ -189,6 +196,11 @@ def resolve_columns(
     if fmt not in COLUMN_MAPS:
         raise RecordError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     by_lower = {name.strip().lower(): name for name in header if name}
+    for name in header:
+        # Zendesk names custom fields with their type: "Resolution notes [txt]".
+        bare = _TYPE_SUFFIX.sub("", (name or "").strip().lower())
+        if bare:
+            by_lower.setdefault(bare, name)
     columns: dict[str, str] = {}
     for field, candidates in COLUMN_MAPS[fmt].items():
         for candidate in candidates:
@@ -226,6 +238,17 @@ def _read_text(path: Path) -> str:
         raise RecordError("not valid UTF-8 text", source=str(path), line=line) from None
 
 
+def csv_row(header: list[str], cells: list[str]) -> dict[str, str | None]:
+    """One CSV row by column name. A name the header repeats (Jira writes one column per
+    label, component or comment) takes its first non-empty cell."""
+    row: dict[str, str | None] = {}
+    for index, name in enumerate(header):
+        value = cells[index] if index < len(cells) else None
+        if name not in row or (not (row[name] or "").strip() and (value or "").strip()):
+            row[name] = value
+    return row
+
+
 def iter_records(text: str, kind: str, source: str) -> Iterator[tuple[int, Any]]:
     """(line or item number, raw record) from JSONL, JSON or CSV text."""
     if kind == "jsonl":
@@ -249,13 +272,16 @@ def iter_records(text: str, kind: str, source: str) -> Iterator[tuple[int, Any]]
             yield number, item
     elif kind == "csv":
         csv.field_size_limit(MAX_FIELD_CHARS * 2)
-        reader = csv.DictReader(io.StringIO(text, newline=""))
+        reader = csv.reader(io.StringIO(text, newline=""))
         try:
-            for row in reader:
-                if None in row:
+            header = next(reader, [])
+            for cells in reader:
+                if not cells:
+                    continue
+                if len(cells) > len(header):
                     raise RecordError("row has more cells than the header", source=source,
                                       line=reader.line_num)
-                yield reader.line_num, row
+                yield reader.line_num, csv_row(header, cells)
         except csv.Error as exc:
             raise RecordError(f"invalid CSV: {exc}", source=source, line=reader.line_num) from None
     else:

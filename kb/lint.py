@@ -144,11 +144,11 @@ def _read_text(path: Path) -> str:
         raise RecordError("not valid UTF-8 text", source=str(path), line=line) from None
 
 
-def _record_problem(exc: RecordError, path: Path) -> LintProblem:
+def _record_problem(exc: RecordError, path: Path, code: str = "front-matter") -> LintProblem:
     text = str(exc)
     prefix = f"{exc.source}:{exc.line}: " if exc.line is not None else f"{exc.source}: "
     message = text[len(prefix):] if text.startswith(prefix) else text
-    return LintProblem(str(path), exc.line or 1, ERROR, "front-matter", message)
+    return LintProblem(str(path), exc.line or 1, ERROR, code, message)
 
 
 Links = list[tuple[int, str, str]]  # (line, href, relative file path) of links to articles
@@ -160,7 +160,7 @@ def lint_file(path: Path, *, today: dt.date) -> tuple[ParsedArticle | None, list
     try:
         text = _read_text(path)
     except RecordError as exc:
-        return None, [_record_problem(exc, path)], []
+        return None, [_record_problem(exc, path, "unreadable")], []
     except OSError as exc:
         return None, [LintProblem(str(path), 1, ERROR, "unreadable", f"cannot read: {exc.strerror}")], []
     return lint_text(text, str(path), today=today, folder=path.parent)

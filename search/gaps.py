@@ -72,12 +72,13 @@ def _content_words(text: str) -> set[str]:
 
 def distinctive_terms(cluster_texts: list[str], all_texts: list[str],
                       limit: int = TERMS_PER_CLUSTER) -> list[str]:
-    """Words most of the cluster uses and the other gap queries rarely do (tf-idf)."""
+    """Words most of the cluster uses and the other gap queries rarely do: the share of
+    the cluster's queries using a word times log(1 + queries / queries using it)."""
     document_freq = Counter(w for text in all_texts for w in _content_words(text))
     in_cluster = Counter(w for text in cluster_texts for w in _content_words(text))
     total = len(all_texts)
     scored = [
-        (count / len(cluster_texts) * math.log((1 + total) / (1 + document_freq[word])), word)
+        (count / len(cluster_texts) * math.log(1 + total / document_freq[word]), word)
         for word, count in in_cluster.items()
     ]
     scored.sort(key=lambda s: (-s[0], s[1]))

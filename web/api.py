@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
@@ -118,6 +119,18 @@ def upsert_incidents():
         raise ValidationError("the same incident id appears twice in the request")
     counts = service().upsert_incidents(incidents, source="api")
     return jsonify({"upserted": len(incidents), "ids": ids, **counts.as_dict()}), 201
+
+
+@bp.get("/metrics")
+@require_roles("knowledge_manager", "admin")
+def metrics():
+    """KCS metrics, knowledge gaps and stale articles (kb.report.build_report)."""
+    from kb.report import MAX_REPORT_DAYS, build_report
+
+    raw = request.args.get("days", "90")
+    if not re.fullmatch(r"[0-9]{1,4}", raw) or not 1 <= int(raw) <= MAX_REPORT_DAYS:
+        raise ValidationError(f"'days' must be a whole number from 1 to {MAX_REPORT_DAYS}")
+    return jsonify(build_report(service(), days=int(raw)))
 
 
 @bp.get("/health")

@@ -140,6 +140,51 @@ UPSERT_RESULT = {
 }
 
 
+_COUNT = {"type": "integer", "minimum": 0}
+_RATE = {"type": ["number", "null"], "minimum": 0, "maximum": 1}
+_ARRAY_OF_OBJECTS = {"type": "array", "items": {"type": "object"}}
+
+REPORT = {
+    "type": "object",
+    "description": "KCS metrics over the last `days` days; see kb.report for every field.",
+    "required": ["generated_at", "days", "since", "totals", "link_rate", "new_vs_known",
+                 "none_helped_rate", "acceptance_by_rank", "reuse", "pareto", "over_time",
+                 "gaps", "stale"],
+    "properties": {
+        "generated_at": {"type": "string"},
+        "days": {"type": "integer", "minimum": 1},
+        "since": {"type": "string"},
+        "totals": {"type": "object", "properties": {
+            "suggestions": _COUNT, "no_good_match": _COUNT, "feedback": _COUNT, "used": _COUNT,
+            "none_helped": _COUNT, "incidents_closed": _COUNT,
+            "articles": {"type": "object", "additionalProperties": _COUNT}}},
+        "link_rate": {"type": "object", "required": ["value", "linked", "closed"],
+                      "properties": {"value": _RATE, "linked": _COUNT, "closed": _COUNT}},
+        "new_vs_known": {"type": "object", "required": ["known", "new", "known_rate"],
+                         "properties": {"known": _COUNT, "new": _COUNT, "known_rate": _RATE}},
+        "none_helped_rate": {"type": "object", "required": ["value", "none_helped", "feedback"],
+                             "properties": {"value": _RATE, "none_helped": _COUNT,
+                                            "feedback": _COUNT}},
+        "acceptance_by_rank": {"type": "array", "items": {
+            "type": "object", "required": ["rank", "used", "share"],
+            "properties": {"rank": {"type": "integer"}, "used": _COUNT, "share": _RATE}}},
+        "reuse": {"type": "array", "items": {
+            "type": "object", "required": ["id", "reuse"],
+            "properties": {"id": {"type": "string"}, "title": {"type": "string"},
+                           "linked_incidents": _COUNT, "used": _COUNT, "reuse": _COUNT}}},
+        "pareto": {"type": "object", "properties": {
+            "articles": _COUNT, "top_articles": _COUNT, "top_share": _RATE,
+            "articles_for_80": {"type": ["integer", "null"]}, "points": _ARRAY_OF_OBJECTS}},
+        "over_time": {"type": "object", "required": ["period", "series"], "properties": {
+            "period": {"type": "string", "enum": ["day", "week"]}, "series": _ARRAY_OF_OBJECTS}},
+        "gaps": {"type": "object", "required": ["clusters"], "properties": {
+            "threshold": {"type": "number"}, "queries": _COUNT, "clusters": _ARRAY_OF_OBJECTS}},
+        "stale": {"type": "object", "required": ["articles"], "properties": {
+            "explanation": {"type": "string"}, "articles": _ARRAY_OF_OBJECTS}},
+    },
+}
+
+
 def _errors(*statuses: int) -> dict[str, Any]:
     reasons = {
         400: "Malformed or invalid input", 401: "Missing or unknown token", 403: "Role not allowed",
@@ -172,6 +217,7 @@ def openapi_document() -> dict[str, Any]:
                 "Error": ERROR, "Result": RESULT, "SuggestRequest": SUGGEST_REQUEST,
                 "Suggestion": SUGGESTION, "FeedbackRequest": FEEDBACK_REQUEST,
                 "Feedback": FEEDBACK, "Incident": INCIDENT, "UpsertResult": UPSERT_RESULT,
+                "Report": REPORT,
             },
         },
         "paths": {
@@ -220,6 +266,22 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {
                         "201": {"description": "Upserted", "content": _json("UpsertResult")},
                         **_errors(400, 401, 403, 413),
+                    },
+                }
+            },
+            "/api/v1/metrics": {
+                "get": {
+                    "operationId": "metrics",
+                    "summary": "KCS metrics, knowledge gaps and stale articles (the `kb report` data)",
+                    "security": secured,
+                    "x-roles": ["knowledge_manager", "admin"],
+                    "parameters": [{"name": "days", "in": "query", "required": False,
+                                    "description": "The window, in days (default 90).",
+                                    "schema": {"type": "integer", "minimum": 1, "maximum": 3650,
+                                               "default": 90}}],
+                    "responses": {
+                        "200": {"description": "The report", "content": _json("Report")},
+                        **_errors(400, 401, 403),
                     },
                 }
             },
