@@ -181,20 +181,24 @@ class HashingEmbedder:
         return _batched_encode(encode, texts, batch_size, progress, self.dimension)
 
 
-def resolve_model_folder(model_setting: str, models_root: Path | None = None) -> Path:
-    """The model folder to use: the setting, else the tuned model in use, else the packaged one."""
+def resolve_model_folder(model_setting: str = "", index_model_path: str = "",
+                         home: Path | None = None) -> Path:
+    """The model to embed with: the explicit setting, else the model the published index
+    was built with (a tuned model lives in the data home), else the packaged model.
+
+    Raises ConfigError when an explicitly configured folder does not exist.
+    """
     if model_setting:
         folder = Path(model_setting).expanduser()
         if not folder.is_dir():
             raise ConfigError(f"model folder {folder} does not exist")
         return folder
-    if models_root is not None:
-        current = models_root / "CURRENT"
-        if current.exists():
-            name = current.read_text().strip()
-            folder = models_root / name
-            if name and folder.is_dir():
-                return folder
+    if index_model_path:
+        folder = Path(index_model_path)
+        if not folder.is_absolute() and home is not None:
+            folder = home / folder
+        if folder.is_dir():
+            return folder
     return packaged_model_path()
 
 
@@ -202,14 +206,15 @@ _CACHE: dict[tuple, Embedder] = {}
 _CACHE_LOCK = threading.Lock()
 
 
-def load_embedder(
-    backend: str, model_setting: str = "", *, models_root: Path | None = None, threads: int = 2
-) -> Embedder:
-    """Build (once per process) the embedder a configuration asks for. Raises ConfigError."""
+def load_embedder(backend: str, folder: Path | None = None, *, threads: int = 2) -> Embedder:
+    """Build (once per process) the embedder for a backend and model folder.
+
+    Raises ConfigError for an unknown backend or a folder that holds no model.
+    """
     if backend == "hashing":
         key: tuple = ("hashing",)
     else:
-        key = (backend, str(resolve_model_folder(model_setting, models_root)), threads)
+        key = (backend, str(folder or packaged_model_path()), threads)
     with _CACHE_LOCK:
         if key in _CACHE:
             return _CACHE[key]

@@ -115,6 +115,7 @@ def update_index(
     store: Store, embedder: Embedder, index_root: Path, *, rebuild: bool = False,
     batch_size: int = 64, progress: Progress | None = None,
     before_publish: Callable[[VectorIndex, int], None] | None = None,
+    meta: dict | None = None,
 ) -> IndexReport:
     """Make the published index agree with the store; incremental unless ``rebuild``.
 
@@ -157,7 +158,8 @@ def update_index(
         before_publish(vindex, head)
     report.version = publish_index(
         index_root, vindex,
-        {"model_id": embedder.model_id, "log_seq": head, "store_chunks": store.count_chunks()},
+        {"model_id": embedder.model_id, "log_seq": head, "store_chunks": store.count_chunks(),
+         **(meta or {})},
     )
     report.seconds = round(time.monotonic() - began, 3)
     return report

@@ -11,11 +11,12 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from indexer.embedders import Embedder, load_embedder, set_thread_counts
-from indexer.index_files import indexing_lock
+from indexer.embedders import Embedder, load_embedder, resolve_model_folder, set_thread_counts
+from indexer.index_files import indexing_lock, read_config
 from indexer.pipeline import IndexReport, Progress, sync_documents, update_index
 from indexer.vector_index import VectorIndex
 from kb.config import Config
+from kb.errors import KBError
 from kb.models import Incident
 from kb.store import Store, UpsertCounts, open_store
 from search.calibration import fit_profile
@@ -61,13 +62,33 @@ class Service:
                 self._embedder = self._load_embedder()
             return self._embedder
 
-    def _load_embedder(self) -> Embedder:
+    def model_folder(self, index_config: dict | None = None) -> Path:
+        """The model in use: KB_MODEL if set, else the one the current index was built
+        with (so a tuned model keeps serving), else the packaged all-MiniLM-L6-v2."""
+        if index_config is None:
+            try:
+                index_config = read_config(self.index_root)
+            except KBError:
+                index_config = {}
+        return resolve_model_folder(self.config.model, index_config.get("model_path", ""), self.home)
+
+    def _load_embedder(self, index_config: dict | None = None) -> Embedder:
         threads = self.config.cpu_threads()
         set_thread_counts(threads)
-        return load_embedder(
-            self.config.embed_backend, self.config.model,
-            models_root=self.config.models_root, threads=threads,
-        )
+        folder = None if self.config.embed_backend == "hashing" else self.model_folder(index_config)
+        return load_embedder(self.config.embed_backend, folder, threads=threads)
+
+    def model_path_for_index(self, embedder: Embedder) -> str:
+        """How the index config names its model: relative to the data home when the model
+        lives there (tuned versions), absolute otherwise."""
+        folder = getattr(embedder, "folder", None)
+        if folder is None:
+            return ""
+        folder = Path(folder).resolve()
+        try:
+            return str(folder.relative_to(self.home))
+        except ValueError:
+            return str(folder)
 
     def suggester(self) -> ResolutionSuggester:
         embedder = self.embedder()
@@ -77,15 +98,13 @@ class Service:
                     embedder, self.index_root, store_factory=self.new_store,
                     max_query_chars=self.config.max_query_chars,
                     refresh_seconds=self.config.index_refresh_seconds,
-                    embedder_loader=self._reload_embedder,
+                    embedder_loader=self._embedder_for_index,
                 )
             return self._suggester
 
-    def _reload_embedder(self) -> Embedder:
-        from indexer.embedders import clear_embedder_cache
-
-        clear_embedder_cache()
-        embedder = self._load_embedder()
+    def _embedder_for_index(self, index_config: dict) -> Embedder:
+        """The embedder a newly published index needs (after `kb tune` switched models)."""
+        embedder = self._load_embedder(index_config)
         with self._lock:
             self._embedder = embedder
         return embedder
@@ -100,13 +119,15 @@ class Service:
     # --- work --------------------------------------------------------------------------
 
     def index(self, *, rebuild: bool = False, progress: Progress | None = None,
-              fit: bool = True) -> IndexReport:
+              fit: bool = True, embedder: Embedder | None = None) -> IndexReport:
         """Bring the index in step with the store, fit the ranking profile, publish.
 
+        ``embedder`` switches models (kb tune): every chunk is embedded with it and the
+        index is rebuilt; until it is published the current one keeps serving.
         Raises BlockingIOError when another indexer holds the lock.
         """
         store = self.store()
-        embedder = self.embedder()
+        embedder = embedder or self.embedder()
 
         def fit_and_save(index: VectorIndex, seq: int) -> None:
             if not fit:
@@ -120,6 +141,7 @@ class Service:
                 store, embedder, self.index_root, rebuild=rebuild,
                 batch_size=self.config.batch_size, progress=progress,
                 before_publish=fit_and_save,
+                meta={"model_path": self.model_path_for_index(embedder)},
             )
 
     def upsert_incidents(self, incidents: Sequence[Incident], source: str = "api") -> UpsertCounts:

@@ -75,7 +75,7 @@ class ResolutionSuggester:
     def __init__(
         self, embedder: Embedder, index_root: Path, *, store_factory: Callable[[], Store],
         max_query_chars: int = 4000, refresh_seconds: float = 0.2,
-        embedder_loader: Callable[[], Embedder] | None = None,
+        embedder_loader: Callable[[dict], Embedder] | None = None,
     ):
         self.embedder = embedder
         self.index_root = Path(index_root)
@@ -122,7 +122,7 @@ class ResolutionSuggester:
             config = read_config(self.index_root, version)
             embedder = self.embedder
             if config.get("model_id") != embedder.model_id and self.embedder_loader:
-                embedder = self.embedder_loader()
+                embedder = self.embedder_loader(config)
             store = self.store_factory()
             try:
                 state = SearchState.load(store, self.index_root, embedder.model_id)

@@ -137,6 +137,15 @@ class SuggestionsMixin:
             "changed" if existing else "created",
         )
 
+    def used_feedback(self) -> list[dict[str, Any]]:
+        """Every "used" choice with the query it answered and what was shown, oldest first."""
+        rows = self.db.query(
+            "SELECT f.agent, substr(f.updated_at, 1, 10) AS day, f.used_id, s.query, s.results "
+            "FROM feedback f JOIN suggestions s ON s.id = f.suggestion_id "
+            "WHERE f.outcome = 'used' ORDER BY f.updated_at"
+        )
+        return [dict(row, results=json.loads(row["results"])) for row in rows]
+
     def feedback_for(self, suggestion_id: str) -> list[dict[str, Any]]:
         return list(self.db["feedback"].rows_where("suggestion_id = ?", [suggestion_id]))
 
