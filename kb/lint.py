@@ -176,8 +176,8 @@ def lint_text(
         meta = yaml.safe_load(front) if front.strip() else {}
     except RecordError as exc:
         return None, [_record_problem(exc, Path(source))], []
-    except yaml.YAMLError:
-        meta = None  # parse_article_text below reports it with its line
+    except (yaml.YAMLError, ValueError, RecursionError):
+        meta = None  # parse_article_text below reports it (e.g. `review_by: 2024-02-30`)
     key_lines: dict[str, int] = {}
     if isinstance(meta, dict):
         key_lines = _front_matter_lines(front)
@@ -189,6 +189,9 @@ def lint_text(
         problem = _record_problem(exc, Path(source))
         if not any(p.severity == ERROR and p.line == problem.line for p in problems):
             problems.append(problem)
+    except (ValueError, RecursionError) as exc:  # YAML that builds an impossible date
+        reason = str(exc) if isinstance(exc, ValueError) else "nested too deeply"
+        problems.append(LintProblem(source, 1, ERROR, "front-matter", f"front matter: {reason}"))
     if parsed is not None:
         problems.extend(article_problems(parsed, source, today=today))
     status = parsed.article.status if parsed is not None else str((meta or {}).get("status") or "") \
@@ -334,7 +337,8 @@ def body_problems(
         if not has_content:
             out.append(LintProblem(
                 source, body_line + offset, WARNING if status == "draft" else ERROR,
-                "empty-section", f"section '{heading}' is empty",
+                "empty-section", f"section '{heading}' is empty" if heading
+                else "an untitled '##' section is empty",
             ))
     present = {heading.lower() for heading, _, _ in sections}
     missing = [h for h in HOUSE_SECTIONS if h.lower() not in present]

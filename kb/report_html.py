@@ -7,9 +7,14 @@ dropped into any page, including one served under a strict Content-Security-Poli
 such as ``fill=``), no external references. Every piece of text is escaped. Hovering a
 point or bar shows its exact value (an SVG ``<title>``; no script needed).
 
-:func:`render_html` builds the whole page from :func:`kb.report.build_report`'s dict. The
-page loads nothing from the network and carries its own CSP, which allows only its one
-``<style>`` block (by hash).
+:func:`report_charts` turns :func:`kb.report.build_report`'s dict into every chart of the
+report, by name (``usage``, ``none_helped_rate``, ``choices``, ``known``, ``rank``,
+``pareto``, ``gaps``, ``stale``), for pages that lay them out themselves.
+:func:`render_html` builds the whole page: it loads nothing from the network and carries
+its own CSP, which allows only its one ``<style>`` block (by hash).
+
+The signatures of these functions and the chart names are kept stable; new options come
+as keyword arguments with defaults.
 """
 
 from __future__ import annotations

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kb.articles import HOUSE_SECTIONS, article_sections, parse_article_text, read_article_file
 from kb.authoring import set_front_matter_fields, slugify
@@ -421,3 +423,22 @@ def test_front_matter_edit_keeps_everything_else():
                       "status: not front matter\n")
     edited = set_front_matter_fields(text, {"tags": ["z"]})
     assert "tags: [z]\n---" in edited and "- x" not in edited
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("-:#[]()<>/.!`\n abcdexyz0123456789_'\"|>{}*")),
+               max_size=300))
+def test_lint_never_crashes_on_any_text(tail):
+    text = "---\nid: a\ntitle: t\nstatus: draft\naudience: internal\n" + tail
+    parsed, problems, _ = lint_text(text, "x.md", today=TODAY)
+    assert all(p.severity in ("error", "warning") and p.line >= 1 for p in problems)
+    assert parsed is not None or any(p.severity == "error" for p in problems)
+
+
+def test_lint_reports_impossible_dates_without_crashing():
+    text = GOOD.format(id="a", status="validated", audience="internal", review_by="2024-02-30")
+    parsed, problems, _ = lint_text(text, "a.md", today=TODAY)
+    assert parsed is None
+    assert [(p.code, p.severity) for p in problems if p.severity == "error"] == [
+        ("front-matter", "error")]
+    assert "day is out of range" in problems[0].message
