@@ -50,14 +50,21 @@ def _write_file(path: Path, data: bytes) -> None:
 
 
 def software_versions() -> dict[str, str]:
-    import sentence_transformers
-    import torch
+    # Read from package metadata: importing sentence-transformers only for its version
+    # string would add seconds to every `kb index`.
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
 
     return {
         "faiss": faiss.__version__,
         "numpy": np.__version__,
-        "sentence_transformers": sentence_transformers.__version__,
-        "torch": torch.__version__,
+        "sentence_transformers": installed("sentence-transformers"),
+        "torch": installed("torch"),
         "format": str(FORMAT_VERSION),
     }
 

@@ -94,6 +94,9 @@ def parse_article_text(text: str, source: str = "<text>") -> ParsedArticle:
         line = (mark.line + 2) if mark is not None else 1
         problem = getattr(exc, "problem", None) or "invalid YAML"
         raise RecordError(f"front matter: {problem}", source=source, line=line) from None
+    except (ValueError, RecursionError) as exc:  # e.g. `review_by: 2024-02-30`, deep nesting
+        reason = str(exc) if isinstance(exc, ValueError) else "nested too deeply"
+        raise RecordError(f"front matter: {reason}", source=source, line=1) from None
     if not isinstance(meta, dict):
         raise RecordError("front matter must be a mapping of fields", source=source, line=2)
     key_lines = _key_lines(front, 2)

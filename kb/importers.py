@@ -78,6 +78,12 @@ _STATUS_WORDS = {
     "closed": "closed", "cancelled": "closed", "canceled": "closed", "complete": "closed",
     "completed": "closed", "declined": "closed",
 }
+_OPEN_WORDS = frozenset({
+    "new", "in progress", "on hold", "pending", "hold", "open", "to do", "waiting", "reopened",
+    "in review", "assigned", "active",
+    # Jira Service Management's default workflows
+    "waiting for support", "waiting for customer", "escalated", "work in progress",
+})
 _DATE_FORMATS = (
     "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d", "%d/%b/%y %I:%M %p", "%d/%b/%Y %I:%M %p",
     "%d/%b/%y %H:%M", "%m/%d/%Y %H:%M:%S", "%m/%d/%Y %H:%M", "%m/%d/%Y", "%d-%m-%Y %H:%M:%S",
@@ -92,12 +98,14 @@ def normalise_status(raw: str, has_resolution: bool) -> str | None:
         return value
     if value in _STATUS_WORDS:
         return _STATUS_WORDS[value]
-    if value in {"new", "in progress", "on hold", "pending", "hold", "open", "to do", "waiting",
-                 "reopened", "in review", "assigned", "active",
-                 # Jira Service Management's default workflows
-                 "waiting for support", "waiting for customer", "escalated", "work in progress"}:
+    if value in _OPEN_WORDS:
         return "open"
     return None
+
+
+def accepted_status_words() -> list[str]:
+    """Every status value an import accepts (compared after trimming and lower-casing)."""
+    return sorted(set(INCIDENT_STATES) | set(_STATUS_WORDS) | _OPEN_WORDS)
 
 
 def normalise_datetime(raw: str) -> str | None:
@@ -106,7 +114,8 @@ def normalise_datetime(raw: str) -> str | None:
     if not value:
         return ""
     try:
-        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        # RFC 3339 allows lower-case 't' and 'z'; fromisoformat does not.
+        parsed = dt.datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
     except ValueError:
         parsed = None
         for fmt in _DATE_FORMATS:
@@ -118,7 +127,10 @@ def normalise_datetime(raw: str) -> str | None:
         if parsed is None:
             return None
     if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
+        try:
+            parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
+        except OverflowError:  # e.g. 0001-01-01T00:00:00+05:00 lies before year 1 in UTC
+            return None
     return parsed.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -238,6 +250,14 @@ def _read_text(path: Path) -> str:
         raise RecordError("not valid UTF-8 text", source=str(path), line=line) from None
 
 
+def _json_problem(exc: Exception) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return exc.msg
+    if isinstance(exc, RecursionError):
+        return "too deeply nested"
+    return "a number has too many digits"
+
+
 def csv_row(header: list[str], cells: list[str]) -> dict[str, str | None]:
     """One CSV row by column name. A name the header repeats (Jira writes one column per
     label, component or comment) takes its first non-empty cell."""
@@ -257,15 +277,15 @@ def iter_records(text: str, kind: str, source: str) -> Iterator[tuple[int, Any]]
                 continue
             try:
                 yield number, json.loads(line)
-            except (json.JSONDecodeError, RecursionError) as exc:
-                raise RecordError(f"invalid JSON: {getattr(exc, 'msg', 'too deeply nested')}",
+            except (ValueError, RecursionError) as exc:  # ValueError: also over-long numbers
+                raise RecordError(f"invalid JSON: {_json_problem(exc)}",
                                   source=source, line=number) from None
     elif kind == "json":
         try:
             data = json.loads(text)
-        except (json.JSONDecodeError, RecursionError) as exc:
+        except (ValueError, RecursionError) as exc:
             line = getattr(exc, "lineno", None)
-            raise RecordError(f"invalid JSON: {getattr(exc, 'msg', 'too deeply nested')}",
+            raise RecordError(f"invalid JSON: {_json_problem(exc)}",
                               source=source, line=line) from None
         items = data if isinstance(data, list) else [data]
         for number, item in enumerate(items, start=1):

@@ -22,6 +22,7 @@ from scripts.common import (
     reports_errors,
     terminal_progress,
 )
+from scripts.doctor_cli import doctor
 from scripts.report import report
 
 
@@ -313,6 +314,7 @@ def eval_command(app: AppContext, file: str, as_json: bool, ranking: str) -> Non
 
 cli.add_command(articles)
 cli.add_command(report)
+cli.add_command(doctor)
 
 
 def main() -> None:

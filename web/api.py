@@ -33,7 +33,8 @@ def json_body() -> Any:
         return json.loads(raw)
     except UnicodeDecodeError:
         raise ValidationError("the request body is not UTF-8 text") from None
-    except (json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):
+        # ValueError also covers numbers too long to convert (Python's digit limit).
         raise ValidationError("the request body is not valid JSON") from None
 
 
@@ -61,14 +62,18 @@ def parse_suggest_request(data: Any) -> SuggestRequest:
     if not (title.strip() or description.strip()):
         raise ValidationError("describe the incident: 'title' or 'description' must not be empty")
     k = data.get("k", config.default_k)
+    if isinstance(k, float) and k.is_integer():
+        k = int(k)  # JSON Schema counts 5.0 as an integer
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= config.max_k:
         raise ValidationError(f"'k' must be an integer from 1 to {config.max_k}")
-    filters = _object(data.get("filters") or {}, "'filters'")
+    filters = _object({} if data.get("filters") is None else data["filters"], "'filters'")
     product = _string(filters, "product", limit=200)
     category = _string(filters, "category", limit=200)
     audience = _string(data, "audience", limit=20) or "internal"
     if audience not in ("internal", "public"):
         raise ValidationError("'audience' must be 'internal' or 'public'")
+    if not isinstance(data.get("include_drafts", False), bool):
+        raise ValidationError("'include_drafts' must be true or false")
     principal = current_principal()
     include_drafts = bool(data.get("include_drafts")) and principal.role in ("knowledge_manager", "admin")
     return SuggestRequest(

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from kb.importers import MAX_FIELD_CHARS, accepted_status_words
+
 ERROR = {
     "type": "object",
     "required": ["error"],
@@ -54,21 +56,23 @@ RESULT = {
 SUGGEST_REQUEST = {
     "type": "object",
     "properties": {
-        "title": {"type": "string", "maxLength": 100000},
-        "description": {"type": "string", "maxLength": 100000},
+        "title": {"type": ["string", "null"], "maxLength": 100000},
+        "description": {"type": ["string", "null"], "maxLength": 100000},
         "k": {"type": "integer", "minimum": 1, "maximum": 50, "default": 5},
-        "incident_id": {"type": "string", "maxLength": 200},
-        "audience": {"type": "string", "enum": ["internal", "public"]},
+        "incident_id": {"type": ["string", "null"], "maxLength": 200},
+        "audience": {"type": ["string", "null"], "enum": ["internal", "public", "", None],
+                     "description": "Empty or null: internal."},
         "include_drafts": {"type": "boolean"},
         "filters": {
             "type": "object",
-            "properties": {"product": {"type": "string", "maxLength": 200},
-                           "category": {"type": "string", "maxLength": 200}},
+            "properties": {"product": {"type": ["string", "null"], "maxLength": 200},
+                           "category": {"type": ["string", "null"], "maxLength": 200}},
         },
     },
     "anyOf": [
-        {"required": ["title"], "properties": {"title": {"type": "string", "pattern": "\\S"}}},
-        {"required": ["description"], "properties": {"description": {"type": "string", "pattern": "\\S"}}},
+        {"required": ["title"], "properties": {"title": {"type": "string", "pattern": "[^\\s\\x00]"}}},
+        {"required": ["description"],
+         "properties": {"description": {"type": "string", "pattern": "[^\\s\\x00]"}}},
     ],
 }
 
@@ -86,12 +90,17 @@ SUGGESTION = {
 
 FEEDBACK_REQUEST = {
     "type": "object",
-    "required": ["outcome"],
     "properties": {
-        "used": {"type": ["string", "null"], "minLength": 1, "maxLength": 200},
-        "outcome": {"type": "string", "enum": ["used", "none_helped"]},
-        "agent": {"type": "string", "maxLength": 200},
+        "used": {"type": ["string", "null"], "minLength": 1, "maxLength": 200,
+                 "description": "The id of the result that was used; null when none helped."},
+        "outcome": {"type": ["string", "null"], "enum": ["used", "none_helped", None],
+                    "description": "May be left out when 'used' names a result."},
+        "agent": {"type": ["string", "null"], "maxLength": 200},
     },
+    "oneOf": [
+        {"required": ["used"], "properties": {"outcome": {"enum": ["used", None]}, "used": {"type": "string"}}},
+        {"required": ["outcome"], "properties": {"outcome": {"const": "none_helped"}, "used": {"type": "null"}}},
+    ],
 }
 
 FEEDBACK = {
@@ -109,22 +118,39 @@ FEEDBACK = {
     },
 }
 
+# Import rules (kb.importers): no NUL characters; a title or a description that is not blank.
+# Numbers are read as text (ticket systems often send numeric ids); null means absent.
+_TEXT = {"type": ["string", "number", "null"], "maxLength": MAX_FIELD_CHARS, "pattern": "^[^\\x00]*$"}
+_NON_BLANK = {"type": ["string", "number"], "pattern": "\\S"}
+
 INCIDENT = {
     "type": "object",
     "required": ["id"],
     "properties": {
-        "id": {"type": "string", "minLength": 1, "maxLength": 200},
-        "title": {"type": ["string", "null"]},
-        "description": {"type": ["string", "null"]},
-        "resolution": {"type": ["string", "null"]},
-        "resolution_code": {"type": ["string", "null"]},
-        "category": {"type": ["string", "null"]},
-        "product": {"type": ["string", "null"]},
-        "status": {"type": ["string", "null"], "enum": ["open", "resolved", "closed", None]},
-        "opened_at": {"type": ["string", "null"], "format": "date-time"},
-        "resolved_at": {"type": ["string", "null"], "format": "date-time"},
-        "article_id": {"type": ["string", "null"]},
+        "id": {"type": ["string", "number"], "minLength": 1, "maxLength": 200,
+               "pattern": "^\\s*[^\\s\\x00]([^\\r\\n\\t\\x00]*[^\\s\\x00])?\\s*$",
+               "description": "One line; surrounding whitespace is trimmed."},
+        "title": _TEXT,
+        "description": _TEXT,
+        "resolution": _TEXT,
+        "resolution_code": _TEXT,
+        "category": _TEXT,
+        "product": _TEXT,
+        "status": {
+            "type": ["string", "null"], "enum": [*accepted_status_words(), "", None],
+            "description": "open, resolved or closed; common ticket-system words are mapped "
+                           "(compared in lower case). Empty: resolved if there is a resolution.",
+        },
+        "opened_at": {"type": ["string", "null"], "format": "date-time",
+                      "description": "ISO 8601; common ticket-system export formats are accepted too."},
+        "resolved_at": {"type": ["string", "null"], "format": "date-time",
+                        "description": "ISO 8601; common ticket-system export formats are accepted too."},
+        "article_id": _TEXT,
     },
+    "anyOf": [
+        {"required": ["title"], "properties": {"title": _NON_BLANK}},
+        {"required": ["description"], "properties": {"description": _NON_BLANK}},
+    ],
 }
 
 UPSERT_RESULT = {

@@ -66,6 +66,9 @@ class KnowledgeServer(BaseApplication):
             "errorlog": "-",
             "loglevel": "info",
             "proc_name": "kb-serve",
+            # The control socket sits at one path per user ($HOME/.gunicorn/gunicorn.ctl), so
+            # two servers on a machine would take it from each other; nothing here uses it.
+            "control_socket_disable": True,
         }
         for key, value in settings.items():
             self.cfg.set(key, value)

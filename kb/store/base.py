@@ -70,6 +70,11 @@ class StoreBase:
     def schema_version(self) -> int:
         return self.db["_migrations"].count
 
+    def integrity_problems(self) -> list[str]:
+        """What SQLite's quick_check finds wrong with the database file (empty when sound)."""
+        rows = self.db.execute("PRAGMA quick_check").fetchall()
+        return [row[0] for row in rows if row[0] != "ok"]
+
     @contextlib.contextmanager
     def write(self) -> Iterator[sqlite_utils.Database]:
         """One write transaction. Nested calls join the outer transaction."""

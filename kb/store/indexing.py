@@ -121,9 +121,13 @@ class IndexingMixin:
         return new_ids
 
     def forget_indexed_docs(self) -> None:
-        """Mark every document as not indexed, so the next run chunks all of them again."""
+        """Mark every document as out of date, so the next run chunks all of them again.
+
+        The rows stay (with an empty hash): if this run is killed half-way, a document that
+        has since left search is still known to have chunks and is unindexed next time.
+        """
         with self.write():
-            self.db.execute("DELETE FROM indexed_docs")
+            self.db.execute("UPDATE indexed_docs SET doc_hash = ''")
 
     def unindex_doc(self, kind: str, doc_id: str) -> None:
         with self.write():
@@ -242,6 +246,18 @@ class IndexingMixin:
     def count_indexed_docs(self) -> dict[str, int]:
         rows = self.db.execute("SELECT doc_kind, count(*) FROM indexed_docs GROUP BY doc_kind")
         return dict(rows.fetchall())
+
+    def orphan_chunk_docs(self) -> list[tuple[str, str]]:
+        """(kind, id) of documents that have chunks but no indexed_docs row, so neither
+        docs_to_index nor docs_to_unindex would ever touch them (left by older versions)."""
+        rows = self.db.execute(
+            """
+            SELECT DISTINCT c.doc_kind, c.doc_id FROM chunks c
+            LEFT JOIN indexed_docs d ON d.doc_kind = c.doc_kind AND d.doc_id = c.doc_id
+            WHERE d.doc_id IS NULL
+            """
+        )
+        return [tuple(row) for row in rows.fetchall()]
 
     def log_head(self) -> int:
         row = self.db.execute("SELECT max(seq) FROM index_log").fetchone()
