@@ -180,6 +180,8 @@ def test_metrics_api_is_for_knowledge_managers(client, auth, indexed):
         response = client.get("/api/v1/metrics", headers=auth(role))
         assert response.status_code == 403 and response.get_json()["error"]["code"] == "forbidden"
     assert client.get("/api/v1/metrics").status_code == 401
+    response = client.get("/api/v1/metrics?days=7&window=30", headers=auth("admin"))
+    assert response.status_code == 400 and "'window'" in response.get_json()["error"]["message"]
     for bad in ("0", "3651", "abc", "-5", "1.5", "٣"):
         response = client.get(f"/api/v1/metrics?days={bad}", headers=auth("admin"))
         assert response.status_code == 400, bad

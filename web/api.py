@@ -132,6 +132,9 @@ def metrics():
     """KCS metrics, knowledge gaps and stale articles (kb.report.build_report)."""
     from kb.report import MAX_REPORT_DAYS, build_report
 
+    unknown = sorted(set(request.args) - {"days"})
+    if unknown:
+        raise ValidationError(f"unknown query parameter {unknown[0]!r}; only 'days' is accepted")
     raw = request.args.get("days", "90")
     if not re.fullmatch(r"[0-9]{1,4}", raw) or not 1 <= int(raw) <= MAX_REPORT_DAYS:
         raise ValidationError(f"'days' must be a whole number from 1 to {MAX_REPORT_DAYS}")
