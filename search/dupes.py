@@ -78,7 +78,7 @@ def _normalise(matrix: np.ndarray) -> np.ndarray:
 
 def indexed_article_vectors(store: Any, model_id: str) -> list[ArticleVectors]:
     """The section vectors of every indexed article that is not archived."""
-    rows = [r for r in store.chunk_rows() if r["doc_kind"] == "article"]
+    rows = store.article_chunk_rows()
     vectors = store.chunk_vectors(model_id, [r["id"] for r in rows])
     titles = {a.id: (a.title, a.status) for a in store.iter_articles()}
     grouped: dict[str, list[tuple[int, str, np.ndarray]]] = {}

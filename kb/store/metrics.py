@@ -215,6 +215,13 @@ class MetricsMixin:
         )
         return list(rows)
 
+    def article_chunk_rows(self) -> list[dict[str, Any]]:
+        """(id, doc_id, position, heading) of every indexed article chunk."""
+        return list(self.db.query(
+            "SELECT id, doc_id, position, heading FROM chunks WHERE doc_kind = 'article' "
+            "ORDER BY doc_id, position"
+        ))
+
     def article_state_counts(self) -> dict[str, int]:
         rows = self.db.execute("SELECT status, count(*) FROM articles GROUP BY status")
         return dict(rows.fetchall())
