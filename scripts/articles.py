@@ -83,7 +83,7 @@ def articles_lint(app: AppContext, paths: tuple[str, ...], as_json: bool, strict
 
 @articles.command(name="dupes")
 @click.option("--threshold", type=click.FloatRange(-1.0, 1.0), default=None,
-              help="Report pairs at least this alike (default: chosen from the data, see below).")
+              help="Report pairs at least this alike (default: chosen from the data, as above).")
 @click.option("--json", "as_json", is_flag=True, help="Print the pairs as JSON.")
 @home_option
 @pass_app
