@@ -206,7 +206,8 @@ _CACHE: dict[tuple, Embedder] = {}
 _CACHE_LOCK = threading.Lock()
 
 
-def load_embedder(backend: str, folder: Path | None = None, *, threads: int = 2) -> Embedder:
+def load_embedder(backend: str, folder: Path | None = None, *, threads: int = 2,
+                  cache_dir: Path | None = None) -> Embedder:
     """Build (once per process) the embedder for a backend and model folder.
 
     Raises ConfigError for an unknown backend or a folder that holds no model.
@@ -225,7 +226,9 @@ def load_embedder(backend: str, folder: Path | None = None, *, threads: int = 2)
         elif backend == "onnx-int8":
             from indexer.onnx_backend import OnnxEmbedder
 
-            embedder = OnnxEmbedder.from_model_folder(Path(key[1]), threads=threads)
+            if cache_dir is None:
+                raise ConfigError("the onnx-int8 backend needs a folder to keep its exported model")
+            embedder = OnnxEmbedder.from_model_folder(Path(key[1]), cache_dir=cache_dir, threads=threads)
         else:
             raise ConfigError(f"unknown embed backend {backend!r}; use torch, onnx-int8 or hashing")
         _CACHE[key] = embedder

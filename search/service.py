@@ -76,7 +76,8 @@ class Service:
         threads = self.config.cpu_threads()
         set_thread_counts(threads)
         folder = None if self.config.embed_backend == "hashing" else self.model_folder(index_config)
-        return load_embedder(self.config.embed_backend, folder, threads=threads)
+        return load_embedder(self.config.embed_backend, folder, threads=threads,
+                             cache_dir=self.home / "models" / "onnx")
 
     def model_path_for_index(self, embedder: Embedder) -> str:
         """How the index config names its model: relative to the data home when the model

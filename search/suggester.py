@@ -18,6 +18,7 @@ from kb.errors import IndexMismatchError, ValidationError
 from kb.models import Suggestion, SuggestionResult
 from kb.store import Store
 from kb.store.suggestions import new_suggestion_id
+from search.feedback import compute_priors
 from search.ranking import (
     Filters,
     GroupScore,
@@ -34,6 +35,7 @@ from search.text import compose_query, highlight_snippet, matched_terms, query_t
 log = logging.getLogger(__name__)
 
 MAX_WINDOWS = 4
+PRIORS_REFRESH_SECONDS = 5.0
 SIMILAR_SHOWN = 5
 
 
@@ -46,6 +48,7 @@ class SuggestRequest:
     filters: Filters = field(default_factory=Filters)
     viewer: Viewer = field(default_factory=Viewer)
     ranking: str = "shipped"  # or a reference ranking: dense, bm25, rrf (for kb eval)
+    use_feedback: bool = True
 
 
 def query_windows(text: str) -> list[str]:
@@ -84,6 +87,9 @@ class ResolutionSuggester:
         self.refresh_seconds = refresh_seconds
         self.embedder_loader = embedder_loader
         self.state: SearchState | None = None
+        self.priors: dict[str, float] = {}
+        self._priors_version: tuple | None = None
+        self._priors_checked = 0.0
         self._checked = 0.0
         self._lock = threading.Lock()
         self._loading: str | None = None
@@ -96,7 +102,8 @@ class ResolutionSuggester:
         with self._lock:
             if self.state is None:
                 self.state = SearchState.load(store, self.index_root, self.embedder.model_id)
-                self._checked = time.monotonic()
+                self._checked = self._priors_checked = time.monotonic()
+                self.refresh_priors(store, force=True)
                 return self.state
         now = time.monotonic()
         if now - self._checked >= self.refresh_seconds:
@@ -105,7 +112,19 @@ class ResolutionSuggester:
             if version and version != self.state.version and self._loading != version:
                 self._start_reload(version)
             self.state.catch_up(store)
+        if now - self._priors_checked >= PRIORS_REFRESH_SECONDS:
+            self._priors_checked = now
+            self.refresh_priors(store)
         return self.state
+
+    def refresh_priors(self, store: Store, *, force: bool = False) -> None:
+        """Recompute the feedback prior when a choice was recorded since the last time."""
+        version = store.feedback_version()
+        if not force and version == self._priors_version:
+            return
+        weight = self.state.profile.feedback_weight if self.state else 0.0
+        self.priors = compute_priors(store, weight)
+        self._priors_version = version
 
     def catch_up(self, store: Store) -> None:
         if self.state is not None:
@@ -166,7 +185,7 @@ class ResolutionSuggester:
             groups = vote(
                 doc_scores, state, tau=profile.vote_tau, depth=depth,
                 collapse=set(profile.collapse), viewer=request.viewer,
-                priors=getattr(state, "priors", None),
+                priors=self.priors if request.use_feedback else None,
             )
         else:
             doc_scores = baseline_document_scores(cands, state, request.ranking, accept)

@@ -137,6 +137,19 @@ class SuggestionsMixin:
             "changed" if existing else "created",
         )
 
+    def feedback_with_results(self) -> list[dict[str, Any]]:
+        """Every current choice with the results that were shown, oldest first."""
+        rows = self.db.query(
+            "SELECT f.agent, f.outcome, f.used_id, f.updated_at, s.results "
+            "FROM feedback f JOIN suggestions s ON s.id = f.suggestion_id ORDER BY f.updated_at"
+        )
+        return [dict(row, results=json.loads(row["results"])) for row in rows]
+
+    def feedback_version(self) -> tuple[int, str]:
+        """Changes whenever a choice is recorded or changed (cheap to poll)."""
+        row = self.db.execute("SELECT count(*), max(updated_at) FROM feedback").fetchone()
+        return row[0], row[1] or ""
+
     def used_feedback(self) -> list[dict[str, Any]]:
         """Every "used" choice with the query it answered and what was shown, oldest first."""
         rows = self.db.query(
