@@ -229,7 +229,7 @@ def fit_profile(store: Store, state: SearchState, *, seed: int = 13,
             fitted_buckets[name] = len(bucket)
         elif fitted_buckets or name != "short":
             # No data for this length: never weigh words less than for shorter queries.
-            weights[name] = max(weights[name], *(weights[b] for b in fitted_buckets))
+            weights[name] = max([weights[name], *(weights[b] for b in fitted_buckets)])
     profile.lexical_weight = weights
     # Threshold and confidence map from the replay under the chosen numbers.
     top_scores, pairs = [], []

@@ -1,5 +1,8 @@
+from pathlib import Path
+
 import pytest
 
+from kb.articles import scan_articles
 from kb.errors import ValidationError
 from kb.models import Incident
 from search.ranking import Filters, Viewer
@@ -103,3 +106,18 @@ def test_suggestions_are_recorded_with_their_results(indexed):
 def test_nonsense_is_flagged_no_good_match(indexed):
     assert ask(indexed, "zqxj wvut plmk").no_good_match
     assert not ask(indexed, "vpn tunnel disconnects every few minutes on home wifi").no_good_match
+
+
+def test_index_fits_a_store_too_small_for_any_length_bucket(service):
+    """30-39 replayable short incidents: enough to fit, too few for any length bucket."""
+    articles = scan_articles(Path(__file__).parent / "data" / "articles").parsed
+    service.store().upsert_articles([p.article for p in articles])
+    service.store().upsert_incidents([
+        Incident(id=f"VPN-{n}", title="vpn drops", description=f"vpn disconnects again at site {n}",
+                 resolution="Reinstalled the client", article_id="net-vpn-drops")
+        for n in range(35)
+    ])
+    service.index()
+    profile = service.store().latest_ranking_profile(service.embedder().model_id)
+    assert profile["source"] == "fitted" and profile["fitted"]["replay_queries"] == 35
+    assert profile["fitted"]["buckets"] == {}
