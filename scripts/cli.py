@@ -14,6 +14,7 @@ import click
 
 from kb.errors import KBError
 from scripts.articles import articles
+from scripts.bench_cli import bench
 from scripts.common import (
     AppContext,
     echo_json,
@@ -315,6 +316,7 @@ def eval_command(app: AppContext, file: str, as_json: bool, ranking: str) -> Non
 cli.add_command(articles)
 cli.add_command(report)
 cli.add_command(doctor)
+cli.add_command(bench)
 
 
 def main() -> None:
