@@ -138,6 +138,11 @@ def parse_article_text(text: str, source: str = "<text>") -> ParsedArticle:
     values["tags"] = [str(t) for t in tags]
     if len(values["title"]) > 300:
         fail("title", "title is longer than 300 characters")
+    for key, value in values.items():
+        try:
+            "".join(value if isinstance(value, list) else [value]).encode("utf-8")
+        except UnicodeEncodeError:  # YAML's "\ud800" escape on its own
+            fail(key, f"field '{key}' contains an unpaired surrogate escape")
     article = Article(body=body.strip("\n"), path=source, **values)
     return ParsedArticle(article, body_line, key_lines)
 

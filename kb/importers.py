@@ -142,6 +142,10 @@ def _text(value: Any, field: str, where: dict) -> str:
     text = str(value)
     if "\x00" in text:
         raise RecordError(f"field '{field}' contains a NUL character", **where)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a JSON escape such as \ud800 on its own
+        raise RecordError(f"field '{field}' contains an unpaired surrogate escape", **where) from None
     if len(text) > MAX_FIELD_CHARS:
         raise RecordError(f"field '{field}' is longer than {MAX_FIELD_CHARS} characters", **where)
     return text.strip()
@@ -325,7 +329,10 @@ def read_incident_text(
     seen: dict[str, int] = {}
     mapping: ColumnMapping | None = None
     if kind == "csv":
-        header = next(csv.reader([text.split("\n", 1)[0]]), [])
+        try:
+            header = next(csv.reader(io.StringIO(text, newline="")), [])
+        except csv.Error as exc:
+            raise RecordError(f"invalid CSV header: {exc}", source=source, line=1) from None
         mapping = resolve_columns(header, fmt, overrides, source)
     for number, record in iter_records(text, kind, source):
         if isinstance(record, dict):

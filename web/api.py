@@ -30,12 +30,17 @@ def json_body() -> Any:
     if not raw.strip():
         raise ValidationError("the request body is empty; send a JSON object")
     try:
-        return json.loads(raw)
+        data = json.loads(raw)
+        # "\ud800" on its own parses, but is no text: SQLite could not store it.
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
     except UnicodeDecodeError:
         raise ValidationError("the request body is not UTF-8 text") from None
+    except UnicodeEncodeError:
+        raise ValidationError("the request body contains an unpaired surrogate escape") from None
     except (ValueError, RecursionError):
         # ValueError also covers numbers too long to convert (Python's digit limit).
         raise ValidationError("the request body is not valid JSON") from None
+    return data
 
 
 def _object(value: Any, what: str) -> dict:

@@ -10,6 +10,12 @@ from typing import Any
 
 from kb.importers import MAX_FIELD_CHARS, accepted_status_words
 
+# Python's whitespace (what str.strip() removes), spelled out: JSON Schema's \s is
+# ECMA-262's, which differs (it leaves out \x1c-\x1f and \x85, and takes in \ufeff).
+_SPACE = "\\t\\n\\v\\f\\r\\x1c-\\x20\\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"
+# One character that is neither whitespace nor NUL: text that is not blank.
+_VISIBLE = f"[^{_SPACE}\\x00]"
+
 ERROR = {
     "type": "object",
     "required": ["error"],
@@ -64,15 +70,14 @@ SUGGEST_REQUEST = {
                      "description": "Empty or null: internal."},
         "include_drafts": {"type": "boolean"},
         "filters": {
-            "type": "object",
+            "type": ["object", "null"],
             "properties": {"product": {"type": ["string", "null"], "maxLength": 200},
                            "category": {"type": ["string", "null"], "maxLength": 200}},
         },
     },
     "anyOf": [
-        {"required": ["title"], "properties": {"title": {"type": "string", "pattern": "[^\\s\\x00]"}}},
-        {"required": ["description"],
-         "properties": {"description": {"type": "string", "pattern": "[^\\s\\x00]"}}},
+        {"required": ["title"], "properties": {"title": {"type": "string", "pattern": _VISIBLE}}},
+        {"required": ["description"], "properties": {"description": {"type": "string", "pattern": _VISIBLE}}},
     ],
 }
 
@@ -121,14 +126,19 @@ FEEDBACK = {
 # Import rules (kb.importers): no NUL characters; a title or a description that is not blank.
 # Numbers are read as text (ticket systems often send numeric ids); null means absent.
 _TEXT = {"type": ["string", "number", "null"], "maxLength": MAX_FIELD_CHARS, "pattern": "^[^\\x00]*$"}
-_NON_BLANK = {"type": ["string", "number"], "pattern": "\\S"}
+_NON_BLANK = {"type": ["string", "number"], "pattern": _VISIBLE}
+_TIMESTAMP = {
+    "type": ["string", "null"], "anyOf": [{"format": "date-time"}, {"enum": ["", None]}],
+    "description": "ISO 8601; common ticket-system export formats are accepted too. "
+                   "Empty or null: unknown.",
+}
 
 INCIDENT = {
     "type": "object",
     "required": ["id"],
     "properties": {
         "id": {"type": ["string", "number"], "minLength": 1, "maxLength": 200,
-               "pattern": "^\\s*[^\\s\\x00]([^\\r\\n\\t\\x00]*[^\\s\\x00])?\\s*$",
+               "pattern": f"^[{_SPACE}]*{_VISIBLE}([^\\r\\n\\t\\x00]*{_VISIBLE})?[{_SPACE}]*$",
                "description": "One line; surrounding whitespace is trimmed."},
         "title": _TEXT,
         "description": _TEXT,
@@ -141,10 +151,8 @@ INCIDENT = {
             "description": "open, resolved or closed; common ticket-system words are mapped "
                            "(compared in lower case). Empty: resolved if there is a resolution.",
         },
-        "opened_at": {"type": ["string", "null"], "format": "date-time",
-                      "description": "ISO 8601; common ticket-system export formats are accepted too."},
-        "resolved_at": {"type": ["string", "null"], "format": "date-time",
-                        "description": "ISO 8601; common ticket-system export formats are accepted too."},
+        "opened_at": _TIMESTAMP,
+        "resolved_at": _TIMESTAMP,
         "article_id": _TEXT,
     },
     "anyOf": [
