@@ -25,6 +25,7 @@ from scripts.common import (
 )
 from scripts.doctor_cli import doctor
 from scripts.report import report
+from scripts.tune_cli import tune
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -316,6 +317,7 @@ def eval_command(app: AppContext, file: str, as_json: bool, ranking: str) -> Non
 cli.add_command(articles)
 cli.add_command(report)
 cli.add_command(doctor)
+cli.add_command(tune)
 cli.add_command(bench)
 
 

@@ -95,6 +95,7 @@ class GroupMembers:
 def evaluate(
     suggester: ResolutionSuggester, store: Store, queries: list[LabelledQuery], *,
     ranking: str = "shipped", progress: Callable[[int], None] | None = None,
+    use_feedback: bool = True,
 ) -> dict[str, Any]:
     """Run every query through the suggester and report ranking metrics."""
     state = suggester.ensure_state(store)
@@ -107,7 +108,8 @@ def evaluate(
     for query in queries:
         began = time.perf_counter()
         suggestion = suggester.suggest(
-            store, SuggestRequest(description=query.text, k=EVAL_DEPTH, ranking=ranking), record=False
+            store, SuggestRequest(description=query.text, k=EVAL_DEPTH, ranking=ranking,
+                                  use_feedback=use_feedback), record=False
         )
         latencies.append((time.perf_counter() - began) * 1000)
         if progress:
