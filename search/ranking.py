@@ -26,7 +26,7 @@ import numpy as np
 from kb.models import SEARCHABLE_ARTICLE_STATES
 from kb.store import Store
 from search.state import DocInfo, DocKey, SearchState
-from search.text import fts_match_expression
+from search.text import fts_match_expression, rarest_terms, stems
 
 DENSE_DEPTH = 100
 LEXICAL_DEPTH = 100
@@ -84,6 +84,8 @@ def retrieve(
                 continue
             if score > cands.dense.get(cid, -2.0):
                 cands.dense[cid] = float(score)
+    if terms and lexical_depth > 0:
+        terms = rarest_terms(terms, store.term_document_counts(stems(terms)), state.chunk_total)
     if terms and lexical_depth > 0:
         for cid, score in store.fts_chunks(fts_match_expression(terms), lexical_depth):
             if cid in state.chunk_doc:

@@ -106,6 +106,10 @@ class SearchState:
         self.resolution_incidents: Counter[str] = Counter()
         self.lock = threading.RLock()
 
+    @property
+    def chunk_total(self) -> int:
+        return len(self.chunk_doc)
+
     # --- building ----------------------------------------------------------------------
 
     @classmethod

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import html
 import re
+
+import snowballstemmer
 
 # Common English function words: they carry no evidence of a matching resolution and
 # make SQLite FTS5 walk long posting lists.
@@ -20,7 +23,11 @@ STOPWORDS = frozenset(
 )
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
-MAX_QUERY_TERMS = 48
+MAX_QUERY_TERMS = 48  # terms sent to FTS5; a long report keeps its rarest ones
+MAX_CANDIDATE_TERMS = 400
+# A term in more than this share of chunks carries almost no BM25 weight (its IDF is ~0)
+# but makes FTS5 score a long posting list: it is left out of the lexical query.
+COMMON_TERM_SHARE = 0.5
 
 
 def compose_query(title: str | None, description: str | None, max_chars: int) -> tuple[str, bool]:
@@ -41,8 +48,8 @@ def tokens(text: str) -> list[str]:
     return [t.lower() for t in _WORD.findall(text)]
 
 
-def query_terms(text: str) -> list[str]:
-    """Distinct content words of a query, in order, at most MAX_QUERY_TERMS."""
+def query_terms(text: str, limit: int = MAX_CANDIDATE_TERMS) -> list[str]:
+    """Distinct content words of a query, in order of appearance, at most ``limit``."""
     seen: dict[str, None] = {}
     for token in tokens(text):
         if token in STOPWORDS or len(token) > 40:
@@ -50,7 +57,7 @@ def query_terms(text: str) -> list[str]:
         if len(token) == 1 and not token.isdigit():
             continue
         seen.setdefault(token, None)
-        if len(seen) >= MAX_QUERY_TERMS:
+        if len(seen) >= limit:
             break
     return list(seen)
 
@@ -65,11 +72,32 @@ def fts_match_expression(terms: list[str]) -> str:
     return " OR ".join(quoted)
 
 
+_PORTER = snowballstemmer.stemmer("porter")
+
+
+@functools.lru_cache(maxsize=65536)
 def _stem(word: str) -> str:
-    for suffix in ("ing", "ed", "es", "s", "ly"):
-        if len(word) > len(suffix) + 3 and word.endswith(suffix):
-            return word[: -len(suffix)]
-    return word
+    """The Porter stem, as SQLite FTS5's porter tokenizer computes it."""
+    return _PORTER.stemWord(word.lower())
+
+
+def rarest_terms(terms: list[str], document_counts: dict[str, int], total: int,
+                 limit: int = MAX_QUERY_TERMS) -> list[str]:
+    """The terms worth sending to FTS5: present in the index, not in most of it, and at most
+    ``limit`` of them, the rarest first (the highest IDF) when there are more."""
+    kept = []
+    for term in terms:
+        count = document_counts.get(_stem(term), 0)
+        if count == 0 or (total > 20 and count > COMMON_TERM_SHARE * total):
+            continue
+        kept.append((count, term))
+    if len(kept) > limit:
+        kept = sorted(kept)[:limit]
+    return [term for _, term in kept]
+
+
+def stems(terms: list[str]) -> list[str]:
+    return [_stem(t) for t in terms]
 
 
 def matched_terms(query: list[str], text: str) -> list[str]:

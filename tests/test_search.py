@@ -7,7 +7,7 @@ from kb.errors import ValidationError
 from kb.models import Incident
 from search.ranking import Filters, Viewer
 from search.suggester import SuggestRequest, query_windows
-from search.text import fts_match_expression, highlight_snippet, query_terms
+from search.text import fts_match_expression, highlight_snippet, query_terms, rarest_terms
 
 
 def ask(service, text, **kwargs):
@@ -70,7 +70,17 @@ def test_fts_syntax_in_user_text_is_inert(indexed):
 
 def test_query_terms_drop_stopwords_and_cap():
     assert query_terms("The VPN is down and I can't work") == ["vpn", "down", "work"]
-    assert len(query_terms(" ".join(f"word{i}" for i in range(500)))) == 48
+    assert len(query_terms(" ".join(f"word{i}" for i in range(1000)))) == 400
+
+
+def test_long_queries_keep_their_rarest_terms():
+    counts = {"vpn": 40, "crash": 3, "common": 90, "0x80092013": 1, **{f"w{i}": 10 for i in range(60)}}
+    terms = ["vpn", "crash", "common", "unseen", "0x80092013"] + [f"w{i}" for i in range(60)]
+    kept = rarest_terms(terms, counts, total=100, limit=10)
+    assert len(kept) == 10
+    assert {"0x80092013", "crash"} <= set(kept)
+    assert "common" not in kept and "unseen" not in kept  # in most chunks / in none
+    assert rarest_terms(["vpn", "crash"], counts, total=100) == ["vpn", "crash"]
 
 
 def test_highlight_escapes_html():

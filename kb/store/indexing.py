@@ -295,6 +295,18 @@ class IndexingMixin:
 
     # --- lexical search --------------------------------------------------------------
 
+    def term_document_counts(self, stems: Sequence[str]) -> dict[str, int]:
+        """How many chunks hold each (Porter-stemmed) term; absent terms are left out."""
+        wanted = list(dict.fromkeys(s for s in stems if s))
+        counts: dict[str, int] = {}
+        for batch in _batches(wanted):
+            marks = ",".join("?" * len(batch))
+            rows = self.db.execute(
+                f"SELECT term, doc FROM chunks_fts_vocab WHERE term IN ({marks})", list(batch)
+            )
+            counts.update(dict(rows.fetchall()))
+        return counts
+
     def fts_chunks(self, match: str, limit: int) -> list[tuple[int, float]]:
         """Chunk ids and BM25 scores (higher is better) for an FTS5 MATCH expression.
 

@@ -125,7 +125,13 @@ def m002_ranking_profiles(db: sqlite_utils.Database) -> None:
     db["ranking_profiles"].create_index(["model_id"])
 
 
+def m003_fts_vocabulary(db: sqlite_utils.Database) -> None:
+    # Document counts per (stemmed) term, read to keep the rarest terms of a long query.
+    db.execute("CREATE VIRTUAL TABLE chunks_fts_vocab USING fts5vocab(chunks_fts, 'row')")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m001_initial,
     m002_ranking_profiles,
+    m003_fts_vocabulary,
 ]
