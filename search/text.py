@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import html
 import re
+import threading
 
 import snowballstemmer
 
@@ -72,13 +73,18 @@ def fts_match_expression(terms: list[str]) -> str:
     return " OR ".join(quoted)
 
 
-_PORTER = snowballstemmer.stemmer("porter")
+# A snowball stemmer keeps its word in instance state, so threads sharing one get each
+# other's words (wrong stems, IndexError): one stemmer per thread.
+_STEMMERS = threading.local()
 
 
 @functools.lru_cache(maxsize=65536)
 def _stem(word: str) -> str:
     """The Porter stem, as SQLite FTS5's porter tokenizer computes it."""
-    return _PORTER.stemWord(word.lower())
+    stemmer = getattr(_STEMMERS, "porter", None)
+    if stemmer is None:
+        stemmer = _STEMMERS.porter = snowballstemmer.stemmer("porter")
+    return stemmer.stemWord(word.lower())
 
 
 def rarest_terms(terms: list[str], document_counts: dict[str, int], total: int,

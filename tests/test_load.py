@@ -102,3 +102,35 @@ def test_loadtest_helpers():
     for bad in ("search=1", "suggest=x", "suggest=0", "suggest=-1"):
         with pytest.raises(Exception, match="."):
             parse_mix(bad)
+
+
+def test_stemming_is_safe_from_many_threads():
+    """Request threads stem query words at once; a shared stemmer mixed their words up."""
+    import random
+    import threading
+
+    from search.text import _stem
+
+    stem = _stem.__wrapped__  # past the cache, to the stemmer itself
+    words = ["disconnecting", "generalizations", "oscillators", "happily", "relational",
+             "conditional", "digitizer", "vietnamization", "predication", "decisiveness",
+             "hopefulness", "callousness", "sensitivities", "printers", "mailboxes"]
+    expected = {word: stem(word) for word in words}
+    wrong: list[str] = []
+
+    def work(seed: int) -> None:
+        rng = random.Random(seed)
+        for _ in range(5000):
+            word = rng.choice(words)
+            try:
+                if stem(word) != expected[word]:
+                    wrong.append(word)
+            except IndexError:
+                wrong.append(f"{word} (IndexError)")
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not wrong, wrong[:5]
