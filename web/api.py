@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from typing import Any
 
@@ -148,17 +149,20 @@ def metrics():
 
 @bp.get("/health")
 def health():
+    """Liveness, and which index version this worker serves (``published_version`` is the
+    newest on disk; a worker switches to it in the background)."""
     config = current_app.config["KB_CONFIG"]
-    version = current_version(config.index_root)
-    body: dict[str, Any] = {"status": "ok", "index_version": version}
     try:
         state = service().suggester().ensure_state(store())
     except IndexMissingError as exc:
         response = jsonify({"status": "unavailable", "error": {"code": exc.code, "message": str(exc)}})
         response.status_code = 503
         return response
-    body.update(vectors=len(state.index), documents=len(state.docs), log_seq=state.seq)
-    return jsonify(body)
+    return jsonify({
+        "status": "ok", "index_version": state.version,
+        "published_version": current_version(config.index_root), "worker": os.getpid(),
+        "vectors": len(state.index), "documents": len(state.docs), "log_seq": state.seq,
+    })
 
 
 @bp.get("/openapi.json")
