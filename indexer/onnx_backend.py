@@ -10,8 +10,10 @@ Quality against the float model is measured with ``kb eval`` (see the README).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -75,7 +77,8 @@ def export_int8(folder: Path, target_dir: Path) -> Path:
     fp32 = target_dir / f".fp32-{os.getpid()}.onnx"
     tmp = target_dir / f".int8-{os.getpid()}.onnx"
     axes = {0: "batch", 1: "sequence"}
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer notes about Python control flow in the model
         torch.onnx.export(
             model, (dummy["input_ids"], dummy["attention_mask"], dummy["token_type_ids"]), str(fp32),
             input_names=["input_ids", "attention_mask", "token_type_ids"],
@@ -84,7 +87,13 @@ def export_int8(folder: Path, target_dir: Path) -> Path:
                           "last_hidden_state": axes},
             opset_version=OPSET, dynamo=False,
         )
-    quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the quantiser logs advice about pre-processing at WARNING
+    try:
+        quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8)
+    finally:
+        root.setLevel(level)
     fp32.unlink(missing_ok=True)
     os.replace(tmp, final)
     return final

@@ -1,0 +1,35 @@
+"""The int8 ONNX encoder: exported locally once, close to the float model, cached."""
+
+import numpy as np
+import pytest
+
+from indexer.embedders import SentenceTransformerEmbedder, packaged_model_path
+from indexer.onnx_backend import OnnxEmbedder
+
+pytestmark = pytest.mark.real_model
+
+TEXTS = [
+    "vpn keeps disconnecting every few minutes",
+    "I was charged twice for the same invoice",
+    "printer on floor 2 shows offline after the driver update and nothing prints",
+    "API returns 429 Too Many Requests when we sync contacts at night",
+]
+
+
+def test_onnx_int8_matches_the_float_model_and_is_cached(tmp_path):
+    folder = packaged_model_path()
+    onnx = OnnxEmbedder.from_model_folder(folder, cache_dir=tmp_path, threads=2)
+    exported = list(tmp_path.rglob("model-int8.onnx"))
+    assert len(exported) == 1 and not list(tmp_path.rglob(".fp32-*"))
+    torch_model = SentenceTransformerEmbedder(folder, threads=2)
+    a, b = onnx.embed(TEXTS), torch_model.embed(TEXTS)
+    assert a.shape == b.shape == (len(TEXTS), 384)
+    assert np.allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-4)
+    assert float(np.mean(np.sum(a * b, axis=1))) > 0.93
+    # Rankings agree: each text's nearest neighbour among the float vectors is itself.
+    assert (np.argmax(a @ b.T, axis=1) == np.arange(len(TEXTS))).all()
+    assert onnx.model_id.endswith("+onnx-int8") and onnx.model_id != torch_model.model_id
+    stamp = exported[0].stat().st_mtime_ns
+    again = OnnxEmbedder.from_model_folder(folder, cache_dir=tmp_path, threads=2)
+    assert exported[0].stat().st_mtime_ns == stamp
+    assert np.allclose(again.embed(TEXTS), a, atol=1e-5)
