@@ -120,7 +120,8 @@ def describe(result: dict[str, Any]) -> list[str]:
     lines = [
         f"kb bench: {corpus['incidents']} incidents + {corpus['articles']} articles "
         f"({corpus['chunks']} chunks), backend {b['backend']} ({b['model_id']}), "
-        f"{b['cpu_count']} cores, load average {b['load_average_start'][0]} -> {b['load_average_end'][0]}",
+        f"{b['cpu_count']} cores, {b['threads']} thread(s) per process, load average "
+        f"{b['load_average_start'][0]} -> {b['load_average_end'][0]}",
         f"vectors: {b['vectors_mode']} ({b['vectors_mode_note']})",
         "",
         f"embedding        {emb['throughput_docs_per_s']} docs/s ({emb['sample_texts']} texts, "
@@ -153,6 +154,10 @@ def describe(result: dict[str, Any]) -> list[str]:
                      f"tree {server['tree_peak_rss_mb']}; bench process {memory['bench_peak_rss_mb']}")
     else:
         lines.append(f"peak RSS MB: bench process {memory['bench_peak_rss_mb']}")
+    busiest = max(b["load_average_start"][0], b["load_average_end"][0])
+    if b["cpu_count"] and busiest > b["cpu_count"]:
+        lines.append(f"note: the machine was busy (load average up to {busiest} on {b['cpu_count']} "
+                     "cores): the timings are pessimistic")
     stages = ", ".join(f"{name} {seconds:.1f}" for name, seconds in result["stages_s"].items())
     lines.append(f"stages (s): {stages}; total {result['total_s']:.1f}")
     return lines

@@ -243,11 +243,11 @@ def _measure(service: Service, config: Config, options: BenchOptions, progress: 
     with stages("index_build"):
         report = service.index(progress=progress)
     index_config = read_config(service.index_root)
-    result["index"] = _index_figures(report, stages.seconds["index_build"], index_config)
+    result["index"] = _index_figures(report, stages.seconds["index_build"], index_config,
+                                     service.store().latest_ranking_profile(embedder.model_id))
     result["corpus"]["chunks"] = index_config.get("store_chunks")
 
-    with stages("embedding_throughput"):
-        result["embedding"] = _embedding_figures(embedder, corpus, queries, progress)
+    result["embedding"] = _embedding_figures(embedder, corpus, queries, progress, stages)
     _measure_queries(service, config, queries, progress, stages, result)
     result["index"].update(_recall_figures(service, queries, result["index"]["kind"], stages))
     result["memory"] = {"server": None}
@@ -361,31 +361,41 @@ def _measure_http(service: Service, config: Config, options: BenchOptions,
     result["memory"]["server"] = {"pid": server.process.pid, **server.sampler.report()}
 
 
-def _index_figures(report, seconds: float, index_config: dict) -> dict[str, Any]:
+def _index_figures(report, seconds: float, index_config: dict, profile: dict | None) -> dict[str, Any]:
+    fitted = (profile or {}).get("fitted", {})
     return {
         "build_s": round(seconds, 3), "report": report.to_dict(),
         "kind": index_config.get("index_kind"), "vectors": index_config.get("count"),
         "dimension": index_config.get("dimension"),
+        # Part of build_s: the ranking profile fitted on replayed incidents before publishing.
+        "profile_fit_s": fitted.get("seconds"),
+        "profile_replay_queries": fitted.get("replay_queries"),
+        "profile_source": (profile or {}).get("source"),
     }
 
 
 def _embedding_figures(embedder, corpus: SyntheticCorpus, queries: list[tuple[str, str]],
-                       progress: Progress) -> dict[str, Any]:
+                       progress: Progress, stages: Stages) -> dict[str, Any]:
     texts = corpus.sample_texts(THROUGHPUT_SAMPLE)
-    embedder.embed(texts[:THROUGHPUT_BATCH], batch_size=THROUGHPUT_BATCH)  # warm-up
-    progress.start("throughput", len(texts))
-    began = time.perf_counter()
-    embedder.embed(texts, batch_size=THROUGHPUT_BATCH, progress=progress.advance)
-    seconds = time.perf_counter() - began
+    with stages("embedding_throughput"):
+        embedder.embed(texts[:THROUGHPUT_BATCH], batch_size=THROUGHPUT_BATCH)  # warm-up
+        progress.start("throughput", len(texts))
+        began = time.perf_counter()
+        embedder.embed(texts, batch_size=THROUGHPUT_BATCH, progress=progress.advance)
+        seconds = time.perf_counter() - began
     short = [title for title, _ in queries]
-    progress.start("query emb", len(short))
-    latencies, _ = timed_calls(lambda text: embedder.embed([text], batch_size=1), short, progress.advance)
+    load = _load_average()
+    with stages("query_embedding"):
+        progress.start("query emb", len(short))
+        latencies, _ = timed_calls(lambda text: embedder.embed([text], batch_size=1), short,
+                                   progress.advance)
     return {
         "throughput_docs_per_s": round(len(texts) / seconds, 1), "sample_texts": len(texts),
         "batch_size": THROUGHPUT_BATCH, "seconds": round(seconds, 3),
         "mean_words": round(sum(len(t.split()) for t in texts) / len(texts), 1),
         "query": {**latency_summary(latencies), "what": "one short query (a title) per call",
-                  "mean_words": round(sum(len(t.split()) for t in short) / len(short), 1)},
+                  "mean_words": round(sum(len(t.split()) for t in short) / len(short), 1),
+                  "load_average": load},
     }
 
 
