@@ -100,14 +100,18 @@ def sync_documents(
         embedded, cached = embed_missing(store, embedder, texts, batch_size=batch_size, progress=progress)
         report.texts_embedded += embedded
         report.texts_cached += cached
-        for doc, chunks in chunked.items():
-            # A document edited while we embedded is left for the next run.
-            if store.current_doc_hash(doc.kind, doc.id) != doc.content_hash:
-                report.skipped_changed += 1
-                continue
-            store.replace_doc_chunks(doc, chunks)
-            report.docs_indexed += 1
-            report.chunks_added += len(chunks)
+        items = list(chunked.items())
+        for begin in range(0, len(items), DOC_BATCH):
+            # One short transaction per batch of documents; a document edited while we
+            # embedded is left for the next run.
+            with store.write():
+                for doc, chunks in items[begin : begin + DOC_BATCH]:
+                    if store.current_doc_hash(doc.kind, doc.id) != doc.content_hash:
+                        report.skipped_changed += 1
+                        continue
+                    store.replace_doc_chunks(doc, chunks)
+                    report.docs_indexed += 1
+                    report.chunks_added += len(chunks)
     return report
 
 

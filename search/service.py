@@ -62,6 +62,12 @@ class Service:
                 self._embedder = self._load_embedder()
             return self._embedder
 
+    def use_embedder(self, embedder: Embedder) -> None:
+        """Serve with another embedder from now on (after `kb tune` switched models)."""
+        with self._lock:
+            self._embedder = embedder
+            self._suggester = None
+
     def model_folder(self, index_config: dict | None = None) -> Path:
         """The model in use: KB_MODEL if set, else the one the current index was built
         with (so a tuned model keeps serving), else the packaged all-MiniLM-L6-v2."""

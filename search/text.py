@@ -29,6 +29,7 @@ MAX_CANDIDATE_TERMS = 400
 # A term in more than this share of chunks carries almost no BM25 weight (its IDF is ~0)
 # but makes FTS5 score a long posting list: it is left out of the lexical query.
 COMMON_TERM_SHARE = 0.5
+POSTINGS_BUDGET = 50_000
 
 
 def compose_query(title: str | None, description: str | None, max_chars: int) -> tuple[str, bool]:
@@ -88,18 +89,29 @@ def _stem(word: str) -> str:
 
 
 def rarest_terms(terms: list[str], document_counts: dict[str, int], total: int,
-                 limit: int = MAX_QUERY_TERMS) -> list[str]:
-    """The terms worth sending to FTS5: present in the index, not in most of it, and at most
-    ``limit`` of them, the rarest first (the highest IDF) when there are more."""
+                 limit: int = MAX_QUERY_TERMS, postings_budget: int = POSTINGS_BUDGET) -> list[str]:
+    """The terms worth sending to FTS5, rarest (highest IDF) first.
+
+    Left out: terms in no chunk, terms in most chunks (IDF near zero), and, on a large
+    store, the commonest terms once the rarer ones already make FTS5 read
+    ``postings_budget`` postings: FTS5 scores every chunk a term occurs in, so a few
+    everyday words would otherwise cost more than the whole rest of the query. On a store
+    of up to ``postings_budget`` chunks nothing is left out for cost.
+    """
     kept = []
     for term in terms:
         count = document_counts.get(_stem(term), 0)
         if count == 0 or (total > 20 and count > COMMON_TERM_SHARE * total):
             continue
         kept.append((count, term))
-    if len(kept) > limit:
-        kept = sorted(kept)[:limit]
-    return [term for _, term in kept]
+    kept.sort()
+    chosen, postings = [], 0
+    for count, term in kept[:limit]:
+        if chosen and postings + count > postings_budget:
+            break
+        chosen.append(term)
+        postings += count
+    return chosen
 
 
 def stems(terms: list[str]) -> list[str]:

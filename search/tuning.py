@@ -102,7 +102,7 @@ def collect_tuning_data(store: Store, profile: RankingProfile, *, seed: int = 13
     for group in sorted(members):
         texts = members[group][:]
         rng.shuffle(texts)
-        held = int(len(texts) * HOLDOUT_SHARE) if len(texts) >= 3 else 0
+        held = max(1, round(len(texts) * HOLDOUT_SHARE)) if len(texts) >= 3 else 0
         queries += [(t, group) for t in texts[:held]]
         train[group] += texts[held:]
     corpus = [(t, g) for g, texts in train.items() for t in texts]
@@ -248,6 +248,7 @@ def tune(
         os.replace(staging, final)
         candidate = SentenceTransformerEmbedder(final, threads=settings.threads)
         index_report = service.index(embedder=candidate)
+        service.use_embedder(candidate)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -269,8 +270,10 @@ def rollback(service) -> dict[str, Any]:
     """Go back to the model used before the current one; its vectors are still cached."""
     from indexer.embedders import SentenceTransformerEmbedder, resolve_model_folder
 
+    from indexer.index_files import read_config
+
     home = service.home
-    current_path = service.model_path_for_index(service.embedder())
+    current_path = read_config(service.index_root).get("model_path", "")
     history = read_history(home)
     entry = next((e for e in reversed(history)
                   if e.get("model_path") == current_path and "previous_model_path" in e), None)
@@ -279,6 +282,7 @@ def rollback(service) -> dict[str, Any]:
     folder = resolve_model_folder("", entry["previous_model_path"], home)
     previous = SentenceTransformerEmbedder(folder, threads=service.config.cpu_threads())
     index_report = service.index(embedder=previous)
+    service.use_embedder(previous)
     append_history(home, {"rollback_from": current_path, "model_path": entry["previous_model_path"],
                           "at": datetime.now(UTC).isoformat(timespec="seconds")})
     return {"model_path": entry["previous_model_path"], "index_version": index_report.version}

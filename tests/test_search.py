@@ -80,7 +80,11 @@ def test_long_queries_keep_their_rarest_terms():
     assert len(kept) == 10
     assert {"0x80092013", "crash"} <= set(kept)
     assert "common" not in kept and "unseen" not in kept  # in most chunks / in none
-    assert rarest_terms(["vpn", "crash"], counts, total=100) == ["vpn", "crash"]
+    assert rarest_terms(["vpn", "crash"], counts, total=100) == ["crash", "vpn"]
+    # On a large store the commonest terms give way once the rarer ones fill the budget.
+    big = {"vpn": 30_000, "crash": 40, "0x80092013": 2, "error": 45_000}
+    assert rarest_terms(["error", "vpn", "crash", "0x80092013"], big, total=1_000_000,
+                        postings_budget=50_000) == ["0x80092013", "crash", "vpn"]
 
 
 def test_highlight_escapes_html():
