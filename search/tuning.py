@@ -269,7 +269,6 @@ def tune(
 def rollback(service) -> dict[str, Any]:
     """Go back to the model used before the current one; its vectors are still cached."""
     from indexer.embedders import SentenceTransformerEmbedder, resolve_model_folder
-
     from indexer.index_files import read_config
 
     home = service.home
