@@ -55,6 +55,23 @@ def load_test_data(service: Service, articles_dir: Path = DATA / "articles") -> 
     store.upsert_incidents(read_incident_file(DATA / "incidents.jsonl"), source="test")
 
 
+def real_model_service(home: Path) -> Service:
+    """A service with the packaged all-MiniLM-L6-v2 model (tests marked real_model)."""
+    return Service(load_config(environ={}, home=str(home), embed_backend="torch"))
+
+
+def sample_kb_service(home: Path) -> Service:
+    """The shipped sample knowledge base, loaded and indexed with the real model."""
+    from kb.importers import sample_incidents_path
+
+    service = real_model_service(home)
+    store = service.store()
+    store.upsert_articles([p.article for p in scan_articles(DATA.parents[1] / "articles").parsed])
+    store.upsert_incidents(read_incident_file(sample_incidents_path()))
+    service.index()
+    return service
+
+
 @pytest.fixture
 def indexed(service):
     """A service over the small test knowledge base, indexed."""

@@ -4,11 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from kb.articles import scan_articles
-from kb.config import load_config
-from kb.importers import read_incident_file, sample_incidents_path
-from search.service import Service
 from search.suggester import SuggestRequest
+from tests.conftest import sample_kb_service
 
 ROOT = Path(__file__).parents[1]
 
@@ -17,12 +14,7 @@ pytestmark = pytest.mark.real_model
 
 @pytest.fixture(scope="module")
 def sample_service(tmp_path_factory):
-    home = tmp_path_factory.mktemp("sample-home")
-    service = Service(load_config(environ={}, home=str(home), embed_backend="torch"))
-    store = service.store()
-    store.upsert_articles([p.article for p in scan_articles(ROOT / "articles").parsed])
-    store.upsert_incidents(read_incident_file(sample_incidents_path()))
-    service.index()
+    service = sample_kb_service(tmp_path_factory.mktemp("sample-home"))
     yield service
     service.close()
 

@@ -6,14 +6,10 @@ import pytest
 
 from indexer.finetune import FineTuneSettings
 from indexer.index_files import read_config
-from kb.articles import scan_articles
-from kb.config import load_config
 from kb.errors import NotEnoughDataError
-from kb.importers import read_incident_file, sample_incidents_path
 from search import tuning
-from search.service import Service
 from search.suggester import SuggestRequest
-from tests.conftest import load_test_data
+from tests.conftest import load_test_data, real_model_service, sample_kb_service
 
 ROOT = Path(__file__).parents[1]
 
@@ -22,17 +18,12 @@ pytestmark = pytest.mark.real_model
 QUICK = FineTuneSettings(epochs=0.1, batch_size=16, max_seconds=120, threads=2)
 
 
-def real_service(home) -> Service:
-    return Service(load_config(environ={}, home=str(home), embed_backend="torch"))
+real_service = real_model_service
 
 
 @pytest.fixture
 def sample_service(tmp_path):
-    service = real_service(tmp_path / "home")
-    store = service.store()
-    store.upsert_articles([p.article for p in scan_articles(ROOT / "articles").parsed])
-    store.upsert_incidents(read_incident_file(sample_incidents_path()))
-    service.index()
+    service = sample_kb_service(tmp_path / "home")
     yield service
     service.close()
 
