@@ -24,6 +24,7 @@ import numpy as np
 from kb.errors import ConfigError
 
 ProgressFn = Callable[[int], None]
+SMALL_BATCH = 4
 
 
 class Embedder(Protocol):
@@ -120,14 +121,23 @@ class SentenceTransformerEmbedder:
         self.model.max_seq_length = min(self.model.max_seq_length or max_seq_length, max_seq_length)
         self.dimension = int(self.model.get_embedding_dimension())
         self.model_id = model_fingerprint(folder)
+        self.threads = threads
         self._lock = threading.Lock()
 
     def embed(
         self, texts: Sequence[str], *, batch_size: int = 64, progress: ProgressFn | None = None
     ) -> np.ndarray:
+        import torch
+
+        # A query (a few texts) runs on one thread: more threads barely help a batch of one,
+        # and the other core is then free for the FTS5 half of the query. Batches use all.
+        threads = 1 if len(texts) <= SMALL_BATCH else self.threads
+
         def encode(batch: list[str]) -> np.ndarray:
             # One encode at a time per process: torch already uses every thread it was given.
             with self._lock:
+                if torch.get_num_threads() != threads:
+                    torch.set_num_threads(threads)
                 return self.model.encode(
                     batch, batch_size=len(batch), normalize_embeddings=True,
                     convert_to_numpy=True, show_progress_bar=False,

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 import faiss
 import numpy as np
 
-HNSW_THRESHOLD = 200_000
+HNSW_THRESHOLD = 50_000
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 80
 HNSW_EF_SEARCH = 96

@@ -68,12 +68,28 @@ class Candidates:
     lexical: dict[int, float] = field(default_factory=dict)
 
 
+def lexical_candidates(state: SearchState, store: Store, terms: list[str],
+                       depth: int = LEXICAL_DEPTH) -> dict[int, float]:
+    """BM25 hits (chunk id -> score, higher is better) for a query's rarest terms."""
+    if not terms or depth <= 0:
+        return {}
+    terms = rarest_terms(terms, store.term_document_counts(stems(terms)), state.chunk_total)
+    if not terms:
+        return {}
+    return {cid: float(score) for cid, score in store.fts_chunks(fts_match_expression(terms), depth)
+            if cid in state.chunk_doc}
+
+
 def retrieve(
     state: SearchState, store: Store, query_vectors: np.ndarray, terms: list[str], *,
     dense_depth: int = DENSE_DEPTH, lexical_depth: int = LEXICAL_DEPTH,
-    exclude: DocKey | None = None,
+    exclude: DocKey | None = None, lexical: dict[int, float] | None = None,
 ) -> Candidates:
-    """Dense and lexical candidate chunks; every candidate gets a dense score."""
+    """Dense and lexical candidate chunks; every candidate gets a dense score.
+
+    ``lexical`` takes BM25 hits already fetched (the suggester fetches them while the
+    query is being embedded).
+    """
     cands = Candidates()
     with state.lock:
         scores, ids = state.index.search(query_vectors, dense_depth)
@@ -84,12 +100,9 @@ def retrieve(
                 continue
             if score > cands.dense.get(cid, -2.0):
                 cands.dense[cid] = float(score)
-    if terms and lexical_depth > 0:
-        terms = rarest_terms(terms, store.term_document_counts(stems(terms)), state.chunk_total)
-    if terms and lexical_depth > 0:
-        for cid, score in store.fts_chunks(fts_match_expression(terms), lexical_depth):
-            if cid in state.chunk_doc:
-                cands.lexical[cid] = float(score)
+    if lexical is None:
+        lexical = lexical_candidates(state, store, terms, lexical_depth)
+    cands.lexical = dict(lexical)
     missing = [cid for cid in cands.lexical if cid not in cands.dense]
     if missing:
         with state.lock:

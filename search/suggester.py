@@ -6,9 +6,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import faiss
 import numpy as np
 
 from indexer.chunking import WINDOW_STEP, WINDOW_WORDS
@@ -26,6 +28,7 @@ from search.ranking import (
     baseline_document_scores,
     confidence,
     document_scores,
+    lexical_candidates,
     retrieve,
     vote,
 )
@@ -35,6 +38,7 @@ from search.text import compose_query, highlight_snippet, matched_terms, query_t
 log = logging.getLogger(__name__)
 
 MAX_WINDOWS = 4
+_LEXICAL_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="kb-lexical")
 PRIORS_REFRESH_SECONDS = 5.0
 SIMILAR_SHOWN = 5
 
@@ -86,6 +90,9 @@ class ResolutionSuggester:
         self.max_query_chars = max_query_chars
         self.refresh_seconds = refresh_seconds
         self.embedder_loader = embedder_loader
+        # One query searches on one thread: FAISS's OpenMP pool would otherwise spin on the
+        # core that the FTS5 half of the query is using.
+        faiss.omp_set_num_threads(1)
         self.state: SearchState | None = None
         self.priors: dict[str, float] = {}
         self._priors_version: tuple | None = None
@@ -172,8 +179,12 @@ class ResolutionSuggester:
         state = self.ensure_state(store)
         profile = state.profile
         terms = query_terms(text)
+        # BM25 runs in SQLite (which releases the GIL) while the model embeds the query on
+        # one thread (see SentenceTransformerEmbedder.embed): on two cores both finish
+        # sooner than one after the other.
+        lexical = _LEXICAL_POOL.submit(lexical_candidates, state, store, terms)
         vectors = self.embed_query(text)
-        cands = retrieve(state, store, vectors, terms)
+        cands = retrieve(state, store, vectors, terms, lexical=lexical.result())
 
         def accept(doc) -> bool:
             return request.viewer.can_see(doc) and request.filters.accept(doc)
