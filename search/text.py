@@ -29,7 +29,7 @@ MAX_CANDIDATE_TERMS = 400
 # A term in more than this share of chunks carries almost no BM25 weight (its IDF is ~0)
 # but makes FTS5 score a long posting list: it is left out of the lexical query.
 COMMON_TERM_SHARE = 0.5
-POSTINGS_BUDGET = 25_000
+POSTINGS_BUDGET = 10_000
 
 
 def compose_query(title: str | None, description: str | None, max_chars: int) -> tuple[str, bool]:
