@@ -8,8 +8,10 @@ a newly published index version is loaded beside the old state and swapped in wh
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
+import sys
 import threading
 from collections import Counter
 from dataclasses import dataclass
@@ -50,6 +52,7 @@ def normalise_resolution(text: str) -> str:
     return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
 
 
+@functools.lru_cache(maxsize=100_000)
 def resolution_key(text: str) -> str:
     normal = normalise_resolution(text)
     return "r:" + hashlib.sha1(normal.encode("utf-8")).hexdigest()[:16] if normal else ""
@@ -72,14 +75,21 @@ def _clip(text: str, limit: int) -> str:
     return text[: cut if cut > 0 else limit] + "…"
 
 
+def _shared(value: str | None) -> str:
+    """One copy of values that repeat across many documents (product, status, a resolution
+    note used for hundreds of incidents): a large store keeps a million of them in memory."""
+    return sys.intern(value) if value else ""
+
+
 def doc_from_row(kind: str, row: dict) -> DocInfo:
     if kind == "incident":
+        resolution = _shared(row["resolution"])
         return DocInfo(
             kind="incident", id=row["id"], title=row["title"] or "",
-            resolution=row["resolution"] or "", product=row["product"] or "",
-            category=row["category"] or "", status=row["status"] or "", audience="internal",
-            article_id=row["article_id"] or "", updated=row["resolved_at"] or "", review_by="",
-            res_key=resolution_key(row["resolution"] or ""),
+            resolution=resolution, product=_shared(row["product"]),
+            category=_shared(row["category"]), status=_shared(row["status"]), audience="internal",
+            article_id=_shared(row["article_id"]), updated=row["resolved_at"] or "", review_by="",
+            res_key=resolution_key(resolution),
         )
     return DocInfo(
         kind="article", id=row["id"], title=row["title"] or "",
