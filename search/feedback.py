@@ -23,7 +23,7 @@ from kb.store import Store
 
 HALF_LIFE_DAYS = 90.0
 PER_AGENT_PER_DAY = 30
-SHRINK = 5.0
+SHRINK = 20.0
 DEFAULT_WEIGHT = 0.05
 
 

@@ -35,7 +35,7 @@ def refreshed(service):
 def test_a_resolution_agents_keep_choosing_rises(indexed):
     before = ask(indexed)
     second = before.results[1]
-    for n in range(12):
+    for n in range(30):
         choose(indexed, 2, agent=f"agent-{n}")
     refreshed(indexed)
     after = ask(indexed)
@@ -61,7 +61,7 @@ def test_one_noisy_agent_has_bounded_influence(indexed):
     third = before.results[2].group
     assert evidence[third][0] == pytest.approx(1.0, abs=0.01)  # counted once: same agent, same day
     suggester = refreshed(indexed)
-    assert suggester.priors[third] <= DEFAULT_WEIGHT / 6 + 1e-9
+    assert suggester.priors[third] <= DEFAULT_WEIGHT / 21 + 1e-9
     assert ask(indexed).results[0].id == before.results[0].id
 
 
