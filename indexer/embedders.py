@@ -1,10 +1,13 @@
 """Text to unit-length vectors.
 
-Three backends share one small interface (``model_id``, ``dimension``, ``embed``):
+Four backends share one small interface (``model_id``, ``dimension``, ``embed``):
 
 - ``torch``: a sentence-transformers model folder on disk (the packaged all-MiniLM-L6-v2
   by default), loaded offline;
-- ``onnx-int8``: the same model exported to ONNX and quantised (see indexer.onnx_export);
+- ``onnx`` (the default): the same model exported to ONNX float32 once, run by ONNX
+  Runtime; it computes the PyTorch model's vectors (to about 1e-7), faster, and shares its
+  model id (see indexer.onnx_backend);
+- ``onnx-int8``: the same model exported to ONNX and quantised to int8 (a different model id);
 - ``hashing``: a deterministic bag-of-words hashing embedder with no model at all, for tests
   and for smoke runs on machines without the model.
 """
@@ -12,6 +15,7 @@ Three backends share one small interface (``model_id``, ``dimension``, ``embed``
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import threading
@@ -24,6 +28,8 @@ import numpy as np
 from kb.errors import ConfigError
 
 ProgressFn = Callable[[int], None]
+log = logging.getLogger(__name__)
+
 SMALL_BATCH = 4
 
 
@@ -233,16 +239,32 @@ def load_embedder(backend: str, folder: Path | None = None, *, threads: int = 2,
             embedder: Embedder = HashingEmbedder()
         elif backend == "torch":
             embedder = SentenceTransformerEmbedder(key[1], threads=threads)
-        elif backend == "onnx-int8":
-            from indexer.onnx_backend import OnnxEmbedder
-
-            if cache_dir is None:
-                raise ConfigError("the onnx-int8 backend needs a folder to keep its exported model")
-            embedder = OnnxEmbedder.from_model_folder(Path(key[1]), cache_dir=cache_dir, threads=threads)
+        elif backend in ("onnx", "onnx-int8"):
+            embedder = _onnx_embedder(Path(key[1]), backend, cache_dir, threads)
         else:
-            raise ConfigError(f"unknown embed backend {backend!r}; use torch, onnx-int8 or hashing")
+            raise ConfigError(f"unknown embed backend {backend!r}; use onnx, torch, onnx-int8 or hashing")
         _CACHE[key] = embedder
         return embedder
+
+
+def _onnx_embedder(folder: Path, backend: str, cache_dir: Path | None, threads: int) -> Embedder:
+    """The ONNX encoders. ``onnx`` (float32, the model's own numbers) falls back to PyTorch
+    with a warning when the export or ONNX Runtime fails: it is only a faster way to
+    compute the same vectors. ``onnx-int8`` was asked for by name and fails loudly."""
+    if cache_dir is None:
+        raise ConfigError(f"the {backend} backend needs a folder to keep its exported model")
+    if not (folder / "modules.json").exists() and not (folder / "config.json").exists():
+        raise ConfigError(f"{folder} is not a sentence-transformers model folder")
+    from indexer.onnx_backend import OnnxEmbedder
+
+    if backend == "onnx-int8":
+        return OnnxEmbedder.from_model_folder(folder, cache_dir=cache_dir, threads=threads)
+    try:
+        return OnnxEmbedder.from_model_folder(folder, cache_dir=cache_dir, threads=threads,
+                                              quantized=False)
+    except Exception as exc:  # noqa: BLE001 - any export or runtime failure: same model via torch
+        log.warning("ONNX export of %s failed (%s); embedding with PyTorch instead", folder, exc)
+        return SentenceTransformerEmbedder(folder, threads=threads)
 
 
 def clear_embedder_cache() -> None:

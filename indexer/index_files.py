@@ -65,6 +65,7 @@ def software_versions() -> dict[str, str]:
         "numpy": np.__version__,
         "sentence_transformers": installed("sentence-transformers"),
         "torch": installed("torch"),
+        "onnxruntime": installed("onnxruntime"),
         "format": str(FORMAT_VERSION),
     }
 

@@ -1,10 +1,12 @@
-"""A faster encoder: the same model exported to ONNX and quantised to int8.
+"""Faster encoders: the same model exported to ONNX, as float32 or quantised to int8.
 
 The export runs once per model, locally, from the model folder (``torch.onnx.export`` of
 the transformer; mean pooling and normalisation stay in numpy, as in the
-sentence-transformers pipeline), then ``onnxruntime.quantization.quantize_dynamic`` turns
-the weights into int8. Files are cached per model fingerprint, so later starts only load.
-Quality against the float model is measured with ``kb eval`` (see the README).
+sentence-transformers pipeline). The float32 export computes what the PyTorch model
+computes (the default ``onnx`` backend); ``onnxruntime.quantization.quantize_dynamic`` turns
+its weights into int8 for the ``onnx-int8`` backend. Files are cached per model
+fingerprint, so later starts only load. Quality of the int8 model against the float one is
+measured with ``kb eval`` (see the README).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.embedders import ProgressFn, _batched_encode, model_fingerprint
+from indexer.embedders import SMALL_BATCH, ProgressFn, _batched_encode, model_fingerprint
 from kb.errors import ConfigError
 
 OPSET = 17
@@ -43,14 +45,21 @@ def _transformer_folder(folder: Path) -> Path:
     raise ConfigError(f"{folder}: no transformer module found")
 
 
-def export_int8(folder: Path, target_dir: Path) -> Path:
-    """Export and quantise once; returns the int8 model path. Atomic: a crash leaves no file."""
+def _publish(tmp: Path, final: Path) -> None:
+    with open(tmp, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, final)
+
+
+def export_fp32(folder: Path, target_dir: Path) -> Path:
+    """Export the transformer once; returns the float32 model path. Atomic: a crash (or a
+    second process exporting at the same time) never leaves a partial file under the
+    final name."""
     target_dir.mkdir(parents=True, exist_ok=True)
-    final = target_dir / "model-int8.onnx"
+    final = target_dir / "model-fp32.onnx"
     if final.exists():
         return final
     import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
     from transformers import AutoModel
 
     source = _transformer_folder(folder)
@@ -74,39 +83,68 @@ def export_int8(folder: Path, target_dir: Path) -> Path:
         "attention_mask": torch.ones((2, 16), dtype=torch.long),
         "token_type_ids": torch.zeros((2, 16), dtype=torch.long),
     }
-    fp32 = target_dir / f".fp32-{os.getpid()}.onnx"
-    tmp = target_dir / f".int8-{os.getpid()}.onnx"
+    tmp = target_dir / f".fp32-{os.getpid()}-{threading.get_ident()}.onnx"
     axes = {0: "batch", 1: "sequence"}
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer notes about Python control flow in the model
-        torch.onnx.export(
-            model, (dummy["input_ids"], dummy["attention_mask"], dummy["token_type_ids"]), str(fp32),
-            input_names=["input_ids", "attention_mask", "token_type_ids"],
-            output_names=["last_hidden_state"],
-            dynamic_axes={"input_ids": axes, "attention_mask": axes, "token_type_ids": axes,
-                          "last_hidden_state": axes},
-            opset_version=OPSET, dynamo=False,
-        )
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer notes about Python control flow in the model
+            torch.onnx.export(
+                model, (dummy["input_ids"], dummy["attention_mask"], dummy["token_type_ids"]), str(tmp),
+                input_names=["input_ids", "attention_mask", "token_type_ids"],
+                output_names=["last_hidden_state"],
+                dynamic_axes={"input_ids": axes, "attention_mask": axes, "token_type_ids": axes,
+                              "last_hidden_state": axes},
+                opset_version=OPSET, dynamo=False,
+            )
+        _publish(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return final
+
+
+def export_int8(folder: Path, target_dir: Path) -> Path:
+    """Export (float32 first, kept) and quantise the weights to int8 once; returns the int8
+    model path. Atomic like export_fp32."""
+    final = target_dir / "model-int8.onnx"
+    if final.exists():
+        return final
+    fp32 = export_fp32(folder, target_dir)
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    tmp = target_dir / f".int8-{os.getpid()}-{threading.get_ident()}.onnx"
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)  # the quantiser logs advice about pre-processing at WARNING
     try:
         quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8)
+        _publish(tmp, final)
     finally:
         root.setLevel(level)
-    fp32.unlink(missing_ok=True)
-    os.replace(tmp, final)
+        tmp.unlink(missing_ok=True)
     return final
 
 
 class OnnxEmbedder:
-    """int8 ONNX Runtime encoder with the model's own tokenizer (``tokenizers``, Rust)."""
+    """ONNX Runtime encoder with the model's own tokenizer (``tokenizers``, Rust).
 
-    def __init__(self, folder: Path, onnx_path: Path, *, threads: int = 2):
-        import onnxruntime as ort
+    ``quantized=False`` runs the float32 export: the same function as the PyTorch model (the
+    vectors agree to about 1e-7), so it shares the model's id and its index; it is simply
+    faster on a CPU. ``quantized=True`` runs the int8 export, a different (slightly less
+    accurate) model with its own id.
+
+    Like the PyTorch encoder, a query (a few texts) runs on one thread, leaving the other
+    cores to the keyword half of the search, and batches use every thread given. Each
+    thread count gets its own session, made on first use, so a serving worker that only
+    answers queries holds one.
+    """
+
+    def __init__(self, folder: Path, onnx_path: Path, *, threads: int = 2, quantized: bool = True):
         from tokenizers import Tokenizer
 
         self.folder = folder
+        self.onnx_path = onnx_path
+        self.threads = max(1, threads)
+        self.quantized = quantized
         tokenizer_file = _transformer_folder(folder) / "tokenizer.json"
         if not tokenizer_file.exists():
             tokenizer_file = folder / "tokenizer.json"
@@ -114,31 +152,44 @@ class OnnxEmbedder:
         self.max_length = _max_seq_length(folder)
         self.tokenizer.enable_truncation(max_length=self.max_length)
         self.tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-        self.input_names = {i.name for i in self.session.get_inputs()}
-        self.model_id = model_fingerprint(folder) + "+onnx-int8"
-        probe = self._encode(["probe"])
-        self.dimension = int(probe.shape[1])
+        self._sessions: dict[int, object] = {}
         self._lock = threading.Lock()
+        self.model_id = model_fingerprint(folder) + ("+onnx-int8" if quantized else "")
+        with self._lock:
+            probe = self._encode(["probe"])
+        self.dimension = int(probe.shape[1])
 
     @classmethod
-    def from_model_folder(cls, folder: Path, *, cache_dir: Path, threads: int = 2) -> OnnxEmbedder:
-        """Export (first time only, into ``cache_dir``) and load the int8 model."""
+    def from_model_folder(cls, folder: Path, *, cache_dir: Path, threads: int = 2,
+                          quantized: bool = True) -> OnnxEmbedder:
+        """Export (first time only, into ``cache_dir``) and load."""
         target = Path(cache_dir) / model_fingerprint(folder).replace("@", "-")
-        return cls(folder, export_int8(folder, target), threads=threads)
+        path = export_int8(folder, target) if quantized else export_fp32(folder, target)
+        return cls(folder, path, threads=threads, quantized=quantized)
+
+    def _session(self, threads: int):
+        session = self._sessions.get(threads)
+        if session is None:
+            import onnxruntime as ort
+
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            session = ort.InferenceSession(str(self.onnx_path), options,
+                                           providers=["CPUExecutionProvider"])
+            self._sessions[threads] = session
+        return session
 
     def _encode(self, texts: list[str]) -> np.ndarray:
+        session = self._session(1 if len(texts) <= SMALL_BATCH else self.threads)
         encodings = self.tokenizer.encode_batch(texts)
         ids = np.array([e.ids for e in encodings], dtype=np.int64)
         mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
         feeds = {"input_ids": ids, "attention_mask": mask}
-        if "token_type_ids" in self.input_names:
+        if "token_type_ids" in {i.name for i in session.get_inputs()}:
             feeds["token_type_ids"] = np.zeros_like(ids)
-        hidden = self.session.run(["last_hidden_state"], feeds)[0]
+        hidden = session.run(["last_hidden_state"], feeds)[0]
         weights = mask[:, :, None].astype(np.float32)
         pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
@@ -151,4 +202,6 @@ class OnnxEmbedder:
             with self._lock:
                 return self._encode(batch)
 
-        return _batched_encode(encode, texts, batch_size, progress, self.dimension)
+        # A query of a few texts goes in one call, so it runs on the one-thread session.
+        size = batch_size if len(texts) > SMALL_BATCH else max(batch_size, len(texts))
+        return _batched_encode(encode, texts, size, progress, self.dimension)

@@ -108,11 +108,16 @@ def accepted_status_words() -> list[str]:
     return sorted(set(INCIDENT_STATES) | set(_STATUS_WORDS) | _OPEN_WORDS)
 
 
+_LEAP_SECOND = re.compile(r"^(\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:)60(?=\D|$)")
+
+
 def normalise_datetime(raw: str) -> str | None:
     """ISO 8601 UTC text for a timestamp in a common export format, '' for empty, None if bad."""
     value = raw.strip()
     if not value:
         return ""
+    # RFC 3339 allows a leap second (:60), which datetime cannot hold: read it as :59.
+    value = _LEAP_SECOND.sub(r"\g<1>59", value)
     try:
         # RFC 3339 allows lower-case 't' and 'z'; fromisoformat does not.
         parsed = dt.datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
@@ -130,8 +135,8 @@ def normalise_datetime(raw: str) -> str | None:
         try:
             parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
         except OverflowError:  # e.g. 0001-01-01T00:00:00+05:00 lies before year 1 in UTC
-            return None
-    return parsed.strftime("%Y-%m-%dT%H:%M:%SZ")
+            parsed = dt.datetime.min if parsed.year == 1 else dt.datetime.max
+    return parsed.replace(microsecond=0).isoformat() + "Z"  # strftime drops the zeros of years < 1000
 
 
 def _text(value: Any, field: str, where: dict) -> str:

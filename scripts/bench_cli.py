@@ -26,8 +26,8 @@ from scripts.common import AppContext, echo_json, pass_app, reports_errors, term
               help="How long the HTTP load runs (0: no HTTP part, no server).")
 @click.option("--workers", default=None, type=click.IntRange(1, 64),
               help="`kb serve` worker processes (default: $KB_WORKERS or one per core).")
-@click.option("--backend", type=click.Choice(["torch", "onnx-int8", "hashing"]), default=None,
-              help="Embedding backend (default: $KB_EMBED_BACKEND or torch).")
+@click.option("--backend", type=click.Choice(["onnx", "torch", "onnx-int8", "hashing"]), default=None,
+              help="Embedding backend (default: $KB_EMBED_BACKEND or onnx).")
 @click.option("--keep", type=click.Path(file_okay=False), default=None, metavar="PATH",
               help="Build the data home in PATH (new or empty) and keep it; default: a "
                    "temporary folder, removed at the end.")

@@ -205,7 +205,7 @@ def tune(
     current = service.embedder()
     current_folder = getattr(current, "folder", None)
     if current_folder is None:
-        raise KBError("kb tune needs a sentence-transformers model (KB_EMBED_BACKEND=torch)")
+        raise KBError("kb tune needs a sentence-transformers model folder (KB_EMBED_BACKEND=onnx or torch)")
     profile = RankingProfile.from_dict(store.latest_ranking_profile(current.model_id))
     data = collect_tuning_data(store, profile)
     steps, _ = plan_steps(data.train_groups, settings)

@@ -56,8 +56,9 @@ def load_test_data(service: Service, articles_dir: Path = DATA / "articles") -> 
 
 
 def real_model_service(home: Path) -> Service:
-    """A service with the packaged all-MiniLM-L6-v2 model (tests marked real_model)."""
-    return Service(load_config(environ={}, home=str(home), embed_backend="torch"))
+    """A service with the packaged all-MiniLM-L6-v2 model and the default (ONNX float32)
+    encoder (tests marked real_model; tests/test_km_real_model.py runs the PyTorch one)."""
+    return Service(load_config(environ={}, home=str(home)))
 
 
 def sample_kb_service(home: Path) -> Service:

@@ -94,3 +94,25 @@ def test_sample_incidents_are_valid_and_rich():
     resolved = [i for i in incidents if i.is_prior_resolution]
     assert len(resolved) >= 300
     assert sum(1 for i in resolved if i.article_id) >= 200
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("2026-01-02T10:00:00Z", "2026-01-02T10:00:00Z"),
+    ("2026-01-02t10:00:00.123456z", "2026-01-02T10:00:00Z"),
+    ("2026-01-02T11:00:00+01:00", "2026-01-02T10:00:00Z"),
+    # RFC 3339 allows a leap second; it is read as the second before.
+    ("2016-12-31T23:59:60Z", "2016-12-31T23:59:59Z"),
+    ("1990-12-31T15:59:60-08:00", "1990-12-31T23:59:59Z"),
+    # Valid RFC 3339 text that lies outside what datetime holds once in UTC is clamped.
+    ("0001-01-01T00:00:00+05:00", "0001-01-01T00:00:00Z"),
+    ("9999-12-31T23:59:59-05:00", "9999-12-31T23:59:59Z"),
+    # Years before 1000 keep their four digits.
+    ("0999-06-01T00:00:00Z", "0999-06-01T00:00:00Z"),
+    ("", ""),
+    ("2026-13-01T00:00:00Z", None),
+    ("yesterday", None),
+])
+def test_timestamps_are_normalised_to_utc(raw, expected):
+    from kb.importers import normalise_datetime
+
+    assert normalise_datetime(raw) == expected

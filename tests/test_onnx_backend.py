@@ -33,3 +33,39 @@ def test_onnx_int8_matches_the_float_model_and_is_cached(tmp_path):
     again = OnnxEmbedder.from_model_folder(folder, cache_dir=tmp_path, threads=2)
     assert exported[0].stat().st_mtime_ns == stamp
     assert np.allclose(again.embed(TEXTS), a, atol=1e-5)
+
+
+def test_onnx_float_backend_computes_the_torch_vectors_and_shares_the_model_id(tmp_path):
+    from indexer.embedders import clear_embedder_cache, load_embedder
+
+    folder = packaged_model_path()
+    onnx = OnnxEmbedder.from_model_folder(folder, cache_dir=tmp_path, threads=2, quantized=False)
+    assert [p.name for p in tmp_path.rglob("*.onnx")] == ["model-fp32.onnx"]
+    torch_model = SentenceTransformerEmbedder(folder, threads=2)
+    many = TEXTS * 3  # more than a query's few texts: the batch session
+    for texts in (TEXTS[:1], TEXTS, many):
+        a, b = onnx.embed(texts), torch_model.embed(texts)
+        assert a.shape == b.shape
+        assert np.abs(a - b).max() < 1e-4
+    # Same numbers, same model: an index built by one serves queries embedded by the other.
+    assert onnx.model_id == torch_model.model_id
+    assert sorted(onnx._sessions) == [1, 2]
+    clear_embedder_cache()
+    loaded = load_embedder("onnx", folder, threads=2, cache_dir=tmp_path)
+    assert isinstance(loaded, OnnxEmbedder) and not loaded.quantized
+    clear_embedder_cache()
+
+
+def test_onnx_backend_falls_back_to_torch_when_the_export_fails(tmp_path, monkeypatch, caplog):
+    from indexer import onnx_backend
+    from indexer.embedders import clear_embedder_cache, load_embedder
+
+    def broken(folder, target):
+        raise RuntimeError("exporter unavailable")
+
+    monkeypatch.setattr(onnx_backend, "export_fp32", broken)
+    clear_embedder_cache()
+    embedder = load_embedder("onnx", packaged_model_path(), threads=2, cache_dir=tmp_path)
+    assert isinstance(embedder, SentenceTransformerEmbedder)
+    assert "embedding with PyTorch instead" in caplog.text
+    clear_embedder_cache()
