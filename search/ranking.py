@@ -73,7 +73,7 @@ def lexical_candidates(state: SearchState, store: Store, terms: list[str],
     """BM25 hits (chunk id -> score, higher is better) for a query's rarest terms."""
     if not terms or depth <= 0:
         return {}
-    terms = rarest_terms(terms, store.term_document_counts(stems(terms)), state.chunk_total)
+    terms = rarest_terms(terms, state.term_counts(store, stems(terms)), state.chunk_total)
     if not terms:
         return {}
     return {cid: float(score) for cid, score in store.fts_chunks(fts_match_expression(terms), depth)

@@ -100,6 +100,15 @@ def doc_from_row(kind: str, row: dict) -> DocInfo:
     )
 
 
+# Term counts a search state remembers (a few MB) before it starts afresh.
+TERM_COUNTS_KEPT = 200_000
+# From this many chunks a search state reads the counts of frequent terms when it loads
+# (a scan of FTS5's vocabulary: about 2 s at a million chunks); a term is frequent from
+# FREQUENT_TERM_CHUNKS chunks or a thousandth of the store.
+FREQUENT_TERMS_FROM_CHUNKS = 50_000
+FREQUENT_TERM_CHUNKS = 500
+
+
 class SearchState:
     def __init__(
         self, index: VectorIndex, *, model_id: str, version: str, seq: int,
@@ -115,10 +124,41 @@ class SearchState:
         self.article_incidents: Counter[str] = Counter()
         self.resolution_incidents: Counter[str] = Counter()
         self.lock = threading.RLock()
+        self._term_counts: dict[str, int] = {}
+        self._frequent_terms: dict[str, int] = {}
 
     @property
     def chunk_total(self) -> int:
         return len(self.chunk_doc)
+
+    def term_counts(self, store: Store, stems: list[str]) -> dict[str, int]:
+        """How many chunks hold each stemmed term (absent terms left out), remembered.
+
+        FTS5's vocabulary table counts a term's chunks by reading its whole posting list,
+        about as costly as searching for it: on a store of a million chunks the lookups for
+        one long query took longer than the search. Counts only choose which terms are worth
+        searching (BM25 itself reads FTS5's live statistics), so a count that lags a few new
+        incidents behind does no harm; the memory starts afresh with each index version and
+        when it holds TERM_COUNTS_KEPT terms. Terms not found are asked again each time, so a
+        word that first arrives with a new incident is searchable at once.
+        """
+        known = self._term_counts
+        missing = [s for s in dict.fromkeys(stems) if s and s not in known]
+        if missing:
+            found = store.term_document_counts(missing)
+            if len(known) + len(found) > TERM_COUNTS_KEPT:
+                known.clear()
+                known.update(self._frequent_terms)
+            known.update(found)
+        return {s: known[s] for s in stems if s in known}
+
+    def _learn_frequent_terms(self, store: Store) -> None:
+        """On a large store, read once the counts of the terms that are costly to count
+        (the frequent ones), so that no query has to; rare terms are cheap to look up."""
+        if self.chunk_total < FREQUENT_TERMS_FROM_CHUNKS:
+            return
+        self._frequent_terms = store.frequent_terms(max(FREQUENT_TERM_CHUNKS, self.chunk_total // 1000))
+        self._term_counts.update(self._frequent_terms)
 
     # --- building ----------------------------------------------------------------------
 
@@ -134,6 +174,7 @@ class SearchState:
                     seq=int(config.get("log_seq", 0)), profile=profile)
         state._load_documents(store)
         state.catch_up(store)
+        state._learn_frequent_terms(store)
         return state
 
     @classmethod

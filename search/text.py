@@ -94,9 +94,12 @@ def rarest_terms(terms: list[str], document_counts: dict[str, int], total: int,
 
     Left out: terms in no chunk, terms in most chunks (IDF near zero), and, on a large
     store, the commonest terms once the rarer ones already make FTS5 read
-    ``postings_budget`` postings: FTS5 scores every chunk a term occurs in, so a few
-    everyday words would otherwise cost more than the whole rest of the query. On a store
-    of up to ``postings_budget`` chunks nothing is left out for cost.
+    ``postings_budget`` postings: FTS5 scores every chunk a term occurs in (a few
+    microseconds each), so a few everyday words would otherwise cost more than the whole
+    rest of the query. When even the rarest term is over the budget (a short query of
+    everyday words on a store of a million chunks) nothing is sent: the dense half ranks
+    that query alone, which is also what ranks short queries best. On a store of up to
+    ``postings_budget`` chunks no single term is left out for cost.
     """
     kept = []
     for term in terms:
@@ -107,7 +110,7 @@ def rarest_terms(terms: list[str], document_counts: dict[str, int], total: int,
     kept.sort()
     chosen, postings = [], 0
     for count, term in kept[:limit]:
-        if chosen and postings + count > postings_budget:
+        if postings + count > postings_budget:
             break
         chosen.append(term)
         postings += count

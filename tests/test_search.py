@@ -85,6 +85,9 @@ def test_long_queries_keep_their_rarest_terms():
     big = {"vpn": 30_000, "crash": 40, "0x80092013": 2, "error": 45_000}
     assert rarest_terms(["error", "vpn", "crash", "0x80092013"], big, total=1_000_000,
                         postings_budget=50_000) == ["0x80092013", "crash", "vpn"]
+    # When even the rarest term is over the budget, FTS5 is not asked at all.
+    assert rarest_terms(["error", "vpn"], big, total=1_000_000, postings_budget=20_000) == []
+    assert rarest_terms(["error", "vpn"], big, total=1_000_000, postings_budget=30_000) == ["vpn"]
 
 
 def test_highlight_escapes_html():
@@ -135,3 +138,41 @@ def test_index_fits_a_store_too_small_for_any_length_bucket(service):
     profile = service.store().latest_ranking_profile(service.embedder().model_id)
     assert profile["source"] == "fitted" and profile["fitted"]["replay_queries"] == 35
     assert profile["fitted"]["buckets"] == {}
+
+
+def test_term_counts_are_remembered_but_new_words_are_found_at_once(indexed):
+    from search.text import stems as stem_all
+
+    store = indexed.store()
+    state = indexed.suggester().ensure_state(store)
+    calls = []
+    original = store.term_document_counts
+
+    def counting(wanted):
+        calls.append(list(wanted))
+        return original(wanted)
+
+    store.term_document_counts = counting
+    try:
+        words = stem_all(["vpn", "printer", "zzqxunseen"])
+        first = state.term_counts(store, words)
+        assert first["vpn"] == original(["vpn"])["vpn"] > 0 and "zzqxunseen" not in first
+        again = state.term_counts(store, words)
+        assert again == first
+        # Known counts are not asked again; a word in no chunk is, every time.
+        assert calls == [words, ["zzqxunseen"]]
+    finally:
+        del store.term_document_counts
+
+
+def test_frequent_terms_are_read_at_load_on_a_large_store(indexed, monkeypatch):
+    import search.state as state_module
+
+    store = indexed.store()
+    monkeypatch.setattr(state_module, "FREQUENT_TERMS_FROM_CHUNKS", 1)
+    monkeypatch.setattr(state_module, "FREQUENT_TERM_CHUNKS", 2)
+    state = state_module.SearchState.load(store, indexed.index_root, indexed.embedder().model_id)
+    frequent = store.frequent_terms(2)
+    assert frequent and all(count >= 2 for count in frequent.values())
+    assert state._frequent_terms == frequent
+    assert state.term_counts(store, list(frequent)[:3]) == {t: frequent[t] for t in list(frequent)[:3]}
