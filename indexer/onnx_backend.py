@@ -61,7 +61,9 @@ def export_fp32(folder: Path, target_dir: Path) -> Path:
         return final
     import torch
     from transformers import AutoModel
+    from transformers.utils import logging as transformers_logging
 
+    transformers_logging.disable_progress_bar()  # "Loading weights" bars in command output
     source = _transformer_folder(folder)
     transformer = AutoModel.from_pretrained(str(source), local_files_only=True)
     transformer.eval()
