@@ -33,6 +33,18 @@ log = logging.getLogger(__name__)
 SMALL_BATCH = 4
 
 
+def threads_for(count: int, threads: int) -> int:
+    """Threads for one embed call of ``count`` texts. A query (a few texts) runs on one
+    thread: more barely help a batch of one, and the other core is then free for the FTS5
+    half of the query. Batches use all that were given."""
+    return 1 if count <= SMALL_BATCH else threads
+
+
+def require_model_folder(folder: Path) -> None:
+    if not (folder / "modules.json").exists() and not (folder / "config.json").exists():
+        raise ConfigError(f"{folder} is not a sentence-transformers model folder")
+
+
 class Embedder(Protocol):
     model_id: str
     dimension: int
@@ -113,8 +125,7 @@ class SentenceTransformerEmbedder:
 
     def __init__(self, folder: str | Path, *, threads: int = 2, max_seq_length: int = 256):
         folder = Path(folder)
-        if not (folder / "modules.json").exists() and not (folder / "config.json").exists():
-            raise ConfigError(f"{folder} is not a sentence-transformers model folder")
+        require_model_folder(folder)
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -135,9 +146,7 @@ class SentenceTransformerEmbedder:
     ) -> np.ndarray:
         import torch
 
-        # A query (a few texts) runs on one thread: more threads barely help a batch of one,
-        # and the other core is then free for the FTS5 half of the query. Batches use all.
-        threads = 1 if len(texts) <= SMALL_BATCH else self.threads
+        threads = threads_for(len(texts), self.threads)
 
         def encode(batch: list[str]) -> np.ndarray:
             # One encode at a time per process: torch already uses every thread it was given.
@@ -253,8 +262,7 @@ def _onnx_embedder(folder: Path, backend: str, cache_dir: Path | None, threads: 
     compute the same vectors. ``onnx-int8`` was asked for by name and fails loudly."""
     if cache_dir is None:
         raise ConfigError(f"the {backend} backend needs a folder to keep its exported model")
-    if not (folder / "modules.json").exists() and not (folder / "config.json").exists():
-        raise ConfigError(f"{folder} is not a sentence-transformers model folder")
+    require_model_folder(folder)
     from indexer.onnx_backend import OnnxEmbedder
 
     if backend == "onnx-int8":

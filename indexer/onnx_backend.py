@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.embedders import SMALL_BATCH, ProgressFn, _batched_encode, model_fingerprint
+from indexer.embedders import ProgressFn, _batched_encode, model_fingerprint, threads_for
 from kb.errors import ConfigError
 
 OPSET = 17
@@ -155,10 +155,11 @@ class OnnxEmbedder:
         self.tokenizer.enable_truncation(max_length=self.max_length)
         self.tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
         self._sessions: dict[int, object] = {}
+        self._input_names: set[str] = set()
         self._lock = threading.Lock()
         self.model_id = model_fingerprint(folder) + ("+onnx-int8" if quantized else "")
         with self._lock:
-            probe = self._encode(["probe"])
+            probe = self._encode(["probe"], threads=1)
         self.dimension = int(probe.shape[1])
 
     @classmethod
@@ -181,15 +182,16 @@ class OnnxEmbedder:
             session = ort.InferenceSession(str(self.onnx_path), options,
                                            providers=["CPUExecutionProvider"])
             self._sessions[threads] = session
+            self._input_names = {i.name for i in session.get_inputs()}
         return session
 
-    def _encode(self, texts: list[str]) -> np.ndarray:
-        session = self._session(1 if len(texts) <= SMALL_BATCH else self.threads)
+    def _encode(self, texts: list[str], *, threads: int) -> np.ndarray:
+        session = self._session(threads)
         encodings = self.tokenizer.encode_batch(texts)
         ids = np.array([e.ids for e in encodings], dtype=np.int64)
         mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
         feeds = {"input_ids": ids, "attention_mask": mask}
-        if "token_type_ids" in {i.name for i in session.get_inputs()}:
+        if "token_type_ids" in self._input_names:
             feeds["token_type_ids"] = np.zeros_like(ids)
         hidden = session.run(["last_hidden_state"], feeds)[0]
         weights = mask[:, :, None].astype(np.float32)
@@ -200,10 +202,10 @@ class OnnxEmbedder:
     def embed(
         self, texts: Sequence[str], *, batch_size: int = 64, progress: ProgressFn | None = None
     ) -> np.ndarray:
+        threads = threads_for(len(texts), self.threads)
+
         def encode(batch: list[str]) -> np.ndarray:
             with self._lock:
-                return self._encode(batch)
+                return self._encode(batch, threads=threads)
 
-        # A query of a few texts goes in one call, so it runs on the one-thread session.
-        size = batch_size if len(texts) > SMALL_BATCH else max(batch_size, len(texts))
-        return _batched_encode(encode, texts, size, progress, self.dimension)
+        return _batched_encode(encode, texts, batch_size, progress, self.dimension)
