@@ -45,6 +45,7 @@ class IndexReport:
     seconds: float = 0.0
     skipped_changed: int = 0
     notes: list[str] = field(default_factory=list)
+    ranking: dict = field(default_factory=dict)  # what the fitted ranking profile chose
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)

@@ -128,10 +128,11 @@ def import_articles(app: AppContext, folder: str | None, changed_by: str | None)
 @cli.command()
 @click.option("--rebuild", is_flag=True, help="Chunk every document again and build a new index.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--verbose", is_flag=True, help="List every ranking candidate the replay measured.")
 @home_option
 @pass_app
 @reports_errors
-def index(app: AppContext, rebuild: bool, as_json: bool) -> None:
+def index(app: AppContext, rebuild: bool, as_json: bool, verbose: bool) -> None:
     """Embed what is new or changed and publish a new index version.
 
     Unchanged text is never embedded again (a content-hash cache). Also refits the ranking
@@ -150,6 +151,44 @@ def index(app: AppContext, rebuild: bool, as_json: bool) -> None:
     )
     for note in report.notes:
         click.echo(f"note: {note}")
+    echo_ranking(report.ranking, verbose=verbose)
+
+
+def echo_ranking(ranking: dict, *, verbose: bool) -> None:
+    """Which ranking the store chose, and what its replay measured for each candidate."""
+    if not ranking:
+        return
+    if ranking["source"] != "fitted":
+        click.echo(f"Ranking: defaults ({ranking.get('note') or 'no replay evidence'})")
+    else:
+        click.echo(f"Ranking fitted on {ranking['replay_queries']} of the store's incidents, each asked "
+                   f"without itself and its near-copies ({ranking['near_copies_left_out']} left out): "
+                   f"accuracy@1 {ranking['replay_accuracy_at_1']:.3f}, MRR {ranking['replay_mrr']:.3f}")
+        for bucket, name in ranking["chosen"].items():
+            click.echo(f"  {bucket} queries: {name}")
+        candidates = ranking["candidates"]
+        shown = candidates if verbose else _reference_rows(candidates)
+        click.echo(f"  {'candidate (replay)':<72} {'acc@1':>6} {'MRR':>6}")
+        for row in shown:
+            click.echo(f"  {row['ranking']:<72} {row['accuracy_at_1']:>6.3f} {row['mrr']:>6.3f}")
+        if not verbose and len(shown) < len(candidates):
+            click.echo(f"  ({len(candidates) - len(shown)} more candidates: kb index --verbose)")
+    no_match = ranking["no_good_match"]
+    line = f"No good match below similarity {no_match['similarity_below']:.3f}"
+    if "flagged_in_scope" in no_match:
+        line += (f" (flags {no_match['flagged_in_scope']:.1%} of answerable replayed incidents and "
+                 f"{no_match['flagged_background']:.1%} of {no_match['background']} off-topic requests)")
+    click.echo(line)
+
+
+def _reference_rows(candidates: list[dict]) -> list[dict]:
+    """The best candidates and the best of each reference ranking."""
+    rows = candidates[:3]
+    for prefix in ("embeddings only", "reciprocal rank fusion", "BM25 only"):
+        row = next((c for c in candidates if c["ranking"].startswith(prefix)), None)
+        if row is not None and row not in rows:
+            rows.append(row)
+    return rows
 
 
 @cli.command()
@@ -312,6 +351,12 @@ def eval_command(app: AppContext, file: str, as_json: bool, ranking: str) -> Non
         oos = "-" if r["flagged_out_of_scope_rate"] is None else f"{r['flagged_out_of_scope_rate']:.3f}"
         click.echo(f"{r['ranking']:<9} {r['accuracy_at_1']:>6.3f} {r['mrr']:>6.3f} {r['recall_at_5']:>6.3f} "
                    f"{r['flagged_in_scope_rate']:>8.3f} {oos:>12} {r['latency_ms_p50']:>7.1f}")
+    table = reports[0].get("reliability")
+    if table:
+        click.echo("Confidence of the top result (shipped ranking, in-scope queries):")
+        click.echo(f"{'band':<9} {'results':>8} {'mean conf':>10} {'right':>7}")
+        for row in table:
+            click.echo(f"{row['band']:<9} {row['results']:>8} {row['mean_confidence']:>10.3f} {row['accuracy']:>7.3f}")
 
 
 cli.add_command(articles)

@@ -15,23 +15,43 @@ stays split, so each of those incidents keeps its own place in the ranking.
 
 from __future__ import annotations
 
+import json
 import random
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+import kb
 from indexer.chunking import incident_text
 from kb.store import Store
+from search.classifier import (
+    MAX_TRAINING_INCIDENTS,
+    MIN_CLASS_SIZE,
+    ResolutionClassifier,
+    content_stems,
+    train_classifier,
+)
 from search.profile import (
+    DEFAULT_CONFIDENCE,
     DEFAULT_LEXICAL_WEIGHT,
+    DEFAULT_MATCH_THRESHOLD,
     LENGTH_BUCKETS,
-    NO_MATCH_QUANTILE,
     RankingProfile,
     length_bucket,
 )
-from search.ranking import Candidates, Viewer, document_scores, retrieve, vote
+from search.ranking import (
+    Blend,
+    Candidates,
+    GroupScore,
+    Viewer,
+    confidence_features,
+    rank_groups,
+    retrieve,
+)
 from search.state import DocKey, SearchState
 from search.text import query_terms
 
@@ -42,16 +62,15 @@ COHESION_SHARE = 0.25
 MAX_REPLAY_QUERIES = 600
 MIN_QUERIES_TO_FIT = 30
 MIN_QUERIES_PER_BUCKET = 40
-WEIGHT_GRID = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6)
-TAU_GRID = (0.02, 0.035, 0.05, 0.08)
-
-
-@dataclass
-class ReplayQuery:
-    key: DocKey
-    words: int
-    target: str
-    cands: Candidates
+WEIGHT_GRID = (0.0, 0.05, 0.1, 0.2, 0.35, 0.6)
+TAU_GRID = (0.02, 0.05, 0.1)
+CLASSIFIER_GRID = (0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0)
+CLASSIFIER_FOLDS = 4
+# A stored incident at least this similar to a replayed one is a near-copy of it.
+COPY_SIMILARITY = 0.98
+# Share of answerable (in-scope) incidents the no-good-match threshold may flag.
+MAX_FLAGGED_SHARE = 0.025
+BACKGROUND_FILE = Path(kb.__file__).parent / "data" / "background_requests.jsonl"
 
 
 def doc_chunks(state: SearchState) -> dict[DocKey, list[int]]:
@@ -120,144 +139,416 @@ def decide_collapse(state: SearchState, vectors: dict[str, np.ndarray], rng: ran
     return sorted(collapse), info
 
 
+@dataclass
+class ReplayQuery:
+    key: DocKey
+    words: int
+    res_key: str
+    article: str
+    cands: Candidates
+    vector: np.ndarray
+    stems: list[str]
+    best_similarity: float
+    copies: set[DocKey]
+    fold: int = 0
+    class_logp: dict[str, float] | None = None
+
+
+@dataclass
+class Config:
+    collapse: str  # "cohesive" or "shared"
+    blend: Blend
+
+    @property
+    def name(self) -> str:
+        return f"{self.blend.describe()} ({self.collapse} groups)"
+
+
+def shared_resolutions(state: SearchState) -> dict[str, list[str]]:
+    members: dict[str, list[str]] = defaultdict(list)
+    for (kind, doc_id), doc in state.docs.items():
+        if kind == "incident" and doc.res_key:
+            members[doc.res_key].append(doc_id)
+    return {k: v for k, v in members.items() if len(v) >= 2}
+
+
+def drop_copies(cands: Candidates, state: SearchState) -> set[DocKey]:
+    """Remove near-copies of the query (the same text filed twice, a template) from its
+    candidates; returns the documents removed. A replay that kept them would measure how
+    well the store finds copies, not how well it answers a new incident."""
+    copies = {state.chunk_doc[c] for c, s in cands.dense.items() if s >= COPY_SIMILARITY and c in state.chunk_doc}
+    if copies:
+        for table in (cands.dense, cands.lexical):
+            for cid in [c for c in table if state.chunk_doc.get(c) in copies]:
+                del table[cid]
+    return copies
+
+
 def replay_queries(
-    store: Store, state: SearchState, chunks: dict[DocKey, list[int]], collapse: set[str],
-    rng: random.Random, limit: int = MAX_REPLAY_QUERIES,
+    store: Store, state: SearchState, chunks: dict[DocKey, list[int]], vectors: dict[str, np.ndarray],
+    shared: dict[str, list[str]], rng: random.Random, limit: int = MAX_REPLAY_QUERIES,
 ) -> list[ReplayQuery]:
-    """Incidents whose right answer is known without them, retrieved with themselves left out."""
+    """Incidents whose right answer is known without them (an article, or other incidents
+    with the same resolution), asked with themselves and their near-copies left out."""
     viewer = Viewer()
-    resolution_sizes = defaultdict(int)
-    for doc in state.docs.values():
-        if doc.kind == "incident" and doc.res_key:
-            resolution_sizes[doc.res_key] += 1
     usable = []
     for key, doc in state.docs.items():
-        if key[0] != "incident" or key not in chunks:
+        if key[0] != "incident" or key not in chunks or key[1] not in vectors:
             continue
         article = state.docs.get(("article", doc.article_id)) if doc.article_id else None
         if article is not None and viewer.can_see(article):
-            usable.append((key, "a:" + doc.article_id))
-        elif doc.res_key in collapse and resolution_sizes[doc.res_key] >= 2:
-            usable.append((key, doc.res_key))
+            usable.append((key, doc.article_id))
+        elif doc.res_key in shared:
+            usable.append((key, ""))
+    usable.sort()
     rng.shuffle(usable)
     usable = usable[:limit]
     texts = {i.id: incident_text(i.title, i.description)
              for i in store.iter_incidents([key[1] for key, _ in usable])}
     out = []
-    for key, target in usable:
+    for number, (key, article) in enumerate(usable):
         text = texts.get(key[1], "")
-        vectors = [v for v in (state.index.vector(c) for c in sorted(chunks[key])) if v is not None]
-        if not text or not vectors:
+        rows = [v for v in (state.index.vector(c) for c in sorted(chunks[key])) if v is not None]
+        if not text or not rows:
             continue
-        cands = retrieve(state, store, np.vstack(vectors), query_terms(text), exclude=key)
-        out.append(ReplayQuery(key, len(text.split()), target, cands))
+        cands = retrieve(state, store, np.vstack(rows), query_terms(text), exclude=key)
+        copies = drop_copies(cands, state)
+        best = max(cands.dense.values(), default=0.0)
+        out.append(ReplayQuery(key, len(text.split()), state.docs[key].res_key, article, cands,
+                               vectors[key[1]], content_stems(text), best, copies, number % CLASSIFIER_FOLDS))
     return out
 
 
-def _rank_of_target(query: ReplayQuery, state: SearchState, weight: float, tau: float,
-                    depth: int, collapse: set[str], viewer: Viewer) -> tuple[int, list]:
-    scores = document_scores(query.cands, state, weight, viewer.can_see)
-    groups = vote(scores, state, tau=tau, depth=depth, collapse=collapse, viewer=viewer)
+def matches(group: str, query: ReplayQuery, state: SearchState) -> bool:
+    """Whether a result group gives the query's known resolution (as kb eval judges it)."""
+    if group.startswith("a:"):
+        return bool(query.article) and group[2:] == query.article
+    if query.article:
+        return False
+    if group.startswith("i:"):
+        doc = state.docs.get(("incident", group[2:]))
+        return doc is not None and doc.res_key == query.res_key
+    return group == query.res_key
+
+
+def ranked(query: ReplayQuery, state: SearchState, config: Config, collapse: set[str], depth: int,
+           leads: dict[str, DocKey] | None) -> list[GroupScore]:
+    viewer = Viewer()
+    return rank_groups(query.cands, state, config.blend, depth=depth, collapse=collapse, viewer=viewer,
+                       accept=viewer.can_see, class_logp=query.class_logp, class_leads=leads)
+
+
+def first_match(groups: list[GroupScore], query: ReplayQuery, state: SearchState) -> int:
     for position, group in enumerate(groups, start=1):
-        if group.group == query.target:
-            return position, groups
-    return 0, groups
+        if matches(group.group, query, state):
+            return position
+    return 0
 
 
-def _mrr(queries, state, weight, tau, depth, collapse, viewer) -> float:
-    total = 0.0
-    for query in queries:
-        rank, _ = _rank_of_target(query, state, weight, tau, depth, collapse, viewer)
-        total += 1.0 / rank if rank else 0.0
-    return total / max(len(queries), 1)
+def quality(ranks: list[int]) -> tuple[float, float]:
+    n = max(len(ranks), 1)
+    return sum(r == 1 for r in ranks) / n, sum(1 / r for r in ranks if r) / n
 
 
-def fit_logistic(scores: np.ndarray, labels: np.ndarray, iterations: int = 200) -> tuple[float, float]:
-    """P(label) = sigmoid(a * score + b), by Newton's method with a little L2 damping."""
-    a, b = 1.0, 0.0
-    x = np.vstack([scores, np.ones_like(scores)]).T
-    w = np.array([a, b], dtype=np.float64)
+def objective(ranks: list[int]) -> float:
+    acc, mrr = quality(ranks)
+    return round(acc + mrr, 4)
+
+
+# --- the store's resolution classifier ---------------------------------------------------
+
+
+def classifier_labels(state: SearchState, shared: dict[str, list[str]]) -> dict[str, str]:
+    """incident id -> its group, for incidents of groups large enough to learn."""
+    viewer = Viewer()
+    labels = {}
+    for (kind, doc_id), doc in state.docs.items():
+        if kind != "incident":
+            continue
+        article = state.docs.get(("article", doc.article_id)) if doc.article_id else None
+        if article is not None and viewer.can_see(article):
+            labels[doc_id] = "a:" + doc.article_id
+        elif doc.res_key in shared and len(shared[doc.res_key]) >= MIN_CLASS_SIZE:
+            labels[doc_id] = doc.res_key
+    sizes = Counter(labels.values())
+    return {i: g for i, g in labels.items() if sizes[g] >= MIN_CLASS_SIZE}
+
+
+def class_leads(labels: dict[str, str], vectors: dict[str, np.ndarray]) -> dict[str, str]:
+    """The incident nearest each group's mean: what stands for the group when the
+    classifier names it but no incident of it was retrieved."""
+    by_group: dict[str, list[str]] = defaultdict(list)
+    for doc_id, group in labels.items():
+        by_group[group].append(doc_id)
+    leads = {}
+    for group, ids in by_group.items():
+        matrix = np.vstack([vectors[i] for i in ids])
+        centre = _unit_mean(matrix)
+        leads[group] = ids[int(np.argmax(matrix @ centre))]
+    return leads
+
+
+def lead_keys(leads: dict[str, str]) -> dict[str, DocKey]:
+    return {g: (("article", g[2:]) if g.startswith("a:") else ("incident", i)) for g, i in leads.items()}
+
+
+def fit_classifier(store: Store, state: SearchState, labels: dict[str, str], vectors: dict[str, np.ndarray],
+                   queries: list[ReplayQuery], rng: random.Random) -> tuple[ResolutionClassifier | None, dict]:
+    """Train on the store's labelled incidents; cross-fit so that each replay query is
+    scored by a model trained without it and its near-copies."""
+    ids = sorted(i for i in labels if i in vectors)
+    if len(ids) > MAX_TRAINING_INCIDENTS:
+        ids = sorted(rng.sample(ids, MAX_TRAINING_INCIDENTS))
+    stems_of = {i.id: content_stems(incident_text(i.title, i.description)) for i in store.iter_incidents(ids)}
+    ids = [i for i in ids if i in stems_of]
+    leads = class_leads({i: labels[i] for i in ids}, vectors)
+    began = time.monotonic()
+
+    def train(keep: list[str]) -> ResolutionClassifier | None:
+        return train_classifier(np.vstack([vectors[i] for i in keep]), [stems_of[i] for i in keep],
+                                [labels[i] for i in keep], leads)
+
+    for fold in range(CLASSIFIER_FOLDS):
+        in_fold = [q for q in queries if q.fold == fold]
+        left_out = {q.key[1] for q in in_fold}
+        for q in in_fold:
+            left_out.update(k[1] for k in q.copies if k[0] == "incident")
+        model = train([i for i in ids if i not in left_out])
+        if model is None:
+            return None, {}
+        for q in in_fold:
+            logp = model.log_proba(q.vector, q.stems)
+            q.class_logp = dict(zip(model.classes, logp.tolist(), strict=True))
+    model = train(ids)
+    info = {"classes": len(model.classes) if model else 0, "trained_on": len(ids),
+            "seconds": round(time.monotonic() - began, 2)}
+    return model, info
+
+
+# --- "no good match" and confidence ------------------------------------------------------
+
+
+def background_texts() -> list[str]:
+    """Requests from everyday domains that no support desk's store answers: the negatives
+    against which the no-good-match threshold is placed."""
+    if not BACKGROUND_FILE.is_file():
+        return []
+    out = []
+    for line in BACKGROUND_FILE.read_text(encoding="utf-8").split("\n"):
+        if line.strip():
+            out.append(json.loads(line)["text"])
+    return out
+
+
+def best_similarities(state: SearchState, vectors: np.ndarray) -> np.ndarray:
+    if not len(vectors) or not len(state.index):
+        return np.zeros(len(vectors))
+    with state.lock:
+        scores, ids = state.index.search(vectors.astype(np.float32), 1)
+    return np.where(ids[:, 0] >= 0, scores[:, 0], 0.0)
+
+
+def neighbour_similarities(state: SearchState, vectors: dict[str, np.ndarray], rng: random.Random) -> list[float]:
+    """Each sampled incident's best similarity to another, not a near-copy: what an
+    answerable incident scores on a store without replay evidence."""
+    ids = sorted(vectors)
+    sample = rng.sample(ids, min(len(ids), 400))
+    if not sample:
+        return []
+    with state.lock:
+        scores, found = state.index.search(np.vstack([vectors[i] for i in sample]), 8)
+    out = []
+    for row, doc_id in enumerate(sample):
+        for score, cid in zip(scores[row], found[row], strict=True):
+            key = state.chunk_doc.get(int(cid))
+            if cid >= 0 and key != ("incident", doc_id) and score < COPY_SIMILARITY:
+                out.append(float(score))
+                break
+    return out
+
+
+def choose_threshold(in_scope: list[float], background: list[float]) -> tuple[float, dict]:
+    """The similarity below which a query is flagged "no good match".
+
+    Among thresholds that flag at most MAX_FLAGGED_SHARE of the in-scope scores, the one
+    that best separates them from the background requests (balanced accuracy); of equally
+    good ones, the middle. Without background requests: the MAX_FLAGGED_SHARE quantile.
+    """
+    if not in_scope:
+        return DEFAULT_MATCH_THRESHOLD, {"note": "no in-scope evidence; default kept"}
+    inside = np.sort(np.array(in_scope))
+    limit = float(np.quantile(inside, MAX_FLAGGED_SHARE))
+    if not background:
+        return limit, {"in_scope": len(inside), "aim_flagged_in_scope": MAX_FLAGGED_SHARE}
+    outside = np.sort(np.array(background))
+    grid = np.unique(np.concatenate([inside, outside, [limit]]))
+    grid = grid[grid <= limit + 1e-9]
+    best, chosen = -1.0, []
+    for t in grid:
+        flagged_out = np.searchsorted(outside, t, side="left") / len(outside)
+        kept_in = 1.0 - np.searchsorted(inside, t, side="left") / len(inside)
+        balanced = round(0.5 * (flagged_out + kept_in), 6)
+        if balanced > best:
+            best, chosen = balanced, [t]
+        elif balanced == best:
+            chosen.append(t)
+    low = float(chosen[0])
+    # The next score above the best range bounds it: place the threshold in the middle.
+    above = grid[grid > chosen[-1]]
+    high = float(above[0]) if len(above) else float(chosen[-1])
+    threshold = min((low + high) / 2, limit) if high > low else low
+    info = {
+        "in_scope": len(inside), "background": len(outside),
+        "aim_flagged_in_scope": MAX_FLAGGED_SHARE,
+        "flagged_in_scope": round(float(np.mean(inside < threshold)), 4),
+        "flagged_background": round(float(np.mean(outside < threshold)), 4),
+    }
+    return float(threshold), info
+
+
+def fit_logistic(features: np.ndarray, labels: np.ndarray, iterations: int = 200) -> np.ndarray:
+    """P(label) = sigmoid(features @ w), by Newton's method with a little L2 damping;
+    ``features`` carries its own constant column."""
+    w = np.zeros(features.shape[1], dtype=np.float64)
     for _ in range(iterations):
-        p = 1.0 / (1.0 + np.exp(-(x @ w)))
-        gradient = x.T @ (p - labels) + 1e-3 * w
-        hessian = (x.T * (p * (1 - p))) @ x + 1e-3 * np.eye(2)
+        p = 1.0 / (1.0 + np.exp(-(features @ w)))
+        gradient = features.T @ (p - labels) + 1e-3 * w
+        hessian = (features.T * (p * (1 - p))) @ features + 1e-3 * np.eye(features.shape[1])
         step = np.linalg.solve(hessian, gradient)
         w -= step
         if np.abs(step).max() < 1e-8:
             break
-    return float(w[0]), float(w[1])
+    return w
 
 
-def fit_profile(store: Store, state: SearchState, *, seed: int = 13,
-                max_queries: int = MAX_REPLAY_QUERIES) -> RankingProfile:
+def fit_confidence(rows: list[tuple[list[GroupScore], ReplayQuery, int]]) -> tuple[list[float], list]:
+    """Logistic map from (similarity, margin) to P(right), fitted on replayed top-3 results;
+    returns the map and its reliability table on the replay."""
+    gaps = [g[0].score - g[1].score for g, _, _ in rows if len(g) > 1]
+    scale = float(np.median(gaps)) if gaps and np.median(gaps) > 1e-6 else 1.0
+    features, labels = [], []
+    for groups, query, rank in rows:
+        for position in range(min(3, len(groups))):
+            features.append(confidence_features(groups, query.cands, position, scale) + [1.0])
+            labels.append(1.0 if rank == position + 1 else 0.0)
+    x, y = np.array(features), np.array(labels)
+    if not len(y) or not 0 < y.sum() < len(y):
+        return list(DEFAULT_CONFIDENCE) + [1.0], []
+    w = fit_logistic(x, y)
+    return [float(w[0]), float(w[1]), float(w[2]), scale], []
+
+
+# --- fitting -----------------------------------------------------------------------------
+
+
+def candidate_configs(same_collapse: bool, with_classifier: bool, base: Blend | None) -> list[Config]:
+    configs = []
+    for collapse in ("shared",) if same_collapse else ("cohesive", "shared"):
+        configs += [Config(collapse, Blend(kind)) for kind in ("dense", "rrf", "bm25")]
+        configs += [Config(collapse, Blend("fused", w, tau)) for tau in TAU_GRID for w in WEIGHT_GRID]
+    if with_classifier and base is not None:
+        configs += [Config("shared", Blend(base.kind, base.weight, base.tau, c)) for c in CLASSIFIER_GRID]
+    return configs
+
+
+def fit_profile(store: Store, state: SearchState, *, seed: int = 13, max_queries: int = MAX_REPLAY_QUERIES,
+                embed: Callable[[list[str]], np.ndarray] | None = None) -> RankingProfile:
     """Fit every number of the ranking profile on the store (see the module docstring)."""
     began = time.monotonic()
     rng = random.Random(seed)
     profile = RankingProfile()
     chunks = doc_chunks(state)
     vectors = incident_vectors(state, chunks)
-    collapse_list, collapse_info = decide_collapse(state, vectors, rng)
-    profile.collapse = collapse_list
-    collapse = set(collapse_list)
-    queries = replay_queries(store, state, chunks, collapse, rng, max_queries)
-    profile.fitted = {"collapse": collapse_info, "replay_queries": len(queries)}
+    cohesive_list, collapse_info = decide_collapse(state, vectors, rng)
+    shared = shared_resolutions(state)
+    collapses = {"cohesive": set(cohesive_list), "shared": set(shared)}
+    queries = replay_queries(store, state, chunks, vectors, shared, rng, max_queries)
+    profile.fitted = {"collapse": collapse_info, "replay_queries": len(queries),
+                      "near_copies_left_out": sum(len(q.copies) for q in queries)}
+    background = background_texts()
+    background_scores = best_similarities(state, embed(background)).tolist() if embed and background else []
     if len(queries) < MIN_QUERIES_TO_FIT:
         profile.source = "default"
-        profile.fitted["note"] = (
-            f"{len(queries)} replayable incidents (need {MIN_QUERIES_TO_FIT}); defaults kept"
-        )
+        profile.collapse = cohesive_list
+        profile.fitted["note"] = f"{len(queries)} replayable incidents (need {MIN_QUERIES_TO_FIT}); defaults kept"
+        in_scope = neighbour_similarities(state, vectors, rng)
+        profile.match_threshold, profile.fitted["no_match"] = choose_threshold(in_scope, background_scores)
+        profile.fitted["no_match"]["in_scope_evidence"] = "nearest other incident"
+        profile.threshold = profile.match_threshold
         return profile
-    viewer = Viewer()
     depth = profile.vote_depth
-    best = max(
-        ((w, tau) for tau in TAU_GRID for w in WEIGHT_GRID),
-        key=lambda wt: (round(_mrr(queries, state, wt[0], wt[1], depth, collapse, viewer), 4), -wt[0]),
-    )
-    profile.vote_tau = best[1]
-    weights = dict(DEFAULT_LEXICAL_WEIGHT)
-    by_bucket: dict[str, list[ReplayQuery]] = defaultdict(list)
-    for query in queries:
-        by_bucket[length_bucket(query.words)].append(query)
-    fitted_buckets = {}
+    labels = classifier_labels(state, shared)
+    model, leads = None, None
+    if len(set(labels.values())) >= 2 and len(labels) >= 100:
+        model, profile.fitted["classifier"] = fit_classifier(store, state, labels, vectors, queries, rng)
+        if model is not None:
+            leads = lead_keys(dict(zip(model.classes, model.leads, strict=True)))
+
+    def ranks_of(config: Config, subset: list[ReplayQuery]) -> list[int]:
+        collapse = collapses[config.collapse]
+        return [first_match(ranked(q, state, config, collapse, depth, leads), q, state) for q in subset]
+
+    same = collapses["cohesive"] == collapses["shared"]
+    configs = candidate_configs(same, False, None)
+    results = {c.name: (c, ranks_of(c, queries)) for c in configs}
+    if model is not None:
+        fused = [r for r in results.values() if r[0].collapse == "shared" and r[0].blend.kind == "fused"]
+        base = max(fused, key=lambda r: objective(r[1]))[0].blend
+        for config in candidate_configs(same, True, base)[len(configs):]:
+            results[config.name] = (config, ranks_of(config, queries))
+    best_config, _ = max(results.values(), key=lambda r: (objective(r[1]), -len(r[0].name)))
+    collapse_name = best_config.collapse
+    profile.collapse = sorted(collapses[collapse_name])
+    index_of = {q.key: i for i, q in enumerate(queries)}
+    chosen: dict[str, Config] = {}
+    buckets: dict[str, list[ReplayQuery]] = defaultdict(list)
+    for q in queries:
+        buckets[length_bucket(q.words)].append(q)
     for name, _, _ in LENGTH_BUCKETS:
-        bucket = by_bucket.get(name, [])
+        bucket = buckets.get(name, [])
+        chosen[name] = best_config
         if len(bucket) >= MIN_QUERIES_PER_BUCKET:
-            weights[name] = max(
-                WEIGHT_GRID,
-                key=lambda w: (round(_mrr(bucket, state, w, best[1], depth, collapse, viewer), 4), -w),
-            )
-            fitted_buckets[name] = len(bucket)
-        elif fitted_buckets or name != "short":
-            # No data for this length: never weigh words less than for shorter queries.
-            weights[name] = max([weights[name], *(weights[b] for b in fitted_buckets)])
-    profile.lexical_weight = weights
-    # Threshold and confidence map from the replay under the chosen numbers.
-    top_scores, pairs = [], []
-    ranks = []
-    for query in queries:
-        rank, groups = _rank_of_target(
-            query, state, profile.weight_for(query.words), profile.vote_tau, depth, collapse, viewer
-        )
-        ranks.append(rank)
+            same_collapse = [r for r in results.values() if r[0].collapse == collapse_name]
+            top = max(same_collapse, key=lambda r: (objective([r[1][index_of[q.key]] for q in bucket]),
+                                                   r[0] is best_config))
+            chosen[name] = top[0]
+    profile.blends = {name: c.blend.to_dict() for name, c in chosen.items()}
+    profile.lexical_weight = {name: c.blend.weight if c.blend.kind == "fused" else DEFAULT_LEXICAL_WEIGHT[name]
+                              for name, c in chosen.items()}
+    profile.vote_tau = best_config.blend.tau
+    if model is not None and any(c.blend.classifier > 0 for c in chosen.values()):
+        profile.classifier = model.to_dict()
+    # No good match: the best similarity of honest in-scope replays against the background.
+    profile.match_threshold, profile.fitted["no_match"] = choose_threshold(
+        [q.best_similarity for q in queries], background_scores)
+    profile.fitted["no_match"]["in_scope_evidence"] = "replayed incidents"
+    profile.threshold = profile.match_threshold
+    # Confidence per bucket, under the chosen blend.
+    final_ranks = []
+    rows_by_bucket: dict[str, list] = defaultdict(list)
+    for q in queries:
+        bucket = length_bucket(q.words)
+        config = chosen[bucket]
+        groups = ranked(q, state, config, collapses[collapse_name], depth, leads)
+        rank = first_match(groups, q, state)
+        final_ranks.append(rank)
         if groups:
-            top_scores.append(groups[0].score)
-        for position, group in enumerate(groups[:3], start=1):
-            pairs.append((group.score, 1.0 if position == rank else 0.0))
-    if top_scores:
-        profile.threshold = float(np.quantile(np.array(top_scores), NO_MATCH_QUANTILE))
-    if pairs:
-        scores = np.array([p[0] for p in pairs])
-        labels = np.array([p[1] for p in pairs])
-        if 0 < labels.sum() < len(labels):
-            profile.calib_a, profile.calib_b = fit_logistic(scores, labels)
+            rows_by_bucket[bucket].append((groups, q, rank))
+    every = [row for rows in rows_by_bucket.values() for row in rows]
+    overall, _ = fit_confidence(every)
+    profile.confidence_map = {name: fit_confidence(rows_by_bucket[name])[0]
+                              if len(rows_by_bucket.get(name, [])) >= MIN_QUERIES_PER_BUCKET else overall
+                              for name, _, _ in LENGTH_BUCKETS}
     profile.source = "fitted"
-    n = len(ranks)
-    profile.fitted.update(
-        {
-            "buckets": fitted_buckets,
-            "replay_accuracy_at_1": round(sum(r == 1 for r in ranks) / n, 4),
-            "replay_mrr": round(sum(1 / r for r in ranks if r) / n, 4),
-            "seconds": round(time.monotonic() - began, 2),
-        }
-    )
+    table = sorted(((objective(r), c.name, *quality(r)) for c, r in results.values()), reverse=True)
+    acc, mrr = quality(final_ranks)
+    profile.fitted.update({
+        "buckets": {name: len(b) for name, b in buckets.items()},
+        "chosen": {name: c.name for name, c in chosen.items()},
+        "candidates": [{"ranking": name, "accuracy_at_1": round(a, 4), "mrr": round(m, 4)}
+                       for _, name, a, m in table],
+        "replay_accuracy_at_1": round(acc, 4),
+        "replay_mrr": round(mrr, 4),
+        "seconds": round(time.monotonic() - began, 2),
+    })
     return profile

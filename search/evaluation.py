@@ -104,6 +104,7 @@ def evaluate(
     out_scope = [q for q in queries if not q.relevant]
     hits1 = rr = recall5 = recall10 = flagged_in = flagged_out = 0.0
     latencies = []
+    shown: list[tuple[float, bool]] = []  # (top result's confidence, whether it was right)
     misses: list[dict[str, Any]] = []
     for query in queries:
         began = time.perf_counter()
@@ -125,6 +126,8 @@ def evaluate(
                 found_at.append(result.rank)
         first = min(found_at) if found_at else 0
         hits1 += first == 1
+        if suggestion.results:
+            shown.append((suggestion.results[0].score, first == 1))
         rr += 1.0 / first if first else 0.0
         # Distinct relevant resolutions: relevant ids that share a group count once.
         relevant_groups = max(1, _distinct_resolutions(query.relevant, members))
@@ -150,9 +153,26 @@ def evaluate(
         "latency_ms_p50": round(float(np.percentile(latencies, 50)), 2),
         "latency_ms_p95": round(float(np.percentile(latencies, 95)), 2),
         "profile": state.profile.source,
+        "reliability": reliability_table(shown) if ranking == "shipped" else [],
         "misses": misses,
     }
     return report
+
+
+RELIABILITY_BINS = (0.0, 0.2, 0.4, 0.6, 0.7, 0.8, 0.9, 1.0001)
+
+
+def reliability_table(shown: list[tuple[float, bool]]) -> list[dict[str, Any]]:
+    """For the top result of each in-scope query: within each band of shown confidence,
+    how many results there were, their mean confidence, and how many were right."""
+    rows = []
+    for low, high in zip(RELIABILITY_BINS, RELIABILITY_BINS[1:], strict=False):
+        band = [(c, ok) for c, ok in shown if low <= c < high]
+        if band:
+            rows.append({"band": f"{low:.1f}-{min(high, 1.0):.1f}", "results": len(band),
+                         "mean_confidence": round(sum(c for c, _ in band) / len(band), 3),
+                         "accuracy": round(sum(ok for _, ok in band) / len(band), 3)})
+    return rows
 
 
 def _distinct_resolutions(relevant: list[str], members: GroupMembers) -> int:

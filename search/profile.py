@@ -26,6 +26,9 @@ DEFAULT_VOTE_TAU = 0.05
 DEFAULT_THRESHOLD = 0.45
 # Share of in-scope replayed queries the threshold is allowed to flag as "no good match".
 NO_MATCH_QUANTILE = 0.03
+DEFAULT_MATCH_THRESHOLD = 0.4
+# Before a store has replay evidence: confidence from the best similarity alone.
+DEFAULT_CONFIDENCE = [12.0, 0.0, -7.5]
 
 
 def length_bucket(words: int) -> str:
@@ -33,6 +36,17 @@ def length_bucket(words: int) -> str:
         if low <= words < high:
             return name
     return "long"
+
+
+def default_blends() -> dict[str, dict]:
+    """Without replay evidence: embeddings lead short requests; long reports rank by
+    reciprocal rank fusion, which keeps rare identifiers (error codes, class names) that
+    the embedding of a long text blurs."""
+    return {
+        "short": {"kind": "fused", "weight": DEFAULT_LEXICAL_WEIGHT["short"], "tau": DEFAULT_VOTE_TAU},
+        "medium": {"kind": "fused", "weight": DEFAULT_LEXICAL_WEIGHT["medium"], "tau": DEFAULT_VOTE_TAU},
+        "long": {"kind": "rrf", "weight": DEFAULT_LEXICAL_WEIGHT["long"], "tau": DEFAULT_VOTE_TAU},
+    }
 
 
 @dataclass
@@ -48,12 +62,42 @@ class RankingProfile:
     feedback_weight: float = 0.05
     source: str = "default"
     fitted: dict[str, Any] = field(default_factory=dict)
+    # Per query-length bucket: how that kind of query is ranked (search.ranking.Blend).
+    blends: dict[str, dict] = field(default_factory=default_blends)
+    # "No good match" when the best dense similarity of any candidate is below this.
+    match_threshold: float = DEFAULT_MATCH_THRESHOLD
+    # P(right) = sigmoid(c0 * similarity + c1 * margin + c2), per bucket (see calibration).
+    confidence_map: dict[str, list[float]] = field(default_factory=dict)
+    classifier: dict[str, Any] | None = None
 
     def weight_for(self, words: int) -> float:
         return self.lexical_weight.get(length_bucket(words), DEFAULT_LEXICAL_WEIGHT["medium"])
 
+    def blend_for(self, words: int) -> dict:
+        bucket = length_bucket(words)
+        return self.blends.get(bucket) or default_blends()[bucket]
+
+    def confidence_for(self, words: int) -> list[float]:
+        return self.confidence_map.get(length_bucket(words)) or DEFAULT_CONFIDENCE
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def summary(self) -> dict[str, Any]:
+        """What this profile chose and why, without its fitted weights (for kb index)."""
+        fitted = self.fitted
+        return {
+            "source": self.source,
+            "replay_queries": fitted.get("replay_queries", 0),
+            "near_copies_left_out": fitted.get("near_copies_left_out", 0),
+            "chosen": fitted.get("chosen", {}),
+            "replay_accuracy_at_1": fitted.get("replay_accuracy_at_1"),
+            "replay_mrr": fitted.get("replay_mrr"),
+            "candidates": fitted.get("candidates", []),
+            "classifier": fitted.get("classifier"),
+            "no_good_match": {"similarity_below": round(self.match_threshold, 4), **fitted.get("no_match", {})},
+            "note": fitted.get("note", ""),
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> RankingProfile:
@@ -64,4 +108,11 @@ class RankingProfile:
         merged = dict(DEFAULT_LEXICAL_WEIGHT)
         merged.update(profile.lexical_weight)
         profile.lexical_weight = merged
+        if "blends" not in data:  # a profile saved before blends existed: its fused numbers
+            profile.blends = {
+                name: {"kind": "fused", "weight": merged[name], "tau": profile.vote_tau}
+                for name, _, _ in LENGTH_BUCKETS
+            }
+        if "match_threshold" not in data:
+            profile.match_threshold = DEFAULT_MATCH_THRESHOLD
         return profile

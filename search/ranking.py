@@ -186,6 +186,7 @@ class GroupScore:
     group: str
     score: float
     members: list[tuple[DocKey, float, int]]  # (doc, score, best chunk), best first
+    vote_score: float = 0.0  # before the classifier was mixed in
 
 
 def vote(
@@ -218,6 +219,116 @@ def vote(
 def confidence(score: float, a: float, b: float) -> float:
     """Estimated probability that a resolution with this score is the right one."""
     z = a * score + b
+    if z >= 0:
+        return 1.0 / (1.0 + math.exp(-z))
+    e = math.exp(z)
+    return e / (1.0 + e)
+
+
+BLEND_KINDS = ("fused", "dense", "rrf", "bm25")
+
+
+@dataclass
+class Blend:
+    """How one kind of query is ranked: which scoring, and its numbers.
+
+    ``fused``: dense + ``weight`` x normalised BM25 per chunk, then the soft-max vote with
+    temperature ``tau``. ``dense``, ``rrf`` and ``bm25``: the reference rankings, each group
+    taking its best document. ``classifier`` > 0 mixes in the store's resolution classifier:
+    a group scores ``(1 - c) * vote + c * log P(group)``.
+    """
+
+    kind: str = "fused"
+    weight: float = 0.1
+    tau: float = 0.05
+    classifier: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "weight": self.weight, "tau": self.tau, "classifier": self.classifier}
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> Blend:
+        data = data or {}
+        kind = data.get("kind", "fused")
+        return cls(kind=kind if kind in BLEND_KINDS else "fused", weight=float(data.get("weight", 0.1)),
+                   tau=float(data.get("tau", 0.05)), classifier=float(data.get("classifier", 0.0)))
+
+    def describe(self) -> str:
+        if self.kind == "fused":
+            text = f"embeddings + {self.weight:g} x BM25, vote tau {self.tau:g}"
+        else:
+            text = {"dense": "embeddings only", "rrf": "reciprocal rank fusion", "bm25": "BM25 only"}[self.kind]
+        return text + (f", classifier {self.classifier:g}" if self.classifier else "")
+
+
+# Log-probability given to groups the classifier does not know (articles, lone incidents).
+CLASSIFIER_FLOOR = math.log(1e-4)
+# Classes the classifier adds to the list even when none of their incidents was retrieved.
+CLASSIFIER_EXTRA = 10
+
+
+def rank_groups(
+    cands: Candidates, state: SearchState, blend: Blend, *, depth: int, collapse: set[str],
+    viewer: Viewer, accept: Callable[[DocInfo], bool] | None = None,
+    priors: dict[str, float] | None = None, class_logp: dict[str, float] | None = None,
+    class_leads: dict[str, DocKey] | None = None,
+) -> list[GroupScore]:
+    """Resolution groups for one query's candidates, best first, under ``blend``."""
+    if blend.kind == "fused":
+        doc_scores = document_scores(cands, state, blend.weight, accept)
+        groups = vote(doc_scores, state, tau=blend.tau, depth=depth, collapse=collapse,
+                      viewer=viewer, priors=priors)
+    else:
+        doc_scores = baseline_document_scores(cands, state, blend.kind, accept)
+        groups = vote(doc_scores, state, tau=1e-9, depth=depth, collapse=collapse,
+                      viewer=viewer, priors=priors)
+    c = blend.classifier
+    if c <= 0 or not class_logp:
+        return groups
+    floor = min((g.score for g in groups), default=0.0) - 0.05
+    by_name = {g.group: g for g in groups}
+    for name, _ in sorted(class_logp.items(), key=lambda i: -i[1])[:CLASSIFIER_EXTRA]:
+        if name in by_name or not class_leads or name not in class_leads:
+            continue
+        key = class_leads[name]
+        doc = state.docs.get(key)
+        if doc is None or (accept is not None and not accept(doc)):
+            continue
+        cid = state.doc_chunk(key)
+        if cid is None:
+            continue
+        by_name[name] = GroupScore(name, floor, [(key, floor, cid)])
+    mixed = []
+    for g in by_name.values():
+        g.vote_score = g.score
+        g.score = (1 - c) * g.score + c * class_logp.get(g.group, CLASSIFIER_FLOOR) + 1e-6 * g.score
+        mixed.append(g)
+    mixed.sort(key=lambda g: -g.score)
+    return mixed
+
+
+def group_similarity(group: GroupScore, cands: Candidates) -> float:
+    """The best dense similarity among a group's retrieved documents."""
+    return max((cands.dense.get(cid, 0.0) for _, _, cid in group.members), default=0.0)
+
+
+def confidence_features(groups: list[GroupScore], cands: Candidates, position: int, scale: float) -> list[float]:
+    """(best similarity of the group, its lead over the next group / scale)."""
+    group = groups[position]
+    following = groups[position + 1].score if position + 1 < len(groups) else group.score - scale
+    return [group_similarity(group, cands), (group.score - following) / scale]
+
+
+def result_confidence(groups: list[GroupScore], cands: Candidates, position: int, mapping: list[float]) -> float:
+    """P(the result at ``position`` is the right one) under a fitted confidence map
+    ``[similarity weight, margin weight, intercept, margin scale]``."""
+    a, b, c = mapping[0], mapping[1], mapping[2]
+    scale = mapping[3] if len(mapping) > 3 and mapping[3] > 0 else 1.0
+    similarity, margin = confidence_features(groups, cands, position, scale)
+    return confidence_z(a * similarity + b * margin + c)
+
+
+def confidence_z(z: float) -> float:
     if z >= 0:
         return 1.0 / (1.0 + math.exp(-z))
     e = math.exp(z)

@@ -11,9 +11,12 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
+from indexer.chunking import text_hash
 from indexer.embedders import Embedder, load_embedder, resolve_model_folder, set_thread_counts
 from indexer.index_files import indexing_lock, read_config
-from indexer.pipeline import IndexReport, Progress, sync_documents, update_index
+from indexer.pipeline import IndexReport, Progress, embed_missing, sync_documents, update_index
 from indexer.vector_index import VectorIndex
 from kb.config import Config
 from kb.errors import KBError
@@ -135,21 +138,32 @@ class Service:
         """
         store = self.store()
         embedder = embedder or self.embedder()
+        summary: dict = {}
 
         def fit_and_save(index: VectorIndex, seq: int) -> None:
             if not fit:
                 return
             state = SearchState.from_index(store, index, embedder.model_id, seq)
-            profile = fit_profile(store, state)
+            profile = fit_profile(store, state, embed=lambda texts: self._embed_cached(store, embedder, texts))
             store.save_ranking_profile(embedder.model_id, profile.to_dict())
+            summary.update(profile.summary())
 
         with indexing_lock(self.index_root):
-            return update_index(
+            report = update_index(
                 store, embedder, self.index_root, rebuild=rebuild,
                 batch_size=self.config.batch_size, progress=progress,
                 before_publish=fit_and_save,
                 meta={"model_path": self.model_path_for_index(embedder)},
             )
+        report.ranking = summary
+        return report
+
+    def _embed_cached(self, store: Store, embedder: Embedder, texts: Sequence[str]) -> np.ndarray:
+        """Vectors for texts through the store's content-hash cache (embedded once per model)."""
+        hashes = [text_hash(t) for t in texts]
+        embed_missing(store, embedder, dict(zip(hashes, texts, strict=True)), batch_size=self.config.batch_size)
+        cached = store.cached_vectors(embedder.model_id, hashes)
+        return np.vstack([np.frombuffer(cached[h], dtype=np.float32) for h in hashes])
 
     def upsert_incidents(self, incidents: Sequence[Incident], source: str = "api") -> UpsertCounts:
         """Store incidents and make them searchable right away (embedded in this call)."""

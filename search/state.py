@@ -126,6 +126,7 @@ class SearchState:
         self.lock = threading.RLock()
         self._term_counts: dict[str, int] = {}
         self._frequent_terms: dict[str, int] = {}
+        self._doc_chunks: dict[DocKey, int] | None = None
 
     @property
     def chunk_total(self) -> int:
@@ -246,9 +247,23 @@ class SearchState:
                 else:
                     self._drop_doc(key)
             self.seq = entries[-1].seq
+            self._doc_chunks = None
         return len(entries)
 
     # --- reading -----------------------------------------------------------------------
+
+    def doc_chunk(self, key: DocKey) -> int | None:
+        """One chunk of a document (its lowest id), for showing a result no chunk of which
+        was retrieved; the map is built on first use and again after the index changed."""
+        with self.lock:
+            chunks = self._doc_chunks
+            if chunks is None or (key in chunks and self.chunk_doc.get(chunks[key]) != key):
+                chunks = {}
+                for cid, doc in self.chunk_doc.items():
+                    if doc not in chunks or cid < chunks[doc]:
+                        chunks[doc] = cid
+                self._doc_chunks = chunks
+            return chunks.get(key)
 
     def group_size(self, group: str) -> int:
         """How many resolved incidents stand behind a group."""

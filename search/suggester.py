@@ -20,17 +20,17 @@ from kb.errors import IndexMismatchError, ValidationError
 from kb.models import Suggestion, SuggestionResult
 from kb.store import Store
 from kb.store.suggestions import new_suggestion_id
+from search.classifier import ResolutionClassifier, content_stems
 from search.feedback import compute_priors
 from search.ranking import (
+    Blend,
     Filters,
     GroupScore,
     Viewer,
-    baseline_document_scores,
-    confidence,
-    document_scores,
     lexical_candidates,
+    rank_groups,
+    result_confidence,
     retrieve,
-    vote,
 )
 from search.state import SearchState
 from search.text import compose_query, highlight_snippet, matched_terms, query_terms
@@ -56,19 +56,25 @@ class SuggestRequest:
 
 
 def query_windows(text: str) -> list[str]:
-    """A long incident is read in windows, as documents are chunked; short ones whole."""
+    """A long incident is read in windows, as documents are chunked; short ones whole.
+
+    A report longer than MAX_WINDOWS windows is read at evenly spaced windows from its
+    start to its end, so a summary at the top and an error at the bottom both count."""
     lines = text.split("\n", 1)
     title = lines[0] if len(lines) > 1 and len(lines[0].split()) <= 30 else ""
     body = lines[1] if title else text
     words = body.split()
     if len(words) + len(title.split()) <= WINDOW_WORDS:
         return [text]
+    starts = list(range(0, max(len(words) - WINDOW_WORDS, 0) + WINDOW_STEP, WINDOW_STEP))
+    starts = [s for s in starts if s < len(words)]
+    if len(starts) > MAX_WINDOWS:
+        last = len(starts) - 1
+        starts = [starts[round(i * last / (MAX_WINDOWS - 1))] for i in range(MAX_WINDOWS)]
     windows = []
-    for start in range(0, len(words), WINDOW_STEP):
+    for start in starts:
         piece = " ".join(words[start : start + WINDOW_WORDS])
         windows.append(f"{title}\n{piece}" if title else piece)
-        if start + WINDOW_WORDS >= len(words) or len(windows) >= MAX_WINDOWS:
-            break
     return windows
 
 
@@ -81,7 +87,7 @@ class ResolutionSuggester:
 
     def __init__(
         self, embedder: Embedder, index_root: Path, *, store_factory: Callable[[], Store],
-        max_query_chars: int = 4000, refresh_seconds: float = 0.2,
+        max_query_chars: int = 20000, refresh_seconds: float = 0.2,
         embedder_loader: Callable[[dict], Embedder] | None = None,
     ):
         self.embedder = embedder
@@ -100,6 +106,8 @@ class ResolutionSuggester:
         self._checked = 0.0
         self._lock = threading.Lock()
         self._loading: str | None = None
+        self._classifier: ResolutionClassifier | None = None
+        self._classifier_for = None
 
     # --- keeping the state current ----------------------------------------------------
 
@@ -190,26 +198,26 @@ class ResolutionSuggester:
             return request.viewer.can_see(doc) and request.filters.accept(doc)
 
         depth = max(profile.vote_depth, 3 * request.k)
+        words = len(text.split())
+        collapse = set(profile.collapse)
         if request.ranking == "shipped":
-            weight = profile.weight_for(len(text.split()))
-            doc_scores = document_scores(cands, state, weight, accept)
-            groups = vote(
-                doc_scores, state, tau=profile.vote_tau, depth=depth,
-                collapse=set(profile.collapse), viewer=request.viewer,
-                priors=self.priors if request.use_feedback else None,
+            blend = Blend.from_dict(profile.blend_for(words))
+            class_logp, leads = self._class_evidence(state, blend, vectors, text)
+            groups = rank_groups(
+                cands, state, blend, depth=depth, collapse=collapse, viewer=request.viewer,
+                accept=accept, priors=self.priors if request.use_feedback else None,
+                class_logp=class_logp, class_leads=leads,
             )
         else:
-            doc_scores = baseline_document_scores(cands, state, request.ranking, accept)
-            groups = vote(doc_scores, state, tau=1e-9, depth=depth,
-                          collapse=set(profile.collapse), viewer=request.viewer)
-        groups = groups[: request.k]
-        results = self._results(store, state, groups, terms)
-        top = results[0].raw_score if results else 0.0
-        no_good_match = not results or (request.ranking == "shipped" and top < profile.threshold)
+            groups = rank_groups(cands, state, Blend(request.ranking), depth=depth, collapse=collapse,
+                                 viewer=request.viewer, accept=accept)
+        best_similarity = max(cands.dense.values(), default=0.0)
+        results = self._results(store, state, groups, terms, cands, profile.confidence_for(words), request.k)
+        no_good_match = not results or (request.ranking == "shipped" and best_similarity < profile.match_threshold)
         suggestion = Suggestion(
             id=new_suggestion_id(), query=text, no_good_match=no_good_match, results=results,
             confidence=results[0].score if results else 0.0, truncated=truncated,
-            threshold=profile.threshold,
+            threshold=profile.match_threshold,
         )
         if record:
             store.record_suggestion(
@@ -227,11 +235,28 @@ class ResolutionSuggester:
             )
         return suggestion
 
+    def _class_evidence(self, state: SearchState, blend: Blend, vectors: np.ndarray, text: str):
+        """The classifier's log-probabilities for this query, when the blend uses it."""
+        if blend.classifier <= 0 or not state.profile.classifier:
+            return None, None
+        if self._classifier_for is not state.profile:
+            self._classifier = ResolutionClassifier.from_dict(state.profile.classifier)
+            self._classifier_for = state.profile
+        model = self._classifier
+        if model is None:
+            return None, None
+        mean = vectors.mean(axis=0)
+        norm = float(np.linalg.norm(mean))
+        logp = model.log_proba(mean / norm if norm > 0 else mean, content_stems(text))
+        leads = {g: (("article", g[2:]) if g.startswith("a:") else ("incident", i))
+                 for g, i in zip(model.classes, model.leads, strict=True)}
+        return dict(zip(model.classes, logp.tolist(), strict=True)), leads
+
     def _results(self, store: Store, state: SearchState, groups: list[GroupScore],
-                 terms: list[str]) -> list[SuggestionResult]:
+                 terms: list[str], cands, confidence_map: list[float], k: int) -> list[SuggestionResult]:
+        ranked, groups = groups, groups[:k]
         best_chunks = [g.members[0][2] for g in groups]
         texts = {row["id"]: row["text"] for row in store.chunk_rows(best_chunks)}
-        profile = state.profile
         results = []
         for rank, group in enumerate(groups, start=1):
             lead_key = ("article", group.group[2:]) if group.group.startswith("a:") else group.members[0][0]
@@ -247,7 +272,7 @@ class ResolutionSuggester:
                     rank=rank, kind=lead.kind, id=lead.id, title=lead.title,
                     resolution=lead.resolution,
                     snippet=highlight_snippet(snippet_source, terms),
-                    score=round(confidence(group.score, profile.calib_a, profile.calib_b), 4),
+                    score=round(result_confidence(ranked, cands, rank - 1, confidence_map), 4),
                     raw_score=round(group.score, 4),
                     url=f"/articles/{lead.id}" if lead.kind == "article" else f"/incidents/{lead.id}",
                     product=lead.product, category=lead.category, status=lead.status,

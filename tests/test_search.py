@@ -137,7 +137,9 @@ def test_index_fits_a_store_too_small_for_any_length_bucket(service):
     service.index()
     profile = service.store().latest_ranking_profile(service.embedder().model_id)
     assert profile["source"] == "fitted" and profile["fitted"]["replay_queries"] == 35
-    assert profile["fitted"]["buckets"] == {}
+    assert profile["fitted"]["buckets"] == {"short": 35}
+    # Too few for a bucket of its own: every length is ranked by the store-wide choice.
+    assert len(set(profile["fitted"]["chosen"].values())) == 1
 
 
 def test_term_counts_are_remembered_but_new_words_are_found_at_once(indexed):
