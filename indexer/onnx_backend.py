@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.embedders import ProgressFn, _batched_encode, model_fingerprint, threads_for
+from indexer.embedders import ProgressFn, _batched_encode, clip_by_offsets, model_fingerprint, threads_for
 from kb.errors import ConfigError
 
 OPSET = 17
@@ -199,10 +199,14 @@ class OnnxEmbedder:
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
         return (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
 
+    def clip(self, text: str, max_tokens: int) -> str:
+        """The longest start of ``text`` that fits in ``max_tokens`` word pieces."""
+        return clip_by_offsets(text, self.tokenizer.encode(text, add_special_tokens=False).offsets, max_tokens)
+
     def embed(
         self, texts: Sequence[str], *, batch_size: int = 64, progress: ProgressFn | None = None
     ) -> np.ndarray:
-        threads = threads_for(len(texts), self.threads)
+        threads = threads_for(len(texts), self.threads, sum(len(t) for t in texts))
 
         def encode(batch: list[str]) -> np.ndarray:
             with self._lock:

@@ -8,6 +8,8 @@ files: ``dev.jsonl`` (for design choices) and ``report.jsonl`` (only measured):
 - ``b77``: Banking77, short requests, 77 fine resolutions (one per intent).
 - ``b77-coarse``: the same requests with the intents merged into seven resolver groups,
   a desk with few resolutions and over a thousand incidents each.
+- ``b77-noisy``: b77-coarse where a fifth of the stored incidents were routed to a random
+  group (as mis-routed tickets are); queries keep their true group.
 - ``asf``: Apache JIRA bug reports (long, with logs and stack traces); each known
   duplicate is asked against the store of the other reports; its resolution is its own,
   so there is no shared-resolution evidence. Reports' own ``resolution`` field is masked.
@@ -50,6 +52,9 @@ COARSE_GROUPS = (
 )
 
 
+NOISE_SHARE = 0.2
+
+
 def coarse_group(intent: str) -> str:
     for name, keys in COARSE_GROUPS:
         if any(key in intent.lower() for key in keys):
@@ -61,17 +66,24 @@ def banking_sets(source: Path, out: Path, seed: int) -> None:
     with source.open(encoding="utf-8", newline="") as handle:
         rows = list(csv.DictReader(handle))
     train, dev, held = split_rows(rows, 0.1, 0.1, seed)
-    for name, label in (("b77", lambda r: r["category"]), ("b77-coarse", lambda r: coarse_group(r["category"]))):
+    groups = [name for name, _ in COARSE_GROUPS]
+    noise = random.Random(seed + 1)
+    # Mis-routed tickets: a share of the stored incidents carry another group's name.
+    misrouted = {n: noise.choice(groups) for n in train if noise.random() < NOISE_SHARE}
+    sets = (("b77", lambda n: rows[n]["category"]), ("b77-coarse", lambda n: coarse_group(rows[n]["category"])),
+            ("b77-noisy", lambda n: misrouted.get(n) or coarse_group(rows[n]["category"])))
+    for name, label in sets:
         folder = out / name
         folder.mkdir(parents=True, exist_ok=True)
         write_jsonl(folder / "incidents.jsonl", (
-            {"id": f"b77-{n:05d}", "title": "", "description": rows[n]["text"], "resolution": label(rows[n]),
-             "category": label(rows[n]), "product": "banking", "status": "resolved"} for n in train))
-        write_jsonl(folder / "dev.jsonl", ({"text": rows[n]["text"], "relevant": [label(rows[n])]} for n in dev))
-        write_jsonl(folder / "report.jsonl", ({"text": rows[n]["text"], "relevant": [label(rows[n])]} for n in held))
+            {"id": f"b77-{n:05d}", "title": "", "description": rows[n]["text"], "resolution": label(n),
+             "category": label(n), "product": "banking", "status": "resolved"} for n in train))
+        truth = sets[1][1] if name == "b77-noisy" else label
+        write_jsonl(folder / "dev.jsonl", ({"text": rows[n]["text"], "relevant": [truth(n)]} for n in dev))
+        write_jsonl(folder / "report.jsonl", ({"text": rows[n]["text"], "relevant": [truth(n)]} for n in held))
         sizes = defaultdict(int)
         for n in train:
-            sizes[label(rows[n])] += 1
+            sizes[label(n)] += 1
         click.echo(f"{name}: {len(train)} incidents in {len(sizes)} resolutions, {len(dev)} dev, {len(held)} report")
 
 

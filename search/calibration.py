@@ -61,9 +61,12 @@ from search.text import query_terms
 COHESION_SHARE = 0.25
 MAX_REPLAY_QUERIES = 600
 MIN_QUERIES_TO_FIT = 30
-MIN_QUERIES_PER_BUCKET = 40
+MIN_QUERIES_PER_BUCKET = 100
+# A length bucket ranks its own way only when that beats the store-wide choice on it by this
+# much (accuracy@1 + MRR): small differences on a few dozen queries are noise.
+BUCKET_MARGIN = 0.02
 WEIGHT_GRID = (0.0, 0.05, 0.1, 0.2, 0.35, 0.6)
-TAU_GRID = (0.02, 0.05, 0.1)
+TAU_GRID = (0.02, 0.05, 0.1, 0.2)
 CLASSIFIER_GRID = (0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0)
 CLASSIFIER_FOLDS = 4
 # A stored incident at least this similar to a replayed one is a near-copy of it.
@@ -509,9 +512,12 @@ def fit_profile(store: Store, state: SearchState, *, seed: int = 13, max_queries
         chosen[name] = best_config
         if len(bucket) >= MIN_QUERIES_PER_BUCKET:
             same_collapse = [r for r in results.values() if r[0].collapse == collapse_name]
-            top = max(same_collapse, key=lambda r: (objective([r[1][index_of[q.key]] for q in bucket]),
-                                                   r[0] is best_config))
-            chosen[name] = top[0]
+            def on_bucket(ranks: list[int], bucket=bucket) -> float:
+                return objective([ranks[index_of[q.key]] for q in bucket])
+
+            top = max(same_collapse, key=lambda r: (on_bucket(r[1]), r[0] is best_config))
+            if on_bucket(top[1]) >= on_bucket(results[best_config.name][1]) + BUCKET_MARGIN:
+                chosen[name] = top[0]
     profile.blends = {name: c.blend.to_dict() for name, c in chosen.items()}
     profile.lexical_weight = {name: c.blend.weight if c.blend.kind == "fused" else DEFAULT_LEXICAL_WEIGHT[name]
                               for name, c in chosen.items()}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -13,7 +14,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from indexer.chunking import WINDOW_STEP, WINDOW_WORDS
+from indexer.chunking import WINDOW_WORDS
 from indexer.embedders import Embedder
 from indexer.index_files import current_version, read_config
 from kb.errors import IndexMismatchError, ValidationError
@@ -37,7 +38,12 @@ from search.text import compose_query, highlight_snippet, matched_terms, query_t
 
 log = logging.getLogger(__name__)
 
-MAX_WINDOWS = 4
+MAX_WINDOWS = 1
+QUERY_WINDOW_WORDS = WINDOW_WORDS
+# What the model reads of a query, in word pieces. Documents are embedded up to 256; a query
+# read to 128 ranked long bug reports as well (recall@10 0.726 vs 0.728 on the development
+# split) in about half the time (one 256-piece window: ~38 ms on one thread).
+QUERY_MAX_TOKENS = int(os.environ.get('X_TOK', 128))
 _LEXICAL_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="kb-lexical")
 PRIORS_REFRESH_SECONDS = 5.0
 SIMILAR_SHOWN = 5
@@ -55,27 +61,21 @@ class SuggestRequest:
     use_feedback: bool = True
 
 
-def query_windows(text: str) -> list[str]:
-    """A long incident is read in windows, as documents are chunked; short ones whole.
-
-    A report longer than MAX_WINDOWS windows is read at evenly spaced windows from its
-    start to its end, so a summary at the top and an error at the bottom both count."""
+def query_windows(text: str, words_per_window: int | None = None) -> list[str]:
+    """What the model reads of an incident: its title and the start of its description,
+    one window of at most ``words_per_window`` words (documents are chunked in windows of
+    the same size). A long report's other terms reach the lexical half, which reads the
+    whole text: on long bug reports a second or fourth window spread over the report
+    added nothing measurable to recall@10 and cost 25-40 ms each."""
+    limit = words_per_window or QUERY_WINDOW_WORDS
     lines = text.split("\n", 1)
     title = lines[0] if len(lines) > 1 and len(lines[0].split()) <= 30 else ""
     body = lines[1] if title else text
     words = body.split()
-    if len(words) + len(title.split()) <= WINDOW_WORDS:
+    if len(words) + len(title.split()) <= limit:
         return [text]
-    starts = list(range(0, max(len(words) - WINDOW_WORDS, 0) + WINDOW_STEP, WINDOW_STEP))
-    starts = [s for s in starts if s < len(words)]
-    if len(starts) > MAX_WINDOWS:
-        last = len(starts) - 1
-        starts = [starts[round(i * last / (MAX_WINDOWS - 1))] for i in range(MAX_WINDOWS)]
-    windows = []
-    for start in starts:
-        piece = " ".join(words[start : start + WINDOW_WORDS])
-        windows.append(f"{title}\n{piece}" if title else piece)
-    return windows
+    piece = " ".join(words[:limit])
+    return [f"{title}\n{piece}" if title else piece]
 
 
 class ResolutionSuggester:
@@ -174,7 +174,11 @@ class ResolutionSuggester:
     # --- answering ---------------------------------------------------------------------
 
     def embed_query(self, text: str) -> np.ndarray:
-        return self.embedder.embed(query_windows(text), batch_size=MAX_WINDOWS)
+        windows = query_windows(text)
+        clip = getattr(self.embedder, "clip", None)
+        if clip is not None:
+            windows = [clip(w, QUERY_MAX_TOKENS) for w in windows]
+        return self.embedder.embed(windows, batch_size=MAX_WINDOWS)
 
     def suggest(
         self, store: Store, request: SuggestRequest, *, record: bool = True, principal: str = "",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import functools
 import html
 import re
@@ -138,8 +139,8 @@ def highlight_snippet(text: str, terms: list[str], width: int = 240) -> str:
         start, end = 0, len(text)
     else:
         best, best_count = 0, -1
-        for pos in hits or [0]:
-            count = sum(1 for h in hits if pos <= h < pos + width)
+        for number, pos in enumerate(hits or [0]):
+            count = bisect.bisect_left(hits, pos + width, lo=number) - number
             if count > best_count:
                 best, best_count = pos, count
         start = max(0, best - width // 6)
@@ -165,3 +166,4 @@ def highlight_snippet(text: str, terms: list[str], width: int = 240) -> str:
 
 def word_count(text: str) -> int:
     return len(text.split())
+
