@@ -21,7 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.embedders import ProgressFn, _batched_encode, clip_by_offsets, model_fingerprint, threads_for
+from indexer.embedders import (
+    ProgressFn,
+    _batched_encode,
+    clip_by_offsets,
+    model_fingerprint,
+    threads_for,
+)
 from kb.errors import ConfigError
 
 OPSET = 17

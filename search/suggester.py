@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -43,7 +42,7 @@ QUERY_WINDOW_WORDS = WINDOW_WORDS
 # What the model reads of a query, in word pieces. Documents are embedded up to 256; a query
 # read to 128 ranked long bug reports as well (recall@10 0.726 vs 0.728 on the development
 # split) in about half the time (one 256-piece window: ~38 ms on one thread).
-QUERY_MAX_TOKENS = int(os.environ.get('X_TOK', 128))
+QUERY_MAX_TOKENS = 128
 _LEXICAL_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="kb-lexical")
 PRIORS_REFRESH_SECONDS = 5.0
 SIMILAR_SHOWN = 5
