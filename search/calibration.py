@@ -53,7 +53,7 @@ from search.ranking import (
     retrieve,
 )
 from search.state import DocKey, SearchState
-from search.text import query_terms
+from search.text import identifier_phrases, query_terms
 
 # A resolution group collapses when its members' mean pairwise similarity rises above the
 # background (random pairs) by at least this share of the gap between the background and
@@ -72,7 +72,8 @@ CLASSIFIER_FOLDS = 4
 # A stored incident at least this similar to a replayed one is a near-copy of it.
 COPY_SIMILARITY = 0.98
 # Share of answerable (in-scope) incidents the no-good-match threshold may flag.
-MAX_FLAGGED_SHARE = 0.025
+MAX_FLAGGED_SHARE = 0.02
+BALANCE_MARGIN = 0.01
 BACKGROUND_FILE = Path(kb.__file__).parent / "data" / "background_requests.jsonl"
 
 
@@ -214,7 +215,8 @@ def replay_queries(
         rows = [v for v in (state.index.vector(c) for c in sorted(chunks[key])) if v is not None]
         if not text or not rows:
             continue
-        cands = retrieve(state, store, np.vstack(rows), query_terms(text), exclude=key)
+        cands = retrieve(state, store, np.vstack(rows), query_terms(text), exclude=key,
+                         phrases=identifier_phrases(text))
         copies = drop_copies(cands, state)
         best = max(cands.dense.values(), default=0.0)
         out.append(ReplayQuery(key, len(text.split()), state.docs[key].res_key, article, cands,
@@ -373,9 +375,11 @@ def neighbour_similarities(state: SearchState, vectors: dict[str, np.ndarray], r
 def choose_threshold(in_scope: list[float], background: list[float]) -> tuple[float, dict]:
     """The similarity below which a query is flagged "no good match".
 
-    Among thresholds that flag at most MAX_FLAGGED_SHARE of the in-scope scores, the one
-    that best separates them from the background requests (balanced accuracy); of equally
-    good ones, the middle. Without background requests: the MAX_FLAGGED_SHARE quantile.
+    The MAX_FLAGGED_SHARE quantile of the in-scope scores: the false-alarm rate aimed at,
+    which catches the most off-topic requests that rate allows. Off-topic background
+    requests check it: where a lower threshold would separate them from the in-scope scores
+    clearly better (balanced accuracy higher by BALANCE_MARGIN), the threshold moves down to
+    the highest such value; it never moves up. Without background requests: the quantile.
     """
     if not in_scope:
         return DEFAULT_MATCH_THRESHOLD, {"note": "no in-scope evidence; default kept"}
@@ -386,20 +390,17 @@ def choose_threshold(in_scope: list[float], background: list[float]) -> tuple[fl
     outside = np.sort(np.array(background))
     grid = np.unique(np.concatenate([inside, outside, [limit]]))
     grid = grid[grid <= limit + 1e-9]
-    best, chosen = -1.0, []
-    for t in grid:
+
+    def balanced(t: float) -> float:
         flagged_out = np.searchsorted(outside, t, side="left") / len(outside)
         kept_in = 1.0 - np.searchsorted(inside, t, side="left") / len(inside)
-        balanced = round(0.5 * (flagged_out + kept_in), 6)
-        if balanced > best:
-            best, chosen = balanced, [t]
-        elif balanced == best:
-            chosen.append(t)
-    low = float(chosen[0])
-    # The next score above the best range bounds it: place the threshold in the middle.
-    above = grid[grid > chosen[-1]]
-    high = float(above[0]) if len(above) else float(chosen[-1])
-    threshold = min((low + high) / 2, limit) if high > low else low
+        return 0.5 * (flagged_out + kept_in)
+
+    scores = np.array([balanced(t) for t in grid])
+    best = float(scores.max())
+    # At the aimed false-alarm rate unless the background says a lower threshold separates
+    # clearly better (by BALANCE_MARGIN); then the highest of the best.
+    threshold = limit if balanced(limit) >= best - BALANCE_MARGIN else float(grid[scores >= best - 1e-12][-1])
     info = {
         "in_scope": len(inside), "background": len(outside),
         "aim_flagged_in_scope": MAX_FLAGGED_SHARE,
@@ -425,15 +426,16 @@ def fit_logistic(features: np.ndarray, labels: np.ndarray, iterations: int = 200
 
 
 def fit_confidence(rows: list[tuple[list[GroupScore], ReplayQuery, int]]) -> tuple[list[float], list]:
-    """Logistic map from (similarity, margin) to P(right), fitted on replayed top-3 results;
+    """Logistic map from (similarity, margin) to P(right), fitted on replayed top results;
     returns the map and its reliability table on the replay."""
     gaps = [g[0].score - g[1].score for g, _, _ in rows if len(g) > 1]
     scale = float(np.median(gaps)) if gaps and np.median(gaps) > 1e-6 else 1.0
     features, labels = [], []
     for groups, query, rank in rows:
-        for position in range(min(3, len(groups))):
-            features.append(confidence_features(groups, query.cands, position, scale) + [1.0])
-            labels.append(1.0 if rank == position + 1 else 0.0)
+        # Fitted on the top result, the one whose confidence an agent reads first; lower
+        # results get the same map (their similarity and lead are smaller).
+        features.append(confidence_features(groups, query.cands, 0, scale) + [1.0])
+        labels.append(1.0 if rank == 1 else 0.0)
     x, y = np.array(features), np.array(labels)
     if not len(y) or not 0 < y.sum() < len(y):
         return list(DEFAULT_CONFIDENCE) + [1.0], []

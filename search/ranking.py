@@ -30,6 +30,8 @@ from search.text import fts_match_expression, rarest_terms, stems
 
 DENSE_DEPTH = 100
 LEXICAL_DEPTH = 100
+# An identifier is asked as a phrase when its rarest piece is in at most this many chunks.
+IDENTIFIER_POSTINGS = 2000
 
 
 @dataclass
@@ -69,14 +71,22 @@ class Candidates:
 
 
 def lexical_candidates(state: SearchState, store: Store, terms: list[str],
-                       depth: int = LEXICAL_DEPTH) -> dict[int, float]:
-    """BM25 hits (chunk id -> score, higher is better) for a query's rarest terms."""
+                       depth: int = LEXICAL_DEPTH, phrases: list[str] | None = None) -> dict[int, float]:
+    """BM25 hits (chunk id -> score, higher is better) for a query's rarest terms and its
+    identifiers (``phrases``: each asked as a phrase, so it matches whole or not at all)."""
     if not terms or depth <= 0:
         return {}
-    terms = rarest_terms(terms, state.term_counts(store, stems(terms)), state.chunk_total)
+    counts = state.term_counts(store, stems(terms))
+    terms = rarest_terms(terms, counts, state.chunk_total)
     if not terms:
         return {}
-    return {cid: float(score) for cid, score in store.fts_chunks(fts_match_expression(terms), depth)
+    kept = []
+    for phrase in phrases or []:
+        words = phrase.split()
+        found = state.term_counts(store, stems(words))
+        if len(found) == len(set(stems(words))) and min(found.values()) <= IDENTIFIER_POSTINGS:
+            kept.append(phrase)
+    return {cid: float(score) for cid, score in store.fts_chunks(fts_match_expression(terms + kept), depth)
             if cid in state.chunk_doc}
 
 
@@ -84,6 +94,7 @@ def retrieve(
     state: SearchState, store: Store, query_vectors: np.ndarray, terms: list[str], *,
     dense_depth: int = DENSE_DEPTH, lexical_depth: int = LEXICAL_DEPTH,
     exclude: DocKey | None = None, lexical: dict[int, float] | None = None,
+    phrases: list[str] | None = None,
 ) -> Candidates:
     """Dense and lexical candidate chunks; every candidate gets a dense score.
 
@@ -101,7 +112,7 @@ def retrieve(
             if score > cands.dense.get(cid, -2.0):
                 cands.dense[cid] = float(score)
     if lexical is None:
-        lexical = lexical_candidates(state, store, terms, lexical_depth)
+        lexical = lexical_candidates(state, store, terms, lexical_depth, phrases)
     cands.lexical = dict(lexical)
     missing = [cid for cid in cands.lexical if cid not in cands.dense]
     if missing:

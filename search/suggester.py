@@ -23,6 +23,7 @@ from kb.store.suggestions import new_suggestion_id
 from search.classifier import ResolutionClassifier, content_stems
 from search.feedback import compute_priors
 from search.ranking import (
+    LEXICAL_DEPTH,
     Blend,
     Filters,
     GroupScore,
@@ -33,7 +34,13 @@ from search.ranking import (
     retrieve,
 )
 from search.state import SearchState
-from search.text import compose_query, highlight_snippet, matched_terms, query_terms
+from search.text import (
+    compose_query,
+    highlight_snippet,
+    identifier_phrases,
+    matched_terms,
+    query_terms,
+)
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +200,8 @@ class ResolutionSuggester:
         # BM25 runs in SQLite (which releases the GIL) while the model embeds the query on
         # one thread (see SentenceTransformerEmbedder.embed): on two cores both finish
         # sooner than one after the other.
-        lexical = _LEXICAL_POOL.submit(lexical_candidates, state, store, terms)
+        phrases = identifier_phrases(text)
+        lexical = _LEXICAL_POOL.submit(lexical_candidates, state, store, terms, LEXICAL_DEPTH, phrases)
         vectors = self.embed_query(text)
         cands = retrieve(state, store, vectors, terms, lexical=lexical.result())
 

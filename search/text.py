@@ -167,3 +167,28 @@ def highlight_snippet(text: str, terms: list[str], width: int = 240) -> str:
 def word_count(text: str) -> int:
     return len(text.split())
 
+
+
+# Identifiers in incident text: error codes (ORA-12541, KB5034441), versions (2.3.0),
+# dotted class and package names, paths, host names. The tokenizer splits them into pieces
+# that are common alone ("ora", "3"); asked as a phrase they match only where the whole
+# identifier stands.
+_IDENTIFIER = re.compile(r"[^\W_]+(?:[-._:/\\][^\W_]+)+", re.UNICODE)
+_STATUS_CODE = re.compile(r"\b(?:HTTP|HTTPS|error|code|status|errno|exit)[ :#-]*(\d{3,5})\b", re.IGNORECASE)
+MAX_IDENTIFIERS = 8
+SOURCE_SUFFIXES = frozenset("java py scala kt cs cpp cc c h go js ts rb php groovy clj".split())
+
+
+def identifier_phrases(text: str, limit: int = MAX_IDENTIFIERS) -> list[str]:
+    """Multi-token identifiers of a text as space-joined token phrases, longest first."""
+    found: dict[str, None] = {}
+    for match in _IDENTIFIER.finditer(text):
+        parts = tokens(match.group(0))
+        if len(parts) >= 3 and parts[-1].isdigit() and parts[-2] in SOURCE_SUFFIXES:
+            parts = parts[:-1]  # Task.java:123 - the line number is noise
+        has_digit = any(p.isdigit() or any(c.isdigit() for c in p) for p in parts)
+        if 2 <= len(parts) <= 8 and (has_digit or len(parts) >= 3):
+            found.setdefault(" ".join(parts), None)
+    for match in _STATUS_CODE.finditer(text):
+        found.setdefault(" ".join(tokens(match.group(0))), None)
+    return sorted(found, key=lambda p: (-len(p.split()), p))[:limit]

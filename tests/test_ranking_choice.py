@@ -1,0 +1,218 @@
+"""The ranking a store serves is chosen by an honest replay; no good match and confidence
+are fitted on the same replay (fast tests with the hashing embedder)."""
+
+import random
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from kb.models import Incident
+from scripts.cli import cli
+from search.calibration import choose_threshold, objective
+from search.classifier import ResolutionClassifier, content_stems, train_classifier
+from search.profile import RankingProfile
+from search.ranking import Blend, confidence_features, result_confidence
+from search.suggester import SuggestRequest, query_windows
+from search.text import identifier_phrases
+
+TOPICS = {
+    "Network team": ["vpn tunnel drops", "wifi signal lost", "proxy refuses connection", "dns lookup fails",
+                     "router reboot loop", "firewall blocks port"],
+    "Mail team": ["mailbox quota full", "outlook cannot send", "calendar invite missing", "spam filter eats mail",
+                  "shared mailbox access", "email bounce back"],
+    "Printing team": ["printer paper jam", "toner empty warning", "print queue stuck", "scanner not detected",
+                      "printer offline", "duplex printing fails"],
+}
+FILLER = "user reports issue since this morning on floor site office laptop desk".split()
+
+
+def desk(n_per_group: int = 40, seed: int = 3) -> list[Incident]:
+    """A desk with a few resolver groups, many incidents each, and some exact copies."""
+    rng = random.Random(seed)
+    out = []
+    for group, phrases in TOPICS.items():
+        for n in range(n_per_group):
+            words = rng.choice(phrases).split() + rng.sample(FILLER, 4)
+            rng.shuffle(words)
+            out.append(Incident(id=f"{group[:3]}-{n}", title="", description=" ".join(words), resolution=group,
+                                category=group, status="resolved"))
+    # The same request filed twice: a near-copy the replay must leave out.
+    out += [Incident(id=f"copy-{i}", title="", description=out[i].description, resolution=out[i].resolution,
+                     status="resolved") for i in range(0, 30, 3)]
+    return out
+
+
+@pytest.fixture
+def desk_service(service):
+    service.store().upsert_incidents(desk())
+    report = service.index()
+    return service, report
+
+
+def saved_profile(service) -> RankingProfile:
+    return RankingProfile.from_dict(service.store().latest_ranking_profile(service.embedder().model_id))
+
+
+def test_the_store_serves_the_best_candidate_of_its_replay(desk_service):
+    service, report = desk_service
+    profile = saved_profile(service)
+    assert profile.source == "fitted"
+    candidates = profile.fitted["candidates"]
+    names = [c["ranking"] for c in candidates]
+    # The reference rankings are candidates, so the chosen one is never worse than them.
+    for reference in ("embeddings only", "reciprocal rank fusion", "BM25 only"):
+        assert any(n.startswith(reference) for n in names)
+    best = max(candidates, key=lambda c: c["accuracy_at_1"] + c["mrr"])
+    chosen = profile.fitted["chosen"]["short"]
+    chosen_row = next(c for c in candidates if c["ranking"] == chosen)
+    assert chosen_row["accuracy_at_1"] + chosen_row["mrr"] == pytest.approx(best["accuracy_at_1"] + best["mrr"])
+    assert profile.fitted["replay_accuracy_at_1"] == pytest.approx(chosen_row["accuracy_at_1"], abs=1e-4)
+    # kb index reports what it chose.
+    assert report.ranking["chosen"]["short"] == chosen and report.ranking["candidates"]
+
+
+def test_replay_leaves_near_copies_out(desk_service):
+    service, _ = desk_service
+    profile = saved_profile(service)
+    assert profile.fitted["replay_queries"] > 30
+    assert profile.fitted["near_copies_left_out"] > 0
+
+
+def test_every_shared_resolution_is_replayed_not_only_cohesive_ones(service):
+    """A resolution text shared by incidents that are not alike (a generic note) still
+    gives replay queries: the replay measures every resolution the store answers with."""
+    rng = random.Random(5)
+    words = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron".split()
+    incidents = [Incident(id=f"G-{n}", title="", description=" ".join(rng.sample(words, 6)),
+                          resolution=f"note {n % 3}", status="resolved") for n in range(90)]
+    service.store().upsert_incidents(incidents)
+    service.index()
+    profile = saved_profile(service)
+    assert profile.fitted["replay_queries"] == 90
+
+
+def test_no_good_match_is_placed_against_background_requests(desk_service):
+    service, report = desk_service
+    profile = saved_profile(service)
+    info = profile.fitted["no_match"]
+    assert info["background"] > 100 and info["flagged_in_scope"] <= 0.02
+    assert report.ranking["no_good_match"]["similarity_below"] == pytest.approx(profile.match_threshold, abs=1e-4)
+    suggester, store = service.suggester(), service.store()
+    off_topic = suggester.suggest(store, SuggestRequest(description="best recipe for banana bread with walnuts"),
+                                  record=False)
+    assert off_topic.no_good_match
+    on_topic = suggester.suggest(store, SuggestRequest(description="printer paper jam on floor"), record=False)
+    assert not on_topic.no_good_match and on_topic.results[0].id.startswith("Pri")
+
+
+def test_threshold_flags_at_most_the_aimed_share_and_separates_when_it_can():
+    rng = np.random.default_rng(1)
+    inside = list(rng.normal(0.8, 0.05, 500))
+    far = list(rng.normal(0.3, 0.05, 300))
+    threshold, info = choose_threshold(inside, far)
+    assert threshold == pytest.approx(np.quantile(inside, 0.02))
+    assert info["flagged_background"] == 1.0 and info["flagged_in_scope"] <= 0.02
+    # Background denser than the in-scope scores only far below them: a lower threshold
+    # separates better, so the threshold moves down; it never moves up.
+    low_tail = list(rng.normal(0.8, 0.05, 490)) + list(rng.normal(0.45, 0.01, 10))
+    lower, _ = choose_threshold(low_tail, list(rng.normal(0.2, 0.02, 300)))
+    assert lower <= np.quantile(low_tail, 0.02) + 1e-9
+    # No background: the aimed quantile; no in-scope evidence: the default.
+    alone, _ = choose_threshold(inside, [])
+    assert alone == pytest.approx(np.quantile(inside, 0.02))
+    assert choose_threshold([], far)[0] == RankingProfile().match_threshold
+
+
+def test_classifier_learns_groups_and_survives_the_profile():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 16))
+    vectors, docs, labels = [], [], []
+    for n in range(120):
+        g = n % 3
+        v = centres[g] + 0.3 * rng.normal(size=16)
+        vectors.append(v / np.linalg.norm(v))
+        docs.append(content_stems(f"{['printer', 'network', 'mailbox'][g]} problem number {n}"))
+        labels.append(f"r:{g}")
+    model = train_classifier(np.array(vectors), docs, labels, {f"r:{g}": f"I-{g}" for g in range(3)})
+    logp = model.log_proba(vectors[4], docs[4])
+    assert np.exp(logp).sum() == pytest.approx(1.0, abs=1e-5)
+    assert model.classes[int(np.argmax(logp))] == "r:1"
+    again = ResolutionClassifier.from_dict(model.to_dict())
+    assert np.allclose(again.log_proba(vectors[4], docs[4]), logp, atol=0.05)
+    assert again.leads == ["I-0", "I-1", "I-2"]
+
+
+def test_classifier_blend_ranks_a_group_none_of_whose_incidents_was_retrieved(desk_service):
+    service, _ = desk_service
+    suggester, store = service.suggester(), service.store()
+    state = suggester.ensure_state(store)
+    model = train_classifier(
+        np.vstack([np.eye(384, dtype=np.float32)[0]] * 10 + [np.eye(384, dtype=np.float32)[1]] * 10),
+        [["printer"]] * 10 + [["vpn"]] * 10, ["r:printing"] * 10 + ["r:network"] * 10,
+        {"r:printing": "Pri-0", "r:network": "Net-0"})
+    state.profile.classifier = model.to_dict()
+    state.profile.blends = {b: Blend("fused", 0.1, 0.05, 1.0).to_dict() for b in ("short", "medium", "long")}
+    suggestion = suggester.suggest(store, SuggestRequest(description="printer", k=3), record=False)
+    assert suggestion.results[0].group == "r:printing" and suggestion.results[0].id == "Pri-0"
+
+
+def test_profiles_saved_before_blends_rank_as_they_did():
+    old = {"lexical_weight": {"short": 0.05, "medium": 0.3, "long": 0.4}, "vote_tau": 0.035, "threshold": 0.5,
+           "source": "fitted"}
+    profile = RankingProfile.from_dict(old)
+    assert profile.blend_for(5) == {"kind": "fused", "weight": 0.05, "tau": 0.035}
+    assert profile.blend_for(200)["weight"] == 0.4
+    assert profile.confidence_for(5)  # a usable confidence map
+
+
+def test_confidence_grows_with_similarity_and_lead():
+    from search.ranking import Candidates, GroupScore
+
+    cands = Candidates(dense={1: 0.9, 2: 0.6, 3: 0.5})
+    groups = [GroupScore("a", 1.0, [(("incident", "a"), 1.0, 1)]), GroupScore("b", 0.6, [(("incident", "b"), 0.6, 2)]),
+              GroupScore("c", 0.5, [(("incident", "c"), 0.5, 3)])]
+    mapping = [10.0, 2.0, -6.0, 0.2]
+    assert confidence_features(groups, cands, 0, 0.2) == pytest.approx([0.9, 2.0])
+    first, second = (result_confidence(groups, cands, p, mapping) for p in (0, 1))
+    assert 0 < second < first < 1
+
+
+def test_objective_prefers_more_right_answers_at_the_top():
+    assert objective([1, 1, 2]) > objective([1, 2, 2]) > objective([1, 0, 0])
+
+
+def test_a_long_report_is_read_at_its_start_by_the_model_and_whole_by_bm25(indexed):
+    body = " ".join(f"w{n}" for n in range(2000))
+    windows = query_windows(f"Title here\n{body}")
+    assert len(windows) == 1 and windows[0].startswith("Title here\nw0 ") and "w179" in windows[0]
+    assert "w180" not in windows[0].split()
+    clipped = indexed.embedder().clip(windows[0], 128)
+    assert clipped.split()[-1] == "w125"  # "title", "here", then w0 ... w125
+    # A term found only at the very end of a long report still reaches the lexical half.
+    suggestion = indexed.suggester().suggest(
+        indexed.store(), SuggestRequest(title="odd report", description=" ".join(["lorem"] * 3000) + " mailbox quota"),
+        record=False)
+    assert "mailbox" in suggestion.results[0].matched_terms or "quota" in suggestion.results[0].matched_terms
+
+
+def test_identifiers_are_asked_whole():
+    phrases = identifier_phrases("ORA-12541 after upgrade to 2.3.0 at org.apache.Foo.run(Foo.java:123); HTTP 503")
+    assert "ora 12541" in phrases and "2 3 0" in phrases and "http 503" in phrases
+    assert "org apache foo run" in phrases
+    assert not any(p.endswith("123") for p in phrases)  # a stack frame's line number is noise
+
+
+def test_kb_index_and_eval_say_what_was_chosen(service, home, tmp_path):
+    service.store().upsert_incidents(desk())
+    runner = CliRunner()
+    result = runner.invoke(cli, ["index", "--home", str(home)], env={"KB_EMBED_BACKEND": "hashing"})
+    assert result.exit_code == 0, result.output
+    assert "Ranking fitted on" in result.output and "embeddings only" in result.output
+    assert "No good match below similarity" in result.output
+    queries = tmp_path / "q.jsonl"
+    queries.write_text('{"text": "printer paper jam", "relevant": ["Printing team"]}\n'
+                       '{"text": "vpn tunnel drops", "relevant": ["Network team"]}\n', encoding="utf-8")
+    result = runner.invoke(cli, ["eval", str(queries), "--home", str(home)], env={"KB_EMBED_BACKEND": "hashing"})
+    assert result.exit_code == 0, result.output
+    assert "Confidence of the top result" in result.output
