@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import math
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,7 +30,10 @@ MAX_VOCABULARY = 20_000
 MIN_TERM_DOCS = 2
 MIN_CLASS_SIZE = 5
 MIN_CLASSES = 2
-MAX_TRAINING_INCIDENTS = 60_000
+MAX_TRAINING_INCIDENTS = 30_000
+# Term weights kept in all (classes x vocabulary): the model lives in the ranking profile
+# that every worker loads, so its size is bounded (2M float16 weights, about 5 MB as text).
+MAX_TERM_WEIGHTS = 2_000_000
 REGULARISATION = 10.0  # scikit-learn's C: inverse strength of the L2 penalty
 
 
@@ -134,15 +138,19 @@ def train_classifier(vectors: np.ndarray, docs: Sequence[list[str]], labels: Seq
                      leads: dict[str, str], *, regularisation: float = REGULARISATION) -> ResolutionClassifier | None:
     """Fit on incidents (mean vectors, content stems, group labels); None when the labels
     do not make at least MIN_CLASSES groups."""
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 
     classes = sorted(set(labels))
     if len(classes) < MIN_CLASSES:
         return None
-    vocab = Vocabulary.fit(docs)
+    vocab = Vocabulary.fit(docs, limit=min(MAX_VOCABULARY, MAX_TERM_WEIGHTS // len(classes)))
     x = feature_matrix(vectors, docs, vocab)
-    model = LogisticRegression(C=regularisation, max_iter=300, tol=1e-3)
-    model.fit(x, np.array(labels))
+    model = LogisticRegression(C=regularisation, max_iter=200, tol=1e-3)
+    with warnings.catch_warnings():
+        # Stopping at max_iter leaves a usable model; the replay judges it either way.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(x, np.array(labels))
     if len(classes) == 2:  # scikit-learn keeps one row for two classes: p(classes[1])
         coef = np.vstack([-model.coef_[0], model.coef_[0]]).astype(np.float32) / 2
         intercept = np.array([-model.intercept_[0], model.intercept_[0]], dtype=np.float32) / 2
