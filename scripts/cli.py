@@ -164,8 +164,12 @@ def echo_ranking(ranking: dict, *, verbose: bool) -> None:
         click.echo(f"Ranking fitted on {ranking['replay_queries']} of the store's incidents, each asked "
                    f"without itself and its near-copies ({ranking['near_copies_left_out']} left out): "
                    f"accuracy@1 {ranking['replay_accuracy_at_1']:.3f}, MRR {ranking['replay_mrr']:.3f}")
-        for bucket, name in ranking["chosen"].items():
-            click.echo(f"  {bucket} queries: {name}")
+        chosen = ranking["chosen"]
+        if len(set(chosen.values())) == 1:
+            click.echo(f"  every query length: {next(iter(chosen.values()))}")
+        else:
+            for bucket, name in chosen.items():
+                click.echo(f"  {bucket} queries: {name}")
         candidates = ranking["candidates"]
         shown = candidates if verbose else _reference_rows(candidates)
         click.echo(f"  {'candidate (replay)':<72} {'acc@1':>6} {'MRR':>6}")
@@ -176,7 +180,9 @@ def echo_ranking(ranking: dict, *, verbose: bool) -> None:
     no_match = ranking["no_good_match"]
     line = f"No good match below similarity {no_match['similarity_below']:.3f}"
     if "flagged_in_scope" in no_match:
-        line += (f" (flags {no_match['flagged_in_scope']:.1%} of answerable replayed incidents and "
+        evidence = ("answerable replayed incidents" if no_match.get("in_scope_evidence") == "replayed incidents"
+                    else "incidents' nearest other incidents")
+        line += (f" (flags {no_match['flagged_in_scope']:.1%} of {evidence} and "
                  f"{no_match['flagged_background']:.1%} of {no_match['background']} off-topic requests)")
     click.echo(line)
 

@@ -65,6 +65,8 @@ MIN_QUERIES_PER_BUCKET = 100
 # A length bucket ranks its own way only when that beats the store-wide choice on it by this
 # much (accuracy@1 + MRR): small differences on a few dozen queries are noise.
 BUCKET_MARGIN = 0.02
+# ... and a fused or classifier ranking replaces the best reference ranking only by this much.
+REFERENCE_MARGIN = 0.01
 WEIGHT_GRID = (0.0, 0.05, 0.1, 0.2, 0.35, 0.6)
 TAU_GRID = (0.02, 0.05, 0.1, 0.2)
 CLASSIFIER_GRID = (0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0)
@@ -502,6 +504,12 @@ def fit_profile(store: Store, state: SearchState, *, seed: int = 13, max_queries
         for config in candidate_configs(same, True, base)[len(configs):]:
             results[config.name] = (config, ranks_of(config, queries))
     best_config, _ = max(results.values(), key=lambda r: (objective(r[1]), -len(r[0].name)))
+    # A reference ranking (embeddings, RRF, BM25) serves unless another candidate beats the
+    # best of them clearly: a replay of a few hundred incidents cannot tell a near-tie apart.
+    references = [r for r in results.values() if r[0].blend.kind != "fused"]
+    best_reference = max(references, key=lambda r: objective(r[1]))
+    if objective(results[best_config.name][1]) < objective(best_reference[1]) + REFERENCE_MARGIN:
+        best_config = best_reference[0]
     collapse_name = best_config.collapse
     profile.collapse = sorted(collapses[collapse_name])
     index_of = {q.key: i for i, q in enumerate(queries)}

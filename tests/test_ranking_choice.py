@@ -63,10 +63,16 @@ def test_the_store_serves_the_best_candidate_of_its_replay(desk_service):
     # The reference rankings are candidates, so the chosen one is never worse than them.
     for reference in ("embeddings only", "reciprocal rank fusion", "BM25 only"):
         assert any(n.startswith(reference) for n in names)
-    best = max(candidates, key=lambda c: c["accuracy_at_1"] + c["mrr"])
+    def score(row):
+        return row["accuracy_at_1"] + row["mrr"]
+
+    best = max(candidates, key=score)
+    references = [c for c in candidates if c["ranking"].startswith(("embeddings only", "reciprocal", "BM25"))]
     chosen = profile.fitted["chosen"]["short"]
     chosen_row = next(c for c in candidates if c["ranking"] == chosen)
-    assert chosen_row["accuracy_at_1"] + chosen_row["mrr"] == pytest.approx(best["accuracy_at_1"] + best["mrr"])
+    assert score(chosen_row) >= max(score(r) for r in references) - 1e-9
+    # The best candidate serves unless it is within a hair of the best reference ranking.
+    assert chosen_row == best or (chosen_row in references and score(best) < score(chosen_row) + 0.01 + 1e-9)
     assert profile.fitted["replay_accuracy_at_1"] == pytest.approx(chosen_row["accuracy_at_1"], abs=1e-4)
     # kb index reports what it chose.
     assert report.ranking["chosen"]["short"] == chosen and report.ranking["candidates"]
