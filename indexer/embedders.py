@@ -42,7 +42,7 @@ def threads_for(count: int, threads: int, chars: int = 0) -> int:
     """Threads for one embed call of ``count`` texts of ``chars`` characters in all.
 
     A short query runs on one thread: more barely help it, and the other core is then
-    free for the FTS5 half of the query. A long report's query window (128 word pieces)
+    free for the FTS5 half of the query. A long report's query window (112-128 word pieces)
     takes 29 ms on one thread and 18 ms on two, so it runs on LONG_QUERY_THREADS even in a
     server worker given one thread per core (where two long queries at once share the
     cores for a moment). Batches use all the threads that were given."""
