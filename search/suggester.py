@@ -85,6 +85,19 @@ def query_windows(text: str, words_per_window: int | None = None) -> list[str]:
     return [f"{title}\n{piece}" if title else piece]
 
 
+def shown_confidences(groups: list[GroupScore], cands, count: int, mapping: list[float]) -> list[float]:
+    """Confidence of the first ``count`` results: the top result's from the fitted map; a
+    lower result never shows more than the one above it, nor more than the top result
+    leaves (1 - its confidence): both cannot be the one right fix with high probability."""
+    out: list[float] = []
+    for position in range(count):
+        value = result_confidence(groups, cands, position, mapping)
+        if out:
+            value = min(value, out[-1], 1.0 - out[0])
+        out.append(max(value, 0.0))
+    return out
+
+
 class ResolutionSuggester:
     """Holds the embedder and the in-memory search state of one process.
 
@@ -267,6 +280,7 @@ class ResolutionSuggester:
     def _results(self, store: Store, state: SearchState, groups: list[GroupScore],
                  terms: list[str], cands, confidence_map: list[float], k: int) -> list[SuggestionResult]:
         ranked, groups = groups, groups[:k]
+        shown = shown_confidences(ranked, cands, len(groups), confidence_map)
         best_chunks = [g.members[0][2] for g in groups]
         texts = {row["id"]: row["text"] for row in store.chunk_rows(best_chunks)}
         results = []
@@ -284,7 +298,7 @@ class ResolutionSuggester:
                     rank=rank, kind=lead.kind, id=lead.id, title=lead.title,
                     resolution=lead.resolution,
                     snippet=highlight_snippet(snippet_source, terms),
-                    score=round(result_confidence(ranked, cands, rank - 1, confidence_map), 4),
+                    score=round(shown[rank - 1], 4),
                     raw_score=round(group.score, 4),
                     url=f"/articles/{lead.id}" if lead.kind == "article" else f"/incidents/{lead.id}",
                     product=lead.product, category=lead.category, status=lead.status,
