@@ -222,3 +222,16 @@ def test_kb_index_and_eval_say_what_was_chosen(service, home, tmp_path):
     result = runner.invoke(cli, ["eval", str(queries), "--home", str(home)], env={"KB_EMBED_BACKEND": "hashing"})
     assert result.exit_code == 0, result.output
     assert "Confidence of the top result" in result.output
+
+
+def test_shown_confidence_falls_down_the_list():
+    from search.ranking import Candidates, GroupScore
+    from search.suggester import shown_confidences
+
+    # The fourth group is very similar but ranked low: it must not outshine the ones above.
+    cands = Candidates(dense={1: 0.8, 2: 0.5, 3: 0.45, 4: 0.95})
+    groups = [GroupScore(g, s, [(("incident", g), s, c)]) for g, s, c in
+              (("a", 1.0, 1), ("b", 0.6, 2), ("c", 0.55, 3), ("d", 0.5, 4))]
+    shown = shown_confidences(groups, cands, 4, [10.0, 2.0, -6.0, 0.2])
+    assert all(later <= earlier for earlier, later in zip(shown, shown[1:], strict=False))
+    assert all(value <= 1 - shown[0] + 1e-12 for value in shown[1:])
