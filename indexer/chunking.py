@@ -11,6 +11,7 @@ import hashlib
 from kb.articles import article_sections, plain_text
 from kb.models import Article, Incident
 from kb.store import ChunkText
+from kb.text import normalise_text
 
 WINDOW_WORDS = 180
 WINDOW_STEP = 140
@@ -41,10 +42,10 @@ def incident_text(title: str, description: str) -> str:
 
 
 def incident_chunks(incident: Incident) -> list[ChunkText]:
-    title = " ".join((incident.title or "").split())
-    body_words = (incident.description or "").split()
+    title = " ".join(normalise_text(incident.title or "").split())
+    body_words = normalise_text(incident.description or "").split()
     if len(body_words) + len(title.split()) <= WINDOW_WORDS:
-        texts = [incident_text(incident.title, incident.description)]
+        texts = [incident_text(normalise_text(incident.title or ""), normalise_text(incident.description or ""))]
     else:
         texts = [incident_text(title, piece) for piece in _windows(body_words)]
     return [ChunkText(i, "", t, text_hash(t)) for i, t in enumerate(texts) if t.strip()]
@@ -52,9 +53,10 @@ def incident_chunks(incident: Incident) -> list[ChunkText]:
 
 def article_chunks(article: Article) -> list[ChunkText]:
     chunks: list[ChunkText] = []
-    title = " ".join(article.title.split())
+    title = " ".join(normalise_text(article.title).split())
     for heading, markdown in article_sections(article.body):
-        words = plain_text(markdown).split()
+        heading = normalise_text(heading)
+        words = normalise_text(plain_text(markdown)).split()
         if not words:
             continue
         lead = f"{title}. {heading}:" if heading else f"{title}."

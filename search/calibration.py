@@ -28,6 +28,7 @@ import numpy as np
 import kb
 from indexer.chunking import incident_text
 from kb.store import Store
+from kb.text import normalise_text
 from search.classifier import (
     MAX_TRAINING_INCIDENTS,
     MIN_CLASS_SIZE,
@@ -209,7 +210,7 @@ def replay_queries(
     usable.sort()
     rng.shuffle(usable)
     usable = usable[:limit]
-    texts = {i.id: incident_text(i.title, i.description)
+    texts = {i.id: normalise_text(incident_text(i.title, i.description))
              for i in store.iter_incidents([key[1] for key, _ in usable])}
     out = []
     for number, (key, article) in enumerate(usable):
@@ -306,7 +307,8 @@ def fit_classifier(store: Store, state: SearchState, labels: dict[str, str], vec
     ids = sorted(i for i in labels if i in vectors)
     if len(ids) > MAX_TRAINING_INCIDENTS:
         ids = sorted(rng.sample(ids, MAX_TRAINING_INCIDENTS))
-    stems_of = {i.id: content_stems(incident_text(i.title, i.description)) for i in store.iter_incidents(ids)}
+    stems_of = {i.id: content_stems(normalise_text(incident_text(i.title, i.description)))
+                for i in store.iter_incidents(ids)}
     ids = [i for i in ids if i in stems_of]
     leads = class_leads({i: labels[i] for i in ids}, vectors)
     began = time.monotonic()

@@ -288,11 +288,14 @@ class ResolutionSuggester:
             lead_key = ("article", group.group[2:]) if group.group.startswith("a:") else group.members[0][0]
             lead = state.docs.get(lead_key) or state.docs[group.members[0][0]]
             snippet_source = texts.get(group.members[0][2], "")
-            similar = [
-                {"id": key[1], "title": state.docs[key].title, "score": round(score, 4)}
-                for key, score, _ in group.members
-                if key[0] == "incident" and key != lead.key
-            ][:SIMILAR_SHOWN]
+            similar = []
+            for key, _, cid in group.members:
+                if key[0] == "incident" and key != lead.key and len(similar) < SIMILAR_SHOWN:
+                    # Cosine similarity of the incident's best chunk to the query, in [0, 1];
+                    # "score" repeats it for clients written before "similarity" existed.
+                    similarity = round(min(max(cands.dense.get(cid, 0.0), 0.0), 1.0), 4)
+                    similar.append({"id": key[1], "title": state.docs[key].title,
+                                    "similarity": similarity, "score": similarity})
             results.append(
                 SuggestionResult(
                     rank=rank, kind=lead.kind, id=lead.id, title=lead.title,

@@ -10,6 +10,8 @@ import threading
 
 import snowballstemmer
 
+from kb.text import normalise_text
+
 # Common English function words: they carry no evidence of a matching resolution and
 # make SQLite FTS5 walk long posting lists.
 STOPWORDS = frozenset(
@@ -41,7 +43,7 @@ def compose_query(title: str | None, description: str | None, max_chars: int) ->
         text = f"{title}\n{description}"
     else:
         text = description or title
-    text = text.replace("\x00", " ")
+    text = normalise_text(text)
     if len(text) > max_chars:
         return text[:max_chars], True
     return text, False

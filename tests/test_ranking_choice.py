@@ -235,3 +235,13 @@ def test_shown_confidence_falls_down_the_list():
     shown = shown_confidences(groups, cands, 4, [10.0, 2.0, -6.0, 0.2])
     assert all(later <= earlier for earlier, later in zip(shown, shown[1:], strict=False))
     assert all(value <= 1 - shown[0] + 1e-12 for value in shown[1:])
+
+
+def test_similar_incidents_carry_a_similarity_between_0_and_1(indexed):
+    from web.serialize import suggestion_json
+
+    suggestion = indexed.suggester().suggest(
+        indexed.store(), SuggestRequest(description="vpn keeps disconnecting every few minutes"), record=False)
+    similar = [s for r in suggestion_json(suggestion)["results"] for s in r["similar_incidents"]]
+    assert similar
+    assert all(0 <= s["similarity"] <= 1 and s["score"] == s["similarity"] for s in similar)

@@ -178,3 +178,16 @@ def test_frequent_terms_are_read_at_load_on_a_large_store(indexed, monkeypatch):
     assert frequent and all(count >= 2 for count in frequent.values())
     assert state._frequent_terms == frequent
     assert state.term_counts(store, list(frequent)[:3]) == {t: frequent[t] for t in list(frequent)[:3]}
+
+
+def test_full_width_text_is_read_as_the_characters_it_stands_for(indexed):
+    full_width = "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else "\u3000" for c in "vpn keeps disconnecting")
+    assert full_width != "vpn keeps disconnecting"
+    plain = ask(indexed, "vpn keeps disconnecting")
+    wide = ask(indexed, full_width)
+    assert [r.id for r in wide.results] == [r.id for r in plain.results]
+    assert wide.no_good_match == plain.no_good_match
+    # Stored text is normalised the same way: a full-width incident is found by plain words.
+    indexed.upsert_incidents([Incident(id="FW-1", title="", description="\uff42\uff41\uff44\uff47\uff45 reader blinks red",
+                                       resolution="Re-encoded the badge.", status="resolved")])
+    assert ask(indexed, "badge reader blinks red").results[0].id == "FW-1"

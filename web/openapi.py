@@ -53,7 +53,10 @@ RESULT = {
             "items": {
                 "type": "object",
                 "properties": {"id": {"type": "string"}, "title": {"type": "string"},
-                               "score": {"type": "number"}},
+                               "similarity": {"type": "number", "minimum": 0, "maximum": 1,
+                                              "description": "Cosine similarity of the incident to the query."},
+                               "score": {"type": "number", "minimum": 0, "maximum": 1,
+                                         "description": "Deprecated: the same value as similarity."}},
             },
         },
     },
