@@ -238,7 +238,7 @@ def _short(text: str, limit: int = 160) -> str:
 
 @cli.command()
 @click.option("--host", default=None, help="Address to listen on (default: $KB_HOST or 127.0.0.1).")
-@click.option("--port", default=None, type=int, help="Port (default: $KB_PORT or 5000).")
+@click.option("--port", default=None, type=click.IntRange(1, 65535), help="Port (default: $KB_PORT or 5000).")
 @click.option("--workers", default=None, type=click.IntRange(1, 64),
               help="Worker processes (default: $KB_WORKERS or one per core).")
 @home_option
@@ -246,10 +246,11 @@ def _short(text: str, limit: int = 160) -> str:
 @reports_errors
 def serve(app: AppContext, host: str | None, port: int | None, workers: int | None) -> None:
     """Run the web app and API with a production WSGI server (gunicorn)."""
-    from web.server import run_server
+    from web.server import check_can_listen, run_server
 
     app.require_home()
     config = app.config.with_overrides(host=host, port=port, workers=workers)
+    check_can_listen(config.host, config.port)
     run_server(config)
 
 

@@ -110,3 +110,23 @@ def test_eval_reports_metrics(run, data_dir, tmp_path):
     bad.write_text('{"relevant": []}\n')
     result = run("eval", str(bad))
     assert result.exit_code == 1 and "bad.jsonl:1" in result.output
+
+
+def test_serve_refuses_a_bad_or_busy_port_in_one_line(home):
+    import socket
+
+    from click.testing import CliRunner
+
+    from scripts.cli import cli
+
+    runner = CliRunner()
+    assert runner.invoke(cli, ["init", "--home", str(home)]).exit_code == 0
+    result = runner.invoke(cli, ["serve", "--home", str(home), "--port", "99999"])
+    assert result.exit_code == 2 and "99999" in result.output and "Traceback" not in result.output
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = runner.invoke(cli, ["serve", "--home", str(home), "--port", str(port)])
+    assert result.exit_code == 1, result.output
+    assert result.output.strip().splitlines() == [f"Error: cannot listen on 127.0.0.1:{port}: the port is in use"]

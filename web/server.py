@@ -8,13 +8,15 @@ taking requests.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import socket
 
 from gunicorn.app.base import BaseApplication
 
 from kb.config import Config
-from kb.errors import KBError
+from kb.errors import ConfigError, KBError
 
 log = logging.getLogger("kb.serve")
 
@@ -78,6 +80,25 @@ class KnowledgeServer(BaseApplication):
 
         config = self.kb_config.with_overrides(threads=int(os.environ.get("KB_THREADS", "0")) or None)
         return create_app(config=config)
+
+
+def check_can_listen(host: str, port: int) -> None:
+    """Raise ConfigError (one line for the CLI) when the address cannot be listened on:
+    a port out of range or already in use, a host that is not an address of this machine."""
+    if not 0 < port < 65536:
+        raise ConfigError(f"port {port} is out of range (1-65535)")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            reason = "the port is in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+            raise ConfigError(f"cannot listen on {host}:{port}: {reason}") from None
 
 
 def run_server(config: Config) -> None:
