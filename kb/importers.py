@@ -26,6 +26,9 @@ FIELDS = (
 )
 MAX_FIELD_CHARS = 200_000
 MAX_ID_CHARS = 200
+# Incident ids as ticket systems write them (INC0010001, HIVE-123, 48213, ops:2024#7): they
+# appear in URLs and file names, so no slashes, spaces, quotes or angle brackets.
+INCIDENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:#@+-]*")
 MAX_FILE_BYTES = 2_000_000_000
 
 # For each export format: our field -> the column names that system uses (first found wins).
@@ -164,8 +167,10 @@ def incident_from_record(record: Any, *, source: str = "", line: int | None = No
     values = {field: _text(record.get(field), field, where) for field in FIELDS}
     if not values["id"]:
         raise RecordError("missing required field 'id'", **where)
-    if len(values["id"]) > MAX_ID_CHARS or any(c in values["id"] for c in "\r\n\t"):
-        raise RecordError("field 'id' must be one line of at most 200 characters", **where)
+    if len(values["id"]) > MAX_ID_CHARS or not INCIDENT_ID.fullmatch(values["id"]):
+        raise RecordError(
+            "field 'id' must be 1-200 letters, digits and . _ - : # @ + (starting with a letter or "
+            f"digit), got {values['id'][:60]!r}", **where)
     if not (values["title"] or values["description"]):
         raise RecordError("a record needs a title or a description", **where)
     status = normalise_status(values["status"], bool(values["resolution"]))

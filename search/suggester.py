@@ -9,6 +9,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 import faiss
 import numpy as np
@@ -303,7 +304,7 @@ class ResolutionSuggester:
                     snippet=highlight_snippet(snippet_source, terms),
                     score=round(shown[rank - 1], 4),
                     raw_score=round(group.score, 4),
-                    url=f"/articles/{lead.id}" if lead.kind == "article" else f"/incidents/{lead.id}",
+                    url=f"/{'articles' if lead.kind == 'article' else 'incidents'}/{quote(lead.id, safe='')}",
                     product=lead.product, category=lead.category, status=lead.status,
                     validated_at=lead.updated if lead.status == "validated" else "",
                     matched_terms=matched_terms(terms, snippet_source),

@@ -169,3 +169,20 @@ def test_health_without_an_index(config, service):
     response = app.test_client().get("/api/v1/health")
     assert response.status_code == 503
     assert response.get_json()["error"]["code"] == "index_missing"
+
+
+def test_incident_ids_are_checked_and_urls_encoded(client, auth):
+    for bad in ("../../etc/passwd", "XSS-1<svg onload=alert(1)>", "two words", "-leading-dash"):
+        response = client.post("/api/v1/incidents", json={"id": bad, "title": "t", "resolution": "r",
+                                                          "status": "resolved"}, headers=auth("integration"))
+        assert response.status_code == 400, bad
+        assert "letters, digits" in response.get_json()["error"]["message"]
+    odd = "ops:2024#7"
+    response = client.post("/api/v1/incidents", json={"id": odd, "title": "turnstile badge rejected twice",
+                                                      "description": "turnstile badge rejected twice at gate",
+                                                      "resolution": "Re-encoded.", "status": "resolved"},
+                           headers=auth("integration"))
+    assert response.status_code == 201
+    found = client.post("/api/v1/suggest", json={"description": "turnstile badge rejected twice at gate"},
+                        headers=auth("agent")).get_json()["results"][0]
+    assert found["id"] == odd and found["url"] == "/incidents/ops%3A2024%237"

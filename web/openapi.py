@@ -140,9 +140,10 @@ INCIDENT = {
     "type": "object",
     "required": ["id"],
     "properties": {
-        "id": {"type": ["string", "number"], "minLength": 1, "maxLength": 200,
-               "pattern": f"^[{_SPACE}]*{_VISIBLE}([^\\r\\n\\t\\x00]*{_VISIBLE})?[{_SPACE}]*$",
-               "description": "One line; surrounding whitespace is trimmed."},
+        "id": {"type": ["string", "number"], "minLength": 1, "maxLength": 200, "minimum": 0,
+               "pattern": f"^[{_SPACE}]*[A-Za-z0-9][A-Za-z0-9._:#@+-]*[{_SPACE}]*$",
+               "description": "Letters, digits and . _ - : # @ + (starting with a letter or digit), "
+                              "at most 200; surrounding whitespace is trimmed."},
         "title": _TEXT,
         "description": _TEXT,
         "resolution": _TEXT,
