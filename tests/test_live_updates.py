@@ -91,3 +91,25 @@ def test_workers_pick_up_a_new_index_version_without_failed_requests(live, tmp_p
     assert failures == []
     assert answered[0] > 0
     assert server.process.poll() is None and len(server.worker_pids()) == 2
+
+
+def test_a_413_does_not_break_the_next_request_on_the_same_connection(live):
+    import http.client
+    import json
+    from urllib.parse import urlsplit
+
+    server, token = live
+    address = urlsplit(server.url)
+    connection = http.client.HTTPConnection(address.hostname, address.port, timeout=10)
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    try:
+        oversized = json.dumps({"description": "x" * 3_000_000}).encode()
+        connection.request("POST", "/api/v1/suggest", body=oversized, headers=headers)
+        first = connection.getresponse()
+        assert first.status == 413 and json.loads(first.read())["error"]["code"] == "body_too_large"
+        # The same client goes on: it reconnects because the server said it would close.
+        connection.request("POST", "/api/v1/suggest", body=json.dumps({"description": "vpn drops"}), headers=headers)
+        second = connection.getresponse()
+        assert second.status == 200, second.read()
+    finally:
+        connection.close()

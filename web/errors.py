@@ -35,6 +35,24 @@ def _wants_json() -> bool:
     return request.path.startswith("/api/")
 
 
+# A refused body up to this size is read and dropped, so that the client's keep-alive
+# connection stays usable for its next request; a larger one ends the connection.
+DRAIN_LIMIT = 16 * 1024 * 1024
+
+
+def _drain_body() -> None:
+    length = request.content_length or 0
+    if not 0 < length <= DRAIN_LIMIT:
+        return
+    stream = request.environ.get("wsgi.input")
+    remaining = length
+    while stream is not None and remaining > 0:
+        chunk = stream.read(min(remaining, 65536))
+        if not chunk:
+            break
+        remaining -= len(chunk)
+
+
 def init_app(app: Flask) -> None:
     @app.errorhandler(KBError)
     def handle_kb_error(exc: KBError):
@@ -49,12 +67,14 @@ def init_app(app: Flask) -> None:
         message = exc.description or exc.name
         if status == 413:
             message = f"the request body is larger than {app.config['MAX_CONTENT_LENGTH']} bytes"
+            _drain_body()
         if _wants_json():
             response = api_error(status, code, message)
             if status == 405 and exc.valid_methods:
                 response.headers["Allow"] = ", ".join(exc.valid_methods)
-            return response
-        return render_template("error.html", status=status, message=message), status
+        else:
+            response = app.make_response((render_template("error.html", status=status, message=message), status))
+        return response
 
     @app.errorhandler(Exception)
     def handle_unexpected(exc: Exception):
