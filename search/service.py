@@ -107,6 +107,7 @@ class Service:
                 self._suggester = ResolutionSuggester(
                     embedder, self.index_root, store_factory=self.new_store,
                     max_query_chars=self.config.max_query_chars,
+                    query_max_tokens=self.config.query_max_tokens,
                     refresh_seconds=self.config.index_refresh_seconds,
                     embedder_loader=self._embedder_for_index,
                 )
