@@ -179,7 +179,9 @@ def echo_ranking(ranking: dict, *, verbose: bool) -> None:
             click.echo(f"  ({len(candidates) - len(shown)} more candidates: kb index --verbose)")
     no_match = ranking["no_good_match"]
     line = f"No good match below similarity {no_match['similarity_below']:.3f}"
-    if "flagged_in_scope" in no_match:
+    if no_match.get("note"):
+        line += f" ({no_match['note']})"
+    elif "flagged_in_scope" in no_match:
         evidence = ("answerable replayed incidents" if no_match.get("in_scope_evidence") == "replayed incidents"
                     else "incidents' nearest other incidents")
         line += (f" (flags {no_match['flagged_in_scope']:.1%} of {evidence} and "

@@ -77,6 +77,8 @@ COPY_SIMILARITY = 0.98
 # Share of answerable (in-scope) incidents the no-good-match threshold may flag.
 MAX_FLAGGED_SHARE = 0.02
 BALANCE_MARGIN = 0.01
+# Fewer in-scope scores than this cannot place a 2% quantile: the default threshold stays.
+MIN_THRESHOLD_EVIDENCE = 50
 BACKGROUND_FILE = Path(kb.__file__).parent / "data" / "background_requests.jsonl"
 
 
@@ -385,8 +387,9 @@ def choose_threshold(in_scope: list[float], background: list[float]) -> tuple[fl
     clearly better (balanced accuracy higher by BALANCE_MARGIN), the threshold moves down to
     the highest such value; it never moves up. Without background requests: the quantile.
     """
-    if not in_scope:
-        return DEFAULT_MATCH_THRESHOLD, {"note": "no in-scope evidence; default kept"}
+    if len(in_scope) < MIN_THRESHOLD_EVIDENCE:
+        return DEFAULT_MATCH_THRESHOLD, {
+            "note": f"{len(in_scope)} in-scope scores (need {MIN_THRESHOLD_EVIDENCE}); default kept"}
     inside = np.sort(np.array(in_scope))
     limit = float(np.quantile(inside, MAX_FLAGGED_SHARE))
     if not background:

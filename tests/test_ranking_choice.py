@@ -128,6 +128,7 @@ def test_threshold_flags_at_most_the_aimed_share_and_separates_when_it_can():
     alone, _ = choose_threshold(inside, [])
     assert alone == pytest.approx(np.quantile(inside, 0.02))
     assert choose_threshold([], far)[0] == RankingProfile().match_threshold
+    assert choose_threshold(inside[:20], far)[0] == RankingProfile().match_threshold  # too few to place it
 
 
 def test_classifier_learns_groups_and_survives_the_profile():
