@@ -72,6 +72,8 @@ WEIGHT_GRID = (0.0, 0.05, 0.1, 0.2, 0.35, 0.6)
 TAU_GRID = (0.02, 0.05, 0.1, 0.2)
 CLASSIFIER_GRID = (0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0)
 CLASSIFIER_FOLDS = 4
+# Training incidents x classes the classifier may cost (77 classes x 8,000 incidents: 2.5 s a fit).
+CLASSIFIER_BUDGET = 3_000_000
 # A stored incident at least this similar to a replayed one is a near-copy of it.
 COPY_SIMILARITY = 0.98
 # Share of answerable (in-scope) incidents the no-good-match threshold may flag.
@@ -307,8 +309,11 @@ def fit_classifier(store: Store, state: SearchState, labels: dict[str, str], vec
     """Train on the store's labelled incidents; cross-fit so that each replay query is
     scored by a model trained without it and its near-copies."""
     ids = sorted(i for i in labels if i in vectors)
-    if len(ids) > MAX_TRAINING_INCIDENTS:
-        ids = sorted(rng.sample(ids, MAX_TRAINING_INCIDENTS))
+    # Training cost grows with incidents x classes: a store with hundreds of resolutions
+    # trains on a sample, so that kb index stays within a minute or two.
+    limit = min(MAX_TRAINING_INCIDENTS, CLASSIFIER_BUDGET // max(len(set(labels.values())), 1))
+    if len(ids) > limit:
+        ids = sorted(rng.sample(ids, limit))
     stems_of = {i.id: content_stems(normalise_text(incident_text(i.title, i.description)))
                 for i in store.iter_incidents(ids)}
     ids = [i for i in ids if i in stems_of]
