@@ -268,11 +268,34 @@ def article_sections(body: str) -> list[tuple[str, str]]:
             if heading or "\n".join(lines).strip()]
 
 
+_PLAIN = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False}).enable(
+    ["table", "strikethrough"])
+
+
 def plain_text(markdown: str) -> str:
-    """Markdown reduced to plain text for embedding and snippets."""
-    text = re.sub(r"```.*?```", lambda m: m.group(0).strip("`"), markdown, flags=re.S)
-    text = re.sub(r"!\[([^\]]*)\]\([^)]*\)", r"\1", text)
-    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", text)
-    text = re.sub(r"^\s{0,3}(#{1,6}|>|[-*+]|\d+[.)])\s+", "", text, flags=re.M)
-    text = re.sub(r"[*_`]{1,3}", "", text)
+    """Markdown reduced to plain text for embedding, snippets and the "Fix" shown to agents,
+    read from markdown-it's tokens: emphasis and link syntax go, while code (inline or in
+    blocks, without a block's language tag) and every character of ordinary text stay as
+    written, so ``export_jobs`` and ``$API_KEY`` are not mangled into ``exportjobs``."""
+    parts: list[str] = []
+    for token in _PLAIN.parse(markdown):
+        if token.type == "inline":
+            parts.append(_inline_text(token.children or []))
+        elif token.type in ("fence", "code_block", "html_block"):
+            parts.append(token.content.rstrip("\n"))
+    text = "\n".join(part for part in parts if part.strip())
     return re.sub(r"[ \t]+", " ", text).strip()
+
+
+def _inline_text(children: list) -> str:
+    out = []
+    for child in children:
+        if child.type in ("text", "code_inline", "html_inline"):
+            out.append(child.content)
+        elif child.type == "softbreak":
+            out.append(" ")
+        elif child.type == "hardbreak":
+            out.append("\n")
+        elif child.type == "image":
+            out.append(child.content)  # its alt text
+    return "".join(out)

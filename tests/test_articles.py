@@ -102,3 +102,18 @@ def test_sample_knowledge_base_parses_cleanly():
     assert len(scan.parsed) >= 40
     states = {p.article.status for p in scan.parsed}
     assert {"validated", "not_validated", "draft", "archived"} <= states
+
+
+def test_plain_text_keeps_commands_as_written():
+    from kb.articles import plain_text
+
+    markdown = (
+        "Run `export_jobs --id {job_id}` with **$LEDGERLY_API_KEY** set, see [the docs](http://x/y) and _note_ it.\n\n"
+        "```bash\ncurl -H \"X-Key: $LEDGERLY_API_KEY\" https://api.example/export_jobs\n```\n\n- item *two*\n"
+    )
+    text = plain_text(markdown)
+    assert "export_jobs --id {job_id}" in text and "$LEDGERLY_API_KEY set" in text
+    assert 'curl -H "X-Key: $LEDGERLY_API_KEY" https://api.example/export_jobs' in text
+    assert "bash" not in text.split()  # the fence's language tag is not text
+    assert "the docs and note it" in text and "item two" in text
+    assert "*" not in text and "](" not in text
