@@ -186,3 +186,10 @@ def test_incident_ids_are_checked_and_urls_encoded(client, auth):
     found = client.post("/api/v1/suggest", json={"description": "turnstile badge rejected twice at gate"},
                         headers=auth("agent")).get_json()["results"][0]
     assert found["id"] == odd and found["url"] == "/incidents/ops%3A2024%237"
+
+
+def test_health_shows_details_only_to_callers_with_a_token(client, auth):
+    anonymous = client.get("/api/v1/health")
+    assert anonymous.status_code == 200 and anonymous.get_json() == {"status": "ok"}
+    signed = client.get("/api/v1/health", headers=auth("agent")).get_json()
+    assert signed["status"] == "ok" and {"index_version", "worker", "vectors", "documents"} <= set(signed)

@@ -165,7 +165,7 @@ def run_indexer_kills(tmp_path: Path, *, incidents: int, rounds: int, seed: int)
         # The server catches up by itself: its vectors are the store's chunks.
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            status, health = request(server.url, "GET", "/api/v1/health")
+            status, health = request(server.url, "GET", "/api/v1/health", token=token)
             if (health.get("log_seq"), health.get("vectors")) == (head, chunks):
                 break
             time.sleep(0.2)

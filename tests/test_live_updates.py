@@ -43,13 +43,13 @@ def test_posted_incident_is_searchable_on_every_worker_within_a_second(live):
     answers = [suggest(server, token, "loading dock badge reader flashes red") for _ in range(20)]
     assert time.monotonic() - posted < 2.0  # the requests themselves took well under a second
     assert all(a["results"] and a["results"][0]["id"] == "LIVE-1" for a in answers)
-    workers = {request(server.url, "GET", "/api/v1/health")[1]["worker"] for _ in range(20)}
+    workers = {request(server.url, "GET", "/api/v1/health", token=token)[1]["worker"] for _ in range(20)}
     assert len(workers) == 2  # the answers above came from both workers
 
 
 def test_workers_pick_up_a_new_index_version_without_failed_requests(live, tmp_path):
     server, token = live
-    _, before = request(server.url, "GET", "/api/v1/health")
+    _, before = request(server.url, "GET", "/api/v1/health", token=token)
     failures: list[str] = []
     answered = [0]
     stop = threading.Event()
@@ -77,7 +77,7 @@ def test_workers_pick_up_a_new_index_version_without_failed_requests(live, tmp_p
         deadline = time.monotonic() + 20
         loaded: dict[int, str] = {}
         while time.monotonic() < deadline:
-            _, health = request(server.url, "GET", "/api/v1/health")
+            _, health = request(server.url, "GET", "/api/v1/health", token=token)
             loaded[health["worker"]] = health["index_version"]
             if len(loaded) == 2 and set(loaded.values()) == {target}:
                 break

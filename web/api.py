@@ -10,7 +10,7 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request
 
 from indexer.index_files import current_version
-from kb.errors import IndexMissingError, ValidationError
+from kb.errors import AuthError, IndexMissingError, ValidationError
 from kb.importers import incident_from_record
 from kb.models import OUTCOMES
 from search.ranking import Filters, Viewer
@@ -149,15 +149,24 @@ def metrics():
 
 @bp.get("/health")
 def health():
-    """Liveness, and which index version this worker serves (``published_version`` is the
-    newest on disk; a worker switches to it in the background)."""
+    """Liveness for anyone (a load balancer needs no more than ``status``); a caller with a
+    token or a session also sees which index version this worker serves
+    (``published_version`` is the newest on disk; a worker switches to it in the
+    background), its pid and its counts."""
     config = current_app.config["KB_CONFIG"]
+    try:
+        caller = current_principal()
+    except AuthError:
+        caller = None
     try:
         state = service().suggester().ensure_state(store())
     except IndexMissingError as exc:
-        response = jsonify({"status": "unavailable", "error": {"code": exc.code, "message": str(exc)}})
+        message = str(exc) if caller is not None else "no index has been published yet"
+        response = jsonify({"status": "unavailable", "error": {"code": exc.code, "message": message}})
         response.status_code = 503
         return response
+    if caller is None:
+        return jsonify({"status": "ok"})
     return jsonify({
         "status": "ok", "index_version": state.version,
         "published_version": current_version(config.index_root), "worker": os.getpid(),

@@ -326,7 +326,7 @@ def openapi_document() -> dict[str, Any]:
             "/api/v1/health": {
                 "get": {
                     "operationId": "health",
-                    "summary": "Liveness and index status",
+                    "summary": "Liveness; with a token, also the index version, worker and counts",
                     "security": [],
                     "responses": {
                         "200": {"description": "Serving",
