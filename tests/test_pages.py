@@ -166,3 +166,26 @@ def test_dashboard_needs_a_manager(client, people):
     page = client.get("/dashboard?days=30").get_data(as_text=True)
     assert "Knowledge dashboard" in page and "<svg" in page and "Last 30 days" in page
     assert "<script>" not in page and " style=" not in page
+
+
+def test_sign_in_is_throttled_per_name_and_per_address(client, people):
+    for _ in range(5):
+        assert sign_in(client, password="wrong-password").status_code == 401
+    # The sixth try is refused before the password is checked, even the right one.
+    locked = sign_in(client)
+    assert locked.status_code == 429 and int(locked.headers["Retry-After"]) > 0
+    assert "Too many failed sign-ins" in locked.get_data(as_text=True)
+    # Another name from the same address is still served until the address limit.
+    assert sign_in(client, name="kim", password="manager-password").status_code == 302
+    # The count lives in the store, so another worker sees the same lock-out.
+    assert people.sign_in_lockout(["user:ana"], limit=5, window=300) > 0
+
+
+def test_sign_in_lockout_expires_and_a_success_clears_the_name(people):
+    keys = ["user:zed"]
+    for n in range(5):
+        people.record_sign_in_failure(keys, window=300, now=1000.0 + n)
+    assert people.sign_in_lockout(keys, limit=5, window=300, now=1010.0) == pytest.approx(290.0)
+    assert people.sign_in_lockout(keys, limit=5, window=300, now=1301.0) == 0
+    people.clear_sign_in_failures("user:zed")
+    assert people.sign_in_lockout(keys, limit=5, window=300, now=1010.0) == 0

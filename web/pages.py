@@ -4,10 +4,20 @@ dashboard. Everything works as plain forms; static/app.js adds search-as-you-typ
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 
 from kb.articles import parse_article_text, render_markdown
 from kb.authoring import slugify, write_new_article
@@ -35,6 +45,12 @@ bp = Blueprint("pages", __name__)
 MAX_PASTE_CHARS = 20_000
 MAX_TITLE_CHARS = 1000
 RESULTS_SHOWN = 5
+# Sign-in throttling, counted in the store so every worker (and node) sees the same count:
+# five wrong passwords for one name, or twenty from one address, within five minutes lock
+# that name or address until the oldest of them is five minutes old.
+SIGN_IN_FAILURES_PER_USER = 5
+SIGN_IN_FAILURES_PER_ADDRESS = 20
+SIGN_IN_WINDOW = 300.0
 
 
 def viewer_for(principal) -> Viewer:
@@ -72,10 +88,23 @@ def login():
         check_csrf()
         name = request.form.get("name", "")[:100]
         password = request.form.get("password", "")[:1000]
+        user_key, address_key = f"user:{name.casefold()}", f"addr:{request.remote_addr or ''}"
+        wait = max(
+            store().sign_in_lockout([user_key], limit=SIGN_IN_FAILURES_PER_USER, window=SIGN_IN_WINDOW),
+            store().sign_in_lockout([address_key], limit=SIGN_IN_FAILURES_PER_ADDRESS, window=SIGN_IN_WINDOW),
+        )
+        if wait > 0:
+            flash(f"Too many failed sign-ins for this name or from this address; try again in "
+                  f"{math.ceil(wait)} seconds.", "error")
+            response = make_response(render_template("login.html", next=next_url, name=name, expired=expired), 429)
+            response.headers["Retry-After"] = str(math.ceil(wait))
+            return response
         principal = store().authenticate_user(name, password)
         if principal is None:
+            store().record_sign_in_failure([user_key, address_key], window=SIGN_IN_WINDOW)
             flash("Wrong name or password.", "error")
             return render_template("login.html", next=next_url, name=name, expired=expired), 401
+        store().clear_sign_in_failures(user_key)
         sign_in(principal)
         return redirect(next_url)
     return render_template("login.html", next=next_url, name="", expired=expired)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 from dataclasses import dataclass
 
 from kb.errors import ConflictError, NotFoundError, ValidationError
@@ -133,6 +134,34 @@ class AccessMixin:
         if not check_password(password, rows[0]["password_hash"]):
             return None
         return Principal(rows[0]["name"], rows[0]["role"], "session")
+
+    # --- sign-in throttling -------------------------------------------------------------
+
+    def sign_in_lockout(self, keys: list[str], *, limit: int, window: float, now: float | None = None) -> float:
+        """Seconds until a sign-in may be tried again for any of ``keys`` (0: now): a key
+        with ``limit`` failures within the last ``window`` seconds is locked until the
+        oldest of them leaves the window."""
+        now = time.time() if now is None else now
+        wait = 0.0
+        for key in keys:
+            rows = self.db.execute(
+                "SELECT at FROM sign_in_failures WHERE key = ? AND at > ? ORDER BY at DESC LIMIT ?",
+                [key, now - window, limit],
+            ).fetchall()
+            if len(rows) >= limit:
+                wait = max(wait, rows[-1][0] + window - now)
+        return wait
+
+    def record_sign_in_failure(self, keys: list[str], *, window: float, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        with self.write():
+            self.db.conn.executemany("INSERT INTO sign_in_failures (key, at) VALUES (?, ?)",
+                                     [(key, now) for key in keys])
+            self.db.execute("DELETE FROM sign_in_failures WHERE at < ?", [now - window])
+
+    def clear_sign_in_failures(self, key: str) -> None:
+        with self.write():
+            self.db.execute("DELETE FROM sign_in_failures WHERE key = ?", [key])
 
     def get_user(self, name: str) -> Principal | None:
         rows = list(self.db["users"].rows_where("name = ? AND disabled = 0", [name]))

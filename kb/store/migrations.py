@@ -130,8 +130,15 @@ def m003_fts_vocabulary(db: sqlite_utils.Database) -> None:
     db.execute("CREATE VIRTUAL TABLE chunks_fts_vocab USING fts5vocab(chunks_fts, 'row')")
 
 
+def m004_sign_in_failures(db: sqlite_utils.Database) -> None:
+    # Failed sign-ins by key ("user:NAME" or "addr:ADDRESS"), for throttling on every worker.
+    db["sign_in_failures"].create({"id": int, "key": str, "at": float}, pk="id")
+    db["sign_in_failures"].create_index(["key", "at"])
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m001_initial,
     m002_ranking_profiles,
     m003_fts_vocabulary,
+    m004_sign_in_failures,
 ]
