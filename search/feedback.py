@@ -44,7 +44,10 @@ def feedback_evidence(store: Store, *, now: datetime | None = None) -> dict[str,
     per_day: dict[tuple[str, str], int] = defaultdict(int)
     for row in store.feedback_with_results():
         day = (row["updated_at"] or "")[:10]
-        agent = row["agent"] or "anonymous"
+        # Influence is bounded per caller that asked (an API token, or a signed-in person),
+        # not per the free-text agent name a token may send: one token inventing names
+        # still counts as one.
+        agent = row.get("principal") or row["agent"] or "anonymous"
         decay = 0.5 ** (_age_days(row["updated_at"], now) / HALF_LIFE_DAYS)
         results = sorted(row["results"], key=lambda r: r.get("rank", 0))
         used_rank = None

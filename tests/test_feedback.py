@@ -10,13 +10,14 @@ from search.suggester import SuggestRequest
 QUERY = "keyboard and mailbox"  # two resolutions score close together
 
 
-def ask(service, text=QUERY, **kwargs):
+def ask(service, text=QUERY, principal="sim", **kwargs):
     return service.suggester().suggest(service.store(), SuggestRequest(description=text, k=5, **kwargs),
-                                       principal="sim")
+                                       principal=principal)
 
 
-def choose(service, used_rank, agent, *, text=QUERY, when=None):
-    suggestion = ask(service, text)
+def choose(service, used_rank, agent, *, text=QUERY, when=None, principal=None):
+    """One agent's choice; by default the agent signed in (the suggestion is theirs)."""
+    suggestion = ask(service, text, principal=principal or agent)
     used = suggestion.results[used_rank - 1].id if used_rank else None
     service.store().record_feedback(suggestion.id, outcome="used" if used else "none_helped",
                                     used_id=used, agent=agent)
@@ -76,3 +77,13 @@ def test_old_choices_fade(indexed):
 
 def test_prior_is_zero_without_feedback(indexed):
     assert compute_priors(indexed.store()) == {}
+
+
+def test_one_token_inventing_agent_names_has_bounded_influence(indexed):
+    before = ask(indexed)
+    third = before.results[2].group
+    for n in range(150):
+        choose(indexed, 3, agent=f"invented-{n}", principal="one-integration-token")
+    evidence = feedback_evidence(indexed.store())
+    assert evidence[third][0] == pytest.approx(1.0, abs=0.01)  # one token, one day: counted once
+    assert ask(indexed).results[0].id == before.results[0].id

@@ -140,7 +140,7 @@ class SuggestionsMixin:
     def feedback_with_results(self) -> list[dict[str, Any]]:
         """Every current choice with the results that were shown, oldest first."""
         rows = self.db.query(
-            "SELECT f.agent, f.outcome, f.used_id, f.updated_at, s.results "
+            "SELECT f.agent, f.outcome, f.used_id, f.updated_at, s.results, s.principal "
             "FROM feedback f JOIN suggestions s ON s.id = f.suggestion_id ORDER BY f.updated_at"
         )
         return [dict(row, results=json.loads(row["results"])) for row in rows]
