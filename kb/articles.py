@@ -24,7 +24,17 @@ KNOWN_FIELDS = (
     "updated",
 )
 DATE_FIELDS = ("review_by", "updated")
-ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
+class _ArticleId:
+    """Article ids: lower-case letters of any script, digits, '.', '_' and '-', at most 100,
+    starting with a letter or digit ("vpn-drops", "принтер-не-печатает")."""
+
+    _shape = re.compile(r"[^\W_][\w.-]{0,99}")
+
+    def match(self, text: str) -> bool:
+        return bool(text) and self._shape.fullmatch(text) is not None and text == text.lower()
+
+
+ID_PATTERN = _ArticleId()
 MAX_ARTICLE_BYTES = 1_000_000
 HOUSE_SECTIONS = ("Symptoms", "Cause", "Resolution", "Applies to")
 

@@ -42,9 +42,14 @@ def today_utc() -> dt.date:
 
 
 def slugify(text: str, limit: int = MAX_SLUG_CHARS) -> str:
-    """A valid article id from free text: lower-case ASCII words joined by '-'."""
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
+    """A valid article id from free text: its lower-case words, in whatever script they are
+    written, joined by '-' (accents on Latin letters dropped: "café" gives "cafe")."""
+    kept: list[str] = []
+    for char in unicodedata.normalize("NFKD", text):
+        if unicodedata.combining(char) and kept and kept[-1].isascii():
+            continue  # an accent on a Latin letter
+        kept.append(char)
+    slug = re.sub(r"[\W_]+", "-", unicodedata.normalize("NFKC", "".join(kept)).lower()).strip("-")
     if len(slug) > limit:
         cut = slug.rfind("-", 0, limit + 1)
         slug = slug[: cut if cut > 0 else limit].strip("-")

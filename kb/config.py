@@ -67,6 +67,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("default_k", 5, "Results returned when a request does not say how many.", int),
     Setting("max_k", 50, "Most results one request may ask for.", int),
     Setting("articles_dir", "articles", "Folder of Markdown articles for `kb import articles`."),
+    Setting("drafts_dir", "", "Folder for draft articles started from the agent page (empty: drafts/ in the data home)."),
+    Setting("drafts_per_person_per_day", 20, "Draft articles one person may start from the agent page in 24 hours.", int),
     Setting("secret_key", "", "Key that signs web session cookies. Empty: one is generated in the data home."),
     Setting("host", "127.0.0.1", "Address `kb serve` listens on."),
     Setting("port", 5000, "Port `kb serve` listens on.", int),
@@ -94,6 +96,10 @@ class Config:
     @property
     def home_path(self) -> Path:
         return Path(self.values["home"]).expanduser().resolve()
+
+    @property
+    def drafts_path(self) -> Path:
+        return Path(self.values["drafts_dir"]).expanduser().resolve() if self.values["drafts_dir"] else self.home_path / "drafts"
 
     @property
     def db_path(self) -> Path:

@@ -76,7 +76,7 @@ def live(tmp_path_factory):
     shutil.copytree(DATA / "articles", articles)
     (articles / "evil.md").write_text(EVIL_ARTICLE)
     config = load_config(environ={}, home=str(root / "home"), embed_backend="hashing",
-                         articles_dir=str(articles))
+                         articles_dir=str(articles), drafts_dir=str(articles))
     service = Service(config, embedder=HashingEmbedder())
     load_test_data(service, articles)
     service.index()

@@ -113,7 +113,7 @@ def draft_form(client, path="/?title=Coffee+machine&description=it+leaks", **fie
 
 def test_agent_starts_a_draft_from_typed_text(client, people, indexed, app, tmp_path):
     folder = tmp_path / "drafts"
-    app.config["KB_CONFIG"] = app.config["KB_CONFIG"].with_overrides(articles_dir=str(folder))
+    app.config["KB_CONFIG"] = app.config["KB_CONFIG"].with_overrides(drafts_dir=str(folder))
     sign_in(client)
     form = draft_form(client)
     assert client.post("/drafts", data=dict(form, csrf_token="wrong")).status_code == 403
@@ -131,7 +131,7 @@ def test_agent_starts_a_draft_from_typed_text(client, people, indexed, app, tmp_
 
 
 def test_manager_draft_opens_for_editing(client, people, app, tmp_path):
-    app.config["KB_CONFIG"] = app.config["KB_CONFIG"].with_overrides(articles_dir=str(tmp_path / "d"))
+    app.config["KB_CONFIG"] = app.config["KB_CONFIG"].with_overrides(drafts_dir=str(tmp_path / "d"))
     sign_in(client, "kim", "manager-password")
     response = client.post("/drafts", data=draft_form(client, title="../../etc/passwd"))
     assert response.headers["Location"] == "/articles/etc-passwd"
@@ -140,7 +140,7 @@ def test_manager_draft_opens_for_editing(client, people, app, tmp_path):
 
 
 def test_empty_draft_is_refused_with_guidance(client, people, app, tmp_path):
-    app.config["KB_CONFIG"] = app.config["KB_CONFIG"].with_overrides(articles_dir=str(tmp_path / "d"))
+    app.config["KB_CONFIG"] = app.config["KB_CONFIG"].with_overrides(drafts_dir=str(tmp_path / "d"))
     sign_in(client)
     response = client.post("/drafts", data=draft_form(client, title=" ", description=""), follow_redirects=True)
     assert "Describe the incident first" in response.get_data(as_text=True)
@@ -189,3 +189,15 @@ def test_sign_in_lockout_expires_and_a_success_clears_the_name(people):
     assert people.sign_in_lockout(keys, limit=5, window=300, now=1301.0) == 0
     people.clear_sign_in_failures("user:zed")
     assert people.sign_in_lockout(keys, limit=5, window=300, now=1010.0) == 0
+
+
+def test_drafts_go_to_the_data_home_with_readable_names_and_a_daily_limit(client, people, app, config):
+    app.config["KB_CONFIG"] = app.config["KB_CONFIG"].with_overrides(drafts_per_person_per_day=2)
+    sign_in(client)
+    assert client.post("/drafts", data=draft_form(client, title="Принтер не печатает")).status_code == 302
+    assert client.post("/drafts", data=draft_form(client, title="Coffee machine")).status_code == 302
+    folder = config.home_path / "drafts"
+    assert sorted(p.name for p in folder.iterdir()) == ["coffee-machine.md", "принтер-не-печатает.md"]
+    third = client.post("/drafts", data=draft_form(client, title="Kettle"), follow_redirects=True)
+    assert "in the last 24 hours" in third.get_data(as_text=True)
+    assert not (folder / "kettle.md").exists()

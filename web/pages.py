@@ -5,6 +5,7 @@ dashboard. Everything works as plain forms; static/app.js adds search-as-you-typ
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -298,6 +299,11 @@ def start_draft():
         return redirect(back)
     config = current_app.config["KB_CONFIG"]
     kb = store()
+    since = (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if kb.count_recent_drafts(principal.name, since) >= config.drafts_per_person_per_day:
+        flash(f"You have started {config.drafts_per_person_per_day} drafts in the last 24 hours; "
+              "a knowledge manager will work through them first.", "error")
+        return redirect(back)
 
     def taken(article_id: str) -> bool:
         try:
@@ -306,7 +312,9 @@ def start_draft():
             return False
         return True
 
-    article = write_draft(Path(config.articles_dir), form, owner=principal.name, taken=taken)
+    folder = config.drafts_path
+    folder.mkdir(parents=True, exist_ok=True)
+    article = write_draft(folder, form, owner=principal.name, taken=taken)
     kb.upsert_articles([article], changed_by=principal.name)
     service().index_documents([("article", article.id)])
     if principal.role in MANAGERS:

@@ -152,6 +152,14 @@ class DocumentsMixin:
                 existing[article.id] = {"content_hash": digest, "version": version}
         return counts
 
+    def count_recent_drafts(self, owner: str, since: str) -> int:
+        """Draft articles of ``owner`` first stored at or after ``since`` (ISO time)."""
+        row = self.db.execute(
+            "SELECT count(*) FROM articles WHERE owner = ? AND status = 'draft' AND imported_at >= ?",
+            [owner, since],
+        ).fetchone()
+        return int(row[0])
+
     def get_article(self, article_id: str) -> Article:
         rows = list(self.db["articles"].rows_where("id = ?", [article_id]))
         if not rows:
