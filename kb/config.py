@@ -70,6 +70,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("drafts_dir", "", "Folder for draft articles started from the agent page (empty: drafts/ in the data home)."),
     Setting("drafts_per_person_per_day", 20, "Draft articles one person may start from the agent page in 24 hours.", int),
     Setting("secret_key", "", "Key that signs web session cookies. Empty: one is generated in the data home."),
+    Setting("secure_cookies", False, "Mark session cookies Secure (sent over HTTPS only): set it behind TLS.", bool),
     Setting("host", "127.0.0.1", "Address `kb serve` listens on."),
     Setting("port", 5000, "Port `kb serve` listens on.", int),
     Setting("workers", 0, "Worker processes for `kb serve` (0: one per core).", int),

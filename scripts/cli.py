@@ -313,13 +313,26 @@ def users_create(app: AppContext, name: str, role: str, password_stdin: bool,
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     store = app.service().store()
-    existed = store.get_user(name) is not None
+    existed = store.has_user(name)
     if existed and update:
         store.update_user(name, role=role, password=password)
     else:
         store.create_user(name, role, password)
     click.echo(f"{'Updated' if existed else 'Created'} user {name} ({role})"
                + (f" with password {password}" if generate_password else ""))
+
+
+@users.command(name="disable")
+@click.argument("name")
+@home_option
+@pass_app
+@reports_errors
+def users_disable(app: AppContext, name: str) -> None:
+    """Stop NAME signing in and end all of their sessions at once, on every worker
+    (`kb users create NAME --update` sets a new password and enables them again)."""
+    app.require_home()
+    app.service().store().disable_user(name)
+    click.echo(f"Disabled user {name}; their sessions have ended")
 
 
 @cli.command(name="eval")

@@ -201,3 +201,49 @@ def test_drafts_go_to_the_data_home_with_readable_names_and_a_daily_limit(client
     third = client.post("/drafts", data=draft_form(client, title="Kettle"), follow_redirects=True)
     assert "in the last 24 hours" in third.get_data(as_text=True)
     assert not (folder / "kettle.md").exists()
+
+
+def _signed_in_cookie(client):
+    sign_in(client)
+    return client.get_cookie("kb_session").value
+
+
+def _replayed(app, cookie):
+    other = app.test_client()
+    other.set_cookie("kb_session", cookie)
+    return other.get("/?description=vpn")
+
+
+def test_sign_out_ends_the_session_even_for_a_replayed_cookie(client, people, app):
+    cookie = _signed_in_cookie(client)
+    assert _replayed(app, cookie).status_code == 200
+    client.post("/logout", data={"csrf_token": csrf(client, "/")})
+    assert _replayed(app, cookie).status_code == 302  # back to sign-in
+
+
+def test_new_password_role_or_disable_end_sessions(client, people, app):
+    cookie = _signed_in_cookie(client)
+    people.update_user("ana", password="another-password")
+    assert _replayed(app, cookie).status_code == 302
+    assert sign_in(client, password="another-password").status_code == 302
+    cookie = client.get_cookie("kb_session").value
+    people.update_user("ana", role="knowledge_manager")
+    assert _replayed(app, cookie).status_code == 302
+    cookie = _signed_in_cookie_with(client, "another-password")
+    people.disable_user("ana")
+    assert _replayed(app, cookie).status_code == 302
+    assert sign_in(client, password="another-password").status_code == 401
+
+
+def _signed_in_cookie_with(client, password):
+    sign_in(client, password=password)
+    return client.get_cookie("kb_session").value
+
+
+def test_secure_cookie_setting(people, config, service):
+    from web import create_app
+
+    app = create_app({"TESTING": True}, config=config.with_overrides(secure_cookies=True), service=service)
+    client = app.test_client()
+    response = sign_in(client)
+    assert "Secure" in response.headers["Set-Cookie"]

@@ -119,7 +119,7 @@ def call(app, method: str, url: str, *, token: str | None = None, user: str | No
         headers["Authorization"] = f"Bearer {token}"
     if user:
         with client.session_transaction() as session:
-            session["user"], session["csrf"] = user, CSRF
+            session["user"], session["csrf"], session["epoch"] = user, CSRF, 0
         if csrf:
             headers["X-CSRF-Token"] = CSRF
     body = {} if method != "GET" else None
@@ -390,7 +390,7 @@ def test_cookie_sessions_need_the_csrf_token(role_app):
         assert call(app, "POST", path, user=user, csrf=False).status_code == 403, path
     client = app.test_client()
     with client.session_transaction() as session:
-        session["user"], session["csrf"] = user, CSRF
+        session["user"], session["csrf"], session["epoch"] = user, CSRF, 0
     wrong = client.post("/api/v1/suggest", json=body, headers={"X-CSRF-Token": "guess"})
     assert wrong.status_code == 403
     right = client.post("/api/v1/suggest", json=body, headers={"X-CSRF-Token": CSRF})

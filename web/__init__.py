@@ -46,6 +46,7 @@ def create_app(test_config: dict[str, Any] | None = None, *, config: Config | No
         MAX_CONTENT_LENGTH=config.max_body_bytes,
         MAX_FORM_MEMORY_SIZE=config.max_body_bytes,
         SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SECURE=config.secure_cookies,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_NAME="kb_session",
         PERMANENT_SESSION_LIFETIME=timedelta(hours=12),

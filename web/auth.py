@@ -55,8 +55,10 @@ def current_principal() -> Principal | None:
             raise AuthError("the API token is missing, malformed, revoked or unknown")
     elif session.get("user"):
         principal = store().get_user(session["user"])
-        if principal is None:
-            session.clear()
+        if principal is None or store().session_epoch(principal.name) != session.get("epoch"):
+            principal = None  # signed out elsewhere, a new password or role, or disabled
+            session.pop("user", None)
+            session.pop("epoch", None)
     g.principal = principal
     return principal
 
@@ -136,9 +138,15 @@ def safe_next(target: str | None) -> str:
 def sign_in(principal: Principal) -> None:
     session.clear()
     session["user"] = principal.name
+    session["epoch"] = store().session_epoch(principal.name)
     session["csrf"] = secrets.token_urlsafe(32)
     session.permanent = True
 
 
 def sign_out() -> None:
+    """End this person's sessions everywhere: a copy of the cookie replayed later (or on
+    another device) is no longer signed in."""
+    name = session.get("user")
+    if name:
+        store().end_sessions(name)
     session.clear()

@@ -122,8 +122,34 @@ class AccessMixin:
                 changes["role"] = role
             if password is not None:
                 changes["password_hash"] = hash_password(password)
+                changes["disabled"] = 0
             if changes:
                 self.db["users"].update(name, changes)
+                self._end_sessions(name)
+
+    def has_user(self, name: str) -> bool:
+        """Whether the account exists, enabled or not."""
+        return self.db.execute("SELECT 1 FROM users WHERE name = ?", [name]).fetchone() is not None
+
+    def disable_user(self, name: str) -> None:
+        """The person can no longer sign in, and every session of theirs ends."""
+        with self.write():
+            if not list(self.db["users"].rows_where("name = ?", [name])):
+                raise NotFoundError(f"no user {name!r}")
+            self.db["users"].update(name, {"disabled": 1})
+            self._end_sessions(name)
+
+    def end_sessions(self, name: str) -> None:
+        with self.write():
+            self._end_sessions(name)
+
+    def _end_sessions(self, name: str) -> None:
+        self.db.execute("UPDATE users SET session_epoch = session_epoch + 1 WHERE name = ?", [name])
+
+    def session_epoch(self, name: str) -> int | None:
+        """The number a valid session of this (enabled) user carries; None: no such user."""
+        row = self.db.execute("SELECT session_epoch FROM users WHERE name = ? AND disabled = 0", [name]).fetchone()
+        return int(row[0]) if row else None
 
     def authenticate_user(self, name: str, password: str) -> Principal | None:
         rows = list(self.db["users"].rows_where("name = ? AND disabled = 0", [name]))

@@ -136,9 +136,16 @@ def m004_sign_in_failures(db: sqlite_utils.Database) -> None:
     db["sign_in_failures"].create_index(["key", "at"])
 
 
+def m005_session_epochs(db: sqlite_utils.Database) -> None:
+    # A user's sessions carry this number; raising it (sign-out, a new password or role,
+    # disabling) ends every session made before, on every worker.
+    db["users"].add_column("session_epoch", int, not_null_default=0)
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m001_initial,
     m002_ranking_profiles,
     m003_fts_vocabulary,
     m004_sign_in_failures,
+    m005_session_epochs,
 ]
