@@ -130,3 +130,26 @@ def test_serve_refuses_a_bad_or_busy_port_in_one_line(home):
         result = runner.invoke(cli, ["serve", "--home", str(home), "--port", str(port)])
     assert result.exit_code == 1, result.output
     assert result.output.strip().splitlines() == [f"Error: cannot listen on 127.0.0.1:{port}: the port is in use"]
+
+
+def test_users_disable_ends_sign_in(home):
+    from click.testing import CliRunner
+
+    from kb.store import open_store
+    from scripts.cli import cli
+
+    runner = CliRunner()
+    assert runner.invoke(cli, ["init", "--home", str(home)]).exit_code == 0
+    made = runner.invoke(cli, ["users", "create", "zoe", "--role", "agent", "--password-stdin", "--home", str(home)],
+                         input="a long password\n")
+    assert made.exit_code == 0, made.output
+    result = runner.invoke(cli, ["users", "disable", "zoe", "--home", str(home)])
+    assert result.exit_code == 0 and "sessions have ended" in result.output
+    with open_store(home, create=False) as store:
+        assert store.authenticate_user("zoe", "a long password") is None and store.session_epoch("zoe") is None
+    again = runner.invoke(cli, ["users", "create", "zoe", "--role", "agent", "--password-stdin", "--update",
+                                "--home", str(home)], input="another long password\n")
+    assert again.exit_code == 0, again.output
+    with open_store(home, create=False) as store:
+        assert store.authenticate_user("zoe", "another long password") is not None
+    assert runner.invoke(cli, ["users", "disable", "nobody", "--home", str(home)]).exit_code == 1
