@@ -278,17 +278,13 @@ def article_sections(body: str) -> list[tuple[str, str]]:
             if heading or "\n".join(lines).strip()]
 
 
-_PLAIN = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False}).enable(
-    ["table", "strikethrough"])
-
-
 def plain_text(markdown: str) -> str:
     """Markdown reduced to plain text for embedding, snippets and the "Fix" shown to agents,
     read from markdown-it's tokens: emphasis and link syntax go, while code (inline or in
     blocks, without a block's language tag) and every character of ordinary text stay as
     written, so ``export_jobs`` and ``$API_KEY`` are not mangled into ``exportjobs``."""
     parts: list[str] = []
-    for token in _PLAIN.parse(markdown):
+    for token in _RENDERER.parse(markdown):
         if token.type == "inline":
             parts.append(_inline_text(token.children or []))
         elif token.type in ("fence", "code_block", "html_block"):

@@ -300,10 +300,6 @@ def class_leads(labels: dict[str, str], vectors: dict[str, np.ndarray]) -> dict[
     return leads
 
 
-def lead_keys(leads: dict[str, str]) -> dict[str, DocKey]:
-    return {g: (("article", g[2:]) if g.startswith("a:") else ("incident", i)) for g, i in leads.items()}
-
-
 def fit_classifier(store: Store, state: SearchState, labels: dict[str, str], vectors: dict[str, np.ndarray],
                    queries: list[ReplayQuery], rng: random.Random) -> tuple[ResolutionClassifier | None, dict]:
     """Train on the store's labelled incidents; cross-fit so that each replay query is
@@ -437,9 +433,8 @@ def fit_logistic(features: np.ndarray, labels: np.ndarray, iterations: int = 200
     return w
 
 
-def fit_confidence(rows: list[tuple[list[GroupScore], ReplayQuery, int]]) -> tuple[list[float], list]:
-    """Logistic map from (similarity, margin) to P(right), fitted on replayed top results;
-    returns the map and its reliability table on the replay."""
+def fit_confidence(rows: list[tuple[list[GroupScore], ReplayQuery, int]]) -> list[float]:
+    """Logistic map from (similarity, margin) to P(right), fitted on replayed top results."""
     gaps = [g[0].score - g[1].score for g, _, _ in rows if len(g) > 1]
     scale = float(np.median(gaps)) if gaps and np.median(gaps) > 1e-6 else 1.0
     features, labels = [], []
@@ -450,22 +445,26 @@ def fit_confidence(rows: list[tuple[list[GroupScore], ReplayQuery, int]]) -> tup
         labels.append(1.0 if rank == 1 else 0.0)
     x, y = np.array(features), np.array(labels)
     if not len(y) or not 0 < y.sum() < len(y):
-        return list(DEFAULT_CONFIDENCE) + [1.0], []
+        return list(DEFAULT_CONFIDENCE) + [1.0]
     w = fit_logistic(x, y)
-    return [float(w[0]), float(w[1]), float(w[2]), scale], []
+    return [float(w[0]), float(w[1]), float(w[2]), scale]
 
 
 # --- fitting -----------------------------------------------------------------------------
 
 
-def candidate_configs(same_collapse: bool, with_classifier: bool, base: Blend | None) -> list[Config]:
+def candidate_configs(same_collapse: bool) -> list[Config]:
+    """The reference rankings and the fused grid, under each way of grouping."""
     configs = []
     for collapse in ("shared",) if same_collapse else ("cohesive", "shared"):
         configs += [Config(collapse, Blend(kind)) for kind in ("dense", "rrf", "bm25")]
         configs += [Config(collapse, Blend("fused", w, tau)) for tau in TAU_GRID for w in WEIGHT_GRID]
-    if with_classifier and base is not None:
-        configs += [Config("shared", Blend(base.kind, base.weight, base.tau, c)) for c in CLASSIFIER_GRID]
     return configs
+
+
+def classifier_configs(base: Blend) -> list[Config]:
+    """The best fused blend with the classifier mixed in at each weight."""
+    return [Config("shared", Blend(base.kind, base.weight, base.tau, c)) for c in CLASSIFIER_GRID]
 
 
 def fit_profile(store: Store, state: SearchState, *, seed: int = 13, max_queries: int = MAX_REPLAY_QUERIES,
@@ -499,19 +498,19 @@ def fit_profile(store: Store, state: SearchState, *, seed: int = 13, max_queries
     if len(set(labels.values())) >= 2 and len(labels) >= 100:
         model, profile.fitted["classifier"] = fit_classifier(store, state, labels, vectors, queries, rng)
         if model is not None:
-            leads = lead_keys(dict(zip(model.classes, model.leads, strict=True)))
+            leads = model.lead_keys()
 
     def ranks_of(config: Config, subset: list[ReplayQuery]) -> list[int]:
         collapse = collapses[config.collapse]
         return [first_match(ranked(q, state, config, collapse, depth, leads), q, state) for q in subset]
 
     same = collapses["cohesive"] == collapses["shared"]
-    configs = candidate_configs(same, False, None)
+    configs = candidate_configs(same)
     results = {c.name: (c, ranks_of(c, queries)) for c in configs}
     if model is not None:
         fused = [r for r in results.values() if r[0].collapse == "shared" and r[0].blend.kind == "fused"]
         base = max(fused, key=lambda r: objective(r[1]))[0].blend
-        for config in candidate_configs(same, True, base)[len(configs):]:
+        for config in classifier_configs(base):
             results[config.name] = (config, ranks_of(config, queries))
     best_config, _ = max(results.values(), key=lambda r: (objective(r[1]), -len(r[0].name)))
     # A reference ranking (embeddings, RRF, BM25) serves unless another candidate beats the
@@ -561,8 +560,8 @@ def fit_profile(store: Store, state: SearchState, *, seed: int = 13, max_queries
         if groups:
             rows_by_bucket[bucket].append((groups, q, rank))
     every = [row for rows in rows_by_bucket.values() for row in rows]
-    overall, _ = fit_confidence(every)
-    profile.confidence_map = {name: fit_confidence(rows_by_bucket[name])[0]
+    overall = fit_confidence(every)
+    profile.confidence_map = {name: fit_confidence(rows_by_bucket[name])
                               if len(rows_by_bucket.get(name, [])) >= MIN_QUERIES_PER_BUCKET else overall
                               for name, _, _ in LENGTH_BUCKETS}
     profile.source = "fitted"

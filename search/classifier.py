@@ -85,6 +85,12 @@ class ResolutionClassifier:
     coef_terms: np.ndarray  # (classes, vocabulary)
     intercept: np.ndarray  # (classes,)
 
+    def lead_keys(self) -> dict[str, tuple[str, str]]:
+        """Per class, the document that stands for it: the article of an article class,
+        else its lead incident."""
+        return {g: (("article", g[2:]) if g.startswith("a:") else ("incident", i))
+                for g, i in zip(self.classes, self.leads, strict=True)}
+
     def log_proba(self, vector: np.ndarray, doc_stems: list[str]) -> np.ndarray:
         cols, values = self.vocabulary.weights(doc_stems)
         z = self.coef_dense @ vector + self.intercept

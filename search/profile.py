@@ -74,9 +74,6 @@ class RankingProfile:
     confidence_map: dict[str, list[float]] = field(default_factory=dict)
     classifier: dict[str, Any] | None = None
 
-    def weight_for(self, words: int) -> float:
-        return self.lexical_weight.get(length_bucket(words), DEFAULT_LEXICAL_WEIGHT["medium"])
-
     def blend_for(self, words: int) -> dict:
         bucket = length_bucket(words)
         return self.blends.get(bucket) or default_blends()[bucket]

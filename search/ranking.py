@@ -76,15 +76,14 @@ def lexical_candidates(state: SearchState, store: Store, terms: list[str],
     identifiers (``phrases``: each asked as a phrase, so it matches whole or not at all)."""
     if not terms or depth <= 0:
         return {}
-    counts = state.term_counts(store, stems(terms))
-    terms = rarest_terms(terms, counts, state.chunk_total)
+    terms = rarest_terms(terms, state.term_counts(store, stems(terms)), state.chunk_total)
     if not terms:
         return {}
     kept = []
     for phrase in phrases or []:
-        words = phrase.split()
-        found = state.term_counts(store, stems(words))
-        if len(found) == len(set(stems(words))) and min(found.values()) <= IDENTIFIER_POSTINGS:
+        pieces = set(stems(phrase.split()))
+        found = state.term_counts(store, list(pieces))
+        if len(found) == len(pieces) and min(found.values()) <= IDENTIFIER_POSTINGS:
             kept.append(phrase)
     return {cid: float(score) for cid, score in store.fts_chunks(fts_match_expression(terms + kept), depth)
             if cid in state.chunk_doc}
@@ -197,7 +196,6 @@ class GroupScore:
     group: str
     score: float
     members: list[tuple[DocKey, float, int]]  # (doc, score, best chunk), best first
-    vote_score: float = 0.0  # before the classifier was mixed in
 
 
 def vote(
@@ -225,15 +223,6 @@ def vote(
         groups.append(GroupScore(group, score, items))
     groups.sort(key=lambda g: -g.score)
     return groups
-
-
-def confidence(score: float, a: float, b: float) -> float:
-    """Estimated probability that a resolution with this score is the right one."""
-    z = a * score + b
-    if z >= 0:
-        return 1.0 / (1.0 + math.exp(-z))
-    e = math.exp(z)
-    return e / (1.0 + e)
 
 
 BLEND_KINDS = ("fused", "dense", "rrf", "bm25")
@@ -311,7 +300,6 @@ def rank_groups(
         by_name[name] = GroupScore(name, floor, [(key, floor, cid)])
     mixed = []
     for g in by_name.values():
-        g.vote_score = g.score
         g.score = (1 - c) * g.score + c * class_logp.get(g.group, CLASSIFIER_FLOOR) + 1e-6 * g.score
         mixed.append(g)
     mixed.sort(key=lambda g: -g.score)
@@ -336,10 +324,10 @@ def result_confidence(groups: list[GroupScore], cands: Candidates, position: int
     a, b, c = mapping[0], mapping[1], mapping[2]
     scale = mapping[3] if len(mapping) > 3 and mapping[3] > 0 else 1.0
     similarity, margin = confidence_features(groups, cands, position, scale)
-    return confidence_z(a * similarity + b * margin + c)
+    return _sigmoid(a * similarity + b * margin + c)
 
 
-def confidence_z(z: float) -> float:
+def _sigmoid(z: float) -> float:
     if z >= 0:
         return 1.0 / (1.0 + math.exp(-z))
     e = math.exp(z)

@@ -46,7 +46,6 @@ from search.text import (
 log = logging.getLogger(__name__)
 
 MAX_WINDOWS = 1
-QUERY_WINDOW_WORDS = WINDOW_WORDS
 # What the model reads of a query, in word pieces (KB_QUERY_MAX_TOKENS): documents are
 # embedded up to 256. On the development split of long bug reports, 112 ranked nearly as
 # well (recall@10 0.717 vs 0.728 at 256; embeddings alone 1.5 points lower) and keeps a long
@@ -69,20 +68,19 @@ class SuggestRequest:
     use_feedback: bool = True
 
 
-def query_windows(text: str, words_per_window: int | None = None) -> list[str]:
+def query_windows(text: str) -> list[str]:
     """What the model reads of an incident: its title and the start of its description,
-    one window of at most ``words_per_window`` words (documents are chunked in windows of
-    the same size). A long report's other terms reach the lexical half, which reads the
+    one window of at most WINDOW_WORDS words (documents are chunked in windows of the
+    same size). A long report's other terms reach the lexical half, which reads the
     whole text: on long bug reports a second or fourth window spread over the report
     added nothing measurable to recall@10 and cost 25-40 ms each."""
-    limit = words_per_window or QUERY_WINDOW_WORDS
     lines = text.split("\n", 1)
     title = lines[0] if len(lines) > 1 and len(lines[0].split()) <= 30 else ""
     body = lines[1] if title else text
     words = body.split()
-    if len(words) + len(title.split()) <= limit:
+    if len(words) + len(title.split()) <= WINDOW_WORDS:
         return [text]
-    piece = " ".join(words[:limit])
+    piece = " ".join(words[:WINDOW_WORDS])
     return [f"{title}\n{piece}" if title else piece]
 
 
@@ -128,7 +126,7 @@ class ResolutionSuggester:
         self._checked = 0.0
         self._lock = threading.Lock()
         self._loading: str | None = None
-        self._classifier: ResolutionClassifier | None = None
+        self._classifier: tuple[ResolutionClassifier, dict] | None = None  # with its lead documents
         self._classifier_for = None
 
     # --- keeping the state current ----------------------------------------------------
@@ -267,16 +265,15 @@ class ResolutionSuggester:
         if blend.classifier <= 0 or not state.profile.classifier:
             return None, None
         if self._classifier_for is not state.profile:
-            self._classifier = ResolutionClassifier.from_dict(state.profile.classifier)
+            model = ResolutionClassifier.from_dict(state.profile.classifier)
+            self._classifier = (model, model.lead_keys()) if model else None
             self._classifier_for = state.profile
-        model = self._classifier
-        if model is None:
+        if self._classifier is None:
             return None, None
+        model, leads = self._classifier
         mean = vectors.mean(axis=0)
         norm = float(np.linalg.norm(mean))
         logp = model.log_proba(mean / norm if norm > 0 else mean, content_stems(text))
-        leads = {g: (("article", g[2:]) if g.startswith("a:") else ("incident", i))
-                 for g, i in zip(model.classes, model.leads, strict=True)}
         return dict(zip(model.classes, logp.tolist(), strict=True)), leads
 
     def _results(self, store: Store, state: SearchState, groups: list[GroupScore],
