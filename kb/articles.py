@@ -278,30 +278,52 @@ def article_sections(body: str) -> list[tuple[str, str]]:
             if heading or "\n".join(lines).strip()]
 
 
-def plain_text(markdown: str) -> str:
-    """Markdown reduced to plain text for embedding, snippets and the "Fix" shown to agents,
-    read from markdown-it's tokens: emphasis and link syntax go, while code (inline or in
-    blocks, without a block's language tag) and every character of ordinary text stay as
-    written, so ``export_jobs`` and ``$API_KEY`` are not mangled into ``exportjobs``."""
-    parts: list[str] = []
+def text_segments(markdown: str) -> list[tuple[str, str]]:
+    """Markdown as ``(kind, text)`` pieces in reading order, read from markdown-it's
+    tokens: kind "text" (emphasis and link syntax gone), "code" (an inline code span) or
+    "block" (a fenced or indented block, without its language tag). Code is kept exactly
+    as written, so ``export_jobs`` and ``$API_KEY`` are never mangled; every block-level
+    element ends with a "break" piece."""
+    pieces: list[tuple[str, str]] = []
     for token in _RENDERER.parse(markdown):
         if token.type == "inline":
-            parts.append(_inline_text(token.children or []))
-        elif token.type in ("fence", "code_block", "html_block"):
-            parts.append(token.content.rstrip("\n"))
-    text = "\n".join(part for part in parts if part.strip())
-    return re.sub(r"[ \t]+", " ", text).strip()
+            for child in token.children or []:
+                if child.type in ("text", "html_inline"):
+                    pieces.append(("text", child.content))
+                elif child.type == "code_inline":
+                    pieces.append(("code", child.content))
+                elif child.type in ("softbreak", "hardbreak"):
+                    pieces.append(("text", " " if child.type == "softbreak" else "\n"))
+                elif child.type == "image":
+                    pieces.append(("text", child.content))  # its alt text
+            pieces.append(("break", ""))
+        elif token.type in ("fence", "code_block"):
+            pieces.append(("block", token.content.rstrip("\n")))
+            pieces.append(("break", ""))
+        elif token.type == "html_block":
+            pieces.append(("text", token.content.rstrip("\n")))
+            pieces.append(("break", ""))
+    return pieces
 
 
-def _inline_text(children: list) -> str:
-    out = []
-    for child in children:
-        if child.type in ("text", "code_inline", "html_inline"):
-            out.append(child.content)
-        elif child.type == "softbreak":
-            out.append(" ")
-        elif child.type == "hardbreak":
-            out.append("\n")
-        elif child.type == "image":
-            out.append(child.content)  # its alt text
-    return "".join(out)
+def plain_text(markdown: str) -> str:
+    """Markdown reduced to plain text for embedding, snippets and the "Fix" shown to
+    agents: ordinary text with its spacing tidied, code verbatim (a block keeps its lines
+    and indentation), one line per block-level element."""
+    lines: list[str] = []
+    current: list[str] = []
+    for kind, text in text_segments(markdown):
+        if kind == "text":
+            current.append(re.sub(r"[ \t]+", " ", text))
+        elif kind == "code":
+            current.append(text)
+        elif kind == "block":
+            current.append(text)
+        else:
+            line = "".join(current).strip(" ")
+            if line.strip():
+                lines.append(line)
+            current = []
+    if "".join(current).strip():
+        lines.append("".join(current).strip(" "))
+    return "\n".join(lines).strip()

@@ -76,6 +76,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("workers", 0, "Worker processes for `kb serve` (0: one per core).", int),
     Setting("worker_threads", 4, "Request threads per worker process.", int),
     Setting("request_timeout", 30, "Seconds a worker may spend on one request before it is restarted.", int),
+    Setting("request_read_timeout", 20, "Seconds a client has to send one whole request (line, headers and "
+            "body) before it is answered 408; requests are read without holding a request thread.", float),
     Setting("index_refresh_seconds", 0.2, "How often a worker looks for newly indexed records.", float),
 )
 

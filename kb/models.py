@@ -98,6 +98,8 @@ class SuggestionResult:
     matched_terms: list[str] = field(default_factory=list)
     similar_incidents: list[dict[str, Any]] = field(default_factory=list)
     similar_count: int = 0
+    # The code in ``resolution``, in order: {"text": ..., "block": bool} (articles only).
+    resolution_code: list[dict[str, Any]] = field(default_factory=list)
     group: str = ""
     raw_score: float = 0.0
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from indexer.index_files import load_index
 from indexer.vector_index import VectorIndex
-from kb.articles import article_sections, plain_text
+from kb.articles import article_sections, text_segments
 from kb.store import Store
 from search.profile import RankingProfile
 
@@ -42,6 +42,7 @@ class DocInfo:
     updated: str
     review_by: str
     res_key: str
+    code: tuple[tuple[str, bool], ...] = ()  # code in the resolution: (text, is_block)
 
     @property
     def key(self) -> DocKey:
@@ -58,21 +59,49 @@ def resolution_key(text: str) -> str:
     return "r:" + hashlib.sha1(normal.encode("utf-8")).hexdigest()[:16] if normal else ""
 
 
-def article_resolution_text(body: str, limit: int = 600) -> str:
-    """The Resolution section of an article as plain text (else the start of the body)."""
+def article_resolution(body: str, limit: int = 600) -> tuple[str, tuple[tuple[str, bool], ...]]:
+    """The Resolution section of an article (else the start of the body) as the "Fix"
+    shown to agents: plain text of at most about ``limit`` characters, and the code in it
+    as ``(code, is_block)`` in order, so a page can show it as code. Code is never cut: a
+    command that does not fit is left out whole, and the text ends with "…"."""
     sections = article_sections(body)
+    source = body
     for heading, text in sections:
         if heading.lower().startswith(("resolution", "fix", "solution", "workaround")):
-            return _clip(plain_text(text), limit)
-    return _clip(plain_text(body), limit)
-
-
-def _clip(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    if len(text) <= limit:
-        return text
-    cut = text.rfind(" ", 0, limit)
-    return text[: cut if cut > 0 else limit] + "…"
+            source = text
+            break
+    out: list[str] = []
+    codes: list[tuple[str, bool]] = []
+    size = 0
+    for kind, text in text_segments(source):
+        if kind == "break":
+            if out and not out[-1].endswith((" ", "\n")):
+                out.append(" ")
+                size += 1
+            continue
+        if kind == "text":
+            core = " ".join(text.split())
+            lead = " " if text[:1].isspace() and not (out and out[-1].endswith((" ", "\n"))) else ""
+            trail = " " if text[-1:].isspace() and core else ""
+            text = lead + core + trail
+            if not text:
+                continue
+            if size + len(text) > limit:
+                cut = text.rfind(" ", 0, max(0, limit - size))
+                out.append(text[:cut].rstrip() + "…" if cut > 0 else "…")
+                break
+        else:
+            if size + len(text) > limit:
+                out.append("…")
+                break
+            if kind == "block":
+                if out and out[-1].endswith(" "):
+                    out[-1] = out[-1].rstrip(" ")
+                text = ("\n" if out and not out[-1].endswith("\n") else "") + text + "\n"
+            codes.append((text.strip("\n") if kind == "block" else text, kind == "block"))
+        out.append(text)
+        size += len(text)
+    return "".join(out).strip(), tuple(codes)
 
 
 def _shared(value: str | None) -> str:
@@ -91,9 +120,10 @@ def doc_from_row(kind: str, row: dict) -> DocInfo:
             article_id=_shared(row["article_id"]), updated=row["resolved_at"] or "", review_by="",
             res_key=resolution_key(resolution),
         )
+    resolution, code = article_resolution(row["body"] or "")
     return DocInfo(
         kind="article", id=row["id"], title=row["title"] or "",
-        resolution=article_resolution_text(row["body"] or ""), product=row["product"] or "",
+        resolution=resolution, code=code, product=row["product"] or "",
         category=row["category"] or "", status=row["status"] or "",
         audience=row["audience"] or "internal", article_id=row["id"],
         updated=row["updated"] or "", review_by=row["review_by"] or "", res_key="",

@@ -21,6 +21,7 @@ from kb.errors import IndexMismatchError, ValidationError
 from kb.models import Suggestion, SuggestionResult
 from kb.store import Store
 from kb.store.suggestions import new_suggestion_id
+from kb.text import normalise_text
 from search.classifier import ResolutionClassifier, content_stems
 from search.feedback import compute_priors
 from search.ranking import (
@@ -246,7 +247,7 @@ class ResolutionSuggester:
         )
         if record:
             store.record_suggestion(
-                suggestion_id=suggestion.id, query=text,
+                suggestion_id=suggestion.id, query=text, title=normalise_text(request.title.strip()),
                 results=[
                     {"rank": r.rank, "kind": r.kind, "id": r.id, "group": r.group,
                      "score": r.score, "raw_score": r.raw_score}
@@ -299,6 +300,7 @@ class ResolutionSuggester:
                 SuggestionResult(
                     rank=rank, kind=lead.kind, id=lead.id, title=lead.title,
                     resolution=lead.resolution,
+                    resolution_code=[{"text": text, "block": block} for text, block in lead.code],
                     snippet=highlight_snippet(snippet_source, terms),
                     score=round(shown[rank - 1], 4),
                     raw_score=round(group.score, 4),

@@ -31,6 +31,26 @@ CHROMIUM_ARGS = [
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 PASSWORDS = {"ana": "agent-password", "kim": "manager-password"}
 
+CODE_ARTICLE = """---
+id: export-jobs
+title: Ledger export jobs stuck in queued
+status: validated
+audience: internal
+product: Ledgerly
+---
+
+## Symptoms
+Ledger export jobs stay queued for hours.
+
+## Resolution
+Run `export_jobs --retry {job_id}` with **$LEDGERLY_API_KEY** set, or call the API:
+
+```bash
+curl -X POST https://api.ledgerly.test/export_jobs/{job_id}/retry \\
+  -H "X-Key: $LEDGERLY_API_KEY"
+```
+"""
+
 EVIL_ARTICLE = """---
 id: evil
 title: Printer queue stuck with script
@@ -75,6 +95,7 @@ def live(tmp_path_factory):
     articles = root / "articles"
     shutil.copytree(DATA / "articles", articles)
     (articles / "evil.md").write_text(EVIL_ARTICLE)
+    (articles / "export-jobs.md").write_text(CODE_ARTICLE)
     config = load_config(environ={}, home=str(root / "home"), embed_backend="hashing",
                          articles_dir=str(articles), drafts_dir=str(articles))
     service = Service(config, embedder=HashingEmbedder())
@@ -181,7 +202,8 @@ def test_sign_in_then_results_update_as_you_type(agent_page, live):
     expect(top.locator(".facts")).to_contain_text("Resolved 3 similar incidents")
     expect(top.locator(".facts")).to_contain_text("VPN / connectivity")
     expect(top.locator(".facts")).to_contain_text("Validated 2026-05-01")
-    expect(page).to_have_url(re.compile(r"title=VPN"))  # a reload would show the same search
+    # A reload would show the same search: the address names it by id, never by its text.
+    expect(page).to_have_url(re.compile(r"/\?sid=sg_[\w-]+$"))
     page.set_viewport_size({"width": 1280, "height": 1400})
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "results-page.png"), full_page=True)
@@ -349,8 +371,8 @@ def test_expired_session_keeps_typed_text(agent_page, live):
     expect(first_result(page)).to_be_visible()
     page.context.clear_cookies()
     page.locator("#description").type(" at home every day")  # the search gets 401
-    page.wait_for_url(re.compile(r"/login\?"))
     expect(page.locator(".notice")).to_contain_text("session has ended")
+    assert "vpn" not in page.url.lower()  # the text travels in the sign-in form, not the address
     page.get_by_label("Name").fill("ana")
     page.get_by_label("Password").fill(PASSWORDS["ana"])
     page.get_by_role("button", name="Sign in").click()
@@ -361,7 +383,7 @@ def test_expired_session_keeps_typed_text(agent_page, live):
     # A POST (recording the outcome) that fails with 401 also returns to the text.
     page.context.clear_cookies()
     first_result(page).get_by_role("button", name="Used this").click()
-    page.wait_for_url(re.compile(r"/login\?"))
+    expect(page.locator(".notice")).to_contain_text("session has ended")
     page.get_by_label("Name").fill("ana")
     page.get_by_label("Password").fill(PASSWORDS["ana"])
     page.get_by_role("button", name="Sign in").click()
@@ -420,3 +442,117 @@ def test_plain_forms_without_javascript(browser, live):
         assert [(r["outcome"], r["used_id"]) for r in feedback_rows(live, sid)] == [("none_helped", None)]
     finally:
         ctx.close()
+
+
+LOG_PASTE = "\n".join(
+    f"2026-11-30T09:{i % 60:02d}:11Z ERROR vpnagent[4121]: tunnel keepalive timeout peer=10.8.0.1 "
+    f"code=0x{800 + i:04x} session=9f{i:03d}" for i in range(70)
+)  # about 6 kB, as a pasted log would be
+
+
+def test_pasted_log_stays_out_of_addresses_and_survives_a_reload(agent_page, browser, live):
+    page = agent_page
+    expect = sync_api.expect
+    assert len(LOG_PASTE) > 6000
+    type_incident(page, "VPN drops with keepalive errors", LOG_PASTE)
+    expect(first_result(page)).to_be_visible()
+    expect(page).to_have_url(re.compile(r"/\?sid=sg_[\w-]+$"))
+    page.reload()
+    expect(page.locator("#description")).to_have_value(LOG_PASTE)
+    expect(page.get_by_label("Title")).to_have_value("VPN drops with keepalive errors")
+    expect(first_result(page)).to_be_visible()
+    assert not [url for url in page.requested if "keepalive" in url or "ERROR" in url]
+
+    # The same without JavaScript: the form is posted, and the answer is the search by id.
+    ctx = browser.new_context(java_script_enabled=False)
+    try:
+        plain = sign_in(watch(ctx.new_page()), live, "ana")
+        plain.get_by_label("Title").fill("VPN drops with keepalive errors")
+        plain.locator("#description").fill(LOG_PASTE)
+        plain.get_by_role("button", name="Search").click()
+        expect(first_result(plain)).to_be_visible()
+        expect(plain).to_have_url(re.compile(r"/\?sid=sg_[\w-]+$"))
+        assert plain.reload().status == 200
+        expect(plain.locator("#description")).to_have_value(LOG_PASTE)
+        assert not [url for url in plain.requested if "keepalive" in url]
+    finally:
+        ctx.close()
+
+
+def test_fix_shows_commands_as_code_exactly_as_written(agent_page):
+    page = agent_page
+    expect = sync_api.expect
+    type_incident(page, "", "ledger export jobs stay queued for hours")
+    result = page.locator('#results .result[data-id="export-jobs"]')
+    expect(result).to_be_visible()
+    fix = result.locator(".resolution")
+    expect(fix.locator("code").first).to_have_text("export_jobs --retry {job_id}")
+    block = fix.locator("pre code")
+    expect(block).to_have_count(1)
+    assert block.inner_text() == ('curl -X POST https://api.ledgerly.test/export_jobs/{job_id}/retry \\\n'
+                                  '  -H "X-Key: $LEDGERLY_API_KEY"')
+    assert "bash" not in fix.inner_text() and "$LEDGERLY_API_KEY" in fix.inner_text()
+    page.reload()  # the server draws the same markup
+    fix = page.locator('#results .result[data-id="export-jobs"] .resolution')
+    expect(fix.locator("pre code")).to_have_count(1)
+    assert "-H \"X-Key: $LEDGERLY_API_KEY\"" in fix.locator("pre code").inner_text()
+
+
+def in_view(page, locator) -> bool:
+    box = locator.bounding_box()
+    height = page.viewport_size["height"]
+    return box is not None and box["y"] >= 0 and box["y"] + box["height"] <= height
+
+
+def test_outcome_buttons_stay_in_reach_without_scrolling(context, live):
+    page = sign_in(watch(context.new_page()), live, "ana")
+    expect = sync_api.expect
+    page.set_viewport_size({"width": 1280, "height": 720})
+    type_incident(page, "", "vpn keeps disconnecting, email will not send and the printer queue is stuck")
+    expect(page.locator("#results .result")).to_have_count(5)
+    list_box = page.locator("#results").bounding_box()
+    assert list_box["y"] + list_box["height"] > 720  # the list is taller than the window
+    assert page.evaluate("window.scrollY") == 0
+    none = page.get_by_role("button", name="None helped")
+    assert in_view(page, first_result(page).get_by_role("button", name="Used this"))
+    assert in_view(page, none)
+    # Read down to the last result: "None helped" is still in view, and it works there.
+    page.locator("#results .result").last.scroll_into_view_if_needed()
+    assert page.evaluate("window.scrollY") > 0
+    assert in_view(page, none)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "results-scrolled.png"))
+    none.click()
+    expect(page.locator("#feedback-status")).to_contain_text("none of these helped")
+    assert in_view(page, page.locator("#feedback-status"))
+
+
+def test_article_opens_beside_the_list_and_closes_to_the_same_spot(context, live):
+    page = sign_in(watch(context.new_page()), live, "ana")
+    expect = sync_api.expect
+    page.set_viewport_size({"width": 1280, "height": 720})
+    type_incident(page, "", "vpn keeps disconnecting, email will not send and the printer queue is stuck")
+    results = page.locator("#results .result")
+    expect(results).to_have_count(5)
+    third = results.nth(2)
+    third.scroll_into_view_if_needed()
+    page.evaluate("window.scrollBy(0, 40)")
+    before = third.bounding_box()
+    scrolled = page.evaluate("window.scrollY")
+    page.evaluate("window.__samePage = true")
+    third.locator("a.title").click()
+    panel = page.locator("#article-panel")
+    expect(panel.locator(".panel-title")).to_be_visible()
+    after = third.bounding_box()
+    panel_box = panel.bounding_box()
+    assert abs(after["y"] - before["y"]) <= 2, (before, after)  # the list did not jump
+    assert panel_box["x"] >= after["x"] + after["width"] - 1  # beside the list, not below it
+    assert 0 <= panel_box["y"] < 720 and in_view(page, panel.locator(".panel-title"))
+    assert page.evaluate("window.__samePage") is True
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "article-beside-list.png"))
+    page.keyboard.press("Escape")
+    expect(panel).to_be_hidden()
+    closed = third.bounding_box()
+    assert abs(closed["y"] - before["y"]) <= 2 and abs(page.evaluate("window.scrollY") - scrolled) <= 2
+    expect(third).to_be_focused()

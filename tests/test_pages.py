@@ -35,9 +35,17 @@ def test_sign_in_needs_csrf_and_right_password(client, people):
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
 
 
+def search(client, follow_redirects=False, **fields):
+    """Post the search form as a browser without JavaScript would; returns the response
+    (a redirect to the search by id)."""
+    token = csrf(client, "/")
+    return client.post("/", data=dict({"csrf_token": token}, **fields), follow_redirects=follow_redirects)
+
+
 def test_search_page_without_javascript(client, people):
     sign_in(client)
-    page = client.get("/?title=vpn+drops&description=vpn+keeps+disconnecting").get_data(as_text=True)
+    page = search(client, title="vpn drops", description="vpn keeps disconnecting", follow_redirects=True)
+    page = page.get_data(as_text=True)
     assert "net-vpn-drops" in page and "Used this" in page and "None helped" in page
     assert "<script>" not in page  # only the external app.js, no inline scripts
     assert re.search(r'<script src="/static/app.js" defer></script>', page)
@@ -51,7 +59,7 @@ def test_empty_search_shows_guidance(client, people):
 
 def test_feedback_form_records_choice_once(client, people, indexed):
     sign_in(client)
-    page = client.get("/?description=mailbox+full").get_data(as_text=True)
+    page = search(client, description="mailbox full", follow_redirects=True).get_data(as_text=True)
     sid = re.search(r'name="suggestion_id" value="([^"]+)"', page).group(1)
     token = re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
     form = {"suggestion_id": sid, "used": "mail-quota", "csrf_token": token, "back": "/"}
@@ -103,11 +111,10 @@ def test_open_redirect_is_refused(client, people):
     assert response.headers["Location"] == "/"
 
 
-def draft_form(client, path="/?title=Coffee+machine&description=it+leaks", **fields):
-    page = client.get(path).get_data(as_text=True)
-    token = re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
+def draft_form(client, **fields):
+    token = csrf(client, "/")
     return dict({"title": "Coffee machine", "description": "it leaks\n## Cause\n<b>hot</b>",
-                 "incident_id": "INC-9", "product": "Kitchen", "back": "/?title=Coffee+machine",
+                 "incident_id": "INC-9", "product": "Kitchen", "back": "/?sid=sg_abc",
                  "csrf_token": token}, **fields)
 
 
@@ -118,7 +125,7 @@ def test_agent_starts_a_draft_from_typed_text(client, people, indexed, app, tmp_
     form = draft_form(client)
     assert client.post("/drafts", data=dict(form, csrf_token="wrong")).status_code == 403
     response = client.post("/drafts", data=form)
-    assert response.status_code == 302 and response.headers["Location"] == "/?title=Coffee+machine"
+    assert response.status_code == 302 and response.headers["Location"] == "/?sid=sg_abc"
     again = client.post("/drafts", data=form)  # a second draft never overwrites the first
     assert again.status_code == 302
     assert sorted(p.name for p in folder.iterdir()) == ["coffee-machine-2.md", "coffee-machine.md"]
@@ -147,15 +154,78 @@ def test_empty_draft_is_refused_with_guidance(client, people, app, tmp_path):
     assert not (tmp_path / "d").exists()
 
 
-def test_form_posted_after_the_session_ended_returns_to_the_text(client, people):
+def test_form_posted_after_the_session_ended_returns_to_the_search(client, people):
     response = client.post("/feedback", data={"suggestion_id": "sg_x", "used": "mail-quota",
-                                              "back": "/?title=Mail&description=mailbox+full"})
+                                              "back": "/?sid=sg_x"})
     assert response.status_code == 302
     location = response.headers["Location"]
     assert location.startswith("/login?") and "reason=expired" in location
     sign_in_page = client.get(location).get_data(as_text=True)
     assert "Your session has ended" in sign_in_page
-    assert 'name="next" value="/?title=Mail&amp;description=mailbox+full"' in sign_in_page
+    assert 'name="next" value="/?sid=sg_x"' in sign_in_page
+
+
+def test_incident_text_never_goes_into_an_address(client, people, indexed):
+    sign_in(client)
+    log_text = "ERROR 0x80070005 access denied at C:\\Windows\\Temp\\setup.log line 42\n" * 100
+    response = search(client, title="Installer fails", description=log_text)
+    assert response.status_code == 303
+    location = response.headers["Location"]
+    assert re.fullmatch(r"/\?sid=sg_[\w-]+", location), location
+    page = client.get(location).get_data(as_text=True)
+    # The search is shown again from its id alone: the text as typed and its results.
+    assert 'value="Installer fails"' in page and "access denied at C:\\Windows" in page
+    assert 'data-suggestion-id="' + location.split("=", 1)[1] + '"' in page
+    assert "description=" not in page  # no link or form field carries the text in a URL
+    # An old-style link with the text in its query string is answered, then moved to an id.
+    old = client.get("/?title=vpn+drops&description=vpn+keeps+disconnecting")
+    assert old.status_code == 303 and re.fullmatch(r"/\?sid=sg_[\w-]+", old.headers["Location"])
+    assert "net-vpn-drops" in client.get(old.headers["Location"]).get_data(as_text=True)
+
+
+def test_a_search_by_id_is_shown_only_to_whoever_made_it(client, people, app):
+    sign_in(client)
+    location = search(client, description="mailbox full cannot send").headers["Location"]
+    other = app.test_client()
+    sign_in(other, "kim", "manager-password")
+    page = other.get(location).get_data(as_text=True)
+    assert "mailbox full cannot send" not in page and "not one of yours" in page
+
+
+def test_expired_session_keeps_the_typed_text_in_the_sign_in_form(client, people):
+    typed = {"title": "Installer fails", "description": "setup.log says 0x80070005 " * 300,
+             "incident_id": "INC-77", "product": "", "back": "/"}
+    response = client.post("/", data=typed)  # the session has ended: no cookie at all
+    assert response.status_code == 401
+    page = response.get_data(as_text=True)
+    assert "Your session has ended" in page
+    assert f'name="description" value="{typed["description"]}"' in page
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    signed_in = client.post("/login", data=dict(typed, name="ana", password="agent-password", csrf_token=token))
+    assert signed_in.status_code == 303 and signed_in.headers["Location"].startswith("/?sid=")
+    shown = client.get(signed_in.headers["Location"]).get_data(as_text=True)
+    assert 'value="Installer fails"' in shown and 'value="INC-77"' in shown
+    assert "setup.log says 0x80070005" in shown
+
+
+def test_fix_shows_code_as_code(client, people, indexed, articles_copy):
+    from kb.articles import scan_articles
+
+    (articles_copy / "export.md").write_text(
+        "---\nid: export-jobs\ntitle: Export jobs stuck\nstatus: validated\naudience: internal\n---\n\n"
+        "## Symptoms\nexport jobs stuck in queued state\n\n"
+        "## Resolution\nRun `export_jobs --retry {job_id}` with **$LEDGERLY_API_KEY** set:\n\n"
+        "```bash\ncurl -X POST https://api/export_jobs/{job_id}/retry \\\n  -H \"X-Key: $LEDGERLY_API_KEY\"\n```\n"
+    )
+    indexed.store().upsert_articles([p.article for p in scan_articles(articles_copy).parsed])
+    indexed.index_documents([("article", "export-jobs")])
+    sign_in(client)
+    page = search(client, description="export jobs stuck in queued state", follow_redirects=True)
+    page = page.get_data(as_text=True)
+    assert "<code>export_jobs --retry {job_id}</code>" in page
+    assert ('<pre><code>curl -X POST https://api/export_jobs/{job_id}/retry \\\n'
+            '  -H &#34;X-Key: $LEDGERLY_API_KEY&#34;</code></pre>') in page
+    assert "bash curl" not in page and "exportjobs" not in page
 
 
 def test_dashboard_needs_a_manager(client, people):
@@ -211,7 +281,7 @@ def _signed_in_cookie(client):
 def _replayed(app, cookie):
     other = app.test_client()
     other.set_cookie("kb_session", cookie)
-    return other.get("/?description=vpn")
+    return other.get("/")
 
 
 def test_sign_out_ends_the_session_even_for_a_replayed_cookie(client, people, app):

@@ -14,7 +14,7 @@ import secrets
 from collections.abc import Callable
 from urllib.parse import urlparse
 
-from flask import current_app, g, redirect, request, session, url_for
+from flask import current_app, g, redirect, render_template, request, session, url_for
 
 from kb.errors import AuthError, ForbiddenError
 from kb.store import Principal
@@ -24,6 +24,8 @@ PEOPLE = ("agent", "knowledge_manager", "admin")
 MANAGERS = ("knowledge_manager", "admin")
 WRITERS = ("integration", "knowledge_manager", "admin")
 UNSAFE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+# The fields of the agent page's incident form, carried through a sign-in.
+TYPED_FIELDS = ("title", "description", "incident_id", "product")
 
 
 def service():
@@ -107,9 +109,15 @@ def login_required(*roles: str) -> Callable:
         def wrapper(*args, **kwargs):
             principal = current_principal()
             if principal is None:
-                # A form posted after the session ended returns to the page it came from
-                # (its `back` field keeps what was typed), not to a POST-only address.
+                # A form posted after the session ended: an incident being searched is
+                # kept in the sign-in form itself (never in an address), and the search
+                # goes on after signing in; anything else returns to the page it came
+                # from (its `back` field), not to a POST-only address.
                 if request.method in UNSAFE_METHODS:
+                    if any(request.form.get(name, "").strip() for name in ("title", "description")):
+                        typed = {name: request.form.get(name, "")[:20_000] for name in TYPED_FIELDS}
+                        page = render_template("login.html", next="/", name="", expired=True, typed=typed)
+                        return page, 401
                     target = safe_next(request.form.get("back"))
                     return redirect(url_for("pages.login", next=target, reason="expired"))
                 return redirect(url_for("pages.login", next=safe_next(request.full_path)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 from flask import Flask, jsonify, render_template, request
@@ -12,7 +13,8 @@ from kb.errors import KBError
 log = logging.getLogger(__name__)
 
 _HTTP_CODES = {
-    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+    400: "bad_request", 401: "unauthorized", 408: "request_timeout", 414: "uri_too_long",
+    431: "headers_too_large", 403: "forbidden", 404: "not_found",
     405: "method_not_allowed", 406: "not_acceptable", 409: "conflict", 413: "body_too_large",
     415: "unsupported_media_type", 422: "invalid_input", 429: "too_many_requests",
     500: "internal_error", 503: "unavailable",
@@ -51,6 +53,21 @@ def _drain_body() -> None:
         if not chunk:
             break
         remaining -= len(chunk)
+
+
+def refusal_body(app: Flask, status: int, path: str, message: str) -> tuple[str, bytes]:
+    """The body of an answer given before the app saw the request (web.worker): the API's
+    JSON error shape under /api, the error page elsewhere."""
+    if path.startswith("/api/"):
+        body = json.dumps(error_body(_HTTP_CODES.get(status, "error"), message)).encode()
+        return "application/json", body
+    try:
+        with app.test_request_context("/"):
+            page = render_template("error.html", status=status, message=message)
+    except Exception:  # noqa: BLE001 - the plain answer below is still an answer
+        log.exception("could not render the error page for a refused request")
+        page = f"<!doctype html><title>{status}</title><p>{message}</p>"
+    return "text/html; charset=utf-8", page.encode()
 
 
 def init_app(app: Flask) -> None:

@@ -71,11 +71,29 @@ def percent(score: float) -> str:
     return "<1%" if score < 0.005 else f"{round(score * 100)}%"
 
 
+def fix_parts(resolution: str, code: list[dict]) -> list[tuple[str, str]]:
+    """A result's "Fix" as ("text" | "code" | "block", text) pieces, so the page shows the
+    code in it as code (static/app.js splits it the same way)."""
+    parts, pos = [], 0
+    for piece in code:
+        at = resolution.find(piece["text"], pos)
+        if at < 0 or not piece["text"]:
+            continue
+        if at > pos:
+            parts.append(("text", resolution[pos:at]))
+        parts.append(("block" if piece["block"] else "code", piece["text"]))
+        pos = at + len(piece["text"])
+    if pos < len(resolution):
+        parts.append(("text", resolution[pos:]))
+    return parts
+
+
 @bp.app_context_processor
 def template_globals():
     return {
         "csrf_token": csrf_token, "principal": lambda: current_principal(),
         "confidence_label": confidence_label, "percent": percent, "managers": MANAGERS,
+        "fix_parts": fix_parts,
     }
 
 
@@ -85,6 +103,7 @@ def template_globals():
 def login():
     next_url = safe_next(request.values.get("next"))
     expired = request.values.get("reason") == "expired"
+    typed = typed_incident(request.form)[0] if has_typed_text(request.form) else None
     if request.method == "POST":
         check_csrf()
         name = request.form.get("name", "")[:100]
@@ -97,18 +116,23 @@ def login():
         if wait > 0:
             flash(f"Too many failed sign-ins for this name or from this address; try again in "
                   f"{math.ceil(wait)} seconds.", "error")
-            response = make_response(render_template("login.html", next=next_url, name=name, expired=expired), 429)
+            response = make_response(render_template("login.html", next=next_url, name=name, expired=expired,
+                                                     typed=typed), 429)
             response.headers["Retry-After"] = str(math.ceil(wait))
             return response
         principal = store().authenticate_user(name, password)
         if principal is None:
             store().record_sign_in_failure([user_key, address_key], window=SIGN_IN_WINDOW)
             flash("Wrong name or password.", "error")
-            return render_template("login.html", next=next_url, name=name, expired=expired), 401
+            return render_template("login.html", next=next_url, name=name, expired=expired, typed=typed), 401
         store().clear_sign_in_failures(user_key)
         sign_in(principal)
+        if typed is not None:
+            # The session had ended while an incident was being searched: the page posted
+            # what was typed to this form, and the search goes on where it stopped.
+            return search_and_show(principal, request.form)
         return redirect(next_url)
-    return render_template("login.html", next=next_url, name="", expired=expired)
+    return render_template("login.html", next=next_url, name="", expired=expired, typed=None)
 
 
 @bp.post("/logout")
@@ -120,9 +144,8 @@ def logout():
 
 # --- searching -------------------------------------------------------------------------
 
-def _typed_incident() -> tuple[dict[str, str], list[str]]:
-    """The incident as typed (query string or form), capped, with notices for what was cut."""
-    values = request.values
+def typed_incident(values) -> tuple[dict[str, str], list[str]]:
+    """The incident as typed (a posted form), capped, with notices for what was cut."""
     form = {
         "title": values.get("title", ""),
         "description": values.get("description", ""),
@@ -139,56 +162,101 @@ def _typed_incident() -> tuple[dict[str, str], list[str]]:
     return form, notices
 
 
-@bp.get("/")
+def has_typed_text(values) -> bool:
+    return any(values.get(name, "").strip() for name in ("title", "description"))
+
+
+def search_and_show(principal, values):
+    """Search for a posted incident, record the suggestion, and send the browser to it by
+    id (``/?sid=...``): the text itself never goes into an address, so it stays out of
+    access logs, browser history and shared links, and a reload shows the same search."""
+    form, notices = typed_incident(values)
+    if not (form["title"] + form["description"]).strip():
+        return redirect(url_for("pages.search_page"), 303)
+    req = SuggestRequest(
+        title=form["title"], description=form["description"], k=RESULTS_SHOWN,
+        incident_ref=form["incident_id"], filters=Filters(product=form["product"]),
+        viewer=viewer_for(principal),
+    )
+    suggestion = service().suggester().suggest(store(), req, principal=principal.name)
+    for notice in notices:
+        flash(notice, "notice")
+    return redirect(url_for("pages.search_page", sid=suggestion.id), 303)
+
+
+@bp.route("/", methods=["GET", "POST"])
 @login_required()
 def search_page():
     principal = current_principal()
-    form, notices = _typed_incident()
+    if request.method == "POST" or has_typed_text(request.args):
+        # A posted search, or an old-style link with the text in its query string (still
+        # answered, then moved to an address without the text).
+        return search_and_show(principal, request.values)
+    form = {"title": "", "description": "", "incident_id": request.args.get("incident_id", "")[:200],
+            "product": request.args.get("product", "")[:200]}
     suggestion = chosen = None
-    if (form["title"] + form["description"]).strip():
-        req = SuggestRequest(
-            title=form["title"], description=form["description"], k=RESULTS_SHOWN,
-            incident_ref=form["incident_id"], filters=Filters(product=form["product"]),
-            viewer=viewer_for(principal),
-        )
-        suggestion, chosen = _suggestion_for(req, request.args.get("sid", ""), principal)
-        if suggestion.truncated and not notices:
-            notices.append(
-                f"Only the first {service().config.max_query_chars:,} characters of this long text were searched."
-            )
+    notices = []
+    sid = request.args.get("sid", "")[:100]
+    if sid:
+        shown = _shown_suggestion(sid, principal)
+        if shown is None:
+            notices.append("That search is not one of yours, or no longer kept: describe the incident again.")
+        else:
+            form, suggestion, chosen = shown
+            if suggestion.truncated:
+                notices.append(
+                    f"Only the first {service().config.max_query_chars:,} characters of this long text were searched."
+                )
     return render_template(
         "search.html", form=form, suggestion=suggestion, chosen=chosen,
         notice=" ".join(notices), max_paste=MAX_PASTE_CHARS, max_title=MAX_TITLE_CHARS,
-        products=_products(), back=_back_url(form),
+        products=_products(), back=_back_url(suggestion),
     )
 
 
-def _suggestion_for(req: SuggestRequest, sid: str, principal):
-    """A new suggestion, or, when ``sid`` names one this person was shown (the page
-    reloaded after recording a choice without JavaScript), that one again with the
-    choice already made, so the choice can be seen and changed."""
-    suggester = service().suggester()
-    if sid:
-        try:
-            shown = store().get_suggestion(sid)
-        except NotFoundError:
-            shown = None
-        if shown and shown["principal"] == principal.name:
-            again = suggester.suggest(store(), req, record=False)
-            ids = {r["id"] for r in shown["results"]}
-            again.results = [r for r in again.results if r.id in ids]
-            again.id = sid
-            mine = [f for f in store().feedback_for(sid) if f["agent"] == principal.name]
-            return again, (mine[0] if mine else None)
-    return suggester.suggest(store(), req, principal=principal.name), None
+def typed_from_suggestion(shown: dict) -> dict[str, str]:
+    """The incident as it was typed for a recorded suggestion: its title, and the rest of
+    the searched text as the description."""
+    title, query = shown.get("title") or "", shown["query"]
+    if title and query == title:
+        description = ""
+    elif title and query.startswith(title + "\n"):
+        description = query[len(title) + 1:]
+    else:
+        description = query
+    return {"title": title, "description": description, "incident_id": shown.get("incident_ref") or "",
+            "product": (shown.get("filters") or {}).get("product") or ""}
 
 
-def _back_url(form: dict[str, str]) -> str:
-    """The search page for this text: where a form posted from it returns."""
-    params = {k: v for k, v in form.items() if v}
-    if len(params.get("description", "")) > 4000:
-        params["description"] = params["description"][:4000]
-    return url_for("pages.search_page") + ("?" + urlencode(params) if params else "")
+def _shown_suggestion(sid: str, principal):
+    """(form, suggestion, choice) for a suggestion this person was shown: the same search
+    again, limited to the results shown then, with the choice already made, so it can be
+    seen and changed. None for an unknown id or someone else's."""
+    try:
+        shown = store().get_suggestion(sid)
+    except NotFoundError:
+        return None
+    if shown["principal"] != principal.name:
+        return None
+    form = typed_from_suggestion(shown)
+    req = SuggestRequest(
+        title=form["title"], description=form["description"], k=RESULTS_SHOWN,
+        incident_ref=form["incident_id"], filters=Filters(product=form["product"]),
+        viewer=viewer_for(principal),
+    )
+    again = service().suggester().suggest(store(), req, record=False)
+    ids = {r["id"] for r in shown["results"]}
+    again.results = [r for r in again.results if r.id in ids]
+    again.id = sid
+    mine = [f for f in store().feedback_for(sid) if f["agent"] == principal.name]
+    return form, again, (mine[0] if mine else None)
+
+
+def _back_url(suggestion) -> str:
+    """Where a form posted from the search page returns: the same search, by id."""
+    if suggestion is None:
+        return url_for("pages.search_page")
+    return url_for("pages.search_page", sid=suggestion.id)
 
 
 def _with_param(url: str, name: str, value: str) -> str:
@@ -292,7 +360,7 @@ def start_draft():
     """Create a draft article from the typed incident: a Markdown file in the articles
     folder and a `draft` row in the store (searchable by knowledge managers at once)."""
     principal = current_principal()
-    form, _ = _typed_incident()
+    form, _ = typed_incident(request.form)
     back = safe_next(request.form.get("back"))
     if not (form["title"] + form["description"]).strip():
         flash("Describe the incident first, then start a draft from it.", "error")

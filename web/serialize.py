@@ -14,6 +14,7 @@ def result_json(result: SuggestionResult) -> dict[str, Any]:
         "id": result.id,
         "title": result.title,
         "resolution": result.resolution,
+        "resolution_code": result.resolution_code,
         "snippet": result.snippet,
         "score": result.score,
         "url": result.url,

@@ -57,7 +57,10 @@ class KnowledgeServer(BaseApplication):
         settings = {
             "bind": f"{config.host}:{config.port}",
             "workers": workers,
-            "worker_class": "gthread",
+            # gthread that reads each whole request before a thread takes it (slow clients
+            # cannot hold the threads), and answers refused requests in the app's own shape.
+            "worker_class": "web.worker.BufferingWorker",
+            "limit_request_line": 8190,
             "threads": config.worker_threads,
             "timeout": config.request_timeout,
             "graceful_timeout": 10,
@@ -65,6 +68,9 @@ class KnowledgeServer(BaseApplication):
             "post_fork": post_fork,
             "post_worker_init": post_worker_init,
             "accesslog": "-",
+            # Method, path and status only: query strings and referrers can carry incident
+            # text, and none of it belongs in a log.
+            "access_log_format": '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms',
             "errorlog": "-",
             "loglevel": "info",
             "proc_name": "kb-serve",

@@ -142,10 +142,17 @@ def m005_session_epochs(db: sqlite_utils.Database) -> None:
     db["users"].add_column("session_epoch", int, not_null_default=0)
 
 
+def m006_suggestion_titles(db: sqlite_utils.Database) -> None:
+    # The title as typed, so the agent page can show a recorded search again from its id
+    # alone (the text never travels in a URL); the description is the rest of `query`.
+    db["suggestions"].add_column("title", str, not_null_default="")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m001_initial,
     m002_ranking_profiles,
     m003_fts_vocabulary,
     m004_sign_in_failures,
     m005_session_epochs,
+    m006_suggestion_titles,
 ]

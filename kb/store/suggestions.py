@@ -50,13 +50,14 @@ class SuggestionsMixin:
         model_id: str = "",
         latency_ms: float = 0.0,
         suggestion_id: str | None = None,
+        title: str = "",
     ) -> str:
         """Store what was asked and what was shown; returns the suggestion id."""
         suggestion_id = suggestion_id or new_suggestion_id()
         with self.write():
             self.db["suggestions"].insert(
                 {
-                    "id": suggestion_id, "created_at": utc_now(), "query": query,
+                    "id": suggestion_id, "created_at": utc_now(), "query": query, "title": title,
                     "incident_ref": incident_ref or "", "filters": json.dumps(filters or {}),
                     "k": k, "no_good_match": int(no_good_match), "confidence": confidence,
                     "results": json.dumps(results), "principal": principal,

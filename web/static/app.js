@@ -8,6 +8,7 @@
   const csrf = document.querySelector('meta[name="csrf-token"]').content;
   const region = document.getElementById("results-region");
   const panel = document.getElementById("article-panel");
+  const layout = document.getElementById("search-layout");
   const field = (id) => document.getElementById(id);
   const description = field("description");
   const notice = field("notice");
@@ -19,6 +20,7 @@
   let inflight = null;
   let lastQuery = "";
   let openedFrom = null;
+  let currentSid = "";
 
   function el(tag, attrs, children) {
     const node = document.createElement(tag);
@@ -79,14 +81,10 @@
     return payload;
   }
 
-  // The search page for what is typed now: where forms return, and what a reload shows.
+  // The address of the search shown now, by its id: where forms return, and what a reload
+  // shows. The typed text never goes into an address (or the history, or a server log).
   function backUrl() {
-    const params = new URLSearchParams();
-    const typed = currentIncident();
-    typed.description = typed.description.slice(0, 4000);
-    for (const [key, value] of Object.entries(typed)) if (value) params.set(key, value);
-    const query = params.toString();
-    return "/" + (query ? "?" + query : "");
+    return currentSid ? "/?sid=" + encodeURIComponent(currentSid) : "/";
   }
 
   function confidenceLabel(score) {
@@ -99,16 +97,23 @@
     return el("input", { type: "hidden", name: name, value: value || "" });
   }
 
-  function draftForm() {
+  // What is typed now, as the hidden fields of a form that posts it.
+  function typedFields() {
     const typed = currentIncident();
-    const canEdit = includeDrafts;
-    return el("form", { method: "post", action: "/drafts", class: "draft-form" }, [
+    return [
       hidden("csrf_token", csrf),
       hidden("title", typed.title),
       hidden("description", typed.description.slice(0, maxPaste)),
       hidden("incident_id", typed.incident_id),
       hidden("product", typed.product),
       hidden("back", backUrl()),
+    ];
+  }
+
+  function draftForm() {
+    const canEdit = includeDrafts;
+    return el("form", { method: "post", action: "/drafts", class: "draft-form" }, [
+      ...typedFields(),
       el("button", { type: "submit", class: "primary", "data-draft": "1", text: "Start a draft article" }),
       " ",
       el("span", { class: "hint", text: "from what you typed; " + (canEdit ? "you can edit it next" : "a knowledge manager completes it") }),
@@ -117,6 +122,22 @@
 
   function renderGuidance() {
     region.replaceChildren(el("div", { class: "guidance" }, [el("p", { text: GUIDANCE })]));
+  }
+
+  // The "Fix" with its code shown as code; the same split as fix_parts() in web/pages.py.
+  function fixNode(resolution, code) {
+    const out = el("div", { class: "resolution" }, [el("strong", { text: "Fix:" }), " "]);
+    let pos = 0;
+    for (const piece of code || []) {
+      const at = piece.text ? resolution.indexOf(piece.text, pos) : -1;
+      if (at < 0) continue;
+      if (at > pos) out.appendChild(document.createTextNode(resolution.slice(pos, at)));
+      const codeEl = el("code", { text: piece.text });
+      out.appendChild(piece.block ? el("pre", {}, [codeEl]) : codeEl);
+      pos = at + piece.text.length;
+    }
+    if (pos < resolution.length) out.appendChild(document.createTextNode(resolution.slice(pos)));
+    return out;
   }
 
   function resultItem(r) {
@@ -130,11 +151,13 @@
       else facts.appendChild(el("li", { class: "state-" + r.status, text: r.status === "draft" ? "Draft" : "Not validated yet" }));
     }
     const titleId = "result-" + r.rank + "-title";
-    const resolution = r.resolution.length > 300 ? r.resolution.slice(0, 297) + "..." : r.resolution;
     const item = el("li", { class: "result result-" + label.toLowerCase(), tabindex: "0", "data-id": r.id, "data-kind": r.kind, "data-url": r.url, "aria-labelledby": titleId }, [
       el("div", { class: "result-head" }, [
         el("span", { class: "kind kind-" + r.kind, text: r.kind === "article" ? "Article" : "Prior incident" }),
         el("a", { class: "title", id: titleId, href: r.url, text: r.title }),
+        el("div", { class: "feedback used-form" }, [
+          el("button", { type: "button", class: "used", "data-used": r.id, "aria-pressed": "false", text: "Used this" }),
+        ]),
       ]),
       el("p", { class: "confidence confidence-" + label.toLowerCase() }, [
         el("meter", { min: "0", max: "1", low: "0.4", high: "0.7", optimum: "1", value: String(r.score), "aria-hidden": "true" }),
@@ -142,7 +165,7 @@
         " ",
         el("span", { class: "hint", text: "estimated chance this fixes it" }),
       ]),
-      el("p", { class: "resolution" }, [el("strong", { text: "Fix:" }), " " + resolution]),
+      fixNode(r.resolution, r.resolution_code),
       snippetNode(r.snippet),
       facts,
     ]);
@@ -151,9 +174,6 @@
       r.similar_incidents.forEach((s) => ul.appendChild(el("li", {}, [el("a", { href: "/incidents/" + encodeURIComponent(s.id), text: s.id }), ": " + s.title])));
       item.appendChild(el("details", { class: "similar" }, [el("summary", { text: "Similar incidents behind this" }), ul]));
     }
-    item.appendChild(el("div", { class: "feedback" }, [
-      el("button", { type: "button", class: "used", "data-used": r.id, "aria-pressed": "false", text: "Used this" }),
-    ]));
     return item;
   }
 
@@ -166,20 +186,24 @@
         draftForm(),
       ]));
     }
+    const status = el("p", { class: "status-line", id: "feedback-status", role: "status" });
     if (data.results.length) {
-      parts.push(el("h2", { class: "results-heading" }, ["Suggested resolutions ", el("span", { class: "hint", text: "(most likely first)" })]));
-      const list = el("ol", { class: "results", id: "results", "data-suggestion-id": data.suggestion_id });
-      data.results.forEach((r) => list.appendChild(resultItem(r)));
-      parts.push(list);
+      // Kept in view while the list scrolls (see .outcome-bar in app.css).
       const bar = el("div", { class: "outcome-bar" }, [
+        el("h2", { class: "results-heading" }, ["Suggested resolutions ", el("span", { class: "hint", text: "(most likely first)" })]),
         el("div", { class: "feedback none-helped" }, [
           el("button", { type: "button", class: "secondary", "data-none": "1", "aria-pressed": "false", text: "None helped" }),
         ]),
+        status,
       ]);
       if (!data.no_good_match) bar.appendChild(el("div", { class: "draft-after-none", hidden: true }, [draftForm()]));
       parts.push(bar);
+      const list = el("ol", { class: "results", id: "results", "data-suggestion-id": data.suggestion_id });
+      data.results.forEach((r) => list.appendChild(resultItem(r)));
+      parts.push(list);
+    } else {
+      parts.push(status);
     }
-    parts.push(el("p", { class: "status-line", id: "feedback-status", role: "status" }));
     region.replaceChildren(...parts);
   }
 
@@ -198,6 +222,7 @@
       inflight = null;
       setSearching(false);
       renderGuidance();
+      currentSid = "";
       history.replaceState(null, "", "/");
       return;
     }
@@ -219,6 +244,7 @@
         region.replaceChildren(el("p", { class: "guidance", text: data.error ? data.error.message : "Search failed." }));
         return;
       }
+      currentSid = data.suggestion_id;
       renderResults(data);
       if (data.truncated && notice.hidden) showNotice("Only the first part of this long text was searched.");
       // A reload, or the back button after opening a page, shows the same search again.
@@ -231,9 +257,12 @@
     }
   }
 
-  // The session ended: keep what was typed, and come back to it after signing in.
+  // The session ended: post what is typed to the search page, which answers with the
+  // sign-in form carrying it (never in an address); the search goes on after signing in.
   function signInAgain() {
-    window.location.href = "/login?" + new URLSearchParams({ next: backUrl(), reason: "expired" }).toString();
+    const post = el("form", { method: "post", action: "/", hidden: true }, typedFields());
+    document.body.appendChild(post);
+    post.submit();
   }
 
   function schedule() {
@@ -291,10 +320,21 @@
     }
   }
 
+  // Keep ``anchor`` where it is in the window while the layout around it changes.
+  function keepInPlace(anchor, change) {
+    const before = anchor && document.body.contains(anchor) ? anchor.getBoundingClientRect().top : null;
+    change();
+    if (before !== null) window.scrollBy(0, anchor.getBoundingClientRect().top - before);
+  }
+
   function closePanel() {
-    panel.hidden = true;
-    panel.replaceChildren();
-    if (openedFrom && document.body.contains(openedFrom)) openedFrom.focus();
+    const from = openedFrom && document.body.contains(openedFrom) ? openedFrom : null;
+    keepInPlace(from, () => {
+      panel.hidden = true;
+      panel.replaceChildren();
+      layout.classList.remove("reading");
+    });
+    if (from) from.focus({ preventScroll: true });
   }
 
   async function openInPlace(url, from) {
@@ -315,10 +355,14 @@
     const close = el("button", { type: "button", class: "secondary close-panel", text: "Close (Esc)" });
     close.addEventListener("click", closePanel);
     const full = el("a", { href: url, class: "full-page", text: "Open as a page" });
-    panel.replaceChildren(el("div", { class: "panel-actions" }, [close, full]), ...Array.from(doc.body.childNodes));
-    panel.hidden = false;
+    // Beside the list (in place of the form); the result that opened it stays where it was.
+    keepInPlace(from, () => {
+      panel.replaceChildren(el("div", { class: "panel-actions" }, [close, full]), ...Array.from(doc.body.childNodes));
+      panel.hidden = false;
+      panel.scrollTop = 0;
+      layout.classList.add("reading");
+    });
     openedFrom = from || null;
-    panel.scrollIntoView({ block: "start" });
     const heading = panel.querySelector(".panel-title");
     if (heading) heading.focus({ preventScroll: true });
   }
@@ -396,4 +440,7 @@
   // The server drew the results for the text already in the form (a reload, or a return
   // after signing in): remember that query so it is not sent again on the first keystroke.
   if (!region.querySelector(".guidance")) lastQuery = JSON.stringify(queryPayload(true));
+  const shown = field("results");
+  if (shown) currentSid = shown.dataset.suggestionId || "";
+  else currentSid = new URLSearchParams(window.location.search).get("sid") || "";
 })();
