@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.embedders import (
+from indexer.encoding import (
     ProgressFn,
-    _batched_encode,
+    batched_encode,
     clip_by_offsets,
     model_fingerprint,
     threads_for,
@@ -218,4 +218,4 @@ class OnnxEmbedder:
             with self._lock:
                 return self._encode(batch, threads=threads)
 
-        return _batched_encode(encode, texts, batch_size, progress, self.dimension)
+        return batched_encode(encode, texts, batch_size, progress, self.dimension)

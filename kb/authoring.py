@@ -30,8 +30,9 @@ from kb.articles import (
     read_article_file,
     split_front_matter,
 )
-from kb.errors import ConflictError, NotFoundError, RecordError, ValidationError
-from kb.models import ARTICLE_STATES, AUDIENCES, Article
+from kb.errors import ConflictError, NotFoundError, ValidationError
+from kb.models import ARTICLE_STATES, AUDIENCES
+from kb.store import Store
 
 REVIEW_PERIOD_DAYS = 180
 MAX_SLUG_CHARS = 80
@@ -179,7 +180,7 @@ def scaffold_article(
 
 # --- finding and editing files ---------------------------------------------------------
 
-def _front_matter_id(path: Path) -> str | None:
+def front_matter_id(path: Path) -> str | None:
     """The id in a file's front matter, read cheaply; None when it cannot be read."""
     try:
         with open(path, encoding="utf-8") as handle:
@@ -206,10 +207,10 @@ def find_article_file(folder: Path, article_id: str, *, missing_ok: bool = False
     folder = Path(folder)
     if folder.is_dir():
         direct = folder / f"{article_id}.md"
-        if direct.is_file() and _front_matter_id(direct) == article_id:
+        if direct.is_file() and front_matter_id(direct) == article_id:
             return direct
         for path in sorted(folder.rglob("*.md")):
-            if path != direct and _front_matter_id(path) == article_id:
+            if path != direct and front_matter_id(path) == article_id:
                 return path
     if missing_ok:
         return None
@@ -333,54 +334,6 @@ def edit_article_state(
     return before, after, new_text
 
 
-def change_article_state(
-    service: Any, article_id: str, status: str, *, folder: Path, audience: str | None = None,
-    changed_by: str = "", today: dt.date | None = None,
-) -> StateChange:
-    """Set an article's state (and audience) in its file and in the store.
-
-    The file is edited in place; when the article is in the store it is upserted from the
-    edited file (a new version, with who changed it) and re-indexed at once, so an
-    archived article leaves search while its versions stay. ``service`` is a
-    :class:`search.service.Service` (anything with ``store()`` and ``index_documents()``).
-
-    Raises NotFoundError for an unknown id, ValidationError when the rules forbid it.
-    """
-    store = service.store()
-    path = find_article_file(folder, article_id, missing_ok=True)
-    stored: Article | None = None
-    try:
-        stored = store.get_article(article_id)
-    except NotFoundError:
-        stored = None
-    if path is None and stored is not None and stored.path and Path(stored.path).is_file():
-        candidate = Path(stored.path)
-        if _front_matter_id(candidate) == article_id:
-            path = candidate
-    if path is None:
-        raise NotFoundError(f"no article with id {article_id!r} in {folder}")
-    before, after, new_text = edit_article_state(path, status, audience=audience, today=today)
-    change = StateChange(
-        article_id=article_id, path=str(path), old_status=before.article.status,
-        new_status=after.article.status, old_audience=before.article.audience,
-        new_audience=after.article.audience, changed=after is not before,
-    )
-    if change.changed:
-        write_file_atomically(path, new_text)
-    if stored is None:
-        change.notes.append("not in the store yet: `kb import articles` loads it")
-        return change
-    article = after.article
-    article.path = stored.path or str(path)
-    counts = store.upsert_articles([article], changed_by=changed_by)
-    change.in_store = True
-    change.store_version = store.article_versions(article_id)[-1]["version"]
-    if counts.changed_ids:
-        service.index_documents([("article", article_id)])
-        change.left_search = article.status == "archived"
-    return change
-
-
 # --- history ---------------------------------------------------------------------------
 
 def version_changes(previous: dict[str, Any] | None, current: dict[str, Any]) -> list[str]:
@@ -391,7 +344,7 @@ def version_changes(previous: dict[str, Any] | None, current: dict[str, Any]) ->
     return [name for name in names if previous.get(name) != current.get(name)]
 
 
-def article_history(store: Any, article_id: str) -> list[dict[str, Any]]:
+def article_history(store: Store, article_id: str) -> list[dict[str, Any]]:
     """Every stored version of an article, oldest first, each with the fields that changed
     and a unified diff against the version before. Raises NotFoundError."""
     versions = store.article_versions(article_id)
@@ -414,11 +367,3 @@ def article_history(store: Any, article_id: str) -> list[dict[str, Any]]:
         })
         previous = data
     return history
-
-
-def parse_or_error(path: Path) -> ParsedArticle:
-    """Read an article file, raising RecordError with file and line."""
-    try:
-        return read_article_file(Path(path))
-    except OSError as exc:
-        raise RecordError(f"cannot read: {exc.strerror}", source=str(path)) from None

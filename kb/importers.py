@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from kb.errors import RecordError
-from kb.models import INCIDENT_STATES, Incident
+from kb.models import IMPORT_FORMATS, INCIDENT_STATES, Incident
 
-FORMATS = ("generic", "servicenow", "jira", "zendesk")
+FORMATS = IMPORT_FORMATS
 FIELDS = (
     "id", "title", "description", "resolution", "resolution_code", "category", "product",
     "status", "opened_at", "resolved_at", "article_id",

@@ -12,6 +12,16 @@ AUDIENCES = ("internal", "public")
 INCIDENT_STATES = ("open", "resolved", "closed")
 OUTCOMES = ("used", "none_helped")
 ROLES = ("agent", "integration", "knowledge_manager", "admin")
+# Who may do what, by role (the API, the pages, the CLI and the OpenAPI document use these).
+EVERYONE = ROLES
+PEOPLE = ("agent", "knowledge_manager", "admin")  # roles a person signing in may have
+MANAGERS = ("knowledge_manager", "admin")
+WRITERS = ("integration", "knowledge_manager", "admin")
+# Export formats `kb import incidents` reads (kb.importers maps each one's fields).
+IMPORT_FORMATS = ("generic", "servicenow", "jira", "zendesk")
+# What `kb eval --ranking` and SuggestRequest.ranking accept: the ranking the store chose
+# ("shipped") or one of the reference rankings.
+RANKING_MODES = ("shipped", "dense", "bm25", "rrf")
 
 # States an agent may be offered. Drafts are work in progress; archived articles leave search.
 SEARCHABLE_ARTICLE_STATES = ("not_validated", "validated")
@@ -37,10 +47,6 @@ class Article:
     review_by: str = ""
     updated: str = ""
     path: str = ""
-
-    @property
-    def is_searchable(self) -> bool:
-        return self.status in SEARCHABLE_ARTICLE_STATES
 
     def fingerprint(self) -> str:
         return content_hash(
@@ -90,7 +96,6 @@ class SuggestionResult:
     resolution: str
     snippet: str
     score: float
-    url: str = ""
     product: str = ""
     category: str = ""
     status: str = ""
@@ -117,5 +122,3 @@ class Suggestion:
     truncated: bool = False
     threshold: float = 0.0
 
-    def result_ids(self) -> list[str]:
-        return [r.id for r in self.results]

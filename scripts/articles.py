@@ -97,7 +97,7 @@ def articles_dupes(app: AppContext, threshold: float | None, as_json: bool) -> N
     median similarity of each article to its closest other article and 1.0, so it follows
     the knowledge base and the model (about 0.77 on the sample articles with MiniLM).
     """
-    from search.dupes import find_service_duplicates
+    from kb.app.dupes import find_service_duplicates
 
     app.require_home()
     report = find_service_duplicates(app.service(), threshold=threshold)
@@ -200,7 +200,7 @@ def articles_set_state(app: AppContext, article_id: str, state: str, audience: s
     it gets a new version and is re-indexed at once: an archived article leaves search
     right away and keeps its history (`kb articles history`).
     """
-    from kb.authoring import change_article_state
+    from kb.app.article_states import change_article_state
 
     app.require_home()
     change = change_article_state(app.service(), article_id, state, folder=_folder(app, folder),

@@ -13,8 +13,9 @@ import sys
 import click
 
 from kb.errors import KBError
+from kb.models import IMPORT_FORMATS, PEOPLE, RANKING_MODES, ROLES
 from scripts.articles import articles
-from scripts.bench_cli import bench
+from scripts.bench.cli import bench
 from scripts.common import (
     AppContext,
     echo_json,
@@ -49,15 +50,11 @@ def cli(ctx: click.Context, home: str | None) -> None:
 @reports_errors
 def init(app: AppContext) -> None:
     """Create the data home: database, index folder, session key (safe to run again)."""
+    from kb.home import prepare_home
+
     home = app.config.home_path
     existed = app.config.db_path.exists()
-    home.mkdir(parents=True, exist_ok=True)
-    app.config.index_root.mkdir(exist_ok=True)
-    key_file = home / "secret_key"
-    if not key_file.exists():
-        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_hex(32))
+    prepare_home(app.config)
     store = app.service().store()
     click.echo(f"{'Data home already set up' if existed else 'Created data home'} at {home} "
                f"(schema version {store.schema_version()})")
@@ -70,7 +67,7 @@ def import_group() -> None:
 
 @import_group.command(name="incidents")
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--format", "fmt", type=click.Choice(["generic", "servicenow", "jira", "zendesk"]),
+@click.option("--format", "fmt", type=click.Choice(IMPORT_FORMATS),
               default="generic", show_default=True, help="Column names of the file.")
 @click.option("--map", "mappings", multiple=True, metavar="COLUMN=FIELD",
               help="Read FIELD from the file's COLUMN (repeatable), e.g. --map 'Ticket Nr=id'.")
@@ -264,7 +261,7 @@ def tokens() -> None:
 @tokens.command(name="create")
 @click.argument("name")
 @click.option("--role", required=True,
-              type=click.Choice(["agent", "integration", "knowledge_manager", "admin"]))
+              type=click.Choice(ROLES))
 @home_option
 @pass_app
 @reports_errors
@@ -293,7 +290,7 @@ def users() -> None:
 
 @users.command(name="create")
 @click.argument("name")
-@click.option("--role", required=True, type=click.Choice(["agent", "knowledge_manager", "admin"]))
+@click.option("--role", required=True, type=click.Choice(PEOPLE))
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 @click.option("--generate-password", is_flag=True, help="Make up a strong password and print it once.")
 @click.option("--update", is_flag=True, help="If NAME exists, set its role and password instead of failing.")
@@ -338,7 +335,7 @@ def users_disable(app: AppContext, name: str) -> None:
 @cli.command(name="eval")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
-@click.option("--ranking", type=click.Choice(["shipped", "dense", "bm25", "rrf", "all"]),
+@click.option("--ranking", type=click.Choice([*RANKING_MODES, "all"]),
               default="shipped", show_default=True,
               help="The shipped ranking, a reference ranking, or all of them side by side.")
 @home_option
@@ -350,12 +347,12 @@ def eval_command(app: AppContext, file: str, as_json: bool, ranking: str) -> Non
     FILE is JSONL: {"text": "...", "relevant": ["<resolution or record id>", ...]}; an empty
     "relevant" list marks an out-of-scope query that should be flagged as no good match.
     """
-    from search.evaluation import evaluate, read_labelled_queries
+    from kb.app.evaluation import evaluate, read_labelled_queries
 
     app.require_home()
     queries = read_labelled_queries(file)
     service = app.service()
-    modes = ["shipped", "dense", "bm25", "rrf"] if ranking == "all" else [ranking]
+    modes = list(RANKING_MODES) if ranking == "all" else [ranking]
     reports = []
     for mode in modes:
         progress = terminal_progress()

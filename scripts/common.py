@@ -30,7 +30,7 @@ class AppContext:
         return self._config
 
     def service(self):
-        from search.service import Service
+        from kb.app.service import Service
 
         if self._service is None:
             self._service = Service(self.config)

@@ -24,8 +24,8 @@ def doctor(app: AppContext, repair: bool, as_json: bool) -> None:
     indexed, stale documents, chunks without vectors, leftover temporary folders, a CURRENT
     pointer to a missing version and a damaged database. Exits 1 while problems remain.
     """
-    from indexer.doctor import describe, diagnose
-    from indexer.doctor import repair as repair_index
+    from kb.app.doctor import describe, diagnose
+    from kb.app.doctor import repair as repair_index
 
     app.require_home()
     service = app.service()

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import click
 
+from kb.app.evaluation import GroupMembers, evaluate, read_labelled_queries
+from kb.app.service import Service
 from kb.config import load_config
-from search.evaluation import GroupMembers, evaluate, read_labelled_queries
-from search.service import Service
 from search.state import normalise_resolution
 from search.suggester import SuggestRequest
 

@@ -25,9 +25,9 @@ def report(app: AppContext, days: int, as_json: bool, html_file: str | None) -> 
 
     The HTML page needs no network and runs no script: charts are inline SVG.
     """
+    from kb.app.report import build_report, render_text
+    from kb.app.report_html import render_html
     from kb.authoring import write_file_atomically
-    from kb.report import build_report, render_text
-    from kb.report_html import render_html
 
     app.require_home()
     data = build_report(app.service(), days=days)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -23,15 +22,10 @@ from pathlib import Path
 import click
 import numpy as np
 
-from search.evaluation import read_labelled_queries
+from kb.app.evaluation import read_labelled_queries
+from scripts.live import LiveServer
 
 WARM_UP = 10
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _request(url: str, token: str, text: str, timeout: float) -> float:
@@ -62,27 +56,16 @@ def main(home: str, queries_file: str, min_words: int, limit: int, workers: int 
     made = subprocess.run([kb, "tokens", "create", f"latency-{int(time.time())}", "--role", "integration"],
                           env=env, capture_output=True, text=True, check=True)
     token = made.stdout.strip().split()[-1]
-    port = free_port()
-    command = [kb, "serve", "--host", "127.0.0.1", "--port", str(port)] + (["--workers", str(workers)] if workers else [])
-    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}/api/v1"
+    server = LiveServer(Path(home).resolve(), env=env, workers=workers or (os.cpu_count() or 1))
+    base = f"{server.url}/api/v1"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/health", timeout=2).read()
-                break
-            except (urllib.error.URLError, ConnectionError):
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise click.ClickException("kb serve did not start") from None
-                time.sleep(0.5)
+        server.start(timeout=120)
         for text in texts[:WARM_UP]:
             _request(f"{base}/suggest", token, text, 30)
         with click.progressbar(texts, label="suggest", file=sys.stderr) as bar:
             latencies = np.array([_request(f"{base}/suggest", token, text, 30) for text in bar])
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        server.stop()
     figures = {"requests": len(latencies), "min_words": min_words,
                "mean_words": round(float(np.mean([len(t.split()) for t in texts])), 1),
                **{f"p{p}_ms": round(float(np.percentile(latencies, p)), 1) for p in (50, 95, 99)}}

@@ -56,8 +56,8 @@ def tune(app: AppContext, rollback: bool, epochs: float, max_minutes: float, dry
     (Ctrl-C) changes nothing that serves.
     """
     from indexer.finetune import FineTuneSettings
-    from search.tuning import rollback as do_rollback
-    from search.tuning import tune as do_tune
+    from kb.app.tuning import rollback as do_rollback
+    from kb.app.tuning import tune as do_tune
 
     app.require_home()
     service = app.service()

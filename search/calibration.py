@@ -27,6 +27,7 @@ import numpy as np
 
 import kb
 from indexer.chunking import incident_text
+from kb.lexical import identifier_phrases, query_terms
 from kb.store import Store
 from kb.text import normalise_text
 from search.classifier import (
@@ -54,7 +55,6 @@ from search.ranking import (
     retrieve,
 )
 from search.state import DocKey, SearchState
-from search.text import identifier_phrases, query_terms
 
 # A resolution group collapses when its members' mean pairwise similarity rises above the
 # background (random pairs) by at least this share of the gap between the background and

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from search.text import STOPWORDS, stems, tokens
+from kb.lexical import STOPWORDS, stems, tokens
 
 MAX_VOCABULARY = 20_000
 MIN_TERM_DOCS = 2

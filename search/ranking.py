@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from kb.lexical import rarest_terms, stems
 from kb.models import SEARCHABLE_ARTICLE_STATES
 from kb.store import Store
 from search.state import DocInfo, DocKey, SearchState
-from search.text import fts_match_expression, rarest_terms, stems
 
 DENSE_DEPTH = 100
 LEXICAL_DEPTH = 100
@@ -85,7 +85,7 @@ def lexical_candidates(state: SearchState, store: Store, terms: list[str],
         found = state.term_counts(store, list(pieces))
         if len(found) == len(pieces) and min(found.values()) <= IDENTIFIER_POSTINGS:
             kept.append(phrase)
-    return {cid: float(score) for cid, score in store.fts_chunks(fts_match_expression(terms + kept), depth)
+    return {cid: float(score) for cid, score in store.fts_chunks(terms + kept, depth)
             if cid in state.chunk_doc}
 
 
@@ -148,7 +148,6 @@ def document_scores(
     return out
 
 
-RANKING_MODES = ("shipped", "dense", "bm25", "rrf")
 RRF_K = 60
 
 

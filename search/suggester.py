@@ -9,7 +9,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote
 
 import faiss
 import numpy as np
@@ -18,6 +17,7 @@ from indexer.chunking import WINDOW_WORDS
 from indexer.embedders import Embedder
 from indexer.index_files import current_version, read_config
 from kb.errors import IndexMismatchError, ValidationError
+from kb.lexical import identifier_phrases, query_terms
 from kb.models import Suggestion, SuggestionResult
 from kb.store import Store
 from kb.store.suggestions import new_suggestion_id
@@ -36,13 +36,7 @@ from search.ranking import (
     retrieve,
 )
 from search.state import SearchState
-from search.text import (
-    compose_query,
-    highlight_snippet,
-    identifier_phrases,
-    matched_terms,
-    query_terms,
-)
+from search.text import compose_query, highlight_snippet, matched_terms
 
 log = logging.getLogger(__name__)
 
@@ -304,7 +298,6 @@ class ResolutionSuggester:
                     snippet=highlight_snippet(snippet_source, terms),
                     score=round(shown[rank - 1], 4),
                     raw_score=round(group.score, 4),
-                    url=f"/{'articles' if lead.kind == 'article' else 'incidents'}/{quote(lead.id, safe='')}",
                     product=lead.product, category=lead.category, status=lead.status,
                     validated_at=lead.updated if lead.status == "validated" else "",
                     matched_terms=matched_terms(terms, snippet_source),

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from indexer.embedders import HashingEmbedder
+from kb.app.service import Service
 from kb.articles import scan_articles
 from kb.config import load_config
 from kb.importers import read_incident_file
-from search.service import Service
 
 DATA = Path(__file__).parent / "data"
 

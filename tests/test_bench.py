@@ -12,15 +12,15 @@ import psutil
 import pytest
 from click.testing import CliRunner
 
-import search.bench
+import scripts.bench.run
 from indexer.chunking import incident_chunks, incident_text
 from indexer.embedders import HashingEmbedder
 from indexer.vector_index import VectorIndex
 from kb.config import load_config
 from kb.store import open_store
+from scripts.bench.corpus import SyntheticCorpus, load_source
+from scripts.bench.run import BenchOptions, exact_top_k, latency_summary, recall_at_k, run_benchmark
 from scripts.cli import cli
-from search.bench import BenchOptions, exact_top_k, latency_summary, recall_at_k, run_benchmark
-from search.bench_corpus import SyntheticCorpus, load_source
 
 ARTICLES = Path(__file__).resolve().parent.parent / "articles"
 LATENCY_KEYS = ("p50_ms", "p95_ms", "p99_ms", "max_ms")
@@ -139,7 +139,7 @@ def test_interrupt_during_http_stops_the_server_and_removes_the_home(bench_tmp, 
         seen.extend(p.pid for p in psutil.Process().children(recursive=True))
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(search.bench, "http_load", interrupted)
+    monkeypatch.setattr(scripts.bench.run, "http_load", interrupted)
     config = load_config(embed_backend="hashing", threads=1)
     with pytest.raises(KeyboardInterrupt):
         run_benchmark(config, BenchOptions(docs=40, queries=5, seconds=5, clients=1, workers=1,

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from indexer.embedders import HashingEmbedder
+from kb.app.service import Service
 from kb.config import load_config
-from search.service import Service
 from tests.conftest import DATA, load_test_data
 
 pytestmark = pytest.mark.browser

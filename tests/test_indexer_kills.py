@@ -24,12 +24,12 @@ from pathlib import Path
 
 import pytest
 
-from indexer.doctor import diagnose, leftover_files
 from indexer.embedders import HashingEmbedder
 from indexer.index_files import current_version, load_index
 from indexer.pipeline import check_index
+from kb.app.doctor import diagnose, leftover_files
 from kb.store import open_store
-from tests.live_server import REPO, LiveServer, create_token, kb, prepare_home, request, server_env
+from tests.live_server import LiveServer, create_token, kb, prepare_home, request, server_env
 
 SLOW = pytest.mark.skipif(not os.environ.get("KB_SLOW_TESTS"),
                           reason="long version: set KB_SLOW_TESTS=1")
@@ -58,12 +58,12 @@ def write_incidents(path: Path, count: int, rng: random.Random, *, prefix: str =
 
 
 def kb_process(home: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "scripts.cli", *args], cwd=REPO,
+    return subprocess.Popen([sys.executable, "-m", "scripts.cli", *args],
                             env=server_env(home), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def run_kb(home: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "scripts.cli", *args], cwd=REPO, env=server_env(home),
+    return subprocess.run([sys.executable, "-m", "scripts.cli", *args], env=server_env(home),
                           capture_output=True, text=True, timeout=timeout)
 
 

@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pytest
 
+from kb.app.dupes import find_service_duplicates
+from kb.app.gaps import cluster_gaps
+from kb.app.service import Service
 from kb.articles import read_article_file, scan_articles
 from kb.config import load_config
-from search.dupes import find_service_duplicates
-from search.gaps import cluster_gaps
-from search.service import Service
 
 ROOT = Path(__file__).parents[1]
 REWRITE = Path(__file__).parent / "data" / "km" / "vpn-keeps-dropping.md"

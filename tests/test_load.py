@@ -109,9 +109,9 @@ def test_stemming_is_safe_from_many_threads():
     import random
     import threading
 
-    from search.text import _stem
+    from kb.lexical import stem as cached_stem
 
-    stem = _stem.__wrapped__  # past the cache, to the stemmer itself
+    stem = cached_stem.__wrapped__  # past the cache, to the stemmer itself
     words = ["disconnecting", "generalizations", "oscillators", "happily", "relational",
              "conditional", "digitizer", "vietnamization", "predication", "decisiveness",
              "hopefulness", "callousness", "sensitivities", "printers", "mailboxes"]

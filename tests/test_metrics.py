@@ -6,9 +6,9 @@ import datetime as dt
 import numpy as np
 import pytest
 
+from kb.app.gaps import cluster_gaps, distinctive_terms, leader_clusters
+from kb.app.report import build_report
 from kb.models import Incident
-from kb.report import build_report
-from search.gaps import cluster_gaps, distinctive_terms, leader_clusters
 
 NOW = dt.datetime.now(dt.UTC)
 SINCE = (NOW - dt.timedelta(days=90)).strftime("%Y-%m-%dT%H:%M:%S")

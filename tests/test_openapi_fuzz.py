@@ -22,8 +22,8 @@ from schemathesis.config import SchemathesisConfig
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from indexer.embedders import HashingEmbedder
+from kb.app.service import Service
 from kb.config import load_config
-from search.service import Service
 from tests.conftest import load_test_data
 from web import create_app
 from web.openapi import openapi_document

@@ -25,8 +25,9 @@ from hypothesis import strategies as st
 from kb.articles import parse_article_text, render_markdown
 from kb.errors import RecordError
 from kb.importers import FIELDS, FORMATS, read_incident_file, read_incident_text
+from kb.lexical import MAX_QUERY_TERMS, fts_match_expression, query_terms
 from kb.models import INCIDENT_STATES, Incident
-from search.text import MAX_QUERY_TERMS, compose_query, fts_match_expression, query_terms
+from search.text import compose_query
 
 PROPERTY = settings(max_examples=int(os.environ.get("KB_PROPERTY_EXAMPLES", "150")), deadline=None, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -281,8 +282,8 @@ def test_query_text_is_capped(title, description, max_chars):
 
 def test_the_embedder_and_fts_never_see_more_than_the_cap(tmp_path):
     from indexer.embedders import HashingEmbedder
+    from kb.app.service import Service
     from kb.config import load_config
-    from search.service import Service
     from search.suggester import SuggestRequest
     from tests.conftest import load_test_data
 
@@ -302,7 +303,7 @@ def test_the_embedder_and_fts_never_see_more_than_the_cap(tmp_path):
         service.index()
         store = service.store()
         real_fts = store.fts_chunks
-        store.fts_chunks = lambda match, limit: matched.append(match) or real_fts(match, limit)
+        store.fts_chunks = lambda terms, limit: matched.append(fts_match_expression(terms)) or real_fts(terms, limit)
         embedded.clear()
         words = " ".join(f"word{n} vpn" for n in range(20_000))
         suggestion = service.suggester().suggest(

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from kb.lexical import identifier_phrases
 from kb.models import Incident
 from scripts.cli import cli
 from search.calibration import choose_threshold, objective
@@ -14,7 +15,6 @@ from search.classifier import ResolutionClassifier, content_stems, train_classif
 from search.profile import RankingProfile
 from search.ranking import Blend, confidence_features, result_confidence
 from search.suggester import SuggestRequest, query_windows
-from search.text import identifier_phrases
 
 TOPICS = {
     "Network team": ["vpn tunnel drops", "wifi signal lost", "proxy refuses connection", "dns lookup fails",

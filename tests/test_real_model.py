@@ -35,7 +35,7 @@ def test_the_ranking_profile_is_fitted_on_the_sample(sample_service):
 
 
 def test_sample_eval_set(sample_service):
-    from search.evaluation import evaluate, read_labelled_queries
+    from kb.app.evaluation import evaluate, read_labelled_queries
 
     queries = read_labelled_queries(ROOT / "kb" / "sample" / "eval.jsonl")
     shipped = evaluate(sample_service.suggester(), sample_service.store(), queries)

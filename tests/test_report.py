@@ -1,4 +1,4 @@
-"""kb.report (the report dict and its text form), kb.report_html (SVG charts, the HTML
+"""kb.app.report (the report dict and its text form), kb.app.report_html (SVG charts, the HTML
 page), and `kb report`."""
 
 import base64
@@ -12,8 +12,8 @@ import xml.etree.ElementTree as ET
 import pytest
 from click.testing import CliRunner
 
-from kb.report import activity_series, build_report, pareto, render_text
-from kb.report_html import (
+from kb.app.report import activity_series, build_report, pareto, render_text
+from kb.app.report_html import (
     render_html,
     report_charts,
     svg_bar_chart,

@@ -4,10 +4,11 @@ import pytest
 
 from kb.articles import scan_articles
 from kb.errors import ValidationError
+from kb.lexical import fts_match_expression, query_terms, rarest_terms
 from kb.models import Incident
 from search.ranking import Filters, Viewer
 from search.suggester import SuggestRequest, query_windows
-from search.text import fts_match_expression, highlight_snippet, query_terms, rarest_terms
+from search.text import highlight_snippet
 
 
 def ask(service, text, **kwargs):
@@ -143,7 +144,7 @@ def test_index_fits_a_store_too_small_for_any_length_bucket(service):
 
 
 def test_term_counts_are_remembered_but_new_words_are_found_at_once(indexed):
-    from search.text import stems as stem_all
+    from kb.lexical import stems as stem_all
 
     store = indexed.store()
     state = indexed.suggester().ensure_state(store)

@@ -21,9 +21,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kb.errors import RecordError, ValidationError
+from kb.lexical import query_terms
 from kb.models import ROLES
 from kb.store import access
-from search.text import fts_match_expression, query_terms
 from web import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -327,9 +327,9 @@ def test_sql_and_fts_looking_input_is_inert(client, auth, indexed, text):
 @given(text=st.text(), terms=st.lists(st.text(min_size=1), max_size=6))
 def test_fts5_match_expressions_are_always_valid(indexed, text, terms):
     store = indexed.store()
-    store.fts_chunks(fts_match_expression(query_terms(text)), 5)
+    store.fts_chunks(query_terms(text), 5)
     # Even terms the tokenizer would never produce stay quoted strings.
-    store.fts_chunks(fts_match_expression([t.replace("\x00", "") for t in terms if t.replace("\x00", "")]), 5)
+    store.fts_chunks([t.replace("\x00", "") for t in terms if t.replace("\x00", "")], 5)
 
 
 # --- body size, paths, CSRF, headers -------------------------------------------------------

@@ -6,8 +6,8 @@ import pytest
 
 from indexer.finetune import FineTuneSettings
 from indexer.index_files import read_config
+from kb.app import tuning
 from kb.errors import NotEnoughDataError
-from search import tuning
 from search.suggester import SuggestRequest
 from tests.conftest import load_test_data, real_model_service, sample_kb_service
 

@@ -6,13 +6,13 @@ that lazily, in each worker process after the fork.
 
 from __future__ import annotations
 
-import secrets
 from datetime import timedelta
 from typing import Any
 
 from flask import Flask
 
 from kb.config import Config, load_config
+from kb.home import session_key
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -21,28 +21,17 @@ CONTENT_SECURITY_POLICY = (
 )
 
 
-def _secret_key(config: Config) -> str:
-    if config.secret_key:
-        return config.secret_key
-    key_file = config.home_path / "secret_key"
-    try:
-        return key_file.read_text().strip()
-    except FileNotFoundError:
-        # No `kb init` yet: sessions last as long as this process.
-        return secrets.token_hex(32)
-
-
 def create_app(test_config: dict[str, Any] | None = None, *, config: Config | None = None,
                service=None) -> Flask:
     """Build the app. ``config`` defaults to the environment's; ``service`` to a new
-    :class:`search.service.Service` (tests pass one with a fake embedder)."""
-    from search.service import Service
+    :class:`kb.app.service.Service` (tests pass one with a fake embedder)."""
+    from kb.app.service import Service
     from web import api, errors, pages
 
     config = config or load_config()
     app = Flask(__name__, template_folder="templates", static_folder="static")
     app.config.from_mapping(
-        SECRET_KEY=_secret_key(config),
+        SECRET_KEY=session_key(config),
         MAX_CONTENT_LENGTH=config.max_body_bytes,
         MAX_FORM_MEMORY_SIZE=config.max_body_bytes,
         SESSION_COOKIE_HTTPONLY=True,

@@ -12,10 +12,10 @@ from flask import Blueprint, current_app, jsonify, request
 from indexer.index_files import current_version
 from kb.errors import AuthError, IndexMissingError, ValidationError
 from kb.importers import incident_from_record
-from kb.models import OUTCOMES
+from kb.models import EVERYONE, MANAGERS, OUTCOMES, WRITERS
 from search.ranking import Filters, Viewer
 from search.suggester import SuggestRequest
-from web.auth import EVERYONE, WRITERS, current_principal, require_roles, service, store
+from web.auth import current_principal, require_roles, service, store
 from web.openapi import openapi_document
 from web.serialize import suggestion_json
 
@@ -81,7 +81,7 @@ def parse_suggest_request(data: Any) -> SuggestRequest:
     if not isinstance(data.get("include_drafts", False), bool):
         raise ValidationError("'include_drafts' must be true or false")
     principal = current_principal()
-    include_drafts = bool(data.get("include_drafts")) and principal.role in ("knowledge_manager", "admin")
+    include_drafts = bool(data.get("include_drafts")) and principal.role in MANAGERS
     return SuggestRequest(
         title=title, description=description, k=k,
         incident_ref=_string(data, "incident_id", limit=200),
@@ -133,10 +133,10 @@ def upsert_incidents():
 
 
 @bp.get("/metrics")
-@require_roles("knowledge_manager", "admin")
+@require_roles(*MANAGERS)
 def metrics():
-    """KCS metrics, knowledge gaps and stale articles (kb.report.build_report)."""
-    from kb.report import MAX_REPORT_DAYS, build_report
+    """KCS metrics, knowledge gaps and stale articles (kb.app.report.build_report)."""
+    from kb.app.report import MAX_REPORT_DAYS, build_report
 
     unknown = sorted(set(request.args) - {"days"})
     if unknown:

@@ -17,12 +17,9 @@ from urllib.parse import urlparse
 from flask import current_app, g, redirect, render_template, request, session, url_for
 
 from kb.errors import AuthError, ForbiddenError
+from kb.models import PEOPLE
 from kb.store import Principal
 
-EVERYONE = ("agent", "integration", "knowledge_manager", "admin")
-PEOPLE = ("agent", "knowledge_manager", "admin")
-MANAGERS = ("knowledge_manager", "admin")
-WRITERS = ("integration", "knowledge_manager", "admin")
 UNSAFE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 # The fields of the agent page's incident form, carried through a sign-in.
 TYPED_FIELDS = ("title", "description", "incident_id", "product")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from kb.importers import MAX_FIELD_CHARS, accepted_status_words
+from kb.models import EVERYONE, MANAGERS, WRITERS
 
 # Python's whitespace (what str.strip() removes), spelled out: JSON Schema's \s is
 # ECMA-262's, which differs (it leaves out \x1c-\x1f and \x85, and takes in \ufeff).
@@ -190,7 +191,7 @@ _ARRAY_OF_OBJECTS = {"type": "array", "items": {"type": "object"}}
 
 REPORT = {
     "type": "object",
-    "description": "KCS metrics over the last `days` days; see kb.report for every field.",
+    "description": "KCS metrics over the last `days` days; see kb.app.report for every field.",
     "required": ["generated_at", "days", "since", "totals", "link_rate", "new_vs_known",
                  "none_helped_rate", "acceptance_by_rank", "reuse", "pareto", "over_time",
                  "gaps", "stale"],
@@ -270,7 +271,7 @@ def openapi_document() -> dict[str, Any]:
                     "operationId": "suggest",
                     "summary": "Ranked prior resolutions for one incident",
                     "security": secured,
-                    "x-roles": ["agent", "integration", "knowledge_manager", "admin"],
+                    "x-roles": list(EVERYONE),
                     "requestBody": {"required": True, "content": _json("SuggestRequest")},
                     "responses": {
                         "200": {"description": "Ranked resolutions", "content": _json("Suggestion")},
@@ -283,7 +284,7 @@ def openapi_document() -> dict[str, Any]:
                     "operationId": "recordFeedback",
                     "summary": "Record which result the agent used, or that none helped",
                     "security": secured,
-                    "x-roles": ["agent", "integration", "knowledge_manager", "admin"],
+                    "x-roles": list(EVERYONE),
                     "parameters": [{"name": "suggestion_id", "in": "path", "required": True,
                                     "schema": {"type": "string", "maxLength": 200}}],
                     "requestBody": {"required": True, "content": _json("FeedbackRequest")},
@@ -298,7 +299,7 @@ def openapi_document() -> dict[str, Any]:
                     "operationId": "upsertIncidents",
                     "summary": "Upsert one incident or a list; searchable right away",
                     "security": secured,
-                    "x-roles": ["integration", "knowledge_manager", "admin"],
+                    "x-roles": list(WRITERS),
                     "requestBody": {
                         "required": True,
                         "content": {"application/json": {"schema": {"oneOf": [
@@ -318,7 +319,7 @@ def openapi_document() -> dict[str, Any]:
                     "operationId": "metrics",
                     "summary": "KCS metrics, knowledge gaps and stale articles (the `kb report` data)",
                     "security": secured,
-                    "x-roles": ["knowledge_manager", "admin"],
+                    "x-roles": list(MANAGERS),
                     "parameters": [{"name": "days", "in": "query", "required": False,
                                     "description": "The window, in days (default 90).",
                                     "schema": {"type": "integer", "minimum": 1, "maximum": 3650,

@@ -24,12 +24,10 @@ from kb.articles import parse_article_text, render_markdown
 from kb.authoring import slugify, write_new_article
 from kb.drafts import draft_from_text
 from kb.errors import ConflictError, KBError, NotFoundError, ValidationError
-from kb.models import SEARCHABLE_ARTICLE_STATES, Article
+from kb.models import MANAGERS, PEOPLE, SEARCHABLE_ARTICLE_STATES, Article
 from search.ranking import Filters, Viewer
 from search.suggester import SuggestRequest
 from web.auth import (
-    MANAGERS,
-    PEOPLE,
     check_csrf,
     csrf_token,
     current_principal,
@@ -40,6 +38,7 @@ from web.auth import (
     sign_out,
     store,
 )
+from web.serialize import result_url
 
 bp = Blueprint("pages", __name__)
 
@@ -93,7 +92,7 @@ def template_globals():
     return {
         "csrf_token": csrf_token, "principal": lambda: current_principal(),
         "confidence_label": confidence_label, "percent": percent, "managers": MANAGERS,
-        "fix_parts": fix_parts,
+        "fix_parts": fix_parts, "result_url": result_url,
     }
 
 
@@ -402,8 +401,8 @@ DASHBOARD_WINDOWS = (7, 30, 90, 365)
 def dashboard():
     """What `kb report` shows, served by the app: usage over time, the articles that carry
     the load, gaps and stale articles. Charts are inline SVG (no script, no style=)."""
-    from kb.report import build_report
-    from kb.report_html import report_charts
+    from kb.app.report import build_report
+    from kb.app.report_html import report_charts
 
     try:
         days = int(request.args.get("days", "90"))

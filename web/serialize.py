@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from kb.models import Suggestion, SuggestionResult
+
+
+def result_url(result: SuggestionResult) -> str:
+    """The page of a result: /articles/<id> or /incidents/<id>, the id percent-encoded."""
+    folder = "articles" if result.kind == "article" else "incidents"
+    return f"/{folder}/{quote(result.id, safe='')}"
 
 
 def result_json(result: SuggestionResult) -> dict[str, Any]:
@@ -17,7 +24,7 @@ def result_json(result: SuggestionResult) -> dict[str, Any]:
         "resolution_code": result.resolution_code,
         "snippet": result.snippet,
         "score": result.score,
-        "url": result.url,
+        "url": result_url(result),
         "product": result.product,
         "category": result.category,
         "status": result.status,

@@ -176,5 +176,3 @@ class DocumentsMixin:
         )
         return [dict(row, data=json.loads(row["data"])) for row in rows]
 
-    def count_articles(self) -> int:
-        return self.db["articles"].count

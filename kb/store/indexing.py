@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kb.lexical import fts_match_expression
 from kb.store.base import utc_now
 from kb.store.documents import _batches
 
@@ -313,11 +314,11 @@ class IndexingMixin:
         rows = self.db.execute("SELECT term, doc FROM chunks_fts_vocab WHERE doc >= ?", [min_chunks])
         return dict(rows.fetchall())
 
-    def fts_chunks(self, match: str, limit: int) -> list[tuple[int, float]]:
-        """Chunk ids and BM25 scores (higher is better) for an FTS5 MATCH expression.
-
-        The caller builds ``match`` from quoted tokens only (see search.lexical).
-        """
+    def fts_chunks(self, terms: Sequence[str], limit: int) -> list[tuple[int, float]]:
+        """Chunk ids and BM25 scores (higher is better) of the chunks holding any of
+        ``terms`` (words, or space-joined phrases matched whole). Each is quoted here
+        (kb.lexical.fts_match_expression), so no text can reach FTS5 as query syntax."""
+        match = fts_match_expression(list(terms))
         if not match:
             return []
         rows = self.db.execute(

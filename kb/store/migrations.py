@@ -10,6 +10,8 @@ from collections.abc import Callable
 
 import sqlite_utils
 
+from kb.lexical import FTS_TOKENIZER
+
 
 def m001_initial(db: sqlite_utils.Database) -> None:
     db["articles"].create(
@@ -53,7 +55,7 @@ def m001_initial(db: sqlite_utils.Database) -> None:
         )
         """
     )
-    db["chunks"].enable_fts(["text"], create_triggers=True, tokenize="porter")
+    db["chunks"].enable_fts(["text"], create_triggers=True, tokenize=FTS_TOKENIZER)
     # The content-hash cache: a text is embedded once per model, whatever chunk holds it.
     db["vectors"].create(
         {"model_id": str, "text_hash": str, "vector": bytes, "created_at": str},

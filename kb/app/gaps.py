@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from search.text import STOPWORDS, tokens
+from kb.lexical import STOPWORDS, tokens
 
 GAP_CLUSTER_THRESHOLD = 0.55
 MAX_GAP_QUERIES = 2000

@@ -7,7 +7,7 @@ dropped into any page, including one served under a strict Content-Security-Poli
 such as ``fill=``), no external references. Every piece of text is escaped. Hovering a
 point or bar shows its exact value (an SVG ``<title>``; no script needed).
 
-:func:`report_charts` turns :func:`kb.report.build_report`'s dict into every chart of the
+:func:`report_charts` turns :func:`kb.app.report.build_report`'s dict into every chart of the
 report, by name (``usage``, ``none_helped_rate``, ``choices``, ``known``, ``rank``,
 ``pareto``, ``gaps``, ``stale``), for pages that lay them out themselves.
 :func:`render_html` builds the whole page: it loads nothing from the network and carries

@@ -34,6 +34,7 @@ import numpy as np
 from indexer.chunking import incident_text
 from indexer.embedders import Embedder
 from indexer.finetune import FineTuneSettings, fine_tune, plan_steps
+from kb.app.service import Service
 from kb.errors import KBError, NotEnoughDataError
 from kb.store import Store
 from search.profile import RankingProfile
@@ -191,7 +192,7 @@ def new_model_version() -> str:
 
 
 def tune(
-    service, *, settings: FineTuneSettings | None = None,
+    service: Service, *, settings: FineTuneSettings | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     dry_run: bool = False,
 ) -> TuneReport:
@@ -266,7 +267,7 @@ def tune(
     return report
 
 
-def rollback(service) -> dict[str, Any]:
+def rollback(service: Service) -> dict[str, Any]:
     """Go back to the model used before the current one; its vectors are still cached."""
     from indexer.embedders import SentenceTransformerEmbedder, resolve_model_folder
     from indexer.index_files import read_config

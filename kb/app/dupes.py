@@ -18,12 +18,15 @@ follows the model in use (a tuned model, or the hashing embedder in tests).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from indexer.index_files import read_config
+from kb.app.service import Service
 from kb.errors import IndexMissingError
+from kb.store import Store
 
 SECTION_OVERLAP = 0.8  # a section pair at least this alike is listed as overlapping
 CANDIDATES_PER_ARTICLE = 20
@@ -76,7 +79,7 @@ def _normalise(matrix: np.ndarray) -> np.ndarray:
     return matrix / np.where(norms == 0, 1.0, norms)
 
 
-def indexed_article_vectors(store: Any, model_id: str) -> list[ArticleVectors]:
+def indexed_article_vectors(store: Store, model_id: str) -> list[ArticleVectors]:
     """The section vectors of every indexed article that is not archived."""
     rows = store.article_chunk_rows()
     vectors = store.chunk_vectors(model_id, [r["id"] for r in rows])
@@ -136,7 +139,7 @@ def default_threshold(nearest: list[float]) -> float:
 
 
 def find_duplicates(
-    store: Any, model_id: str, *, threshold: float | None = None,
+    store: Store, model_id: str, *, threshold: float | None = None,
 ) -> DupesReport:
     """Pairs of articles at least ``threshold`` alike (default: from the data), most alike
     first, each with the sections that overlap."""
@@ -165,7 +168,7 @@ def find_duplicates(
     return DupesReport(pairs, threshold, source, len(articles), typical, model_id)
 
 
-def index_model_id(index_root: Any) -> str:
+def index_model_id(index_root: Path) -> str:
     """The model the published index was built with. Raises IndexMissingError."""
     model_id = read_config(index_root).get("model_id")
     if not model_id:
@@ -173,6 +176,6 @@ def index_model_id(index_root: Any) -> str:
     return model_id
 
 
-def find_service_duplicates(service: Any, *, threshold: float | None = None) -> DupesReport:
-    """:func:`find_duplicates` over a :class:`search.service.Service`'s current index."""
+def find_service_duplicates(service: Service, *, threshold: float | None = None) -> DupesReport:
+    """:func:`find_duplicates` over the service's current index."""
     return find_duplicates(service.store(), index_model_id(service.index_root), threshold=threshold)

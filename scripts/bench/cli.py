@@ -1,4 +1,4 @@
-"""`kb bench`: speed and memory figures on a synthetic store (see search.bench)."""
+"""`kb bench`: speed and memory figures on a synthetic store (see scripts.bench.run)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from kb.config import EMBED_BACKENDS
 from scripts.common import AppContext, echo_json, pass_app, reports_errors, terminal_progress
 
 
@@ -26,7 +27,7 @@ from scripts.common import AppContext, echo_json, pass_app, reports_errors, term
               help="How long the HTTP load runs (0: no HTTP part, no server).")
 @click.option("--workers", default=None, type=click.IntRange(1, 64),
               help="`kb serve` worker processes (default: $KB_WORKERS or one per core).")
-@click.option("--backend", type=click.Choice(["onnx", "torch", "onnx-int8", "hashing"]), default=None,
+@click.option("--backend", type=click.Choice(EMBED_BACKENDS), default=None,
               help="Embedding backend (default: $KB_EMBED_BACKEND or onnx).")
 @click.option("--keep", type=click.Path(file_okay=False), default=None, metavar="PATH",
               help="Build the data home in PATH (new or empty) and keep it; default: a "
@@ -40,7 +41,7 @@ from scripts.common import AppContext, echo_json, pass_app, reports_errors, term
 @click.option("--timeout", default=30.0, show_default=True, type=click.FloatRange(0.1, 600),
               help="Time limit of one HTTP request, in seconds.")
 @click.option("--articles", "articles_dir", default=None, type=click.Path(file_okay=False),
-              help="The sample articles to build from (default: the packaged articles/).")
+              help="The sample articles to build from (default: KB_ARTICLES_DIR, ./articles).")
 @pass_app
 @reports_errors
 def bench(app: AppContext, as_json: bool, docs: int, queries: int, clients: int, seconds: float,
@@ -54,7 +55,7 @@ def bench(app: AppContext, as_json: bool, docs: int, queries: int, clients: int,
     baseline on the same queries. It stops by itself and removes its home and server,
     also on Ctrl-C. Other KB_* settings (threads, batch size, model) apply as usual.
     """
-    from search.bench import BenchOptions, run_benchmark
+    from scripts.bench.run import BenchOptions, run_benchmark
 
     options = BenchOptions(
         docs=docs, queries=queries, clients=clients, seconds=seconds, workers=workers,

@@ -1,6 +1,6 @@
 """`kb bench`: speed and memory figures of the whole service on a synthetic store.
 
-One run builds a data home of N incidents (search.bench_corpus), indexes it through
+One run builds a data home of N incidents (scripts.bench.corpus), indexes it through
 ``Service.index()`` as `kb index` does, and measures:
 
 - embedding throughput (docs/s on a fixed sample of 2,000 composed texts, batches of 64)
@@ -33,7 +33,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -43,15 +43,15 @@ import numpy as np
 from indexer.chunking import incident_chunks
 from indexer.index_files import current_version, read_config
 from indexer.pipeline import Progress
+from kb.app.service import Service
 from kb.config import Config
 from kb.errors import KBError
-from search.bench_corpus import SyntheticCorpus, compose_vectors, load_source
-from search.bench_http import http_load, running_server
-from search.service import Service
+from kb.lexical import query_terms
+from scripts.bench.corpus import SyntheticCorpus, compose_vectors, load_source
+from scripts.bench.http_load import http_load, running_server
 from search.suggester import SuggestRequest
-from search.text import compose_query, fts_match_expression, query_terms
+from search.text import compose_query
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 THROUGHPUT_SAMPLE = 2_000
 THROUGHPUT_BATCH = 64
 RECALL_K = 10
@@ -73,7 +73,7 @@ class BenchOptions:
     seed: int = 1
     timeout: float = 30.0
     server_start_timeout: float = 600.0
-    articles_dir: Path = field(default_factory=lambda: REPO_ROOT / "articles")
+    articles_dir: Path | None = None  # None: the configured articles folder (KB_ARTICLES_DIR)
 
 
 # --- small measuring tools ---------------------------------------------------------------
@@ -269,7 +269,8 @@ def _build_store(service: Service, options: BenchOptions, composed: bool, progre
     each incident's composed vector in the vector cache."""
     embedder, store = service.embedder(), service.store()
     with stages("build_corpus"):
-        source = load_source(options.articles_dir, resolutions=options.resolutions)
+        source = load_source(options.articles_dir or Path(service.config.articles_dir),
+                             resolutions=options.resolutions)
         corpus = SyntheticCorpus(source, options.seed)
         store.upsert_articles(source.articles, changed_by="kb bench")
     pool_vectors = None
@@ -312,7 +313,7 @@ def _measure_queries(service: Service, config: Config, queries: list[tuple[str, 
 
     def keywords(query: tuple[str, str]) -> None:
         text, _ = compose_query(query[0], query[1], config.max_query_chars)
-        store.fts_chunks(fts_match_expression(query_terms(text)), KEYWORD_LIMIT)
+        store.fts_chunks(query_terms(text), KEYWORD_LIMIT)
 
     # Untimed first: a keyword pass warms SQLite's pages for both measurements, and the
     # first suggestions pay for lazy set-up.
@@ -345,12 +346,13 @@ def _measure_http(service: Service, config: Config, options: BenchOptions,
     workers = options.workers or (config.workers if config.workers > 0 else os.cpu_count() or 1)
     token = service.store().create_token("kb-bench", "agent")
     with running_server(config.home_path, workers=workers, backend=config.embed_backend,
-                        timeout=options.server_start_timeout) as (server, started):
+                        timeout=options.server_start_timeout) as (server, sampler, started):
+        server_pid = server.process.pid
         load_average = _load_average()
         progress.start("http", int(options.seconds) + 1)
         load = http_load(server.url, token, queries, clients=options.clients,
                          seconds=options.seconds, timeout=options.timeout, advance=progress.advance)
-        server.sampler.sample()
+        sampler.sample()
     result["suggest"]["http"] = {
         "workers": workers, "server_start_s": round(started, 2), **load.to_dict(),
         **latency_summary(load.answered_ms()), "record": True,
@@ -358,7 +360,7 @@ def _measure_http(service: Service, config: Config, options: BenchOptions,
         "note": "each request records its suggestion, as served; the clients are threads of "
                 "the bench process on the same machine",
     }
-    result["memory"]["server"] = {"pid": server.process.pid, **server.sampler.report()}
+    result["memory"]["server"] = {"pid": server_pid, **sampler.report()}
 
 
 def _index_figures(report, seconds: float, index_config: dict, profile: dict | None) -> dict[str, Any]:

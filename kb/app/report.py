@@ -2,7 +2,7 @@
 
 :func:`build_report` is the one entry point (``kb report``, ``GET /api/v1/metrics`` and the
 dashboard page use it); :func:`render_text` is the terminal summary; the HTML page and
-its SVG charts are in :mod:`kb.report_html`.
+its SVG charts are in :mod:`kb.app.report_html`.
 
 The report's keys (stable; add keys rather than change them):
 
@@ -35,7 +35,7 @@ The report's keys (stable; add keys rather than change them):
     included (days for windows up to 31 days, else weeks starting on Monday).
 ``gaps``
     {threshold, queries, clusters: [{size, title, terms, examples, none_helped,
-    no_good_match, first_seen, last_seen, suggestion_ids}]}: see :mod:`search.gaps`.
+    no_good_match, first_seen, last_seen, suggestion_ids}]}: see :mod:`kb.app.gaps`.
 ``stale``
     {explanation, articles: [...]}: see :mod:`kb.stale`.
 """
@@ -46,6 +46,9 @@ import datetime as dt
 import math
 from typing import Any
 
+from kb.app.gaps import GAP_CLUSTER_THRESHOLD, cluster_gaps
+from kb.app.service import Service
+from kb.errors import ValidationError
 from kb.stale import HARM_EXPLANATION, stale_articles, window_start
 
 PARETO_TOP_FRACTION = 0.2
@@ -124,15 +127,11 @@ def pareto(reuse: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def build_report(service: Any, *, days: int = 90, now: dt.datetime | None = None,
+def build_report(service: Service, *, days: int = 90, now: dt.datetime | None = None,
                  gap_threshold: float | None = None) -> dict[str, Any]:
     """Everything a knowledge manager looks at, for the last ``days`` days, as plain JSON
-    types (see the module doc for the keys). ``service`` is a :class:`search.service.Service`;
-    its embedder is used to group knowledge gaps. Raises ValidationError for a bad window.
+    types (see the module doc for the keys). The service's embedder groups knowledge gaps. Raises ValidationError for a bad window.
     """
-    from kb.errors import ValidationError
-    from search.gaps import GAP_CLUSTER_THRESHOLD, cluster_gaps
-
     if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_REPORT_DAYS:
         raise ValidationError(f"days must be a whole number from 1 to {MAX_REPORT_DAYS}")
     now = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)

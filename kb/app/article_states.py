@@ -1,0 +1,64 @@
+"""Changing an article's state: its file, its stored versions and the index, together."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from kb.app.service import Service
+from kb.authoring import (
+    StateChange,
+    edit_article_state,
+    find_article_file,
+    front_matter_id,
+    write_file_atomically,
+)
+from kb.errors import NotFoundError
+from kb.models import Article
+
+
+def change_article_state(
+    service: Service, article_id: str, status: str, *, folder: Path, audience: str | None = None,
+    changed_by: str = "", today: dt.date | None = None,
+) -> StateChange:
+    """Set an article's state (and audience) in its file and in the store.
+
+    The file is edited in place; when the article is in the store it is upserted from the
+    edited file (a new version, with who changed it) and re-indexed at once, so an
+    archived article leaves search while its versions stay.
+
+    Raises NotFoundError for an unknown id, ValidationError when the rules forbid it.
+    """
+    store = service.store()
+    path = find_article_file(folder, article_id, missing_ok=True)
+    stored: Article | None = None
+    try:
+        stored = store.get_article(article_id)
+    except NotFoundError:
+        stored = None
+    if path is None and stored is not None and stored.path and Path(stored.path).is_file():
+        candidate = Path(stored.path)
+        if front_matter_id(candidate) == article_id:
+            path = candidate
+    if path is None:
+        raise NotFoundError(f"no article with id {article_id!r} in {folder}")
+    before, after, new_text = edit_article_state(path, status, audience=audience, today=today)
+    change = StateChange(
+        article_id=article_id, path=str(path), old_status=before.article.status,
+        new_status=after.article.status, old_audience=before.article.audience,
+        new_audience=after.article.audience, changed=after is not before,
+    )
+    if change.changed:
+        write_file_atomically(path, new_text)
+    if stored is None:
+        change.notes.append("not in the store yet: `kb import articles` loads it")
+        return change
+    article = after.article
+    article.path = stored.path or str(path)
+    counts = store.upsert_articles([article], changed_by=changed_by)
+    change.in_store = True
+    change.store_version = store.article_versions(article_id)[-1]["version"]
+    if counts.changed_ids:
+        service.index_documents([("article", article_id)])
+        change.left_search = article.status == "archived"
+    return change

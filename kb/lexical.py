@@ -1,0 +1,143 @@
+"""Lexical analysis, in one place for indexing and querying alike: tokens, stopwords,
+the Porter stem SQLite FTS5 computes, the FTS5 tokenizer itself, safe MATCH expressions,
+identifier phrases, and the budget of postings a query may make FTS5 read.
+
+The store's full-text table is created with ``tokenize=FTS_TOKENIZER`` (kb.store.migrations),
+and :func:`stem` must compute the stems that tokenizer stores: FTS5's porter tokenizer is
+the original Porter algorithm, which is snowball's "porter" stemmer (a test checks the two
+agree on the store's own vocabulary).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import threading
+
+import snowballstemmer
+
+# The tokenizer of the store's full-text table (SQLite FTS5's porter stemmer over unicode61).
+FTS_TOKENIZER = "porter"
+
+# Common English function words: they carry no evidence of a matching resolution and
+# make SQLite FTS5 walk long posting lists.
+STOPWORDS = frozenset(
+    """a about above after again against all am an and any are as at be because been before
+    being below between both but by can could did do does doing during each few for from
+    further had has have having he her here hers herself him himself his how i if in into is it
+    its itself just me more most my myself no nor not now of on once only or other our ours
+    ourselves own same she should so some such than that the their theirs them
+    themselves then there these they this those through to too under until very was we were
+    what when where which while who whom why will with would you your yours yourself yourselves
+    im ive id dont cant wont didnt doesnt isnt please hi hello thanks thank get got also still
+    """.split()
+)
+
+WORD = re.compile(r"[^\W_]+", re.UNICODE)
+MAX_QUERY_TERMS = 48  # terms sent to FTS5; a long report keeps its rarest ones
+MAX_CANDIDATE_TERMS = 400
+# A term in more than this share of chunks carries almost no BM25 weight (its IDF is ~0)
+# but makes FTS5 score a long posting list: it is left out of the lexical query.
+COMMON_TERM_SHARE = 0.5
+POSTINGS_BUDGET = 10_000
+
+
+def tokens(text: str) -> list[str]:
+    return [t.lower() for t in WORD.findall(text)]
+
+
+def query_terms(text: str, limit: int = MAX_CANDIDATE_TERMS) -> list[str]:
+    """Distinct content words of a query, in order of appearance, at most ``limit``."""
+    seen: dict[str, None] = {}
+    for token in tokens(text):
+        if token in STOPWORDS or len(token) > 40:
+            continue
+        if len(token) == 1 and not token.isdigit():
+            continue
+        seen.setdefault(token, None)
+        if len(seen) >= limit:
+            break
+    return list(seen)
+
+
+def fts_match_expression(terms: list[str]) -> str:
+    """An FTS5 MATCH expression that ORs quoted terms: user text can never inject syntax.
+
+    Each term is wrapped in double quotes with inner quotes doubled, which FTS5 reads as
+    a plain string, so operators such as NEAR, AND, '*' or column filters lose meaning.
+    """
+    quoted = ['"' + term.replace('"', '""') + '"' for term in terms if term]
+    return " OR ".join(quoted)
+
+
+# A snowball stemmer keeps its word in instance state, so threads sharing one get each
+# other's words (wrong stems, IndexError): one stemmer per thread.
+_STEMMERS = threading.local()
+
+
+@functools.lru_cache(maxsize=65536)
+def stem(word: str) -> str:
+    """The Porter stem, as SQLite FTS5's porter tokenizer computes it."""
+    stemmer = getattr(_STEMMERS, "porter", None)
+    if stemmer is None:
+        stemmer = _STEMMERS.porter = snowballstemmer.stemmer("porter")
+    return stemmer.stemWord(word.lower())
+
+
+def rarest_terms(terms: list[str], document_counts: dict[str, int], total: int,
+                 limit: int = MAX_QUERY_TERMS, postings_budget: int = POSTINGS_BUDGET) -> list[str]:
+    """The terms worth sending to FTS5, rarest (highest IDF) first.
+
+    Left out: terms in no chunk, terms in most chunks (IDF near zero), and, on a large
+    store, the commonest terms once the rarer ones already make FTS5 read
+    ``postings_budget`` postings: FTS5 scores every chunk a term occurs in (a few
+    microseconds each), so a few everyday words would otherwise cost more than the whole
+    rest of the query. When even the rarest term is over the budget (a short query of
+    everyday words on a store of a million chunks) nothing is sent: the dense half ranks
+    that query alone, which is also what ranks short queries best. On a store of up to
+    ``postings_budget`` chunks no single term is left out for cost.
+    """
+    kept = []
+    for term in terms:
+        count = document_counts.get(stem(term), 0)
+        if count == 0 or (total > 20 and count > COMMON_TERM_SHARE * total):
+            continue
+        kept.append((count, term))
+    kept.sort()
+    chosen, postings = [], 0
+    for count, term in kept[:limit]:
+        if postings + count > postings_budget:
+            break
+        chosen.append(term)
+        postings += count
+    return chosen
+
+
+def stems(terms: list[str]) -> list[str]:
+    return [stem(t) for t in terms]
+
+
+
+# Identifiers in incident text: error codes (ORA-12541, KB5034441), versions (2.3.0),
+# dotted class and package names, paths, host names. The tokenizer splits them into pieces
+# that are common alone ("ora", "3"); asked as a phrase they match only where the whole
+# identifier stands.
+_IDENTIFIER = re.compile(r"[^\W_]+(?:[-._:/\\][^\W_]+)+", re.UNICODE)
+_STATUS_CODE = re.compile(r"\b(?:HTTP|HTTPS|error|code|status|errno|exit)[ :#-]*(\d{3,5})\b", re.IGNORECASE)
+MAX_IDENTIFIERS = 8
+SOURCE_SUFFIXES = frozenset("java py scala kt cs cpp cc c h go js ts rb php groovy clj".split())
+
+
+def identifier_phrases(text: str, limit: int = MAX_IDENTIFIERS) -> list[str]:
+    """Multi-token identifiers of a text as space-joined token phrases, longest first."""
+    found: dict[str, None] = {}
+    for match in _IDENTIFIER.finditer(text):
+        parts = tokens(match.group(0))
+        if len(parts) >= 3 and parts[-1].isdigit() and parts[-2] in SOURCE_SUFFIXES:
+            parts = parts[:-1]  # Task.java:123 - the line number is noise
+        has_digit = any(p.isdigit() or any(c.isdigit() for c in p) for p in parts)
+        if 2 <= len(parts) <= 8 and (has_digit or len(parts) >= 3):
+            found.setdefault(" ".join(parts), None)
+    for match in _STATUS_CODE.finditer(text):
+        found.setdefault(" ".join(tokens(match.group(0))), None)
+    return sorted(found, key=lambda p: (-len(p.split()), p))[:limit]
