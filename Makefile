@@ -9,7 +9,7 @@ HOST ?= 127.0.0.1
 PORT ?= 5000
 export KB_HOME
 
-.PHONY: run test install lint clean
+.PHONY: run test test-quick install lint clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,14 @@ run: install
 test: install
 	bash scripts/install-browser.sh
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/python -m pytest
+
+# The quick loop: unit and integration tests with the hashing embedder and fewer generated
+# cases (no processes, no browser, no real model); about a minute on two cores.
+test-quick: install
+	$(VENV)/bin/lint-imports
+	KB_FUZZ_EXAMPLES=10 KB_PROPERTY_EXAMPLES=30 $(VENV)/bin/python -m pytest -q -m "not live and not real_model"
 
 lint: install
 	$(VENV)/bin/ruff check .

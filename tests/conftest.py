@@ -15,6 +15,16 @@ from kb.config import load_config
 from kb.importers import read_incident_file
 
 DATA = Path(__file__).parent / "data"
+LAYERS = ("unit", "integration", "live")
+
+
+def pytest_collection_modifyitems(items):
+    """Each test carries the marker of its folder: unit, integration or live."""
+    for item in items:
+        folder = Path(str(item.fspath)).parent.name
+        if folder in LAYERS:
+            item.add_marker(getattr(pytest.mark, folder))
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -57,7 +67,7 @@ def load_test_data(service: Service, articles_dir: Path = DATA / "articles") -> 
 
 def real_model_service(home: Path) -> Service:
     """A service with the packaged all-MiniLM-L6-v2 model and the default (ONNX float32)
-    encoder (tests marked real_model; tests/test_km_real_model.py runs the PyTorch one)."""
+    encoder (tests marked real_model; tests/integration/test_km_real_model.py runs the PyTorch one)."""
     return Service(load_config(environ={}, home=str(home)))
 
 
@@ -73,11 +83,23 @@ def sample_kb_service(home: Path) -> Service:
     return service
 
 
+@pytest.fixture(scope="session")
+def indexed_home_template(tmp_path_factory) -> Path:
+    """The small test knowledge base loaded and indexed once per run; each test that asks
+    for ``indexed`` gets its own copy of this home (the same as building it again)."""
+    home = tmp_path_factory.mktemp("indexed-template") / "home"
+    template = Service(load_config(environ={}, home=str(home), embed_backend="hashing"),
+                       embedder=HashingEmbedder())
+    load_test_data(template)
+    template.index()
+    template.close()
+    return home
+
+
 @pytest.fixture
-def indexed(service):
+def indexed(service, indexed_home_template):
     """A service over the small test knowledge base, indexed."""
-    load_test_data(service)
-    service.index()
+    shutil.copytree(indexed_home_template, service.config.home_path, dirs_exist_ok=True)
     return service
 
 

@@ -19,7 +19,7 @@ import pytest
 from indexer.embedders import HashingEmbedder
 from kb.app.service import Service
 from kb.config import load_config
-from tests.conftest import DATA, load_test_data
+from tests.conftest import DATA, REPO, load_test_data
 
 pytestmark = pytest.mark.browser
 
@@ -28,7 +28,7 @@ CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--headless", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--no-first-run",
 ]
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+ARTIFACTS = REPO / "test-artifacts"
 PASSWORDS = {"ana": "agent-password", "kim": "manager-password"}
 
 CODE_ARTICLE = """---

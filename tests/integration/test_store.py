@@ -2,9 +2,11 @@ import sqlite3
 
 import pytest
 
-from kb.errors import NotFoundError, ValidationError
+from kb.errors import NotFoundError, RecordError, ValidationError
+from kb.importers import read_incident_file
 from kb.models import Incident
 from kb.store import open_store
+from tests.helpers import write
 
 
 def test_store_uses_wal_and_full_sync(store):
@@ -132,3 +134,12 @@ def test_article_versions_kept(store, data_dir):
     assert [v["version"] for v in versions] == [1, 2]
     assert [v["changed_by"] for v in versions] == ["ana", "bo"]
     assert store.upsert_articles([article]).unchanged == 1
+
+
+def test_broken_import_leaves_store_unchanged(tmp_path, store):
+    good = write(tmp_path, "good.jsonl", '{"id": "1", "title": "ok", "resolution": "r"}\n')
+    store.upsert_incidents(read_incident_file(good))
+    bad = write(tmp_path, "bad.jsonl", '{"id": "2", "title": "ok"}\n{"id": "3"}\n')
+    with pytest.raises(RecordError):
+        store.upsert_incidents(read_incident_file(bad))
+    assert [i.id for i in store.iter_incidents()] == ["1"]

@@ -2,14 +2,13 @@
 `kb serve --workers 2` for a bounded time. No 5xx, no timeouts, no hung clients, and every
 acknowledged write is in the store.
 
-The default run lasts 8 s with the hashing embedder; KB_SLOW_TESTS=1 runs 60 s. Timings are
+The default run lasts 8 s with the hashing embedder; `pytest -m slow` runs 60 s. Timings are
 reported, never asserted (they belong to benchmarks, not tests).
 """
 
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 from click.testing import CliRunner
@@ -17,9 +16,6 @@ from click.testing import CliRunner
 from kb.store import open_store
 from scripts.loadtest import main, parse_mix, percentile, run_load
 from tests.live_server import LiveServer, create_token, prepare_home
-
-SLOW = pytest.mark.skipif(not os.environ.get("KB_SLOW_TESTS"),
-                          reason="long version: set KB_SLOW_TESTS=1")
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +64,6 @@ def test_mixed_load_has_no_errors(live):
 
 
 @pytest.mark.slow
-@SLOW
 def test_mixed_load_for_a_minute(live):
     run_and_check(live, seconds=60)
 

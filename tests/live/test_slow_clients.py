@@ -15,8 +15,6 @@ import pytest
 
 from tests.live_server import LiveServer, create_token, prepare_home, request
 
-pytestmark = pytest.mark.live
-
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):

@@ -2,6 +2,7 @@ import pytest
 
 from kb.articles import article_sections, parse_article_text, render_markdown, scan_articles
 from kb.errors import RecordError
+from tests.conftest import REPO
 
 GOOD = """---
 id: demo-article
@@ -95,9 +96,8 @@ def test_rendering_never_emits_raw_html_or_script_links():
 
 
 def test_sample_knowledge_base_parses_cleanly():
-    from pathlib import Path
 
-    scan = scan_articles(Path(__file__).parents[1] / "articles")
+    scan = scan_articles(REPO / "articles")
     assert scan.problems == []
     assert len(scan.parsed) >= 40
     states = {p.article.status for p in scan.parsed}

@@ -1,7 +1,6 @@
 """The data-driven defaults of `kb articles dupes` and the knowledge-gap clustering, with
 the packaged all-MiniLM-L6-v2 model on the shipped sample articles."""
 
-from pathlib import Path
 
 import pytest
 
@@ -10,9 +9,10 @@ from kb.app.gaps import cluster_gaps
 from kb.app.service import Service
 from kb.articles import read_article_file, scan_articles
 from kb.config import load_config
+from tests.conftest import DATA, REPO
 
-ROOT = Path(__file__).parents[1]
-REWRITE = Path(__file__).parent / "data" / "km" / "vpn-keeps-dropping.md"
+ROOT = REPO
+REWRITE = DATA / "km" / "vpn-keeps-dropping.md"
 
 pytestmark = pytest.mark.real_model
 

@@ -24,9 +24,10 @@ from kb.errors import RecordError, ValidationError
 from kb.lexical import query_terms
 from kb.models import ROLES
 from kb.store import access
+from tests.conftest import REPO
 from web import create_app
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO
 PACKAGES = ("kb", "indexer", "search", "web", "scripts")
 # Routes anyone may call. A new route without @require_roles / @login_required fails
 # test_every_route_declares_who_may_call_it until it is added here on purpose.

@@ -1,6 +1,5 @@
 """kb tune: fine-tuning switches models only when the held-out incidents rank better."""
 
-from pathlib import Path
 
 import pytest
 
@@ -9,9 +8,9 @@ from indexer.index_files import read_config
 from kb.app import tuning
 from kb.errors import NotEnoughDataError
 from search.suggester import SuggestRequest
-from tests.conftest import load_test_data, real_model_service, sample_kb_service
+from tests.conftest import REPO, load_test_data, real_model_service, sample_kb_service
 
-ROOT = Path(__file__).parents[1]
+ROOT = REPO
 
 pytestmark = pytest.mark.real_model
 

@@ -7,7 +7,7 @@ end the store must hold every acknowledged choice (acknowledged ⊆ present), ea
 once (one row and one event per suggestion and agent), and no client may ever have seen a
 5xx answer (such as "database is locked").
 
-The default run does 3 rounds; KB_SLOW_TESTS=1 runs the long version (25 rounds).
+The default run does 3 rounds; `pytest -m slow` runs the long version (25 rounds).
 """
 
 from __future__ import annotations
@@ -24,8 +24,6 @@ import pytest
 from kb.store import open_store
 from tests.live_server import LiveServer, create_token, prepare_home, request
 
-SLOW = pytest.mark.skipif(not os.environ.get("KB_SLOW_TESTS"),
-                          reason="long version: set KB_SLOW_TESTS=1")
 CLIENTS = 6
 QUERIES = [
     ("VPN drops", "vpn disconnects every few minutes when working from home"),
@@ -199,7 +197,6 @@ def test_acknowledged_feedback_survives_kill_9(served_home):
 
 
 @pytest.mark.slow
-@SLOW
 def test_acknowledged_feedback_survives_many_kill_9(served_home):
     seed = _seed()
     rounds = int(os.environ.get("KB_TEST_KILL_ROUNDS", "25"))

@@ -4,12 +4,7 @@ import pytest
 
 from kb.errors import RecordError
 from kb.importers import read_incident_file, sample_incidents_path
-
-
-def write(tmp_path, name, text):
-    path = tmp_path / name
-    path.write_text(text, encoding="utf-8")
-    return path
+from tests.helpers import write
 
 
 def test_jsonl_json_and_csv_read_the_same_records(tmp_path):
@@ -48,13 +43,6 @@ def test_broken_files_name_the_line(tmp_path, name, text, expected):
     assert expected in str(info.value)
 
 
-def test_broken_import_leaves_store_unchanged(tmp_path, store):
-    good = write(tmp_path, "good.jsonl", '{"id": "1", "title": "ok", "resolution": "r"}\n')
-    store.upsert_incidents(read_incident_file(good))
-    bad = write(tmp_path, "bad.jsonl", '{"id": "2", "title": "ok"}\n{"id": "3"}\n')
-    with pytest.raises(RecordError):
-        store.upsert_incidents(read_incident_file(bad))
-    assert [i.id for i in store.iter_incidents()] == ["1"]
 
 
 def test_servicenow_export_columns(tmp_path):

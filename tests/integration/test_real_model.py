@@ -1,13 +1,12 @@
 """Tests with the packaged all-MiniLM-L6-v2 model, on the shipped sample knowledge base."""
 
-from pathlib import Path
 
 import pytest
 
 from search.suggester import SuggestRequest
-from tests.conftest import sample_kb_service
+from tests.conftest import REPO, sample_kb_service
 
-ROOT = Path(__file__).parents[1]
+ROOT = REPO
 
 pytestmark = pytest.mark.real_model
 

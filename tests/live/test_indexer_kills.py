@@ -31,8 +31,6 @@ from kb.app.doctor import diagnose, leftover_files
 from kb.store import open_store
 from tests.live_server import LiveServer, create_token, kb, prepare_home, request, server_env
 
-SLOW = pytest.mark.skipif(not os.environ.get("KB_SLOW_TESTS"),
-                          reason="long version: set KB_SLOW_TESTS=1")
 MODEL_ID = HashingEmbedder().model_id
 WORDS = (
     "vpn printer mailbox outlook password reset login sso token certificate expired disk full "
@@ -191,7 +189,6 @@ def test_killed_indexer_never_breaks_search(tmp_path):
 
 
 @pytest.mark.slow
-@SLOW
 def test_killed_indexer_never_breaks_search_many_rounds(tmp_path):
     seed = int(os.environ.get("KB_TEST_SEED") or random.SystemRandom().randrange(1_000_000))
     rounds = int(os.environ.get("KB_TEST_KILL_ROUNDS", "24"))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import tempfile
-from pathlib import Path
 
 import numpy as np
 import psutil
@@ -21,8 +20,9 @@ from kb.store import open_store
 from scripts.bench.corpus import SyntheticCorpus, load_source
 from scripts.bench.run import BenchOptions, exact_top_k, latency_summary, recall_at_k, run_benchmark
 from scripts.cli import cli
+from tests.conftest import REPO
 
-ARTICLES = Path(__file__).resolve().parent.parent / "articles"
+ARTICLES = REPO / "articles"
 LATENCY_KEYS = ("p50_ms", "p95_ms", "p99_ms", "max_ms")
 
 
