@@ -128,6 +128,18 @@ def _prune(index_root: Path, keep: set[str]) -> None:
             path.unlink()
 
 
+def drop_old_versions(index_root: Path) -> list[str]:
+    """Remove every version folder but the one CURRENT names (after an erasure, the older
+    ones still hold the erased documents' vectors). Returns the names removed."""
+    keep = current_version(index_root)
+    removed = []
+    for path in sorted(Path(index_root).iterdir()) if Path(index_root).exists() else []:
+        if path.is_dir() and path.name.startswith("v") and path.name != keep:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path.name)
+    return removed
+
+
 def read_config(index_root: Path, version: str | None = None) -> dict[str, Any]:
     version = version or current_version(index_root)
     if version is None:

@@ -72,6 +72,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("drafts_dir", "", "Folder for draft articles started from the agent page (empty: drafts/ in the data home)."),
     Setting("drafts_per_person_per_day", 20, "Draft articles one person may start from the agent page in 24 hours.", int),
     Setting("secret_key", "", "Key that signs web session cookies. Empty: one is generated in the data home."),
+    Setting("redact", "", "Kinds of secrets and personal data replaced by a placeholder before any text is "
+            "stored, embedded or indexed: secret, card, iban, email, phone, ip (comma-separated; "
+            "empty: all of them; none: no redaction).", str),
     Setting("secure_cookies", False, "Mark session cookies Secure (sent over HTTPS only): set it behind TLS.", bool),
     Setting("host", "127.0.0.1", "Address `kb serve` listens on."),
     Setting("port", 5000, "Port `kb serve` listens on.", int),
@@ -101,6 +104,16 @@ class Config:
     @property
     def home_path(self) -> Path:
         return Path(self.values["home"]).expanduser().resolve()
+
+    @property
+    def redact_kinds(self) -> tuple[str, ...]:
+        """The kinds KB_REDACT names (kb.redaction). Raises ConfigError for an unknown one."""
+        from kb.redaction import parse_kinds
+
+        try:
+            return parse_kinds(self.values["redact"])
+        except ValueError as exc:
+            raise ConfigError(f"KB_REDACT: {exc}") from None
 
     @property
     def drafts_path(self) -> Path:

@@ -18,6 +18,7 @@ from scripts.articles import articles
 from scripts.bench.cli import bench
 from scripts.common import (
     AppContext,
+    cli_actor,
     echo_json,
     home_option,
     pass_app,
@@ -25,6 +26,7 @@ from scripts.common import (
     terminal_progress,
 )
 from scripts.doctor_cli import doctor
+from scripts.privacy_cli import audit, erase, incidents, redact
 from scripts.report import report
 from scripts.tune_cli import tune
 
@@ -268,7 +270,7 @@ def tokens() -> None:
 def tokens_create(app: AppContext, name: str, role: str) -> None:
     """Print a new API token once; only its hash is stored."""
     app.require_home()
-    click.echo(app.service().store().create_token(name, role))
+    click.echo(app.service().store().create_token(name, role, actor=cli_actor()))
 
 
 @tokens.command(name="revoke")
@@ -279,7 +281,7 @@ def tokens_create(app: AppContext, name: str, role: str) -> None:
 def tokens_revoke(app: AppContext, name: str) -> None:
     """Revoke every token issued to NAME."""
     app.require_home()
-    count = app.service().store().revoke_tokens(name)
+    count = app.service().store().revoke_tokens(name, actor=cli_actor())
     click.echo(f"Revoked {count} token(s) of {name}")
 
 
@@ -312,9 +314,9 @@ def users_create(app: AppContext, name: str, role: str, password_stdin: bool,
     store = app.service().store()
     existed = store.has_user(name)
     if existed and update:
-        store.update_user(name, role=role, password=password)
+        store.update_user(name, role=role, password=password, actor=cli_actor())
     else:
-        store.create_user(name, role, password)
+        store.create_user(name, role, password, actor=cli_actor())
     click.echo(f"{'Updated' if existed else 'Created'} user {name} ({role})"
                + (f" with password {password}" if generate_password else ""))
 
@@ -328,7 +330,7 @@ def users_disable(app: AppContext, name: str) -> None:
     """Stop NAME signing in and end all of their sessions at once, on every worker
     (`kb users create NAME --update` sets a new password and enables them again)."""
     app.require_home()
-    app.service().store().disable_user(name)
+    app.service().store().disable_user(name, actor=cli_actor())
     click.echo(f"Disabled user {name}; their sessions have ended")
 
 
@@ -383,6 +385,10 @@ cli.add_command(report)
 cli.add_command(doctor)
 cli.add_command(tune)
 cli.add_command(bench)
+cli.add_command(redact)
+cli.add_command(incidents)
+cli.add_command(erase)
+cli.add_command(audit)
 
 
 def main() -> None:

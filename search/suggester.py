@@ -201,6 +201,9 @@ class ResolutionSuggester:
         """Rank prior resolutions for one incident. Raises ValidationError on empty text."""
         began = time.perf_counter()
         text, truncated = compose_query(request.title, request.description, self.max_query_chars)
+        # Searched as it would be stored: a pasted password or address is a placeholder on
+        # both sides, and never reaches the embedder, FTS5 or the recorded suggestion.
+        text = store.redactor.redact(text)
         if not text.strip():
             raise ValidationError("describe the incident: a title or a description is required")
         state = self.ensure_state(store)

@@ -132,6 +132,18 @@ def upsert_incidents():
     return jsonify({"upserted": len(incidents), "ids": ids, **counts.as_dict()}), 201
 
 
+@bp.delete("/incidents/<incident_id>")
+@require_roles("admin")
+def erase_incident(incident_id: str):
+    """Erase one incident everywhere (kb.app.privacy.erase_incidents); admins only."""
+    from kb.app.privacy import erase_incidents
+
+    principal = current_principal()
+    report = erase_incidents(service(), [incident_id], actor=f"{principal.via}:{principal.name}")
+    return jsonify({"erased": report["erased"], "erasure": report["erasure"],
+                    "drafts_removed": report["drafts"], "suggestions_blanked": report["suggestions_blanked"]})
+
+
 @bp.get("/metrics")
 @require_roles(*MANAGERS)
 def metrics():

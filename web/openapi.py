@@ -314,6 +314,25 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/api/v1/incidents/{incident_id}": {
+                "delete": {
+                    "operationId": "eraseIncident",
+                    "summary": "Erase an incident everywhere (rows, index files, recorded text, free pages)",
+                    "security": secured,
+                    "x-roles": ["admin"],
+                    "parameters": [{"name": "incident_id", "in": "path", "required": True,
+                                    "schema": {"type": "string", "maxLength": 200}}],
+                    "responses": {
+                        "200": {"description": "Erased", "content": {"application/json": {"schema": {
+                            "type": "object", "required": ["erased", "erasure"],
+                            "properties": {"erased": {"type": "array", "items": {"type": "string"}},
+                                           "erasure": {"type": "integer"},
+                                           "drafts_removed": {"type": "array", "items": {"type": "string"}},
+                                           "suggestions_blanked": {"type": "integer"}}}}}},
+                        **_errors(401, 403, 404),
+                    },
+                }
+            },
             "/api/v1/metrics": {
                 "get": {
                     "operationId": "metrics",

@@ -304,6 +304,7 @@ def article_page(article_id: str):
     )
     if not visible:
         raise NotFoundError(f"no article with id {article_id!r}")
+    _audit_read(principal, "article", article_id)
     html = render_markdown(article.body)
     if request.args.get("partial"):
         return render_template("_article_body.html", article=article, body_html=html)
@@ -314,9 +315,17 @@ def article_page(article_id: str):
 @login_required()
 def incident_page(incident_id: str):
     incident = store().get_incident(incident_id)
+    _audit_read(current_principal(), "incident", incident_id)
     if request.args.get("partial"):
         return render_template("_incident_body.html", incident=incident)
     return render_template("incident.html", incident=incident, heading="h1")
+
+
+def _audit_read(principal, kind: str, doc_id: str) -> None:
+    """Reads by knowledge managers and admins go to the audit log (agents' reads do not:
+    they are the service's everyday use)."""
+    if principal.role in MANAGERS:
+        store().audit(f"{principal.via}:{principal.name}", "read", f"{kind}:{doc_id}")
 
 
 # --- capturing a draft -----------------------------------------------------------------
@@ -366,6 +375,7 @@ def start_draft():
         return redirect(back)
     config = current_app.config["KB_CONFIG"]
     kb = store()
+    form = dict(form, title=kb.redactor.redact(form["title"]), description=kb.redactor.redact(form["description"]))
     since = (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     if kb.count_recent_drafts(principal.name, since) >= config.drafts_per_person_per_day:
         flash(f"You have started {config.drafts_per_person_per_day} drafts in the last 24 hours; "

@@ -21,6 +21,7 @@ from indexer.vector_index import VectorIndex
 from kb.config import Config
 from kb.errors import KBError
 from kb.models import Incident
+from kb.redaction import Redactor
 from kb.store import Store, UpsertCounts, open_store
 from search.calibration import fit_profile
 from search.state import SearchState
@@ -35,6 +36,7 @@ class Service:
         self._suggester: ResolutionSuggester | None = None
         self._lock = threading.Lock()
         self._stores: list[Store] = []
+        self.redactor = Redactor(config.redact_kinds)
 
     # --- resources ---------------------------------------------------------------------
 
@@ -50,14 +52,14 @@ class Service:
         """This thread's store connection (opened on first use)."""
         store = getattr(self._local, "store", None)
         if store is None:
-            store = open_store(self.home)
+            store = open_store(self.home, redactor=self.redactor)
             self._local.store = store
             with self._lock:
                 self._stores.append(store)
         return store
 
     def new_store(self) -> Store:
-        return open_store(self.home)
+        return open_store(self.home, redactor=self.redactor)
 
     def embedder(self) -> Embedder:
         with self._lock:

@@ -8,19 +8,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from kb.redaction import Redactor
 from kb.store.access import AccessMixin, Principal
 from kb.store.base import StoreBase, utc_now
 from kb.store.documents import DocumentsMixin, UpsertCounts
 from kb.store.indexing import ChunkText, DocRef, IndexingMixin, LogEntry
 from kb.store.metrics import MetricsMixin
+from kb.store.privacy import PrivacyMixin
 from kb.store.suggestions import FeedbackRecord, SuggestionsMixin
 
 
-class Store(DocumentsMixin, IndexingMixin, SuggestionsMixin, AccessMixin, MetricsMixin, StoreBase):
+class Store(DocumentsMixin, IndexingMixin, SuggestionsMixin, AccessMixin, MetricsMixin, PrivacyMixin,
+            StoreBase):
     """One connection to the service's database. Open one per thread and per process."""
 
 
-def open_store(home: str | Path, *, create: bool = True) -> Store:
+def open_store(home: str | Path, *, create: bool = True, redactor: Redactor | None = None) -> Store:
     """Open the store in a data home, creating the folder when asked.
 
     Raises FileNotFoundError when the home does not exist and create is False.
@@ -30,7 +33,7 @@ def open_store(home: str | Path, *, create: bool = True) -> Store:
         if not create:
             raise FileNotFoundError(home)
         home.mkdir(parents=True, exist_ok=True)
-    return Store(home / "kb.sqlite3")
+    return Store(home / "kb.sqlite3", redactor=redactor)
 
 
 __all__ = [

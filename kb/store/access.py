@@ -58,7 +58,7 @@ def _check_name(name: str) -> None:
 
 
 class AccessMixin:
-    def create_token(self, name: str, role: str) -> str:
+    def create_token(self, name: str, role: str, *, actor: str = "") -> str:
         """Create an API token; the plain token is returned once and never stored."""
         _check_name(name)
         _check_role(role)
@@ -70,6 +70,7 @@ class AccessMixin:
                     "created_at": utc_now(), "revoked_at": None,
                 }
             )
+            self.audit(actor, "token create", name, f"role {role}")
         return token
 
     def principal_for_token(self, token: str) -> Principal | None:
@@ -86,15 +87,16 @@ class AccessMixin:
             return None
         return Principal(rows[0]["name"], rows[0]["role"], "token")
 
-    def revoke_tokens(self, name: str) -> int:
+    def revoke_tokens(self, name: str, *, actor: str = "") -> int:
         with self.write():
             cursor = self.db.execute(
                 "UPDATE api_tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL",
                 [utc_now(), name],
             )
+            self.audit(actor, "token revoke", name, f"{cursor.rowcount} token(s)")
             return cursor.rowcount
 
-    def create_user(self, name: str, role: str, password: str) -> None:
+    def create_user(self, name: str, role: str, password: str, *, actor: str = "") -> None:
         _check_name(name)
         _check_role(role)
         if len(password) < 8:
@@ -108,8 +110,10 @@ class AccessMixin:
                     "created_at": utc_now(), "disabled": 0,
                 }
             )
+            self.audit(actor, "user create", name, f"role {role}")
 
-    def update_user(self, name: str, *, role: str | None = None, password: str | None = None) -> None:
+    def update_user(self, name: str, *, role: str | None = None, password: str | None = None,
+                    actor: str = "") -> None:
         if role is not None:
             _check_role(role)
         if password is not None and len(password) < 8:
@@ -124,20 +128,26 @@ class AccessMixin:
                 changes["password_hash"] = hash_password(password)
                 changes["disabled"] = 0
             if changes:
+                old_role = self.db.execute("SELECT role FROM users WHERE name = ?", [name]).fetchone()[0]
                 self.db["users"].update(name, changes)
                 self._end_sessions(name)
+                if role is not None and role != old_role:
+                    self.audit(actor, "role change", name, f"{old_role} -> {role}")
+                if password is not None:
+                    self.audit(actor, "password change", name)
 
     def has_user(self, name: str) -> bool:
         """Whether the account exists, enabled or not."""
         return self.db.execute("SELECT 1 FROM users WHERE name = ?", [name]).fetchone() is not None
 
-    def disable_user(self, name: str) -> None:
+    def disable_user(self, name: str, *, actor: str = "") -> None:
         """The person can no longer sign in, and every session of theirs ends."""
         with self.write():
             if not list(self.db["users"].rows_where("name = ?", [name])):
                 raise NotFoundError(f"no user {name!r}")
             self.db["users"].update(name, {"disabled": 1})
             self._end_sessions(name)
+            self.audit(actor, "user disable", name)
 
     def end_sessions(self, name: str) -> None:
         with self.write():

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import sqlite_utils
 
+from kb.redaction import Redactor
 from kb.store.migrations import MIGRATIONS
 
 BUSY_TIMEOUT_MS = 15_000
@@ -27,8 +28,10 @@ class StoreBase:
     "database is locked" when a read transaction tries to upgrade.
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, redactor: Redactor | None = None):
         self.path = Path(path)
+        # Every incident text and recorded query passes this before it is written.
+        self.redactor = redactor if redactor is not None else Redactor()
         conn = sqlite3.connect(
             str(self.path),
             timeout=BUSY_TIMEOUT_MS / 1000,
@@ -49,6 +52,9 @@ class StoreBase:
         conn.execute("PRAGMA synchronous = FULL")
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("PRAGMA temp_store = MEMORY")
+        # Deleted content is overwritten with zeros, in the database and its WAL: erased
+        # text does not linger in free pages.
+        conn.execute("PRAGMA secure_delete = ON")
 
     def _migrate(self) -> None:
         if self._pending_migrations():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kb.errors import NotFoundError
@@ -64,14 +64,24 @@ class DocumentsMixin:
 
     # --- incidents -------------------------------------------------------------------
 
+    def redacted_incident(self, incident: Incident) -> Incident:
+        """The incident with its free text passed through the store's redactor."""
+        redact = self.redactor.redact
+        if not self.redactor.enabled:
+            return incident
+        return replace(incident, title=redact(incident.title), description=redact(incident.description),
+                       resolution=redact(incident.resolution))
+
     def upsert_incidents(self, incidents: Sequence[Incident], source: str = "") -> UpsertCounts:
-        """Insert or update incidents in one transaction; unchanged ones are not touched."""
+        """Insert or update incidents in one transaction (their text redacted first, see
+        kb.redaction); unchanged ones are not touched."""
         counts = UpsertCounts()
         now = utc_now()
         with self.write():
             existing = self._existing_hashes("incidents", [i.id for i in incidents])
             rows = []
             for incident in incidents:
+                incident = self.redacted_incident(incident)
                 digest = incident.fingerprint()
                 old = existing.get(incident.id)
                 if old == digest:

@@ -150,6 +150,32 @@ def m006_suggestion_titles(db: sqlite_utils.Database) -> None:
     db["suggestions"].add_column("title", str, not_null_default="")
 
 
+def m007_audit_and_erasures(db: sqlite_utils.Database) -> None:
+    # Who did what to what, for a security reviewer: reads by elevated roles, tokens, role
+    # changes, erasures. Rows are only ever added: the triggers refuse changes and deletes.
+    db.execute(
+        """
+        CREATE TABLE audit_log (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            at TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            target TEXT NOT NULL DEFAULT '',
+            detail TEXT NOT NULL DEFAULT ''
+        )
+        """
+    )
+    db.execute("CREATE INDEX audit_log_at ON audit_log (at)")
+    db.execute("CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log "
+               "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END")
+    db.execute("CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log "
+               "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END")
+    # An erasure's ids until every trace is gone (rows, then index files and free pages):
+    # a killed erasure is found here and finished by the next one or by `kb doctor`.
+    db["erasures"].create({"id": int, "started_at": str, "actor": str, "doc_ids": str,
+                           "state": str, "finished_at": str}, pk="id")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m001_initial,
     m002_ranking_profiles,
@@ -157,4 +183,5 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m004_sign_in_failures,
     m005_session_epochs,
     m006_suggestion_titles,
+    m007_audit_and_erasures,
 ]

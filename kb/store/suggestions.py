@@ -57,7 +57,8 @@ class SuggestionsMixin:
         with self.write():
             self.db["suggestions"].insert(
                 {
-                    "id": suggestion_id, "created_at": utc_now(), "query": query, "title": title,
+                    "id": suggestion_id, "created_at": utc_now(), "query": self.redactor.redact(query),
+                    "title": self.redactor.redact(title),
                     "incident_ref": incident_ref or "", "filters": json.dumps(filters or {}),
                     "k": k, "no_good_match": int(no_good_match), "confidence": confidence,
                     "results": json.dumps(results), "principal": principal,

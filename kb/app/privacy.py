@@ -1,0 +1,154 @@
+"""Privacy workflows: check an export before import, redact a home that was filled before
+redaction, erase incidents everywhere, and scan the home's files for what should not be
+there. Every step that removes text ends by rewriting the index files and compacting the
+database, so the bytes are gone from disk, not only from the tables."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from indexer.index_files import drop_old_versions
+from kb.app.service import Service
+from kb.importers import read_incident_file
+from kb.redaction import Redactor
+
+REDACTED_FIELDS = ("title", "description", "resolution")
+# Files a scan reads: the database and its journals, the index versions, drafts. The
+# exported model under models/ holds no incident text and is large.
+SCAN_SKIP = ("models",)
+SCAN_CHUNK = 1 << 20
+
+
+def mask(text: str) -> str:
+    """Enough of a finding to recognise it, never the whole of it."""
+    return text[:2] + "…" if len(text) > 4 else "…"
+
+
+# --- before importing --------------------------------------------------------------------
+
+def check_export(path: str | Path, *, fmt: str, overrides: dict[str, str] | None, redactor: Redactor) -> dict[str, Any]:
+    """What redaction would replace in an export, record by record: kinds and places, with
+    the findings masked. Raises RecordError for a file that cannot be read."""
+    records = read_incident_file(path, fmt=fmt, overrides=overrides)
+    findings, kinds = [], Counter()
+    for incident in records:
+        for name in REDACTED_FIELDS:
+            for finding in redactor.findings(getattr(incident, name)):
+                kinds[finding.kind] += 1
+                findings.append({"id": incident.id, "field": name, "kind": finding.kind,
+                                 "at": finding.start, "looks_like": mask(finding.text)})
+    return {"file": str(path), "records": len(records), "records_with_findings": len({f["id"] for f in findings}),
+            "by_kind": dict(sorted(kinds.items())), "findings": findings, "kinds_redacted": list(redactor.kinds)}
+
+
+# --- a home filled before redaction ----------------------------------------------------
+
+def redact_home(service: Service, progress: Callable[[str], None] = lambda message: None) -> dict[str, Any]:
+    """Rewrite every stored incident and recorded query through the redactor, re-embed what
+    changed, publish a new index, drop older index versions, profiles and unused vectors,
+    and compact the database."""
+    store = service.store()
+    changed = 0
+    for batch in store.iter_incident_batches():
+        changed += len(store.upsert_incidents(batch, source="kb redact").changed_ids)
+    progress(f"{changed} incident(s) rewritten")
+    suggestions = store.redact_stored_suggestions()
+    progress(f"{suggestions} recorded quer{'y' if suggestions == 1 else 'ies'} rewritten")
+    report = service.index()
+    cleanup = _remove_old_traces(service)
+    store.audit("kb redact", "redact", "", f"{changed} incident(s), {suggestions} suggestion(s)")
+    return {"incidents_changed": changed, "suggestions_changed": suggestions,
+            "index": report.to_dict(), **cleanup}
+
+
+def _remove_old_traces(service: Service) -> dict[str, Any]:
+    store = service.store()
+    removed_versions = drop_old_versions(service.index_root)
+    profiles = store.keep_latest_profiles()
+    vectors = store.prune_unused_vectors()
+    store.compact()
+    return {"index_versions_removed": removed_versions, "profiles_removed": profiles,
+            "vectors_removed": vectors}
+
+
+# --- erasure -----------------------------------------------------------------------------
+
+def erase_incidents(service: Service, ids: list[str], *, actor: str) -> dict[str, Any]:
+    """Remove incidents everywhere: their rows and every row holding their text (one
+    transaction), then the index (a new version without them, older versions deleted), the
+    ranking profile (refitted: it holds words of the incidents it was fitted on), the draft
+    files started from them, and the database's free pages and WAL. Logged in the audit
+    log with who, when and which ids. A killed erasure is left "pending" and finished by
+    running it again (or `kb doctor --privacy`). Raises NotFoundError."""
+    result = service.store().erase_incidents(ids, actor=actor)
+    for path in result.pop("draft_paths"):
+        if Path(path).is_file():
+            Path(path).unlink()
+    result.update(finish_erasures(service))
+    return result
+
+
+def finish_erasures(service: Service) -> dict[str, Any]:
+    """Finish every pending erasure: publish an index (and profile) without the erased
+    documents, delete older index versions and profiles, compact. Returns what was done."""
+    store = service.store()
+    pending = store.pending_erasures()
+    if not pending:
+        return {"finished": []}
+    service.index()
+    cleanup = _remove_old_traces(service)
+    for erasure in pending:
+        store.finish_erasure(erasure["id"])
+    return {"finished": [e["id"] for e in pending], **cleanup}
+
+
+# --- proof ---------------------------------------------------------------------------------
+
+@dataclass
+class ScanReport:
+    files: int = 0
+    bytes: int = 0
+    needle_hits: dict[str, int] = field(default_factory=dict)  # file -> occurrences
+    findings: dict[str, dict[str, int]] = field(default_factory=dict)  # file -> kind -> count
+    pending_erasures: list[dict] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not self.needle_hits and not self.findings and not self.pending_erasures
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "clean": self.clean}
+
+
+def scan_home(home: Path, *, needle: str = "", redactor: Redactor | None = None,
+              pending_erasures: list[dict] | None = None) -> ScanReport:
+    """Read the raw bytes of every file under the data home (the database, its WAL and
+    shared-memory files, index versions, drafts; not the exported model) and report where
+    ``needle`` occurs (as UTF-8, in any letter case) or, without a needle, where the
+    redactor still finds something."""
+    report = ScanReport(pending_erasures=list(pending_erasures or []))
+    wanted = needle.encode("utf-8").lower() if needle else b""
+    redactor = redactor or Redactor()
+    for path in sorted(Path(home).rglob("*")):
+        relative = path.relative_to(home)
+        if not path.is_file() or relative.parts[0] in SCAN_SKIP:
+            continue
+        report.files += 1
+        data = path.read_bytes()
+        report.bytes += len(data)
+        if wanted:
+            hits = data.lower().count(wanted)
+            if hits:
+                report.needle_hits[str(relative)] = hits
+            continue
+        kinds: Counter = Counter()
+        for start in range(0, len(data), SCAN_CHUNK):
+            text = data[start:start + SCAN_CHUNK + 256].decode("utf-8", errors="replace")
+            kinds.update(f.kind for f in redactor.findings(text))
+        if kinds:
+            report.findings[str(relative)] = dict(sorted(kinds.items()))
+    return report

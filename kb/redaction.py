@@ -1,0 +1,240 @@
+"""Secrets and personal data out of incident text, before it is stored, embedded or indexed.
+
+Each finding is replaced by a typed placeholder that keeps the text readable and
+searchable: ``[secret]``, ``[card]``, ``[iban]``, ``[email]``, ``[phone]``, ``[ip]``.
+
+Kinds (``KB_REDACT``, a comma-separated list; the default is all of them, ``none`` turns
+redaction off):
+
+- ``secret``: private key blocks, JWTs, tokens with well-known prefixes (GitHub, GitLab,
+  Slack, AWS access key ids, Stripe, OpenAI-style ``sk-``, Google API keys, npm, SendGrid),
+  the value of ``password: ...`` / ``pwd=...`` / ``api_key=...`` and similar pairs,
+  ``Authorization:`` and ``Cookie:`` header values, the password in ``scheme://user:pw@host``,
+  and long high-entropy strings on a line that speaks of a key, token or secret;
+- ``card``: 13 to 19 digits (spaces or dashes allowed) that pass the Luhn check;
+- ``iban``: an IBAN whose mod-97 checksum holds;
+- ``email``: e-mail addresses;
+- ``phone``: international numbers (``+`` and 8 to 15 digits) and grouped national numbers
+  (10 to 13 digits in two or more groups); dates, times, versions and ids are not phones;
+- ``ip``: IPv4 and IPv6 addresses (a desk that needs them in search can leave ``ip`` out).
+
+Version strings (2.3.0), error codes (0x80070005, ORA-12541), host names and ticket ids
+(INC-12345) are left alone.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+KINDS = ("secret", "card", "iban", "email", "phone", "ip")
+DEFAULT_KINDS = KINDS
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: str
+    start: int
+    end: int
+    text: str
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "start": self.start, "end": self.end}
+
+
+def parse_kinds(setting: str | Iterable[str] | None) -> tuple[str, ...]:
+    """Kinds from a setting: "" or None is the default (all), "none" is no redaction.
+    Raises ValueError naming an unknown kind."""
+    if setting is None:
+        return DEFAULT_KINDS
+    items = [s.strip().lower() for s in (setting.split(",") if isinstance(setting, str) else setting)]
+    items = [s for s in items if s]
+    if not items:
+        return DEFAULT_KINDS
+    if items == ["none"]:
+        return ()
+    unknown = [s for s in items if s not in KINDS]
+    if unknown:
+        raise ValueError(f"unknown redaction kind {unknown[0]!r}; choose from {', '.join(KINDS)} or none")
+    return tuple(k for k in KINDS if k in items)
+
+
+# --- detectors -------------------------------------------------------------------------
+
+_PRIVATE_KEY = re.compile(
+    r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|\Z)", re.S)
+_JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")
+_PREFIXED_TOKEN = re.compile(
+    r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{40,}|glpat-[A-Za-z0-9_-]{20,}"
+    r"|xox[abposr]-[A-Za-z0-9-]{10,}|(?:AKIA|ASIA)[0-9A-Z]{16}|(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}"
+    r"|sk-(?:proj-)?[A-Za-z0-9_-]{20,}|AIza[0-9A-Za-z_-]{35}|npm_[A-Za-z0-9]{36}"
+    r"|SG\.[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,})")
+_CREDENTIAL_WORDS = (r"pass(?:word|wd|phrase)?|pwd|secret|client[_-]?secret|api[_-]?key|apikey|"
+                     r"access[_-]?key|secret[_-]?key|private[_-]?key|auth[_-]?token|access[_-]?token|"
+                     r"refresh[_-]?token|token|pin")
+# "password: hunter2", "pwd=hunter2", "api_key = 'abc'", "password is hunter2"
+_CREDENTIAL_PAIR = re.compile(
+    rf"(?i)\b(?:{_CREDENTIAL_WORDS})\b[\"']?(?:\s*[:=]\s*|\s+(?:is|was|=)\s+)"
+    r"(?P<value>\"[^\"\n]{1,200}\"|'[^'\n]{1,200}'|[^\s,;\"'<>]{1,200})")
+_AUTH_HEADER = re.compile(r"(?im)\b(?:authorization|proxy-authorization)\s*:\s*(?:(?:bearer|basic|token|digest)\s+)?"
+                          r"(?P<value>[^\s,;]+)")
+_COOKIE_HEADER = re.compile(r"(?im)\b(?:set-)?cookie\s*:\s*(?P<value>[^\n]+)")
+_URL_PASSWORD = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s:/@]+:(?P<value>[^\s@/]+)@")
+_CREDENTIAL_CONTEXT = re.compile(rf"(?i)\b(?:{_CREDENTIAL_WORDS}|key|credential|bearer)s?\b")
+_LONG_STRING = re.compile(r"[A-Za-z0-9+/_=-]{24,}")
+
+_CARD = re.compile(r"(?<![\w.-])(?:\d[ -]?){12,18}\d(?![\w-])")
+_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,4})?\b")
+_EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
+_PHONE_INTL = re.compile(r"(?<![\w+])\+\d{1,3}(?:[ .-]?\(?\d{1,5}\)?){1,5}(?![\w-])")
+_PHONE_NATIONAL = re.compile(r"(?<![\w.+-])\(?\d{2,5}\)?(?:[ .-]\d{2,5}){1,4}(?![\w.-])")
+_IPV4 = re.compile(r"(?<![\w.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?![\w.])")
+_IPV6_CANDIDATE = re.compile(r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?![\w:])")
+_DATE_LIKE = re.compile(r"^\(?\d{4}\)?[ .-]\d{1,2}[ .-]\d{1,2}$|^\d{1,2}[ .-]\d{1,2}[ .-]\d{2,4}$")
+
+
+def luhn_ok(digits: str) -> bool:
+    total = 0
+    for position, char in enumerate(reversed(digits)):
+        value = int(char)
+        if position % 2 == 1:
+            value *= 2
+            if value > 9:
+                value -= 9
+        total += value
+    return total % 10 == 0
+
+
+def iban_ok(candidate: str) -> bool:
+    text = candidate.replace(" ", "")
+    if not 15 <= len(text) <= 34:
+        return False
+    moved = text[4:] + text[:4]
+    number = "".join(str(int(c, 36)) for c in moved)
+    return int(number) % 97 == 1
+
+
+def entropy(text: str) -> float:
+    counts = Counter(text)
+    return -sum(n / len(text) * math.log2(n / len(text)) for n in counts.values())
+
+
+def _looks_random(text: str) -> bool:
+    classes = sum(bool(re.search(p, text)) for p in (r"[a-z]", r"[A-Z]", r"\d"))
+    return classes >= 2 and entropy(text) >= 3.5 and not re.fullmatch(r"[a-z]+(?:[-_][a-z]+)*", text)
+
+
+def _secrets(text: str) -> list[tuple[int, int]]:
+    spans: list[tuple[int, int]] = []
+    for pattern in (_PRIVATE_KEY, _JWT, _PREFIXED_TOKEN):
+        spans.extend(m.span() for m in pattern.finditer(text))
+    for pattern in (_CREDENTIAL_PAIR, _AUTH_HEADER, _COOKIE_HEADER, _URL_PASSWORD):
+        for match in pattern.finditer(text):
+            value = match.group("value")
+            if value.startswith("[") and value.endswith("]"):
+                continue  # already a placeholder
+            spans.append(match.span("value"))
+    for line in re.finditer(r"[^\n]+", text):
+        if not _CREDENTIAL_CONTEXT.search(line.group(0)):
+            continue
+        for match in _LONG_STRING.finditer(line.group(0)):
+            if _looks_random(match.group(0)):
+                spans.append((line.start() + match.start(), line.start() + match.end()))
+    return spans
+
+
+def _cards(text: str) -> list[tuple[int, int]]:
+    spans = []
+    for match in _CARD.finditer(text):
+        digits = re.sub(r"\D", "", match.group(0))
+        if 13 <= len(digits) <= 19 and luhn_ok(digits) and len(set(digits)) > 1:
+            spans.append(match.span())
+    return spans
+
+
+def _ibans(text: str) -> list[tuple[int, int]]:
+    return [m.span() for m in _IBAN.finditer(text) if iban_ok(m.group(0))]
+
+
+def _emails(text: str) -> list[tuple[int, int]]:
+    return [m.span() for m in _EMAIL.finditer(text)]
+
+
+def _phones(text: str) -> list[tuple[int, int]]:
+    spans = []
+    for match in _PHONE_INTL.finditer(text):
+        digits = re.sub(r"\D", "", match.group(0))
+        if 8 <= len(digits) <= 15:
+            spans.append(match.span())
+    for match in _PHONE_NATIONAL.finditer(text):
+        value = match.group(0)
+        digits = re.sub(r"\D", "", value)
+        groups = re.findall(r"\d+", value)
+        if not 10 <= len(digits) <= 13 or len(groups) < 2 or _DATE_LIKE.match(value):
+            continue
+        if "." in value and " " not in value and "-" not in value and len(groups) >= 3:
+            continue  # 10.20.30.40-style numbers are versions or addresses, not phones
+        spans.append(match.span())
+    return spans
+
+
+def _ips(text: str) -> list[tuple[int, int]]:
+    spans = [m.span() for m in _IPV4.finditer(text)]
+    for match in _IPV6_CANDIDATE.finditer(text):
+        value = match.group(0)
+        if value.count(":") < 2 or not re.search(r"[0-9A-Fa-f]", value):
+            continue
+        try:
+            ipaddress.IPv6Address(value)
+        except ValueError:
+            continue
+        if "::" in value or value.count(":") == 7:
+            spans.append(match.span())
+    return spans
+
+
+DETECTORS = {"secret": _secrets, "card": _cards, "iban": _ibans, "email": _emails,
+             "phone": _phones, "ip": _ips}
+# Earlier kinds win where findings overlap (a card inside a cookie value is a secret).
+PRIORITY = ("secret", "iban", "card", "email", "ip", "phone")
+
+
+class Redactor:
+    """Finds and replaces the configured kinds. Stateless; safe to share."""
+
+    def __init__(self, kinds: Iterable[str] = DEFAULT_KINDS):
+        self.kinds = tuple(k for k in PRIORITY if k in set(kinds))
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.kinds)
+
+    def findings(self, text: str) -> list[Finding]:
+        if not text or not self.kinds:
+            return []
+        taken: list[Finding] = []
+        for kind in self.kinds:
+            for start, end in DETECTORS[kind](text):
+                if start >= end or any(start < f.end and f.start < end for f in taken):
+                    continue
+                taken.append(Finding(kind, start, end, text[start:end]))
+        return sorted(taken, key=lambda f: f.start)
+
+    def redact(self, text: str) -> str:
+        if not text or not self.kinds:
+            return text
+        out, cursor = [], 0
+        for finding in self.findings(text):
+            out.append(text[cursor:finding.start])
+            out.append(f"[{finding.kind}]")
+            cursor = finding.end
+        out.append(text[cursor:])
+        return "".join(out)
+
+
+def placeholder_count(text: str) -> int:
+    return len(re.findall(r"\[(?:" + "|".join(KINDS) + r")\]", text))

@@ -1,0 +1,168 @@
+"""The audit log, erasure of incidents, and rewriting stored text through the redactor."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from kb.errors import NotFoundError
+from kb.models import Incident
+from kb.store.base import utc_now
+
+ERASED = "[erased]"
+
+
+class PrivacyMixin:
+    # --- the audit log ---------------------------------------------------------------
+
+    def audit(self, actor: str, action: str, target: str = "", detail: str = "") -> None:
+        """Append one entry (joins the caller's transaction when there is one). ``detail``
+        names what was done, never the text of a record."""
+        with self.write():
+            self.db.execute(
+                "INSERT INTO audit_log (at, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)",
+                [utc_now(), actor or "unknown", action, target[:500], detail[:2000]],
+            )
+
+    def audit_entries(self, *, since: str = "", action: str = "", limit: int = 1000) -> list[dict[str, Any]]:
+        sql, args = "SELECT id, at, actor, action, target, detail FROM audit_log WHERE at >= ?", [since]
+        if action:
+            sql += " AND action = ?"
+            args.append(action)
+        sql += " ORDER BY id DESC LIMIT ?"
+        args.append(limit)
+        rows = self.db.execute(sql, args).fetchall()
+        keys = ("id", "at", "actor", "action", "target", "detail")
+        return [dict(zip(keys, row, strict=True)) for row in rows]
+
+    # --- erasure -----------------------------------------------------------------------
+
+    def erase_incidents(self, ids: Sequence[str], *, actor: str) -> dict[str, Any]:
+        """Remove incidents and every row that holds their text, in one transaction: the
+        incident, its chunks (and so its full-text entries), vectors no other chunk uses,
+        the text of suggestions asked for it, and draft articles started from it. The
+        erasure is logged (who, when, which ids) and stays "pending" until the caller has
+        also rebuilt the index files and compacted the database (:meth:`finish_erasure`).
+        Raises NotFoundError when none of the ids is stored."""
+        ids = list(dict.fromkeys(i for i in ids if i))
+        with self.write():
+            found = [i for i in ids if self.db.execute("SELECT 1 FROM incidents WHERE id = ?", [i]).fetchone()]
+            if not found:
+                raise NotFoundError(f"no incident with id {', '.join(map(repr, ids)) or '(none)'}")
+            now = utc_now()
+            hashes: set[str] = set()
+            drafts = self._drafts_started_from(found)
+            for doc_id in found:
+                hashes |= self._chunk_hashes("incident", doc_id)
+                self._remove_chunks("incident", doc_id, now)
+                self.db.execute("DELETE FROM indexed_docs WHERE doc_kind = 'incident' AND doc_id = ?", [doc_id])
+                self.db.execute("DELETE FROM incidents WHERE id = ?", [doc_id])
+            draft_paths = [row[0] for article_id in drafts for row in self.db.execute(
+                "SELECT path FROM articles WHERE id = ? AND path != ''", [article_id]).fetchall()]
+            for article_id in drafts:
+                hashes |= self._chunk_hashes("article", article_id)
+                self._remove_chunks("article", article_id, now)
+                self.db.execute("DELETE FROM indexed_docs WHERE doc_kind = 'article' AND doc_id = ?", [article_id])
+                self.db.execute("DELETE FROM article_versions WHERE article_id = ?", [article_id])
+                self.db.execute("DELETE FROM articles WHERE id = ?", [article_id])
+            vectors = self._drop_unused_vectors(hashes)
+            marks = ",".join("?" * len(found))
+            suggestions = self.db.execute(
+                f"UPDATE suggestions SET query = ?, title = '' WHERE incident_ref IN ({marks})", [ERASED, *found]
+            ).rowcount
+            erasure_id = self.db.execute(
+                "INSERT INTO erasures (started_at, actor, doc_ids, state, finished_at) VALUES (?, ?, ?, 'pending', '')",
+                [now, actor, json.dumps(found)],
+            ).lastrowid
+            self.audit(actor, "erase", ",".join(found),
+                       f"erasure {erasure_id}: {len(found)} incident(s), {len(drafts)} draft(s), "
+                       f"{suggestions} suggestion text(s), {vectors} cached vector(s)")
+        missing = [i for i in ids if i not in found]
+        return {"erasure": erasure_id, "erased": found, "missing": missing, "drafts": drafts,
+                "draft_paths": draft_paths,
+                "suggestions_blanked": suggestions, "vectors_removed": vectors}
+
+    def _chunk_hashes(self, kind: str, doc_id: str) -> set[str]:
+        rows = self.db.execute("SELECT text_hash FROM chunks WHERE doc_kind = ? AND doc_id = ?", [kind, doc_id])
+        return {row[0] for row in rows.fetchall()}
+
+    def _drop_unused_vectors(self, hashes: set[str]) -> int:
+        removed = 0
+        for text_hash in hashes:
+            if self.db.execute("SELECT 1 FROM chunks WHERE text_hash = ? LIMIT 1", [text_hash]).fetchone():
+                continue  # the same text is still a chunk of another document
+            removed += self.db.execute("DELETE FROM vectors WHERE text_hash = ?", [text_hash]).rowcount
+        return removed
+
+    def _drafts_started_from(self, incident_ids: Sequence[str]) -> list[str]:
+        """Draft articles whose text names one of these incidents as where they came from
+        (the agent page writes "incident <id>" into a draft it starts)."""
+        found = []
+        for row in self.db.execute("SELECT id, body FROM articles WHERE status = 'draft'").fetchall():
+            if any(f"incident {incident_id}" in (row[1] or "") for incident_id in incident_ids):
+                found.append(row[0])
+        return found
+
+    def pending_erasures(self) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT id, started_at, actor, doc_ids FROM erasures WHERE state = 'pending' ORDER BY id"
+        ).fetchall()
+        return [{"id": r[0], "started_at": r[1], "actor": r[2], "doc_ids": json.loads(r[3])} for r in rows]
+
+    def finish_erasure(self, erasure_id: int) -> None:
+        with self.write():
+            self.db.execute("UPDATE erasures SET state = 'done', finished_at = ? WHERE id = ?",
+                            [utc_now(), erasure_id])
+
+    def incidents_mentioning(self, needle: str) -> list[str]:
+        """Ids of incidents whose stored text holds ``needle`` (case-insensitive)."""
+        pattern = "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        rows = self.db.execute(
+            "SELECT id FROM incidents WHERE title LIKE ? ESCAPE '\\' OR description LIKE ? ESCAPE '\\' "
+            "OR resolution LIKE ? ESCAPE '\\' ORDER BY id", [pattern, pattern, pattern]
+        )
+        return [row[0] for row in rows.fetchall()]
+
+    def compact(self) -> None:
+        """Make deleted text unrecoverable from the files: merge the full-text index's
+        segments, rebuild the database without free pages, and empty the WAL."""
+        self.db.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('optimize')")
+        self.db.execute("VACUUM")
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    # --- redacting what was stored before --------------------------------------------
+
+    def iter_incident_batches(self, size: int = 500) -> Iterator[list[Incident]]:
+        """Every stored incident, ``size`` at a time (safe to write between batches)."""
+        ids = [row[0] for row in self.db.execute("SELECT id FROM incidents ORDER BY id").fetchall()]
+        for start in range(0, len(ids), size):
+            yield list(self.iter_incidents(ids[start:start + size]))
+
+    def redact_stored_suggestions(self) -> int:
+        """Pass recorded queries through the redactor; returns how many changed."""
+        changed = 0
+        with self.write():
+            rows = self.db.execute("SELECT id, query, title FROM suggestions").fetchall()
+            for sid, query, title in rows:
+                new_query, new_title = self.redactor.redact(query or ""), self.redactor.redact(title or "")
+                if new_query != (query or "") or new_title != (title or ""):
+                    self.db.execute("UPDATE suggestions SET query = ?, title = ? WHERE id = ?",
+                                    [new_query, new_title, sid])
+                    changed += 1
+        return changed
+
+    def keep_latest_profiles(self) -> int:
+        """Drop every ranking profile but the newest of each model (an older one was fitted
+        on texts that have since been erased or redacted)."""
+        with self.write():
+            return self.db.execute(
+                "DELETE FROM ranking_profiles WHERE id NOT IN (SELECT MAX(id) FROM ranking_profiles GROUP BY model_id)"
+            ).rowcount
+
+    def prune_unused_vectors(self) -> int:
+        """Drop cached vectors of texts that are no longer a chunk of anything."""
+        with self.write():
+            return self.db.execute(
+                "DELETE FROM vectors WHERE text_hash NOT IN (SELECT text_hash FROM chunks)"
+            ).rowcount

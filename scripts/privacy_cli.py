@@ -1,0 +1,148 @@
+"""`kb redact`, `kb incidents delete`, `kb erase` and `kb audit`: personal data in and out."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from kb.errors import KBError
+from kb.models import IMPORT_FORMATS
+from scripts.common import AppContext, cli_actor, echo_json, home_option, pass_app, reports_errors
+
+
+@click.command()
+@click.option("--check", "check_file", type=click.Path(dir_okay=False, exists=True), metavar="FILE",
+              help="Show what would be replaced in an export FILE (.jsonl, .json, .csv); changes nothing.")
+@click.option("--apply", "apply", is_flag=True,
+              help="Rewrite the texts already stored, re-embed what changed and publish a new index.")
+@click.option("--format", "fmt", type=click.Choice(IMPORT_FORMATS), default="generic", show_default=True,
+              help="Column names of FILE (with --check).")
+@click.option("--map", "mappings", multiple=True, metavar="COLUMN=FIELD", help="As for `kb import incidents`.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@home_option
+@pass_app
+@reports_errors
+def redact(app: AppContext, check_file: str | None, apply: bool, fmt: str, mappings: tuple[str, ...],
+           as_json: bool) -> None:
+    """Secrets and personal data in incident text (KB_REDACT chooses the kinds).
+
+    Every import, posted incident and recorded suggest request is redacted on the way in;
+    --check shows what an export holds before it is imported, and --apply redacts a data
+    home that was filled before (older index versions, profiles and freed pages go too).
+    Findings are shown masked, never in full.
+    """
+    from kb.app import privacy
+    from kb.importers import parse_map_option
+
+    if bool(check_file) == apply:
+        raise KBError("give one of --check FILE or --apply")
+    redactor = app.service().redactor
+    if check_file:
+        report = privacy.check_export(check_file, fmt=fmt, overrides=parse_map_option(list(mappings)),
+                                      redactor=redactor)
+        if as_json:
+            echo_json(report)
+            return
+        kinds = ", ".join(f"{n} {k}" for k, n in report["by_kind"].items()) or "nothing"
+        click.echo(f"{report['records']} records in {check_file}; {report['records_with_findings']} hold "
+                   f"something to redact ({kinds}); redacted kinds: {', '.join(report['kinds_redacted']) or 'none'}")
+        for finding in report["findings"][:200]:
+            click.echo(f"  {finding['id']}  {finding['field']}  {finding['kind']} at {finding['at']} "
+                       f"({finding['looks_like']})")
+        if len(report["findings"]) > 200:
+            click.echo(f"  ... and {len(report['findings']) - 200} more (--json lists all)")
+        return
+    app.require_home()
+    report = privacy.redact_home(app.service(), progress=lambda line: click.echo(line, err=True))
+    if as_json:
+        echo_json(report)
+    else:
+        click.echo(f"Redacted {report['incidents_changed']} incident(s) and {report['suggestions_changed']} "
+                   f"recorded quer(y/ies); published index {report['index'].get('version', '')}; removed "
+                   f"{len(report['index_versions_removed'])} older index version(s), "
+                   f"{report['profiles_removed']} older profile(s), {report['vectors_removed']} unused vector(s)")
+
+
+@click.group()
+def incidents() -> None:
+    """Incidents in the store."""
+
+
+@incidents.command(name="delete")
+@click.argument("ids", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@home_option
+@pass_app
+@reports_errors
+def incidents_delete(app: AppContext, ids: tuple[str, ...], as_json: bool) -> None:
+    """Erase incidents everywhere: rows, chunks, full-text entries, cached vectors, every
+    index version on disk, their text in recorded suggestions, drafts started from them,
+    and the database's free pages and WAL. Logged in `kb audit` (ids, never text)."""
+    from kb.app.privacy import erase_incidents
+
+    app.require_home()
+    report = erase_incidents(app.service(), list(ids), actor=cli_actor())
+    _echo_erasure(report, as_json)
+
+
+def _echo_erasure(report: dict, as_json: bool) -> None:
+    if as_json:
+        echo_json(report)
+        return
+    click.echo(f"Erased {len(report['erased'])} incident(s): {', '.join(report['erased'])}"
+               + (f"; {len(report['drafts'])} draft(s)" if report["drafts"] else "")
+               + (f"; {report['suggestions_blanked']} suggestion text(s)" if report["suggestions_blanked"] else ""))
+    if report["missing"]:
+        click.echo(f"Not found: {', '.join(report['missing'])}", err=True)
+
+
+@click.command()
+@click.option("--email", required=True, metavar="ADDRESS", help="The person's e-mail address.")
+@click.option("--yes", is_flag=True, help="Erase what was found (without it, only list it).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@home_option
+@pass_app
+@reports_errors
+def erase(app: AppContext, email: str, yes: bool, as_json: bool) -> None:
+    """Find the incidents that mention a person's e-mail address, and with --yes erase them
+    as `kb incidents delete` does. (With redaction on, new text holds no addresses; this
+    finds what was stored before.)"""
+    from kb.app.privacy import erase_incidents
+
+    app.require_home()
+    if "@" not in email or len(email) > 320:
+        raise KBError(f"{email!r} is not an e-mail address")
+    found = app.service().store().incidents_mentioning(email)
+    if not yes or not found:
+        if as_json:
+            echo_json({"email_found_in": found, "erased": []})
+        else:
+            click.echo(f"{len(found)} incident(s) mention it" + (f": {', '.join(found)}" if found else "")
+                       + ("; run again with --yes to erase them" if found else ""))
+        return
+    _echo_erasure(erase_incidents(app.service(), found, actor=cli_actor()), as_json)
+
+
+@click.command()
+@click.option("--since", default="", metavar="DATE", help="Entries from this date or time on (ISO 8601).")
+@click.option("--action", default="", help="Only this action (erase, token create, role change, read, ...).")
+@click.option("--limit", default=200, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--json", "as_json", is_flag=True, help="Print the entries as JSON.")
+@home_option
+@pass_app
+@reports_errors
+def audit(app: AppContext, since: str, action: str, limit: int, as_json: bool) -> None:
+    """The append-only audit log, newest first: reads of incidents and articles by knowledge
+    managers and admins, token creation, role and password changes, erasures."""
+    app.require_home()
+    entries = app.service().store().audit_entries(since=since, action=action, limit=limit)
+    if as_json:
+        echo_json(entries)
+        return
+    for entry in entries:
+        click.echo(f"{entry['at']}  {entry['actor']:<24} {entry['action']:<16} {entry['target']}"
+                   + (f"  ({entry['detail']})" if entry["detail"] else ""))
+    if not entries:
+        click.echo("No entries.", err=True)
+    sys.stdout.flush()
