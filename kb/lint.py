@@ -35,6 +35,7 @@ from kb.articles import (
 )
 from kb.errors import RecordError
 from kb.models import ARTICLE_STATES, AUDIENCES
+from kb.redaction import Redactor
 
 ERROR = "error"
 WARNING = "warning"
@@ -198,7 +199,20 @@ def lint_text(
         if isinstance(meta, dict) else ""
     found, links = body_problems(body, body_line, source, status, folder)
     problems.extend(found)
+    problems.extend(secret_problems(body, body_line, source))
     return parsed, problems, links
+
+
+def secret_problems(body: str, body_line: int, source: str) -> list[LintProblem]:
+    """Secrets in an article (articles are curated and not redacted: a support address or
+    phone number may belong there, a password or a card number never does)."""
+    out = []
+    for finding in Redactor(("secret", "card", "iban")).findings(body):
+        line = body_line + body.count("\n", 0, finding.start)
+        out.append(LintProblem(source, line, ERROR, "secret",
+                               f"this looks like a {'secret' if finding.kind == 'secret' else finding.kind} "
+                               "(password, key, token or account number): remove it from the article"))
+    return out
 
 
 def _front_matter_lines(front: str) -> dict[str, int]:

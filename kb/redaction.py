@@ -10,12 +10,15 @@ redaction off):
   Slack, AWS access key ids, Stripe, OpenAI-style ``sk-``, Google API keys, npm, SendGrid),
   the value of ``password: ...`` / ``pwd=...`` / ``api_key=...`` and similar pairs,
   ``Authorization:`` and ``Cookie:`` header values, the password in ``scheme://user:pw@host``,
-  and long high-entropy strings on a line that speaks of a key, token or secret;
-- ``card``: 13 to 19 digits (spaces or dashes allowed) that pass the Luhn check;
+  and long high-entropy strings (letters and digits, not a hex digest) on a line that speaks
+  of a key, token or secret;
+- ``card``: 13 to 19 digits (spaces or dashes in card groups allowed) that start and are as
+  long as a major scheme's cards and pass the Luhn check;
 - ``iban``: an IBAN whose mod-97 checksum holds;
 - ``email``: e-mail addresses;
-- ``phone``: international numbers (``+`` and 8 to 15 digits) and grouped national numbers
-  (10 to 13 digits in two or more groups); dates, times, versions and ids are not phones;
+- ``phone``: international numbers (``+`` and 8 to 15 digits) and national numbers in the
+  shapes they are written in ((212) 555-0187, 212-555-0187, 030 1234 5678); dates, times,
+  versions and ids are not phones;
 - ``ip``: IPv4 and IPv6 addresses (a desk that needs them in search can leave ``ip`` out).
 
 Version strings (2.3.0), error codes (0x80070005, ORA-12541), host names and ticket ids
@@ -78,23 +81,28 @@ _CREDENTIAL_WORDS = (r"pass(?:word|wd|phrase)?|pwd|secret|client[_-]?secret|api[
                      r"refresh[_-]?token|token|pin")
 # "password: hunter2", "pwd=hunter2", "api_key = 'abc'", "password is hunter2"
 _CREDENTIAL_PAIR = re.compile(
-    rf"(?i)\b(?:{_CREDENTIAL_WORDS})\b[\"']?(?:\s*[:=]\s*|\s+(?:is|was|=)\s+)"
+    rf"(?i)\b(?:{_CREDENTIAL_WORDS})\b[\"']?(?P<sep>\s*[:=]\s*|\s+(?:is|was)\s+)"
     r"(?P<value>\"[^\"\n]{1,200}\"|'[^'\n]{1,200}'|[^\s,;\"'<>]{1,200})")
 _AUTH_HEADER = re.compile(r"(?im)\b(?:authorization|proxy-authorization)\s*:\s*(?:(?:bearer|basic|token|digest)\s+)?"
-                          r"(?P<value>[^\s,;]+)")
+                          r"(?P<value>[^\s,;'\"]+)")
 _COOKIE_HEADER = re.compile(r"(?im)\b(?:set-)?cookie\s*:\s*(?P<value>[^\n]+)")
-_URL_PASSWORD = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s:/@]+:(?P<value>[^\s@/]+)@")
+_URL_PASSWORD = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s:/@?#]+:(?P<value>[^\s@/?#&]+)@")
+_NOT_A_SECRET = re.compile(
+    r"^(?:|null|none|nil|true|false|yes|no|undefined|\*+|x+|\.\.\.|<[^>]*>|\$\{[^}]*\}|\$[A-Z_][A-Z0-9_]*"
+    r"|[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+(?:\([^)]*\))?|[A-Za-z_][\w.]*[(\[].*|https?://\S*)$", re.I)
 _CREDENTIAL_CONTEXT = re.compile(rf"(?i)\b(?:{_CREDENTIAL_WORDS}|key|credential|bearer)s?\b")
 _LONG_STRING = re.compile(r"[A-Za-z0-9+/_=-]{24,}")
 
 _CARD = re.compile(r"(?<![\w.-])(?:\d[ -]?){12,18}\d(?![\w-])")
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,4})?\b")
-_EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
+_EMAIL = re.compile(r"\b[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
 _PHONE_INTL = re.compile(r"(?<![\w+])\+\d{1,3}(?:[ .-]?\(?\d{1,5}\)?){1,5}(?![\w-])")
-_PHONE_NATIONAL = re.compile(r"(?<![\w.+-])\(?\d{2,5}\)?(?:[ .-]\d{2,5}){1,4}(?![\w.-])")
+# National numbers: (212) 555-0187, 212-555-0187, 212.555.0187, or a trunk prefix 0 and
+# groups: 030 1234 5678, 06 12 34 56 78.
+_PHONE_NATIONAL = re.compile(
+    r"(?<![\w.+/:-])(?:\(\d{3}\)[ ]?\d{3}[ .-]\d{4}|\d{3}([.-])\d{3}\1\d{4}|0[1-9]\d{0,3}(?:[ ]\d{2,4}){2,4})(?![\w.:/-])")
 _IPV4 = re.compile(r"(?<![\w.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?![\w.])")
 _IPV6_CANDIDATE = re.compile(r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?![\w:])")
-_DATE_LIKE = re.compile(r"^\(?\d{4}\)?[ .-]\d{1,2}[ .-]\d{1,2}$|^\d{1,2}[ .-]\d{1,2}[ .-]\d{2,4}$")
 
 
 def luhn_ok(digits: str) -> bool:
@@ -124,11 +132,25 @@ def entropy(text: str) -> float:
 
 
 def _looks_random(text: str) -> bool:
-    classes = sum(bool(re.search(p, text)) for p in (r"[a-z]", r"[A-Z]", r"\d"))
-    return classes >= 2 and entropy(text) >= 3.5 and not re.fullmatch(r"[a-z]+(?:[-_][a-z]+)*", text)
+    """A generated key or token rather than a word, a class name or a path: letters and at
+    least three digits, spread evenly (high entropy)."""
+    if re.fullmatch(r"[0-9a-fA-F]+", text):
+        return False  # a hex digest (content hashes, checksums, commit ids)
+    digits = sum(c.isdigit() for c in text)
+    letters = sum(c.isalpha() for c in text)
+    return digits >= 3 and letters >= 3 and text.count("-") < 2 and entropy(text) >= 3.5
 
 
-def _secrets(text: str) -> list[tuple[int, int]]:
+def _password_like(value: str) -> bool:
+    """A word after "password is" that is a password rather than English: it has a digit,
+    a symbol inside it, or mixed case after its first letter."""
+    core = value.strip("\"'.,;:!?")
+    if len(core) < 4:
+        return False
+    return bool(re.search(r"\d", core) or re.search(r"\w[^\w\s]\w", core) or re.search(r"[a-z][A-Z]", core))
+
+
+def _secrets(text: str, *, context: bool = True) -> list[tuple[int, int]]:
     spans: list[tuple[int, int]] = []
     for pattern in (_PRIVATE_KEY, _JWT, _PREFIXED_TOKEN):
         spans.extend(m.span() for m in pattern.finditer(text))
@@ -137,8 +159,14 @@ def _secrets(text: str) -> list[tuple[int, int]]:
             value = match.group("value")
             if value.startswith("[") and value.endswith("]"):
                 continue  # already a placeholder
+            worded = "sep" not in match.groupdict() or match.group("sep").strip() in ("is", "was")
+            if worded and not _password_like(value):
+                continue  # "my PIN is locked", "the password was not accepted"
+            bare = value.strip("\"'").rstrip(".,;:!?)")
+            if len(bare) < 4 or _NOT_A_SECRET.match(bare):
+                continue  # password = null, token: getToken(), key=Config.DEFAULT_KEY
             spans.append(match.span("value"))
-    for line in re.finditer(r"[^\n]+", text):
+    for line in re.finditer(r"[^\n]+", text) if context else ():
         if not _CREDENTIAL_CONTEXT.search(line.group(0)):
             continue
         for match in _LONG_STRING.finditer(line.group(0)):
@@ -147,12 +175,49 @@ def _secrets(text: str) -> list[tuple[int, int]]:
     return spans
 
 
+_CARD_GROUPS = ((4, 6, 5), (4, 6, 4))
+_IBAN_HEAD = re.compile(r"[A-Z]{2}\d{2}[ ]?$")
+
+
+def _card_issuer(digits: str) -> bool:
+    """Whether the number starts and is as long as a card of a major scheme would."""
+    n, head2, head4 = len(digits), int(digits[:2]), int(digits[:4])
+    if digits[0] == "4":
+        return n in (13, 16, 19)  # Visa
+    if 51 <= head2 <= 55 or 2221 <= head4 <= 2720:
+        return n == 16  # Mastercard
+    if head2 in (34, 37):
+        return n == 15  # American Express
+    if digits.startswith(("6011", "65")) or 644 <= int(digits[:3]) <= 649:
+        return 16 <= n <= 19  # Discover
+    if 3528 <= head4 <= 3589:
+        return 16 <= n <= 19  # JCB
+    if head2 in (36, 38, 39) or 300 <= int(digits[:3]) <= 305:
+        return 14 <= n <= 19  # Diners
+    if head2 == 62:
+        return 16 <= n <= 19  # UnionPay
+    return False
+
+
+def _card_shaped(value: str) -> bool:
+    """One run of digits, or the groups cards are printed in (4-4-4-4[-1..4], 4-6-5)."""
+    groups = [len(g) for g in re.split(r"[ -]", value)]
+    if len(groups) == 1:
+        return True
+    return tuple(groups) in _CARD_GROUPS or (all(g == 4 for g in groups[:-1]) and 1 <= groups[-1] <= 4)
+
+
 def _cards(text: str) -> list[tuple[int, int]]:
     spans = []
     for match in _CARD.finditer(text):
-        digits = re.sub(r"\D", "", match.group(0))
-        if 13 <= len(digits) <= 19 and luhn_ok(digits) and len(set(digits)) > 1:
-            spans.append(match.span())
+        value = match.group(0)
+        digits = re.sub(r"\D", "", value)
+        if not (13 <= len(digits) <= 19 and luhn_ok(digits) and len(set(digits)) > 1 and _card_shaped(value)
+                and _card_issuer(digits)):
+            continue
+        if _IBAN_HEAD.search(text[max(0, match.start() - 6):match.start()]):
+            continue  # the digits of an account number whose checksum failed, not a card
+        spans.append(match.span())
     return spans
 
 
@@ -171,14 +236,10 @@ def _phones(text: str) -> list[tuple[int, int]]:
         if 8 <= len(digits) <= 15:
             spans.append(match.span())
     for match in _PHONE_NATIONAL.finditer(text):
-        value = match.group(0)
-        digits = re.sub(r"\D", "", value)
-        groups = re.findall(r"\d+", value)
-        if not 10 <= len(digits) <= 13 or len(groups) < 2 or _DATE_LIKE.match(value):
-            continue
-        if "." in value and " " not in value and "-" not in value and len(groups) >= 3:
-            continue  # 10.20.30.40-style numbers are versions or addresses, not phones
-        spans.append(match.span())
+        digits = re.sub(r"\D", "", match.group(0))
+        inside_longer = re.search(r"[\dA-Z][ ]$", text[:match.start()]) or re.match(r"[ ]\d", text[match.end():])
+        if 10 <= len(digits) <= 12 and not inside_longer:
+            spans.append(match.span())
     return spans
 
 
@@ -206,8 +267,12 @@ PRIORITY = ("secret", "iban", "card", "email", "ip", "phone")
 class Redactor:
     """Finds and replaces the configured kinds. Stateless; safe to share."""
 
-    def __init__(self, kinds: Iterable[str] = DEFAULT_KINDS):
-        self.kinds = tuple(k for k in PRIORITY if k in set(kinds))
+    def __init__(self, kinds: Iterable[str] = DEFAULT_KINDS, *, context: bool = True):
+        wanted = set(kinds)
+        self.kinds = tuple(k for k in PRIORITY if k in wanted)
+        # The high-entropy rule reads a line for words like "key" or "token"; raw database
+        # bytes have no line or field boundaries, so a scan of files turns it off.
+        self.context = context
 
     @property
     def enabled(self) -> bool:
@@ -218,7 +283,8 @@ class Redactor:
             return []
         taken: list[Finding] = []
         for kind in self.kinds:
-            for start, end in DETECTORS[kind](text):
+            found = _secrets(text, context=self.context) if kind == "secret" else DETECTORS[kind](text)
+            for start, end in found:
                 if start >= end or any(start < f.end and f.start < end for f in taken):
                     continue
                 taken.append(Finding(kind, start, end, text[start:end]))

@@ -13,8 +13,10 @@ from typing import Any
 
 from indexer.index_files import drop_old_versions
 from kb.app.service import Service
+from kb.articles import parse_article_text
+from kb.authoring import write_file_atomically
 from kb.importers import read_incident_file
-from kb.redaction import Redactor
+from kb.redaction import DEFAULT_KINDS, Redactor
 
 REDACTED_FIELDS = ("title", "description", "resolution")
 # Files a scan reads: the database and its journals, the index versions, drafts. The
@@ -58,21 +60,47 @@ def redact_home(service: Service, progress: Callable[[str], None] = lambda messa
     progress(f"{changed} incident(s) rewritten")
     suggestions = store.redact_stored_suggestions()
     progress(f"{suggestions} recorded quer{'y' if suggestions == 1 else 'ies'} rewritten")
+    drafts = _redact_drafts(service)
+    progress(f"{len(drafts)} draft(s) started from typed text rewritten")
     report = service.index()
+    # Vectors of the texts as they were before (the texts themselves are gone). Vectors of
+    # texts that are no chunk (the background requests the ranking fit uses) go too and
+    # are embedded again on the next `kb index`.
+    vectors = store.prune_unused_vectors()
     cleanup = _remove_old_traces(service)
     store.audit("kb redact", "redact", "", f"{changed} incident(s), {suggestions} suggestion(s)")
-    return {"incidents_changed": changed, "suggestions_changed": suggestions,
-            "index": report.to_dict(), **cleanup}
+    return {"incidents_changed": changed, "suggestions_changed": suggestions, "drafts_changed": drafts,
+            "index": report.to_dict(), "vectors_removed": vectors, **cleanup}
+
+
+def _redact_drafts(service: Service) -> list[str]:
+    """Drafts the agent page wrote from typed incident text (files in the drafts folder):
+    the file and the stored article, redacted. Other articles are curated, not redacted."""
+    store, folder = service.store(), service.config.drafts_path.resolve()
+    changed = []
+    for article in list(store.iter_articles()):
+        path = Path(article.path) if article.path else None
+        if article.status != "draft" or path is None or not path.is_file() or folder not in path.resolve().parents:
+            continue
+        text = path.read_text(encoding="utf-8")
+        clean = service.redactor.redact(text)
+        if clean == text:
+            continue
+        write_file_atomically(path, clean)
+        redacted = parse_article_text(clean, source=str(path)).article
+        redacted.path = article.path
+        store.upsert_articles([redacted], changed_by="kb redact")
+        store.keep_latest_article_version(article.id)
+        changed.append(article.id)
+    return changed
 
 
 def _remove_old_traces(service: Service) -> dict[str, Any]:
     store = service.store()
     removed_versions = drop_old_versions(service.index_root)
     profiles = store.keep_latest_profiles()
-    vectors = store.prune_unused_vectors()
     store.compact()
-    return {"index_versions_removed": removed_versions, "profiles_removed": profiles,
-            "vectors_removed": vectors}
+    return {"index_versions_removed": removed_versions, "profiles_removed": profiles}
 
 
 # --- erasure -----------------------------------------------------------------------------
@@ -85,6 +113,7 @@ def erase_incidents(service: Service, ids: list[str], *, actor: str) -> dict[str
     log with who, when and which ids. A killed erasure is left "pending" and finished by
     running it again (or `kb doctor --privacy`). Raises NotFoundError."""
     result = service.store().erase_incidents(ids, actor=actor)
+    service.catch_up()  # this process stops offering them at once; other workers follow the log
     for path in result.pop("draft_paths"):
         if Path(path).is_file():
             Path(path).unlink()
@@ -129,10 +158,11 @@ def scan_home(home: Path, *, needle: str = "", redactor: Redactor | None = None,
     """Read the raw bytes of every file under the data home (the database, its WAL and
     shared-memory files, index versions, drafts; not the exported model) and report where
     ``needle`` occurs (as UTF-8, in any letter case) or, without a needle, where the
-    redactor still finds something."""
+    redactor still finds something (its structural detectors: raw database bytes have no
+    field boundaries for the high-entropy rule to read)."""
     report = ScanReport(pending_erasures=list(pending_erasures or []))
     wanted = needle.encode("utf-8").lower() if needle else b""
-    redactor = redactor or Redactor()
+    redactor = Redactor(redactor.kinds if redactor else DEFAULT_KINDS, context=False)
     for path in sorted(Path(home).rglob("*")):
         relative = path.relative_to(home)
         if not path.is_file() or relative.parts[0] in SCAN_SKIP:

@@ -176,6 +176,12 @@ class Service:
             self.index_documents([("incident", i) for i in counts.changed_ids])
         return counts
 
+    def catch_up(self) -> None:
+        """Bring this process's search state in step with the store now (not at the next
+        refresh): after an erasure, it must not offer the erased documents again."""
+        if self._suggester is not None:
+            self._suggester.catch_up(self.store())
+
     def index_documents(self, keys: Sequence[tuple[str, str]]) -> None:
         """Chunk and embed a few documents now, without publishing a new index version;
         every worker replays the change log on its next request."""

@@ -152,6 +152,14 @@ class PrivacyMixin:
                     changed += 1
         return changed
 
+    def keep_latest_article_version(self, article_id: str) -> int:
+        """Drop an article's older stored versions (they hold text since redacted)."""
+        with self.write():
+            return self.db.execute(
+                "DELETE FROM article_versions WHERE article_id = ? AND version < "
+                "(SELECT MAX(version) FROM article_versions WHERE article_id = ?)", [article_id, article_id]
+            ).rowcount
+
     def keep_latest_profiles(self) -> int:
         """Drop every ranking profile but the newest of each model (an older one was fitted
         on texts that have since been erased or redacted)."""

@@ -72,3 +72,16 @@ def test_lint_reports_impossible_dates_without_crashing():
         ("front-matter", "error")]
     assert "day is out of range" in problems[0].message
 
+
+def test_lint_refuses_secrets_in_an_article_but_not_a_support_address():
+    from kb.lint import lint_text
+
+    text = GOOD.format(id="vpn", status="validated", audience="internal", review_by="2099-01-01")
+    text = text.replace("A reason.", "A reason. Mail support@example.org or call +44 20 7946 0958.")
+    _, problems, _ = lint_text(text, "vpn.md", today=TODAY)
+    assert not [p for p in problems if p.code == "secret"]
+    leaked = text.replace("Fix it;", "Log in with password: Adm1n!2026 and fix it;")
+    _, problems, _ = lint_text(leaked, "vpn.md", today=TODAY)
+    [problem] = [p for p in problems if p.code == "secret"]
+    assert problem.severity == "error" and problem.line == leaked.splitlines().index(
+        next(line for line in leaked.splitlines() if "password:" in line)) + 1

@@ -1,0 +1,110 @@
+"""The redactor on its own: each detector's precision and recall on a labelled sample,
+ordinary incident text kept, checksums, settings."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+
+import pytest
+
+from kb.importers import read_incident_file, sample_incidents_path
+from kb.redaction import KINDS, Redactor, iban_ok, luhn_ok, parse_kinds
+from tests.conftest import DATA, REPO
+
+LABELLED = DATA / "redaction" / "labelled.jsonl"
+BANKING = REPO.parent / "shared" / "data" / "banking77"
+
+
+def labelled():
+    return [json.loads(line) for line in LABELLED.read_text().splitlines() if line.strip()]
+
+
+def detector_scores() -> dict[str, dict[str, float]]:
+    redactor = Redactor()
+    tp, fp, fn = Counter(), Counter(), Counter()
+    for case in labelled():
+        expected = Counter((kind, value) for kind, value in case["expect"])
+        found = Counter((f.kind, f.text) for f in redactor.findings(case["text"]))
+        for key in found | expected:
+            hit = min(found[key], expected[key])
+            tp[key[0]] += hit
+            fp[key[0]] += found[key] - hit
+            fn[key[0]] += expected[key] - hit
+    return {kind: {"precision": tp[kind] / max(1, tp[kind] + fp[kind]), "recall": tp[kind] / max(1, tp[kind] + fn[kind]),
+                   "tp": tp[kind], "fp": fp[kind], "fn": fn[kind]} for kind in KINDS}
+
+
+def test_each_detector_is_precise_and_finds_what_it_should():
+    scores = detector_scores()
+    for kind, score in scores.items():
+        assert score["tp"] > 0, kind  # the sample exercises every kind
+        assert score["precision"] >= 0.9 and score["recall"] >= 0.9, (kind, score)
+
+
+def test_redacted_text_keeps_its_shape_and_placeholders_are_searchable_words():
+    text = "call +44 20 7946 0958 or mail maria.garcia@example.org; password: hunter22"
+    assert Redactor().redact(text) == "call [phone] or mail [email]; password: [secret]"
+    # Redacting twice changes nothing more.
+    assert Redactor().redact(Redactor().redact(text)) == Redactor().redact(text)
+
+
+@pytest.mark.parametrize("text", [
+    "Outlook 16.0.17126.20132 error 0x80070005", "ORA-12541 on db-prod-03.corp.example.com:1521",
+    "INC-0012345 and CHG0031337", "KB5034441 build 10.0.19045.3803", "2026-11-30T09:13:11Z",
+    "java.lang.NullPointerException at Foo.java:214", "order 1234567 charged 25.00 twice",
+    "Access denied for user 'hive'@'localhost' (using password: YES)", "2004-12-09 16:41:33,296 INFO",
+    "0000: 00 32 00 30 00 31 00 30", "ID:JMATHAIY-WXP01-3697-1235159811727-2 acked with key",
+    "password = ActiveMQConnection.DEFAULT_PASSWORD;", "<password>${activemq.password}</password>",
+    "the key ScheduledThreadPoolExecutor rejected the task", "timestamp 20050116052458 id 1264028626290",
+    "Changed it to send an Authorization: Bearer header.", "token = oauth.refresh_token(TOKEN_URL, rt)",
+    "conn.access_token = token['access_token']",
+])
+def test_versions_error_codes_hosts_and_ticket_ids_are_kept(text):
+    assert Redactor().redact(text) == text
+
+
+def _kept_share(texts: list[str]) -> float:
+    redactor = Redactor()
+    words = kept = 0
+    for text in texts:
+        before = re.findall(r"\S+", text)
+        after = set(re.findall(r"\S+", redactor.redact(text)))
+        words += len(before)
+        kept += sum(1 for w in before if w in after)
+    return kept / max(1, words)
+
+
+def test_ordinary_incident_text_keeps_99_percent_of_its_words():
+    incidents = read_incident_file(sample_incidents_path())
+    texts = [f"{i.title}\n{i.description}\n{i.resolution}" for i in incidents]
+    assert _kept_share(texts) >= 0.99
+
+
+@pytest.mark.skipif(not BANKING.exists(), reason="../shared/data/banking77 is not beside the checkout")
+def test_customer_service_requests_keep_99_percent_of_their_words():
+    files = sorted(BANKING.glob("*.csv")) + sorted(BANKING.glob("*.jsonl"))
+    assert files, BANKING
+    texts = []
+    for line in files[0].read_text(encoding="utf-8").splitlines()[1:5001]:
+        texts.append(line.rsplit(",", 1)[0].strip('"'))
+    assert _kept_share(texts) >= 0.99
+
+
+def test_checksums():
+    assert luhn_ok("4111111111111111") and not luhn_ok("4111111111111112")
+    assert iban_ok("DE89370400440532013000") and not iban_ok("DE89370400440532013001")
+    assert Redactor().redact("card 4111 1111 1111 1112 iban DE89 3704 0044 0532 0130 01") == \
+        "card 4111 1111 1111 1112 iban DE89 3704 0044 0532 0130 01"
+
+
+def test_settings_choose_the_kinds():
+    assert parse_kinds("") == KINDS and parse_kinds(None) == KINDS
+    assert parse_kinds("none") == ()
+    assert parse_kinds("email, secret") == ("secret", "email")
+    with pytest.raises(ValueError, match="unknown redaction kind 'ssn'"):
+        parse_kinds("email,ssn")
+    keep_ips = Redactor(k for k in KINDS if k != "ip")
+    assert keep_ips.redact("vpn peer 10.8.0.1 mail a@b.example") == "vpn peer 10.8.0.1 mail [email]"
+    assert Redactor(()).redact("a@b.example") == "a@b.example"
