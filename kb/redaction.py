@@ -90,12 +90,13 @@ _URL_PASSWORD = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s:/@?#]+:(?P<value>[^\s@/?
 _NOT_A_SECRET = re.compile(
     r"^(?:|null|none|nil|true|false|yes|no|undefined|\*+|x+|\.\.\.|<[^>]*>|\$\{[^}]*\}|\$[A-Z_][A-Z0-9_]*"
     r"|[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+(?:\([^)]*\))?|[A-Za-z_][\w.]*[(\[].*|https?://\S*)$", re.I)
+_PLACEHOLDER_START = re.compile(r"\[(?:secret|card|iban|email|phone|ip)\]")
 _CREDENTIAL_CONTEXT = re.compile(rf"(?i)\b(?:{_CREDENTIAL_WORDS}|key|credential|bearer)s?\b")
 _LONG_STRING = re.compile(r"[A-Za-z0-9+/_=-]{24,}")
 
 _CARD = re.compile(r"(?<![\w.-])(?:\d[ -]?){12,18}\d(?![\w-])")
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,4})?\b")
-_EMAIL = re.compile(r"\b[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
+_EMAIL = re.compile(r"\b[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.(?:[a-z]{2,}|[A-Z]{2,})\b")
 _PHONE_INTL = re.compile(r"(?<![\w+])\+\d{1,3}(?:[ .-]?\(?\d{1,5}\)?){1,5}(?![\w-])")
 # National numbers: (212) 555-0187, 212-555-0187, 212.555.0187, or a trunk prefix 0 and
 # groups: 030 1234 5678, 06 12 34 56 78.
@@ -157,10 +158,10 @@ def _secrets(text: str, *, context: bool = True) -> list[tuple[int, int]]:
     for pattern in (_CREDENTIAL_PAIR, _AUTH_HEADER, _COOKIE_HEADER, _URL_PASSWORD):
         for match in pattern.finditer(text):
             value = match.group("value")
-            if value.startswith("[") and value.endswith("]"):
-                continue  # already a placeholder
+            if _PLACEHOLDER_START.match(value):
+                continue  # already redacted
             worded = "sep" not in match.groupdict() or match.group("sep").strip() in ("is", "was")
-            if worded and not _password_like(value):
+            if worded and (not context or not _password_like(value)):
                 continue  # "my PIN is locked", "the password was not accepted"
             bare = value.strip("\"'").rstrip(".,;:!?)")
             if len(bare) < 4 or _NOT_A_SECRET.match(bare):
@@ -247,8 +248,8 @@ def _ips(text: str) -> list[tuple[int, int]]:
     spans = [m.span() for m in _IPV4.finditer(text)]
     for match in _IPV6_CANDIDATE.finditer(text):
         value = match.group(0)
-        if value.count(":") < 2 or not re.search(r"[0-9A-Fa-f]", value):
-            continue
+        if value.count(":") < 2 or sum(1 for group in value.split(":") if group) < 3:
+            continue  # "::1" and "a::b" are too short to tell from code or binary noise
         try:
             ipaddress.IPv6Address(value)
         except ValueError:
@@ -256,6 +257,15 @@ def _ips(text: str) -> list[tuple[int, int]]:
         if "::" in value or value.count(":") == 7:
             spans.append(match.span())
     return spans
+
+
+_BINARY = re.compile(r"[\x00-\x08\x0e-\x1f\ufffd]")
+
+
+def _printable(text: str, start: int, end: int) -> bool:
+    """Whether a finding in decoded raw bytes is text: none of its characters, nor the
+    one before it, is a control character or an undecodable byte."""
+    return not _BINARY.search(text, max(0, start - 1), end)
 
 
 DETECTORS = {"secret": _secrets, "card": _cards, "iban": _ibans, "email": _emails,
@@ -287,6 +297,8 @@ class Redactor:
             for start, end in found:
                 if start >= end or any(start < f.end and f.start < end for f in taken):
                     continue
+                if not self.context and not _printable(text, start, end):
+                    continue  # bytes of a vector or a page header that happen to look like text
                 taken.append(Finding(kind, start, end, text[start:end]))
         return sorted(taken, key=lambda f: f.start)
 
