@@ -137,9 +137,14 @@ def _looks_random(text: str) -> bool:
     least three digits, spread evenly (high entropy)."""
     if re.fullmatch(r"[0-9a-fA-F]+", text):
         return False  # a hex digest (content hashes, checksums, commit ids)
+    if "=" in text.rstrip("="):
+        return False  # name=value, not base64 (whose "=" only pads the end)
+    if any(re.fullmatch(r"[a-z]{4,}(?:[-_][a-z]+)*", part) for part in text.split("/")[:-1] + text.split("/")[1:]):
+        return False  # a URL or file path (…/blob/61a944fd…/storm-webapp)
     digits = sum(c.isdigit() for c in text)
     letters = sum(c.isalpha() for c in text)
-    return digits >= 3 and letters >= 3 and text.count("-") < 2 and entropy(text) >= 3.5
+    return (digits >= 3 and letters >= 3 and text.count("-") < 2 and text.count("_") < 2
+            and entropy(text) >= 3.5)
 
 
 def _password_like(value: str) -> bool:
@@ -160,11 +165,14 @@ def _secrets(text: str, *, context: bool = True) -> list[tuple[int, int]]:
             value = match.group("value")
             if _PLACEHOLDER_START.match(value):
                 continue  # already redacted
-            worded = "sep" not in match.groupdict() or match.group("sep").strip() in ("is", "was")
+            sep = match.group("sep").strip() if "sep" in match.groupdict() else ""
+            worded = sep in ("is", "was") or "sep" not in match.groupdict()
             if worded and (not context or not _password_like(value)):
                 continue  # "my PIN is locked", "the password was not accepted"
+            if sep == ":" and value[:1] not in "\"'" and not _password_like(value):
+                continue  # "password: Configuration problem", "for (String token : tokens)"
             bare = value.strip("\"'").rstrip(".,;:!?)")
-            if len(bare) < 4 or _NOT_A_SECRET.match(bare):
+            if len(bare) < 4 or _NOT_A_SECRET.match(bare) or (pattern is _URL_PASSWORD and bare.isdigit()):
                 continue  # password = null, token: getToken(), key=Config.DEFAULT_KEY
             spans.append(match.span("value"))
     for line in re.finditer(r"[^\n]+", text) if context else ():
