@@ -75,6 +75,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("redact", "", "Kinds of secrets and personal data replaced by a placeholder before any text is "
             "stored, embedded or indexed: secret, card, iban, email, phone, ip (comma-separated; "
             "empty: all of them; none: no redaction).", str),
+    Setting("top_customer_tiers", "top,platinum,enterprise,premium,vip,strategic",
+            "Customer tiers (comma-separated, any letter case) for which triage suggests a priority "
+            "one step higher than similar incidents had.", str),
     Setting("secure_cookies", False, "Mark session cookies Secure (sent over HTTPS only): set it behind TLS.", bool),
     Setting("host", "127.0.0.1", "Address `kb serve` listens on."),
     Setting("port", 5000, "Port `kb serve` listens on.", int),
@@ -104,6 +107,10 @@ class Config:
     @property
     def home_path(self) -> Path:
         return Path(self.values["home"]).expanduser().resolve()
+
+    @property
+    def top_tier_names(self) -> tuple[str, ...]:
+        return tuple(t.strip() for t in self.values["top_customer_tiers"].split(",") if t.strip())
 
     @property
     def redact_kinds(self) -> tuple[str, ...]:

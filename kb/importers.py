@@ -22,7 +22,8 @@ from kb.models import IMPORT_FORMATS, INCIDENT_STATES, Incident
 FORMATS = IMPORT_FORMATS
 FIELDS = (
     "id", "title", "description", "resolution", "resolution_code", "category", "product",
-    "status", "opened_at", "resolved_at", "article_id",
+    "status", "opened_at", "resolved_at", "article_id", "assignment_group", "priority", "escalated",
+    "customer_tier",
 )
 MAX_FIELD_CHARS = 200_000
 MAX_ID_CHARS = 200
@@ -47,6 +48,11 @@ COLUMN_MAPS: dict[str, dict[str, tuple[str, ...]]] = {
         "resolved_at": ("resolved_at", "closed_at"),
         # Not `knowledge`: in ServiceNow that is a true/false "create an article" flag.
         "article_id": ("u_knowledge_article", "kb_article"),
+        "assignment_group": ("assignment_group",),
+        "priority": ("priority",),
+        # `escalation` is 0 (normal) to 3 (overdue); a reassignment moved it off the first desk.
+        "escalated": ("escalation", "reassignment_count"),
+        "customer_tier": ("u_customer_tier", "company.u_tier", "u_tier"),
     },
     "jira": {
         "id": ("issue key", "key"),
@@ -60,6 +66,10 @@ COLUMN_MAPS: dict[str, dict[str, tuple[str, ...]]] = {
         "opened_at": ("created",),
         "resolved_at": ("resolved",),
         "article_id": ("custom field (kb article)", "kb article"),
+        "assignment_group": ("team", "custom field (team)", "component/s", "components"),
+        "priority": ("priority",),
+        "escalated": ("custom field (escalated)", "escalated"),
+        "customer_tier": ("custom field (customer tier)", "customer tier"),
     },
     "zendesk": {
         "id": ("id", "ticket id"),
@@ -73,6 +83,10 @@ COLUMN_MAPS: dict[str, dict[str, tuple[str, ...]]] = {
         "opened_at": ("created at", "created"),
         "resolved_at": ("solved at", "solved"),
         "article_id": ("kb article", "article id"),
+        "assignment_group": ("group", "assignee group"),
+        "priority": ("priority",),
+        "escalated": ("escalated", "custom field (escalated)"),
+        "customer_tier": ("organization tier", "customer tier", "organization"),
     },
 }
 
@@ -159,12 +173,32 @@ def _text(value: Any, field: str, where: dict) -> str:
     return text.strip()
 
 
+def normalise_escalated(value: Any) -> str | None:
+    """"yes", "no" or "" (unknown) from a boolean, a yes/no word, or a count of escalations
+    or reassignments (more than 0: it left the first line); None for a list or an object."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, (dict, list)):
+        return None
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    text = str(value).strip().lower()
+    if text in ("yes", "y", "true", "t", "escalated"):
+        return "yes"
+    if text in ("no", "n", "false", "f", "not escalated", "normal"):
+        return "no"
+    try:
+        return "yes" if float(text) > 0 else "no"
+    except ValueError:
+        return ""  # a word this service does not know: unknown, never guessed
+
+
 def incident_from_record(record: Any, *, source: str = "", line: int | None = None) -> Incident:
     """Validate one generic record (a dict with the contract's field names)."""
     where = {"source": source, "line": line}
     if not isinstance(record, dict):
         raise RecordError("each record must be a JSON object", **where)
-    values = {field: _text(record.get(field), field, where) for field in FIELDS}
+    values = {field: _text(record.get(field), field, where) for field in FIELDS if field != "escalated"}
     if not values["id"]:
         raise RecordError("missing required field 'id'", **where)
     if len(values["id"]) > MAX_ID_CHARS or not INCIDENT_ID.fullmatch(values["id"]):
@@ -180,6 +214,10 @@ def incident_from_record(record: Any, *, source: str = "", line: int | None = No
             **where,
         )
     values["status"] = status
+    escalated = normalise_escalated(record.get("escalated"))
+    if escalated is None:
+        raise RecordError("field 'escalated' must be yes/no, true/false or a count", **where)
+    values["escalated"] = escalated
     for field in ("opened_at", "resolved_at"):
         normalised = normalise_datetime(values[field])
         if normalised is None:

@@ -71,6 +71,11 @@ class Incident:
     opened_at: str = ""
     resolved_at: str = ""
     article_id: str = ""
+    # Routing facts, as the ticket system had them (kept as given, never invented).
+    assignment_group: str = ""
+    priority: str = ""
+    escalated: str = ""  # "yes" when it left the first line, "no" when it did not, "" unknown
+    customer_tier: str = ""
 
     @property
     def is_prior_resolution(self) -> bool:
@@ -78,10 +83,12 @@ class Incident:
         return self.status in ("resolved", "closed") and bool(self.resolution.strip())
 
     def fingerprint(self) -> str:
-        return content_hash(
-            self.title, self.description, self.resolution, self.resolution_code, self.category,
-            self.product, self.status, self.opened_at, self.resolved_at, self.article_id,
-        )
+        parts = [self.title, self.description, self.resolution, self.resolution_code, self.category,
+                 self.product, self.status, self.opened_at, self.resolved_at, self.article_id]
+        routing = [self.assignment_group, self.priority, self.escalated, self.customer_tier]
+        # Without routing facts the fingerprint is what it was before they existed: stores
+        # filled earlier see their incidents as unchanged.
+        return content_hash(*parts, *routing) if any(routing) else content_hash(*parts)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -121,4 +128,5 @@ class Suggestion:
     confidence: float = 0.0
     truncated: bool = False
     threshold: float = 0.0
+    triage: dict[str, Any] = field(default_factory=dict)  # search.triage.triage()
 

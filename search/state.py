@@ -43,6 +43,10 @@ class DocInfo:
     review_by: str
     res_key: str
     code: tuple[tuple[str, bool], ...] = ()  # code in the resolution: (text, is_block)
+    # Routing facts of an incident (search.triage): where it went, how urgent, escalated.
+    assignment_group: str = ""
+    priority: str = ""
+    escalated: str = ""
 
     @property
     def key(self) -> DocKey:
@@ -118,7 +122,8 @@ def doc_from_row(kind: str, row: dict) -> DocInfo:
             resolution=resolution, product=_shared(row["product"]),
             category=_shared(row["category"]), status=_shared(row["status"]), audience="internal",
             article_id=_shared(row["article_id"]), updated=row["resolved_at"] or "", review_by="",
-            res_key=resolution_key(resolution),
+            res_key=resolution_key(resolution), assignment_group=_shared(row.get("assignment_group")),
+            priority=_shared(row.get("priority")), escalated=_shared(row.get("escalated")),
         )
     resolution, code = article_resolution(row["body"] or "")
     return DocInfo(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +37,7 @@ from search.ranking import (
 )
 from search.state import SearchState
 from search.text import compose_query, highlight_snippet, matched_terms
+from search.triage import neighbours, triage
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ class SuggestRequest:
     viewer: Viewer = field(default_factory=Viewer)
     ranking: str = "shipped"  # or a reference ranking: dense, bm25, rrf (for kb eval)
     use_feedback: bool = True
+    customer_tier: str = ""  # a top tier raises the suggested priority one step
 
 
 def query_windows(text: str) -> list[str]:
@@ -102,9 +104,10 @@ class ResolutionSuggester:
     def __init__(
         self, embedder: Embedder, index_root: Path, *, store_factory: Callable[[], Store],
         max_query_chars: int = 20000, refresh_seconds: float = 0.2, query_max_tokens: int = QUERY_MAX_TOKENS,
-        embedder_loader: Callable[[dict], Embedder] | None = None,
+        embedder_loader: Callable[[dict], Embedder] | None = None, top_tiers: Sequence[str] = (),
     ):
         self.embedder = embedder
+        self.top_tiers = tuple(top_tiers)
         self.index_root = Path(index_root)
         self.store_factory = store_factory
         self.max_query_chars = max_query_chars
@@ -241,6 +244,8 @@ class ResolutionSuggester:
             id=new_suggestion_id(), query=text, no_good_match=no_good_match, results=results,
             confidence=results[0].score if results else 0.0, truncated=truncated,
             threshold=profile.match_threshold,
+            triage=triage(neighbours(cands.dense, state), profile.triage,
+                          customer_tier=request.customer_tier, top_tiers=self.top_tiers),
         )
         if record:
             store.record_suggestion(

@@ -10,7 +10,7 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request
 
 from indexer.index_files import current_version
-from kb.errors import AuthError, IndexMissingError, ValidationError
+from kb.errors import AuthError, IndexMissingError, NotFoundError, ValidationError
 from kb.importers import incident_from_record
 from kb.models import EVERYONE, MANAGERS, OUTCOMES, WRITERS
 from search.ranking import Filters, Viewer
@@ -65,6 +65,17 @@ def parse_suggest_request(data: Any) -> SuggestRequest:
     data = _object(data, "the request body")
     config = current_app.config["KB_CONFIG"]
     title, description = _string(data, "title"), _string(data, "description")
+    incident_ref = _string(data, "incident_id", limit=200)
+    customer_tier = _string(data, "customer_tier", limit=200)
+    if not (title.strip() or description.strip()) and incident_ref:
+        # Ask only once: an incident the store already holds is searched by its id.
+        try:
+            stored = store().get_incident(incident_ref)
+        except NotFoundError:
+            raise NotFoundError(f"no incident {incident_ref!r} is stored: send its 'title' or "
+                                "'description'") from None
+        title, description = stored.title, stored.description
+        customer_tier = customer_tier or stored.customer_tier
     if not (title.strip() or description.strip()):
         raise ValidationError("describe the incident: 'title' or 'description' must not be empty")
     k = data.get("k", config.default_k)
@@ -83,10 +94,9 @@ def parse_suggest_request(data: Any) -> SuggestRequest:
     principal = current_principal()
     include_drafts = bool(data.get("include_drafts")) and principal.role in MANAGERS
     return SuggestRequest(
-        title=title, description=description, k=k,
-        incident_ref=_string(data, "incident_id", limit=200),
+        title=title, description=description, k=k, incident_ref=incident_ref,
         filters=Filters(product=product, category=category),
-        viewer=Viewer(include_drafts=include_drafts, audience=audience),
+        viewer=Viewer(include_drafts=include_drafts, audience=audience), customer_tier=customer_tier,
     )
 
 

@@ -79,6 +79,8 @@ SUGGEST_REQUEST = {
         "audience": {"type": ["string", "null"], "enum": ["internal", "public", "", None],
                      "description": "Empty or null: internal."},
         "include_drafts": {"type": "boolean"},
+        "customer_tier": {"type": ["string", "null"], "maxLength": 200,
+                          "description": "A top tier (KB_TOP_CUSTOMER_TIERS) raises the suggested priority one step."},
         "filters": {
             "type": ["object", "null"],
             "properties": {"product": {"type": ["string", "null"], "maxLength": 200},
@@ -88,7 +90,37 @@ SUGGEST_REQUEST = {
     "anyOf": [
         {"required": ["title"], "properties": {"title": {"type": "string", "pattern": _VISIBLE}}},
         {"required": ["description"], "properties": {"description": {"type": "string", "pattern": _VISIBLE}}},
+        {"required": ["incident_id"], "properties": {"incident_id": {"type": "string", "minLength": 1}},
+         "description": "Without text: an incident the store already holds, searched by its id (404 if none)."},
     ],
+}
+
+_TRIAGE_FIELD = {
+    "type": "object",
+    "properties": {
+        "value": {"type": ["string", "null"], "description": "The prediction; null when not sure."},
+        "probability": {"type": "number", "minimum": 0, "maximum": 1,
+                        "description": "Calibrated on a replay of the store's own incidents."},
+        "not_sure": {"type": "boolean"}, "best_guess": {"type": ["string", "null"]},
+        "evidence": {"type": "integer", "description": "Similar incidents that had a value."},
+        "similar_incidents": {"type": "array", "items": {"type": "string"}},
+    },
+}
+TRIAGE = {
+    "type": "object",
+    "description": "Where the incident should go and whether the first line can solve it, from its "
+                   "most similar resolved incidents.",
+    "properties": {
+        "similar_incidents": {"type": "integer"},
+        "category": _TRIAGE_FIELD, "product": _TRIAGE_FIELD, "assignment_group": _TRIAGE_FIELD,
+        "priority": {"type": "object", "properties": {
+            "value": {"type": ["string", "null"]}, "raised": {"type": "boolean"},
+            "similar_priority": {"type": "string"}, "note": {"type": "string"},
+            "similar_incidents": {"type": "array", "items": {"type": "string"}}}},
+        "first_line": {"type": "object", "properties": {
+            "similar": {"type": "integer"}, "solved_at_first_line": {"type": "integer"},
+            "resolution": {"type": ["object", "null"]}, "text": {"type": "string"}}},
+    },
 }
 
 SUGGESTION = {
@@ -99,6 +131,7 @@ SUGGESTION = {
         "no_good_match": {"type": "boolean"},
         "confidence": {"type": "number"},
         "truncated": {"type": "boolean"},
+        "triage": TRIAGE,
         "results": {"type": "array", "items": RESULT},
     },
 }
@@ -165,6 +198,13 @@ INCIDENT = {
         "opened_at": _TIMESTAMP,
         "resolved_at": _TIMESTAMP,
         "article_id": _TEXT,
+        "assignment_group": _TEXT,
+        "priority": _TEXT,
+        "escalated": {"type": ["boolean", "string", "number", "null"], "maxLength": 200,
+                      "description": "Whether it left the first line: true/false, yes/no, or a count of "
+                                     "escalations or reassignments (more than 0: yes); other words are "
+                                     "kept as unknown."},
+        "customer_tier": _TEXT,
     },
     "anyOf": [
         {"required": ["title"], "properties": {"title": _NON_BLANK}},
@@ -275,7 +315,7 @@ def openapi_document() -> dict[str, Any]:
                     "requestBody": {"required": True, "content": _json("SuggestRequest")},
                     "responses": {
                         "200": {"description": "Ranked resolutions", "content": _json("Suggestion")},
-                        **_errors(400, 401, 403, 413, 503),
+                        **_errors(400, 401, 403, 404, 413, 503),
                     },
                 }
             },

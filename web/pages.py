@@ -165,6 +165,15 @@ def has_typed_text(values) -> bool:
     return any(values.get(name, "").strip() for name in ("title", "description"))
 
 
+def _stored_tier(incident_id: str) -> str:
+    if not incident_id:
+        return ""
+    try:
+        return store().get_incident(incident_id).customer_tier
+    except NotFoundError:
+        return ""
+
+
 def search_and_show(principal, values):
     """Search for a posted incident, record the suggestion, and send the browser to it by
     id (``/?sid=...``): the text itself never goes into an address, so it stays out of
@@ -175,7 +184,7 @@ def search_and_show(principal, values):
     req = SuggestRequest(
         title=form["title"], description=form["description"], k=RESULTS_SHOWN,
         incident_ref=form["incident_id"], filters=Filters(product=form["product"]),
-        viewer=viewer_for(principal),
+        viewer=viewer_for(principal), customer_tier=_stored_tier(form["incident_id"]),
     )
     suggestion = service().suggester().suggest(store(), req, principal=principal.name)
     for notice in notices:
@@ -196,6 +205,16 @@ def search_page():
     suggestion = chosen = None
     notices = []
     sid = request.args.get("sid", "")[:100]
+    if form["incident_id"] and not sid:
+        # Ask only once: a ticket system links to /?incident_id=INC-1, and an incident the
+        # store holds is searched as it was stored, without retyping.
+        try:
+            incident = store().get_incident(form["incident_id"])
+        except NotFoundError:
+            notices.append(f"No incident {form['incident_id']} is stored yet: describe it below.")
+        else:
+            return search_and_show(principal, {"title": incident.title, "description": incident.description,
+                                               "incident_id": incident.id, "product": form["product"]})
     if sid:
         shown = _shown_suggestion(sid, principal)
         if shown is None:
@@ -241,7 +260,7 @@ def _shown_suggestion(sid: str, principal):
     req = SuggestRequest(
         title=form["title"], description=form["description"], k=RESULTS_SHOWN,
         incident_ref=form["incident_id"], filters=Filters(product=form["product"]),
-        viewer=viewer_for(principal),
+        viewer=viewer_for(principal), customer_tier=_stored_tier(form["incident_id"]),
     )
     again = service().suggester().suggest(store(), req, record=False)
     ids = {r["id"] for r in shown["results"]}

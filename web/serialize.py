@@ -41,5 +41,6 @@ def suggestion_json(suggestion: Suggestion) -> dict[str, Any]:
         "no_good_match": suggestion.no_good_match,
         "confidence": suggestion.confidence,
         "truncated": suggestion.truncated,
+        "triage": suggestion.triage,
         "results": [result_json(r) for r in suggestion.results],
     }

@@ -112,6 +112,7 @@ class Service:
                     query_max_tokens=self.config.query_max_tokens,
                     refresh_seconds=self.config.index_refresh_seconds,
                     embedder_loader=self._embedder_for_index,
+                    top_tiers=self.config.top_tier_names,
                 )
             return self._suggester
 

@@ -19,7 +19,8 @@ ARTICLE_FIELDS = (
 )
 INCIDENT_FIELDS = (
     "id", "title", "description", "resolution", "resolution_code", "category", "product",
-    "status", "opened_at", "resolved_at", "article_id",
+    "status", "opened_at", "resolved_at", "article_id", "assignment_group", "priority", "escalated",
+    "customer_tier",
 )
 
 

@@ -277,7 +277,8 @@ class IndexingMixin:
         if kind == "incident":
             sql = (
                 "SELECT i.id, i.title, i.resolution, i.resolution_code, i.product, i.category, "
-                "i.status, i.article_id, i.resolved_at FROM incidents i WHERE "
+                "i.status, i.article_id, i.resolved_at, i.assignment_group, i.priority, i.escalated, "
+                "i.customer_tier FROM incidents i WHERE "
                 + ELIGIBLE_INCIDENT_SQL
             )
         else:

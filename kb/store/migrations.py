@@ -176,6 +176,13 @@ def m007_audit_and_erasures(db: sqlite_utils.Database) -> None:
                            "state": str, "finished_at": str}, pk="id")
 
 
+def m008_routing_fields(db: sqlite_utils.Database) -> None:
+    # Where incidents went and how urgent they were: the evidence triage rests on.
+    for name in ("assignment_group", "priority", "escalated", "customer_tier"):
+        db["incidents"].add_column(name, str, not_null_default="")
+    db["incidents"].create_index(["status", "opened_at"])
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m001_initial,
     m002_ranking_profiles,
@@ -184,4 +191,5 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m005_session_epochs,
     m006_suggestion_titles,
     m007_audit_and_erasures,
+    m008_routing_fields,
 ]

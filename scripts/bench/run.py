@@ -291,7 +291,8 @@ def _build_store(service: Service, options: BenchOptions, composed: bool, progre
                 vectors = compose_vectors(*pool_vectors, batch, noise)
                 store.put_vectors(embedder.model_id, {
                     chunk.text_hash: vectors[row] for row, incident in enumerate(batch.incidents)
-                    for chunk in incident_chunks(incident)})
+                    # keyed as the store keeps the text: redacted
+                    for chunk in incident_chunks(store.redacted_incident(incident))})
         progress.advance(len(batch.incidents))
     result["corpus"] = {
         "incidents": options.docs, "articles": len(source.articles), "titles": len(source.titles),

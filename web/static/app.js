@@ -177,6 +177,31 @@
     return item;
   }
 
+  function pct(p) { return p < 0.005 ? "<1%" : Math.round(p * 100) + "%"; }
+
+  // The same markup as the triage box in _results.html.
+  function triageNode(t) {
+    if (!t || !t.similar_incidents) return null;
+    const group = t.assignment_group || {};
+    const line = el("p", {}, [el("strong", { text: "Route to:" }), " "]);
+    if (group.value) {
+      line.appendChild(el("span", { class: "route", text: group.value }));
+      line.appendChild(document.createTextNode(" "));
+      line.appendChild(el("span", { class: "hint", text: "(" + pct(group.probability) + ")" }));
+    } else {
+      line.appendChild(el("span", { class: "route not-sure", text: "not sure" }));
+      if (group.best_guess) line.appendChild(el("span", { class: "hint", text: " (perhaps " + group.best_guess + ", " + pct(group.probability) + ")" }));
+    }
+    if (t.category && t.category.value) line.append(" · ", el("strong", { text: "Category:" }), " " + t.category.value);
+    if (t.priority && t.priority.value) {
+      line.append(" · ", el("strong", { text: "Priority:" }), " " + t.priority.value);
+      if (t.priority.raised) line.append(" ", el("span", { class: "hint", text: "(" + t.priority.note + ")" }));
+    }
+    const box = el("aside", { class: "triage", "aria-label": "Triage" }, [line]);
+    if (t.first_line && t.first_line.similar && t.first_line.text) box.appendChild(el("p", { class: "first-line", text: t.first_line.text + "." }));
+    return box;
+  }
+
   function renderResults(data) {
     const parts = [];
     if (data.no_good_match) {
@@ -187,6 +212,8 @@
       ]));
     }
     const status = el("p", { class: "status-line", id: "feedback-status", role: "status" });
+    const triage = triageNode(data.triage);
+    if (triage) parts.push(triage);
     if (data.results.length) {
       // Kept in view while the list scrolls (see .outcome-bar in app.css).
       const bar = el("div", { class: "outcome-bar" }, [
