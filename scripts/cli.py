@@ -378,6 +378,15 @@ def eval_command(app: AppContext, file: str, as_json: bool, ranking: str) -> Non
         click.echo(f"{'band':<9} {'results':>8} {'mean conf':>10} {'right':>7}")
         for row in table:
             click.echo(f"{row['band']:<9} {row['results']:>8} {row['mean_confidence']:>10.3f} {row['accuracy']:>7.3f}")
+    routing = reports[0].get("routing")
+    if routing:
+        sure = "-" if routing["accuracy_when_sure"] is None else f"{routing['accuracy_when_sure']:.3f}"
+        click.echo(f"Routing ({routing['queries']} queries with a group): acc@1 {routing['accuracy_at_1']:.3f}, "
+                   f"not sure {routing['not_sure_share']:.3f}, acc when sure {sure}, "
+                   f"majority baseline {routing['majority_baseline']:.3f}")
+        for row in routing["reliability"]:
+            click.echo(f"  probability {row['band']:<9} {row['results']:>6} mean {row['mean_confidence']:.3f} "
+                       f"right {row['accuracy']:.3f}")
 
 
 cli.add_command(articles)

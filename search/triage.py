@@ -30,7 +30,8 @@ COPY_SIMILARITY = 0.98
 REPLAY_SAMPLE = 600
 MIN_REPLAY = 30
 
-# Priority scales as ticket systems write them, lowest first.
+# Priority scales as ticket systems write them, lowest first; a word on several scales
+# ("low") steps up on the first that has it (Jira's five steps).
 LADDERS = (
     ("lowest", "low", "medium", "high", "highest"),
     ("low", "normal", "high", "urgent"),

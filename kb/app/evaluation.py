@@ -33,6 +33,7 @@ class LabelledQuery:
     text: str
     relevant: list[str]
     line: int
+    assignment_group: str = ""  # when given, the routing of triage is measured too
 
 
 def read_labelled_queries(path: str | Path) -> list[LabelledQuery]:
@@ -56,7 +57,10 @@ def read_labelled_queries(path: str | Path) -> list[LabelledQuery]:
                 relevant = [relevant]
             if not isinstance(relevant, list) or not all(isinstance(r, str) for r in relevant):
                 raise RecordError("\"relevant\" must be a list of ids", source=str(path), line=number)
-            queries.append(LabelledQuery(record["text"], relevant, number))
+            group = record.get("assignment_group") or ""
+            if not isinstance(group, str):
+                raise RecordError("\"assignment_group\" must be text", source=str(path), line=number)
+            queries.append(LabelledQuery(record["text"], relevant, number, group))
     if not queries:
         raise RecordError("the file holds no queries", source=str(path))
     return queries
@@ -106,6 +110,7 @@ def evaluate(
     latencies = []
     shown: list[tuple[float, bool]] = []  # (top result's confidence, whether it was right)
     misses: list[dict[str, Any]] = []
+    routing = RoutingTally(state)
     for query in queries:
         began = time.perf_counter()
         suggestion = suggester.suggest(
@@ -115,6 +120,8 @@ def evaluate(
         latencies.append((time.perf_counter() - began) * 1000)
         if progress:
             progress(1)
+        if query.assignment_group:
+            routing.add(query.assignment_group, suggestion.triage.get("assignment_group") or {})
         if not query.relevant:
             flagged_out += suggestion.no_good_match
             continue
@@ -154,9 +161,41 @@ def evaluate(
         "latency_ms_p95": round(float(np.percentile(latencies, 95)), 2),
         "profile": state.profile.source,
         "reliability": reliability_table(shown) if ranking == "shipped" else [],
+        "routing": routing.report(),
         "misses": misses,
     }
     return report
+
+
+class RoutingTally:
+    """Predicted assignment group against the labelled one: accuracy of the prediction
+    (the best guess when not sure), the share marked not sure and the accuracy of the rest,
+    a reliability table of the probability, and the majority-group baseline."""
+
+    def __init__(self, state: SearchState):
+        from collections import Counter
+
+        groups = Counter(d.assignment_group for d in state.docs.values() if d.kind == "incident" and d.assignment_group)
+        self.majority = groups.most_common(1)[0][0] if groups else ""
+        self.rows: list[tuple[str, dict[str, Any]]] = []
+
+    def add(self, truth: str, predicted: dict[str, Any]) -> None:
+        self.rows.append((truth, predicted))
+
+    def report(self) -> dict[str, Any] | None:
+        if not self.rows:
+            return None
+        n = len(self.rows)
+        guess_right = [(p.get("best_guess") or "") == t for t, p in self.rows]
+        sure = [(t, p) for t, p in self.rows if not p.get("not_sure", True)]
+        return {
+            "queries": n, "accuracy_at_1": round(sum(guess_right) / n, 4),
+            "not_sure_share": round(1 - len(sure) / n, 4),
+            "accuracy_when_sure": round(sum(p.get("value") == t for t, p in sure) / len(sure), 4) if sure else None,
+            "majority_baseline": round(sum(t == self.majority for t, _ in self.rows) / n, 4),
+            "reliability": reliability_table([(float(p.get("probability") or 0.0), (p.get("best_guess") or "") == t)
+                                              for t, p in self.rows]),
+        }
 
 
 RELIABILITY_BINS = (0.0, 0.2, 0.4, 0.6, 0.7, 0.8, 0.9, 1.0001)

@@ -445,7 +445,7 @@ def test_plain_forms_without_javascript(browser, live):
 
 
 LOG_PASTE = "\n".join(
-    f"2026-11-30T09:{i % 60:02d}:11Z ERROR vpnagent[4121]: tunnel keepalive timeout peer=10.8.0.1 "
+    f"2026-11-30T09:{i % 60:02d}:11Z ERROR vpnagent[4121]: tunnel keepalive timeout peer=vpn-gw01 "
     f"code=0x{800 + i:04x} session=9f{i:03d}" for i in range(70)
 )  # about 6 kB, as a pasted log would be
 

@@ -1,0 +1,94 @@
+"""Triage through the API and the page, and routing facts through the importers."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from kb.importers import read_incident_file
+from kb.models import Incident
+
+GROUPS = {
+    "Network": ["vpn tunnel drops every few minutes at home", "vpn disconnects when the laptop sleeps",
+                "cannot reach the vpn gateway from the hotel wifi", "vpn client says the certificate expired",
+                "vpn connects but no internal sites load", "vpn drops during video calls"],
+    "Messaging": ["mailbox is full and mail bounces", "outlook cannot send mail, mailbox over quota",
+                  "shared mailbox does not show new mail", "mail stuck in the outbox",
+                  "calendar invites arrive late in outlook", "out of office reply does not work"],
+}
+
+
+@pytest.fixture
+def routed(indexed):
+    incidents = []
+    for group, texts in GROUPS.items():
+        for n, text in enumerate(texts):
+            incidents.append(Incident(
+                id=f"R-{group[:3]}-{n}", title=text, description=text, resolution=f"{group} desk fixed it",
+                status="resolved", assignment_group=group, priority="3 - Moderate",
+                escalated="yes" if n == 0 else "no", article_id="net-vpn-drops" if group == "Network" else ""))
+    incidents.append(Incident(id="NEW-7", title="vpn drops on the train", description="my vpn keeps dropping on the train",
+                              status="open", customer_tier="Platinum"))
+    indexed.store().upsert_incidents(incidents)
+    indexed.index()
+    return indexed
+
+
+def test_suggest_carries_triage_with_route_priority_and_first_line(client, auth, routed):
+    body = client.post("/api/v1/suggest", json={"description": "vpn keeps dropping at home"}, headers=auth()).get_json()
+    triage = body["triage"]
+    group = triage["assignment_group"]
+    assert group["best_guess"] == "Network" and group["evidence"] >= 3
+    assert all(i.startswith("R-Net") for i in group["similar_incidents"])
+    assert 0 < group["probability"] <= 1
+    assert triage["priority"]["value"] == "3 - Moderate" and not triage["priority"]["raised"]
+    first = triage["first_line"]
+    assert first["solved_at_first_line"] < first["similar"]
+    assert "similar incidents were solved at the first line" in first["text"]
+    tiered = client.post("/api/v1/suggest", json={"description": "vpn keeps dropping at home", "customer_tier": "platinum"},
+                         headers=auth()).get_json()["triage"]["priority"]
+    assert tiered["value"] == "2 - High" and tiered["raised"] and "platinum" in tiered["note"]
+
+
+def test_a_stored_incident_is_searched_by_its_id_alone(client, auth, routed):
+    body = client.post("/api/v1/suggest", json={"incident_id": "NEW-7"}, headers=auth()).get_json()
+    assert body["results"] and body["triage"]["priority"]["raised"]  # its stored tier, Platinum
+    missing = client.post("/api/v1/suggest", json={"incident_id": "NOPE-1"}, headers=auth())
+    assert missing.status_code == 404 and "no incident 'NOPE-1' is stored" in missing.get_json()["error"]["message"]
+
+
+def test_the_page_opened_from_a_ticket_shows_its_suggestions_and_route(client, routed):
+    store = routed.store()
+    store.create_user("ana", "agent", "agent-password")
+    page = client.get("/login").get_data(as_text=True)
+    token = re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
+    client.post("/login", data={"name": "ana", "password": "agent-password", "csrf_token": token})
+    response = client.get("/?incident_id=NEW-7")
+    assert response.status_code == 303 and response.headers["Location"].startswith("/?sid=")
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert 'value="NEW-7"' in page and "my vpn keeps dropping on the train" in page
+    assert "Route to:" in page and "Network" in page and "similar incidents were solved at the first line" in page
+    unknown = client.get("/?incident_id=NOPE-1").get_data(as_text=True)
+    assert "No incident NOPE-1 is stored yet" in unknown
+
+
+def test_importers_map_routing_columns_and_keep_unknown_values(tmp_path):
+    snow = tmp_path / "snow.csv"
+    snow.write_text("number,short_description,close_notes,state,assignment_group,priority,escalation,u_customer_tier\n"
+                    "INC001,VPN drops,Reset,Resolved,Network Ops,2 - High,1,Gold\n"
+                    "INC002,Mail full,Archived,Resolved,Messaging,Sev-Z,0,\n", encoding="utf-8")
+    first, second = read_incident_file(snow, fmt="servicenow")
+    assert (first.assignment_group, first.priority, first.escalated, first.customer_tier) == \
+        ("Network Ops", "2 - High", "yes", "Gold")
+    assert (second.priority, second.escalated) == ("Sev-Z", "no")  # kept as given, never invented
+    zendesk = tmp_path / "zd.csv"
+    zendesk.write_text("id,subject,description,status,group,priority\n7,Printer,jammed,solved,Hardware,urgent\n",
+                       encoding="utf-8")
+    [ticket] = read_incident_file(zendesk, fmt="zendesk")
+    assert (ticket.assignment_group, ticket.priority, ticket.escalated) == ("Hardware", "urgent", "")
+    jira = tmp_path / "jira.csv"
+    jira.write_text("Issue key,Summary,Status,Resolution,Team,Priority\nOPS-1,Disk full,Done,Fixed,SRE,Highest\n",
+                    encoding="utf-8")
+    [issue] = read_incident_file(jira, fmt="jira")
+    assert (issue.assignment_group, issue.priority) == ("SRE", "Highest")
