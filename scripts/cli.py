@@ -383,7 +383,8 @@ def eval_command(app: AppContext, file: str, as_json: bool, ranking: str) -> Non
         sure = "-" if routing["accuracy_when_sure"] is None else f"{routing['accuracy_when_sure']:.3f}"
         click.echo(f"Routing ({routing['queries']} queries with a group): acc@1 {routing['accuracy_at_1']:.3f}, "
                    f"not sure {routing['not_sure_share']:.3f}, acc when sure {sure}, "
-                   f"majority baseline {routing['majority_baseline']:.3f}")
+                   f"majority baseline {routing['majority_baseline']:.3f}, nearest incident's group "
+                   f"{routing['nearest_neighbour_baseline']:.3f}")
         for row in routing["reliability"]:
             click.echo(f"  probability {row['band']:<9} {row['results']:>6} mean {row['mean_confidence']:.3f} "
                        f"right {row['accuracy']:.3f}")

@@ -99,6 +99,7 @@ class RankingProfile:
             "candidates": fitted.get("candidates", []),
             "classifier": fitted.get("classifier"),
             "no_good_match": {"similarity_below": round(self.match_threshold, 4), **fitted.get("no_match", {})},
+            "triage": fitted.get("triage", {}),
             "note": fitted.get("note", ""),
         }
 

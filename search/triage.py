@@ -119,9 +119,11 @@ def triage(near: Sequence[tuple[DocInfo, float]], calibration: dict[str, Any], *
         value, share, evidence, backers = vote(near, field)
         p = probability(calibration, field, share, evidence) if value else 0.0
         sure = bool(value) and evidence >= MIN_EVIDENCE and p >= SURE
+        nearest = next((getattr(doc, field) for doc, _ in near if getattr(doc, field)), None)
         out[field] = {
             "value": value if sure else None, "probability": round(p, 3), "not_sure": not sure,
-            "best_guess": value or None, "evidence": evidence, "similar_incidents": backers[:SHOWN_INCIDENTS],
+            "best_guess": value or None, "nearest": nearest, "evidence": evidence,
+            "similar_incidents": backers[:SHOWN_INCIDENTS],
         }
     out["priority"] = _priority(near, customer_tier, top_tiers)
     out["first_line"] = _first_line(near)

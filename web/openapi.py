@@ -102,6 +102,7 @@ _TRIAGE_FIELD = {
         "probability": {"type": "number", "minimum": 0, "maximum": 1,
                         "description": "Calibrated on a replay of the store's own incidents."},
         "not_sure": {"type": "boolean"}, "best_guess": {"type": ["string", "null"]},
+        "nearest": {"type": ["string", "null"], "description": "The most similar incident's value."},
         "evidence": {"type": "integer", "description": "Similar incidents that had a value."},
         "similar_incidents": {"type": "array", "items": {"type": "string"}},
     },

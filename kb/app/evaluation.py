@@ -193,6 +193,7 @@ class RoutingTally:
             "not_sure_share": round(1 - len(sure) / n, 4),
             "accuracy_when_sure": round(sum(p.get("value") == t for t, p in sure) / len(sure), 4) if sure else None,
             "majority_baseline": round(sum(t == self.majority for t, _ in self.rows) / n, 4),
+            "nearest_neighbour_baseline": round(sum(p.get("nearest") == t for t, p in self.rows) / n, 4),
             "reliability": reliability_table([(float(p.get("probability") or 0.0), (p.get("best_guess") or "") == t)
                                               for t, p in self.rows]),
         }
