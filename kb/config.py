@@ -78,6 +78,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("top_customer_tiers", "top,platinum,enterprise,premium,vip,strategic",
             "Customer tiers (comma-separated, any letter case) for which triage suggests a priority "
             "one step higher than similar incidents had.", str),
+    Setting("duplicate_hours", 72.0, "Open incidents of this many last hours are compared with each new one.", float),
+    Setting("duplicate_similarity", 0.85, "Cosine similarity from which an open incident is a possible duplicate.",
+            float),
+    Setting("storm_window_minutes", 60.0, "A storm: at least KB_STORM_MIN_SIZE alike open incidents within "
+            "this many minutes.", float),
+    Setting("storm_min_size", 10, "Alike open incidents that make a storm.", int),
+    Setting("storm_similarity", 0.8, "How alike (cosine, to the storm's first incident) its incidents are.", float),
+    Setting("webhook_url", "", "Where each storm is posted once (http or https; empty: no webhook).", str),
+    Setting("webhook_secret", "", "Key of the X-KB-Signature HMAC-SHA256 header of webhook posts (needed with "
+            "KB_WEBHOOK_URL).", str),
     Setting("secure_cookies", False, "Mark session cookies Secure (sent over HTTPS only): set it behind TLS.", bool),
     Setting("host", "127.0.0.1", "Address `kb serve` listens on."),
     Setting("port", 5000, "Port `kb serve` listens on.", int),
@@ -107,6 +117,20 @@ class Config:
     @property
     def home_path(self) -> Path:
         return Path(self.values["home"]).expanduser().resolve()
+
+    def check_webhook(self) -> None:
+        """Raise ConfigError for a webhook that cannot work: a URL that is not http(s), or
+        no secret to sign it with."""
+        url = self.values["webhook_url"].strip()
+        if not url:
+            return
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"KB_WEBHOOK_URL must be an http:// or https:// address, got {url[:80]!r}")
+        if not self.values["webhook_secret"]:
+            raise ConfigError("KB_WEBHOOK_URL is set but KB_WEBHOOK_SECRET is empty: the posts must be signed")
 
     @property
     def top_tier_names(self) -> tuple[str, ...]:

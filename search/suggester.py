@@ -23,6 +23,7 @@ from kb.store import Store
 from kb.store.suggestions import new_suggestion_id
 from kb.text import normalise_text
 from search.classifier import ResolutionClassifier, content_stems
+from search.duplicates import OpenIncidents, possible_duplicates
 from search.feedback import compute_priors
 from search.ranking import (
     LEXICAL_DEPTH,
@@ -105,9 +106,12 @@ class ResolutionSuggester:
         self, embedder: Embedder, index_root: Path, *, store_factory: Callable[[], Store],
         max_query_chars: int = 20000, refresh_seconds: float = 0.2, query_max_tokens: int = QUERY_MAX_TOKENS,
         embedder_loader: Callable[[dict], Embedder] | None = None, top_tiers: Sequence[str] = (),
+        duplicate_hours: float = 72.0, duplicate_similarity: float = 0.85,
     ):
         self.embedder = embedder
         self.top_tiers = tuple(top_tiers)
+        self.open_incidents = OpenIncidents(embedder, duplicate_hours)
+        self.duplicate_similarity = duplicate_similarity
         self.index_root = Path(index_root)
         self.store_factory = store_factory
         self.max_query_chars = max_query_chars
@@ -246,6 +250,9 @@ class ResolutionSuggester:
             threshold=profile.match_threshold,
             triage=triage(neighbours(cands.dense, state), profile.triage,
                           customer_tier=request.customer_tier, top_tiers=self.top_tiers),
+            duplicates=possible_duplicates(
+                self.open_incidents.current(store), vectors[0], exclude=request.incident_ref,
+                product=request.filters.product, threshold=self.duplicate_similarity),
         )
         if record:
             store.record_suggestion(

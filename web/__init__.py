@@ -29,6 +29,7 @@ def create_app(test_config: dict[str, Any] | None = None, *, config: Config | No
     from web import api, errors, pages
 
     config = config or load_config()
+    config.check_webhook()
     app = Flask(__name__, template_folder="templates", static_folder="static")
     app.config.from_mapping(
         SECRET_KEY=session_key(config),

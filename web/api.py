@@ -154,6 +154,20 @@ def erase_incident(incident_id: str):
                     "drafts_removed": report["drafts"], "suggestions_blanked": report["suggestions_blanked"]})
 
 
+@bp.get("/storms")
+@require_roles(*EVERYONE)
+def storms():
+    """Storms now: many alike open incidents within the storm window (kb.app.storms)."""
+    from kb.app.storms import current_storms
+
+    config = service().config
+    found = current_storms(service())
+    for storm in found:
+        store().record_storm(storm)
+    return jsonify({"storms": found, "window_minutes": config.storm_window_minutes,
+                    "min_size": config.storm_min_size, "similarity": config.storm_similarity})
+
+
 @bp.get("/metrics")
 @require_roles(*MANAGERS)
 def metrics():

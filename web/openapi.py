@@ -133,6 +133,11 @@ SUGGESTION = {
         "confidence": {"type": "number"},
         "truncated": {"type": "boolean"},
         "triage": TRIAGE,
+        "duplicates": {"type": "array", "description": "Open incidents of the last days this one may duplicate.",
+                       "items": {"type": "object", "properties": {
+                           "id": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "string"},
+                           "product": {"type": "string"}, "opened_at": {"type": "string"},
+                           "age": {"type": "string"}, "similarity": {"type": "number"}}}},
         "results": {"type": "array", "items": RESULT},
     },
 }
@@ -371,6 +376,26 @@ def openapi_document() -> dict[str, Any]:
                                            "drafts_removed": {"type": "array", "items": {"type": "string"}},
                                            "suggestions_blanked": {"type": "integer"}}}}}},
                         **_errors(401, 403, 404),
+                    },
+                }
+            },
+            "/api/v1/storms": {
+                "get": {
+                    "operationId": "storms",
+                    "summary": "Storms now: many alike open incidents in a short window",
+                    "security": secured,
+                    "x-roles": list(EVERYONE),
+                    "responses": {
+                        "200": {"description": "The current storms", "content": {"application/json": {"schema": {
+                            "type": "object", "required": ["storms"],
+                            "properties": {"storms": {"type": "array", "items": {"type": "object", "properties": {
+                                "id": {"type": "string"}, "title": {"type": "string"}, "size": {"type": "integer"},
+                                "product": {"type": "string"},
+                                "first": {"type": "object"}, "latest": {"type": "object"},
+                                "incidents": {"type": "array", "items": {"type": "string"}}}}},
+                                "window_minutes": {"type": "number"}, "min_size": {"type": "integer"},
+                                "similarity": {"type": "number"}}}}}},
+                        **_errors(401, 403),
                     },
                 }
             },

@@ -228,8 +228,17 @@ def search_page():
     return render_template(
         "search.html", form=form, suggestion=suggestion, chosen=chosen,
         notice=" ".join(notices), max_paste=MAX_PASTE_CHARS, max_title=MAX_TITLE_CHARS,
-        products=_products(), back=_back_url(suggestion),
+        products=_products(), back=_back_url(suggestion), storms=_storms(),
     )
+
+
+def _storms() -> list[dict]:
+    from kb.app.storms import current_storms
+
+    try:
+        return current_storms(service())
+    except KBError:
+        return []
 
 
 def typed_from_suggestion(shown: dict) -> dict[str, str]:

@@ -53,6 +53,10 @@ class KnowledgeServer(BaseApplication):
                     service.suggester().ensure_state(service.store())
             except KBError as exc:
                 log.warning("worker %s started without an index: %s", worker.pid, exc)
+            if config.webhook_url:
+                from kb.app.storms import StormWatcher
+
+                StormWatcher(service).start()
 
         settings = {
             "bind": f"{config.host}:{config.port}",
@@ -108,5 +112,6 @@ def check_can_listen(host: str, port: int) -> None:
 
 
 def run_server(config: Config) -> None:
+    config.check_webhook()
     print(f"Serving on http://{config.host}:{config.port} with {default_workers(config)} worker(s)", flush=True)
     KnowledgeServer(config).run()

@@ -113,6 +113,8 @@ class Service:
                     refresh_seconds=self.config.index_refresh_seconds,
                     embedder_loader=self._embedder_for_index,
                     top_tiers=self.config.top_tier_names,
+                    duplicate_hours=self.config.duplicate_hours,
+                    duplicate_similarity=self.config.duplicate_similarity,
                 )
             return self._suggester
 

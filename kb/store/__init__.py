@@ -15,11 +15,12 @@ from kb.store.documents import DocumentsMixin, UpsertCounts
 from kb.store.indexing import ChunkText, DocRef, IndexingMixin, LogEntry
 from kb.store.metrics import MetricsMixin
 from kb.store.privacy import PrivacyMixin
+from kb.store.storms import StormsMixin
 from kb.store.suggestions import FeedbackRecord, SuggestionsMixin
 
 
 class Store(DocumentsMixin, IndexingMixin, SuggestionsMixin, AccessMixin, MetricsMixin, PrivacyMixin,
-            StoreBase):
+            StormsMixin, StoreBase):
     """One connection to the service's database. Open one per thread and per process."""
 
 

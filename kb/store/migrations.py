@@ -183,6 +183,16 @@ def m008_routing_fields(db: sqlite_utils.Database) -> None:
     db["incidents"].create_index(["status", "opened_at"])
 
 
+def m009_storms(db: sqlite_utils.Database) -> None:
+    # Storms seen (many alike open incidents at once) and their webhook delivery: one row
+    # per storm, so every worker and node posts it once.
+    db["storms"].create({"id": str, "first_seen": str, "payload": str, "delivered_at": str,
+                         "attempts": int, "next_attempt_at": str, "lease_until": str, "last_error": str},
+                        pk="id", not_null={"delivered_at", "next_attempt_at", "lease_until"},
+                        defaults={"delivered_at": "", "attempts": 0, "next_attempt_at": "", "lease_until": "",
+                                  "last_error": ""})
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m001_initial,
     m002_ranking_profiles,
@@ -192,4 +202,5 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m006_suggestion_titles,
     m007_audit_and_erasures,
     m008_routing_fields,
+    m009_storms,
 ]
