@@ -265,6 +265,7 @@ class ResolutionSuggester:
                 no_good_match=no_good_match, confidence=suggestion.confidence, k=request.k,
                 filters={"product": request.filters.product, "category": request.filters.category},
                 incident_ref=request.incident_ref, principal=principal,
+                predicted_group=(suggestion.triage.get("assignment_group") or {}).get("best_guess") or "",
                 model_id=self.embedder.model_id,
                 latency_ms=round((time.perf_counter() - began) * 1000, 2),
             )

@@ -146,6 +146,8 @@ def build_report(service: Service, *, days: int = 90, now: dt.datetime | None = 
         gap_rows = store.gap_suggestions(since)
         states = store.article_state_counts()
         stale = stale_articles(store, days=days, now=now)
+        routing_rows = store.routing_outcomes(since)
+        escalation = store.escalation_by_category(since)
     threshold = GAP_CLUSTER_THRESHOLD if gap_threshold is None else gap_threshold
     clusters = cluster_gaps(gap_rows, service.embedder(), threshold=threshold) if gap_rows else []
     used_total = sum(by_rank.values())
@@ -170,7 +172,23 @@ def build_report(service: Service, *, days: int = 90, now: dt.datetime | None = 
                                                 now.date(), period)},
         "gaps": {"threshold": threshold, "queries": len(gap_rows), "clusters": clusters},
         "stale": {"explanation": HARM_EXPLANATION, "articles": stale},
+        "routing": routing_summary(routing_rows),
+        "escalation_by_category": escalation,
     }
+
+
+def routing_summary(rows: list[tuple[str, str, str]]) -> dict[str, Any]:
+    """Triage's predicted group against the group that resolved the incident, per week."""
+    weeks: dict[str, list[int]] = {}
+    for week, predicted, final in rows:
+        tally = weeks.setdefault(week, [0, 0])
+        tally[0] += 1
+        tally[1] += predicted == final
+    total = sum(t[0] for t in weeks.values())
+    right = sum(t[1] for t in weeks.values())
+    return {"incidents": total, "right": right, "accuracy": _rate(right, total),
+            "weeks": [{"week": w, "incidents": t[0], "right": t[1], "accuracy": _rate(t[1], t[0])}
+                      for w, t in sorted(weeks.items())]}
 
 
 # --- the terminal summary --------------------------------------------------------------

@@ -222,6 +222,33 @@ class MetricsMixin:
             "ORDER BY doc_id, position"
         ))
 
+    def routing_outcomes(self, since: str) -> list[tuple[str, str, str]]:
+        """(week, predicted group, final group) for suggestions made for an incident that has
+        since been resolved with an assignment group; the latest suggestion per incident."""
+        rows = self.db.execute(
+            """
+            SELECT strftime('%Y-W%W', s.created_at), s.predicted_group, i.assignment_group
+            FROM suggestions s JOIN incidents i ON i.id = s.incident_ref
+            WHERE s.created_at >= ? AND s.incident_ref != '' AND s.predicted_group != ''
+              AND i.status IN ('resolved', 'closed') AND i.assignment_group != ''
+              AND s.created_at = (SELECT max(created_at) FROM suggestions t WHERE t.incident_ref = s.incident_ref)
+            ORDER BY 1
+            """, [since])
+        return [tuple(row) for row in rows.fetchall()]
+
+    def escalation_by_category(self, since: str) -> list[dict[str, Any]]:
+        """Per category of incidents resolved since ``since`` that say whether they were
+        escalated: how many, and how many left the first line."""
+        rows = self.db.execute(
+            """
+            SELECT coalesce(nullif(category, ''), '(none)'), count(*), sum(escalated = 'yes')
+            FROM incidents WHERE status IN ('resolved', 'closed') AND escalated IN ('yes', 'no')
+              AND coalesce(nullif(resolved_at, ''), imported_at) >= ?
+            GROUP BY 1 ORDER BY 2 DESC LIMIT 50
+            """, [since])
+        return [{"category": r[0], "incidents": r[1], "escalated": r[2] or 0,
+                 "rate": round((r[2] or 0) / r[1], 4) if r[1] else None} for r in rows.fetchall()]
+
     def article_state_counts(self) -> dict[str, int]:
         rows = self.db.execute("SELECT status, count(*) FROM articles GROUP BY status")
         return dict(rows.fetchall())

@@ -193,6 +193,12 @@ def m009_storms(db: sqlite_utils.Database) -> None:
                                   "last_error": ""})
 
 
+def m010_predicted_groups(db: sqlite_utils.Database) -> None:
+    # The assignment group triage predicted for a suggestion, to compare with where the
+    # incident was finally resolved (routing accuracy on the dashboard).
+    db["suggestions"].add_column("predicted_group", str, not_null_default="")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m001_initial,
     m002_ranking_profiles,
@@ -203,4 +209,5 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m007_audit_and_erasures,
     m008_routing_fields,
     m009_storms,
+    m010_predicted_groups,
 ]

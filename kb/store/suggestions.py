@@ -51,6 +51,7 @@ class SuggestionsMixin:
         latency_ms: float = 0.0,
         suggestion_id: str | None = None,
         title: str = "",
+        predicted_group: str = "",
     ) -> str:
         """Store what was asked and what was shown; returns the suggestion id."""
         suggestion_id = suggestion_id or new_suggestion_id()
@@ -58,7 +59,7 @@ class SuggestionsMixin:
             self.db["suggestions"].insert(
                 {
                     "id": suggestion_id, "created_at": utc_now(), "query": self.redactor.redact(query),
-                    "title": self.redactor.redact(title),
+                    "title": self.redactor.redact(title), "predicted_group": predicted_group,
                     "incident_ref": incident_ref or "", "filters": json.dumps(filters or {}),
                     "k": k, "no_good_match": int(no_good_match), "confidence": confidence,
                     "results": json.dumps(results), "principal": principal,

@@ -92,3 +92,22 @@ def test_importers_map_routing_columns_and_keep_unknown_values(tmp_path):
                     encoding="utf-8")
     [issue] = read_incident_file(jira, fmt="jira")
     assert (issue.assignment_group, issue.priority) == ("SRE", "Highest")
+
+
+def test_dashboard_compares_predicted_groups_with_where_incidents_were_resolved(client, auth, routed):
+    from kb.app.report import build_report
+
+    for incident_id, text in (("NEW-7", "my vpn keeps dropping on the train"), ("NEW-8", "mailbox full, mail bounces")):
+        client.post("/api/v1/suggest", json={"description": text, "incident_id": incident_id}, headers=auth())
+    routed.store().upsert_incidents([
+        Incident(id="NEW-7", title="vpn drops on the train", description="my vpn keeps dropping on the train",
+                 resolution="Reissued the certificate", status="resolved", assignment_group="Network", escalated="no",
+                 category="VPN"),
+        Incident(id="NEW-8", title="mailbox full", description="mailbox full, mail bounces", resolution="Archived",
+                 status="resolved", assignment_group="Network", escalated="yes", category="Mail"),
+    ])
+    report = build_report(routed, days=30)
+    assert report["routing"]["incidents"] == 2 and report["routing"]["right"] == 1
+    assert report["routing"]["weeks"][0]["accuracy"] == 0.5
+    rates = {row["category"]: row["rate"] for row in report["escalation_by_category"]}
+    assert rates["VPN"] == 0.0 and rates["Mail"] == 1.0
