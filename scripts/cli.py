@@ -186,6 +186,10 @@ def echo_ranking(ranking: dict, *, verbose: bool) -> None:
         line += (f" (flags {no_match['flagged_in_scope']:.1%} of {evidence} and "
                  f"{no_match['flagged_background']:.1%} of {no_match['background']} off-topic requests)")
     click.echo(line)
+    for field, figures in (ranking.get("triage") or {}).items():
+        click.echo(f"Triage {field.replace('_', ' ')}: replay accuracy {figures['accuracy_at_1']:.3f} on "
+                   f"{figures['replayed']} incidents (not sure {figures['not_sure_share']:.1%}; majority "
+                   f"{figures['majority_baseline']:.3f}, nearest incident {figures['nearest_neighbour_baseline']:.3f})")
 
 
 def _reference_rows(candidates: list[dict]) -> list[dict]:
