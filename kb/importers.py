@@ -214,7 +214,10 @@ def incident_from_record(record: Any, *, source: str = "", line: int | None = No
             **where,
         )
     values["status"] = status
-    escalated = normalise_escalated(record.get("escalated"))
+    raw_escalated = record.get("escalated")
+    if isinstance(raw_escalated, str):
+        raw_escalated = _text(raw_escalated, "escalated", where)
+    escalated = normalise_escalated(raw_escalated)
     if escalated is None:
         raise RecordError("field 'escalated' must be yes/no, true/false or a count", **where)
     values["escalated"] = escalated

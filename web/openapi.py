@@ -206,7 +206,8 @@ INCIDENT = {
         "article_id": _TEXT,
         "assignment_group": _TEXT,
         "priority": _TEXT,
-        "escalated": {"type": ["boolean", "string", "number", "null"], "maxLength": 200,
+        "escalated": {"type": ["boolean", "string", "number", "null"], "maxLength": MAX_FIELD_CHARS,
+                      "pattern": "^[^\\x00]*$",
                       "description": "Whether it left the first line: true/false, yes/no, or a count of "
                                      "escalations or reassignments (more than 0: yes); other words are "
                                      "kept as unknown."},
