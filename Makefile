@@ -38,7 +38,7 @@ test: install
 # cases (no processes, no browser, no real model); about a minute on two cores.
 test-quick: install
 	$(VENV)/bin/lint-imports
-	KB_FUZZ_EXAMPLES=10 KB_PROPERTY_EXAMPLES=30 $(VENV)/bin/python -m pytest -q -m "not live and not real_model"
+	KB_FUZZ_EXAMPLES=5 KB_PROPERTY_EXAMPLES=15 $(VENV)/bin/python -m pytest -q -m "not live and not real_model"
 
 lint: install
 	$(VENV)/bin/ruff check .
