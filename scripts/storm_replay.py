@@ -7,6 +7,8 @@ seconds a burst of alike incidents (``--burst`` of them, one every ``--burst-eve
 starts. The storm watcher runs as it does in a `kb serve` worker.
 
     python -m scripts.storm_replay --home /tmp/storm-home --queries /tmp/dev/b77/dev.jsonl
+
+Use a new home for each run: the incidents of an earlier run are still open in it.
 """
 
 from __future__ import annotations

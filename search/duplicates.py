@@ -2,7 +2,9 @@
 open incidents in a short window).
 
 Each process keeps the recent open incidents' vectors (embedded once, through the store's
-vector cache, so other workers reuse them) and refreshes the set every few seconds.
+vector cache, so other workers reuse them). The set is reloaded as soon as an open incident
+arrives, changes or closes (a cheap indexed count tells), and every few seconds as the window
+moves on.
 """
 
 from __future__ import annotations
@@ -51,14 +53,18 @@ class OpenIncidents:
         self.items: list[OpenIncident] = []
         self.matrix = np.zeros((0, embedder.dimension), dtype=np.float32)
         self._checked = 0.0
+        self._signature: tuple | None = None
         self._lock = threading.Lock()
 
     def current(self, store: Store, *, now: datetime | None = None, force: bool = False) -> OpenIncidents:
-        if not force and time.monotonic() - self._checked < REFRESH_SECONDS:
+        """The set, reloaded when an open incident arrived or changed since (one indexed
+        count per call), and at least every REFRESH_SECONDS as the window moves on."""
+        signature = store.open_incidents_signature()
+        if not force and signature == self._signature and time.monotonic() - self._checked < REFRESH_SECONDS:
             return self
         with self._lock:
             self._load(store, now or datetime.now(UTC))
-            self._checked = time.monotonic()
+            self._checked, self._signature = time.monotonic(), signature
         return self
 
     def _load(self, store: Store, now: datetime) -> None:

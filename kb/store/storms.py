@@ -18,6 +18,11 @@ class StormsMixin:
         keys = ("id", "title", "description", "product", "opened")
         return [dict(zip(keys, row, strict=True)) for row in rows.fetchall()]
 
+    def open_incidents_signature(self) -> tuple:
+        """Changes whenever an open incident is added, changed or closed (cheap: an index)."""
+        return tuple(self.db.execute(
+            "SELECT count(*), max(imported_at) FROM incidents WHERE status = 'open'").fetchone())
+
     def record_storm(self, storm: dict[str, Any]) -> bool:
         """Remember a storm; True the first time it is seen (its payload is kept current)."""
         with self.write():

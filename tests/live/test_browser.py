@@ -556,3 +556,30 @@ def test_article_opens_beside_the_list_and_closes_to_the_same_spot(context, live
     closed = third.bounding_box()
     assert abs(closed["y"] - before["y"]) <= 2 and abs(page.evaluate("window.scrollY") - scrolled) <= 2
     expect(third).to_be_focused()
+
+
+def test_page_shows_route_first_line_hint_and_a_possible_duplicate(agent_page, live):
+    from datetime import UTC, datetime, timedelta
+
+    from kb.models import Incident
+
+    page = agent_page
+    expect = sync_api.expect
+    opened = (datetime.now(UTC) - timedelta(minutes=25)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    store = live.store()
+    try:
+        store.upsert_incidents([Incident(id="OPEN-77", title="Mailbox is full and cannot send",
+                                         description="mailbox is full and I cannot send email", status="open",
+                                         opened_at=opened)])
+    finally:
+        store.close()
+    type_incident(page, "", "mailbox is full and I cannot send email")
+    expect(first_result(page)).to_be_visible()
+    duplicate = page.locator(".duplicate")
+    expect(duplicate).to_contain_text("Possible duplicate of OPEN-77")
+    expect(duplicate).to_contain_text("25 minutes ago")
+    expect(duplicate.get_by_role("link", name="OPEN-77")).to_have_attribute("href", "/incidents/OPEN-77")
+    expect(page.locator(".triage")).to_contain_text("Route to:")
+    assert page.console_errors == []
+    page.reload()  # the server draws the same
+    expect(page.locator(".duplicate")).to_contain_text("Possible duplicate of OPEN-77")
