@@ -10,6 +10,8 @@ files: ``dev.jsonl`` (for design choices) and ``report.jsonl`` (only measured):
   a desk with few resolutions and over a thousand incidents each.
 - ``b77-noisy``: b77-coarse where a fifth of the stored incidents were routed to a random
   group (as mis-routed tickets are); queries keep their true group.
+- ``b77-route``: b77 with each incident's and query's coarse group as its assignment group,
+  for measuring triage's routing with `kb eval`.
 - ``asf``: Apache JIRA bug reports (long, with logs and stack traces); each known
   duplicate is asked against the store of the other reports; its resolution is its own,
   so there is no shared-resolution evidence. Reports' own ``resolution`` field is masked.
@@ -87,6 +89,22 @@ def banking_sets(source: Path, out: Path, seed: int) -> None:
         click.echo(f"{name}: {len(train)} incidents in {len(sizes)} resolutions, {len(dev)} dev, {len(held)} report")
 
 
+def routing_set(out: Path) -> None:
+    """``b77-route``: b77 with each incident's coarse group as its assignment group, and
+    each query labelled with its group too, so `kb eval` measures triage's routing."""
+    folder = out / "b77-route"
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = (out / "b77" / "incidents.jsonl").read_text(encoding="utf-8").split("\n")
+    incidents = [json.loads(line) for line in lines if line.strip()]
+    write_jsonl(folder / "incidents.jsonl", (dict(i, assignment_group=coarse_group(i["category"])) for i in incidents))
+    for split in ("dev", "report"):
+        queries = [json.loads(line) for line in (out / "b77" / f"{split}.jsonl").read_text(encoding="utf-8").split("\n")
+                   if line.strip()]
+        write_jsonl(folder / f"{split}.jsonl", (dict(q, assignment_group=coarse_group(q["relevant"][0]))
+                                                for q in queries if q["relevant"]))
+    click.echo(f"b77-route: {len(incidents)} incidents with one of {len(COARSE_GROUPS)} assignment groups")
+
+
 def mixed_files(out: Path, oos_file: Path, seed: int) -> None:
     oos = [json.loads(line) for line in oos_file.read_text(encoding="utf-8").split("\n") if line.strip()]
     rng = random.Random(seed)
@@ -138,6 +156,7 @@ def main(out_dir: str, data_dir: str, seed: int, max_chars: int) -> None:
     """Write the development sets (stores and seeded dev/report query files)."""
     out, data = Path(out_dir), Path(data_dir)
     banking_sets(data / "banking77" / "train.csv", out, seed)
+    routing_set(out)
     mixed_files(out, Path(__file__).parent / "data" / "out-of-scope-mixed.jsonl", seed)
     asf_set(data / "asf-jira-dup-bugs", out, seed, max_chars)
 
