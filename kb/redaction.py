@@ -45,9 +45,6 @@ class Finding:
     end: int
     text: str
 
-    def to_dict(self) -> dict:
-        return {"kind": self.kind, "start": self.start, "end": self.end}
-
 
 def parse_kinds(setting: str | Iterable[str] | None) -> tuple[str, ...]:
     """Kinds from a setting: "" or None is the default (all), "none" is no redaction.
@@ -320,7 +317,3 @@ class Redactor:
             cursor = finding.end
         out.append(text[cursor:])
         return "".join(out)
-
-
-def placeholder_count(text: str) -> int:
-    return len(re.findall(r"\[(?:" + "|".join(KINDS) + r")\]", text))

@@ -37,6 +37,7 @@ from search.classifier import (
     content_stems,
     train_classifier,
 )
+from search.logistic import fit_logistic
 from search.profile import (
     DEFAULT_CONFIDENCE,
     DEFAULT_LEXICAL_WEIGHT,
@@ -417,21 +418,6 @@ def choose_threshold(in_scope: list[float], background: list[float]) -> tuple[fl
         "flagged_background": round(float(np.mean(outside < threshold)), 4),
     }
     return float(threshold), info
-
-
-def fit_logistic(features: np.ndarray, labels: np.ndarray, iterations: int = 200) -> np.ndarray:
-    """P(label) = sigmoid(features @ w), by Newton's method with a little L2 damping;
-    ``features`` carries its own constant column."""
-    w = np.zeros(features.shape[1], dtype=np.float64)
-    for _ in range(iterations):
-        p = 1.0 / (1.0 + np.exp(-(features @ w)))
-        gradient = features.T @ (p - labels) + 1e-3 * w
-        hessian = (features.T * (p * (1 - p))) @ features + 1e-3 * np.eye(features.shape[1])
-        step = np.linalg.solve(hessian, gradient)
-        w -= step
-        if np.abs(step).max() < 1e-8:
-            break
-    return w
 
 
 def fit_confidence(rows: list[tuple[list[GroupScore], ReplayQuery, int]]) -> list[float]:

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from search.logistic import fit_logistic
 from search.state import DocInfo, DocKey, SearchState
 
 FIELDS = ("category", "product", "assignment_group")
@@ -175,8 +176,6 @@ def fit_triage(state: SearchState, vectors: dict[str, np.ndarray], rng: np.rando
     (without itself and its near-copies) vote, and a logistic map from (share, evidence) to
     "the vote was right" is fitted. Returns (calibration for the profile, figures: replay
     accuracy, the share marked not sure, the majority and nearest-neighbour baselines)."""
-    from search.calibration import fit_logistic
-
     ids = [doc_id for doc_id in vectors if ("incident", doc_id) in state.docs]
     if not ids:
         return {}, {}

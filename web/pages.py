@@ -174,7 +174,7 @@ def _stored_tier(incident_id: str) -> str:
         return ""
 
 
-def search_and_show(principal, values):
+def search_and_show(principal, values, *, customer_tier: str | None = None):
     """Search for a posted incident, record the suggestion, and send the browser to it by
     id (``/?sid=...``): the text itself never goes into an address, so it stays out of
     access logs, browser history and shared links, and a reload shows the same search."""
@@ -184,7 +184,8 @@ def search_and_show(principal, values):
     req = SuggestRequest(
         title=form["title"], description=form["description"], k=RESULTS_SHOWN,
         incident_ref=form["incident_id"], filters=Filters(product=form["product"]),
-        viewer=viewer_for(principal), customer_tier=_stored_tier(form["incident_id"]),
+        viewer=viewer_for(principal),
+        customer_tier=_stored_tier(form["incident_id"]) if customer_tier is None else customer_tier,
     )
     suggestion = service().suggester().suggest(store(), req, principal=principal.name)
     for notice in notices:
@@ -214,7 +215,8 @@ def search_page():
             notices.append(f"No incident {form['incident_id']} is stored yet: describe it below.")
         else:
             return search_and_show(principal, {"title": incident.title, "description": incident.description,
-                                               "incident_id": incident.id, "product": form["product"]})
+                                               "incident_id": incident.id, "product": form["product"]},
+                                   customer_tier=incident.customer_tier)
     if sid:
         shown = _shown_suggestion(sid, principal)
         if shown is None:

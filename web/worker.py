@@ -69,9 +69,7 @@ def parse_head(head: bytes, max_body: int) -> tuple[str, int | None, bool, bool]
     or RequestError for one the server refuses before the app sees it."""
     lines = head.split(b"\r\n")
     request_line = lines[0]
-    parts = request_line.split(b" ")
-    target = parts[1] if len(parts) >= 2 else b"/"
-    path = target.split(b"?", 1)[0].decode("latin-1")[:200] or "/"
+    path = _path_of(request_line)
     if len(request_line) > MAX_LINE:
         raise RequestError(414, f"the address is longer than {MAX_LINE} characters", path)
     length = None

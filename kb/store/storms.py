@@ -55,9 +55,3 @@ class StormsMixin:
             self.db.execute(
                 "UPDATE storms SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?, lease_until = '' "
                 "WHERE id = ?", [error[:500], next_attempt_at, storm_id])
-
-    def storm_rows(self) -> list[dict[str, Any]]:
-        rows = self.db.execute("SELECT id, first_seen, delivered_at, attempts, last_error FROM storms "
-                               "ORDER BY first_seen DESC LIMIT 200").fetchall()
-        keys = ("id", "first_seen", "delivered_at", "attempts", "last_error")
-        return [dict(zip(keys, row, strict=True)) for row in rows]
