@@ -129,5 +129,4 @@ class Suggestion:
     truncated: bool = False
     threshold: float = 0.0
     triage: dict[str, Any] = field(default_factory=dict)  # search.triage.triage()
-    duplicates: list[dict[str, Any]] = field(default_factory=list)  # open incidents alike (search.duplicates)
 

@@ -250,10 +250,10 @@ class ResolutionSuggester:
             threshold=profile.match_threshold,
             triage=triage(neighbours(cands.dense, state), profile.triage,
                           customer_tier=request.customer_tier, top_tiers=self.top_tiers),
-            duplicates=possible_duplicates(
-                self.open_incidents.current(store), vectors[0], exclude=request.incident_ref,
-                product=request.filters.product, threshold=self.duplicate_similarity),
         )
+        suggestion.triage["duplicates"] = possible_duplicates(
+            self.open_incidents.current(store), vectors[0], exclude=request.incident_ref,
+            product=request.filters.product, threshold=self.duplicate_similarity)
         if record:
             store.record_suggestion(
                 suggestion_id=suggestion.id, query=text, title=normalise_text(request.title.strip()),

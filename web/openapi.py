@@ -118,6 +118,11 @@ TRIAGE = {
             "value": {"type": ["string", "null"]}, "raised": {"type": "boolean"},
             "similar_priority": {"type": "string"}, "note": {"type": "string"},
             "similar_incidents": {"type": "array", "items": {"type": "string"}}}},
+        "duplicates": {"type": "array", "description": "Open incidents of the last days this one may duplicate.",
+                       "items": {"type": "object", "properties": {
+                           "id": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "string"},
+                           "product": {"type": "string"}, "opened_at": {"type": "string"},
+                           "age": {"type": "string"}, "similarity": {"type": "number"}}}},
         "first_line": {"type": "object", "properties": {
             "similar": {"type": "integer"}, "solved_at_first_line": {"type": "integer"},
             "resolution": {"type": ["object", "null"]}, "text": {"type": "string"}}},
@@ -133,11 +138,6 @@ SUGGESTION = {
         "confidence": {"type": "number"},
         "truncated": {"type": "boolean"},
         "triage": TRIAGE,
-        "duplicates": {"type": "array", "description": "Open incidents of the last days this one may duplicate.",
-                       "items": {"type": "object", "properties": {
-                           "id": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "string"},
-                           "product": {"type": "string"}, "opened_at": {"type": "string"},
-                           "age": {"type": "string"}, "similarity": {"type": "number"}}}},
         "results": {"type": "array", "items": RESULT},
     },
 }

@@ -42,6 +42,5 @@ def suggestion_json(suggestion: Suggestion) -> dict[str, Any]:
         "confidence": suggestion.confidence,
         "truncated": suggestion.truncated,
         "triage": suggestion.triage,
-        "duplicates": suggestion.duplicates,
         "results": [result_json(r) for r in suggestion.results],
     }

@@ -38,14 +38,14 @@ def test_a_new_incident_is_told_of_open_incidents_it_may_duplicate(client, auth,
     ])
     body = client.post("/api/v1/suggest", json={"description": "loading dock badge reader flashes red and beeps",
                                                 "filters": {"product": "Facilities"}}, headers=auth()).get_json()
-    [duplicate] = body["duplicates"]
+    [duplicate] = body["triage"]["duplicates"]
     assert duplicate["id"] == "OPEN-123" and duplicate["status"] == "open"
     assert duplicate["age"] == "40 minutes ago" and duplicate["product"] == "Facilities"
     other = client.post("/api/v1/suggest", json={"description": "loading dock badge reader flashes red and beeps",
                                                  "filters": {"product": "Printing"}}, headers=auth()).get_json()
-    assert other["duplicates"] == []  # another product's incident is not its duplicate
+    assert other["triage"]["duplicates"] == []  # another product's incident is not its duplicate
     itself = client.post("/api/v1/suggest", json={"incident_id": "OPEN-123"}, headers=auth()).get_json()
-    assert all(d["id"] != "OPEN-123" for d in itself["duplicates"])
+    assert all(d["id"] != "OPEN-123" for d in itself["triage"]["duplicates"])
 
 
 def _storm_records(count: int, minutes_apart: float = 3.0) -> list[dict]:

@@ -212,7 +212,7 @@
       ]));
     }
     const status = el("p", { class: "status-line", id: "feedback-status", role: "status" });
-    (data.duplicates || []).forEach((d) => parts.push(el("p", { class: "duplicate", role: "status" }, [
+    ((data.triage || {}).duplicates || []).forEach((d) => parts.push(el("p", { class: "duplicate", role: "status" }, [
       "Possible duplicate of ", el("a", { href: "/incidents/" + encodeURIComponent(d.id), text: d.id }),
       " (open, " + d.age + (d.product ? ", " + d.product : "") + "): " + d.title,
     ])));
