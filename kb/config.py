@@ -43,7 +43,10 @@ class Setting:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("home", "./kb_home", "Data home: holds the SQLite database and the index folder."),
+    Setting("home", "./kb_home", "Data home: holds the SQLite database and the index folder (with "
+            "KB_DATABASE_URL, only this node's local files: index versions and the lexical index)."),
+    Setting("database_url", "", "PostgreSQL database shared by several nodes (postgresql://USER:PASSWORD@HOST:PORT/NAME; "
+            "a password can also come from PGPASSWORD or ~/.pgpass). Empty: SQLite in the data home."),
     Setting(
         "model",
         "",
@@ -71,7 +74,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("articles_dir", "articles", "Folder of Markdown articles for `kb import articles`."),
     Setting("drafts_dir", "", "Folder for draft articles started from the agent page (empty: drafts/ in the data home)."),
     Setting("drafts_per_person_per_day", 20, "Draft articles one person may start from the agent page in 24 hours.", int),
-    Setting("secret_key", "", "Key that signs web session cookies. Empty: one is generated in the data home."),
+    Setting("secret_key", "", "Key that signs web session cookies. Empty: one is made once and kept in the "
+            "database, so every worker and node accepts the sessions of the others."),
     Setting("redact", "", "Kinds of secrets and personal data replaced by a placeholder before any text is "
             "stored, embedded or indexed: secret, card, iban, email, phone, ip (comma-separated; "
             "empty: all of them; none: no redaction).", str),
@@ -131,6 +135,11 @@ class Config:
             raise ConfigError(f"KB_WEBHOOK_URL must be an http:// or https:// address, got {url[:80]!r}")
         if not self.values["webhook_secret"]:
             raise ConfigError("KB_WEBHOOK_URL is set but KB_WEBHOOK_SECRET is empty: the posts must be signed")
+
+    def check_database_url(self) -> None:
+        url = self.values["database_url"].strip()
+        if url and not url.startswith(("postgresql://", "postgres://")):
+            raise ConfigError("KB_DATABASE_URL must be a postgresql:// URL (empty: SQLite in the data home)")
 
     @property
     def top_tier_names(self) -> tuple[str, ...]:

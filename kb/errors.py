@@ -72,3 +72,17 @@ class IndexMissingError(KBError):
 
 class NotEnoughDataError(KBError):
     code = "not_enough_data"
+
+
+class StoreUnavailableError(KBError):
+    """The database cannot be reached (PostgreSQL down or restarting): try again shortly."""
+
+    code = "store_unavailable"
+    http_status = 503
+
+
+class SchemaTooNewError(KBError):
+    """The database was migrated by a newer version of the service than this one."""
+
+    code = "schema_too_new"
+    http_status = 503

@@ -1,14 +1,13 @@
-"""The data home's own files: the folders, and the key that signs session cookies.
+"""The data home's own files: the folders, and the key file older homes kept.
 
-The key is made once, with the home, and kept in it (``secret_key``, mode 0600): every
-worker and every later start signs and checks sessions with the same key, so a session
-made by one worker is accepted by all. ``KB_SECRET_KEY`` replaces it.
+The key that signs session cookies now lives in the database (kb.app.service), so every
+node sharing one accepts the sessions of the others; a home made by an earlier version
+keeps its ``secret_key`` file (mode 0600), whose key the database adopts, so sessions
+made before an upgrade stay valid. ``KB_SECRET_KEY`` replaces both.
 """
 
 from __future__ import annotations
 
-import os
-import secrets
 from pathlib import Path
 
 from kb.config import Config
@@ -18,39 +17,17 @@ KEY_FILE = "secret_key"
 
 
 def prepare_home(config: Config) -> None:
-    """Create the home and its index folder, and the session key if there is none."""
+    """Create the home and its index folder."""
     config.home_path.mkdir(parents=True, exist_ok=True)
     config.index_root.mkdir(exist_ok=True)
-    session_key(config)
 
 
-def session_key(config: Config) -> str:
-    """The key that signs session cookies: ``KB_SECRET_KEY``, else the home's key file,
-    created on first use. Two processes creating it at once agree: one writes it (the
-    file appears whole, by rename) and both read that one."""
-    if config.secret_key:
-        return config.secret_key
-    path = config.home_path / KEY_FILE
+def legacy_key(config: Config) -> str | None:
+    """The key of a home's ``secret_key`` file, when an earlier version made one."""
     try:
-        return _read_key(path)
-    except FileNotFoundError:
-        pass
-    try:
-        config.home_path.mkdir(parents=True, exist_ok=True)
-        staging = path.with_name(f".{KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
-        fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_hex(32))
-        try:
-            os.link(staging, path)  # fails if another process made it first: theirs wins
-        except FileExistsError:
-            pass
-        finally:
-            staging.unlink()
-        return _read_key(path)
-    except OSError as exc:
-        raise ConfigError(f"cannot create the session key in {config.home_path}: {exc.strerror} "
-                          "(run `kb init`, or set KB_SECRET_KEY)") from None
+        return _read_key(config.home_path / KEY_FILE)
+    except (FileNotFoundError, ConfigError):
+        return None
 
 
 def _read_key(path: Path) -> str:

@@ -34,15 +34,18 @@ from scripts.tune_cli import tune
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--home", default=None, metavar="PATH",
               help="Data home holding the database and index (default: $KB_HOME or ./kb_home).")
+@click.option("--database-url", default=None, metavar="URL",
+              help="A PostgreSQL database shared by several nodes (default: $KB_DATABASE_URL; empty: SQLite "
+                   "in the data home).")
 @click.version_option(package_name="incident-kb", prog_name="kb")
 @click.pass_context
-def cli(ctx: click.Context, home: str | None) -> None:
+def cli(ctx: click.Context, home: str | None, database_url: str | None) -> None:
     """Incident-resolution knowledge search: ranked prior resolutions for new incidents.
 
     Typical first run: kb init; kb import articles; kb import incidents FILE; kb index;
     kb serve.
     """
-    ctx.obj = AppContext(home)
+    ctx.obj = AppContext(home, database_url)
     ctx.call_on_close(ctx.obj.close)
 
 
@@ -58,6 +61,9 @@ def init(app: AppContext) -> None:
     existed = app.config.db_path.exists()
     prepare_home(app.config)
     store = app.service().store()
+    if app.config.database_url:
+        click.echo(f"Node home ready at {home}; database {store.where} (schema version {store.schema_version()})")
+        return
     click.echo(f"{'Data home already set up' if existed else 'Created data home'} at {home} "
                f"(schema version {store.schema_version()})")
 
@@ -256,6 +262,9 @@ def serve(app: AppContext, host: str | None, port: int | None, workers: int | No
     app.require_home()
     config = app.config.with_overrides(host=host, port=port, workers=workers)
     check_can_listen(config.host, config.port)
+    if config.database_url:
+        app.service().prepare_node(lambda line: click.echo(f"kb serve: {line}", err=True))
+    app.close()  # no database connection may cross the workers' fork
     run_server(config)
 
 

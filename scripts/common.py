@@ -16,18 +16,28 @@ from kb.config import Config, load_config
 from kb.errors import KBError
 
 _DIFFERENT_HOME = "the data home (default: $KB_HOME or ./kb_home)"
+_DATABASE_URL = ("a shared PostgreSQL database, postgresql://USER@HOST:PORT/NAME (default: $KB_DATABASE_URL; "
+                 "empty: SQLite in the data home)")
+
+
+def _database_url_set() -> bool:
+    ctx = click.get_current_context(silent=True)
+    app = ctx.find_object(AppContext) if ctx else None
+    return bool(app and app.config.database_url)
 
 
 class AppContext:
-    def __init__(self, home: str | None):
+    def __init__(self, home: str | None, database_url: str | None = None):
         self.home_override = home
+        self.database_url_override = database_url
         self._config: Config | None = None
         self._service = None
 
     @property
     def config(self) -> Config:
         if self._config is None:
-            self._config = load_config(home=self.home_override)
+            self._config = load_config(home=self.home_override, database_url=self.database_url_override)
+            self._config.check_database_url()
         return self._config
 
     def service(self):
@@ -38,7 +48,15 @@ class AppContext:
         return self._service
 
     def require_home(self) -> None:
-        """Commands other than init need a data home that exists."""
+        """Commands other than init need a data home that exists. On a shared database
+        the home holds only this node's local files and is made when missing; the
+        database must answer (one line naming its host, never the password)."""
+        if self.config.database_url:
+            from kb.home import prepare_home
+
+            prepare_home(self.config)
+            self.service().store()
+            return
         if not self.config.db_path.exists():
             raise KBError(f"no data home at {self.config.home_path}: run `kb init` first (or set --home / KB_HOME)")
 
@@ -51,8 +69,17 @@ pass_app = click.make_pass_decorator(AppContext)
 
 
 def home_option(func: Callable) -> Callable:
+    """--home and --database-url, on every command that opens the store."""
+    func = click.option("--database-url", "database_url", default=None, metavar="URL", help=_DATABASE_URL,
+                        expose_value=False, callback=_set_database_url, is_eager=True)(func)
     return click.option("--home", "home", default=None, metavar="PATH", help=_DIFFERENT_HOME,
                         expose_value=False, callback=_set_home, is_eager=True)(func)
+
+
+def _set_database_url(ctx: click.Context, _param, value):
+    if value:
+        ctx.find_object(AppContext).database_url_override = value
+    return value
 
 
 def _set_home(ctx: click.Context, _param, value):
@@ -71,7 +98,8 @@ def reports_errors(func: Callable) -> Callable:
         except KBError as exc:
             raise click.ClickException(str(exc)) from None
         except BlockingIOError:
-            raise click.ClickException("another `kb index` or `kb tune` is running on this data home") from None
+            where = "this database" if _database_url_set() else "this data home"
+            raise click.ClickException(f"another `kb index` or `kb tune` is running on {where}") from None
         except FileNotFoundError as exc:
             raise click.ClickException(f"not found: {exc.filename or exc}") from None
 

@@ -16,7 +16,7 @@ import numpy as np
 from indexer.chunking import WINDOW_WORDS
 from indexer.embedders import Embedder
 from indexer.index_files import current_version, read_config
-from kb.errors import IndexMismatchError, ValidationError
+from kb.errors import IndexMismatchError, IndexMissingError, ValidationError
 from kb.lexical import identifier_phrases, query_terms
 from kb.models import Suggestion, SuggestionResult
 from kb.store import Store
@@ -107,6 +107,7 @@ class ResolutionSuggester:
         max_query_chars: int = 20000, refresh_seconds: float = 0.2, query_max_tokens: int = QUERY_MAX_TOKENS,
         embedder_loader: Callable[[dict], Embedder] | None = None, top_tiers: Sequence[str] = (),
         duplicate_hours: float = 72.0, duplicate_similarity: float = 0.85,
+        follow: Callable[[Store], None] | None = None, on_missing: Callable[[], bool] | None = None,
     ):
         self.embedder = embedder
         self.top_tiers = tuple(top_tiers)
@@ -118,6 +119,10 @@ class ResolutionSuggester:
         self.query_max_tokens = query_max_tokens
         self.refresh_seconds = refresh_seconds
         self.embedder_loader = embedder_loader
+        # On a shared database: look for index versions other nodes published, and build
+        # one when this node has none (kb.app.replica).
+        self.follow = follow
+        self.on_missing = on_missing
         # One query searches on one thread: FAISS's OpenMP pool would otherwise spin on the
         # core that the FTS5 half of the query is using.
         faiss.omp_set_num_threads(1)
@@ -138,13 +143,20 @@ class ResolutionSuggester:
         ``refresh_seconds``) and pick up newly published index versions."""
         with self._lock:
             if self.state is None:
-                self.state = SearchState.load(store, self.index_root, self.embedder.model_id)
+                try:
+                    self.state = SearchState.load(store, self.index_root, self.embedder.model_id)
+                except IndexMissingError:
+                    if self.on_missing is None or not self.on_missing():
+                        raise
+                    self.state = SearchState.load(store, self.index_root, self.embedder.model_id)
                 self._checked = self._priors_checked = time.monotonic()
                 self.refresh_priors(store, force=True)
                 return self.state
         now = time.monotonic()
         if now - self._checked >= self.refresh_seconds:
             self._checked = now
+            if self.follow is not None:
+                self.follow(store)
             version = current_version(self.index_root)
             if version and version != self.state.version and self._loading != version:
                 self._start_reload(version)

@@ -3,6 +3,8 @@ embedder (no model loads), unless it is marked ``real_model``."""
 
 from __future__ import annotations
 
+import itertools
+import os
 import shutil
 from pathlib import Path
 
@@ -37,9 +39,49 @@ def home(tmp_path) -> Path:
     return tmp_path / "home"
 
 
+@pytest.fixture(scope="session")
+def pg_server():
+    """A throw-away PostgreSQL server for the whole run (tests/pgserver.py). Without
+    PostgreSQL installed the tests that need it are skipped, except where
+    KB_REQUIRE_POSTGRES=1 (CI and `make test`), where that is a failure."""
+    from tests.pgserver import ThrowawayPostgres, find_bin_dir
+
+    if find_bin_dir() is None:
+        if os.environ.get("KB_REQUIRE_POSTGRES") == "1":
+            pytest.fail("PostgreSQL is not installed: run scripts/install-postgres.sh")
+        pytest.skip("PostgreSQL is not installed (scripts/install-postgres.sh installs it)")
+    server = ThrowawayPostgres().start()
+    yield server
+    server.close()
+
+
 @pytest.fixture
-def config(home):
-    return load_config(environ={}, home=str(home), embed_backend="hashing")
+def pg_url(pg_server):
+    """A new, empty database on the throw-away server, dropped afterwards."""
+    url = pg_server.create_database(f"kb_{os.getpid()}_{next(_DATABASES)}")
+    yield url
+    pg_server.drop_database(url)
+
+
+_DATABASES = itertools.count(1)
+
+
+@pytest.fixture
+def engine(request) -> str:
+    """The store engine a test runs on: sqlite, unless the test is marked both_engines,
+    which runs it once on each."""
+    return getattr(request, "param", "sqlite")
+
+
+def pytest_generate_tests(metafunc):
+    if metafunc.definition.get_closest_marker("both_engines") and "engine" in metafunc.fixturenames:
+        metafunc.parametrize("engine", ["sqlite", "postgresql"], indirect=True)
+
+
+@pytest.fixture
+def config(home, engine, request):
+    url = request.getfixturevalue("pg_url") if engine == "postgresql" else ""
+    return load_config(environ={}, home=str(home), embed_backend="hashing", database_url=url)
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from typing import Any
 from flask import Flask
 
 from kb.config import Config, load_config
-from kb.home import session_key
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -30,9 +29,11 @@ def create_app(test_config: dict[str, Any] | None = None, *, config: Config | No
 
     config = config or load_config()
     config.check_webhook()
+    config.check_database_url()
+    service = service or Service(config)
     app = Flask(__name__, template_folder="templates", static_folder="static")
     app.config.from_mapping(
-        SECRET_KEY=session_key(config),
+        SECRET_KEY=service.session_key(),
         MAX_CONTENT_LENGTH=config.max_body_bytes,
         MAX_FORM_MEMORY_SIZE=config.max_body_bytes,
         SESSION_COOKIE_HTTPONLY=True,
@@ -45,7 +46,7 @@ def create_app(test_config: dict[str, Any] | None = None, *, config: Config | No
     )
     if test_config:
         app.config.from_mapping(test_config)
-    app.extensions["kb_service"] = service or Service(config)
+    app.extensions["kb_service"] = service
     errors.init_app(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(pages.bp)

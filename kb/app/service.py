@@ -7,7 +7,9 @@ so a forking server can create the service in each worker after the fork.
 
 from __future__ import annotations
 
+import secrets
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,8 +20,10 @@ from indexer.embedders import Embedder, load_embedder, resolve_model_folder, set
 from indexer.index_files import indexing_lock, read_config
 from indexer.pipeline import IndexReport, Progress, embed_missing, sync_documents, update_index
 from indexer.vector_index import VectorIndex
+from kb.app.replica import ReplicaFollower
 from kb.config import Config
 from kb.errors import KBError
+from kb.home import legacy_key
 from kb.models import Incident
 from kb.redaction import Redactor
 from kb.store import Store, UpsertCounts, open_store
@@ -37,6 +41,9 @@ class Service:
         self._lock = threading.Lock()
         self._stores: list[Store] = []
         self.redactor = Redactor(config.redact_kinds)
+        # On a shared database this node builds its own index versions from the stored vectors.
+        self.follower = (ReplicaFollower(self.index_root, self.new_store, lambda: self.embedder().dimension)
+                         if config.database_url else None)
 
     # --- resources ---------------------------------------------------------------------
 
@@ -48,18 +55,31 @@ class Service:
     def index_root(self) -> Path:
         return self.config.index_root
 
+    @property
+    def database_url(self) -> str:
+        return self.config.database_url
+
     def store(self) -> Store:
         """This thread's store connection (opened on first use)."""
         store = getattr(self._local, "store", None)
         if store is None:
-            store = open_store(self.home, redactor=self.redactor)
+            store = self.new_store()
             self._local.store = store
             with self._lock:
                 self._stores.append(store)
         return store
 
     def new_store(self) -> Store:
-        return open_store(self.home, redactor=self.redactor)
+        return open_store(self.home, database_url=self.database_url, redactor=self.redactor)
+
+    def session_key(self) -> str:
+        """The key that signs session cookies: KB_SECRET_KEY, else the one kept in the
+        database (made once; a home's older key file is adopted). Reads through a
+        connection of its own, closed at once: a server calls this before it forks."""
+        if self.config.secret_key:
+            return self.config.secret_key
+        with self.new_store() as store:
+            return store.setting_or_create("session_key", lambda: legacy_key(self.config) or secrets.token_hex(32))
 
     def embedder(self) -> Embedder:
         with self._lock:
@@ -115,6 +135,8 @@ class Service:
                     top_tiers=self.config.top_tier_names,
                     duplicate_hours=self.config.duplicate_hours,
                     duplicate_similarity=self.config.duplicate_similarity,
+                    follow=self.follower.check if self.follower else None,
+                    on_missing=self.follower.ensure if self.follower else None,
                 )
             return self._suggester
 
@@ -154,15 +176,33 @@ class Service:
             store.save_ranking_profile(embedder.model_id, profile.to_dict())
             summary.update(profile.summary())
 
-        with indexing_lock(self.index_root):
+        model_path = self.model_path_for_index(embedder)
+        with indexing_lock(self.index_root), store.indexer_lock():
             report = update_index(
                 store, embedder, self.index_root, rebuild=rebuild,
                 batch_size=self.config.batch_size, progress=progress,
                 before_publish=fit_and_save,
-                meta={"model_path": self.model_path_for_index(embedder)},
+                meta={"model_path": model_path, "database_id": store.database_id(),
+                      "erasures": store.finished_erasures()},
             )
+            # Every node sharing the database builds a replica of this version.
+            config = read_config(self.index_root, report.version)
+            store.record_index_version(report.version, embedder.model_id, model_path,
+                                       int(config["log_seq"]), config["built_at"])
         report.ranking = summary
         return report
+
+    def prepare_node(self, progress) -> None:
+        """Before a node on a shared database serves: its lexical index and an index
+        version of its own, built from the database (reports each step)."""
+        if self.follower is None:
+            return
+        store = self.store()
+        progress(f"database {store.where}: {store.count_incidents()} incidents, {store.count_chunks()} chunks")
+        began = time.monotonic()
+        store.lexical()
+        progress(f"lexical index of this node up to date ({time.monotonic() - began:.1f} s)")
+        self.follower.prepare(progress)
 
     def _embed_cached(self, store: Store, embedder: Embedder, texts: Sequence[str]) -> np.ndarray:
         """Vectors for texts through the store's content-hash cache (embedded once per model)."""

@@ -191,7 +191,7 @@ class AccessMixin:
     def record_sign_in_failure(self, keys: list[str], *, window: float, now: float | None = None) -> None:
         now = time.time() if now is None else now
         with self.write():
-            self.db.conn.executemany("INSERT INTO sign_in_failures (key, at) VALUES (?, ?)",
+            self._executemany("INSERT INTO sign_in_failures (key, at) VALUES (?, ?)",
                                      [(key, now) for key in keys])
             self.db.execute("DELETE FROM sign_in_failures WHERE at < ?", [now - window])
 

@@ -1,8 +1,11 @@
-"""The SQLite connection: WAL, durable commits, short immediate write transactions."""
+"""The store's connection: verbs both engines share, and the SQLite engine (WAL, durable
+commits, short immediate write transactions). The PostgreSQL engine is kb.store.pg_base."""
 
 from __future__ import annotations
 
 import contextlib
+import secrets
+import socket
 import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -10,6 +13,7 @@ from pathlib import Path
 
 import sqlite_utils
 
+from kb.errors import SchemaTooNewError
 from kb.redaction import Redactor
 from kb.store.migrations import MIGRATIONS
 
@@ -20,7 +24,77 @@ def utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-class StoreBase:
+def refuse_newer_schema(applied: set[str], where: str) -> None:
+    """Raise SchemaTooNewError when the database holds migrations this code does not know."""
+    unknown = sorted(applied - {m.__name__ for m in MIGRATIONS})
+    if unknown:
+        raise SchemaTooNewError(
+            f"the database at {where} has schema version {len(applied)} (up to {unknown[-1]}), newer than "
+            f"this version of kb knows ({len(MIGRATIONS)}): upgrade kb on this machine before starting it")
+
+
+class CommonBase:
+    """Verbs that read and write the same way on both engines."""
+
+    engine = ""
+    where = ""
+
+    def schema_version(self) -> int:
+        return self.db["_migrations"].count
+
+    def _executemany(self, sql: str, rows) -> None:
+        raise NotImplementedError
+
+    # --- shared settings ---------------------------------------------------------------
+
+    def setting(self, name: str) -> str | None:
+        row = self.db.execute("SELECT value FROM settings WHERE name = ?", [name]).fetchone()
+        return row[0] if row else None
+
+    def setting_or_create(self, name: str, make) -> str:
+        """The stored value of ``name``; the first caller stores ``make()``. Two callers at
+        once agree: one insert wins, both read it."""
+        value = self.setting(name)
+        if value is not None:
+            return value
+        with self.write():
+            self.db.execute("INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+                            [name, make()])
+            return self.setting(name)
+
+    def database_id(self) -> str:
+        """A random name of this database, made once: a node's local files built from
+        another database are recognised and rebuilt."""
+        return self.setting_or_create("database_id", lambda: secrets.token_hex(8))
+
+    # --- index versions, as published by any node ----------------------------------------
+
+    def record_index_version(self, version: str, model_id: str, model_path: str, log_seq: int,
+                             published_at: str) -> None:
+        with self.write():
+            self.db.execute(
+                "INSERT INTO index_versions (version, model_id, model_path, log_seq, published_at, node) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (version) DO NOTHING",
+                [version, model_id, model_path, log_seq, published_at, socket.gethostname()])
+
+    def latest_index_version(self) -> dict | None:
+        rows = self.db.query(
+            "SELECT version, model_id, model_path, log_seq, published_at, node FROM index_versions "
+            "ORDER BY published_at DESC, version DESC LIMIT 1")
+        return dict(rows[0]) if rows else None
+
+    def finished_erasures(self) -> int:
+        """How many erasures have finished (a node's local copies purge when it grows)."""
+        return self.db.execute("SELECT count(*) FROM erasures WHERE state = 'done'").fetchone()[0]
+
+    @contextlib.contextmanager
+    def indexer_lock(self, *, wait: bool = False) -> Iterator[None]:
+        """One indexer at a time across every process using this database. On SQLite the
+        data home's lock file (indexer.index_files.indexing_lock) already is that."""
+        yield
+
+
+class StoreBase(CommonBase):
     """Owns one SQLite connection. Not shared between threads or across a fork.
 
     Every write runs in :meth:`write`: ``BEGIN IMMEDIATE`` takes the write lock up front,
@@ -28,8 +102,11 @@ class StoreBase:
     "database is locked" when a read transaction tries to upgrade.
     """
 
+    engine = "sqlite"
+
     def __init__(self, path: str | Path, *, redactor: Redactor | None = None):
         self.path = Path(path)
+        self.where = str(self.path)
         # Every incident text and recorded query passes this before it is written.
         self.redactor = redactor if redactor is not None else Redactor()
         conn = sqlite3.connect(
@@ -71,10 +148,11 @@ class StoreBase:
         if not self.db["_migrations"].exists():
             return list(MIGRATIONS)
         applied = {row["name"] for row in self.db["_migrations"].rows}
+        refuse_newer_schema(applied, self.where)
         return [m for m in MIGRATIONS if m.__name__ not in applied]
 
-    def schema_version(self) -> int:
-        return self.db["_migrations"].count
+    def _executemany(self, sql: str, rows) -> None:
+        self.db.conn.executemany(sql, rows)
 
     def integrity_problems(self) -> list[str]:
         """What SQLite's quick_check finds wrong with the database file (empty when sound)."""

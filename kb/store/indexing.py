@@ -106,17 +106,18 @@ class IndexingMixin:
             for chunk in chunks:
                 cursor = self.db.execute(
                     "INSERT INTO chunks (doc_kind, doc_id, position, heading, text, text_hash) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
                     [doc.kind, doc.id, chunk.position, chunk.heading, chunk.text, chunk.text_hash],
                 )
-                new_ids.append(cursor.lastrowid)
-            self.db.conn.executemany(
+                new_ids.append(cursor.fetchone()[0])
+            self._executemany(
                 "INSERT INTO index_log (op, chunk_id, doc_kind, doc_id, at) VALUES ('add', ?, ?, ?, ?)",
                 [(cid, doc.kind, doc.id, now) for cid in new_ids],
             )
             self.db.execute(
-                "INSERT OR REPLACE INTO indexed_docs (doc_kind, doc_id, doc_hash, indexed_at) "
-                "VALUES (?, ?, ?, ?)",
+                "INSERT INTO indexed_docs (doc_kind, doc_id, doc_hash, indexed_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (doc_kind, doc_id) DO UPDATE SET doc_hash = excluded.doc_hash, "
+                "indexed_at = excluded.indexed_at",
                 [doc.kind, doc.id, doc.content_hash, now],
             )
         return new_ids
@@ -147,7 +148,7 @@ class IndexingMixin:
         if not old:
             return
         self.db.execute("DELETE FROM chunks WHERE doc_kind = ? AND doc_id = ?", [kind, doc_id])
-        self.db.conn.executemany(
+        self._executemany(
             "INSERT INTO index_log (op, chunk_id, doc_kind, doc_id, at) VALUES ('remove', ?, ?, ?, ?)",
             [(cid, kind, doc_id, now) for cid in old],
         )
@@ -168,9 +169,10 @@ class IndexingMixin:
     def put_vectors(self, model_id: str, vectors: dict[str, np.ndarray]) -> None:
         now = utc_now()
         with self.write():
-            self.db.conn.executemany(
-                "INSERT OR REPLACE INTO vectors (model_id, text_hash, vector, created_at) "
-                "VALUES (?, ?, ?, ?)",
+            self._executemany(
+                "INSERT INTO vectors (model_id, text_hash, vector, created_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (model_id, text_hash) DO UPDATE SET vector = excluded.vector, "
+                "created_at = excluded.created_at",
                 [
                     (model_id, h, np.asarray(v, dtype=np.float32).tobytes(), now)
                     for h, v in vectors.items()

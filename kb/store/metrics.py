@@ -7,17 +7,39 @@ opened, else imported). Timestamps are compared as text, which orders ISO 8601 c
 
 from __future__ import annotations
 
+import json
+from datetime import datetime
 from typing import Any
 
 CLOSED_INCIDENT_SQL = "i.status IN ('resolved', 'closed')"
 INCIDENT_TIME_SQL = "coalesce(nullif(i.resolved_at, ''), nullif(i.opened_at, ''), i.imported_at)"
 LINKED_SQL = "coalesce(i.article_id, '') != ''"
 
+
+
+def n(condition: str) -> str:
+    """1 where ``condition`` holds, else 0: summed or maxed the same way on both engines
+    (PostgreSQL neither sums nor compares booleans with numbers)."""
+    return f"(CASE WHEN {condition} THEN 1 ELSE 0 END)"
+
+
+_USED = n("outcome = 'used'")
+_NONE_HELPED = n("outcome = 'none_helped'")
+
+
+def _week(timestamp: str) -> str:
+    """``YYYY-Www`` of an ISO time: weeks start on Monday, week 00 before the first one."""
+    try:
+        return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).strftime("%Y-W%W")
+    except (ValueError, AttributeError):
+        return ""
+
+
 # Suggestions made for a known incident, with what the agents chose on them.
-_CHOICES_BY_INCIDENT = """
+_CHOICES_BY_INCIDENT = f"""
     SELECT s.incident_ref AS incident_id,
-           max(f.outcome = 'used' AND f.used_kind = 'article') AS used_article,
-           max(f.outcome = 'used') AS used_any
+           max({n("f.outcome = 'used' AND f.used_kind = 'article'")}) AS used_article,
+           max({n("f.outcome = 'used'")}) AS used_any
     FROM suggestions s JOIN feedback f ON f.suggestion_id = s.id
     WHERE s.incident_ref != ''
     GROUP BY s.incident_ref
@@ -34,9 +56,9 @@ class MetricsMixin:
         row = self.db.execute(
             f"""
             SELECT count(*),
-                   coalesce(sum({LINKED_SQL} OR coalesce(c.used_article, 0)), 0),
-                   coalesce(sum({LINKED_SQL} OR coalesce(c.used_any, 0)), 0),
-                   coalesce(sum({LINKED_SQL}), 0)
+                   coalesce(sum({n(LINKED_SQL + " OR coalesce(c.used_article, 0) = 1")}), 0),
+                   coalesce(sum({n(LINKED_SQL + " OR coalesce(c.used_any, 0) = 1")}), 0),
+                   coalesce(sum({n(LINKED_SQL)}), 0)
             FROM incidents i LEFT JOIN ({_CHOICES_BY_INCIDENT}) c ON c.incident_id = i.id
             WHERE {CLOSED_INCIDENT_SQL} AND {INCIDENT_TIME_SQL} >= ?
             """,
@@ -76,17 +98,17 @@ class MetricsMixin:
     def feedback_totals(self, since: str) -> dict[str, int]:
         """Suggestions made in the window, and the choices recorded in it."""
         suggestions = self.db.execute(
-            """
+            f"""
             SELECT count(*), coalesce(sum(no_good_match), 0),
-                   coalesce(sum(EXISTS (SELECT 1 FROM feedback f WHERE f.suggestion_id = s.id)), 0)
+                   coalesce(sum({n("EXISTS (SELECT 1 FROM feedback f WHERE f.suggestion_id = s.id)")}), 0)
             FROM suggestions s WHERE s.created_at >= ?
             """,
             [since],
         ).fetchone()
         choices = self.db.execute(
-            """
-            SELECT count(*), coalesce(sum(outcome = 'used'), 0),
-                   coalesce(sum(outcome = 'none_helped'), 0)
+            f"""
+            SELECT count(*), coalesce(sum({n("outcome = 'used'")}), 0),
+                   coalesce(sum({n("outcome = 'none_helped'")}), 0)
             FROM feedback WHERE updated_at >= ?
             """,
             [since],
@@ -125,7 +147,7 @@ class MetricsMixin:
         ).fetchall():
             put(day, suggestions=count, no_good_match=flagged or 0)
         for day, used, none in self.db.execute(
-            "SELECT substr(updated_at, 1, 10), sum(outcome = 'used'), sum(outcome = 'none_helped') "
+            f"SELECT substr(updated_at, 1, 10), sum({_USED}), sum({_NONE_HELPED}) "
             "FROM feedback WHERE updated_at >= ? GROUP BY 1",
             [since],
         ).fetchall():
@@ -166,37 +188,35 @@ class MetricsMixin:
         """Per article: suggestions in the window that showed it, how many of those got a
         choice, and how many times it was passed over: the agent used a result ranked
         below it, or said none helped."""
-        rows = self.db.execute(
-            """
-            WITH shown AS (
-                SELECT s.id AS suggestion_id, json_extract(j.value, '$.id') AS article_id,
-                       min(json_extract(j.value, '$.rank')) AS rank
-                FROM suggestions s, json_each(s.results) j
-                WHERE s.created_at >= ? AND json_valid(s.results)
-                  AND json_extract(j.value, '$.kind') = 'article'
-                GROUP BY 1, 2
-            ),
-            judged AS (
-                SELECT sh.article_id,
-                       EXISTS (SELECT 1 FROM feedback f WHERE f.suggestion_id = sh.suggestion_id)
-                           AS judged,
-                       EXISTS (SELECT 1 FROM feedback f WHERE f.suggestion_id = sh.suggestion_id
-                               AND f.outcome = 'used' AND f.used_id = sh.article_id) AS used,
-                       EXISTS (SELECT 1 FROM feedback f WHERE f.suggestion_id = sh.suggestion_id
-                               AND (f.outcome = 'none_helped'
-                                    OR (f.outcome = 'used' AND f.used_rank > sh.rank)))
-                           AS passed_over
-                FROM shown sh
-            )
-            SELECT article_id, count(*), sum(judged), sum(passed_over AND NOT used)
-            FROM judged GROUP BY article_id
-            """,
-            [since],
-        )
-        return {
-            r[0]: {"shown": r[1], "judged": r[2] or 0, "skipped": r[3] or 0}
-            for r in rows.fetchall()
-        }
+        feedback: dict[str, list[tuple[str, str, int | None]]] = {}
+        for sid, outcome, used_id, used_rank in self.db.execute(
+            "SELECT f.suggestion_id, f.outcome, f.used_id, f.used_rank FROM feedback f "
+            "JOIN suggestions s ON s.id = f.suggestion_id WHERE s.created_at >= ?", [since]
+        ).fetchall():
+            feedback.setdefault(sid, []).append((outcome, used_id, used_rank))
+        out: dict[str, dict[str, int]] = {}
+        rows = self.db.execute("SELECT id, results FROM suggestions WHERE created_at >= ?", [since])
+        for sid, results in rows.fetchall():
+            try:
+                shown_results = json.loads(results or "[]")
+            except ValueError:
+                continue
+            ranks: dict[str, Any] = {}
+            for result in shown_results if isinstance(shown_results, list) else []:
+                if isinstance(result, dict) and result.get("kind") == "article" and result.get("id"):
+                    rank = result.get("rank")
+                    old = ranks.get(result["id"])
+                    ranks[result["id"]] = rank if old is None or (rank is not None and rank < old) else old
+            choices = feedback.get(sid, [])
+            for article_id, rank in ranks.items():
+                used = any(o == "used" and u == article_id for o, u, _ in choices)
+                passed_over = any(o == "none_helped" or (o == "used" and r is not None and rank is not None
+                                                         and r > rank) for o, _, r in choices)
+                slot = out.setdefault(article_id, {"shown": 0, "judged": 0, "skipped": 0})
+                slot["shown"] += 1
+                slot["judged"] += 1 if choices else 0
+                slot["skipped"] += 1 if passed_over and not used else 0
+        return out
 
     def article_activity(self) -> list[dict[str, Any]]:
         """Every article not archived, with when it was first stored, last used in a
@@ -227,21 +247,21 @@ class MetricsMixin:
         since been resolved with an assignment group; the latest suggestion per incident."""
         rows = self.db.execute(
             """
-            SELECT strftime('%Y-W%W', s.created_at), s.predicted_group, i.assignment_group
+            SELECT s.created_at, s.predicted_group, i.assignment_group
             FROM suggestions s JOIN incidents i ON i.id = s.incident_ref
             WHERE s.created_at >= ? AND s.incident_ref != '' AND s.predicted_group != ''
               AND i.status IN ('resolved', 'closed') AND i.assignment_group != ''
               AND s.created_at = (SELECT max(created_at) FROM suggestions t WHERE t.incident_ref = s.incident_ref)
             ORDER BY 1
             """, [since])
-        return [tuple(row) for row in rows.fetchall()]
+        return [(_week(row[0]), row[1], row[2]) for row in rows.fetchall()]
 
     def escalation_by_category(self, since: str) -> list[dict[str, Any]]:
         """Per category of incidents resolved since ``since`` that say whether they were
         escalated: how many, and how many left the first line."""
         rows = self.db.execute(
             """
-            SELECT coalesce(nullif(category, ''), '(none)'), count(*), sum(escalated = 'yes')
+            SELECT coalesce(nullif(category, ''), '(none)'), count(*), sum(CASE WHEN escalated = 'yes' THEN 1 ELSE 0 END)
             FROM incidents WHERE status IN ('resolved', 'closed') AND escalated IN ('yes', 'no')
               AND coalesce(nullif(resolved_at, ''), imported_at) >= ?
             GROUP BY 1 ORDER BY 2 DESC LIMIT 50

@@ -199,6 +199,17 @@ def m010_predicted_groups(db: sqlite_utils.Database) -> None:
     db["suggestions"].add_column("predicted_group", str, not_null_default="")
 
 
+def m011_settings_and_index_versions(db: sqlite_utils.Database) -> None:
+    # Values every worker and node must share, such as the key that signs session cookies.
+    db["settings"].create({"name": str, "value": str}, pk="name", not_null={"value"})
+    # Index versions as published by any node: on a shared database the others build a
+    # replica of each from the stored vectors (kb.app.replica).
+    db["index_versions"].create({"version": str, "model_id": str, "model_path": str, "log_seq": int,
+                                 "published_at": str, "node": str}, pk="version",
+                                not_null={"model_id", "model_path", "log_seq", "published_at", "node"},
+                                defaults={"model_path": "", "node": ""})
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m001_initial,
     m002_ranking_profiles,
@@ -210,4 +221,5 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m008_routing_fields,
     m009_storms,
     m010_predicted_groups,
+    m011_settings_and_index_versions,
 ]

@@ -72,9 +72,10 @@ class PrivacyMixin:
                 f"UPDATE suggestions SET query = ?, title = '' WHERE incident_ref IN ({marks})", [ERASED, *found]
             ).rowcount
             erasure_id = self.db.execute(
-                "INSERT INTO erasures (started_at, actor, doc_ids, state, finished_at) VALUES (?, ?, ?, 'pending', '')",
+                "INSERT INTO erasures (started_at, actor, doc_ids, state, finished_at) "
+                "VALUES (?, ?, ?, 'pending', '') RETURNING id",
                 [now, actor, json.dumps(found)],
-            ).lastrowid
+            ).fetchone()[0]
             self.audit(actor, "erase", ",".join(found),
                        f"erasure {erasure_id}: {len(found)} incident(s), {len(drafts)} draft(s), "
                        f"{suggestions} suggestion text(s), {vectors} cached vector(s)")
@@ -117,10 +118,11 @@ class PrivacyMixin:
 
     def incidents_mentioning(self, needle: str) -> list[str]:
         """Ids of incidents whose stored text holds ``needle`` (case-insensitive)."""
+        needle = needle.lower()
         pattern = "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         rows = self.db.execute(
-            "SELECT id FROM incidents WHERE title LIKE ? ESCAPE '\\' OR description LIKE ? ESCAPE '\\' "
-            "OR resolution LIKE ? ESCAPE '\\' ORDER BY id", [pattern, pattern, pattern]
+            "SELECT id FROM incidents WHERE lower(title) LIKE ? ESCAPE '\\' OR lower(description) LIKE ? "
+            "ESCAPE '\\' OR lower(resolution) LIKE ? ESCAPE '\\' ORDER BY id", [pattern, pattern, pattern]
         )
         return [row[0] for row in rows.fetchall()]
 

@@ -27,7 +27,7 @@ class StormsMixin:
         """Remember a storm; True the first time it is seen (its payload is kept current)."""
         with self.write():
             cursor = self.db.execute(
-                "INSERT OR IGNORE INTO storms (id, first_seen, payload) VALUES (?, ?, ?)",
+                "INSERT INTO storms (id, first_seen, payload) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING",
                 [storm["id"], utc_now(), json.dumps(storm)])
             if not cursor.rowcount:
                 self.db.execute("UPDATE storms SET payload = ? WHERE id = ? AND delivered_at = ''",

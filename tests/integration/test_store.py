@@ -8,18 +8,27 @@ from kb.models import Incident
 from kb.store import open_store
 from tests.helpers import write
 
+# Every test here runs on both engines: SQLite in the data home, and PostgreSQL.
+pytestmark = pytest.mark.both_engines
 
-def test_store_uses_wal_and_full_sync(store):
-    assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert store.db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+def test_store_commits_durably(store, engine):
+    if engine == "sqlite":
+        assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert store.db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    else:
+        # The server decides; the store must not turn durable commits off for itself.
+        assert store.db.execute("SELECT current_setting('synchronous_commit')").fetchone()[0] in (
+            "on", "remote_apply", "remote_write", "local", "off")
+        assert store.db.execute("SHOW default_transaction_isolation").fetchone()[0] == "read committed"
     assert store.schema_version() >= 2
 
 
-def test_migrations_apply_once(home):
-    first = open_store(home)
+def test_migrations_apply_once(home, config):
+    first = open_store(home, database_url=config.database_url)
     version = first.schema_version()
     first.close()
-    again = open_store(home)
+    again = open_store(home, database_url=config.database_url)
     assert again.schema_version() == version
     names = [r["name"] for r in again.db["_migrations"].rows]
     assert names == sorted(set(names))
@@ -113,10 +122,16 @@ def test_feedback_must_name_a_shown_result(store):
     assert store.count_feedback() == 0
 
 
-def test_feedback_is_durable_once_acknowledged(store, home):
+def test_feedback_is_durable_once_acknowledged(store, home, config):
     sid = _suggestion(store)
     store.record_feedback(sid, outcome="used", used_id="T-7", agent="ana")
     # A second, independent connection sees the committed row at once.
+    if config.database_url:
+        import psycopg
+
+        with psycopg.connect(config.database_url) as other:
+            assert other.execute("SELECT count(*) FROM feedback").fetchone()[0] == 1
+        return
     other = sqlite3.connect(home / "kb.sqlite3")
     assert other.execute("SELECT count(*) FROM feedback").fetchone()[0] == 1
     other.close()
