@@ -141,6 +141,10 @@ def indexed_home_template(tmp_path_factory) -> Path:
 @pytest.fixture
 def indexed(service, indexed_home_template):
     """A service over the small test knowledge base, indexed."""
+    if service.config.database_url:
+        load_test_data(service)
+        service.index()
+        return service
     shutil.copytree(indexed_home_template, service.config.home_path, dirs_exist_ok=True)
     return service
 

@@ -2,6 +2,9 @@ import json
 
 import pytest
 
+# Every test here runs on both store engines: SQLite, and PostgreSQL.
+pytestmark = pytest.mark.both_engines
+
 
 def suggest(client, headers, **body):
     return client.post("/api/v1/suggest", json=body, headers=headers)

@@ -7,6 +7,9 @@ import pytest
 from search.feedback import DEFAULT_WEIGHT, compute_priors, feedback_evidence
 from search.suggester import SuggestRequest
 
+# Every test here runs on both store engines: SQLite, and PostgreSQL.
+pytestmark = pytest.mark.both_engines
+
 QUERY = "keyboard and mailbox"  # two resolutions score close together
 
 

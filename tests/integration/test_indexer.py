@@ -8,6 +8,9 @@ from indexer.pipeline import check_index
 from kb.errors import IndexMismatchError, IndexMissingError
 from tests.conftest import load_test_data
 
+# Every test here runs on both store engines: SQLite, and PostgreSQL.
+pytestmark = pytest.mark.both_engines
+
 
 def test_index_embeds_each_text_once(service, embedder):
     load_test_data(service)

@@ -9,6 +9,9 @@ from kb.app.gaps import cluster_gaps
 from kb.app.report import build_report
 from kb.models import Incident
 
+# Every test here runs on both store engines: SQLite, and PostgreSQL.
+pytestmark = pytest.mark.both_engines
+
 NOW = dt.datetime.now(dt.UTC)
 SINCE = (NOW - dt.timedelta(days=90)).strftime("%Y-%m-%dT%H:%M:%S")
 RECENT = (NOW - dt.timedelta(days=3)).strftime("%Y-%m-%dT%H:%M:%SZ")

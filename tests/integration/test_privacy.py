@@ -8,6 +8,7 @@ import os
 import re
 import sqlite3
 
+import psycopg
 import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
@@ -20,6 +21,9 @@ from kb.errors import NotFoundError
 from kb.models import Incident
 from search.suggester import SuggestRequest
 from tests.conftest import DATA
+
+# Every test here runs on both store engines: SQLite, and PostgreSQL.
+pytestmark = pytest.mark.both_engines
 
 # --- generated secrets and personal data ---------------------------------------------------
 
@@ -179,7 +183,7 @@ def test_an_erasure_killed_half_way_leaves_the_old_or_the_new_state(indexed, mon
     # and `kb doctor --privacy` finishes it.
     store.erase_incidents(["ERASE-1"], actor="test")
     assert [e["doc_ids"] for e in store.pending_erasures()] == [["ERASE-1"]]
-    result = CliRunner().invoke(_cli(), ["--home", str(indexed.home), "doctor", "--privacy", "--find", "flumberwick"],
+    result = CliRunner().invoke(_cli(), [*_where(indexed), "doctor", "--privacy", "--find", "flumberwick"],
                                 env={"KB_EMBED_BACKEND": "hashing"})
     assert "unfinished erasure" in result.output and "The text is in no file." in result.output, result.output
     assert result.exit_code == 0 and store.pending_erasures() == []
@@ -189,6 +193,16 @@ def _cli():
     from scripts.cli import cli
 
     return cli
+
+
+def _where(service: Service) -> list[str]:
+    """The CLI options that name a service's store (its home, and its database if shared)."""
+    url = service.config.database_url
+    return ["--home", str(service.home), *(["--database-url", url] if url else [])]
+
+
+# What each engine raises when a trigger refuses a statement.
+REFUSED = (sqlite3.DatabaseError, psycopg.Error)
 
 
 def test_erase_by_email_finds_what_was_stored_before_redaction(tmp_path):
@@ -252,10 +266,10 @@ def test_audit_log_records_reads_tokens_and_role_changes_and_refuses_edits(clien
     assert ("cli:ops", "token create", "ticket-system") in actions
     assert ("cli:ops", "role change", "ana") in actions
     assert ("session:kim", "read", "article:net-vpn-drops") in actions
-    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+    with pytest.raises(REFUSED, match="append-only"):
         store.db.execute("UPDATE audit_log SET actor = 'someone else'")
-    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+    with pytest.raises(REFUSED, match="append-only"):
         store.db.execute("DELETE FROM audit_log")
-    listed = CliRunner().invoke(_cli(), ["--home", str(people_in_store.home), "audit", "--action", "role change"],
+    listed = CliRunner().invoke(_cli(), [*_where(people_in_store), "audit", "--action", "role change"],
                                 env={"KB_EMBED_BACKEND": "hashing"})
     assert "role change" in listed.output and "agent -> knowledge_manager" in listed.output

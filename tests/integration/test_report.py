@@ -23,6 +23,9 @@ from kb.store import open_store
 from scripts.cli import cli
 from tests.helpers import SVG, parse_svg
 
+# Every test here runs on both store engines: SQLite, and PostgreSQL.
+pytestmark = pytest.mark.both_engines
+
 NASTY = '<script>alert("x")</script> & \'quotes\''
 
 
@@ -141,6 +144,7 @@ def test_html_page_is_self_contained(report_with_data):
 
 def test_report_cli_text_json_and_html(home, monkeypatch, indexed, tmp_path, report_with_data):
     monkeypatch.setenv("KB_HOME", str(home))
+    monkeypatch.setenv("KB_DATABASE_URL", indexed.config.database_url)
     monkeypatch.setenv("KB_EMBED_BACKEND", "hashing")
     runner = CliRunner()
     result = runner.invoke(cli, ["report", "--days", "30"], catch_exceptions=False)
@@ -154,6 +158,6 @@ def test_report_cli_text_json_and_html(home, monkeypatch, indexed, tmp_path, rep
     result = runner.invoke(cli, ["report", "--html", str(tmp_path / "no" / "r.html")])
     assert result.exit_code == 1 and "not a folder" in result.output
     assert runner.invoke(cli, ["report", "--days", "0"]).exit_code == 2
-    store = open_store(home)
+    store = open_store(home, database_url=indexed.config.database_url)
     assert store.count_suggestions() == 3  # the report only reads
     store.close()

@@ -9,6 +9,9 @@ from search.ranking import Filters, Viewer
 from search.suggester import SuggestRequest
 from tests.conftest import DATA
 
+# Every test here runs on both store engines: SQLite, and PostgreSQL.
+pytestmark = pytest.mark.both_engines
+
 
 def ask(service, text, **kwargs):
     return service.suggester().suggest(service.store(), SuggestRequest(description=text, **kwargs), record=False)

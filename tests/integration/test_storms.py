@@ -16,6 +16,9 @@ from kb.app.service import Service
 from kb.app.storms import StormWatcher, current_storms, deliver_due
 from kb.errors import ConfigError
 
+# Every test here runs on both store engines: SQLite, and PostgreSQL.
+pytestmark = pytest.mark.both_engines
+
 SECRET = "storm-test-secret"
 
 

@@ -9,6 +9,9 @@ import pytest
 from kb.importers import read_incident_file
 from kb.models import Incident
 
+# Every test here runs on both store engines: SQLite, and PostgreSQL.
+pytestmark = pytest.mark.both_engines
+
 GROUPS = {
     "Network": ["vpn tunnel drops every few minutes at home", "vpn disconnects when the laptop sleeps",
                 "cannot reach the vpn gateway from the hotel wifi", "vpn client says the certificate expired",
