@@ -1,6 +1,6 @@
 # Two commands on a fresh machine:
 #   make run    install, load the sample knowledge base, index it, serve on http://127.0.0.1:5000
-#   make test   install (with the browser for UI tests) and run the test suite
+#   make test   install (with the browser for UI tests and PostgreSQL) and run the test suite
 PYTHON ?= python3
 VENV ?= .venv
 KB := $(VENV)/bin/kb
@@ -30,9 +30,10 @@ run: install
 
 test: install
 	bash scripts/install-browser.sh
+	bash scripts/install-postgres.sh
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
-	$(VENV)/bin/python -m pytest
+	KB_REQUIRE_POSTGRES=1 $(VENV)/bin/python -m pytest
 
 # The quick loop: unit and integration tests with the hashing embedder and fewer generated
 # cases (no processes, no browser, no real model); about a minute on two cores.

@@ -28,6 +28,7 @@ from scripts.common import (
 from scripts.doctor_cli import doctor
 from scripts.privacy_cli import audit, erase, incidents, redact
 from scripts.report import report
+from scripts.store_cli import store
 from scripts.tune_cli import tune
 
 
@@ -412,6 +413,7 @@ cli.add_command(redact)
 cli.add_command(incidents)
 cli.add_command(erase)
 cli.add_command(audit)
+cli.add_command(store)
 
 
 def main() -> None:

@@ -116,8 +116,12 @@ class StoreBase(CommonBase):
             check_same_thread=False,
         )
         self.db = sqlite_utils.Database(conn, execute_plugins=False)
-        self._configure()
-        self._migrate()
+        try:
+            self._configure()
+            self._migrate()
+        except BaseException:
+            self.db.close()
+            raise
 
     def _configure(self) -> None:
         conn = self.db.conn

@@ -42,7 +42,11 @@ class PgStoreBase(CommonBase):
         self.where = self.db.where
         self.lexical_path = Path(lexical_path)
         self._lexical: LexicalReplica | None = None
-        self._migrate()
+        try:
+            self._migrate()
+        except BaseException:
+            self.db.close()
+            raise
 
     # --- schema ------------------------------------------------------------------------------
 
