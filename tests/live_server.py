@@ -35,16 +35,19 @@ def kb(home: Path, *args: str, **env: str) -> str:
     return result.output
 
 
-def prepare_home(home: Path, incidents: Path | None = None) -> None:
-    """kb init, import the test articles and incidents, kb index."""
-    kb(home, "init")
-    kb(home, "import", "articles", str(DATA / "articles"))
-    kb(home, "import", "incidents", str(incidents or DATA / "incidents.jsonl"))
-    kb(home, "index")
+def prepare_home(home: Path, incidents: Path | None = None, database_url: str = "") -> None:
+    """kb init, import the test articles and incidents, kb index (on a shared database
+    when ``database_url`` is given)."""
+    env = {"KB_DATABASE_URL": database_url} if database_url else {}
+    kb(home, "init", **env)
+    kb(home, "import", "articles", str(DATA / "articles"), **env)
+    kb(home, "import", "incidents", str(incidents or DATA / "incidents.jsonl"), **env)
+    kb(home, "index", **env)
 
 
-def create_token(home: Path, role: str = "integration", name: str = "tests") -> str:
-    return kb(home, "tokens", "create", name, "--role", role).strip()
+def create_token(home: Path, role: str = "integration", name: str = "tests", database_url: str = "") -> str:
+    env = {"KB_DATABASE_URL": database_url} if database_url else {}
+    return kb(home, "tokens", "create", name, "--role", role, **env).strip()
 
 
 class LiveServer(live.LiveServer):

@@ -138,7 +138,7 @@ def run_kill_rounds(home, rounds: int, seed: int) -> dict:
     return {"kills": kills, "ledgers": ledgers, "log": log}
 
 
-def check_store(home, tallies: dict, seed: int) -> dict:
+def check_store(home, tallies: dict, seed: int, database_url: str = "") -> dict:
     ledgers: list[Ledger] = tallies["ledgers"]
     acknowledged = {key: payload for ledger in ledgers for key, payload in ledger.acknowledged.items()}
     suggestions = set().union(*(ledger.suggestions for ledger in ledgers))
@@ -150,7 +150,7 @@ def check_store(home, tallies: dict, seed: int) -> dict:
     assert "database is locked" not in tallies["log"]
     assert acknowledged, f"no feedback was acknowledged at all {context}"
 
-    with open_store(home, create=False) as store:
+    with open_store(home, create=False, database_url=database_url) as store:
         assert store.integrity_problems() == []
         rows = list(store.db.query("SELECT suggestion_id, agent, outcome, used_id FROM feedback"))
         events = list(store.db.query(
