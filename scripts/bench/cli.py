@@ -42,11 +42,15 @@ from scripts.common import AppContext, echo_json, pass_app, reports_errors, term
               help="Time limit of one HTTP request, in seconds.")
 @click.option("--articles", "articles_dir", default=None, type=click.Path(file_okay=False),
               help="The sample articles to build from (default: KB_ARTICLES_DIR, ./articles).")
+@click.option("--database-url", default=None, metavar="URL",
+              help="Measure on this PostgreSQL database (it must be empty; its tables are emptied "
+                   "afterwards) instead of SQLite in the bench's home (default: $KB_DATABASE_URL).")
 @pass_app
 @reports_errors
 def bench(app: AppContext, as_json: bool, docs: int, queries: int, clients: int, seconds: float,
           workers: int | None, backend: str | None, keep: str | None, embed_all_below: int,
-          resolutions: int, seed: int, timeout: float, articles_dir: str | None) -> None:
+          resolutions: int, seed: int, timeout: float, articles_dir: str | None,
+          database_url: str | None) -> None:
     """Speed and memory figures on a synthetic store of DOCS incidents.
 
     Builds a data home from the sample knowledge base, indexes it as `kb index` does, and
@@ -64,8 +68,10 @@ def bench(app: AppContext, as_json: bool, docs: int, queries: int, clients: int,
     )
     if articles_dir:
         options.articles_dir = Path(articles_dir)
+    config = app.config.with_overrides(database_url=database_url)
+    config.check_database_url()
     with _terminate_as_exit():
-        result = run_benchmark(app.config, options, progress=terminal_progress())
+        result = run_benchmark(config, options, progress=terminal_progress())
     if as_json:
         echo_json(result)
     else:
@@ -132,7 +138,9 @@ def describe(result: dict[str, Any]) -> list[str]:
         f"{index['report']['texts_cached']} from cache); {index['kind']} index of {index['vectors']} vectors"
         + (f", recall@10 {index['recall_at_10']}" if index.get("recall_at_10") is not None else ""),
         f"sizes            index {sizes['index_folder_bytes'] / mb:.1f} MB, database "
-        f"{sizes['database_bytes'] / mb:.1f} MB (+ WAL {sizes['database_wal_bytes'] / mb:.1f} MB)",
+        f"{sizes['database_bytes'] / mb:.1f} MB ({b.get('engine', 'sqlite')}"
+        + (f", + WAL {sizes['database_wal_bytes'] / mb:.1f} MB)" if b.get("engine", "sqlite") == "sqlite"
+           else f" at {b.get('database')}; node lexical index {sizes.get('lexical_bytes', 0) / mb:.1f} MB)"),
         "",
         f"  {'latency (ms)':<26} {'p50':>8} {'p95':>8} {'p99':>8} {'per s':>8}",
         _latency_row("suggest, in-process", result["suggest"]["in_process"]),

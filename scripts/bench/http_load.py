@@ -52,11 +52,13 @@ class LoadResult:
 
 
 @contextlib.contextmanager
-def running_server(home: Path, *, workers: int, backend: str, timeout: float
+def running_server(home: Path, *, workers: int, backend: str, timeout: float, database_url: str = ""
                    ) -> Iterator[tuple[LiveServer, RssSampler, float]]:
     """`kb serve` on the bench's home (the test harness, scripts.live), with its memory
     sampled from the start; yields (server, sampler, seconds to ready) and stops both."""
     env = dict(os.environ, KB_EMBED_BACKEND=backend)
+    if database_url:
+        env["KB_DATABASE_URL"] = database_url
     server = LiveServer(home, env=env, workers=workers, log_path=home / "bench-serve.log")
     sampler = None
     try:

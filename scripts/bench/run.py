@@ -201,9 +201,15 @@ def run_benchmark(config: Config, options: BenchOptions, progress: Progress | No
         backend = options.backend or config.embed_backend
         bench_config = config.with_overrides(home=str(home), embed_backend=backend)
         service = Service(bench_config)
+        owns_database = False
         try:
+            _require_empty(service.store())
+            owns_database = bool(bench_config.database_url)
             return _measure(service, bench_config, options, progress, kept=not temporary)
         finally:
+            if owns_database and temporary:  # hand back the empty database it was given
+                with contextlib.suppress(KBError):
+                    service.store().empty_every_table()
             service.close()
             progress.finish()
     finally:
@@ -233,6 +239,7 @@ def _measure(service: Service, config: Config, options: BenchOptions, progress: 
         "load_average_start": _load_average(), "python": platform.python_version(),
         "home": str(config.home_path) if kept else None,
         "home_filesystem": filesystem_of(config.home_path),
+        "engine": service.store().engine, "database": service.store().where if config.database_url else None,
     }}
     with stages("load_model"):
         embedder = service.embedder()
@@ -333,7 +340,8 @@ def _measure_queries(service: Service, config: Config, queries: list[tuple[str, 
         progress.start("keywords", len(queries))
         latencies, total = timed_calls(keywords, queries, progress.advance)
     result["keyword_baseline"] = {
-        "engine": "sqlite-fts5 bm25", "limit": KEYWORD_LIMIT,
+        "engine": "sqlite-fts5 bm25" + (" (the node's lexical index)" if store.engine == "postgresql" else ""),
+        "limit": KEYWORD_LIMIT,
         "what": "the content words of the same queries, quoted and ORed (the suggest path's "
                 "lexical half), top 10 chunk ids",
         "in_process": {**latency_summary(latencies), "qps": round(len(queries) / total, 2),
@@ -347,7 +355,8 @@ def _measure_http(service: Service, config: Config, options: BenchOptions,
     workers = options.workers or (config.workers if config.workers > 0 else os.cpu_count() or 1)
     token = service.store().create_token("kb-bench", "agent")
     with running_server(config.home_path, workers=workers, backend=config.embed_backend,
-                        timeout=options.server_start_timeout) as (server, sampler, started):
+                        timeout=options.server_start_timeout,
+                        database_url=config.database_url) as (server, sampler, started):
         server_pid = server.process.pid
         load_average = _load_average()
         progress.start("http", int(options.seconds) + 1)
@@ -418,9 +427,24 @@ def _recall_figures(service: Service, queries: list[tuple[str, str]], kind: str,
             "recall_note": f"{kind} against brute force over the store's vectors, first window of each query"}
 
 
+def _require_empty(store) -> None:
+    if store.count_incidents() or store.count_chunks() or store.db["articles"].count:
+        raise KBError(f"the bench builds its own store: the database at {store.where} must be empty")
+
+
 def _sizes(service: Service) -> dict[str, Any]:
     db = service.config.db_path
     version = current_version(service.index_root)
+    store = service.store()
+    if store.engine == "postgresql":
+        return {
+            "index_folder_bytes": folder_bytes(service.index_root),
+            "index_file_bytes": file_bytes(service.index_root / version / "vectors.faiss") if version else 0,
+            "database_bytes": store.db.execute("SELECT pg_database_size(current_database())").fetchone()[0],
+            "database_wal_bytes": None,
+            "lexical_bytes": file_bytes(store.lexical_path)
+            + file_bytes(store.lexical_path.with_name(store.lexical_path.name + "-wal")),
+        }
     return {
         "index_folder_bytes": folder_bytes(service.index_root),
         "index_file_bytes": file_bytes(service.index_root / version / "vectors.faiss") if version else 0,
