@@ -55,7 +55,7 @@ def cli(ctx: click.Context, home: str | None, database_url: str | None) -> None:
 @pass_app
 @reports_errors
 def init(app: AppContext) -> None:
-    """Create the data home: database, index folder, session key (safe to run again)."""
+    """Create the data home: database (or, with a database URL, migrate it), index folder (safe to run again)."""
     from kb.home import prepare_home
 
     home = app.config.home_path

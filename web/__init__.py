@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 from flask import Flask
+from flask.sessions import SecureCookieSessionInterface
 
 from kb.config import Config, load_config
 
@@ -18,6 +19,24 @@ CONTENT_SECURITY_POLICY = (
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; "
     "object-src 'none'"
 )
+
+
+class StoredKeySessions(SecureCookieSessionInterface):
+    """Session cookies signed with the key kept in the database, read on first use.
+
+    A worker must start even while the database is down (it answers 503 until it is
+    back), so the key is not read when the app is made: until it can be read, requests
+    carry no session, and whatever they need from the database answers 503 by itself."""
+
+    def get_signing_serializer(self, app: Flask):
+        if not app.secret_key:
+            from kb.errors import StoreUnavailableError
+
+            try:
+                app.secret_key = app.extensions["kb_service"].session_key()
+            except StoreUnavailableError:
+                return None
+        return super().get_signing_serializer(app)
 
 
 def create_app(test_config: dict[str, Any] | None = None, *, config: Config | None = None,
@@ -33,7 +52,9 @@ def create_app(test_config: dict[str, Any] | None = None, *, config: Config | No
     service = service or Service(config)
     app = Flask(__name__, template_folder="templates", static_folder="static")
     app.config.from_mapping(
-        SECRET_KEY=service.session_key(),
+        # The embedded store is a local file: its key is read (or made) now; a shared
+        # database's on first use (StoredKeySessions).
+        SECRET_KEY=config.secret_key or (None if config.database_url else service.session_key()),
         MAX_CONTENT_LENGTH=config.max_body_bytes,
         MAX_FORM_MEMORY_SIZE=config.max_body_bytes,
         SESSION_COOKIE_HTTPONLY=True,
@@ -47,6 +68,7 @@ def create_app(test_config: dict[str, Any] | None = None, *, config: Config | No
     if test_config:
         app.config.from_mapping(test_config)
     app.extensions["kb_service"] = service
+    app.session_interface = StoredKeySessions()
     errors.init_app(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(pages.bp)

@@ -5,6 +5,7 @@ tests/live/test_nodes.py runs real `kb serve` nodes)."""
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import time
 
@@ -218,8 +219,23 @@ def test_the_store_answers_503_while_the_server_is_down_and_recovers(tmp_path, p
         with pytest.raises(StoreUnavailableError):
             node.upsert_incidents([Incident(id="DOWN-1", title="t", resolution="r", status="resolved")])
         assert time.monotonic() - began < 5
+        # A worker that starts meanwhile comes up, and answers 503 in the API's error shape.
+        from web import create_app
+
+        late = Service(node.config, embedder=HashingEmbedder())
+        client = create_app({"TESTING": True}, config=node.config, service=late).test_client()
+        answer = client.get("/api/v1/health")
+        assert answer.status_code == 503 and answer.get_json()["error"]["code"] == "store_unavailable"
         own.start()
         assert store.count_incidents() > 0  # the same store object reconnects
+        assert client.get("/api/v1/health").status_code == 200
+        late.store().create_user("ana", "agent", "correct horse", actor="test")
+        page = client.get("/login").get_data(as_text=True)
+        csrf = re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
+        signed_in = client.post("/login", data={"name": "ana", "password": "correct horse", "csrf_token": csrf})
+        assert signed_in.status_code in (302, 303), signed_in.get_data(as_text=True)[:300]
+        assert "sign out" in client.get("/").get_data(as_text=True).lower()
+        late.close()
         node.upsert_incidents([Incident(id="UP-1", title="after restart", resolution="r", status="resolved")])
         assert store.get_incident("UP-1").title == "after restart"
         node.close()

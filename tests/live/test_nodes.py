@@ -203,3 +203,51 @@ def test_loadtest_against_both_nodes_at_once(nodes):
     acknowledged = {op: sum(r["operations"][op]["requests"] - r["operations"][op]["failed"] for r in reports.values())
                     for op in ("feedback", "incidents")}
     assert (feedback, incidents) == (acknowledged["feedback"], acknowledged["incidents"])
+
+
+def _health(server: LiveServer, token: str) -> dict:
+    status, answer = request(server.url, "GET", "/api/v1/health", token=token)
+    assert status == 200, answer
+    return answer
+
+
+def test_a_version_published_on_one_node_is_picked_up_by_the_other_without_a_failed_request(nodes):
+    a, b, token, _, url = nodes
+    before = {_health(b, token)["index_version"] for _ in range(6)}
+    stop = threading.Event()
+    failures: list[object] = []
+    answered = [0]
+
+    def client() -> None:
+        while not stop.is_set():
+            status, answer = request(b.url, "POST", "/api/v1/suggest", {"description": "vpn drops", "k": 3},
+                                     token=token, timeout=20)
+            if status != 200:
+                failures.append((status, answer))
+            answered[0] += 1
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    try:
+        kb(a.home, "index", "--rebuild", KB_DATABASE_URL=url)  # a new version, published on node a
+        with open_store(a.home, create=False, database_url=url) as store:
+            published = store.latest_index_version()["version"]
+        switched = None
+        began = time.monotonic()
+        while time.monotonic() - began < 20:
+            versions = {_health(b, token)["index_version"] for _ in range(6)}  # both workers of b
+            if not versions & before:
+                switched = time.monotonic() - began
+                break
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+    print(f"\nnode b serves its replica of {published} {switched} s after `kb index` ended on node a "
+          f"({answered[0]} requests meanwhile)")
+    assert switched is not None, "node b kept serving the old version"
+    assert not failures, failures[:3]
+    config = json.loads((b.home / "index" / _health(b, token)["index_version"] / "config.json").read_text())
+    assert config["db_version"] == published and config["replica_of"]
