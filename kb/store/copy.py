@@ -64,13 +64,14 @@ def copy_store(source: StoreBase, target: PgStoreBase, progress: Progress | None
             wanted = set(_columns_of_target(target, table))
             columns = [row[1] for row in source.db.execute(f"PRAGMA table_info([{table}])").fetchall()
                        if row[1] in wanted]
-            total = source.db.execute(f"SELECT count(*) FROM [{table}]").fetchone()[0]
+            where = ""
+            if table == "settings":
+                where = " WHERE name NOT IN ('" + "', '".join(sorted(SKIP_SETTINGS)) + "')"
+            total = source.db.execute(f"SELECT count(*) FROM [{table}]{where}").fetchone()[0]
             names = ", ".join(f'"{c}"' for c in columns)
             marks = ", ".join("?" * len(columns))
             insert = f'INSERT INTO "{table}" ({names}) VALUES ({marks})'
-            select = f"SELECT {', '.join(f'[{c}]' for c in columns)} FROM [{table}]"
-            if table == "settings":
-                select += " WHERE name NOT IN ('" + "', '".join(sorted(SKIP_SETTINGS)) + "')"
+            select = f"SELECT {', '.join(f'[{c}]' for c in columns)} FROM [{table}]{where}"
             cursor = source.db.execute(select)
             done = 0
             if progress:

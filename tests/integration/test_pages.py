@@ -2,6 +2,9 @@ import re
 
 import pytest
 
+# Every test here runs on both store engines: SQLite, and PostgreSQL.
+pytestmark = pytest.mark.both_engines
+
 
 @pytest.fixture
 def people(indexed):
