@@ -34,7 +34,7 @@ from indexer.encoding import (
     set_thread_counts,
     threads_for,
 )
-from indexer.onnx_backend import OnnxEmbedder
+from indexer.onnx_backend import Int8DocumentsEmbedder, OnnxEmbedder
 from kb.config import EMBED_BACKENDS
 from kb.errors import ConfigError
 
@@ -190,7 +190,7 @@ def load_embedder(backend: str, folder: Path | None = None, *, threads: int = 2,
             embedder: Embedder = HashingEmbedder()
         elif backend == "torch":
             embedder = SentenceTransformerEmbedder(key[1], threads=threads)
-        elif backend in ("onnx", "onnx-int8"):
+        elif backend in ("onnx", "onnx-int8", "onnx-int8-docs"):
             embedder = _onnx_embedder(Path(key[1]), backend, cache_dir, threads)
         else:
             raise ConfigError(f"unknown embed backend {backend!r}; use one of {', '.join(EMBED_BACKENDS)}")
@@ -207,6 +207,8 @@ def _onnx_embedder(folder: Path, backend: str, cache_dir: Path | None, threads: 
     require_model_folder(folder)
     if backend == "onnx-int8":
         return OnnxEmbedder.from_model_folder(folder, cache_dir=cache_dir, threads=threads)
+    if backend == "onnx-int8-docs":
+        return Int8DocumentsEmbedder.from_model_folder(folder, cache_dir=cache_dir, threads=threads)
     try:
         return OnnxEmbedder.from_model_folder(folder, cache_dir=cache_dir, threads=threads,
                                               quantized=False)

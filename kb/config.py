@@ -15,7 +15,7 @@ from typing import Any
 from kb.errors import ConfigError
 
 # How text can be embedded (KB_EMBED_BACKEND; see indexer.embedders).
-EMBED_BACKENDS = ("onnx", "torch", "onnx-int8", "hashing")
+EMBED_BACKENDS = ("onnx", "torch", "onnx-int8", "onnx-int8-docs", "hashing")
 
 @dataclass(frozen=True)
 class Setting:

@@ -212,7 +212,9 @@ class ResolutionSuggester:
         clip = getattr(self.embedder, "clip", None)
         if clip is not None:
             windows = [clip(w, self.query_max_tokens) for w in windows]
-        return self.embedder.embed(windows, batch_size=MAX_WINDOWS)
+        # An encoder may read queries its own way (indexer.onnx_backend.Int8DocumentsEmbedder).
+        encode = getattr(self.embedder, "embed_queries", self.embedder.embed)
+        return encode(windows, batch_size=MAX_WINDOWS)
 
     def suggest(
         self, store: Store, request: SuggestRequest, *, record: bool = True, principal: str = "",

@@ -192,6 +192,10 @@ class PgStoreBase(CommonBase):
             self.db.execute("CHECKPOINT")
         self.lexical().compact()
 
+    def database_bytes(self) -> int:
+        """What the database takes on the server's disk."""
+        return int(self.db.execute("SELECT pg_database_size(current_database())").fetchone()[0])
+
     def empty_every_table(self) -> None:
         """Remove every row (the schema stays): `kb bench` hands back the empty database it
         was given. Nothing else calls this."""

@@ -119,6 +119,15 @@ def _latency_row(label: str, figures: dict[str, Any] | None) -> str:
             f"{_ms(figures['p99_ms']):>8} {qps}")
 
 
+def _encoder_rows(encoders: dict[str, Any] | None) -> list[str]:
+    if not encoders or len(encoders["docs_per_s"]) < 2:
+        return []
+    ratios = encoders.get("vs_torch_float32") or {}
+    return ["  encoders       " + ", ".join(
+        f"{name} {speed} docs/s" + (f" ({ratios[name]}x torch float32)" if name in ratios else "")
+        for name, speed in encoders["docs_per_s"].items())]
+
+
 def describe(result: dict[str, Any]) -> list[str]:
     """The figures as a readable table."""
     b, corpus, index, emb = result["bench"], result["corpus"], result["index"], result["embedding"]
@@ -131,9 +140,10 @@ def describe(result: dict[str, Any]) -> list[str]:
         f"{b['load_average_start'][0]} -> {b['load_average_end'][0]}",
         f"vectors: {b['vectors_mode']} ({b['vectors_mode_note']})",
         "",
-        f"embedding        {emb['throughput_docs_per_s']} docs/s ({emb['sample_texts']} texts, "
-        f"batches of {emb['batch_size']}); one short query p50 {_ms(emb['query']['p50_ms'])} ms, "
-        f"p95 {_ms(emb['query']['p95_ms'])} ms",
+        f"embedding        {emb['throughput_docs_per_s']} docs/s ({emb['sample_texts']} texts of "
+        f"{emb['mean_words']} words, batches of {emb['batch_size']}); one short query p50 "
+        f"{_ms(emb['query']['p50_ms'])} ms, p95 {_ms(emb['query']['p95_ms'])} ms",
+        *_encoder_rows(emb.get("encoders")),
         f"index build      {index['build_s']:.1f} s ({index['report']['texts_embedded']} texts embedded, "
         f"{index['report']['texts_cached']} from cache); {index['kind']} index of {index['vectors']} vectors"
         + (f", recall@10 {index['recall_at_10']}" if index.get("recall_at_10") is not None else ""),

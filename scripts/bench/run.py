@@ -254,7 +254,7 @@ def _measure(service: Service, config: Config, options: BenchOptions, progress: 
                                      service.store().latest_ranking_profile(embedder.model_id))
     result["corpus"]["chunks"] = index_config.get("store_chunks")
 
-    result["embedding"] = _embedding_figures(embedder, corpus, queries, progress, stages)
+    result["embedding"] = _embedding_figures(service, embedder, corpus, queries, progress, stages)
     _measure_queries(service, config, queries, progress, stages, result)
     result["index"].update(_recall_figures(service, queries, result["index"]["kind"], stages))
     result["memory"] = {"server": None}
@@ -386,15 +386,50 @@ def _index_figures(report, seconds: float, index_config: dict, profile: dict | N
     }
 
 
-def _embedding_figures(embedder, corpus: SyntheticCorpus, queries: list[tuple[str, str]],
+def _throughput(embedder, texts: list[str], progress: Progress, label: str) -> float:
+    """Seconds to embed ``texts`` in batches, after one untimed warm-up batch."""
+    embedder.embed(texts[:THROUGHPUT_BATCH], batch_size=THROUGHPUT_BATCH)
+    progress.start(label, len(texts))
+    began = time.perf_counter()
+    embedder.embed(texts, batch_size=THROUGHPUT_BATCH, progress=progress.advance)
+    return time.perf_counter() - began
+
+
+# The references every configured encoder is compared with, on the same texts and threads.
+REFERENCE_BACKENDS = ("torch", "onnx")
+
+
+def _reference_speeds(service: Service, backend: str, texts: list[str], seconds: float,
+                      progress: Progress) -> dict[str, Any]:
+    """Docs/s of PyTorch float32 and ONNX float32 beside the configured encoder, and the
+    ratios to PyTorch float32 (the hashing backend has no model to compare)."""
+    speeds = {backend: round(len(texts) / seconds, 1)}
+    if backend != "hashing":
+        from indexer.embedders import load_embedder
+
+        folder = service.model_folder()
+        for name in REFERENCE_BACKENDS:
+            if name in speeds:
+                continue
+            reference = load_embedder(name, folder, threads=service.config.cpu_threads(),
+                                      cache_dir=service.home / "models" / "onnx")
+            speeds[name] = round(len(texts) / _throughput(reference, texts, progress, name), 1)
+    torch = speeds.get("torch")
+    return {
+        "docs_per_s": speeds,
+        "vs_torch_float32": {name: round(value / torch, 2) for name, value in speeds.items()} if torch else None,
+        "note": "the same sample texts, batch size and threads for each encoder; torch and onnx are "
+                "float32, the configured one is what `kb index` uses",
+    }
+
+
+def _embedding_figures(service: Service, embedder, corpus: SyntheticCorpus, queries: list[tuple[str, str]],
                        progress: Progress, stages: Stages) -> dict[str, Any]:
     texts = corpus.sample_texts(THROUGHPUT_SAMPLE)
     with stages("embedding_throughput"):
-        embedder.embed(texts[:THROUGHPUT_BATCH], batch_size=THROUGHPUT_BATCH)  # warm-up
-        progress.start("throughput", len(texts))
-        began = time.perf_counter()
-        embedder.embed(texts, batch_size=THROUGHPUT_BATCH, progress=progress.advance)
-        seconds = time.perf_counter() - began
+        seconds = _throughput(embedder, texts, progress, "throughput")
+    with stages("embedding_references"):
+        encoders = _reference_speeds(service, service.config.embed_backend, texts, seconds, progress)
     short = [title for title, _ in queries]
     load = _load_average()
     with stages("query_embedding"):
@@ -405,6 +440,7 @@ def _embedding_figures(embedder, corpus: SyntheticCorpus, queries: list[tuple[st
         "throughput_docs_per_s": round(len(texts) / seconds, 1), "sample_texts": len(texts),
         "batch_size": THROUGHPUT_BATCH, "seconds": round(seconds, 3),
         "mean_words": round(sum(len(t.split()) for t in texts) / len(texts), 1),
+        "encoders": encoders,
         "query": {**latency_summary(latencies), "what": "one short query (a title) per call",
                   "mean_words": round(sum(len(t.split()) for t in short) / len(short), 1),
                   "load_average": load},
@@ -440,7 +476,7 @@ def _sizes(service: Service) -> dict[str, Any]:
         return {
             "index_folder_bytes": folder_bytes(service.index_root),
             "index_file_bytes": file_bytes(service.index_root / version / "vectors.faiss") if version else 0,
-            "database_bytes": store.db.execute("SELECT pg_database_size(current_database())").fetchone()[0],
+            "database_bytes": store.database_bytes(),
             "database_wal_bytes": None,
             "lexical_bytes": file_bytes(store.lexical_path)
             + file_bytes(store.lexical_path.with_name(store.lexical_path.name + "-wal")),
