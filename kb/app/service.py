@@ -21,7 +21,7 @@ from indexer.index_files import indexing_lock, read_config
 from indexer.pipeline import IndexReport, Progress, embed_missing, sync_documents, update_index
 from indexer.vector_index import VectorIndex
 from kb.app.replica import ReplicaFollower
-from kb.config import Config
+from kb.config import DEFAULT_EMBED_BACKEND, Config, backend_of_model
 from kb.errors import KBError
 from kb.home import legacy_key
 from kb.models import Incident
@@ -103,12 +103,24 @@ class Service:
                 index_config = {}
         return resolve_model_folder(self.config.model, index_config.get("model_path", ""), self.home)
 
+    def embed_backend(self, index_config: dict | None = None) -> str:
+        """KB_EMBED_BACKEND if set, else the encoder the current index was built with (an
+        index made before the default changed keeps serving), else the default."""
+        if self.config.embed_backend:
+            return self.config.embed_backend
+        if index_config is None:
+            try:
+                index_config = read_config(self.index_root)
+            except KBError:
+                index_config = {}
+        return backend_of_model(index_config.get("model_id", "")) or DEFAULT_EMBED_BACKEND
+
     def _load_embedder(self, index_config: dict | None = None) -> Embedder:
         threads = self.config.cpu_threads()
         set_thread_counts(threads)
-        folder = None if self.config.embed_backend == "hashing" else self.model_folder(index_config)
-        return load_embedder(self.config.embed_backend, folder, threads=threads,
-                             cache_dir=self.home / "models" / "onnx")
+        backend = self.embed_backend(index_config)
+        folder = None if backend == "hashing" else self.model_folder(index_config)
+        return load_embedder(backend, folder, threads=threads, cache_dir=self.home / "models" / "onnx")
 
     def model_path_for_index(self, embedder: Embedder) -> str:
         """How the index config names its model: relative to the data home when the model

@@ -44,7 +44,7 @@ from indexer.chunking import incident_chunks
 from indexer.index_files import current_version, read_config
 from indexer.pipeline import Progress
 from kb.app.service import Service
-from kb.config import Config
+from kb.config import DEFAULT_EMBED_BACKEND, Config
 from kb.errors import KBError
 from kb.lexical import query_terms
 from scripts.bench.corpus import SyntheticCorpus, compose_vectors, load_source
@@ -198,7 +198,7 @@ def run_benchmark(config: Config, options: BenchOptions, progress: Progress | No
     progress = progress or Progress()
     home, temporary = prepare_home(options)
     try:
-        backend = options.backend or config.embed_backend
+        backend = options.backend or config.embed_backend or DEFAULT_EMBED_BACKEND
         bench_config = config.with_overrides(home=str(home), embed_backend=backend)
         service = Service(bench_config)
         owns_database = False

@@ -5,6 +5,8 @@ import pytest
 from indexer.embedders import HashingEmbedder
 from indexer.index_files import current_version, indexing_lock, load_index, read_config
 from indexer.pipeline import check_index
+from kb.app.service import Service
+from kb.config import load_config
 from kb.errors import IndexMismatchError, IndexMissingError
 from tests.conftest import load_test_data
 
@@ -119,3 +121,21 @@ def test_only_one_indexer_at_a_time(indexed):
 def test_config_json_is_valid_json(indexed):
     path = indexed.index_root / current_version(indexed.index_root) / "config.json"
     assert json.loads(path.read_text())["normalized"] is True
+
+
+def test_an_unset_encoder_follows_the_current_index_else_the_default(tmp_path):
+    from indexer.index_files import publish_index
+    from indexer.vector_index import VectorIndex
+    from kb.config import DEFAULT_EMBED_BACKEND, backend_of_model
+
+    assert backend_of_model("all-MiniLM-L6-v2@0123456789ab") == "onnx"  # torch and onnx share vectors
+    assert backend_of_model("all-MiniLM-L6-v2@0123456789ab+onnx-int8") == "onnx-int8"
+    assert backend_of_model("all-MiniLM-L6-v2@0123456789ab+int8-docs") == "onnx-int8-docs"
+    assert backend_of_model("hashing-384-v1") == "hashing" and backend_of_model("") is None
+    fresh = Service(load_config(environ={}, home=str(tmp_path / "new")))
+    assert fresh.embed_backend() == DEFAULT_EMBED_BACKEND  # a new home
+    old = Service(load_config(environ={}, home=str(tmp_path / "old")))
+    publish_index(old.index_root, VectorIndex.empty(384), {"model_id": "all-MiniLM-L6-v2@0123456789ab", "log_seq": 0})
+    assert old.embed_backend() == "onnx"  # an index built before the default changed keeps its encoder
+    chosen = Service(load_config(environ={"KB_EMBED_BACKEND": "torch"}, home=str(tmp_path / "old")))
+    assert chosen.embed_backend() == "torch"  # the setting wins
