@@ -5,17 +5,11 @@ set -euo pipefail
 if ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || command -v pg_ctl >/dev/null 2>&1; then
   exit 0
 fi
-if ! command -v apt-get >/dev/null 2>&1; then
-  echo "install-postgres: no apt-get here; tests on PostgreSQL will be skipped" >&2
-  exit 0
-fi
-SUDO=""
-if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
-echo "install-postgres: installing Debian's postgresql (one time)" >&2
-$SUDO apt-get update -qq
+bash "$(dirname "$0")/apt-install.sh" install-postgres "tests on PostgreSQL will be skipped" postgresql
 # The package's own cluster is not needed: tests make their own.
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql >/dev/null
 if command -v pg_lsclusters >/dev/null 2>&1; then
+  SUDO=""
+  if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
   pg_lsclusters -h 2>/dev/null | while read -r version cluster _; do
     $SUDO pg_ctlcluster "$version" "$cluster" stop 2>/dev/null || true
   done

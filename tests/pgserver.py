@@ -21,10 +21,9 @@ from pathlib import Path
 
 
 def find_bin_dir() -> Path | None:
-    for name in ("initdb", "pg_ctl"):
-        found = shutil.which(name)
-        if found and name == "pg_ctl":
-            return Path(found).parent
+    found = shutil.which("pg_ctl")
+    if found:
+        return Path(found).parent
     candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), reverse=True)
     return Path(candidates[0]).parent if candidates else None
 

@@ -64,8 +64,11 @@ class CommonBase:
 
     def database_id(self) -> str:
         """A random name of this database, made once: a node's local files built from
-        another database are recognised and rebuilt."""
-        return self.setting_or_create("database_id", lambda: secrets.token_hex(8))
+        another database are recognised and rebuilt. Read once per connection."""
+        known = getattr(self, "_database_id", None)
+        if known is None:
+            known = self._database_id = self.setting_or_create("database_id", lambda: secrets.token_hex(8))
+        return known
 
     # --- index versions, as published by any node ----------------------------------------
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kb.lexical import fts_match_expression
+from kb.store import fts
 from kb.store.base import utc_now
 from kb.store.documents import _batches
 
@@ -300,33 +300,13 @@ class IndexingMixin:
     # --- lexical search --------------------------------------------------------------
 
     def term_document_counts(self, stems: Sequence[str]) -> dict[str, int]:
-        """How many chunks hold each (Porter-stemmed) term; absent terms are left out."""
-        wanted = list(dict.fromkeys(s for s in stems if s))
-        counts: dict[str, int] = {}
-        for batch in _batches(wanted):
-            marks = ",".join("?" * len(batch))
-            rows = self.db.execute(
-                f"SELECT term, doc FROM chunks_fts_vocab WHERE term IN ({marks})", list(batch)
-            )
-            counts.update(dict(rows.fetchall()))
-        return counts
+        """How many chunks hold each (Porter-stemmed) term (kb.store.fts)."""
+        return fts.term_document_counts(self.db.execute, stems)
 
     def frequent_terms(self, min_chunks: int) -> dict[str, int]:
-        """Every (stemmed) term held by at least ``min_chunks`` chunks, with its count.
-        Reads the whole FTS5 vocabulary: seconds on a store of a million chunks."""
-        rows = self.db.execute("SELECT term, doc FROM chunks_fts_vocab WHERE doc >= ?", [min_chunks])
-        return dict(rows.fetchall())
+        """Every (stemmed) term held by at least ``min_chunks`` chunks (kb.store.fts)."""
+        return fts.frequent_terms(self.db.execute, min_chunks)
 
     def fts_chunks(self, terms: Sequence[str], limit: int) -> list[tuple[int, float]]:
-        """Chunk ids and BM25 scores (higher is better) of the chunks holding any of
-        ``terms`` (words, or space-joined phrases matched whole). Each is quoted here
-        (kb.lexical.fts_match_expression), so no text can reach FTS5 as query syntax."""
-        match = fts_match_expression(list(terms))
-        if not match:
-            return []
-        rows = self.db.execute(
-            "SELECT rowid, -bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ? "
-            "ORDER BY bm25(chunks_fts) LIMIT ?",
-            [match, limit],
-        )
-        return rows.fetchall()
+        """Chunk ids and BM25 scores of the chunks holding any of ``terms`` (kb.store.fts)."""
+        return fts.fts_chunks(self.db.execute, terms, limit)

@@ -17,10 +17,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from kb.lexical import FTS_TOKENIZER, fts_match_expression
+from kb.lexical import FTS_TOKENIZER
+from kb.store import fts
+from kb.store.documents import _batches
 
 BUSY_TIMEOUT_S = 30
-_BATCH = 500
 
 
 class ChangeSource(Protocol):
@@ -104,8 +105,7 @@ class LexicalReplica:
         for entry in entries:
             final[entry.chunk_id] = entry.op
         ids = list(final)
-        for start in range(0, len(ids), _BATCH):
-            batch = ids[start:start + _BATCH]
+        for batch in _batches(ids):
             self.conn.execute(f"DELETE FROM chunks_fts WHERE rowid IN ({','.join('?' * len(batch))})", batch)
         added = [cid for cid, op in final.items() if op == "add"]
         if added:
@@ -128,27 +128,13 @@ class LexicalReplica:
     # --- the queries the store answers from here ------------------------------------------
 
     def term_document_counts(self, stems: Sequence[str]) -> dict[str, int]:
-        wanted = list(dict.fromkeys(s for s in stems if s))
-        counts: dict[str, int] = {}
-        for start in range(0, len(wanted), _BATCH):
-            batch = wanted[start:start + _BATCH]
-            rows = self.conn.execute(
-                f"SELECT term, doc FROM chunks_fts_vocab WHERE term IN ({','.join('?' * len(batch))})", batch)
-            counts.update(dict(rows.fetchall()))
-        return counts
+        return fts.term_document_counts(self.conn.execute, stems)
 
     def frequent_terms(self, min_chunks: int) -> dict[str, int]:
-        rows = self.conn.execute("SELECT term, doc FROM chunks_fts_vocab WHERE doc >= ?", [min_chunks])
-        return dict(rows.fetchall())
+        return fts.frequent_terms(self.conn.execute, min_chunks)
 
     def fts_chunks(self, terms: Sequence[str], limit: int) -> list[tuple[int, float]]:
-        match = fts_match_expression(list(terms))
-        if not match:
-            return []
-        rows = self.conn.execute(
-            "SELECT rowid, -bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ? "
-            "ORDER BY bm25(chunks_fts) LIMIT ?", [match, limit])
-        return rows.fetchall()
+        return fts.fts_chunks(self.conn.execute, terms, limit)
 
     def count(self) -> int:
         return self.conn.execute("SELECT count(*) FROM chunks_fts").fetchone()[0]

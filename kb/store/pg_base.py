@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from kb.errors import StoreUnavailableError
 from kb.redaction import Redactor
 from kb.store.base import CommonBase, refuse_newer_schema, utc_now
+from kb.store.documents import _batches
 from kb.store.lexical_replica import LexicalReplica
 from kb.store.migrations import MIGRATIONS
 from kb.store.pg import INDEXER_LOCK, MIGRATE_LOCK, PgDatabase
@@ -142,9 +142,7 @@ class PgStoreBase(CommonBase):
 
     def chunk_texts(self, chunk_ids: Sequence[int]) -> list[tuple[int, str]]:
         rows: list[tuple[int, str]] = []
-        ids = list(chunk_ids)
-        for start in range(0, len(ids), 500):
-            batch = ids[start:start + 500]
+        for batch in _batches(list(chunk_ids)):
             rows.extend(tuple(r) for r in self.db.execute(
                 f"SELECT id, text FROM chunks WHERE id IN ({','.join('?' * len(batch))})", batch).fetchall())
         return rows
@@ -217,11 +215,3 @@ class PgStoreBase(CommonBase):
     def __exit__(self, *exc):
         self.close()
 
-
-def check_reachable(url: str) -> None:
-    """Raise StoreUnavailableError (one line, host named, no password) when the server
-    cannot be reached, or ConfigError for a URL that does not parse."""
-    PgDatabase(url).close()
-
-
-__all__ = ["PgStoreBase", "StoreUnavailableError", "check_reachable"]
