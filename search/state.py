@@ -23,6 +23,7 @@ from indexer.index_files import load_index
 from indexer.vector_index import VectorIndex
 from kb.articles import article_sections, text_segments
 from kb.store import Store
+from search.doc_table import ChunkDocs, DocTable
 from search.profile import RankingProfile
 
 DocKey = tuple[str, str]
@@ -154,14 +155,13 @@ class SearchState:
         self.version = version
         self.seq = seq
         self.profile = profile
-        self.chunk_doc: dict[int, DocKey] = {}
-        self.docs: dict[DocKey, DocInfo] = {}
+        self.docs = DocTable()
+        self.chunk_doc = ChunkDocs((), self.docs)
         self.article_incidents: Counter[str] = Counter()
         self.resolution_incidents: Counter[str] = Counter()
         self.lock = threading.RLock()
         self._term_counts: dict[str, int] = {}
         self._frequent_terms: dict[str, int] = {}
-        self._doc_chunks: dict[DocKey, int] | None = None
 
     @property
     def chunk_total(self) -> int:
@@ -223,15 +223,26 @@ class SearchState:
         return state
 
     def _load_documents(self, store: Store) -> None:
-        for cid, kind, doc_id in store.chunk_doc_map():
-            self.chunk_doc[cid] = (kind, doc_id)
-        for kind in ("article", "incident"):
-            for row in store.searchable_documents(kind):
-                self._put_doc(doc_from_row(kind, row))
+        """Read every searchable document and the document of every chunk into compact
+        tables (search.doc_table), in one snapshot of the store."""
+        with store.read():
+            self.docs = DocTable(doc_from_row(kind, row) for kind in ("article", "incident")
+                                 for row in store.searchable_documents(kind))
+            self.chunk_doc = ChunkDocs(((cid, (kind, doc_id)) for cid, kind, doc_id in store.chunk_doc_map()),
+                                       self.docs)
+        self.article_incidents = Counter(self.docs.code_counts("article_id"))
+        self.resolution_incidents = Counter(self.docs.code_counts("res_key"))
+
+    def _count_doc(self, doc: DocInfo, step: int) -> None:
+        if doc.kind == "incident":
+            if doc.article_id:
+                self.article_incidents[doc.article_id] += step
+            if doc.res_key:
+                self.resolution_incidents[doc.res_key] += step
 
     def _put_doc(self, doc: DocInfo) -> None:
         self._drop_doc(doc.key)
-        self.docs[doc.key] = doc
+        self.docs.put(doc)
         if doc.kind == "incident":
             if doc.article_id:
                 self.article_incidents[doc.article_id] += 1
@@ -240,12 +251,8 @@ class SearchState:
 
     def _drop_doc(self, key: DocKey) -> None:
         old = self.docs.pop(key, None)
-        if old is None or old.kind != "incident":
-            return
-        if old.article_id:
-            self.article_incidents[old.article_id] -= 1
-        if old.res_key:
-            self.resolution_incidents[old.res_key] -= 1
+        if old is not None:
+            self._count_doc(old, -1)
 
     # --- keeping up --------------------------------------------------------------------
 
@@ -275,30 +282,22 @@ class SearchState:
             if present:
                 self.index.add(np.array(present, dtype=np.int64), np.vstack([vectors[c] for c in present]))
                 for cid in present:
-                    self.chunk_doc[cid] = final[cid][1]
+                    self.chunk_doc.set(cid, final[cid][1])
             for key in touched:
                 if key in fresh:
                     self._put_doc(fresh[key])
                 else:
                     self._drop_doc(key)
             self.seq = entries[-1].seq
-            self._doc_chunks = None
         return len(entries)
 
     # --- reading -----------------------------------------------------------------------
 
     def doc_chunk(self, key: DocKey) -> int | None:
         """One chunk of a document (its lowest id), for showing a result no chunk of which
-        was retrieved; the map is built on first use and again after the index changed."""
+        was retrieved."""
         with self.lock:
-            chunks = self._doc_chunks
-            if chunks is None or (key in chunks and self.chunk_doc.get(chunks[key]) != key):
-                chunks = {}
-                for cid, doc in self.chunk_doc.items():
-                    if doc not in chunks or cid < chunks[doc]:
-                        chunks[doc] = cid
-                self._doc_chunks = chunks
-            return chunks.get(key)
+            return self.chunk_doc.first_chunk(key)
 
     def group_size(self, group: str) -> int:
         """How many resolved incidents stand behind a group."""
@@ -309,7 +308,7 @@ class SearchState:
         return 1
 
     def stats(self) -> dict:
-        kinds = Counter(kind for kind, _ in self.docs)
+        kinds = self.docs.kind_counts()
         return {
             "version": self.version, "log_seq": self.seq, "vectors": len(self.index),
             "index_kind": self.index.kind, "articles": kinds.get("article", 0),

@@ -300,7 +300,7 @@ def _products() -> list[str]:
         state = service().suggester().ensure_state(store())
     except KBError:
         return []
-    return sorted({d.product for d in state.docs.values() if d.product})
+    return sorted(state.docs.distinct("product"))
 
 
 @bp.post("/feedback")

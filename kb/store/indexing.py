@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +16,8 @@ ELIGIBLE_INCIDENT_SQL = (
     "i.status IN ('resolved', 'closed') AND trim(coalesce(i.resolution, '')) != ''"
 )
 ELIGIBLE_ARTICLE_SQL = "a.status != 'archived'"
+# Rows per page of the scans that read a whole table (a million rows are never one list).
+SCAN_PAGE = 20_000
 
 
 @dataclass(frozen=True)
@@ -240,8 +242,18 @@ class IndexingMixin:
         return rows
 
     def chunk_doc_map(self) -> Iterator[tuple[int, str, str]]:
-        """(chunk id, doc kind, doc id) for every chunk."""
-        yield from self.db.execute("SELECT id, doc_kind, doc_id FROM chunks").fetchall()
+        """(chunk id, doc kind, doc id) for every chunk, in id order, read in pages so a
+        large store is never held in memory at once (wrap in ``read()`` for one snapshot)."""
+        last = -1
+        while True:
+            rows = self.db.execute(
+                "SELECT id, doc_kind, doc_id FROM chunks WHERE id > ? ORDER BY id LIMIT ?",
+                [last, SCAN_PAGE],
+            ).fetchall()
+            yield from (tuple(r) for r in rows)
+            if len(rows) < SCAN_PAGE:
+                return
+            last = rows[-1][0]
 
     def count_chunks(self) -> int:
         return self.db.execute("SELECT count(*) FROM chunks").fetchone()[0]
@@ -274,8 +286,10 @@ class IndexingMixin:
         )
         return [LogEntry(*row) for row in rows.fetchall()]
 
-    def searchable_documents(self, kind: str, ids: Sequence[str] | None = None) -> list[dict]:
-        """The fields the search path keeps in memory, for eligible documents only."""
+    def searchable_documents(self, kind: str, ids: Sequence[str] | None = None) -> Iterable[dict]:
+        """The fields the search path keeps in memory, for eligible documents only: a list
+        for given ids, else every eligible document read in pages of SCAN_PAGE by id
+        (wrap in ``read()`` for one snapshot)."""
         if kind == "incident":
             sql = (
                 "SELECT i.id, i.title, i.resolution, i.resolution_code, i.product, i.category, "
@@ -289,13 +303,23 @@ class IndexingMixin:
                 "a.updated, a.review_by FROM articles a WHERE " + ELIGIBLE_ARTICLE_SQL
             )
         if ids is None:
-            return list(self.db.query(sql))
+            return self._all_searchable(sql, "i" if kind == "incident" else "a")
         rows: list[dict] = []
         alias = "i" if kind == "incident" else "a"
         for batch in _batches(list(ids)):
             marks = ",".join("?" * len(batch))
             rows.extend(self.db.query(f"{sql} AND {alias}.id IN ({marks})", list(batch)))
         return rows
+
+    def _all_searchable(self, sql: str, alias: str) -> Iterator[dict]:
+        last = ""
+        while True:
+            rows = list(self.db.query(f"{sql} AND {alias}.id > ? ORDER BY {alias}.id LIMIT ?",
+                                      [last, SCAN_PAGE]))
+            yield from rows
+            if len(rows) < SCAN_PAGE:
+                return
+            last = rows[-1]["id"]
 
     # --- lexical search --------------------------------------------------------------
 
