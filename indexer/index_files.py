@@ -99,7 +99,7 @@ def publish_index(index_root: Path, index: VectorIndex, meta: dict[str, Any]) ->
         built_at=datetime.now(UTC).isoformat(timespec="seconds"),
         software=software_versions(),
     )
-    _write_file(staging / "vectors.faiss", index.to_bytes())
+    index.write(staging / "vectors.faiss")
     _write_file(staging / "config.json", json.dumps(config, indent=2).encode())
     _fsync_dir(staging)
     final = index_root / version
@@ -154,11 +154,14 @@ def read_config(index_root: Path, version: str | None = None) -> dict[str, Any]:
 
 
 def load_index(
-    index_root: Path, expected_model_id: str | None = None
+    index_root: Path, expected_model_id: str | None = None, *, writable: bool = False,
 ) -> tuple[VectorIndex, dict[str, Any]]:
     """Load the current version. Refuses an index built with another model.
 
-    Raises IndexMissingError when there is none and IndexMismatchError on a mismatch.
+    A compressed (hnsw-sq8) index is memory-mapped, shared with every process that maps
+    the same version, unless ``writable`` (the indexer, which updates it and publishes a
+    new version). Raises IndexMissingError when there is none and IndexMismatchError on a
+    mismatch.
     """
     config = read_config(index_root)
     if config.get("format") != FORMAT_VERSION:
@@ -168,8 +171,11 @@ def load_index(
             f"the index was built with model {config.get('model_id')}, but the service is "
             f"configured with {expected_model_id}; run `kb index --rebuild`"
         )
-    data = (Path(index_root) / config["version"] / "vectors.faiss").read_bytes()
-    index = VectorIndex.from_bytes(data, config["index_kind"], set(config.get("tombstones", [])))
+    path = Path(index_root) / config["version"] / "vectors.faiss"
+    if not path.is_file():
+        raise IndexMissingError(f"index version {config['version']} is missing its vectors.faiss")
+    index = VectorIndex.read(path, config["index_kind"], set(config.get("tombstones", [])),
+                             mmap=not writable)
     if index.dimension != config["dimension"]:
         raise IndexMismatchError("the index file does not match its config.json")
     return index, config

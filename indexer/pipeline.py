@@ -120,13 +120,14 @@ def update_index(
     store: Store, embedder: Embedder, index_root: Path, *, rebuild: bool = False,
     batch_size: int = 64, progress: Progress | None = None,
     before_publish: Callable[[VectorIndex, int], None] | None = None,
-    meta: dict | None = None,
+    meta: dict | None = None, kind: str | None = None,
 ) -> IndexReport:
     """Make the published index agree with the store; incremental unless ``rebuild``.
 
     ``before_publish(index, log_seq)`` runs on the finished index before it is published
     (the search layer fits its ranking profile there, so workers never load an index
-    without its profile). The caller holds :func:`indexer.index_files.indexing_lock`.
+    without its profile). ``kind`` forces an index kind (else it follows the store's size).
+    The caller holds :func:`indexer.index_files.indexing_lock`.
     """
     began = time.monotonic()
     report = IndexReport(rebuilt=rebuild)
@@ -150,14 +151,14 @@ def update_index(
         loaded, seq = index
         apply_log(store, loaded, embedder.model_id, seq)
         vindex = loaded
-        if choose_kind(len(vindex)) != vindex.kind or len(vindex.tombstones) > 0.2 * max(len(vindex), 1):
+        if (kind or choose_kind(len(vindex))) != vindex.kind or len(vindex.tombstones) > 0.2 * max(len(vindex), 1):
             vindex = None
     else:
         vindex = None
     if vindex is None:
         report.rebuilt = True
         count = store.count_chunks()
-        vindex = VectorIndex.build(store.iter_chunk_vectors(embedder.model_id), embedder.dimension, count)
+        vindex = VectorIndex.build(store.iter_chunk_vectors(embedder.model_id), embedder.dimension, count, kind)
     report.vectors = len(vindex)
     if before_publish is not None:
         before_publish(vindex, head)
@@ -174,7 +175,7 @@ def _load_for_update(index_root: Path, model_id: str, report: IndexReport):
     if current_version(index_root) is None:
         return None
     try:
-        index, config = load_index(index_root, model_id)
+        index, config = load_index(index_root, model_id, writable=True)
     except IndexMismatchError as exc:
         report.notes.append(f"rebuilding: {exc}")
         return None

@@ -82,6 +82,10 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("threads", 0, "CPU threads for PyTorch and FAISS per process (0: one per core, at most 4).", int),
     Setting("batch_size", 64, "Texts per embedding batch while indexing.", int),
+    Setting("index_kind", "", "FAISS index kind. Empty: by store size: flat (exact) below 50,000 chunks, "
+            "hnsw (a graph over float32 vectors) below 250,000, hnsw-sq8 (the graph over 8-bit vectors, "
+            "memory-mapped and shared by the workers, candidates re-scored with the exact vectors) from "
+            "there. One of flat, hnsw, hnsw-sq8 forces that kind at any size."),
     Setting("max_query_chars", 20000, "Incident text beyond this many characters is cut before it is searched.", int),
     Setting("query_max_tokens", 256, "Word pieces of a query the model reads (its title and the start of its "
             "description; the lexical half reads the whole text). Lower is faster for long reports: 112 "
@@ -153,6 +157,18 @@ class Config:
             raise ConfigError(f"KB_WEBHOOK_URL must be an http:// or https:// address, got {url[:80]!r}")
         if not self.values["webhook_secret"]:
             raise ConfigError("KB_WEBHOOK_URL is set but KB_WEBHOOK_SECRET is empty: the posts must be signed")
+
+    @property
+    def forced_index_kind(self) -> str | None:
+        """KB_INDEX_KIND when set (raises ConfigError for an unknown kind), else None."""
+        kind = self.values["index_kind"].strip()
+        if not kind:
+            return None
+        from indexer.vector_index import KINDS
+
+        if kind not in KINDS:
+            raise ConfigError(f"KB_INDEX_KIND must be one of {', '.join(KINDS)} (empty: by store size), got {kind!r}")
+        return kind
 
     def check_database_url(self) -> None:
         url = self.values["database_url"].strip()

@@ -146,6 +146,7 @@ class RssSampler:
         self.peaks: dict[int, int] = {}
         self.tree_peak = 0
         self.samples = 0
+        self.settled: dict[int, dict[str, int]] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
 
@@ -181,12 +182,35 @@ class RssSampler:
             self.sample()
             self._stop.wait(self.interval)
 
+    def settle(self) -> None:
+        """Record, once, each process's memory split by sharing (from /proc/PID/smaps):
+        resident, proportional (shared pages divided among the processes that map them),
+        unique (freed if the process ended) and shared file pages, as the load left them."""
+        import psutil
+
+        self.sample()
+        try:
+            master = psutil.Process(self.pid)
+            processes = [master, *master.children(recursive=True)]
+        except psutil.Error:
+            return
+        for process in processes:
+            try:
+                info = process.memory_full_info()
+            except psutil.Error:
+                continue
+            self.settled[process.pid] = {"rss": info.rss, "pss": info.pss, "uss": info.uss,
+                                         "shared": info.shared}
+
     def report(self) -> dict[str, Any]:
         mb = 2**20
         return {
             "master_peak_rss_mb": round(self.peaks.get(self.pid, 0) / mb, 1),
-            "workers": [{"pid": pid, "peak_rss_mb": round(rss / mb, 1)}
+            "workers": [{"pid": pid, "peak_rss_mb": round(rss / mb, 1),
+                         **{f"end_{name}_mb": round(value / mb, 1)
+                            for name, value in self.settled.get(pid, {}).items()}}
                         for pid, rss in sorted(self.peaks.items()) if pid != self.pid],
+            "master_end_pss_mb": round(self.settled[self.pid]["pss"] / mb, 1) if self.pid in self.settled else None,
             "tree_peak_rss_mb": round(self.tree_peak / mb, 1),
             "samples": self.samples, "interval_s": self.interval,
         }

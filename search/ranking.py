@@ -113,18 +113,45 @@ def retrieve(
     if lexical is None:
         lexical = lexical_candidates(state, store, terms, lexical_depth, phrases)
     cands.lexical = dict(lexical)
-    missing = [cid for cid in cands.lexical if cid not in cands.dense]
-    if missing:
-        with state.lock:
-            vectors = [(cid, state.index.vector(cid)) for cid in missing]
-        for cid, vector in vectors:
-            if vector is not None:
-                cands.dense[cid] = float(np.max(query_vectors @ vector))
+    if state.index.approximate:
+        # Compressed vectors rank the candidates; their scores come from the exact vectors
+        # in the store, for dense and keyword candidates alike.
+        cands.dense = exact_scores(state, store, query_vectors, [*cands.dense, *cands.lexical])
+    else:
+        missing = [cid for cid in cands.lexical if cid not in cands.dense]
+        if missing:
+            with state.lock:
+                vectors = [(cid, state.index.vector(cid)) for cid in missing]
+            for cid, vector in vectors:
+                if vector is not None:
+                    cands.dense[cid] = float(np.max(query_vectors @ vector))
     if exclude is not None:
         for table in (cands.dense, cands.lexical):
             for cid in [c for c in table if state.chunk_doc.get(c) == exclude]:
                 del table[cid]
     return cands
+
+
+def exact_scores(state: SearchState, store: Store, query_vectors: np.ndarray,
+                 chunk_ids: list[int]) -> dict[int, float]:
+    """Each chunk's best inner product with the query rows, from the store's exact vectors
+    (a chunk the store has no vector for keeps the index's approximate one)."""
+    wanted = list(dict.fromkeys(chunk_ids))
+    if not wanted:
+        return {}
+    vectors = store.chunk_vectors(state.model_id, wanted)
+    with state.lock:
+        for cid in wanted:
+            if cid not in vectors:
+                vector = state.index.vector(cid)
+                if vector is not None:
+                    vectors[cid] = vector
+    present = [cid for cid in wanted if cid in vectors]
+    if not present:
+        return {}
+    matrix = np.vstack([vectors[cid] for cid in present]).astype(np.float32)
+    best = (query_vectors.astype(np.float32) @ matrix.T).max(axis=0)
+    return {cid: float(score) for cid, score in zip(present, best.tolist(), strict=True)}
 
 
 def document_scores(

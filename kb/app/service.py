@@ -196,6 +196,7 @@ class Service:
                 before_publish=fit_and_save,
                 meta={"model_path": model_path, "database_id": store.database_id(),
                       "erasures": store.finished_erasures()},
+                kind=self.config.forced_index_kind,
             )
             # Every node sharing the database builds a replica of this version.
             config = read_config(self.index_root, report.version)

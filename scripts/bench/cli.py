@@ -171,6 +171,11 @@ def describe(result: dict[str, Any]) -> list[str]:
         workers = ", ".join(f"{w['peak_rss_mb']}" for w in server["workers"])
         lines.append(f"peak RSS MB: server master {server['master_peak_rss_mb']}, workers [{workers}], "
                      f"tree {server['tree_peak_rss_mb']}; bench process {memory['bench_peak_rss_mb']}")
+        ends = [w for w in server["workers"] if "end_pss_mb" in w]
+        if ends:
+            figures = "; ".join(f"RSS {w['end_rss_mb']}, PSS {w['end_pss_mb']}, unique {w['end_uss_mb']}, "
+                                f"shared {w['end_shared_mb']}" for w in ends)
+            lines.append(f"per worker after the load, MB: {figures}")
     else:
         lines.append(f"peak RSS MB: bench process {memory['bench_peak_rss_mb']}")
     busiest = max(b["load_average_start"][0], b["load_average_end"][0])
