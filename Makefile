@@ -19,6 +19,11 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 
 install: $(VENV)/.installed
 
+# The tests also cover the optional cluster extra (kb index --cluster on a local Ray cluster).
+$(VENV)/.installed-cluster: $(VENV)/.installed
+	$(VENV)/bin/pip install --quiet -e '.[test,cluster]'
+	touch $@
+
 run: install
 	$(KB) init
 	$(KB) import articles articles
@@ -28,7 +33,7 @@ run: install
 	@echo "API token for curl (role integration): $$($(KB) tokens create quickstart --role integration)"
 	$(KB) serve --host $(HOST) --port $(PORT)
 
-test: install
+test: install $(VENV)/.installed-cluster
 	bash scripts/install-browser.sh
 	bash scripts/install-postgres.sh
 	$(VENV)/bin/ruff check .

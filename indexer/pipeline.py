@@ -75,7 +75,8 @@ def embed_missing(
     missing = [h for h in texts if h not in cached]
     if progress and missing:
         progress.start("embedding", len(missing))
-    step = max(batch_size * 8, 256)
+    bulk = getattr(embedder, "bulk_texts", None)  # a cluster takes larger handfuls
+    step = bulk(batch_size) if callable(bulk) else max(batch_size * 8, 256)
     for start in range(0, len(missing), step):
         hashes = missing[start : start + step]
         vectors = embedder.embed(

@@ -28,6 +28,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from kb.config import INDEX_KINDS
+
 HNSW_THRESHOLD = 50_000
 COMPRESSED_THRESHOLD = 250_000
 HNSW_M = 32
@@ -35,7 +37,7 @@ HNSW_EF_CONSTRUCTION = 80
 HNSW_EF_SEARCH = 128
 # Vectors the 8-bit quantiser learns each dimension's range from.
 SQ_TRAINING = 100_000
-KINDS = ("flat", "hnsw", "hnsw-sq8")
+KINDS = INDEX_KINDS
 
 
 def choose_kind(count: int) -> str:

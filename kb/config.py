@@ -22,6 +22,10 @@ EMBED_BACKENDS = ("onnx", "torch", "onnx-int8", "onnx-int8-docs", "hashing")
 DEFAULT_EMBED_BACKEND = "onnx"
 
 
+# The FAISS index kinds (indexer.vector_index), smallest store first.
+INDEX_KINDS = ("flat", "hnsw", "hnsw-sq8")
+
+
 def backend_of_model(model_id: str) -> str | None:
     """The encoder that makes a model id's vectors (torch and onnx make the same ones)."""
     if not model_id:
@@ -164,10 +168,9 @@ class Config:
         kind = self.values["index_kind"].strip()
         if not kind:
             return None
-        from indexer.vector_index import KINDS
-
-        if kind not in KINDS:
-            raise ConfigError(f"KB_INDEX_KIND must be one of {', '.join(KINDS)} (empty: by store size), got {kind!r}")
+        if kind not in INDEX_KINDS:
+            raise ConfigError(f"KB_INDEX_KIND must be one of {', '.join(INDEX_KINDS)} (empty: by store size), "
+                              f"got {kind!r}")
         return kind
 
     def check_database_url(self) -> None:

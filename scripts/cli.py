@@ -135,17 +135,32 @@ def import_articles(app: AppContext, folder: str | None, changed_by: str | None)
 @click.option("--rebuild", is_flag=True, help="Chunk every document again and build a new index.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--verbose", is_flag=True, help="List every ranking candidate the replay measured.")
+@click.option("--cluster", metavar="ADDRESS", default=None,
+              help="Embed the texts the cache lacks on a Ray cluster: HOST:PORT of its head, ray://HOST:PORT, "
+                   "auto, or local[:N] to start one on this machine with N worker processes. Needs the "
+                   "optional extra: pip install 'kb[cluster]'.")
+@click.option("--cluster-workers", type=click.IntRange(min=1), default=None,
+              help="Embedding workers on the cluster (default: one per CPU it offers; N with local:N).")
 @home_option
 @pass_app
 @reports_errors
-def index(app: AppContext, rebuild: bool, as_json: bool, verbose: bool) -> None:
+def index(app: AppContext, rebuild: bool, as_json: bool, verbose: bool, cluster: str | None,
+          cluster_workers: int | None) -> None:
     """Embed what is new or changed and publish a new index version.
 
     Unchanged text is never embedded again (a content-hash cache). Also refits the ranking
-    profile on the store's own incidents.
+    profile on the store's own incidents. With --cluster, the embedding of a large import
+    is spread over a Ray cluster's workers; everything else runs here as usual.
     """
     app.require_home()
-    report = app.service().index(rebuild=rebuild, progress=terminal_progress())
+    if cluster_workers and not cluster:
+        raise click.UsageError("--cluster-workers needs --cluster")
+
+    def say(message: str) -> None:
+        click.echo(message, err=True)
+
+    report = app.service().index(rebuild=rebuild, progress=terminal_progress(), cluster=cluster,
+                                 cluster_workers=cluster_workers, say=say)
     if as_json:
         echo_json(report.to_dict())
         return

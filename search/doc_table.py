@@ -34,6 +34,10 @@ CODED_FIELDS = ("resolution", "product", "category", "status", "article_id", "re
 # The fields kept in per-incident text buffers.
 TEXT_FIELDS = ("id", "title", "updated")
 _DELETED = None
+# Documents a table keeps built from their rows (then it starts afresh).
+RECENT_DOCS = 20_000
+NO_ROW = -(2**31)
+MISSING = object()
 
 
 class _Codes:
@@ -107,6 +111,14 @@ class DocTable(Mapping):
         self._order = np.argsort(unsorted, kind="stable").astype(np.int32)
         self._hashes = unsorted[self._order]
         self._rows = len(unsorted)
+        # Column arrays as Python lists are faster to index; kept as compact arrays they
+        # are what the memory is for, so only the columns' views are made here.
+        self._coded_lists = [(name, memoryview(self._columns[name]).cast("B").cast("i")
+                              if self._rows else [], self._codes[name].values) for name in CODED_FIELDS]
+        # Documents built from their rows lately (a ranking reads the same ones many times),
+        # and rows looked up lately; the base rows never change, so neither goes stale.
+        self._recent: dict[DocKey, DocInfo] = {}
+        self._recent_rows: dict[DocKey, int | None] = {}
         # Changes since the table was built: a document, or None where one was removed.
         self._overlay: dict[DocKey, DocInfo | None] = {}
         self._dropped = 0  # base rows hidden by the overlay
@@ -117,6 +129,16 @@ class DocTable(Mapping):
         """The base row of an incident key (ignoring the overlay), else None."""
         if key[0] != "incident" or not self._rows:
             return None
+        found = self._recent_rows.get(key, MISSING)
+        if found is not MISSING:
+            return found
+        found = self._find_row(key)
+        if len(self._recent_rows) >= RECENT_DOCS:
+            self._recent_rows.clear()
+        self._recent_rows[key] = found
+        return found
+
+    def _find_row(self, key: DocKey) -> int | None:
         wanted = key_hash(key)
         at = int(np.searchsorted(self._hashes, wanted))
         ids = self._texts["id"]
@@ -133,10 +155,12 @@ class DocTable(Mapping):
     def _from_row(self, row: int) -> DocInfo:
         from search.state import DocInfo
 
-        values = {name: self._codes[name].values[int(self._columns[name][row])] for name in CODED_FIELDS}
+        coded = self._coded_lists
+        values = {name: values[column[row]] for name, column, values in coded}
+        texts = self._texts
         return DocInfo(
-            kind="incident", id=self._texts["id"].get(row), title=self._texts["title"].get(row),
-            audience="internal", updated=self._texts["updated"].get(row), review_by="", **values,
+            kind="incident", id=texts["id"].get(row), title=texts["title"].get(row),
+            audience="internal", updated=texts["updated"].get(row), review_by="", **values,
         )
 
     def __getitem__(self, key: DocKey) -> DocInfo:
@@ -147,10 +171,17 @@ class DocTable(Mapping):
             return doc
         if key[0] != "incident":
             return self._articles[key]
+        doc = self._recent.get(key)
+        if doc is not None:
+            return doc
         row = self.row_of(key)
         if row is None:
             raise KeyError(key)
-        return self._from_row(row)
+        doc = self._from_row(row)
+        if len(self._recent) >= RECENT_DOCS:
+            self._recent.clear()
+        self._recent[key] = doc
+        return doc
 
     def __contains__(self, key: object) -> bool:
         if not isinstance(key, tuple) or len(key) != 2:
@@ -159,7 +190,7 @@ class DocTable(Mapping):
             return self._overlay[key] is not None
         if key[0] != "incident":
             return key in self._articles
-        return self.row_of(key) is not None
+        return key in self._recent or self.row_of(key) is not None
 
     def __len__(self) -> int:
         live_overlay = sum(1 for k, d in self._overlay.items() if d is not None and k[0] == "incident")
@@ -233,6 +264,7 @@ class DocTable(Mapping):
         return old
 
     def _hide_base(self, key: DocKey) -> None:
+        self._recent.pop(key, None)
         if key not in self._overlay and self.row_of(key) is not None:
             self._dropped += 1
 
@@ -267,15 +299,34 @@ class ChunkDocs(Mapping):
         order = np.argsort(chunk_ids, kind="stable")
         self._ids = chunk_ids[order]
         self._rows = chunk_rows[order]
+        # Chunk ids are nearly consecutive: where they are, a chunk's row is found by its
+        # offset from the first id (4 bytes per id in the range) instead of a search.
+        self._dense: memoryview | None = None
+        self._first_id = int(self._ids[0]) if len(self._ids) else 0
+        span = int(self._ids[-1]) - self._first_id + 1 if len(self._ids) else 0
+        if 0 < span <= 2 * len(self._ids) + 1024:
+            dense = np.full(span, NO_ROW, dtype=np.int32)
+            dense[self._ids - self._first_id] = self._rows
+            self._dense_array = dense
+            self._dense = memoryview(dense).cast("B").cast("i")
         self._overlay: dict[int, DocKey | None] = {}
         self._count = len(self._ids)
         self._first: dict[DocKey, int] | None = None
 
     def _base(self, cid: int) -> DocKey | None:
-        at = int(np.searchsorted(self._ids, cid))
-        if at >= len(self._ids) or int(self._ids[at]) != cid:
-            return None
-        row = int(self._rows[at])
+        dense = self._dense
+        if dense is not None:
+            at = cid - self._first_id
+            if at < 0 or at >= len(dense):
+                return None
+            row = dense[at]
+            if row == NO_ROW:
+                return None
+        else:
+            at = int(np.searchsorted(self._ids, cid))
+            if at >= len(self._ids) or int(self._ids[at]) != cid:
+                return None
+            row = int(self._rows[at])
         return self._docs.key_of_row(row) if row >= 0 else self._extra_keys[-1 - row]
 
     def __getitem__(self, cid: int) -> DocKey:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -169,15 +169,30 @@ class Service:
     # --- work --------------------------------------------------------------------------
 
     def index(self, *, rebuild: bool = False, progress: Progress | None = None,
-              fit: bool = True, embedder: Embedder | None = None) -> IndexReport:
+              fit: bool = True, embedder: Embedder | None = None, cluster: str | None = None,
+              cluster_workers: int | None = None, say: Callable[[str], None] | None = None) -> IndexReport:
         """Bring the index in step with the store, fit the ranking profile, publish.
 
         ``embedder`` switches models (kb tune): every chunk is embedded with it and the
         index is rebuilt; until it is published the current one keeps serving.
+        ``cluster`` embeds the texts the vector cache lacks on a Ray cluster (indexer.cluster).
         Raises BlockingIOError when another indexer holds the lock.
         """
-        store = self.store()
         embedder = embedder or self.embedder()
+        if cluster:
+            from indexer.cluster import cluster_embedder
+
+            backend = self.embed_backend()
+            folder = None if backend == "hashing" else Path(getattr(embedder, "folder", None) or self.model_folder())
+            with cluster_embedder(cluster, embedder, backend=backend, folder=folder,
+                                  cache_dir=self.home / "models" / "onnx", workers=cluster_workers,
+                                  threads=1, say=say or (lambda message: None)) as bulk:
+                return self._index(rebuild=rebuild, progress=progress, fit=fit, embedder=embedder, bulk=bulk)
+        return self._index(rebuild=rebuild, progress=progress, fit=fit, embedder=embedder, bulk=embedder)
+
+    def _index(self, *, rebuild: bool, progress: Progress | None, fit: bool, embedder: Embedder,
+               bulk: Embedder) -> IndexReport:
+        store = self.store()
         summary: dict = {}
 
         def fit_and_save(index: VectorIndex, seq: int) -> None:
@@ -191,7 +206,7 @@ class Service:
         model_path = self.model_path_for_index(embedder)
         with indexing_lock(self.index_root), store.indexer_lock():
             report = update_index(
-                store, embedder, self.index_root, rebuild=rebuild,
+                store, bulk, self.index_root, rebuild=rebuild,
                 batch_size=self.config.batch_size, progress=progress,
                 before_publish=fit_and_save,
                 meta={"model_path": model_path, "database_id": store.database_id(),
