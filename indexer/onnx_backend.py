@@ -33,6 +33,11 @@ from kb.errors import ConfigError
 OPSET = 17
 
 
+# Texts per ONNX Runtime run (see OnnxEmbedder.embed): on two cores 16 texts of about 42
+# words embed about 20 % faster per text than 64 in float32 and in int8.
+ONNX_BATCH = 16
+
+
 def _max_seq_length(folder: Path, default: int = 256) -> int:
     try:
         return int(json.loads((folder / "sentence_bert_config.json").read_text())["max_seq_length"])
@@ -223,7 +228,10 @@ class OnnxEmbedder:
             with self._lock:
                 return self._encode(batch, threads=threads)
 
-        return batched_encode(encode, texts, batch_size, progress, self.dimension)
+        # ONNX Runtime runs small batches faster per text on a CPU (less padding, the
+        # activations stay in cache): at most ONNX_BATCH texts per run, whatever the caller
+        # batches by.
+        return batched_encode(encode, texts, min(batch_size, ONNX_BATCH), progress, self.dimension)
 
 
 class Int8DocumentsEmbedder:
