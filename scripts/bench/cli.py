@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -45,12 +47,16 @@ from scripts.common import AppContext, echo_json, pass_app, reports_errors, term
 @click.option("--database-url", default=None, metavar="URL",
               help="Measure on this PostgreSQL database (it must be empty; its tables are emptied "
                    "afterwards) instead of SQLite in the bench's home (default: $KB_DATABASE_URL).")
+@click.option("--plan", "plan_only", is_flag=True,
+              help="Print what a run of DOCS incidents needs of this machine (disk, memory, time, from "
+                   "figures measured per incident) and stop. A run that would not fit stops with this "
+                   "estimate before it starts.")
 @pass_app
 @reports_errors
 def bench(app: AppContext, as_json: bool, docs: int, queries: int, clients: int, seconds: float,
           workers: int | None, backend: str | None, keep: str | None, embed_all_below: int,
           resolutions: int, seed: int, timeout: float, articles_dir: str | None,
-          database_url: str | None) -> None:
+          database_url: str | None, plan_only: bool) -> None:
     """Speed and memory figures on a synthetic store of DOCS incidents.
 
     Builds a data home from the sample knowledge base, indexes it as `kb index` does, and
@@ -70,6 +76,21 @@ def bench(app: AppContext, as_json: bool, docs: int, queries: int, clients: int,
         options.articles_dir = Path(articles_dir)
     config = app.config.with_overrides(database_url=database_url)
     config.check_database_url()
+    from scripts.bench.capacity import check, plan
+
+    serving = (workers or (config.workers if config.workers > 0 else os.cpu_count() or 1)) if seconds > 0 else 0
+    where = Path(keep) if keep else Path(tempfile.gettempdir())
+    if plan_only:
+        estimate = plan(docs, where, serving)
+        if as_json:
+            echo_json(estimate)
+        else:
+            click.echo(f"kb bench --docs {docs} on this machine ({serving} workers):")
+            for line in estimate["lines"]:
+                click.echo(f"  {line}")
+        return
+    if not database_url and not config.database_url:
+        check(docs, where, serving)
     with _terminate_as_exit():
         result = run_benchmark(config, options, progress=terminal_progress())
     if as_json:

@@ -89,6 +89,8 @@ def test_tiny_run_with_http(bench_tmp):
     server = out["memory"]["server"]
     assert server["master_peak_rss_mb"] > 0 and len(server["workers"]) == 1
     assert server["tree_peak_rss_mb"] >= server["workers"][0]["peak_rss_mb"] > 0
+    worker = server["workers"][0]
+    assert 0 < worker["end_uss_mb"] <= worker["end_pss_mb"] <= worker["end_rss_mb"] <= worker["peak_rss_mb"]
     assert out["memory"]["bench_peak_rss_mb"] > 0
     assert all(out["sizes"][k] > 0 for k in ("index_folder_bytes", "index_file_bytes", "database_bytes"))
     assert all(v > 0 for v in out["ratios"].values() if v is not None)
@@ -96,6 +98,19 @@ def test_tiny_run_with_http(bench_tmp):
     # Stopped and cleaned up by itself.
     assert gone(server["pid"])
     assert list(bench_tmp.iterdir()) == []
+
+
+def test_a_compressed_index_is_served_mapped_and_rescored(bench_tmp, monkeypatch):
+    """KB_INDEX_KIND=hnsw-sq8 on a small store: the bench's recall is measured as the search
+    path ranks (re-scored with exact vectors), and the server's workers serve the mapped index."""
+    monkeypatch.setenv("KB_INDEX_KIND", "hnsw-sq8")
+    out = run_bench("--docs", "400", "--queries", "20", "--seconds", "2", "--clients", "2", "--workers", "1")
+    index = out["index"]
+    assert index["kind"] == "hnsw-sq8" and index["rescored_candidates"] == 100
+    assert 0.9 <= index["recall_at_10"] <= 1.0 and 0 < index["recall_at_10_compressed_scores"] <= 1.0
+    http = out["suggest"]["http"]
+    assert http["requests"] > 0 and http["errors"] == 0
+    assert out["sizes"]["index_file_bytes"] < index["vectors"] * 384 * 4  # one byte per dimension, plus the graph
 
 
 def test_composed_vectors_are_cached_and_resemble_real_ones(bench_tmp, tmp_path):

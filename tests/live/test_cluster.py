@@ -60,7 +60,7 @@ def test_a_cluster_index_equals_the_local_one(tmp_path):
     assert "starting a local Ray cluster with 2 worker processes" in clustered.stderr
     assert "2 embedding workers ready" in clustered.stderr
     local_report, cluster_report = json.loads(local.stdout), json.loads(clustered.stdout)
-    assert cluster_report["texts_embedded"] == local_report["texts_embedded"] > 240
+    assert cluster_report["texts_embedded"] == local_report["texts_embedded"] >= 240
     ids_a, vectors_a, config_a = built(homes["local"])
     ids_b, vectors_b, config_b = built(homes["cluster"])
     assert config_a["model_id"] == config_b["model_id"]
