@@ -23,7 +23,7 @@ machine with N worker processes (default: one per core), stopped when indexing e
 from __future__ import annotations
 
 import contextlib
-import logging
+import functools
 import os
 import shutil
 import tempfile
@@ -34,8 +34,6 @@ import numpy as np
 
 from indexer.encoding import ProgressFn
 from kb.errors import ConfigError
-
-log = logging.getLogger(__name__)
 
 # Texts sent to a worker at once, in batches of the indexer's batch size.
 PIECE_BATCHES = 4
@@ -95,7 +93,7 @@ def _write_files(root: Path, files: dict[str, bytes]) -> None:
 
 
 class _Worker:
-    """One embedding process on the cluster (made a Ray actor by ``_actor_class``)."""
+    """One embedding process on the cluster (made a Ray actor by ``start_cluster``)."""
 
     def __init__(self, package: dict, backend: str, threads: int):
         from indexer.embedders import load_embedder
@@ -124,20 +122,15 @@ class ClusterEmbedder:
     """An embedder whose ``embed`` runs on a Ray cluster's workers; every other attribute
     (model id, dimension, query embedding) is the local embedder's."""
 
-    def __init__(self, local, actors: list, ray_module, *, owns_cluster: bool):
+    def __init__(self, local, actors: list, ray_module):
         self.local = local
         self.actors = actors
         self._ray = ray_module
-        self._owns_cluster = owns_cluster
         self.model_id = local.model_id
         self.dimension = local.dimension
 
     def __getattr__(self, name: str):
         return getattr(self.local, name)
-
-    @property
-    def workers(self) -> int:
-        return len(self.actors)
 
     def bulk_texts(self, batch_size: int) -> int:
         """Texts the indexer should hand over per call: enough to keep every worker busy."""
@@ -178,9 +171,8 @@ class ClusterEmbedder:
             with contextlib.suppress(Exception):
                 ray.kill(actor)
         self.actors = []
-        if self._owns_cluster:
-            with contextlib.suppress(Exception):
-                ray.shutdown()
+        with contextlib.suppress(Exception):  # a cluster started here stops; one joined is left
+            ray.shutdown()
 
 
 def _package(folder: Path | None, cache_dir: Path | None, model_id: str) -> dict:
@@ -241,8 +233,8 @@ def cluster_embedder(address: str, local, *, backend: str, folder: Path | None, 
     The address is checked at once; ConfigError (see ``start_cluster``) comes when the
     cluster is first needed."""
     parse_address(address)
-    embedder = LazyClusterEmbedder(local, lambda: start_cluster(
-        address, local, backend=backend, folder=folder, cache_dir=cache_dir, threads=threads,
+    embedder = LazyClusterEmbedder(local, functools.partial(
+        start_cluster, address, local, backend=backend, folder=folder, cache_dir=cache_dir, threads=threads,
         workers=workers, say=say))
     try:
         yield embedder
@@ -288,7 +280,7 @@ def start_cluster(address: str, local, *, backend: str, folder: Path | None, cac
             raise ConfigError(f"cluster workers compute model id {', '.join(sorted(wrong))}, this indexer "
                               f"{local.model_id}: install the same version of kb and the model on every node")
         say(f"{count} embedding workers ready on {len(ray.nodes())} node(s), {threads} thread(s) each")
-        return ClusterEmbedder(local, actors, ray, owns_cluster=True)
+        return ClusterEmbedder(local, actors, ray)
     except BaseException:
         with contextlib.suppress(Exception):
             ray.shutdown()

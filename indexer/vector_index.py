@@ -265,17 +265,6 @@ class VectorIndex:
         index._ids_changed()
         return index
 
-    def to_bytes(self) -> bytes:
-        if self.delta is not None and self.delta.ntotal:
-            raise RuntimeError("a memory-mapped index with added vectors cannot be written")
-        return faiss.serialize_index(self.index).tobytes()
-
-    @classmethod
-    def from_bytes(cls, data: bytes, kind: str, tombstones: set[int] | None = None) -> VectorIndex:
-        index = cls(faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8)), kind, tombstones)
-        index._ids_changed()
-        return index
-
 
 def _as_matrix(vectors: np.ndarray, dimension: int) -> np.ndarray:
     matrix = np.ascontiguousarray(np.asarray(vectors, dtype=np.float32))

@@ -158,13 +158,20 @@ class RssSampler:
         self._stop.set()
         self._thread.join(timeout=5)
 
-    def sample(self) -> None:
+    def _processes(self) -> list:
         import psutil
 
         try:
             master = psutil.Process(self.pid)
-            processes = [master, *master.children(recursive=True)]
+            return [master, *master.children(recursive=True)]
         except psutil.Error:
+            return []
+
+    def sample(self) -> None:
+        import psutil
+
+        processes = self._processes()
+        if not processes:
             return
         total = 0
         for process in processes:
@@ -189,12 +196,7 @@ class RssSampler:
         import psutil
 
         self.sample()
-        try:
-            master = psutil.Process(self.pid)
-            processes = [master, *master.children(recursive=True)]
-        except psutil.Error:
-            return
-        for process in processes:
+        for process in self._processes():
             try:
                 info = process.memory_full_info()
             except psutil.Error:

@@ -76,12 +76,6 @@ class _Texts:
     def get(self, row: int) -> str:
         return self.buffer[self.offsets[row]:self.offsets[row + 1]].decode("utf-8")
 
-    def nbytes(self) -> int:
-        return len(self.buffer) + self.offsets.itemsize * len(self.offsets)
-
-
-def key_hash(key: DocKey) -> int:
-    return hash(key)
 
 
 class DocTable(Mapping):
@@ -101,7 +95,7 @@ class DocTable(Mapping):
                 self._coded[name].append(self._codes[name].code(getattr(doc, name)))
             for name in TEXT_FIELDS:
                 self._texts[name].append(getattr(doc, name))
-            hashes.append(key_hash(doc.key))
+            hashes.append(hash(doc.key))
         for texts in self._texts.values():
             texts.freeze()
         self._columns = {name: np.frombuffer(column, dtype=np.int32) if len(column) else
@@ -139,7 +133,7 @@ class DocTable(Mapping):
         return found
 
     def _find_row(self, key: DocKey) -> int | None:
-        wanted = key_hash(key)
+        wanted = hash(key)
         at = int(np.searchsorted(self._hashes, wanted))
         ids = self._texts["id"]
         while at < self._rows and self._hashes[at] == wanted:
@@ -268,11 +262,6 @@ class DocTable(Mapping):
         if key not in self._overlay and self.row_of(key) is not None:
             self._dropped += 1
 
-    def nbytes(self) -> int:
-        """Bytes held in arrays and buffers (the Python objects of articles and overlay
-        not counted)."""
-        arrays = sum(c.nbytes for c in self._columns.values()) + self._hashes.nbytes + self._order.nbytes
-        return arrays + sum(t.nbytes() for t in self._texts.values())
 
 
 class ChunkDocs(Mapping):
@@ -399,5 +388,3 @@ class ChunkDocs(Mapping):
                     break
         return best
 
-    def nbytes(self) -> int:
-        return self._ids.nbytes + self._rows.nbytes

@@ -116,7 +116,8 @@ def check(docs: int, home: Path, workers: int) -> dict[str, Any]:
     """The plan; raises KBError naming each part that does not fit, and why."""
     estimate = plan(docs, home, workers)
     if not estimate["fits"]:
-        short = [line for line, need in zip(estimate["lines"], estimate["needs"], strict=False) if not need["fits"]]
+        # "lines" holds one line per need, in order, then the time.
+        short = [estimate["lines"][i] for i, need in enumerate(estimate["needs"]) if not need["fits"]]
         raise KBError(f"kb bench --docs {docs} does not fit on this machine:\n  " + "\n  ".join(short)
                       + "\n(kb bench --docs N --plan shows the whole estimate)")
     return estimate

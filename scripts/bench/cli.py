@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import sys
 import tempfile
@@ -65,7 +64,7 @@ def bench(app: AppContext, as_json: bool, docs: int, queries: int, clients: int,
     baseline on the same queries. It stops by itself and removes its home and server,
     also on Ctrl-C. Other KB_* settings (threads, batch size, model) apply as usual.
     """
-    from scripts.bench.run import BenchOptions, run_benchmark
+    from scripts.bench.run import BenchOptions, run_benchmark, server_workers
 
     options = BenchOptions(
         docs=docs, queries=queries, clients=clients, seconds=seconds, workers=workers,
@@ -78,7 +77,7 @@ def bench(app: AppContext, as_json: bool, docs: int, queries: int, clients: int,
     config.check_database_url()
     from scripts.bench.capacity import check, plan
 
-    serving = (workers or (config.workers if config.workers > 0 else os.cpu_count() or 1)) if seconds > 0 else 0
+    serving = server_workers(workers, config) if seconds > 0 else 0
     where = Path(keep) if keep else Path(tempfile.gettempdir())
     if plan_only:
         estimate = plan(docs, where, serving)

@@ -351,9 +351,14 @@ def _measure_queries(service: Service, config: Config, queries: list[tuple[str, 
     }
 
 
+def server_workers(asked: int | None, config: Config) -> int:
+    """The bench server's workers: --workers, else KB_WORKERS, else one per core."""
+    return asked or (config.workers if config.workers > 0 else os.cpu_count() or 1)
+
+
 def _measure_http(service: Service, config: Config, options: BenchOptions,
                   queries: list[tuple[str, str]], progress: Progress, result: dict[str, Any]) -> None:
-    workers = options.workers or (config.workers if config.workers > 0 else os.cpu_count() or 1)
+    workers = server_workers(options.workers, config)
     token = service.store().create_token("kb-bench", "agent")
     with running_server(config.home_path, workers=workers, backend=config.embed_backend,
                         timeout=options.server_start_timeout,
