@@ -55,9 +55,10 @@ def is_current(config: dict | None, latest: dict, database_id: str, erasures: in
 
 
 def build_replica(store: Store, index_root, latest: dict, dimension: int,
-                  progress: Callable[[str], None] | None = None) -> str:
+                  progress: Callable[[str], None] | None = None, kind: str | None = None) -> str:
     """Build a local version of the database's latest index from its stored vectors, and
-    publish it in this home. The caller holds the home's indexing lock."""
+    publish it in this home. The caller holds the home's indexing lock. ``kind`` is this
+    node's forced index kind (KB_INDEX_KIND); without it the kind follows the count."""
     model_id = latest["model_id"]
     erasures = store.finished_erasures()
     with store.read():
@@ -65,7 +66,7 @@ def build_replica(store: Store, index_root, latest: dict, dimension: int,
         count = store.count_chunks()
         if progress:
             progress(f"building this node's index from {count} stored vectors ({model_id})")
-        index = VectorIndex.build(store.iter_chunk_vectors(model_id), dimension, count)
+        index = VectorIndex.build(store.iter_chunk_vectors(model_id), dimension, count, kind)
     version = publish_index(index_root, index, {
         "model_id": model_id, "log_seq": head, "store_chunks": count, "model_path": latest["model_path"],
         "db_version": latest["version"], "database_id": store.database_id(), "erasures": erasures,
@@ -80,8 +81,10 @@ def build_replica(store: Store, index_root, latest: dict, dimension: int,
 class ReplicaFollower:
     """Watches the database's published versions for one process of a node."""
 
-    def __init__(self, index_root, store_factory: Callable[[], Store], dimension: Callable[[], int]):
+    def __init__(self, index_root, store_factory: Callable[[], Store], dimension: Callable[[], int],
+                 kind: str | None = None):
         self.index_root = index_root
+        self.kind = kind
         self.store_factory = store_factory
         self.dimension = dimension
         self._checked = 0.0
@@ -130,7 +133,7 @@ class ReplicaFollower:
                 try:
                     latest = self.needed(store)  # another process of this node may have built it
                     if latest is not None:
-                        build_replica(store, self.index_root, latest, self.dimension(), progress)
+                        build_replica(store, self.index_root, latest, self.dimension(), progress, self.kind)
                 finally:
                     store.close()
         except BlockingIOError:

@@ -42,8 +42,8 @@ class Service:
         self._stores: list[Store] = []
         self.redactor = Redactor(config.redact_kinds)
         # On a shared database this node builds its own index versions from the stored vectors.
-        self.follower = (ReplicaFollower(self.index_root, self.new_store, lambda: self.embedder().dimension)
-                         if config.database_url else None)
+        self.follower = (ReplicaFollower(self.index_root, self.new_store, lambda: self.embedder().dimension,
+                                         config.forced_index_kind) if config.database_url else None)
 
     # --- resources ---------------------------------------------------------------------
 

@@ -23,9 +23,9 @@ from search.suggester import SuggestRequest
 from tests.conftest import load_test_data
 
 
-def _node(tmp_path, name: str, url: str) -> Service:
+def _node(tmp_path, name: str, url: str, **settings) -> Service:
     config = load_config(environ={}, home=str(tmp_path / name), embed_backend="hashing", database_url=url,
-                         index_refresh_seconds=0.05)
+                         index_refresh_seconds=0.05, **settings)
     return Service(config, embedder=HashingEmbedder())
 
 
@@ -161,6 +161,14 @@ def test_two_nodes_share_one_database(tmp_path, pg_url):
                                 / "config.json").read_text())
         assert b_version["db_version"] == a.store().latest_index_version()["version"]
         assert b.embedder().model_id == b_version["model_id"]
+        assert b_version["index_kind"] == "flat"  # by the store's size
+        # A node with KB_INDEX_KIND builds its replica in that kind, with the same answers.
+        c = _node(tmp_path, "c", pg_url, index_kind="hnsw-sq8")
+        try:
+            assert _ids(c, "vpn keeps disconnecting") == _ids(a, "vpn keeps disconnecting")
+            assert c.suggester().ensure_state(c.store()).index.kind == "hnsw-sq8"
+        finally:
+            c.close()
 
         # Posted on a: searchable on b (by its words and its meaning) within 2 seconds.
         posted = time.monotonic()
