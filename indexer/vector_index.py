@@ -119,7 +119,7 @@ class VectorIndex:
         self.index.index.train(sample)
 
     def _set_search_params(self) -> None:
-        if self.kind in ("hnsw", "hnsw-sq8"):
+        if self.kind in HNSW_EF_SEARCH:  # the graph kinds
             faiss.downcast_index(self.index.index).hnsw.efSearch = HNSW_EF_SEARCH[self.kind]
 
     def _ids_changed(self) -> None:
