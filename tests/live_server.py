@@ -7,6 +7,8 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -81,3 +83,33 @@ def request(base_url: str, method: str, path: str, body: Any = None, *, token: s
         return response.status, json.loads(raw)
     except ValueError:
         return response.status, raw.decode("utf-8", "replace")
+
+
+def health_by_worker(base_url: str, token: str, workers: int, *, seconds: float = 5.0,
+                     clients: int = 4) -> dict[int, dict]:
+    """The latest authenticated health answer of each worker, keyed by pid.
+
+    A lone client's fresh connections may all be accepted by the same idle worker, so
+    ``clients`` threads ask at once (a busy worker leaves the next connection to another)
+    until ``workers`` pids have answered or ``seconds`` have passed.
+    """
+    seen: dict[int, dict] = {}
+    lock = threading.Lock()
+    deadline = time.monotonic() + seconds
+
+    def ask() -> None:
+        while time.monotonic() < deadline:
+            with lock:
+                if len(seen) >= workers:
+                    return
+            status, body = request(base_url, "GET", "/api/v1/health", token=token)
+            if status == 200:
+                with lock:
+                    seen[body["worker"]] = body
+
+    threads = [threading.Thread(target=ask, daemon=True) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=seconds + 10)
+    return seen
