@@ -19,7 +19,7 @@ import json
 import random
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +62,8 @@ from search.triage import fit_triage
 # background (random pairs) by at least this share of the gap between the background and
 # a typical nearest-neighbour similarity.
 COHESION_SHARE = 0.25
+# Members of one group whose vectors measure its cohesion (a sample of larger groups).
+COHESION_SAMPLE = 2_000
 MAX_REPLAY_QUERIES = 600
 MIN_QUERIES_TO_FIT = 30
 MIN_QUERIES_PER_BUCKET = 100
@@ -107,18 +109,49 @@ def _mean_pair_similarity(vectors: np.ndarray) -> float:
     return float((total @ total - n) / (n * (n - 1)))
 
 
-def incident_vectors(state: SearchState, chunks: dict[DocKey, list[int]]) -> dict[str, np.ndarray]:
-    out = {}
-    for key, cids in chunks.items():
-        if key[0] != "incident":
-            continue
-        vectors = [v for v in (state.index.vector(c) for c in cids) if v is not None]
-        if vectors:
-            out[key[1]] = _unit_mean(np.vstack(vectors))
-    return out
+class IncidentVectors(Mapping):
+    """Each incident's vector (the unit mean of its chunks' vectors), read back from the
+    index when asked for and never held for the whole store: a million incidents' vectors
+    would take 1.5 GB beside the index being published. A ``Mapping[str, ndarray]`` of the
+    incidents that have at least one vector in the index."""
+
+    def __init__(self, state: SearchState, chunks: dict[DocKey, list[int]]):
+        self._state = state
+        self._chunks = chunks
+
+    def _rows(self, doc_id: str) -> list[np.ndarray]:
+        cids = self._chunks.get(("incident", doc_id), ())
+        return [v for v in (self._state.index.vector(c) for c in cids) if v is not None]
+
+    def __getitem__(self, doc_id: str) -> np.ndarray:
+        rows = self._rows(doc_id)
+        if not rows:
+            raise KeyError(doc_id)
+        return _unit_mean(np.vstack(rows))
+
+    def __contains__(self, doc_id: object) -> bool:
+        cids = self._chunks.get(("incident", doc_id), ()) if isinstance(doc_id, str) else ()
+        return any(self._state.index.vector(c) is not None for c in cids)
+
+    def __iter__(self) -> Iterator[str]:
+        return (key[1] for key in self._chunks if key[0] == "incident" and key[1] in self)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def matrix(self, ids: Sequence[str]) -> np.ndarray:
+        """The vectors of ``ids`` (each of which must be in the mapping), one row each."""
+        out = np.zeros((len(ids), self._state.index.dimension), dtype=np.float32)
+        for row, doc_id in enumerate(ids):
+            out[row] = self[doc_id]
+        return out
 
 
-def decide_collapse(state: SearchState, vectors: dict[str, np.ndarray], rng: random.Random) -> tuple[list[str], dict]:
+def incident_vectors(state: SearchState, chunks: dict[DocKey, list[int]]) -> IncidentVectors:
+    return IncidentVectors(state, chunks)
+
+
+def decide_collapse(state: SearchState, vectors: IncidentVectors, rng: random.Random) -> tuple[list[str], dict]:
     """Resolution keys whose incidents are alike enough to be shown as one resolution."""
     members: dict[str, list[str]] = defaultdict(list)
     for (kind, doc_id), doc in state.docs.items():
@@ -129,7 +162,7 @@ def decide_collapse(state: SearchState, vectors: dict[str, np.ndarray], rng: ran
     if len(ids) < 3 or not shared:
         return [], {"groups": 0}
     sample = rng.sample(ids, min(len(ids), 2000))
-    matrix = np.vstack([vectors[i] for i in sample])
+    matrix = vectors.matrix(sample)
     background = _mean_pair_similarity(matrix)
     probe = matrix[: min(300, len(matrix))]
     with state.lock:
@@ -144,7 +177,9 @@ def decide_collapse(state: SearchState, vectors: dict[str, np.ndarray], rng: ran
     cut = background + COHESION_SHARE * max(nn_typical - background, 0.0)
     collapse = []
     for key, doc_ids in shared.items():
-        cohesion = _mean_pair_similarity(np.vstack([vectors[i] for i in doc_ids]))
+        # The mean pairwise similarity of a random sample estimates the group's without bias.
+        members = doc_ids if len(doc_ids) <= COHESION_SAMPLE else rng.sample(doc_ids, COHESION_SAMPLE)
+        cohesion = _mean_pair_similarity(vectors.matrix(members))
         if cohesion >= cut:
             collapse.append(key)
     info = {"groups": len(shared), "collapsed": len(collapse), "background": round(background, 4),
@@ -198,7 +233,7 @@ def drop_copies(cands: Candidates, state: SearchState) -> set[DocKey]:
 
 
 def replay_queries(
-    store: Store, state: SearchState, chunks: dict[DocKey, list[int]], vectors: dict[str, np.ndarray],
+    store: Store, state: SearchState, chunks: dict[DocKey, list[int]], vectors: Mapping[str, np.ndarray],
     shared: dict[str, list[str]], rng: random.Random, limit: int = MAX_REPLAY_QUERIES,
 ) -> list[ReplayQuery]:
     """Incidents whose right answer is known without them (an article, or other incidents
@@ -302,7 +337,7 @@ def class_leads(labels: dict[str, str], vectors: dict[str, np.ndarray]) -> dict[
     return leads
 
 
-def fit_classifier(store: Store, state: SearchState, labels: dict[str, str], vectors: dict[str, np.ndarray],
+def fit_classifier(store: Store, state: SearchState, labels: dict[str, str], vectors: IncidentVectors,
                    queries: list[ReplayQuery], rng: random.Random) -> tuple[ResolutionClassifier | None, dict]:
     """Train on the store's labelled incidents; cross-fit so that each replay query is
     scored by a model trained without it and its near-copies."""
@@ -315,6 +350,7 @@ def fit_classifier(store: Store, state: SearchState, labels: dict[str, str], vec
     stems_of = {i.id: content_stems(normalise_text(incident_text(i.title, i.description)))
                 for i in store.iter_incidents(ids)}
     ids = [i for i in ids if i in stems_of]
+    vectors = dict(zip(ids, vectors.matrix(ids), strict=True))  # read once, used by every fold
     leads = class_leads({i: labels[i] for i in ids}, vectors)
     began = time.monotonic()
 
@@ -362,7 +398,7 @@ def best_similarities(state: SearchState, vectors: np.ndarray) -> np.ndarray:
     return np.where(ids[:, 0] >= 0, scores[:, 0], 0.0)
 
 
-def neighbour_similarities(state: SearchState, vectors: dict[str, np.ndarray], rng: random.Random) -> list[float]:
+def neighbour_similarities(state: SearchState, vectors: Mapping[str, np.ndarray], rng: random.Random) -> list[float]:
     """Each sampled incident's best similarity to another, not a near-copy: what an
     answerable incident scores on a store without replay evidence."""
     ids = sorted(vectors)

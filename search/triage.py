@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -171,7 +171,7 @@ def _first_line(near) -> dict[str, Any]:
 
 # --- calibration, at `kb index` -----------------------------------------------------------
 
-def fit_triage(state: SearchState, vectors: dict[str, np.ndarray], rng: np.random.Generator) -> tuple[dict, dict]:
+def fit_triage(state: SearchState, vectors: Mapping[str, np.ndarray], rng: np.random.Generator) -> tuple[dict, dict]:
     """Replay stored incidents that have a value for each field: each one's neighbours
     (without itself and its near-copies) vote, and a logistic map from (share, evidence) to
     "the vote was right" is fitted. Returns (calibration for the profile, figures: replay

@@ -154,3 +154,24 @@ def test_chunk_docs_map_chunks_like_a_dict():
     assert chunks.first_chunk(("incident", "INC-9")) == 13
     assert 12 not in chunks and chunks.get(12) is None and chunks[1000] == ("incident", "INC-4")
     assert len(chunks) == len(reference) and dict(chunks.items()) == reference
+
+
+def test_incident_vectors_are_read_back_from_the_index_when_asked_for():
+    from types import SimpleNamespace
+
+    from search.calibration import IncidentVectors
+
+    vectors = unit_vectors(5)
+    index = VectorIndex.build([(np.arange(5, dtype=np.int64), vectors)], 32, 5, kind="flat")
+    state = SimpleNamespace(index=index)
+    chunks = {("incident", "A"): [0, 1], ("incident", "B"): [2], ("article", "kb-1"): [3],
+              ("incident", "GONE"): [9]}
+    lazy = IncidentVectors(state, chunks)
+    mean = vectors[0] + vectors[1]
+    assert np.allclose(lazy["A"], mean / np.linalg.norm(mean), atol=1e-6)
+    assert np.allclose(lazy["B"], vectors[2], atol=1e-6)
+    assert "A" in lazy and "GONE" not in lazy and "kb-1" not in lazy
+    assert sorted(lazy) == ["A", "B"] and len(lazy) == 2
+    with pytest.raises(KeyError):
+        lazy["GONE"]
+    assert np.allclose(lazy.matrix(["B", "A"]), np.vstack([lazy["B"], lazy["A"]]))
