@@ -16,10 +16,11 @@ from kb.errors import ConfigError
 
 # How text can be embedded (KB_EMBED_BACKEND; see indexer.embedders).
 EMBED_BACKENDS = ("onnx", "torch", "onnx-int8", "onnx-int8-docs", "hashing")
-# The encoder of a new data home (KB_EMBED_BACKEND empty). onnx-int8-docs indexes about
-# 3.3x faster than PyTorch float32 but lost 1.5 points of accuracy@1 on the long-report
-# development set, more than the 1 point allowed for a default (README, Benchmarks).
-DEFAULT_EMBED_BACKEND = "onnx"
+# The encoder of a new data home (KB_EMBED_BACKEND empty): documents through the int8
+# export (per-channel scales), queries through float32. The fastest encoder whose ranking
+# stays within a point of float32 on the development sets (README, Bulk embedding); a home
+# indexed before keeps the encoder its index was built with.
+DEFAULT_EMBED_BACKEND = "onnx-int8-docs"
 
 
 # The FAISS index kinds (indexer.vector_index), smallest store first.
@@ -77,12 +78,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "embed_backend",  # one of EMBED_BACKENDS, or empty
         "",
-        "How text is embedded. Empty: as the current index was, and onnx for a new home. onnx "
-        "(the model's float32 ONNX export run by ONNX Runtime: the same vectors as torch, faster; "
-        "falls back to torch if the export fails), torch (sentence-transformers on PyTorch), "
-        "onnx-int8-docs (documents through the export quantised to int8 with per-channel scales, "
-        "queries through float32: bulk indexing about 3x PyTorch's speed, its own index), onnx-int8 "
-        "(per-tensor int8 for queries too), or hashing (deterministic bag of words, no model; tests).",
+        "How text is embedded. Empty: as the current index was, and onnx-int8-docs for a new home. "
+        "onnx-int8-docs (documents through the model's ONNX export quantised to int8 with "
+        "per-channel scales, queries through float32: bulk indexing about twice PyTorch's speed "
+        "on two cores, its own index), onnx (the float32 ONNX export run by ONNX Runtime: the same "
+        "vectors as torch, faster; falls back to torch if the export fails), torch "
+        "(sentence-transformers on PyTorch), onnx-int8 (per-tensor int8 for queries too), or "
+        "hashing (deterministic bag of words, no model; tests).",
     ),
     Setting("threads", 0, "CPU threads for PyTorch and FAISS per process (0: one per core, at most 4).", int),
     Setting("batch_size", 64, "Texts per embedding batch while indexing.", int),

@@ -108,8 +108,8 @@ def load_test_data(service: Service, articles_dir: Path = DATA / "articles") -> 
 
 
 def real_model_service(home: Path) -> Service:
-    """A service with the packaged all-MiniLM-L6-v2 model and the default (ONNX float32)
-    encoder (tests marked real_model; tests/integration/test_km_real_model.py runs the PyTorch one)."""
+    """A service with the packaged all-MiniLM-L6-v2 model and the default encoder (int8
+    documents, float32 queries) (tests marked real_model; tests/integration/test_km_real_model.py runs the PyTorch one)."""
     return Service(load_config(environ={}, home=str(home)))
 
 

@@ -122,6 +122,15 @@ class Service:
         folder = None if backend == "hashing" else self.model_folder(index_config)
         return load_embedder(backend, folder, threads=threads, cache_dir=self.home / "models" / "onnx")
 
+    def embedder_for_folder(self, folder: Path, *, threads: int | None = None) -> Embedder:
+        """Another model folder (a tuned model, or the one before it) through this home's
+        encoder, so that its vectors are made, cached and served as the current model's are."""
+        backend = self.embed_backend()
+        if backend == "hashing":
+            raise KBError("the hashing encoder has no model folder to load")
+        return load_embedder(backend, Path(folder), threads=threads or self.config.cpu_threads(),
+                             cache_dir=self.home / "models" / "onnx")
+
     def model_path_for_index(self, embedder: Embedder) -> str:
         """How the index config names its model: relative to the data home when the model
         lives there (tuned versions), absolute otherwise."""

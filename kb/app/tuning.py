@@ -206,7 +206,7 @@ def tune(
     current = service.embedder()
     current_folder = getattr(current, "folder", None)
     if current_folder is None:
-        raise KBError("kb tune needs a sentence-transformers model folder (KB_EMBED_BACKEND=onnx or torch)")
+        raise KBError("kb tune needs a sentence-transformers model folder (not KB_EMBED_BACKEND=hashing)")
     profile = RankingProfile.from_dict(store.latest_ranking_profile(current.model_id))
     data = collect_tuning_data(store, profile)
     steps, _ = plan_steps(data.train_groups, settings)
@@ -234,9 +234,7 @@ def tune(
         result = fine_tune(Path(current_folder), data.train_groups, staging, settings, step_progress)
         report.train_seconds = result.seconds
         report.steps = result.steps
-        from indexer.embedders import SentenceTransformerEmbedder
-
-        candidate = SentenceTransformerEmbedder(staging, threads=settings.threads)
+        candidate = service.embedder_for_folder(staging, threads=settings.threads)
         report.candidate = rank_accuracy(candidate, data, tau=profile.vote_tau)
         better = (report.candidate["accuracy_at_1"], report.candidate["mrr"]) > (
             report.current["accuracy_at_1"], report.current["mrr"])
@@ -247,7 +245,7 @@ def tune(
             report.total_seconds = round(time.monotonic() - began, 1)
             return report
         os.replace(staging, final)
-        candidate = SentenceTransformerEmbedder(final, threads=settings.threads)
+        candidate = service.embedder_for_folder(final, threads=settings.threads)
         index_report = service.index(embedder=candidate)
         service.use_embedder(candidate)
     except BaseException:
@@ -269,7 +267,7 @@ def tune(
 
 def rollback(service: Service) -> dict[str, Any]:
     """Go back to the model used before the current one; its vectors are still cached."""
-    from indexer.embedders import SentenceTransformerEmbedder, resolve_model_folder
+    from indexer.embedders import resolve_model_folder
     from indexer.index_files import read_config
 
     home = service.home
@@ -280,7 +278,7 @@ def rollback(service: Service) -> dict[str, Any]:
     if entry is None:
         raise KBError("the model in use was not made by kb tune; there is nothing to roll back to")
     folder = resolve_model_folder("", entry["previous_model_path"], home)
-    previous = SentenceTransformerEmbedder(folder, threads=service.config.cpu_threads())
+    previous = service.embedder_for_folder(folder)
     index_report = service.index(embedder=previous)
     service.use_embedder(previous)
     append_history(home, {"rollback_from": current_path, "model_path": entry["previous_model_path"],
