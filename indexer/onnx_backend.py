@@ -17,13 +17,14 @@ import os
 import threading
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from indexer.encoding import (
+    SMALL_BATCH,
     ProgressFn,
-    batched_encode,
     clip_by_offsets,
     model_fingerprint,
     threads_for,
@@ -33,8 +34,8 @@ from kb.errors import ConfigError
 OPSET = 17
 
 
-# Texts per ONNX Runtime run (see OnnxEmbedder.embed): on two cores 16 texts of about 42
-# words embed about 20 % faster per text than 64 in float32 and in int8.
+# Texts per task when many texts are embedded one by one on several threads (progress is
+# reported per task).
 ONNX_BATCH = 16
 
 
@@ -150,9 +151,10 @@ class OnnxEmbedder:
     accurate) model with its own id.
 
     Like the PyTorch encoder, a query (a few texts) runs on one thread, leaving the other
-    cores to the keyword half of the search, and batches use every thread given. Each
-    thread count gets its own session, made on first use, so a serving worker that only
-    answers queries holds one.
+    cores to the keyword half of the search (a long report's window on two), and many
+    texts use every thread given, one text per thread at a time (see ``embed``). Each
+    thread count gets its own session, made on first use, so a serving worker holds one
+    or two.
     """
 
     def __init__(self, folder: Path, onnx_path: Path, *, threads: int = 2, quantized: bool = True):
@@ -222,16 +224,42 @@ class OnnxEmbedder:
     def embed(
         self, texts: Sequence[str], *, batch_size: int = 64, progress: ProgressFn | None = None
     ) -> np.ndarray:
-        threads = threads_for(len(texts), self.threads, sum(len(t) for t in texts))
+        """Each text is one run of the model, never padded beside others.
 
-        def encode(batch: list[str]) -> np.ndarray:
+        A few texts (a query) run on ``threads_for`` threads. Many texts run one by one on
+        the one-thread session, ``threads`` runs at once (ONNX Runtime lets go of the GIL
+        while it runs): on a CPU that is faster than batches whose every operation is split
+        over the threads, which then wait for each other (see the README's Bulk
+        embedding), and a text alone needs no padding. For the int8 exports it also makes
+        a text's vector its own: the activations of a run are quantised with one scale,
+        so a text embedded in a batch would get a vector that depends on the texts beside
+        it. ``batch_size`` (at most ONNX_BATCH) is the number of texts per progress step.
+        """
+        texts = list(texts)
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        if len(texts) <= SMALL_BATCH:
+            threads = threads_for(len(texts), self.threads, sum(len(t) for t in texts))
             with self._lock:
-                return self._encode(batch, threads=threads)
+                for row, text in enumerate(texts):
+                    out[row] = self._encode([text], threads=threads)[0]
+            if progress and texts:
+                progress(len(texts))
+            return out
+        with self._lock:
+            self._session(1)
+        step = max(1, min(batch_size, ONNX_BATCH))
 
-        # ONNX Runtime runs small batches faster per text on a CPU (less padding, the
-        # activations stay in cache): at most ONNX_BATCH texts per run, whatever the caller
-        # batches by.
-        return batched_encode(encode, texts, min(batch_size, ONNX_BATCH), progress, self.dimension)
+        def run(start: int) -> int:
+            stop = min(start + step, len(texts))
+            for row in range(start, stop):
+                out[row] = self._encode([texts[row]], threads=1)[0]
+            return stop - start
+
+        with ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="embed") as pool:
+            for done in pool.map(run, range(0, len(texts), step)):
+                if progress:
+                    progress(done)
+        return out
 
 
 class Int8DocumentsEmbedder:

@@ -19,7 +19,8 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 
 
 def kb(home: Path, *args: str, timeout: float = 420) -> subprocess.CompletedProcess:
-    env = dict(os.environ, KB_HOME=str(home), KB_EMBED_BACKEND="onnx", RAY_USAGE_STATS_ENABLED="0")
+    env = dict(os.environ, KB_HOME=str(home), RAY_USAGE_STATS_ENABLED="0")
+    env.pop("KB_EMBED_BACKEND", None)  # the default encoder: int8 documents, text by text
     return subprocess.run([sys.executable, "-m", "scripts.cli", *args], env=env, capture_output=True,
                           text=True, timeout=timeout, check=False)
 
@@ -63,7 +64,7 @@ def test_a_cluster_index_equals_the_local_one(tmp_path):
     assert cluster_report["texts_embedded"] == local_report["texts_embedded"] >= 240
     ids_a, vectors_a, config_a = built(homes["local"])
     ids_b, vectors_b, config_b = built(homes["cluster"])
-    assert config_a["model_id"] == config_b["model_id"]
+    assert config_a["model_id"] == config_b["model_id"] and config_a["model_id"].endswith("+int8-docs")
     assert (ids_a == ids_b).all() and len(ids_a) == local_report["vectors"]
     assert np.allclose(vectors_a, vectors_b, atol=1e-5)
     # The same content-hash cache: a second run embeds nothing, on the cluster or not.
