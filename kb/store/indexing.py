@@ -16,6 +16,11 @@ ELIGIBLE_INCIDENT_SQL = (
     "i.status IN ('resolved', 'closed') AND trim(coalesce(i.resolution, '')) != ''"
 )
 ELIGIBLE_ARTICLE_SQL = "a.status != 'archived'"
+# The same test for a scan of the whole table in id order: with ``i.status`` bare, SQLite
+# reads the rows through the (status, opened_at) index and sorts every eligible row for
+# each page (3 s a page, 50 pages at a million incidents); an expression on it leaves the
+# primary key's order to the planner, on both engines.
+ELIGIBLE_INCIDENT_SCAN_SQL = ELIGIBLE_INCIDENT_SQL.replace("i.status IN", "(i.status || '') IN")
 # Rows per page of the scans that read a whole table (a million rows are never one list).
 SCAN_PAGE = 20_000
 
@@ -303,6 +308,8 @@ class IndexingMixin:
                 "a.updated, a.review_by FROM articles a WHERE " + ELIGIBLE_ARTICLE_SQL
             )
         if ids is None:
+            if kind == "incident":
+                sql = sql.replace(ELIGIBLE_INCIDENT_SQL, ELIGIBLE_INCIDENT_SCAN_SQL)
             return self._all_searchable(sql, "i" if kind == "incident" else "a")
         rows: list[dict] = []
         alias = "i" if kind == "incident" else "a"
