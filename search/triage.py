@@ -29,6 +29,7 @@ SURE = 0.5
 SHOWN_INCIDENTS = 5
 COPY_SIMILARITY = 0.98
 REPLAY_SAMPLE = 600
+CENSUS_SAMPLE = 50_000
 MIN_REPLAY = 30
 
 # Priority scales as ticket systems write them, lowest first; a word on several scales
@@ -184,8 +185,11 @@ def fit_triage(state: SearchState, vectors: Mapping[str, np.ndarray], rng: np.ra
         scores, found = state.index.search(np.vstack([vectors[i] for i in sample]), 100)
     calibration: dict[str, Any] = {}
     figures: dict[str, Any] = {}
+    # Which values a field takes and how often (the majority baseline), from every incident
+    # of a store of up to CENSUS_SAMPLE, else from that many drawn at random.
+    census = ids if len(ids) <= CENSUS_SAMPLE else list(rng.choice(ids, size=CENSUS_SAMPLE, replace=False))
     for field in FIELDS:
-        values = Counter(getattr(state.docs[("incident", i)], field) for i in ids)
+        values = Counter(getattr(state.docs[("incident", i)], field) for i in census)
         values.pop("", None)
         if len(values) < 2:
             continue
