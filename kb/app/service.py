@@ -93,6 +93,11 @@ class Service:
             self._embedder = embedder
             self._suggester = None
 
+    def drop_search_state(self) -> None:
+        """Let go of the in-memory search state (built again on the next search)."""
+        with self._lock:
+            self._suggester = None
+
     def model_folder(self, index_config: dict | None = None) -> Path:
         """The model in use: KB_MODEL if set, else the one the current index was built
         with (so a tuned model keeps serving), else the packaged all-MiniLM-L6-v2."""

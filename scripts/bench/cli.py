@@ -161,7 +161,7 @@ def describe(result: dict[str, Any]) -> list[str]:
         f"vectors: {b['vectors_mode']} ({b['vectors_mode_note']})",
         "",
         f"embedding        {emb['throughput_docs_per_s']} docs/s ({emb['sample_texts']} texts of "
-        f"{emb['mean_words']} words, batches of {emb['batch_size']}); one short query p50 "
+        f"{emb['mean_words']} words); one short query p50 "
         f"{_ms(emb['query']['p50_ms'])} ms, p95 {_ms(emb['query']['p95_ms'])} ms",
         *_encoder_rows(emb.get("encoders")),
         f"index build      {index['build_s']:.1f} s ({index['report']['texts_embedded']} texts embedded, "
@@ -189,8 +189,10 @@ def describe(result: dict[str, Any]) -> list[str]:
     server = memory["server"]
     if server:
         workers = ", ".join(f"{w['peak_rss_mb']}" for w in server["workers"])
+        before = memory.get("bench_before_http") or {}
         lines.append(f"peak RSS MB: server master {server['master_peak_rss_mb']}, workers [{workers}], "
-                     f"tree {server['tree_peak_rss_mb']}; bench process {memory['bench_peak_rss_mb']}")
+                     f"tree {server['tree_peak_rss_mb']}; bench process {memory['bench_peak_rss_mb']}"
+                     + (f" (RSS {before['rss_mb']} while the server ran)" if before else ""))
         ends = [w for w in server["workers"] if "end_pss_mb" in w]
         if ends:
             figures = "; ".join(f"RSS {w['end_rss_mb']}, PSS {w['end_pss_mb']}, unique {w['end_uss_mb']}, "

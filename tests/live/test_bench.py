@@ -92,6 +92,8 @@ def test_tiny_run_with_http(bench_tmp):
     worker = server["workers"][0]
     assert 0 < worker["end_uss_mb"] <= worker["end_pss_mb"] <= worker["end_rss_mb"] <= worker["peak_rss_mb"]
     assert out["memory"]["bench_peak_rss_mb"] > 0
+    before = out["memory"]["bench_before_http"]  # its own search state let go of
+    assert 0 < before["uss_mb"] <= before["rss_mb"] <= out["memory"]["bench_peak_rss_mb"]
     assert all(out["sizes"][k] > 0 for k in ("index_folder_bytes", "index_file_bytes", "database_bytes"))
     assert all(v > 0 for v in out["ratios"].values() if v is not None)
     assert out["ratios"]["suggest_p95_vs_fts_p95"] is not None
