@@ -131,7 +131,7 @@ class IncidentVectors(Mapping):
 
     def __contains__(self, doc_id: object) -> bool:
         cids = self._chunks.get(("incident", doc_id), ()) if isinstance(doc_id, str) else ()
-        return any(self._state.index.vector(c) is not None for c in cids)
+        return any(self._state.index.contains(c) for c in cids)
 
     def __iter__(self) -> Iterator[str]:
         return (key[1] for key in self._chunks if key[0] == "incident" and key[1] in self)
