@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from kb.config import EMBED_BACKENDS
+from kb.config import DEFAULT_EMBED_BACKEND, EMBED_BACKENDS
 from scripts.common import AppContext, echo_json, pass_app, reports_errors, terminal_progress
 
 
@@ -29,7 +29,7 @@ from scripts.common import AppContext, echo_json, pass_app, reports_errors, term
 @click.option("--workers", default=None, type=click.IntRange(1, 64),
               help="`kb serve` worker processes (default: $KB_WORKERS or one per core).")
 @click.option("--backend", type=click.Choice(EMBED_BACKENDS), default=None,
-              help="Embedding backend (default: $KB_EMBED_BACKEND or onnx).")
+              help=f"Embedding backend (default: $KB_EMBED_BACKEND or {DEFAULT_EMBED_BACKEND}).")
 @click.option("--keep", type=click.Path(file_okay=False), default=None, metavar="PATH",
               help="Build the data home in PATH (new or empty) and keep it; default: a "
                    "temporary folder, removed at the end.")

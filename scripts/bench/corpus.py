@@ -80,6 +80,9 @@ def load_source(articles_dir: Path, *, resolutions: int = 500,
 
     Raises KBError when the sample holds too little text to build from.
     """
+    if not Path(articles_dir).is_dir():
+        raise KBError(f"the sample articles folder {articles_dir} does not exist; run from the project "
+                      "folder, or name it with --articles or KB_ARTICLES_DIR")
     incidents = read_incident_file(incidents_path or sample_incidents_path())
     articles = [p.article for p in scan_articles(articles_dir).parsed]
     titles = _distinct([i.title.strip() for i in incidents] + [a.title.strip() for a in articles])

@@ -149,6 +149,13 @@ def test_keep_refuses_a_folder_that_holds_anything(bench_tmp, tmp_path):
     assert (tmp_path / "busy" / "kb.sqlite3").read_text() == "someone's data"
 
 
+def test_a_missing_articles_folder_is_named_with_the_way_to_name_another(bench_tmp, tmp_path):
+    result = CliRunner().invoke(cli, ["bench", "--docs", "10", "--seconds", "0",
+                                      "--articles", str(tmp_path / "nowhere")])
+    assert result.exit_code == 1
+    assert "nowhere does not exist" in result.output and "--articles" in result.output
+
+
 def test_interrupt_during_http_stops_the_server_and_removes_the_home(bench_tmp, monkeypatch):
     seen: list[int] = []
 
