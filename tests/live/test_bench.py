@@ -14,6 +14,7 @@ from click.testing import CliRunner
 import scripts.bench.run
 from indexer.chunking import incident_chunks, incident_text
 from indexer.embedders import HashingEmbedder
+from indexer.pipeline import Progress
 from indexer.vector_index import VectorIndex
 from kb.config import load_config
 from kb.store import open_store
@@ -171,6 +172,38 @@ def test_interrupt_during_http_stops_the_server_and_removes_the_home(bench_tmp, 
     assert len(seen) >= 2  # gunicorn's master and its worker were running
     assert all(gone(pid) for pid in seen)
     assert list(bench_tmp.iterdir()) == []
+
+
+def test_encoders_take_turns_and_each_keeps_its_best_round(service, monkeypatch):
+    calls: list[str] = []
+
+    class Recording:
+        def __init__(self, name):
+            self.name = name
+
+        def embed(self, texts, *, batch_size=64, progress=None):
+            calls.append(self.name)
+            if progress:
+                progress(len(texts))
+            return np.zeros((len(texts), 4), dtype=np.float32)
+
+    import indexer.embedders
+
+    monkeypatch.setattr(indexer.embedders, "load_embedder", lambda name, *a, **k: Recording(name))
+    progress = Progress()
+    figures = scripts.bench.run._encoder_speeds(service, "onnx-int8-docs", Recording("onnx-int8-docs"),
+                                                ["some text"] * 8, progress)
+    rounds = scripts.bench.run.THROUGHPUT_ROUNDS
+    names = ["onnx-int8-docs", "torch", "onnx"]
+    # A warm-up and a timed call per encoder and round, the encoders in turn.
+    assert calls == [name for _ in range(rounds) for name in names for _ in (0, 1)]
+    assert set(figures["docs_per_s"]) == set(names) == set(figures["rounds_docs_per_s"])
+    for name in names:
+        assert len(figures["rounds_docs_per_s"][name]) == rounds
+        assert figures["docs_per_s"][name] == max(figures["rounds_docs_per_s"][name])
+    assert figures["vs_torch_float32"]["torch"] == 1.0
+    hashing = scripts.bench.run._encoder_speeds(service, "hashing", Recording("hashing"), ["x"] * 4, progress)
+    assert list(hashing["docs_per_s"]) == ["hashing"] and hashing["vs_torch_float32"] is None
 
 
 def test_latency_summary_uses_nearest_rank():
