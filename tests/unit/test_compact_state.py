@@ -87,8 +87,8 @@ def test_a_mapped_index_is_read_from_the_page_cache_not_copied(tmp_path):
     """The compressed vectors of a mapped index are file pages (shared by every process
     that maps the version), not a private copy: after many searches the file's mapping is
     resident and none of it is anonymous memory."""
-    vectors = unit_vectors(40_000, d=384, seed=3)
-    built = VectorIndex.build([(np.arange(40_000, dtype=np.int64), vectors)], 384, 40_000, kind="hnsw-sq8")
+    vectors = unit_vectors(10_000, d=384, seed=3)
+    built = VectorIndex.build([(np.arange(10_000, dtype=np.int64), vectors)], 384, 10_000, kind="hnsw-sq8")
     path = tmp_path / "v.faiss"
     built.write(path)
     del built
