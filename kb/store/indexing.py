@@ -300,7 +300,7 @@ class IndexingMixin:
                 "SELECT i.id, i.title, i.resolution, i.resolution_code, i.product, i.category, "
                 "i.status, i.article_id, i.resolved_at, i.assignment_group, i.priority, i.escalated, "
                 "i.customer_tier FROM incidents i WHERE "
-                + ELIGIBLE_INCIDENT_SQL
+                + (ELIGIBLE_INCIDENT_SCAN_SQL if ids is None else ELIGIBLE_INCIDENT_SQL)
             )
         else:
             sql = (
@@ -308,8 +308,6 @@ class IndexingMixin:
                 "a.updated, a.review_by FROM articles a WHERE " + ELIGIBLE_ARTICLE_SQL
             )
         if ids is None:
-            if kind == "incident":
-                sql = sql.replace(ELIGIBLE_INCIDENT_SQL, ELIGIBLE_INCIDENT_SCAN_SQL)
             return self._all_searchable(sql, "i" if kind == "incident" else "a")
         rows: list[dict] = []
         alias = "i" if kind == "incident" else "a"

@@ -143,8 +143,7 @@ def _encoder_rows(encoders: dict[str, Any] | None) -> list[str]:
     if not encoders or len(encoders["docs_per_s"]) < 2:
         return []
     ratios = encoders.get("vs_torch_float32") or {}
-    rounds = len(next(iter(encoders.get("rounds_docs_per_s", {}).values()), [None]))
-    return [f"  encoders, best of {rounds} round(s): " + ", ".join(
+    return [f"  encoders, best of {encoders.get('rounds', 1)} round(s): " + ", ".join(
         f"{name} {speed} docs/s" + (f" ({ratios[name]}x torch float32)" if name in ratios else "")
         for name, speed in encoders["docs_per_s"].items())]
 

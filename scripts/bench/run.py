@@ -450,6 +450,7 @@ def _encoder_speeds(service: Service, backend: str, embedder, texts: list[str],
     return {
         "docs_per_s": speeds,
         "vs_torch_float32": {name: round(value / torch, 2) for name, value in speeds.items()} if torch else None,
+        "rounds": THROUGHPUT_ROUNDS,
         "rounds_docs_per_s": rounds,
         "note": f"the same sample texts, batch size and threads for each encoder, {THROUGHPUT_ROUNDS} "
                 "rounds taking turns, the best round of each; torch and onnx are float32, the "
