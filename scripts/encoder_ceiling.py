@@ -146,29 +146,25 @@ def text_by_text_ms(path: Path, token_ids: list[list[int]]) -> float:
 
 def torch_docs_per_s(folder: Path, texts: list[str], threads: int) -> float:
     from indexer.embedders import load_embedder
+    from indexer.pipeline import Progress
+    from scripts.bench.run import throughput_seconds
 
     embedder = load_embedder("torch", folder, threads=threads)
-    embedder.embed(texts[:64], batch_size=64)
-    began = time.perf_counter()
-    embedder.embed(texts, batch_size=64)
-    return len(texts) / (time.perf_counter() - began)
+    return len(texts) / throughput_seconds(embedder, texts, Progress(), "torch")
 
 
 def measure(folder: Path, cache: Path, texts: list[str], threads: int, with_torch: bool,
             say=lambda line: None) -> dict:
     import onnx
-    from tokenizers import Tokenizer
 
-    from indexer.onnx_backend import _max_seq_length, _transformer_folder, export_fp32, export_int8
+    from indexer.onnx_backend import OnnxEmbedder
 
     say("exporting (first time only)")
-    fp32 = export_fp32(folder, cache)
-    int8 = export_int8(folder, cache, per_channel=True)
-    shapes = product_shapes(onnx.load(str(fp32)))
-    tokenizer = Tokenizer.from_file(str(_transformer_folder(folder) / "tokenizer.json"))
-    tokenizer.no_padding()
-    tokenizer.enable_truncation(max_length=_max_seq_length(folder))
-    token_ids = [e.ids for e in tokenizer.encode_batch(texts)]
+    int8 = OnnxEmbedder.from_model_folder(folder, cache_dir=cache, threads=1, quantized=True, per_channel=True)
+    fp32 = OnnxEmbedder.from_model_folder(folder, cache_dir=cache, threads=1, quantized=False)
+    shapes = product_shapes(onnx.load(str(fp32.onnx_path)))
+    # One text at a time, as the encoder tokenises it for a run of its own (no padding).
+    token_ids = [int8.tokenizer.encode(text).ids for text in texts]
     tokens = round(float(np.mean([len(ids) for ids in token_ids])))
     macs = shapes.macs_per_text(tokens)
     weight_macs = tokens * sum(k * n for k, n in shapes.weights)
@@ -183,7 +179,8 @@ def measure(folder: Path, cache: Path, texts: list[str], threads: int, with_torc
         for kind, speed in speeds.items():
             floor_ms[kind] += uses * tokens * inner * outer / speed / 1e6
     say("timing the exports text by text")
-    run_ms = {"int8": text_by_text_ms(int8, token_ids), "float32": text_by_text_ms(fp32, token_ids)}
+    run_ms = {"int8": text_by_text_ms(int8.onnx_path, token_ids),
+              "float32": text_by_text_ms(fp32.onnx_path, token_ids)}
     result = {
         "texts": len(texts), "mean_words": round(float(np.mean([len(t.split()) for t in texts])), 1),
         "mean_tokens": tokens, "threads": threads,
@@ -238,7 +235,7 @@ def readable(r: dict) -> str:
 @click.option("--model", "model", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="sentence-transformers model folder (default: the packaged all-MiniLM-L6-v2)")
 @click.option("--cache", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="folder for the ONNX exports (default: a temporary folder)")
+              help="folder the ONNX exports are cached in, as a data home's models/onnx (default: a temporary folder)")
 @click.option("--articles", type=click.Path(file_okay=False, exists=True, path_type=Path), default=ARTICLES,
               show_default=True, help="articles the sample texts are composed from")
 @click.option("--no-torch", is_flag=True, help="do not time PyTorch float32")

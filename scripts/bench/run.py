@@ -409,7 +409,7 @@ def _index_figures(report, seconds: float, index_config: dict, profile: dict | N
     }
 
 
-def _throughput(embedder, texts: list[str], progress: Progress, label: str) -> float:
+def throughput_seconds(embedder, texts: list[str], progress: Progress, label: str) -> float:
     """Seconds to embed ``texts`` in batches, after one untimed warm-up batch."""
     embedder.embed(texts[:THROUGHPUT_BATCH], batch_size=THROUGHPUT_BATCH)
     progress.start(label, len(texts))
@@ -443,7 +443,7 @@ def _encoder_speeds(service: Service, backend: str, embedder, texts: list[str],
     rounds: dict[str, list[float]] = {name: [] for name in encoders}
     for turn in range(THROUGHPUT_ROUNDS):
         for name, encoder in encoders.items():
-            seconds = _throughput(encoder, texts, progress, f"{name} {turn + 1}/{THROUGHPUT_ROUNDS}")
+            seconds = throughput_seconds(encoder, texts, progress, f"{name} {turn + 1}/{THROUGHPUT_ROUNDS}")
             rounds[name].append(round(len(texts) / seconds, 1))
     speeds = {name: max(values) for name, values in rounds.items()}
     torch = speeds.get("torch")
