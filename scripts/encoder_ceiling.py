@@ -44,11 +44,14 @@ class ProductShapes:
     activation_products: int  # products of two activations (attention scores and mixing)
     hidden: int  # width of the activations those products run over
 
+    def weight_macs_per_text(self, tokens: int) -> int:
+        """Multiply-adds in the weight matrices: every token goes through each of them."""
+        return tokens * sum(k * n for k, n in self.weights)
+
     def macs_per_text(self, tokens: int) -> int:
-        """Multiply-adds of one text of ``tokens`` word pieces: every token goes through
-        every weight matrix; each attention product costs tokens x hidden per token."""
-        per_token = sum(k * n for k, n in self.weights)
-        return tokens * per_token + self.activation_products * tokens * tokens * self.hidden
+        """Multiply-adds of one text of ``tokens`` word pieces: the weight matrices, and each
+        attention product at tokens x hidden per token."""
+        return self.weight_macs_per_text(tokens) + self.activation_products * tokens * tokens * self.hidden
 
 
 def product_shapes(model) -> ProductShapes:
@@ -73,11 +76,12 @@ def product_shapes(model) -> ProductShapes:
     return ProductShapes(tuple(weights), activation_products, hidden)
 
 
-def _session(model_bytes_or_path, threads: int = 1):
+def _session(model_bytes_or_path):
+    """A one-thread session with the options the encoder's own sessions use."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
+    options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     return ort.InferenceSession(model_bytes_or_path, options, providers=["CPUExecutionProvider"])
@@ -167,7 +171,6 @@ def measure(folder: Path, cache: Path, texts: list[str], threads: int, with_torc
     token_ids = [int8.tokenizer.encode(text).ids for text in texts]
     tokens = round(float(np.mean([len(ids) for ids in token_ids])))
     macs = shapes.macs_per_text(tokens)
-    weight_macs = tokens * sum(k * n for k, n in shapes.weights)
 
     say("timing the products")
     per_shape = {}
@@ -184,7 +187,7 @@ def measure(folder: Path, cache: Path, texts: list[str], threads: int, with_torc
     result = {
         "texts": len(texts), "mean_words": round(float(np.mean([len(t.split()) for t in texts])), 1),
         "mean_tokens": tokens, "threads": threads,
-        "macs_per_text": macs, "weight_macs_per_text": weight_macs,
+        "macs_per_text": macs, "weight_macs_per_text": shapes.weight_macs_per_text(tokens),
         "product_gmacs_one_thread": per_shape,
         "weight_products_ms_per_text": {k: round(v, 2) for k, v in floor_ms.items()},
         "run_ms_per_text_one_thread": {k: round(v, 2) for k, v in run_ms.items()},
