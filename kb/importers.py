@@ -252,7 +252,7 @@ def parse_map_option(pairs: list[str]) -> dict[str, str]:
     return overrides
 
 
-_TYPE_SUFFIX = re.compile(r"\s*\[[a-z ]+\]$")
+_TYPE_SUFFIX = re.compile(r"(?<!\s)\s*+\[[a-z ]++\]$")  # linear: whitespace runs are read once
 
 
 def resolve_columns(

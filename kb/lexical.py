@@ -122,7 +122,10 @@ def stems(terms: list[str]) -> list[str]:
 # dotted class and package names, paths, host names. The tokenizer splits them into pieces
 # that are common alone ("ora", "3"); asked as a phrase they match only where the whole
 # identifier stands.
-_IDENTIFIER = re.compile(r"[^\W_]+(?:[-._:/\\][^\W_]+)+", re.UNICODE)
+# Linear in the text's length: a match starts only where a run of letters or digits starts
+# (the look-behind), and runs are taken whole (possessive), so an unbroken run of 200,000
+# letters is read once instead of once per position in it.
+_IDENTIFIER = re.compile(r"(?<![^\W_])[^\W_]++(?:[-._:/\\][^\W_]++)+", re.UNICODE)
 _STATUS_CODE = re.compile(r"\b(?:HTTP|HTTPS|error|code|status|errno|exit)[ :#-]*(\d{3,5})\b", re.IGNORECASE)
 MAX_IDENTIFIERS = 8
 SOURCE_SUFFIXES = frozenset("java py scala kt cs cpp cc c h go js ts rb php groovy clj".split())

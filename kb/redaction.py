@@ -83,7 +83,7 @@ _CREDENTIAL_PAIR = re.compile(
 _AUTH_HEADER = re.compile(r"(?im)\b(?:authorization|proxy-authorization)\s*:\s*(?:(?:bearer|basic|token|digest)\s+)?"
                           r"(?P<value>[^\s,;'\"]+)")
 _COOKIE_HEADER = re.compile(r"(?im)\b(?:set-)?cookie\s*:\s*(?P<value>[^\n]+)")
-_URL_PASSWORD = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s:/@?#]+:(?P<value>[^\s@/?#&]+)@")
+_URL_PASSWORD = re.compile(r"\b[a-z][a-z0-9+.-]{0,31}://[^\s:/@?#]{1,256}:(?P<value>[^\s@/?#&]{1,256})@")
 _NOT_A_SECRET = re.compile(
     r"^(?:|null|none|nil|true|false|yes|no|undefined|\*+|x+|\.\.\.|<[^>]*>|\$\{[^}]*\}|\$[A-Z_][A-Z0-9_]*"
     r"|[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+(?:\([^)]*\))?|[A-Za-z_][\w.]*[(\[].*|https?://\S*)$", re.I)
@@ -93,7 +93,9 @@ _LONG_STRING = re.compile(r"[A-Za-z0-9+/_=-]{24,}")
 
 _CARD = re.compile(r"(?<![\w.-])(?:\d[ -]?){12,18}\d(?![\w-])")
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,4})?\b")
-_EMAIL = re.compile(r"\b[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.(?:[a-z]{2,}|[A-Z]{2,})\b")
+# Every repetition below is bounded (the lengths RFC 5321 allows), so that text such as
+# "a.a.a.a..." or "a-a-a-..." costs a bounded amount of work per position, not a scan to its end.
+_EMAIL = re.compile(r"\b[A-Za-z0-9._%+'-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,8}\.(?:[a-z]{2,24}|[A-Z]{2,24})\b")
 _PHONE_INTL = re.compile(r"(?<![\w+])\+\d{1,3}(?:[ .-]?\(?\d{1,5}\)?){1,5}(?![\w-])")
 # National numbers: (212) 555-0187, 212-555-0187, 212.555.0187, or a trunk prefix 0 and
 # groups: 030 1234 5678, 06 12 34 56 78.
