@@ -114,6 +114,10 @@ class SuggestionResult:
     resolution_code: list[dict[str, Any]] = field(default_factory=list)
     group: str = ""
     raw_score: float = 0.0
+    # The estimated chance this result fixes the incident (search.confidence); None where
+    # no honest number can be given (then only ``confidence_band`` is shown).
+    confidence: float | None = None
+    confidence_band: str = ""  # "high" | "medium" | "low"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -129,4 +133,6 @@ class Suggestion:
     truncated: bool = False
     threshold: float = 0.0
     triage: dict[str, Any] = field(default_factory=dict)  # search.triage.triage()
+    p_answerable: float | None = None  # P(the store holds an answer), where fitted
+    language: str = "*"  # whose confidence maps judged it ("*": the store-wide ones)
 

@@ -407,6 +407,17 @@ def eval_command(app: AppContext, file: str, as_json: bool, ranking: str) -> Non
         click.echo(f"{'band':<9} {'results':>8} {'mean conf':>10} {'right':>7}")
         for row in table:
             click.echo(f"{row['band']:<9} {row['results']:>8} {row['mean_confidence']:>10.3f} {row['accuracy']:>7.3f}")
+    trust = reports[0].get("trust")
+    if trust and trust["queries"]:
+        click.echo(f"Shown confidence of the top result over every query (out of scope counts as wrong): "
+                   f"ECE {trust['ece']:.3f}; balanced accuracy of no good match "
+                   f"{'-' if reports[0]['balanced_accuracy'] is None else format(reports[0]['balanced_accuracy'], '.3f')}")
+        click.echo(f"{'band':<9} {'results':>8} {'mean conf':>10} {'right':>7}")
+        for row in trust["reliability"]:
+            click.echo(f"{row['band']:<9} {row['results']:>8} {row['mean_confidence']:>10.3f} {row['accuracy']:>7.3f}")
+        for band, row in trust["bands"].items():
+            right = "-" if row["right_share"] is None else f"{row['right_share']:.3f}"
+            click.echo(f"  {band:<7} {row['results']:>6} results, right {right}")
     routing = reports[0].get("routing")
     if routing:
         sure = "-" if routing["accuracy_when_sure"] is None else f"{routing['accuracy_when_sure']:.3f}"

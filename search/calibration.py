@@ -57,6 +57,7 @@ from search.ranking import (
 )
 from search.state import DocKey, SearchState
 from search.triage import fit_triage
+from search.trust_replay import fit_trust_maps
 
 # A resolution group collapses when its members' mean pairwise similarity rises above the
 # background (random pairs) by at least this share of the gap between the background and
@@ -506,7 +507,8 @@ def fit_profile(store: Store, state: SearchState, *, seed: int = 13, max_queries
                       "near_copies_left_out": sum(len(q.copies) for q in queries)}
     profile.triage, profile.fitted["triage"] = fit_triage(state, vectors, np.random.default_rng(seed))
     background = background_texts()
-    background_scores = best_similarities(state, embed(background)).tolist() if embed and background else []
+    background_vectors = embed(background) if embed and background else None
+    background_scores = best_similarities(state, background_vectors).tolist() if background_vectors is not None else []
     if len(queries) < MIN_QUERIES_TO_FIT:
         profile.source = "default"
         profile.collapse = cohesive_list
@@ -588,6 +590,9 @@ def fit_profile(store: Store, state: SearchState, *, seed: int = 13, max_queries
     profile.confidence_map = {name: fit_confidence(rows_by_bucket[name])
                               if len(rows_by_bucket.get(name, [])) >= MIN_QUERIES_PER_BUCKET else overall
                               for name, _, _ in LENGTH_BUCKETS}
+    profile.trust, profile.fitted["trust"] = fit_trust_maps(
+        store, state, queries, chosen, collapses[collapse_name], depth, leads,
+        model if profile.classifier else None, background, background_vectors, rng)
     profile.source = "fitted"
     table = sorted(((objective(r), c.name, *quality(r)) for c, r in results.values()), reverse=True)
     acc, mrr = quality(final_ranks)

@@ -75,6 +75,9 @@ class RankingProfile:
     classifier: dict[str, Any] | None = None
     # Per triage field: the logistic map from (vote share, evidence) to P(right) (search.triage).
     triage: dict[str, Any] = field(default_factory=dict)
+    # Confidence and "no good match" fitted on a mixed stream (search.confidence); None where
+    # the store's replay was too small: results then show a band without a number.
+    trust: dict[str, Any] | None = None
 
     def blend_for(self, words: int) -> dict:
         bucket = length_bucket(words)
@@ -100,6 +103,7 @@ class RankingProfile:
             "classifier": fitted.get("classifier"),
             "no_good_match": {"similarity_below": round(self.match_threshold, 4), **fitted.get("no_match", {})},
             "triage": fitted.get("triage", {}),
+            "trust": fitted.get("trust", {}),
             "note": fitted.get("note", ""),
         }
 

@@ -17,12 +17,14 @@ from indexer.chunking import WINDOW_WORDS
 from indexer.embedders import Embedder
 from indexer.index_files import current_version, read_config
 from kb.errors import IndexMismatchError, IndexMissingError, ValidationError
+from kb.language import detect_code
 from kb.lexical import identifier_phrases, query_terms
 from kb.models import Suggestion, SuggestionResult
 from kb.store import Store
 from kb.store.suggestions import new_suggestion_id
 from kb.text import normalise_text
 from search.classifier import ResolutionClassifier, content_stems
+from search.confidence import Judgement, TrustProfile, gather_evidence, unfitted_judgement
 from search.duplicates import OpenIncidents, possible_duplicates
 from search.feedback import compute_priors
 from search.ranking import (
@@ -95,6 +97,21 @@ def shown_confidences(groups: list[GroupScore], cands, count: int, mapping: list
     return out
 
 
+def one_verdict(triage_out: dict) -> None:
+    """Under "no good match" triage says the same: no prediction is sure, and the
+    first-line hint (drawn from incidents that are not like this one) does not apply."""
+    for name in ("category", "product", "assignment_group"):
+        field_out = triage_out.get(name)
+        if isinstance(field_out, dict):
+            field_out["value"] = None
+            field_out["not_sure"] = True
+    first_line = triage_out.get("first_line")
+    if isinstance(first_line, dict):
+        first_line["applies"] = False
+        first_line["text"] = ""
+        first_line["note"] = "no good match: the similar incidents are not like this one"
+
+
 class ResolutionSuggester:
     """Holds the embedder and the in-memory search state of one process.
 
@@ -135,6 +152,8 @@ class ResolutionSuggester:
         self._loading: str | None = None
         self._classifier: tuple[ResolutionClassifier, dict] | None = None  # with its lead documents
         self._classifier_for = None
+        self._trust: TrustProfile | None = None
+        self._trust_for = None
 
     # --- keeping the state current ----------------------------------------------------
 
@@ -244,9 +263,10 @@ class ResolutionSuggester:
         depth = max(profile.vote_depth, 3 * request.k)
         words = len(text.split())
         collapse = set(profile.collapse)
+        class_logp = None
         if request.ranking == "shipped":
             blend = Blend.from_dict(profile.blend_for(words))
-            class_logp, leads = self._class_evidence(state, blend, vectors, text)
+            class_logp, leads = self._class_evidence(state, vectors, text)
             groups = rank_groups(
                 cands, state, blend, depth=depth, collapse=collapse, viewer=request.viewer,
                 accept=accept, priors=self.priors if request.use_feedback else None,
@@ -256,18 +276,32 @@ class ResolutionSuggester:
             groups = rank_groups(cands, state, Blend(request.ranking), depth=depth, collapse=collapse,
                                  viewer=request.viewer, accept=accept)
         best_similarity = max(cands.dense.values(), default=0.0)
-        results = self._results(store, state, groups, terms, cands, profile.confidence_for(words), request.k)
-        no_good_match = not results or (request.ranking == "shipped" and best_similarity < profile.match_threshold)
+        shown = shown_confidences(groups, cands, min(request.k, len(groups)), profile.confidence_for(words))
+        trust = self._trust_profile(state) if request.ranking == "shipped" else None
+        if trust is not None:
+            language = detect_code(text) if trust.languages else None
+            judgement = trust.judge(groups, cands, gather_evidence(cands, state, class_logp), state,
+                                    min(request.k, len(groups)), language)
+        else:
+            flagged = not groups or (request.ranking == "shipped" and best_similarity < profile.match_threshold)
+            judgement = unfitted_judgement(shown, flagged)
+        results = self._results(store, state, groups, terms, cands, judgement, request.k)
+        no_good_match = not results or judgement.no_good_match
         suggestion = Suggestion(
             id=new_suggestion_id(), query=text, no_good_match=no_good_match, results=results,
             confidence=results[0].score if results else 0.0, truncated=truncated,
             threshold=profile.match_threshold,
             triage=triage(neighbours(cands.dense, state), profile.triage,
                           customer_tier=request.customer_tier, top_tiers=self.top_tiers),
+            p_answerable=judgement.p_answerable, language=judgement.language,
         )
         suggestion.triage["duplicates"] = possible_duplicates(
             self.open_incidents.current(store), vectors[0], exclude=request.incident_ref,
             product=request.filters.product, threshold=self.duplicate_similarity)
+        if no_good_match:
+            one_verdict(suggestion.triage)
+        elif isinstance(suggestion.triage.get("first_line"), dict):
+            suggestion.triage["first_line"].setdefault("applies", True)
         if record:
             store.record_suggestion(
                 suggestion_id=suggestion.id, query=text, title=normalise_text(request.title.strip()),
@@ -285,9 +319,16 @@ class ResolutionSuggester:
             )
         return suggestion
 
-    def _class_evidence(self, state: SearchState, blend: Blend, vectors: np.ndarray, text: str):
-        """The classifier's log-probabilities for this query, when the blend uses it."""
-        if blend.classifier <= 0 or not state.profile.classifier:
+    def _trust_profile(self, state: SearchState) -> TrustProfile | None:
+        if self._trust_for is not state.profile:
+            self._trust = TrustProfile.from_dict(state.profile.trust)
+            self._trust_for = state.profile
+        return self._trust
+
+    def _class_evidence(self, state: SearchState, vectors: np.ndarray, text: str):
+        """The classifier's log-probabilities for this query, when the store keeps one
+        (the ranking mixes them in as its blend says; the confidence reads them too)."""
+        if not state.profile.classifier:
             return None, None
         if self._classifier_for is not state.profile:
             model = ResolutionClassifier.from_dict(state.profile.classifier)
@@ -302,9 +343,8 @@ class ResolutionSuggester:
         return dict(zip(model.classes, logp.tolist(), strict=True)), leads
 
     def _results(self, store: Store, state: SearchState, groups: list[GroupScore],
-                 terms: list[str], cands, confidence_map: list[float], k: int) -> list[SuggestionResult]:
-        ranked, groups = groups, groups[:k]
-        shown = shown_confidences(ranked, cands, len(groups), confidence_map)
+                 terms: list[str], cands, judgement: Judgement, k: int) -> list[SuggestionResult]:
+        groups = groups[:k]
         best_chunks = [g.members[0][2] for g in groups]
         texts = {row["id"]: row["text"] for row in store.chunk_rows(best_chunks)}
         results = []
@@ -326,7 +366,10 @@ class ResolutionSuggester:
                     resolution=lead.resolution,
                     resolution_code=[{"text": text, "block": block} for text, block in lead.code],
                     snippet=highlight_snippet(snippet_source, terms),
-                    score=round(shown[rank - 1], 4),
+                    score=round(judgement.scores[rank - 1], 4),
+                    confidence=(None if judgement.confidences[rank - 1] is None
+                                else round(judgement.confidences[rank - 1], 4)),
+                    confidence_band=judgement.bands[rank - 1],
                     raw_score=round(group.score, 4),
                     product=lead.product, category=lead.category, status=lead.status,
                     validated_at=lead.updated if lead.status == "validated" else "",

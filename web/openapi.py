@@ -46,7 +46,15 @@ RESULT = {
         },
         "snippet": {"type": "string", "description": "HTML-escaped text; matched terms in <mark>."},
         "score": {"type": "number", "minimum": 0, "maximum": 1,
-                  "description": "Estimated probability that this resolution fits."},
+                  "description": "Estimated probability that this resolution fits (the same as "
+                                 "confidence where that is a number)."},
+        "confidence": {"type": ["number", "null"], "minimum": 0, "maximum": 1,
+                       "description": "Estimated chance that this result fixes the incident, calibrated "
+                                      "on answerable and off-topic requests; null where the store has too "
+                                      "little evidence for an honest number (use confidence_band)."},
+        "confidence_band": {"type": ["string", "null"], "enum": ["high", "medium", "low", None],
+                            "description": "high: right at least nine times in ten on the store's replay; "
+                                           "never high or medium under no_good_match."},
         "url": {"type": "string"},
         "product": {"type": "string"},
         "category": {"type": "string"},
@@ -136,6 +144,11 @@ SUGGESTION = {
         "suggestion_id": {"type": "string"},
         "no_good_match": {"type": "boolean"},
         "confidence": {"type": "number"},
+        "answerable_probability": {"type": ["number", "null"],
+                                   "description": "Estimated chance that the store holds an answer."},
+        "calibrated_for": {"type": "string",
+                           "description": "Language whose fitted confidence maps judged the request "
+                                          "(\"*\": the store-wide ones)."},
         "truncated": {"type": "boolean"},
         "triage": TRIAGE,
         "results": {"type": "array", "items": RESULT},

@@ -57,8 +57,11 @@ def viewer_for(principal) -> Viewer:
     return Viewer(include_drafts=principal.role in MANAGERS)
 
 
-def confidence_label(score: float) -> str:
-    """Words for the estimated chance a resolution fits (app.js uses the same cut-offs)."""
+def confidence_label(score: float, band: str | None = None) -> str:
+    """Words for the estimated chance a resolution fits: the band the service gave it
+    (search.confidence), else the old cut-offs on the number (app.js does the same)."""
+    if band:
+        return band.capitalize()
     if score >= 0.7:
         return "High"
     if score >= 0.4:

@@ -109,6 +109,7 @@ def evaluate(
     hits1 = rr = recall5 = recall10 = flagged_in = flagged_out = 0.0
     latencies = []
     shown: list[tuple[float, bool]] = []  # (top result's confidence, whether it was right)
+    mixed: list[tuple[float, bool, str]] = []  # the same over every query, with its band
     misses: list[dict[str, Any]] = []
     routing = RoutingTally(state)
     for query in queries:
@@ -124,6 +125,9 @@ def evaluate(
             routing.add(query.assignment_group, suggestion.triage.get("assignment_group") or {})
         if not query.relevant:
             flagged_out += suggestion.no_good_match
+            if suggestion.results:
+                top = suggestion.results[0]
+                mixed.append((_shown(top), False, top.confidence_band))
             continue
         flagged_in += suggestion.no_good_match
         wanted = {normalise_resolution(r) for r in query.relevant} | set(query.relevant)
@@ -135,6 +139,8 @@ def evaluate(
         hits1 += first == 1
         if suggestion.results:
             shown.append((suggestion.results[0].score, first == 1))
+            top = suggestion.results[0]
+            mixed.append((_shown(top), first == 1, top.confidence_band))
         rr += 1.0 / first if first else 0.0
         # Distinct relevant resolutions: relevant ids that share a group count once.
         relevant_groups = max(1, _distinct_resolutions(query.relevant, members))
@@ -161,6 +167,9 @@ def evaluate(
         "latency_ms_p95": round(float(np.percentile(latencies, 95)), 2),
         "profile": state.profile.source,
         "reliability": reliability_table(shown) if ranking == "shipped" else [],
+        "balanced_accuracy": (round(0.5 * (flagged_out / len(out_scope) + 1 - flagged_in / n), 4)
+                              if out_scope and in_scope else None),
+        "trust": trust_report(mixed) if ranking == "shipped" else None,
         "routing": routing.report(),
         "misses": misses,
     }
@@ -213,6 +222,30 @@ def reliability_table(shown: list[tuple[float, bool]]) -> list[dict[str, Any]]:
                          "mean_confidence": round(sum(c for c, _ in band) / len(band), 3),
                          "accuracy": round(sum(ok for _, ok in band) / len(band), 3)})
     return rows
+
+
+def _shown(result) -> float:
+    """The confidence an agent reads: the number where there is one, else the score."""
+    return result.confidence if result.confidence is not None else result.score
+
+
+def trust_report(rows: list[tuple[float, bool, str]]) -> dict[str, Any]:
+    """The top result's shown confidence over every query (an out-of-scope query's result
+    is wrong): its reliability table, expected calibration error, and how often each band
+    was right."""
+    from search.confidence import BANDS, expected_calibration_error
+
+    bands = {}
+    for band in BANDS:
+        inside = [ok for _, ok, b in rows if b == band]
+        bands[band] = {"results": len(inside),
+                       "right_share": round(sum(inside) / len(inside), 4) if inside else None}
+    return {
+        "queries": len(rows),
+        "reliability": reliability_table([(c, ok) for c, ok, _ in rows]),
+        "ece": round(expected_calibration_error([(c, ok) for c, ok, _ in rows]), 4),
+        "bands": bands,
+    }
 
 
 def _distinct_resolutions(relevant: list[str], members: GroupMembers) -> int:

@@ -87,7 +87,8 @@
     return currentSid ? "/?sid=" + encodeURIComponent(currentSid) : "/";
   }
 
-  function confidenceLabel(score) {
+  function confidenceLabel(score, band) {
+    if (band) return band.charAt(0).toUpperCase() + band.slice(1);
     if (score >= 0.7) return "High";
     if (score >= 0.4) return "Medium";
     return "Low";
@@ -141,7 +142,8 @@
   }
 
   function resultItem(r) {
-    const label = confidenceLabel(r.score);
+    const label = confidenceLabel(r.score, r.confidence_band);
+    const numbered = r.confidence !== null && r.confidence !== undefined;
     const facts = el("ul", { class: "facts" });
     if (r.similar_count > 1) facts.appendChild(el("li", { class: "similar-count", text: "Resolved " + r.similar_count + " similar incidents" }));
     if (r.matched_terms.length) facts.appendChild(el("li", { text: "Matched: " + r.matched_terms.join(", ") }));
@@ -161,9 +163,9 @@
       ]),
       el("p", { class: "confidence confidence-" + label.toLowerCase() }, [
         el("meter", { min: "0", max: "1", low: "0.4", high: "0.7", optimum: "1", value: String(r.score), "aria-hidden": "true" }),
-        el("span", { text: label + " confidence · " + (r.score < 0.005 ? "<1%" : Math.round(r.score * 100) + "%") }),
+        el("span", { text: label + " confidence" + (numbered ? " · " + (r.confidence < 0.005 ? "<1%" : Math.round(r.confidence * 100) + "%") : "") }),
         " ",
-        el("span", { class: "hint", text: "estimated chance this fixes it" }),
+        el("span", { class: "hint", text: numbered ? "estimated chance this fixes it" : "too little evidence in this knowledge base for a number" }),
       ]),
       fixNode(r.resolution, r.resolution_code),
       snippetNode(r.snippet),
@@ -198,7 +200,7 @@
       if (t.priority.raised) line.append(" ", el("span", { class: "hint", text: "(" + t.priority.note + ")" }));
     }
     const box = el("aside", { class: "triage", "aria-label": "Triage" }, [line]);
-    if (t.first_line && t.first_line.similar && t.first_line.text) box.appendChild(el("p", { class: "first-line", text: t.first_line.text + "." }));
+    if (t.first_line && t.first_line.similar && t.first_line.text && t.first_line.applies !== false) box.appendChild(el("p", { class: "first-line", text: t.first_line.text + "." }));
     return box;
   }
 
