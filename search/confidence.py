@@ -268,9 +268,10 @@ class TrustProfile:
         for position in range(min(count, len(groups))):
             p = model.p_right(result_features(groups, cands, evidence, position, self.scale, state), features)
             if values:
-                # A lower result never shows more than the one above it, and the shown
-                # results together never claim more than certainty.
-                p = min(p, values[-1], max(1.0 - sum(values), 0.0))
+                # A lower result never shows more than the one above it. Each value is the
+                # result's own chance, not a share: two results that give the same fix
+                # (incidents not grouped into one resolution) can both be likely.
+                p = min(p, values[-1])
             if flagged:
                 p = min(p, model.no_match_cap)
             values.append(max(p, 0.0))
