@@ -28,8 +28,13 @@ from kb.models import Incident
 from kb.redaction import Redactor
 from kb.store import Store, UpsertCounts, open_store
 from search.calibration import fit_profile
+from search.profile import RankingProfile
 from search.state import SearchState
 from search.suggester import ResolutionSuggester
+
+
+class ProfileRejected(KBError):
+    """The profile fitted on a new index did not pass the caller's check; nothing was published."""
 
 
 class Service:
@@ -184,12 +189,15 @@ class Service:
 
     def index(self, *, rebuild: bool = False, progress: Progress | None = None,
               fit: bool = True, embedder: Embedder | None = None, cluster: str | None = None,
-              cluster_workers: int | None = None, say: Callable[[str], None] | None = None) -> IndexReport:
+              cluster_workers: int | None = None, say: Callable[[str], None] | None = None,
+              accept: Callable[[RankingProfile], str] | None = None) -> IndexReport:
         """Bring the index in step with the store, fit the ranking profile, publish.
 
         ``embedder`` switches models (kb tune): every chunk is embedded with it and the
         index is rebuilt; until it is published the current one keeps serving.
         ``cluster`` embeds the texts the vector cache lacks on a Ray cluster (indexer.cluster).
+        ``accept(profile)`` sees the ranking profile fitted on the new index before anything
+        is saved or published; a non-empty answer (the reason) stops here with ProfileRejected.
         Raises BlockingIOError when another indexer holds the lock.
         """
         embedder = embedder or self.embedder()
@@ -201,11 +209,13 @@ class Service:
             with cluster_embedder(cluster, embedder, backend=backend, folder=folder,
                                   cache_dir=self.home / "models" / "onnx", workers=cluster_workers,
                                   threads=1, say=say or (lambda message: None)) as bulk:
-                return self._index(rebuild=rebuild, progress=progress, fit=fit, embedder=embedder, bulk=bulk)
-        return self._index(rebuild=rebuild, progress=progress, fit=fit, embedder=embedder, bulk=embedder)
+                return self._index(rebuild=rebuild, progress=progress, fit=fit, embedder=embedder, bulk=bulk,
+                                   accept=accept)
+        return self._index(rebuild=rebuild, progress=progress, fit=fit, embedder=embedder, bulk=embedder,
+                           accept=accept)
 
     def _index(self, *, rebuild: bool, progress: Progress | None, fit: bool, embedder: Embedder,
-               bulk: Embedder) -> IndexReport:
+               bulk: Embedder, accept: Callable[[RankingProfile], str] | None = None) -> IndexReport:
         store = self.store()
         summary: dict = {}
 
@@ -214,6 +224,9 @@ class Service:
                 return
             state = SearchState.from_index(store, index, embedder.model_id, seq)
             profile = fit_profile(store, state, embed=lambda texts: self._embed_cached(store, embedder, texts))
+            reason = accept(profile) if accept is not None else ""
+            if reason:
+                raise ProfileRejected(reason)
             store.save_ranking_profile(embedder.model_id, profile.to_dict())
             summary.update(profile.summary())
 

@@ -5,9 +5,15 @@
    ranking profile collapses, and agents' recorded choices (the query they typed joins the
    group of the result they used; at most a few per agent per day, so no single agent
    steers the model).
-2. A seeded tenth of the incidents is held out of training. Both the current model and the
-   candidate rank the held-out incidents against all the others (the service's soft vote);
-   the candidate is kept only if its accuracy@1 is higher (MRR breaks a tie).
+2. A seeded tenth of the incidents is held out of training; those with a near-copy among the
+   others (the same text filed twice) are left out of the comparison. Both the current model
+   and the candidate rank the held-out incidents against all the others (the service's soft
+   vote); the candidate goes on only on a clear win: accuracy@1 higher by ``CLEAR_WIN`` and
+   MRR not lower.
+2b. Then the whole shipped ranking decides: the candidate's index is built and its ranking
+   profile fitted (fusion, classifier, thresholds, by the store's replay); unless that replay
+   ranks at least ``CLEAR_WIN`` better (accuracy@1 + MRR) than the current profile's, nothing
+   is published and the current model keeps serving.
 3. A kept candidate is saved as a new version under ``<home>/models/``, every chunk is
    embedded with it (cached per model, so a rollback costs no re-embedding), and a new index
    built with it is published. Publishing is the switch: until then the current model and
@@ -34,7 +40,7 @@ import numpy as np
 from indexer.chunking import incident_text
 from indexer.embedders import Embedder
 from indexer.finetune import FineTuneSettings, fine_tune, plan_steps
-from kb.app.service import Service
+from kb.app.service import ProfileRejected, Service
 from kb.errors import KBError, NotEnoughDataError
 from kb.store import Store
 from search.profile import RankingProfile
@@ -42,6 +48,10 @@ from search.profile import RankingProfile
 HOLDOUT_SHARE = 0.1
 FEEDBACK_PER_AGENT_PER_DAY = 20
 EVAL_DEPTH = 30
+# A tuned model must beat the current one by this much (accuracy@1; accuracy@1 + MRR on the
+# profile's replay) to switch: a few hundred held-out incidents cannot tell a near-tie apart.
+CLEAR_WIN = 0.01
+COPY_SIMILARITY = 0.98
 
 
 @dataclass
@@ -67,6 +77,7 @@ class TuneReport:
     held_out: int = 0
     feedback_pairs: int = 0
     index_version: str = ""
+    replay: dict[str, float | None] = field(default_factory=dict)  # whole-ranking replay, both models
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -163,6 +174,30 @@ def rank_accuracy(embedder: Embedder, data: TuningData, *, tau: float, batch_siz
     return {"accuracy_at_1": round(hits / n, 4), "mrr": round(rr / n, 4)}
 
 
+def without_near_copies(embedder: Embedder, data: TuningData, batch_size: int = 64) -> TuningData:
+    """The held-out queries that have no near-copy (cosine >= COPY_SIMILARITY) in the corpus."""
+    if not data.queries or not data.corpus:
+        return data
+    corpus = embedder.embed([t for t, _ in data.corpus], batch_size=batch_size)
+    queries = embedder.embed([t for t, _ in data.queries], batch_size=batch_size)
+    best = (queries @ corpus.T).max(axis=1)
+    keep = [pair for pair, score in zip(data.queries, best.tolist(), strict=True) if score < COPY_SIMILARITY]
+    return TuningData(data.train_groups, data.corpus, keep, data.feedback_pairs)
+
+
+def clear_win(candidate: dict[str, float], current: dict[str, float]) -> bool:
+    return (candidate["accuracy_at_1"] >= current["accuracy_at_1"] + CLEAR_WIN
+            and candidate["mrr"] >= current["mrr"])
+
+
+def replay_objective(profile: RankingProfile) -> float | None:
+    """Accuracy@1 + MRR of the shipped ranking on the profile's own replay (None: not fitted)."""
+    fitted = profile.fitted or {}
+    if profile.source != "fitted" or fitted.get("replay_accuracy_at_1") is None:
+        return None
+    return float(fitted["replay_accuracy_at_1"]) + float(fitted.get("replay_mrr") or 0.0)
+
+
 def models_root(home: Path) -> Path:
     return home / "models"
 
@@ -219,6 +254,11 @@ def tune(
         examples=sum(len(v) for v in data.train_groups.values()), held_out=len(data.queries),
         feedback_pairs=data.feedback_pairs,
     )
+    data = without_near_copies(current, data)
+    if len(data.queries) < 20:
+        raise NotEnoughDataError(
+            f"kb tune needs at least 20 held-out incidents without a near-copy; the store gives {len(data.queries)}")
+    report.held_out = len(data.queries)
     report.current = rank_accuracy(current, data, tau=profile.vote_tau)
     home = service.home
     version = new_model_version()
@@ -236,17 +276,32 @@ def tune(
         report.steps = result.steps
         candidate = service.embedder_for_folder(staging, threads=settings.threads)
         report.candidate = rank_accuracy(candidate, data, tau=profile.vote_tau)
-        better = (report.candidate["accuracy_at_1"], report.candidate["mrr"]) > (
-            report.current["accuracy_at_1"], report.current["mrr"])
+        better = clear_win(report.candidate, report.current)
         if not better or dry_run:
             report.reason = ("dry run: nothing switched" if better else
-                             "the tuned model was not better on the held-out incidents; nothing switched")
+                             "the tuned model was not clearly better on the held-out incidents; nothing switched")
             shutil.rmtree(staging, ignore_errors=True)
             report.total_seconds = round(time.monotonic() - began, 1)
             return report
         os.replace(staging, final)
         candidate = service.embedder_for_folder(final, threads=settings.threads)
-        index_report = service.index(embedder=candidate)
+        before = replay_objective(profile)
+
+        def whole_ranking(fitted: RankingProfile) -> str:
+            after = replay_objective(fitted)
+            report.replay = {"current": before, "candidate": after}
+            if before is not None and (after is None or after < before + CLEAR_WIN):
+                return (f"the shipped ranking with the tuned model was not clearly better on the store's replay "
+                        f"(accuracy@1 + MRR {after} vs {before:.4f}); nothing switched")
+            return ""
+
+        try:
+            index_report = service.index(embedder=candidate, accept=whole_ranking)
+        except ProfileRejected as exc:
+            shutil.rmtree(final, ignore_errors=True)
+            report.reason = str(exc)
+            report.total_seconds = round(time.monotonic() - began, 1)
+            return report
         service.use_embedder(candidate)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -46,12 +46,30 @@ def test_switches_only_when_better_and_rolls_back(sample_service, monkeypatch):
     scores = iter([{"accuracy_at_1": 0.8, "mrr": 0.85}, {"accuracy_at_1": 0.7, "mrr": 0.8}])
     monkeypatch.setattr(tuning, "rank_accuracy", lambda *a, **k: next(scores))
     report = tuning.tune(service, settings=QUICK)
-    assert not report.switched and "not better" in report.reason
+    assert not report.switched and "not clearly better" in report.reason
+    assert read_config(service.index_root)["version"] == packaged["version"]
+    assert not list((service.home / "models").glob("tuned-*"))
+
+    # A near-tie on the held-out incidents is no clear win.
+    scores = iter([{"accuracy_at_1": 0.8, "mrr": 0.85}, {"accuracy_at_1": 0.805, "mrr": 0.86}])
+    monkeypatch.setattr(tuning, "rank_accuracy", lambda *a, **k: next(scores))
+    assert not tuning.tune(service, settings=QUICK).switched
+
+    # A clear win on the held-out incidents, but the whole shipped ranking is no better on
+    # the replay: nothing is published and no tuned model is kept.
+    scores = iter([{"accuracy_at_1": 0.8, "mrr": 0.85}, {"accuracy_at_1": 0.9, "mrr": 0.92}])
+    monkeypatch.setattr(tuning, "rank_accuracy", lambda *a, **k: next(scores))
+    objectives = iter([1.7, 1.69])
+    monkeypatch.setattr(tuning, "replay_objective", lambda profile: next(objectives))
+    report = tuning.tune(service, settings=QUICK)
+    assert not report.switched and "shipped ranking" in report.reason
     assert read_config(service.index_root)["version"] == packaged["version"]
     assert not list((service.home / "models").glob("tuned-*"))
 
     scores = iter([{"accuracy_at_1": 0.8, "mrr": 0.85}, {"accuracy_at_1": 0.9, "mrr": 0.92}])
     monkeypatch.setattr(tuning, "rank_accuracy", lambda *a, **k: next(scores))
+    objectives = iter([1.7, 1.8])
+    monkeypatch.setattr(tuning, "replay_objective", lambda profile: next(objectives))
     report = tuning.tune(service, settings=QUICK)
     assert report.switched and report.steps > 0
     config = read_config(service.index_root)

@@ -143,3 +143,20 @@ def test_page_and_api_agree(desk_client):
     answered = page_for(client, ON_TOPIC)
     assert "No good match" not in answered and 'class="first-line"' in answered
     assert re.search(r"(High|Medium) confidence · \d+%", answered)
+
+
+def test_an_index_whose_profile_is_rejected_publishes_nothing(desk_home, tmp_path):
+    from indexer.index_files import read_config
+    from kb.app.service import ProfileRejected
+
+    home = tmp_path / "home"
+    shutil.copytree(desk_home[0], home)
+    service = Service(load_config(environ={}, home=str(home), embed_backend="hashing"), embedder=HashingEmbedder())
+    before = read_config(service.index_root)["version"]
+    seen = []
+    with pytest.raises(ProfileRejected, match="not better"):
+        service.index(rebuild=True, accept=lambda profile: seen.append(profile.source) or "not better")
+    assert seen == ["fitted"] and read_config(service.index_root)["version"] == before
+    service.index(rebuild=True, accept=lambda profile: "")
+    assert read_config(service.index_root)["version"] != before
+    service.close()
