@@ -207,7 +207,23 @@ def echo_ranking(ranking: dict, *, verbose: bool) -> None:
                     else "incidents' nearest other incidents")
         line += (f" (flags {no_match['flagged_in_scope']:.1%} of {evidence} and "
                  f"{no_match['flagged_background']:.1%} of {no_match['background']} off-topic requests)")
+    trust = ranking.get("trust") or {}
+    if trust.get("models"):
+        line += " (used where the fitted verdict below is not)"
     click.echo(line)
+    if trust.get("models"):
+        stream = trust["stream"]
+        click.echo(f"Confidence and no good match fitted on a mixed stream: {stream.get('answerable', 0)} answerable, "
+                   f"{stream.get('near', 0)} with their resolution held out, {stream.get('far', 0)} background requests")
+        for language, model in trust["models"].items():
+            verdict, high = model["no_good_match"], model["high"]
+            high_text = (f"High from {high['cut']:.2f} (right {high['right_share']:.1%} of {high['results']})"
+                         if high.get("cut") else "no High (never right nine times in ten)")
+            click.echo(f"  {'store-wide' if language == '*' else language}: flags {verdict['flagged_answerable']:.1%} "
+                       f"of answerable, {verdict['flagged_off_topic']:.1%} of off-topic (balanced accuracy "
+                       f"{verdict['balanced_accuracy']:.3f}); {high_text}; ECE {model['ece']:.3f}")
+    elif trust.get("note"):
+        click.echo(f"Confidence: {trust['note']}")
     for field, figures in (ranking.get("triage") or {}).items():
         click.echo(f"Triage {field.replace('_', ' ')}: replay accuracy {figures['accuracy_at_1']:.3f} on "
                    f"{figures['replayed']} incidents (not sure {figures['not_sure_share']:.1%}; majority "

@@ -34,8 +34,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=7, help="Seed of the choice.")
     parser.add_argument("--far", help="A JSONL file whose queries with an empty relevant list are added.")
     args = parser.parse_args(argv)
-    incidents = [json.loads(line) for line in Path(args.incidents).read_text(encoding="utf-8").splitlines() if line.strip()]
-    queries = [json.loads(line) for line in Path(args.queries).read_text(encoding="utf-8").splitlines() if line.strip()]
+    incidents = [json.loads(line) for line in Path(args.incidents).read_text(encoding="utf-8").split("\n") if line.strip()]
+    queries = [json.loads(line) for line in Path(args.queries).read_text(encoding="utf-8").split("\n") if line.strip()]
     names = sorted({q["relevant"][0] for q in queries if q.get("relevant")})
     rng = random.Random(args.seed)
     held = set(rng.sample(names, max(1, round(len(names) * args.share))))
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
         relevant = [r for r in q.get("relevant", []) if r not in held]
         lines.append({"text": q["text"], "relevant": relevant})
     if args.far:
-        for line in Path(args.far).read_text(encoding="utf-8").splitlines():
+        for line in Path(args.far).read_text(encoding="utf-8").split("\n"):
             if line.strip():
                 record = json.loads(line)
                 if not record.get("relevant"):

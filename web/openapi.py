@@ -133,7 +133,11 @@ TRIAGE = {
                            "age": {"type": "string"}, "similarity": {"type": "number"}}}},
         "first_line": {"type": "object", "properties": {
             "similar": {"type": "integer"}, "solved_at_first_line": {"type": "integer"},
-            "resolution": {"type": ["object", "null"]}, "text": {"type": "string"}}},
+            "resolution": {"type": ["object", "null"]}, "text": {"type": "string"},
+            "applies": {"type": "boolean",
+                        "description": "false under no_good_match: the similar incidents are not like this one "
+                                       "(text is then empty)."},
+            "note": {"type": "string"}}},
     },
 }
 
