@@ -21,13 +21,21 @@ from search.profile import length_bucket
 from search.ranking import Candidates, GroupScore, Viewer, rank_groups, retrieve
 from search.state import DocKey, SearchState
 
+# Replayed incidents whose language is identified first: when none of them is in another
+# language than English, the store fits no maps per language and the rest are not read.
+LANGUAGE_PROBE = 100
+
 
 def replay_languages(store: Store, keys: Sequence[DocKey]) -> dict[DocKey, str | None]:
     """The language of each replayed incident's text (None where none is clearly ahead)."""
     ids = [key[1] for key in keys if key[0] == "incident"]
     out: dict[DocKey, str | None] = {}
-    for incident in store.iter_incidents(ids):
-        out[("incident", incident.id)] = detect_code(normalise_text(incident_text(incident.title, incident.description)))
+    for start, stop in ((0, LANGUAGE_PROBE), (LANGUAGE_PROBE, len(ids))):
+        for incident in store.iter_incidents(ids[start:stop]):
+            text = normalise_text(incident_text(incident.title, incident.description))
+            out[("incident", incident.id)] = detect_code(text)
+        if all(code in (None, "en") for code in out.values()):
+            return {key: "en" for key in out}
     return out
 
 
