@@ -70,6 +70,8 @@ HIGH_Z = 1.28
 MIN_HIGH_CUT = 0.7
 MIN_HIGH_EVIDENCE = 20
 MEDIUM_CUT = 0.4
+# Cuts whose balanced accuracy on the replay is within this of the best count as equally good.
+CUT_TOLERANCE = 0.005
 # Under "no good match" a result never shows more than this.
 NO_MATCH_CAP = 0.39
 L2 = 0.01
@@ -340,21 +342,35 @@ def wilson_lower(share: float, n: float, z: float = HIGH_Z) -> float:
 
 def choose_cut(p_in: np.ndarray, p_out: np.ndarray, max_flagged: float = MAX_FLAGGED_SHARE) -> tuple[float, dict]:
     """The P(answerable) cut below which a request is flagged: the best balanced accuracy
-    among cuts that flag at most ``max_flagged`` of answerable replays."""
+    among cuts that flag at most ``max_flagged`` of answerable replays. Where a range of
+    cuts is about as good (a replay that separates cleanly), the middle of that range (in
+    log-odds): new requests are worded less like the store than its own replayed incidents
+    are, and a cut at the edge of the answerable replays would flag many of them."""
     inside, outside = np.sort(p_in), np.sort(p_out)
     grid = np.unique(np.concatenate([inside, outside, [0.0]]))
-    best_cut, best_score = 0.0, -1.0
+    scored = []
     for cut in grid:
         flagged_in = np.searchsorted(inside, cut, side="left") / len(inside)
         if flagged_in > max_flagged:
             break
         flagged_out = np.searchsorted(outside, cut, side="left") / len(outside) if len(outside) else 0.0
-        score = 0.5 * (flagged_out + 1 - flagged_in)
-        if score >= best_score:
-            best_cut, best_score = float(cut), float(score)
-    info = {"flagged_answerable": round(float(np.mean(inside < best_cut)), 4),
-            "flagged_off_topic": round(float(np.mean(outside < best_cut)), 4) if len(outside) else None,
-            "balanced_accuracy": round(best_score, 4)}
+        scored.append((float(cut), 0.5 * (flagged_out + 1 - flagged_in)))
+    best_score = max(score for _, score in scored)
+    near_best = [cut for cut, score in scored if score >= best_score - CUT_TOLERANCE]
+    low, high = min(near_best), max(near_best)
+    if low <= 0.0:
+        low = min(high, float(outside[-1]) if len(outside) else high)
+
+    def logit(p: float) -> float:
+        p = min(max(p, 1e-6), 1 - 1e-6)
+        return math.log(p / (1 - p))
+
+    best_cut = _sigmoid(0.5 * (logit(low) + logit(high)))
+    flagged_in = float(np.mean(inside < best_cut))
+    flagged_out = float(np.mean(outside < best_cut)) if len(outside) else None
+    info = {"flagged_answerable": round(flagged_in, 4),
+            "flagged_off_topic": round(flagged_out, 4) if flagged_out is not None else None,
+            "balanced_accuracy": round(0.5 * ((flagged_out or 0.0) + 1 - flagged_in), 4)}
     return best_cut, info
 
 

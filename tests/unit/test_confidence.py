@@ -131,3 +131,12 @@ def test_model_round_trip():
     query = stream(seed=9)[0]
     features = query.results[0][0]
     assert again.p_right(features, query.answer) == pytest.approx(model.p_right(features, query.answer))
+
+
+def test_a_cleanly_separated_replay_puts_the_cut_mid_gap():
+    inside = np.linspace(0.9, 0.99, 200)
+    outside = np.linspace(0.01, 0.1, 200)
+    cut, info = choose_cut(inside, outside)
+    assert info["balanced_accuracy"] == 1.0
+    # Not at the edge of the answerable replays, where slightly new wordings would be flagged.
+    assert 0.2 < cut < 0.8
