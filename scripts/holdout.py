@@ -5,7 +5,9 @@
 
 Picks a seeded share of the resolutions that the queries name, writes ``OUT/held.txt``
 (the resolution names held out), ``OUT/remove.txt`` (the incident ids a store loaded with
-the full set must delete to match) and ``OUT/queries.jsonl``: every query, those whose
+the full set must delete to match), ``OUT/reopen.jsonl`` (those incidents with status
+"open": importing it over the full set takes them out of the prior resolutions) and
+``OUT/queries.jsonl``: every query, those whose
 resolution was held out now with ``"relevant": []`` (off-topic, but from the same domain),
 plus the out-of-scope queries of ``--far`` (a file of far off-topic requests). Evaluate a
 store without the held incidents on it with ``kb eval OUT/queries.jsonl``.
@@ -44,6 +46,11 @@ def main(argv: list[str] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "held.txt").write_text("\n".join(sorted(held)) + "\n", encoding="utf-8")
     (out / "remove.txt").write_text("\n".join(remove) + "\n", encoding="utf-8")
+    removed = set(remove)
+    with (out / "reopen.jsonl").open("w", encoding="utf-8") as handle:
+        for incident in incidents:
+            if incident["id"] in removed:
+                handle.write(json.dumps({**incident, "status": "open"}) + "\n")
     lines = []
     for q in queries:
         relevant = [r for r in q.get("relevant", []) if r not in held]
