@@ -157,12 +157,15 @@ def test_kb_index_and_eval_say_what_was_chosen(service, home, tmp_path):
     assert result.exit_code == 0, result.output
     assert "Ranking fitted on" in result.output and "embeddings only" in result.output
     assert "No good match below similarity" in result.output
+    assert "Confidence and no good match fitted on a mixed stream" in result.output
     queries = tmp_path / "q.jsonl"
     queries.write_text('{"text": "printer paper jam", "relevant": ["Printing team"]}\n'
-                       '{"text": "vpn tunnel drops", "relevant": ["Network team"]}\n', encoding="utf-8")
+                       '{"text": "vpn tunnel drops", "relevant": ["Network team"]}\n'
+                       '{"text": "best recipe for banana bread with walnuts", "relevant": []}\n', encoding="utf-8")
     result = runner.invoke(cli, ["eval", str(queries), "--home", str(home)], env={"KB_EMBED_BACKEND": "hashing"})
     assert result.exit_code == 0, result.output
     assert "Confidence of the top result" in result.output
+    assert "over every query" in result.output and "ECE" in result.output and "balanced accuracy" in result.output
 
 
 
