@@ -342,10 +342,12 @@ def wilson_lower(share: float, n: float, z: float = HIGH_Z) -> float:
 
 def choose_cut(p_in: np.ndarray, p_out: np.ndarray, max_flagged: float = MAX_FLAGGED_SHARE) -> tuple[float, dict]:
     """The P(answerable) cut below which a request is flagged: the best balanced accuracy
-    among cuts that flag at most ``max_flagged`` of answerable replays. Where a range of
-    cuts is about as good (a replay that separates cleanly), the middle of that range (in
-    log-odds): new requests are worded less like the store than its own replayed incidents
-    are, and a cut at the edge of the answerable replays would flag many of them."""
+    among cuts that flag at most ``max_flagged`` of answerable replays; of cuts about as
+    good (within CUT_TOLERANCE), the lowest. A new request is worded less like the store than
+    the store's own replayed incidents are (their siblings are still in it), so the
+    answerable side of the replay is optimistic, while the off-topic side (held-out
+    resolutions, background requests) is not: the cut stays as close to the off-topic
+    requests as the evidence allows."""
     inside, outside = np.sort(p_in), np.sort(p_out)
     grid = np.unique(np.concatenate([inside, outside, [0.0]]))
     scored = []
@@ -356,16 +358,7 @@ def choose_cut(p_in: np.ndarray, p_out: np.ndarray, max_flagged: float = MAX_FLA
         flagged_out = np.searchsorted(outside, cut, side="left") / len(outside) if len(outside) else 0.0
         scored.append((float(cut), 0.5 * (flagged_out + 1 - flagged_in)))
     best_score = max(score for _, score in scored)
-    near_best = [cut for cut, score in scored if score >= best_score - CUT_TOLERANCE]
-    low, high = min(near_best), max(near_best)
-    if low <= 0.0:
-        low = min(high, float(outside[-1]) if len(outside) else high)
-
-    def logit(p: float) -> float:
-        p = min(max(p, 1e-6), 1 - 1e-6)
-        return math.log(p / (1 - p))
-
-    best_cut = _sigmoid(0.5 * (logit(low) + logit(high)))
+    best_cut = min(cut for cut, score in scored if score >= best_score - CUT_TOLERANCE)
     flagged_in = float(np.mean(inside < best_cut))
     flagged_out = float(np.mean(outside < best_cut)) if len(outside) else None
     info = {"flagged_answerable": round(flagged_in, 4),

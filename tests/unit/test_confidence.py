@@ -133,10 +133,10 @@ def test_model_round_trip():
     assert again.p_right(features, query.answer) == pytest.approx(model.p_right(features, query.answer))
 
 
-def test_a_cleanly_separated_replay_puts_the_cut_mid_gap():
+def test_a_cleanly_separated_replay_puts_the_cut_next_to_the_off_topic_requests():
     inside = np.linspace(0.9, 0.99, 200)
     outside = np.linspace(0.01, 0.1, 200)
     cut, info = choose_cut(inside, outside)
-    assert info["balanced_accuracy"] == 1.0
+    assert info["balanced_accuracy"] >= 0.99
     # Not at the edge of the answerable replays, where slightly new wordings would be flagged.
-    assert 0.2 < cut < 0.8
+    assert 0.05 < cut < 0.2 and info["flagged_off_topic"] >= 0.98
