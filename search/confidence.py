@@ -3,7 +3,9 @@
 Both are fitted at ``kb index`` on a mixed stream built from the store itself:
 
 - answerable requests: replayed incidents whose right answer is known (see
-  search.calibration), asked with themselves and their near-copies left out;
+  search.calibration), asked with themselves and their near-copies left out, and asked again
+  without their three nearest siblings (incidents of the same resolution), as a new wording
+  of a known problem would be;
 - near-domain off-topic requests: replayed incidents asked with their whole resolution
   held out of the store (its article and every incident resolved with it), so that nothing
   in the store answers them: "close but unanswered" on this store, in its own language;
@@ -61,6 +63,9 @@ MIN_OFF_TOPIC = 20
 # A language gets maps of its own with at least this many answerable replays.
 MIN_LANGUAGE_ANSWERABLE = 60
 MIN_LANGUAGE_NEAR = 30
+# Answerable replays are asked a second time without their SIBLINGS_OUT nearest incidents
+# of the same resolution (a new wording of a known problem).
+SIBLINGS_OUT = 3
 # Near-domain off-topic replays: incidents asked with their whole resolution held out.
 MAX_HELD_OUT = 300
 # Bands: "high" needs the fitted cut (right at least HIGH_PRECISION of the time, lower bound
@@ -555,6 +560,25 @@ def collect_stream(
     for q, logp, groups in ranked:
         evidence = gather_evidence(q.cands, state, logp)
         stream.append(stream_query(ANSWERABLE, languages.get(q.key), groups, q.cands, evidence, state, scale,
+                                   lambda g, q=q: matches(g.group, q, state)))
+    # New wordings: the same requests with their nearest siblings (the incidents of the same
+    # resolution most like them) held out too. A store's own incidents have siblings filed
+    # from the same template or by the same person; a new request rarely does.
+    for q, _, _ in ranked:
+        held = _held_resolution(q, state)
+        siblings: dict[DocKey, float] = {}
+        for cid, score in q.cands.dense.items():
+            key = state.chunk_doc.get(cid)
+            if key is not None and key[0] == "incident" and held(key):
+                siblings[key] = max(score, siblings.get(key, -2.0))
+        nearest = set(sorted(siblings, key=siblings.get, reverse=True)[:SIBLINGS_OUT])
+        if len(siblings) - len(nearest) < 1 and not q.article:
+            continue
+        cands = held_out_candidates(q.cands, state, lambda key, nearest=nearest: key in nearest)
+        logp = q.class_logp if use_class else None
+        groups = rank(cands, q.words, logp)
+        evidence = gather_evidence(cands, state, logp)
+        stream.append(stream_query(ANSWERABLE, languages.get(q.key), groups, cands, evidence, state, scale,
                                    lambda g, q=q: matches(g.group, q, state)))
     # Near-domain: whole resolutions held out, a few incidents of each, over many resolutions.
     by_answer: dict[str, list[Any]] = defaultdict(list)
