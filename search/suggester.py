@@ -291,6 +291,7 @@ class ResolutionSuggester:
                 filters={"product": request.filters.product, "category": request.filters.category},
                 incident_ref=request.incident_ref, principal=principal,
                 predicted_group=(suggestion.triage.get("assignment_group") or {}).get("best_guess") or "",
+                predicted_sure=not (suggestion.triage.get("assignment_group") or {}).get("not_sure", True),
                 model_id=self.embedder.model_id,
                 latency_ms=round((time.perf_counter() - began) * 1000, 2),
             )

@@ -210,6 +210,12 @@ def m011_settings_and_index_versions(db: sqlite_utils.Database) -> None:
                                 defaults={"model_path": "", "node": ""})
 
 
+def m012_predicted_sure(db: sqlite_utils.Database) -> None:
+    # Whether triage was sure of the group it predicted ("yes" or "no"; "" before it said),
+    # so the dashboard shows the share not sure and the accuracy when sure.
+    db["suggestions"].add_column("predicted_sure", str, not_null_default="")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m001_initial,
     m002_ranking_profiles,
@@ -222,4 +228,5 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m009_storms,
     m010_predicted_groups,
     m011_settings_and_index_versions,
+    m012_predicted_sure,
 ]

@@ -52,6 +52,7 @@ class SuggestionsMixin:
         suggestion_id: str | None = None,
         title: str = "",
         predicted_group: str = "",
+        predicted_sure: bool | None = None,
     ) -> str:
         """Store what was asked and what was shown; returns the suggestion id."""
         suggestion_id = suggestion_id or new_suggestion_id()
@@ -60,6 +61,7 @@ class SuggestionsMixin:
                 {
                     "id": suggestion_id, "created_at": utc_now(), "query": self.redactor.redact(query),
                     "title": self.redactor.redact(title), "predicted_group": predicted_group,
+                    "predicted_sure": "" if predicted_sure is None else "yes" if predicted_sure else "no",
                     "incident_ref": incident_ref or "", "filters": json.dumps(filters or {}),
                     "k": k, "no_good_match": int(no_good_match), "confidence": confidence,
                     "results": json.dumps(results), "principal": principal,

@@ -3,11 +3,10 @@ priority steps, the first-line hint, and what the public audience is never shown
 
 from __future__ import annotations
 
-import pytest
-
 import json
 
 import numpy as np
+import pytest
 
 from search.classifier import train_classifier
 from search.ranking import Viewer
