@@ -49,6 +49,9 @@ MIN_REPLAY = 30
 MIN_LABELLED = 50
 # Share of the model in the mix with the neighbours' vote, chosen per field on the replay.
 MIX_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
+# Temperatures of the neighbours' vote tried on the replay: a low one follows the nearest
+# incidents, a high one counts all twenty nearly alike (steadier where labels are noisy).
+TAU_GRID = (0.02, 0.05, 0.1, 0.2)
 # A mix with the model replaces the vote alone only when the replay says it is this much
 # more accurate: a few hundred replayed incidents cannot tell a near-tie apart.
 MIX_MARGIN = 0.005
@@ -60,7 +63,7 @@ MAX_MODEL_INCIDENTS = 20_000
 MODEL_TERM_WEIGHTS = 600_000
 # Share of replayed incidents triage may mark "not sure" (the least sure ones), and the
 # probability above which it never does.
-NOT_SURE_SHARE = 0.15
+NOT_SURE_SHARE = 0.12
 # An incident that left the first desk (escalated, reassigned) counts this much as a label
 # of where incidents like it go: its first group was wrong, and its last may be too.
 ESCALATED_LABEL_WEIGHT = 0.5
@@ -100,7 +103,8 @@ def label_weight(doc: DocInfo, field: str) -> float:
     return ESCALATED_LABEL_WEIGHT if field == "assignment_group" and doc.escalated == "yes" else 1.0
 
 
-def vote_shares(near: Sequence[tuple[DocInfo, float]], field: str) -> tuple[dict[str, float], int, dict[str, list[str]]]:
+def vote_shares(near: Sequence[tuple[DocInfo, float]], field: str,
+                tau: float = VOTE_TAU) -> tuple[dict[str, float], int, dict[str, list[str]]]:
     """(value -> its share of the similarity-weighted vote, incidents that had a value,
     value -> the incidents that voted for it) over the neighbours that have ``field``."""
     known = [(getattr(doc, field), score, doc.id, label_weight(doc, field)) for doc, score in near if getattr(doc, field)]
@@ -110,7 +114,7 @@ def vote_shares(near: Sequence[tuple[DocInfo, float]], field: str) -> tuple[dict
     weights: dict[str, float] = defaultdict(float)
     backers: dict[str, list[str]] = defaultdict(list)
     for value, score, doc_id, weight in known:
-        weights[value] += weight * math.exp((score - top) / VOTE_TAU)
+        weights[value] += weight * math.exp((score - top) / tau)
         backers[value].append(doc_id)
     total = sum(weights.values())
     return {v: w / total for v, w in weights.items()}, len(known), dict(backers)
@@ -160,10 +164,20 @@ def _logit(p: float) -> float:
     return math.log(p / (1 - p))
 
 
-def calibrated(weights: Sequence[float], top: float) -> float:
-    """P(right) of a prediction whose combined share is ``top``: a logistic map of its logit."""
-    z = weights[0] * _logit(top) + weights[1]
-    return 1.0 / (1.0 + math.exp(-z))
+def confidence_features(value: str, mixed: Mapping[str, float], shares: Mapping[str, float],
+                        model: Mapping[str, float] | None) -> list[float]:
+    """What the calibration map reads of a prediction: the logits of its combined share, of
+    its share of the neighbours' vote and of the model's probability (each source's say, so
+    that agreement counts), and a constant."""
+    top = mixed.get(value, 0.0)
+    return [_logit(top), _logit(shares.get(value, 0.0) if shares else top),
+            _logit(model.get(value, 0.0) if model else top), 1.0]
+
+
+def calibrated(weights: Sequence[float], features: Sequence[float]) -> float:
+    """P(right) of a prediction: a logistic map of its confidence features."""
+    z = sum(w * x for w, x in zip(weights, features, strict=True))
+    return 1.0 / (1.0 + math.exp(-max(min(z, 50.0), -50.0)))
 
 
 def tier_stems(doc_stems: Sequence[str], tier: str) -> list[str]:
@@ -184,7 +198,8 @@ class FieldModel:
     status: str  # fitted | single | too_little_evidence | legacy | none
     labelled: int = 0
     mix: float = 0.0
-    weights: tuple[float, float] | None = None
+    tau: float = VOTE_TAU
+    weights: tuple[float, ...] | None = None
     threshold: float = SURE
     model: ResolutionClassifier | None = None
     tiers: dict[str, dict[str, Any]] | None = None
@@ -197,7 +212,7 @@ class FieldModel:
             return cls(field, "legacy")
         weights = entry.get("calibration")
         return cls(field, entry["status"], int(entry.get("labelled", 0)), float(entry.get("mix", 0.0)),
-                   (float(weights[0]), float(weights[1])) if weights else None,
+                   float(entry.get("tau", VOTE_TAU)), tuple(float(w) for w in weights) if weights else None,
                    float(entry.get("threshold", SURE)), ResolutionClassifier.from_dict(entry.get("model")),
                    entry.get("tiers") or None)
 
@@ -224,15 +239,14 @@ def predict_field(field: FieldModel, near: Sequence[tuple[DocInfo, float]], entr
     """One field's prediction: value (None when not sure), calibrated probability, the best
     guess, the nearest incident's value, the evidence and, when not sure, why."""
     name = field.field
-    shares, evidence, backers = vote_shares(near, name)
+    shares, evidence, backers = vote_shares(near, name, field.tau)
     model = field.model_probabilities(vector, doc_stems, tier) if field.status == "fitted" else None
     mixed = combine(shares, model, field.mix if shares else 1.0)
     nearest = next((getattr(doc, name) for doc, _ in near if getattr(doc, name)), None)
     value = max(mixed, key=mixed.get) if mixed else ""
-    top = mixed.get(value, 0.0) if value else 0.0
     reason = ""
     if field.status == "fitted" and field.weights:
-        p = calibrated(field.weights, top) if value else 0.0
+        p = calibrated(field.weights, confidence_features(value, mixed, shares, model)) if value else 0.0
         sure = bool(value) and p >= field.threshold
         if not sure:
             reason = (f"no similar incident has {FIELD_WORDS[name]}" if not value else
@@ -563,46 +577,49 @@ def _fit_field(field: str, state: SearchState, sample: list[str], matrix: np.nda
     has_model = any(p for p in model_p.values())
     majority = counts.most_common(1)[0][0]
 
-    def replay(mix: float) -> list[tuple[float, bool]]:
+    def replay(mix: float, tau: float) -> list[tuple[list[float], bool]]:
         out = []
         for r in rows:
-            shares, _, _ = vote_shares(r.near, field)
-            mixed = combine(shares, model_p.get(r.doc_id), mix if shares else 1.0)
+            shares, _, _ = vote_shares(r.near, field, tau)
+            model = model_p.get(r.doc_id) if mix > 0 else None
+            mixed = combine(shares, model, mix if shares else 1.0)
             value = max(mixed, key=mixed.get) if mixed else ""
-            out.append((mixed.get(value, 0.0), value == value_of[r.doc_id]))
+            out.append((confidence_features(value, mixed, shares, model), value == value_of[r.doc_id]))
         return out
 
     def score(results: list[tuple[float, bool]]) -> float:
         return sum(right for _, right in results) / max(len(results), 1)
 
-    by_mix = {mix: replay(mix) for mix in (MIX_GRID if has_model else (0.0,))}
-    best = max(by_mix, key=lambda m: (score(by_mix[m]), m))
-    if score(by_mix[best]) < score(by_mix[0.0]) + MIX_MARGIN:
-        best = 0.0
-    chosen = by_mix[best]
+    grid = {(mix, tau): replay(mix, tau) for mix in (MIX_GRID if has_model else (0.0,)) for tau in TAU_GRID}
+    plain = (0.0, VOTE_TAU)
+    best_key = max(grid, key=lambda k: (score(grid[k]), k[0], k[1] == VOTE_TAU))
+    if score(grid[best_key]) < score(grid[plain]) + MIX_MARGIN:
+        best_key = plain
+    best, tau = best_key
+    chosen = grid[best_key]
     if len(rows) < MIN_REPLAY:
         return ({"status": "too_little_evidence", "labelled": sum(counts.values())},
                 {"note": f"{len(rows)} replayed incidents have a value (need {MIN_REPLAY})"})
-    x = np.array([[_logit(top), 1.0] for top, _ in chosen])
+    x = np.array([features for features, _ in chosen])
     y = np.array([1.0 if right else 0.0 for _, right in chosen])
-    weights = fit_logistic(x, y) if 0 < y.sum() < len(y) else np.array([1.0, 0.0])
-    probabilities = [calibrated(weights, top) for top, _ in chosen]
+    weights = fit_logistic(x, y) if 0 < y.sum() < len(y) else np.array([1.0, 0.0, 0.0, 0.0])
+    probabilities = [calibrated(weights, features) for features, _ in chosen]
     threshold = min(SURE, float(np.quantile(probabilities, NOT_SURE_SHARE)))
     sure = [(p, right) for p, (_, right) in zip(probabilities, chosen, strict=True) if p >= threshold]
     final = train(train_ids) if best > 0 else None
     if best > 0 and final is None:
         best = 0.0
     entry: dict[str, Any] = {"status": "fitted", "labelled": sum(counts.values()), "classes": len(counts),
-                             "mix": best, "calibration": [float(w) for w in weights], "threshold": round(threshold, 4)}
+                             "mix": best, "tau": tau, "calibration": [float(w) for w in weights], "threshold": round(threshold, 4)}
     if final is not None:
         entry["model"] = final.to_dict()
     if field == "assignment_group" and tiers:
         entry["tiers"] = _tier_routes({i: value_of[i] for i in sample if value_of[i]}, tiers)
     nearest = [next((getattr(d, field) for d, _ in r.near if getattr(d, field)), "") == value_of[r.doc_id] for r in rows]
     figure = {
-        "replayed": len(rows), "mix": best, "accuracy_at_1": round(score(chosen), 4),
-        "vote_accuracy": round(score(by_mix[0.0]), 4),
-        "model_accuracy": round(score(by_mix[1.0]), 4) if 1.0 in by_mix else None,
+        "replayed": len(rows), "mix": best, "tau": tau, "accuracy_at_1": round(score(chosen), 4),
+        "vote_accuracy": round(score(grid[plain]), 4),
+        "model_accuracy": round(score(grid[(1.0, VOTE_TAU)]), 4) if (1.0, VOTE_TAU) in grid else None,
         "threshold": round(threshold, 4), "not_sure_share": round(1 - len(sure) / len(rows), 4),
         "accuracy_when_sure": round(sum(r for _, r in sure) / len(sure), 4) if sure else None,
         "majority_baseline": round(sum(value_of[r.doc_id] == majority for r in rows) / len(rows), 4),

@@ -126,7 +126,8 @@ def test_escalated_incidents_count_less_in_the_vote():
 
 
 def fitted_entry(model=None, *, mix=1.0, threshold=0.6, tiers=None):
-    entry = {"status": "fitted", "labelled": 400, "mix": mix, "calibration": [1.0, 0.0], "threshold": threshold}
+    entry = {"status": "fitted", "labelled": 400, "mix": mix, "calibration": [1.0, 0.0, 0.0, 0.0],
+             "threshold": threshold}
     if model is not None:
         entry["model"] = model.to_dict()
     if tiers:
