@@ -167,6 +167,14 @@ def test_a_top_tier_is_routed_where_the_store_routes_it_and_says_why(client, aut
     assert top["best_guess"] == "Premium desk"
     assert top["customer_tier"]["note"] == ("Platinum customers' incidents went to Premium desk in 33% of 30 cases "
                                             "(7% of all incidents)")
+    desk.store().upsert_incidents([Incident(id="NEW-P", title=text, description=text, status="open",
+                                            customer_tier="Platinum")])
+    desk.store().create_user("ana", "agent", "agent-password")
+    page = client.get("/login").get_data(as_text=True)
+    token = re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
+    client.post("/login", data={"name": "ana", "password": "agent-password", "csrf_token": token})
+    shown = client.get(client.get("/?incident_id=NEW-P").headers["Location"]).get_data(as_text=True)
+    assert "Platinum customers&#39; incidents went to Premium desk" in shown
 
 
 def test_public_triage_shows_no_incident_duplicate_resolution_or_draft(client, auth, routed):
