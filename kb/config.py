@@ -120,6 +120,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("webhook_url", "", "Where each storm is posted once (http or https; empty: no webhook).", str),
     Setting("webhook_secret", "", "Key of the X-KB-Signature HMAC-SHA256 header of webhook posts (needed with "
             "KB_WEBHOOK_URL).", str),
+    Setting("events_url", "", "Where a ticket system receives an agent's choices (resolution_used, none_helped), "
+            "signed like the storm webhook (http or https; empty: no events).", str),
+    Setting("events_secret", "", "Key of the X-KB-Signature header of event posts (empty: KB_WEBHOOK_SECRET).", str),
+    Setting("public_url", "", "The address agents open the service at (https://kb.example.com), for links in "
+            "resolution notes and events (empty: the address each request came in on).", str),
     Setting("secure_cookies", False, "Mark session cookies Secure (sent over HTTPS only): set it behind TLS.", bool),
     Setting("host", "127.0.0.1", "Address `kb serve` listens on."),
     Setting("port", 5000, "Port `kb serve` listens on.", int),
@@ -163,6 +168,30 @@ class Config:
             raise ConfigError(f"KB_WEBHOOK_URL must be an http:// or https:// address, got {url[:80]!r}")
         if not self.values["webhook_secret"]:
             raise ConfigError("KB_WEBHOOK_URL is set but KB_WEBHOOK_SECRET is empty: the posts must be signed")
+
+    @property
+    def event_secret(self) -> str:
+        return self.values["events_secret"] or self.values["webhook_secret"]
+
+    def check_events(self) -> None:
+        """Raise ConfigError for an events address that cannot work (not http(s), nothing to
+        sign with) or a public address that is not one."""
+        from urllib.parse import urlsplit
+
+        public = self.values["public_url"].strip()
+        if public:
+            parts = urlsplit(public)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ConfigError(f"KB_PUBLIC_URL must be an http:// or https:// address, got {public[:80]!r}")
+        url = self.values["events_url"].strip()
+        if not url:
+            return
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"KB_EVENTS_URL must be an http:// or https:// address, got {url[:80]!r}")
+        if not self.event_secret:
+            raise ConfigError("KB_EVENTS_URL is set but neither KB_EVENTS_SECRET nor KB_WEBHOOK_SECRET is: "
+                              "the posts must be signed")
 
     @property
     def forced_index_kind(self) -> str | None:

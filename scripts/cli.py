@@ -248,7 +248,7 @@ def search(app: AppContext, text: str, k: int, title: str, product: str, categor
                              filters=Filters(product=product, category=category))
     suggestion = service.suggester().suggest(service.store(), request, record=record, principal="cli")
     if as_json:
-        echo_json(suggestion_json(suggestion))
+        echo_json(suggestion_json(suggestion, base_url=app.config.public_url))
         return
     if suggestion.no_good_match:
         click.echo("No good match: nothing in the knowledge base fits this incident well.")

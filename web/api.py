@@ -10,6 +10,7 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request
 
 from indexer.index_files import current_version
+from kb.app.outcomes import record_choice
 from kb.errors import AuthError, IndexMissingError, NotFoundError, ValidationError
 from kb.importers import incident_from_record
 from kb.models import EVERYONE, MANAGERS, OUTCOMES, WRITERS
@@ -17,7 +18,7 @@ from search.ranking import Filters, Viewer
 from search.suggester import SuggestRequest
 from web.auth import current_principal, require_roles, service, store
 from web.openapi import openapi_document
-from web.serialize import suggestion_json
+from web.serialize import public_base_url, suggestion_json
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -106,7 +107,7 @@ def suggest():
     req = parse_suggest_request(json_body())
     principal = current_principal()
     suggestion = service().suggester().suggest(store(), req, principal=principal.name)
-    return jsonify(suggestion_json(suggestion))
+    return jsonify(suggestion_json(suggestion, base_url=public_base_url()))
 
 
 @bp.post("/suggestions/<suggestion_id>/feedback")
@@ -121,8 +122,9 @@ def feedback(suggestion_id: str):
         raise ValidationError("'outcome' must be 'used' or 'none_helped'")
     principal = current_principal()
     agent = principal.name if principal.via == "session" else (_string(data, "agent", limit=200) or principal.name)
-    record = store().record_feedback(suggestion_id, outcome=outcome, used_id=used, agent=agent)
-    return jsonify(record.to_dict()), 201
+    record, note = record_choice(service(), store(), suggestion_id, outcome=outcome, used_id=used, agent=agent,
+                                 base_url=public_base_url())
+    return jsonify({**record.to_dict(), "resolution_note": note}), 201
 
 
 @bp.post("/incidents")

@@ -20,6 +20,7 @@ from flask import (
     url_for,
 )
 
+from kb.app.outcomes import record_choice
 from kb.articles import parse_article_text, render_markdown
 from kb.authoring import slugify, write_new_article
 from kb.drafts import draft_from_text
@@ -38,7 +39,7 @@ from web.auth import (
     sign_out,
     store,
 )
-from web.serialize import result_url
+from web.serialize import public_base_url, result_url
 
 bp = Blueprint("pages", __name__)
 
@@ -311,7 +312,8 @@ def feedback_form():
     suggestion_id = request.form.get("suggestion_id", "")[:100]
     used = request.form.get("used") or None
     outcome = "used" if used else "none_helped"
-    record = store().record_feedback(suggestion_id, outcome=outcome, used_id=used, agent=principal.name)
+    record, _ = record_choice(service(), store(), suggestion_id, outcome=outcome, used_id=used,
+                              agent=principal.name, base_url=public_base_url())
     messages = {
         "created": "Thanks: your choice is recorded.",
         "unchanged": "Your choice was already recorded.",

@@ -57,6 +57,10 @@ class KnowledgeServer(BaseApplication):
                 from kb.app.storms import StormWatcher
 
                 StormWatcher(service).start()
+            if config.events_url:
+                from kb.app.outcomes import EventSender
+
+                EventSender(service).start()
 
         settings = {
             "bind": f"{config.host}:{config.port}",
@@ -113,5 +117,6 @@ def check_can_listen(host: str, port: int) -> None:
 
 def run_server(config: Config) -> None:
     config.check_webhook()
+    config.check_events()
     print(f"Serving on http://{config.host}:{config.port} with {default_workers(config)} worker(s)", flush=True)
     KnowledgeServer(config).run()

@@ -210,6 +210,18 @@ def m011_settings_and_index_versions(db: sqlite_utils.Database) -> None:
                                 defaults={"model_path": "", "node": ""})
 
 
+def m012_outgoing_events(db: sqlite_utils.Database) -> None:
+    # Events for a ticket system (an agent used a result, or none helped): an outbox written
+    # in the same transaction as the choice, posted by a background thread, each once.
+    db["outgoing_events"].create({"id": str, "created_at": str, "kind": str, "payload": str, "delivered_at": str,
+                                  "attempts": int, "next_attempt_at": str, "lease_until": str, "last_error": str},
+                                 pk="id", not_null={"created_at", "kind", "payload", "delivered_at",
+                                                    "next_attempt_at", "lease_until"},
+                                 defaults={"delivered_at": "", "attempts": 0, "next_attempt_at": "",
+                                           "lease_until": "", "last_error": ""})
+    db["outgoing_events"].create_index(["delivered_at", "next_attempt_at"])
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m001_initial,
     m002_ranking_profiles,
@@ -222,4 +234,5 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m009_storms,
     m010_predicted_groups,
     m011_settings_and_index_versions,
+    m012_outgoing_events,
 ]

@@ -108,6 +108,14 @@ M011_SETTINGS_AND_INDEX_VERSIONS = [
         node {T} NOT NULL DEFAULT '')""",
 ]
 
+M012_OUTGOING_EVENTS = [
+    f"""CREATE TABLE outgoing_events (id {T} PRIMARY KEY, created_at {T} NOT NULL, kind {T} NOT NULL,
+        payload {T} NOT NULL, delivered_at {T} NOT NULL DEFAULT '', attempts bigint DEFAULT 0,
+        next_attempt_at {T} NOT NULL DEFAULT '', lease_until {T} NOT NULL DEFAULT '',
+        last_error {T} DEFAULT '')""",
+    "CREATE INDEX idx_outgoing_events_due ON outgoing_events (delivered_at, next_attempt_at)",
+]
+
 PG_MIGRATIONS: dict[str, list[str]] = {
     "m001_initial": M001_INITIAL,
     "m002_ranking_profiles": M002_RANKING_PROFILES,
@@ -120,4 +128,5 @@ PG_MIGRATIONS: dict[str, list[str]] = {
     "m009_storms": M009_STORMS,
     "m010_predicted_groups": M010_PREDICTED_GROUPS,
     "m011_settings_and_index_versions": M011_SETTINGS_AND_INDEX_VERSIONS,
+    "m012_outgoing_events": M012_OUTGOING_EVENTS,
 }

@@ -79,13 +79,16 @@ class SuggestionsMixin:
         return row
 
     def record_feedback(
-        self, suggestion_id: str, *, outcome: str, used_id: str | None, agent: str
+        self, suggestion_id: str, *, outcome: str, used_id: str | None, agent: str,
+        event: dict[str, Any] | None = None,
     ) -> FeedbackRecord:
         """Record an agent's choice on a suggestion.
 
         One choice per suggestion and agent: the same request again is a no-op
         (status "unchanged"); a different choice replaces the old one (status "changed")
-        and both stay in the event history.
+        and both stay in the event history. With ``event`` (a payload for a ticket system),
+        a new or changed choice also queues that event in the outbox, in the same transaction
+        (``resolution_used`` or ``none_helped``); an unchanged one queues nothing.
 
         Raises NotFoundError for an unknown suggestion and ValidationError for an outcome
         that does not fit, or a used result that was not shown in that suggestion.
@@ -135,6 +138,9 @@ class SuggestionsMixin:
                     "used_id": used_id, "at": now,
                 }
             )
+            if event is not None:
+                self._queue_event("resolution_used" if outcome == "used" else "none_helped",
+                                  dict(event, occurred_at=now, change="changed" if existing else "created"))
         return FeedbackRecord(
             suggestion_id, agent, outcome, used_id, used_rank, created_at, now,
             "changed" if existing else "created",
