@@ -20,7 +20,7 @@ from flask import (
     url_for,
 )
 
-from kb.app.outcomes import record_choice
+from kb.app.outcomes import record_choice, resolution_note
 from kb.articles import parse_article_text, render_markdown
 from kb.authoring import slugify, write_new_article
 from kb.drafts import draft_from_text
@@ -93,8 +93,14 @@ def template_globals():
     return {
         "csrf_token": csrf_token, "principal": lambda: current_principal(),
         "confidence_label": confidence_label, "percent": percent, "managers": MANAGERS,
-        "fix_parts": fix_parts, "result_url": result_url,
+        "fix_parts": fix_parts, "result_url": result_url, "note_of": note_of,
     }
+
+
+def note_of(result) -> str:
+    """The resolution note of a shown result (the same text the API gives)."""
+    return resolution_note(result.kind, result.id, result.title, result.resolution,
+                           public_base_url().rstrip("/") + result_url(result))
 
 
 # --- signing in ------------------------------------------------------------------------

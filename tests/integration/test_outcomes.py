@@ -3,20 +3,16 @@ system receives when an agent uses a result or says none helped (a receiver on l
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import re
-import threading
 import time
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from kb.app.outcomes import EventSender, PostFailed, deliver_due_events, post_once
 from kb.app.service import Service
 from kb.errors import ConfigError
+from tests.helpers import TicketReceiver
 
 pytestmark = pytest.mark.both_engines
 
@@ -25,64 +21,9 @@ QUERY = {"title": "VPN keeps disconnecting", "description": "the vpn drops every
          "incident_id": "INC-777"}
 
 
-class Receiver:
-    """A ticket system's end on loopback. ``script`` is a list of what to do with each post
-    in turn ("ok", "fail", "redirect", "trickle", "hang"); after it runs out, "ok"."""
-
-    def __init__(self, script: list[str] | None = None):
-        self.script = list(script or [])
-        self.posts: list[tuple[str, bool, dict, dict]] = []  # (action, signature ok, headers, body)
-        self.gets = 0
-        self.release = threading.Event()
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                outer.gets += 1
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-                action = outer.script.pop(0) if outer.script else "ok"
-                outer.posts.append((action, self.headers["X-KB-Signature"] == expected, dict(self.headers),
-                                    json.loads(body)))
-                if action == "hang":
-                    outer.release.wait(20)
-                if action == "trickle":  # one byte of the status line at a time, for ever
-                    for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 200:
-                        if outer.release.wait(0.2):
-                            return
-                        self.wfile.write(bytes([byte]))
-                        self.wfile.flush()
-                    return
-                status = {"ok": 200, "fail": 503, "redirect": 302, "hang": 200}[action]
-                self.send_response(status)
-                if action == "redirect":
-                    self.send_header("Location", f"http://127.0.0.1:{outer.server.server_port}/elsewhere")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/kb"
-
-    def close(self):
-        self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=10)
-
-
 @pytest.fixture
 def receiver():
-    r = Receiver()
+    r = TicketReceiver(SECRET)
     yield r
     r.close()
 
@@ -203,7 +144,7 @@ def test_no_events_are_queued_without_a_receiver(client, auth, indexed):
 
 
 def test_a_failing_receiver_is_retried_with_back_off_until_it_takes_the_event(make_app, auth, tokens):
-    receiver = Receiver(["fail", "fail"])
+    receiver = TicketReceiver(SECRET, ["fail", "fail"])
     try:
         app, service = make_app(events_url=receiver.url)
         _suggest_and_use(app.test_client(), auth)
@@ -222,7 +163,7 @@ def test_a_failing_receiver_is_retried_with_back_off_until_it_takes_the_event(ma
 
 
 def test_a_redirect_is_a_failure_and_never_followed(make_app, auth, tokens):
-    receiver = Receiver(["redirect"])
+    receiver = TicketReceiver(SECRET, ["redirect"])
     try:
         app, service = make_app(events_url=receiver.url)
         _suggest_and_use(app.test_client(), auth)
@@ -235,7 +176,7 @@ def test_a_redirect_is_a_failure_and_never_followed(make_app, auth, tokens):
 
 
 def test_a_receiver_that_trickles_its_answer_is_cut_off_at_the_deadline():
-    receiver = Receiver(["trickle"])
+    receiver = TicketReceiver(SECRET, ["trickle"])
     try:
         began = time.monotonic()
         with pytest.raises(PostFailed, match="within 1 s"):
@@ -246,7 +187,7 @@ def test_a_receiver_that_trickles_its_answer_is_cut_off_at_the_deadline():
 
 
 def test_a_hanging_receiver_never_holds_up_the_page_and_events_survive_a_restart(make_app, indexed, auth, tokens):
-    receiver = Receiver(["hang"])
+    receiver = TicketReceiver(SECRET, ["hang"])
     try:
         app, service = make_app(events_url=receiver.url)
         sender = EventSender(service, every_s=0.05).start()

@@ -11,15 +11,18 @@ import logging
 import re
 import shutil
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from indexer.embedders import HashingEmbedder
+from kb.app.outcomes import EventSender
 from kb.app.service import Service
 from kb.config import load_config
 from tests.conftest import DATA, REPO, load_test_data
+from tests.helpers import TicketReceiver
 
 pytestmark = pytest.mark.browser
 
@@ -30,6 +33,7 @@ CHROMIUM_ARGS = [
 ]
 ARTIFACTS = REPO / "test-artifacts"
 PASSWORDS = {"ana": "agent-password", "kim": "manager-password"}
+EVENTS_SECRET = "browser-events-secret"
 
 CODE_ARTICLE = """---
 id: export-jobs
@@ -79,6 +83,7 @@ class Live:
     url: str
     service: Service
     articles: Path
+    tickets: TicketReceiver
 
     def store(self):
         return self.service.new_store()
@@ -96,8 +101,10 @@ def live(tmp_path_factory):
     shutil.copytree(DATA / "articles", articles)
     (articles / "evil.md").write_text(EVIL_ARTICLE)
     (articles / "export-jobs.md").write_text(CODE_ARTICLE)
+    tickets = TicketReceiver(EVENTS_SECRET)  # the ticket system's end of "Used this"
     config = load_config(environ={}, home=str(root / "home"), embed_backend="hashing",
-                         articles_dir=str(articles), drafts_dir=str(articles))
+                         articles_dir=str(articles), drafts_dir=str(articles), events_url=tickets.url,
+                         events_secret=EVENTS_SECRET)
     service = Service(config, embedder=HashingEmbedder())
     load_test_data(service, articles)
     service.index()
@@ -111,7 +118,10 @@ def live(tmp_path_factory):
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield Live(f"http://127.0.0.1:{server.server_port}", service, articles)
+    sender = EventSender(service, every_s=0.1).start()
+    yield Live(f"http://127.0.0.1:{server.server_port}", service, articles, tickets)
+    sender.stop()
+    tickets.close()
     server.shutdown()
     thread.join(timeout=10)
     service.close()
@@ -583,3 +593,36 @@ def test_page_shows_route_first_line_hint_and_a_possible_duplicate(agent_page, l
     assert page.console_errors == []
     page.reload()  # the server draws the same
     expect(page.locator(".duplicate")).to_contain_text("Possible duplicate of OPEN-77")
+
+
+def test_used_this_copies_the_resolution_note_and_tells_the_ticket_system(context, live):
+    from datetime import UTC, datetime
+
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live.url)
+    page = sign_in(watch(context.new_page()), live, "ana")
+    expect = sync_api.expect
+    page.get_by_label("Incident id").fill("INC-4242")
+    type_incident(page, "VPN drops", "my vpn keeps disconnecting every few minutes at home")
+    top = first_result(page)
+    expect(top).to_have_attribute("data-id", "net-vpn-drops")
+    sid = suggestion_id(page)
+    started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    top.get_by_role("button", name="Used this").click()
+    status = page.locator("#feedback-status")
+    expect(status).to_contain_text("The resolution note is copied")
+    copied = page.evaluate("navigator.clipboard.readText()")
+    link = f"{live.url}/articles/net-vpn-drops"
+    assert copied.startswith(f'Resolved with the knowledge article "VPN tunnel drops every few minutes" ({link}).')
+    assert "Steps:" in copied
+    assert page.locator(".resolution-note-text").input_value() == copied
+    # The ticket system hears of it from the background sender, signed.
+    deadline = time.monotonic() + 10
+    while not any(p[3]["suggestion_id"] == sid for p in live.tickets.posts) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    [(_, signed, headers, event)] = [p for p in live.tickets.posts if p[3]["suggestion_id"] == sid]
+    assert signed and headers["X-KB-Event"] == "resolution_used"
+    assert event["incident_id"] == "INC-4242" and event["agent"] == "ana"
+    assert event["result"] == {"id": "net-vpn-drops", "kind": "article", "rank": 1,
+                               "title": "VPN tunnel drops every few minutes", "url": link}
+    assert event["resolution_note"] == copied and event["occurred_at"] >= started
+    assert page.console_errors == []

@@ -151,7 +151,7 @@
       else facts.appendChild(el("li", { class: "state-" + r.status, text: r.status === "draft" ? "Draft" : "Not validated yet" }));
     }
     const titleId = "result-" + r.rank + "-title";
-    const item = el("li", { class: "result result-" + label.toLowerCase(), tabindex: "0", "data-id": r.id, "data-kind": r.kind, "data-url": r.url, "aria-labelledby": titleId }, [
+    const item = el("li", { class: "result result-" + label.toLowerCase(), tabindex: "0", "data-id": r.id, "data-kind": r.kind, "data-url": r.url, "data-note": r.resolution_note, "aria-labelledby": titleId }, [
       el("div", { class: "result-head" }, [
         el("span", { class: "kind kind-" + r.kind, text: r.kind === "article" ? "Article" : "Prior incident" }),
         el("a", { class: "title", id: titleId, href: r.url, text: r.title }),
@@ -317,11 +317,34 @@
 
   let sending = false;
 
+  // The resolution note of a result (the fix, its title and link) for the ticket. It is
+  // written to the clipboard while the click or key press is still being handled (browsers
+  // allow that only then); the promise says whether it worked.
+  function copyNote(note) {
+    if (!note || !navigator.clipboard || !window.isSecureContext) return Promise.resolve(false);
+    return navigator.clipboard.writeText(note).then(() => true, () => false);
+  }
+
+  // Below the status line: the note, selectable, for when the clipboard was not available.
+  function showNote(status, note, copied) {
+    const old = status.parentNode.querySelector(".resolution-note");
+    if (old) old.remove();
+    if (!note) return;
+    const box = el("textarea", { class: "resolution-note-text", readonly: true, rows: "4", "aria-label": "Resolution note for the ticket" });
+    box.value = note;
+    const wrap = el("details", { class: "resolution-note", open: copied ? null : true }, [
+      el("summary", { text: copied ? "Resolution note (copied)" : "Resolution note for the ticket" }), box,
+    ]);
+    status.after(wrap);
+  }
+
   async function sendFeedback(used, button) {
     const list = field("results");
     if (!list || !button || sending) return;
     if (button.getAttribute("aria-pressed") === "true") return; // already the recorded choice
     sending = true;
+    const shownItem = used ? list.querySelector('.result[data-id="' + CSS.escape(used) + '"]') : null;
+    const copying = copyNote((button.dataset.note || (shownItem && shownItem.dataset.note)) || "");
     const status = field("feedback-status");
     const id = list.dataset.suggestionId;
     const buttons = region.querySelectorAll("button[data-used], button[data-none]");
@@ -336,13 +359,20 @@
       if (response.status === 401) return signInAgain();
       const data = await response.json();
       if (!response.ok) throw new Error(data.error ? data.error.message : "not recorded");
-      markChosen(button);
+      markChosen(used && shownItem ? shownItem.querySelector("button.used") || button : button);
       let what = "Recorded: none of these helped.";
       if (used) {
-        const title = list.querySelector('.result[data-id="' + CSS.escape(used) + '"] a.title');
+        const title = shownItem ? shownItem.querySelector("a.title") : null;
         what = "Recorded: you used “" + (title ? title.textContent : used) + "”.";
       }
+      const copied = await copying;
+      if (copied) what += " The resolution note is copied: paste it into the ticket.";
       status.textContent = what + (data.status === "changed" ? " Your earlier choice is replaced." : "") + " You can change your choice.";
+      showNote(status, data.resolution_note, copied);
+      if (button.closest("#article-panel")) {
+        button.classList.add("chosen");
+        button.setAttribute("aria-pressed", "true");
+      }
     } catch (err) {
       status.textContent = "Could not record your choice: " + err.message;
     } finally {
@@ -386,9 +416,18 @@
     const close = el("button", { type: "button", class: "secondary close-panel", text: "Close (Esc)" });
     close.addEventListener("click", closePanel);
     const full = el("a", { href: url, class: "full-page", text: "Open as a page" });
+    const actions = [close, full];
+    // Read it, then use it: the panel has its own "Used this" for the result it came from.
+    const listButton = from && from.querySelector ? from.querySelector("button.used") : null;
+    if (listButton && field("results")) {
+      const pressed = listButton.getAttribute("aria-pressed") === "true";
+      const use = el("button", { type: "button", class: "used panel-used" + (pressed ? " chosen" : ""), "data-note": from.dataset.note, "aria-pressed": pressed ? "true" : "false", text: "Used this" });
+      use.addEventListener("click", () => sendFeedback(from.dataset.id, use));
+      actions.unshift(use);
+    }
     // Beside the list (in place of the form); the result that opened it stays where it was.
     keepInPlace(from, () => {
-      panel.replaceChildren(el("div", { class: "panel-actions" }, [close, full]), ...Array.from(doc.body.childNodes));
+      panel.replaceChildren(el("div", { class: "panel-actions" }, actions), ...Array.from(doc.body.childNodes));
       panel.hidden = false;
       panel.scrollTop = 0;
       layout.classList.add("reading");
