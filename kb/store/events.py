@@ -23,9 +23,12 @@ class EventsMixin:
         """Add an event to the outbox; call inside ``self.write()``."""
         event_id = payload.get("event_id") or new_event_id()
         payload = dict(payload, event_id=event_id, event=kind)
+        result = payload.get("result") or {}
         self.db.execute(
-            "INSERT INTO outgoing_events (id, created_at, kind, payload) VALUES (?, ?, ?, ?)",
-            [event_id, payload.get("occurred_at") or utc_now(), kind, json.dumps(payload)])
+            "INSERT INTO outgoing_events (id, created_at, kind, incident_ref, result_kind, result_id, payload) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [event_id, payload.get("occurred_at") or utc_now(), kind, payload.get("incident_id") or "",
+             result.get("kind") or "", result.get("id") or "", json.dumps(payload)])
         return event_id
 
     def claim_event_delivery(self, now: str, lease_until: str) -> dict[str, Any] | None:
@@ -60,3 +63,11 @@ class EventsMixin:
             f"{where} ORDER BY created_at DESC, id DESC LIMIT ?", [limit]).fetchall()
         keys = ("id", "created_at", "kind", "payload", "delivered_at", "attempts", "last_error")
         return [dict(zip(keys, row, strict=True), payload=json.loads(row[3])) for row in rows]
+
+    def _erase_incident_events(self, incident_ids: list[str]) -> int:
+        """Drop the events about erased incidents (asked for them, or used them); call
+        inside ``self.write()``. Returns how many."""
+        marks = ",".join("?" * len(incident_ids))
+        return self.db.execute(
+            f"DELETE FROM outgoing_events WHERE incident_ref IN ({marks}) "
+            f"OR (result_kind = 'incident' AND result_id IN ({marks}))", [*incident_ids, *incident_ids]).rowcount

@@ -212,12 +212,14 @@ def m011_settings_and_index_versions(db: sqlite_utils.Database) -> None:
 
 def m012_outgoing_events(db: sqlite_utils.Database) -> None:
     # Events for a ticket system (an agent used a result, or none helped): an outbox written
-    # in the same transaction as the choice, posted by a background thread, each once.
-    db["outgoing_events"].create({"id": str, "created_at": str, "kind": str, "payload": str, "delivered_at": str,
+    # in the same transaction as the choice, posted by a background thread, each once. The
+    # incident and result they name are columns, so erasing an incident erases its events.
+    db["outgoing_events"].create({"id": str, "created_at": str, "kind": str, "incident_ref": str, "result_kind": str,
+                                  "result_id": str, "payload": str, "delivered_at": str,
                                   "attempts": int, "next_attempt_at": str, "lease_until": str, "last_error": str},
-                                 pk="id", not_null={"created_at", "kind", "payload", "delivered_at",
-                                                    "next_attempt_at", "lease_until"},
-                                 defaults={"delivered_at": "", "attempts": 0, "next_attempt_at": "",
+                                 pk="id", not_null={"created_at", "kind", "incident_ref", "result_kind", "result_id",
+                                                    "payload", "delivered_at", "next_attempt_at", "lease_until"},
+                                 defaults={"incident_ref": "", "result_kind": "", "result_id": "", "delivered_at": "", "attempts": 0, "next_attempt_at": "",
                                            "lease_until": "", "last_error": ""})
     db["outgoing_events"].create_index(["delivered_at", "next_attempt_at"])
 

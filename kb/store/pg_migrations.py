@@ -110,6 +110,7 @@ M011_SETTINGS_AND_INDEX_VERSIONS = [
 
 M012_OUTGOING_EVENTS = [
     f"""CREATE TABLE outgoing_events (id {T} PRIMARY KEY, created_at {T} NOT NULL, kind {T} NOT NULL,
+        incident_ref {T} NOT NULL DEFAULT '', result_kind {T} NOT NULL DEFAULT '', result_id {T} NOT NULL DEFAULT '',
         payload {T} NOT NULL, delivered_at {T} NOT NULL DEFAULT '', attempts bigint DEFAULT 0,
         next_attempt_at {T} NOT NULL DEFAULT '', lease_until {T} NOT NULL DEFAULT '',
         last_error {T} DEFAULT '')""",

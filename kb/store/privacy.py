@@ -71,6 +71,7 @@ class PrivacyMixin:
             suggestions = self.db.execute(
                 f"UPDATE suggestions SET query = ?, title = '' WHERE incident_ref IN ({marks})", [ERASED, *found]
             ).rowcount
+            self._erase_incident_events(found)
             erasure_id = self.db.execute(
                 "INSERT INTO erasures (started_at, actor, doc_ids, state, finished_at) "
                 "VALUES (?, ?, ?, 'pending', '') RETURNING id",

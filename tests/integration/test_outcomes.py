@@ -223,3 +223,25 @@ def test_settings_that_cannot_work_are_refused_at_start(indexed, settings, messa
     config = indexed.config.with_overrides(**settings)
     with pytest.raises(ConfigError, match=message):
         create_app({"TESTING": True}, config=config, service=indexed)
+
+
+def test_erasing_an_incident_erases_the_events_about_it(make_app, auth, tokens, receiver):
+    app, service = make_app(events_url=receiver.url)
+    client = app.test_client()
+    _suggest_and_use(client, auth)  # asked for INC-777
+    incident = next(i for i in service.store().iter_incidents() if i.resolution)
+    body = client.post("/api/v1/suggest", json={"title": incident.title, "description": incident.description},
+                       headers=auth("integration")).get_json()
+    used = next(r for r in body["results"] if r["kind"] == "incident")
+    client.post(f"/api/v1/suggestions/{body['suggestion_id']}/feedback", json={"used": used["id"], "agent": "ana"},
+                headers=auth("integration"))
+    service.store().upsert_incidents([_stored("INC-777")])
+    assert len(service.store().outgoing_events()) == 2
+    service.store().erase_incidents(["INC-777", used["id"]], actor="test")
+    assert service.store().outgoing_events() == []
+
+
+def _stored(incident_id):
+    from kb.models import Incident
+
+    return Incident(id=incident_id, title="VPN keeps disconnecting", description="vpn drops")
