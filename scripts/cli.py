@@ -74,28 +74,60 @@ def import_group() -> None:
     """Load incidents or articles into the store."""
 
 
-@import_group.command(name="incidents")
+def _columns_epilog() -> str:
+    from kb.importers import columns_table
+
+    lines = ["\b", "Columns read for each field (first found wins; --map overrides; compared without case):"]
+    for fmt in ("servicenow", "jira", "zendesk"):
+        lines.append(f"  --format {fmt}:")
+        lines += [f"    {name:<17} {columns}" for name, columns in columns_table(fmt)]
+    lines.append("  --format generic: the field names themselves (id, title, description, resolution, ...).")
+    lines += ["", "\b", "Zendesk JSON exports (one ticket a line, with its comments) and Jira REST JSON "
+              "(issues with fields) are read too. See docs/import.md."]
+    return "\n".join(lines)
+
+
+@import_group.command(name="incidents", epilog=_columns_epilog())
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", type=click.Choice(IMPORT_FORMATS),
               default="generic", show_default=True, help="Column names of the file.")
 @click.option("--map", "mappings", multiple=True, metavar="COLUMN=FIELD",
               help="Read FIELD from the file's COLUMN (repeatable), e.g. --map 'Ticket Nr=id'.")
+@click.option("--date-format", default="auto", show_default=True, metavar="ORDER",
+              help="How numeric dates such as 03/04/2026 are read: auto (from the file's unambiguous dates; "
+                   "else slashes month first, dots and dashes day first), day-first, month-first, or a "
+                   "strptime pattern such as '%d.%m.%Y %H:%M'.")
+@click.option("--delimiter", default=None, metavar="CHAR",
+              help="The CSV delimiter (default: sniffed from the header: comma, semicolon, tab or |).")
 @home_option
 @pass_app
 @reports_errors
-def import_incidents(app: AppContext, file: str, fmt: str, mappings: tuple[str, ...]) -> None:
+def import_incidents(app: AppContext, file: str, fmt: str, mappings: tuple[str, ...], date_format: str,
+                     delimiter: str | None) -> None:
     """Upsert incidents from FILE (.jsonl, .json or .csv), all or nothing.
 
     A broken record stops the import with the line or row that is wrong; the store is left
-    as it was.
+    as it was. Warnings say what would import without effect, such as resolved incidents
+    without a resolution (they can never be suggested) or dates that could be read two ways.
     """
-    from kb.importers import parse_map_option, read_incident_file
+    from kb.importers import parse_map_option, read_incident_report
 
     app.require_home()
-    incidents = read_incident_file(file, fmt=fmt, overrides=parse_map_option(list(mappings)))
-    counts = app.service().store().upsert_incidents(incidents, source=f"{fmt}:{os.path.basename(file)}")
+    if delimiter is not None:
+        delimiter = "\t" if delimiter in ("\\t", "tab") else delimiter
+        if len(delimiter) != 1:
+            raise KBError("--delimiter must be one character (or 'tab')")
+    store = app.service().store()
+    report = read_incident_report(
+        file, fmt=fmt, overrides=parse_map_option(list(mappings)), date_format=date_format, delimiter=delimiter,
+        known_names={name: store.names_in_use(name) for name in ("product", "category")})
+    counts = store.upsert_incidents(report.incidents, source=f"{fmt}:{os.path.basename(file)}")
+    for note in report.notes:
+        click.echo(f"note: {note}", err=True)
+    for warning in report.warnings:
+        click.echo(f"warning: {warning}", err=True)
     click.echo(
-        f"Imported {len(incidents)} incidents from {file}: {counts.inserted} new, "
+        f"Imported {len(report.incidents)} incidents from {file}: {counts.inserted} new, "
         f"{counts.updated} updated, {counts.unchanged} unchanged. Run `kb index` to make "
         "them searchable."
     )

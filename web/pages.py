@@ -26,6 +26,7 @@ from kb.authoring import slugify, write_new_article
 from kb.drafts import draft_from_text
 from kb.errors import ConflictError, KBError, NotFoundError, ValidationError
 from kb.models import MANAGERS, PEOPLE, SEARCHABLE_ARTICLE_STATES, Article
+from kb.names import distinct_by_key
 from search.ranking import Filters, Viewer
 from search.suggester import SuggestRequest
 from web.auth import (
@@ -307,7 +308,7 @@ def _products() -> list[str]:
         state = service().suggester().ensure_state(store())
     except KBError:
         return []
-    return sorted(state.docs.distinct("product"))
+    return distinct_by_key(state.docs.distinct("product"))
 
 
 @bp.post("/feedback")
