@@ -64,6 +64,7 @@ class SuggestRequest:
     ranking: str = "shipped"  # or a reference ranking: dense, bm25, rrf (for kb eval)
     use_feedback: bool = True
     customer_tier: str = ""  # a top tier raises the suggested priority one step
+    preview: bool = False  # kept aside until the agent acts on it (Store.settle_suggestion)
 
 
 def query_windows(text: str) -> list[str]:
@@ -282,7 +283,7 @@ class ResolutionSuggester:
                 incident_ref=request.incident_ref, principal=principal,
                 predicted_group=(suggestion.triage.get("assignment_group") or {}).get("best_guess") or "",
                 model_id=self.embedder.model_id,
-                latency_ms=round((time.perf_counter() - began) * 1000, 2),
+                latency_ms=round((time.perf_counter() - began) * 1000, 2), preview=request.preview,
             )
         return suggestion
 

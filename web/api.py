@@ -92,9 +92,11 @@ def parse_suggest_request(data: Any) -> SuggestRequest:
         raise ValidationError("'audience' must be 'internal' or 'public'")
     if not isinstance(data.get("include_drafts", False), bool):
         raise ValidationError("'include_drafts' must be true or false")
+    if not isinstance(data.get("preview", False), bool):
+        raise ValidationError("'preview' must be true or false")
     principal = current_principal()
     include_drafts = bool(data.get("include_drafts")) and principal.role in MANAGERS
-    return SuggestRequest(
+    return SuggestRequest(preview=bool(data.get("preview")),
         title=title, description=description, k=k, incident_ref=incident_ref,
         filters=Filters(product=product, category=category),
         viewer=Viewer(include_drafts=include_drafts, audience=audience), customer_tier=customer_tier,
@@ -125,6 +127,16 @@ def feedback(suggestion_id: str):
     record, note = record_choice(service(), store(), suggestion_id, outcome=outcome, used_id=used, agent=agent,
                                  base_url=public_base_url())
     return jsonify({**record.to_dict(), "resolution_note": note}), 201
+
+
+@bp.post("/suggestions/<suggestion_id>/settle")
+@require_roles(*EVERYONE)
+def settle(suggestion_id: str):
+    """Record a search asked with "preview": true (the agent acted on it, or stopped typing).
+    Only whoever asked may; again is a no-op."""
+    if not store().settle_suggestion(suggestion_id[:100], principal=current_principal().name):
+        raise NotFoundError(f"no search {suggestion_id!r} of yours to record (previews are kept an hour)")
+    return jsonify({"suggestion_id": suggestion_id, "recorded": True})
 
 
 @bp.post("/incidents")

@@ -84,6 +84,11 @@ SUGGEST_REQUEST = {
         "audience": {"type": ["string", "null"], "enum": ["internal", "public", "", None],
                      "description": "Empty or null: internal."},
         "include_drafts": {"type": "boolean"},
+        "preview": {"type": "boolean", "default": False,
+                    "description": "A search shown while the agent is still typing: answered as usual, but "
+                                   "recorded as a suggestion only when settled (POST "
+                                   "/api/v1/suggestions/{suggestion_id}/settle) or when a choice is recorded "
+                                   "on it; otherwise dropped after an hour."},
         "customer_tier": {"type": ["string", "null"], "maxLength": 200,
                           "description": "A top tier (KB_TOP_CUSTOMER_TIERS) raises the suggested priority one step."},
         "filters": {
@@ -382,6 +387,22 @@ def openapi_document(max_k: int = 50) -> dict[str, Any]:
                     "responses": {
                         "201": {"description": "Recorded (or already recorded)", "content": _json("Feedback")},
                         **_errors(400, 401, 403, 404, 413),
+                    },
+                }
+            },
+            "/api/v1/suggestions/{suggestion_id}/settle": {
+                "post": {
+                    "operationId": "settleSuggestion",
+                    "summary": "Record a previewed search as a suggestion (only whoever asked; again is a no-op)",
+                    "security": secured,
+                    "x-roles": list(EVERYONE),
+                    "parameters": [{"name": "suggestion_id", "in": "path", "required": True,
+                                    "schema": {"type": "string", "maxLength": 200}}],
+                    "responses": {
+                        "200": {"description": "Recorded", "content": {"application/json": {"schema": {
+                            "type": "object", "required": ["suggestion_id", "recorded"],
+                            "properties": {"suggestion_id": {"type": "string"}, "recorded": {"type": "boolean"}}}}}},
+                        **_errors(401, 403, 404),
                     },
                 }
             },

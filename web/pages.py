@@ -269,6 +269,7 @@ def _shown_suggestion(sid: str, principal):
     """(form, suggestion, choice) for a suggestion this person was shown: the same search
     again, limited to the results shown then, with the choice already made, so it can be
     seen and changed. None for an unknown id or someone else's."""
+    store().settle_suggestion(sid, principal=principal.name)  # shown again: a previewed search is kept
     try:
         shown = store().get_suggestion(sid)
     except NotFoundError:

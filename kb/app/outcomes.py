@@ -64,6 +64,7 @@ def record_choice(service: Service, store, suggestion_id: str, *, outcome: str, 
                   agent: str, base_url: str = ""):
     """Record an agent's choice, and (with KB_EVENTS_URL set) queue its event in the same
     transaction. Returns (FeedbackRecord, resolution note or "")."""
+    store.settle_suggestion(suggestion_id)  # a choice on a previewed search records the search
     suggestion = store.get_suggestion(suggestion_id)  # NotFoundError for an unknown id
     shown = {r["id"]: r for r in suggestion["results"]}
     note, result = "", None

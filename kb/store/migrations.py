@@ -224,6 +224,15 @@ def m012_outgoing_events(db: sqlite_utils.Database) -> None:
     db["outgoing_events"].create_index(["delivered_at", "next_attempt_at"])
 
 
+def m013_suggestion_previews(db: sqlite_utils.Database) -> None:
+    # Searches shown while an agent is still typing: kept aside (not suggestions) until the
+    # agent acts on one or stops typing, then recorded; dropped after an hour otherwise.
+    db["suggestion_previews"].create({"id": str, "created_at": str, "principal": str, "incident_ref": str,
+                                      "payload": str}, pk="id",
+                                     not_null={"created_at", "principal", "incident_ref", "payload"})
+    db["suggestion_previews"].create_index(["created_at"])
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m001_initial,
     m002_ranking_profiles,
@@ -237,4 +246,5 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m010_predicted_groups,
     m011_settings_and_index_versions,
     m012_outgoing_events,
+    m013_suggestion_previews,
 ]

@@ -117,6 +117,12 @@ M012_OUTGOING_EVENTS = [
     "CREATE INDEX idx_outgoing_events_due ON outgoing_events (delivered_at, next_attempt_at)",
 ]
 
+M013_SUGGESTION_PREVIEWS = [
+    f"""CREATE TABLE suggestion_previews (id {T} PRIMARY KEY, created_at {T} NOT NULL, principal {T} NOT NULL,
+        incident_ref {T} NOT NULL, payload {T} NOT NULL)""",
+    "CREATE INDEX idx_suggestion_previews_created_at ON suggestion_previews (created_at)",
+]
+
 PG_MIGRATIONS: dict[str, list[str]] = {
     "m001_initial": M001_INITIAL,
     "m002_ranking_profiles": M002_RANKING_PROFILES,
@@ -130,4 +136,5 @@ PG_MIGRATIONS: dict[str, list[str]] = {
     "m010_predicted_groups": M010_PREDICTED_GROUPS,
     "m011_settings_and_index_versions": M011_SETTINGS_AND_INDEX_VERSIONS,
     "m012_outgoing_events": M012_OUTGOING_EVENTS,
+    "m013_suggestion_previews": M013_SUGGESTION_PREVIEWS,
 }

@@ -72,6 +72,7 @@ class PrivacyMixin:
                 f"UPDATE suggestions SET query = ?, title = '' WHERE incident_ref IN ({marks})", [ERASED, *found]
             ).rowcount
             self._erase_incident_events(found)
+            self.db.execute(f"DELETE FROM suggestion_previews WHERE incident_ref IN ({marks})", found)
             erasure_id = self.db.execute(
                 "INSERT INTO erasures (started_at, actor, doc_ids, state, finished_at) "
                 "VALUES (?, ?, ?, 'pending', '') RETURNING id",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import secrets
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kb.errors import NotFoundError, ValidationError
@@ -31,6 +32,14 @@ class FeedbackRecord:
         }
 
 
+PREVIEW_HOURS = 1
+
+
+def _hours_ago(hours: float) -> str:
+    moment = datetime.now(UTC) - timedelta(hours=hours)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def new_suggestion_id() -> str:
     return "sg_" + secrets.token_urlsafe(12)
 
@@ -52,21 +61,48 @@ class SuggestionsMixin:
         suggestion_id: str | None = None,
         title: str = "",
         predicted_group: str = "",
+        preview: bool = False,
     ) -> str:
-        """Store what was asked and what was shown; returns the suggestion id."""
+        """Store what was asked and what was shown; returns the suggestion id.
+
+        A ``preview`` (a search shown while the agent is still typing) is kept aside, not
+        counted as a suggestion, until :meth:`settle_suggestion` records it (the agent acted
+        on it, or stopped typing); previews never settled are dropped after an hour."""
         suggestion_id = suggestion_id or new_suggestion_id()
+        row = {
+            "id": suggestion_id, "created_at": utc_now(), "query": self.redactor.redact(query),
+            "title": self.redactor.redact(title), "predicted_group": predicted_group,
+            "incident_ref": incident_ref or "", "filters": json.dumps(filters or {}),
+            "k": k, "no_good_match": int(no_good_match), "confidence": confidence,
+            "results": json.dumps(results), "principal": principal,
+            "model_id": model_id, "latency_ms": latency_ms,
+        }
         with self.write():
-            self.db["suggestions"].insert(
-                {
-                    "id": suggestion_id, "created_at": utc_now(), "query": self.redactor.redact(query),
-                    "title": self.redactor.redact(title), "predicted_group": predicted_group,
-                    "incident_ref": incident_ref or "", "filters": json.dumps(filters or {}),
-                    "k": k, "no_good_match": int(no_good_match), "confidence": confidence,
-                    "results": json.dumps(results), "principal": principal,
-                    "model_id": model_id, "latency_ms": latency_ms,
-                }
-            )
+            if preview:
+                self.db.execute("DELETE FROM suggestion_previews WHERE created_at < ?", [_hours_ago(PREVIEW_HOURS)])
+                self.db.execute(
+                    "INSERT INTO suggestion_previews (id, created_at, principal, incident_ref, payload) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    [suggestion_id, row["created_at"], principal, row["incident_ref"], json.dumps(row)])
+            else:
+                self.db["suggestions"].insert(row)
         return suggestion_id
+
+    def settle_suggestion(self, suggestion_id: str, *, principal: str | None = None) -> bool:
+        """Record a previewed search as a suggestion (once; again is a no-op). True when
+        the id is now a recorded suggestion (of ``principal``, when given); False for an
+        unknown id, an expired preview or someone else's."""
+        with self.write():
+            row = self.db.execute("SELECT principal, payload FROM suggestion_previews WHERE id = ?",
+                                  [suggestion_id]).fetchone()
+            if row is not None:
+                if principal is not None and row[0] != principal:
+                    return False
+                self.db["suggestions"].insert(json.loads(row[1]))
+                self.db.execute("DELETE FROM suggestion_previews WHERE id = ?", [suggestion_id])
+                return True
+            kept = self.db.execute("SELECT principal FROM suggestions WHERE id = ?", [suggestion_id]).fetchone()
+        return kept is not None and (principal is None or kept[0] == principal)
 
     def get_suggestion(self, suggestion_id: str) -> dict[str, Any]:
         rows = list(self.db["suggestions"].rows_where("id = ?", [suggestion_id]))

@@ -245,3 +245,43 @@ def _stored(incident_id):
     from kb.models import Incident
 
     return Incident(id=incident_id, title="VPN keeps disconnecting", description="vpn drops")
+
+
+def test_a_preview_is_recorded_only_when_settled_or_acted_on(client, auth, indexed):
+    store = indexed.store()
+    before = store.count_suggestions()
+    typed = [client.post("/api/v1/suggest", json={**QUERY, "description": QUERY["description"][:n], "preview": True},
+                         headers=auth()).get_json() for n in (10, 20, 30)]
+    assert all(body["results"] for body in typed)
+    assert store.count_suggestions() == before  # typing pauses are not suggestions
+    last = typed[-1]["suggestion_id"]
+    other = client.post(f"/api/v1/suggestions/{last}/settle", json={}, headers=auth("integration"))
+    assert other.status_code == 404  # only whoever asked
+    settled = client.post(f"/api/v1/suggestions/{last}/settle", json={}, headers=auth())
+    assert settled.status_code == 200 and settled.get_json() == {"suggestion_id": last, "recorded": True}
+    assert client.post(f"/api/v1/suggestions/{last}/settle", json={}, headers=auth()).status_code == 200
+    assert store.count_suggestions() == before + 1
+    assert store.get_suggestion(last)["query"].endswith(QUERY["description"][:30])
+    # A choice on a preview records the search with it.
+    earlier = typed[0]
+    used = earlier["results"][0]["id"]
+    answer = client.post(f"/api/v1/suggestions/{earlier['suggestion_id']}/feedback", json={"used": used},
+                         headers=auth())
+    assert answer.status_code == 201 and store.count_suggestions() == before + 2
+    assert client.post("/api/v1/suggest", json={**QUERY, "preview": "yes"}, headers=auth()).status_code == 400
+
+
+def test_previews_are_dropped_after_an_hour_and_with_an_erased_incident(indexed):
+    from kb.store import suggestions as module
+
+    store = indexed.store()
+    store.record_suggestion(query="old text", results=[], no_good_match=True, confidence=0.0, k=5,
+                            suggestion_id="sg_old", principal="ana", preview=True)
+    store.db.execute("UPDATE suggestion_previews SET created_at = ? WHERE id = 'sg_old'", [module._hours_ago(2)])
+    store.record_suggestion(query="vpn text", results=[], no_good_match=True, confidence=0.0, k=5,
+                            suggestion_id="sg_new", principal="ana", incident_ref="INC-9", preview=True)
+    assert not store.settle_suggestion("sg_old")  # expired
+    store.upsert_incidents([_stored("INC-9")])
+    store.erase_incidents(["INC-9"], actor="test")
+    assert not store.settle_suggestion("sg_new")
+    assert store.db.execute("SELECT count(*) FROM suggestion_previews").fetchone()[0] == 0

@@ -626,3 +626,104 @@ def test_used_this_copies_the_resolution_note_and_tells_the_ticket_system(contex
                                "title": "VPN tunnel drops every few minutes", "url": link}
     assert event["resolution_note"] == copied and event["occurred_at"] >= started
     assert page.console_errors == []
+
+
+def recorded_searches(live: Live, principal: str = "ana") -> int:
+    store = live.store()
+    try:
+        return store.db.execute("SELECT count(*) FROM suggestions WHERE principal = ?", [principal]).fetchone()[0]
+    finally:
+        store.close()
+
+
+def test_only_searches_acted_on_or_settled_are_recorded(agent_page, live):
+    page = agent_page
+    expect = sync_api.expect
+    before = recorded_searches(live)
+    description = page.locator("#description")
+    description.click()
+    shown = []
+    for word in ("printer", " queue", " stuck", " on floor", " three"):
+        description.press_sequentially(word, delay=20)
+        page.wait_for_timeout(450)  # a typing pause: the results follow
+        expect(page.locator("#search-state")).to_have_text("")
+        if page.locator("#results").count():
+            shown.append(suggestion_id(page))
+    assert len(set(shown)) >= 3  # several searches were shown while typing...
+    assert recorded_searches(live) == before  # ...and none of them recorded yet
+    page.wait_for_timeout(4600)  # the agent stopped typing: the last one is kept
+    assert recorded_searches(live) == before + 1
+    assert live.store().get_suggestion(suggestion_id(page))["query"].endswith("floor three")
+    description.press_sequentially(" again", delay=20)
+    expect(page.locator("#results")).not_to_have_attribute("data-suggestion-id", shown[-1])
+    sid = suggestion_id(page)
+    first_result(page).get_by_role("button", name="Used this").click()  # acting on it records it at once
+    expect(page.locator("#feedback-status")).to_contain_text("Recorded: you used")
+    assert recorded_searches(live) == before + 2 and feedback_rows(live, sid)[0]["agent"] == "ana"
+
+
+def test_keyboard_focus_is_never_under_the_sticky_bar(context, live):
+    page = sign_in(watch(context.new_page()), live, "ana")
+    expect = sync_api.expect
+    page.set_viewport_size({"width": 1280, "height": 600})
+    type_incident(page, "", "vpn keeps disconnecting, email will not send and the printer queue is stuck")
+    results = page.locator("#results .result")
+    expect(results).to_have_count(5)
+    page.keyboard.press("Escape")
+    bar = page.locator(".outcome-bar")
+
+    def clear_of_bar(index):
+        box, bar_box = results.nth(index).bounding_box(), bar.bounding_box()
+        assert box["y"] >= bar_box["y"] + bar_box["height"] - 1, (index, box, bar_box)
+        assert box["y"] < 600
+
+    for index in range(5):
+        page.keyboard.press("ArrowDown")
+        expect(results.nth(index)).to_be_focused()
+        clear_of_bar(index)
+    for index in (3, 2, 1, 0):
+        page.keyboard.press("ArrowUp")
+        expect(results.nth(index)).to_be_focused()
+        clear_of_bar(index)
+    results.nth(4).locator("a.title").focus()
+    page.keyboard.press("Shift+Tab")  # Tab backwards into the result above
+    page.keyboard.press("Shift+Tab")
+    focused = page.evaluate("document.activeElement.closest('.result') && "
+                            "[...document.querySelectorAll('#results .result')].indexOf(document.activeElement.closest('.result'))")
+    clear_of_bar(focused)
+
+
+def test_at_720_pixels_the_first_result_shows_while_typing(context, live):
+    page = sign_in(watch(context.new_page()), live, "ana")
+    expect = sync_api.expect
+    page.set_viewport_size({"width": 720, "height": 640})
+    page.locator("#description").click()
+    page.keyboard.type("my vpn keeps disconnecting every few minutes at home", delay=5)
+    top = first_result(page)
+    expect(top).to_have_attribute("data-id", "net-vpn-drops")
+    expect(page.locator("#description")).to_be_focused()
+    assert page.evaluate("window.scrollY") == 0
+    assert in_view(page, top.locator("a.title")) and in_view(page, top.get_by_role("button", name="Used this"))
+    assert in_view(page, page.locator("#description"))
+    overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 0
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "results-720.png"))
+
+
+def test_the_opened_article_has_its_own_used_this(agent_page, live):
+    page = agent_page
+    expect = sync_api.expect
+    type_incident(page, "", "mailbox is full and I cannot send email")
+    expect(first_result(page)).to_have_attribute("data-id", "mail-quota")
+    sid = suggestion_id(page)
+    first_result(page).locator("a.title").click()
+    panel = page.locator("#article-panel")
+    expect(panel.locator(".panel-title")).to_be_visible()
+    use = panel.get_by_role("button", name="Used this")
+    expect(use).to_have_attribute("aria-pressed", "false")
+    use.click()
+    expect(use).to_have_attribute("aria-pressed", "true")
+    expect(page.locator("#feedback-status")).to_contain_text("Recorded: you used “Mailbox is full and cannot send”")
+    expect(first_result(page).get_by_role("button", name="Used this")).to_have_attribute("aria-pressed", "true")
+    assert [(r["outcome"], r["used_id"]) for r in feedback_rows(live, sid)] == [("used", "mail-quota")]

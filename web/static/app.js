@@ -17,6 +17,9 @@
   const includeDrafts = form.dataset.includeDrafts === "1";
   const GUIDANCE = "Describe the incident on the left: what the user sees, any error message, what they already tried. Matching fixes appear here as you type.";
   let timer = null;
+  let settleTimer = null;
+  let currentPreview = false; // the search shown is a preview, not yet recorded
+  const SETTLE_MS = 4000; // a search the agent stops typing at is recorded after this long
   let inflight = null;
   let lastQuery = "";
   let openedFrom = null;
@@ -243,11 +246,31 @@
     searchState.textContent = on ? "Searching…" : "";
   }
 
-  async function runSearch() {
+  // Searches made while typing are previews: recorded as suggestions only once the agent
+  // acts on one (opens a result, records a choice, presses Search) or stops typing.
+  function settle() {
+    clearTimeout(settleTimer);
+    if (!currentSid || !currentPreview) return;
+    currentPreview = false;
+    fetch("/api/v1/suggestions/" + encodeURIComponent(currentSid) + "/settle", {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+      body: "{}",
+      keepalive: true,
+    }).catch(() => {});
+  }
+
+  async function runSearch(preview) {
     const payload = queryPayload();
     const key = JSON.stringify(payload);
-    if (key === lastQuery) return;
+    if (key === lastQuery) {
+      if (!preview) settle();
+      return;
+    }
     lastQuery = key;
+    clearTimeout(settleTimer);
+    if (preview) payload.preview = true;
     if (inflight) inflight.abort();
     if (!(payload.title.trim() || payload.description.trim())) {
       inflight = null;
@@ -276,6 +299,8 @@
         return;
       }
       currentSid = data.suggestion_id;
+      currentPreview = !!preview;
+      if (currentPreview) settleTimer = setTimeout(settle, SETTLE_MS);
       renderResults(data);
       if (data.truncated && notice.hidden) showNotice("Only the first part of this long text was searched.");
       // A reload, or the back button after opening a page, shows the same search again.
@@ -298,7 +323,8 @@
 
   function schedule() {
     clearTimeout(timer);
-    timer = setTimeout(runSearch, 250);
+    clearTimeout(settleTimer);
+    timer = setTimeout(() => runSearch(true), 250);
   }
 
   function markChosen(button) {
@@ -359,6 +385,8 @@
       if (response.status === 401) return signInAgain();
       const data = await response.json();
       if (!response.ok) throw new Error(data.error ? data.error.message : "not recorded");
+      currentPreview = false; // a choice records the search with it
+      clearTimeout(settleTimer);
       markChosen(used && shownItem ? shownItem.querySelector("button.used") || button : button);
       let what = "Recorded: none of these helped.";
       if (used) {
@@ -399,6 +427,7 @@
   }
 
   async function openInPlace(url, from) {
+    settle();
     if (!/^\/(articles|incidents)\//.test(url)) {
       window.location.href = url;
       return;
@@ -442,8 +471,7 @@
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     clearTimeout(timer);
-    lastQuery = "";
-    runSearch();
+    runSearch(false);
   });
 
   region.addEventListener("click", (event) => {
@@ -452,6 +480,7 @@
     const none = event.target.closest("button[data-none]");
     if (none) { event.preventDefault(); sendFeedback(null, none); return; }
     const link = event.target.closest("a.title");
+    if (link) settle(); // opening a result is acting on the search
     if (link && !event.ctrlKey && !event.metaKey && !event.shiftKey) {
       event.preventDefault();
       openInPlace(link.getAttribute("href"), link.closest(".result"));
@@ -469,6 +498,25 @@
   });
 
   function results() { return Array.from(region.querySelectorAll(".result")); }
+
+  // A focused result (arrow keys, j/k, Tab) is scrolled clear of the sticky outcome bar and
+  // of the bottom of the window, so the agent always sees what the keys act on.
+  function revealFocused(item) {
+    const bar = region.querySelector(".outcome-bar");
+    const barBottom = bar ? Math.max(0, bar.getBoundingClientRect().bottom) : 0;
+    const box = item.getBoundingClientRect();
+    const gap = 8;
+    if (box.top < barBottom + gap) {
+      window.scrollBy(0, box.top - barBottom - gap);
+    } else if (box.bottom > window.innerHeight - gap && box.height < window.innerHeight - barBottom - 2 * gap) {
+      window.scrollBy(0, box.bottom - window.innerHeight + gap);
+    }
+  }
+
+  region.addEventListener("focusin", (event) => {
+    const item = event.target.closest(".result");
+    if (item) revealFocused(item);
+  });
 
   document.addEventListener("keydown", (event) => {
     if (event.ctrlKey || event.metaKey || event.altKey) return;
