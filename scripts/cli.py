@@ -188,7 +188,8 @@ def index(app: AppContext, rebuild: bool, as_json: bool, verbose: bool, cluster:
           cluster_workers: int | None) -> None:
     """Embed what is new or changed and publish a new index version.
 
-    Unchanged text is never embedded again (a content-hash cache). Also refits the ranking
+    Unchanged text is never embedded again (a content-hash cache); when the published index
+    already holds exactly what the store holds, nothing is published. Also refits the ranking
     profile on the store's own incidents. With --cluster, the embedding of a large import
     is spread over a Ray cluster's workers; everything else runs here as usual.
     """
@@ -203,6 +204,10 @@ def index(app: AppContext, rebuild: bool, as_json: bool, verbose: bool, cluster:
                                  cluster_workers=cluster_workers, say=say)
     if as_json:
         echo_json(report.to_dict())
+        return
+    if report.unchanged:
+        click.echo(f"Index {report.version} is up to date with the store ({report.vectors} vectors): nothing to "
+                   "embed, nothing published (kb index --rebuild builds it again)")
         return
     click.echo(
         f"Indexed {report.docs_indexed} documents ({report.chunks_added} chunks; "
@@ -416,7 +421,8 @@ def users_create(app: AppContext, name: str, role: str, password_stdin: bool,
     if update and if_missing:
         raise KBError("choose one of --update and --if-missing")
     if if_missing and app.service().store().has_user(name):
-        click.echo(f"User {name} already exists; left as it is (its password was not changed)")
+        click.echo(f"User {name} already exists; left as it is, password unchanged (kb users create {name} "
+                   f"--role {role} --generate-password --update sets a new one)")
         return
     if generate_password:
         password = secrets.token_urlsafe(12)
