@@ -680,7 +680,7 @@ def read_incidents(
         incidents.append(incident)
     if from_comments:
         notes.append(f"{from_comments} resolution(s) read from the {COMMENT_SOURCES[fmt]}.")
-    _normalise_names(incidents, known_names or {}, notes)
+    normalise_names(incidents, known_names or {}, notes)
     unusable = _never_suggested(incidents, fmt, mapping, overrides)
     if unusable:
         warnings.append(unusable)
@@ -691,9 +691,12 @@ def _filled(value: Any) -> bool:
     return isinstance(value, str) and bool(value.strip()) or (value is not None and not isinstance(value, str))
 
 
-def _normalise_names(incidents: list[Incident], known: dict[str, list[str]], notes: list[str]) -> None:
+def normalise_names(incidents: list[Incident], known: dict[str, list[str]], notes: list[str] | None = None) -> None:
+    """Store each product and category name of ``incidents`` in one spelling (kb.names):
+    the one ``known`` (the store's) uses, else the most frequent among them."""
     from kb.names import display_names, name_key
 
+    notes = [] if notes is None else notes
     for name in ("product", "category"):
         spellings = display_names([getattr(i, name) for i in incidents], preferred=known.get(name, ()))
         changed = 0

@@ -288,12 +288,26 @@ class Service:
         return np.vstack([np.frombuffer(cached[h], dtype=np.float32) for h in hashes])
 
     def upsert_incidents(self, incidents: Sequence[Incident], source: str = "api") -> UpsertCounts:
-        """Store incidents and make them searchable right away (embedded in this call)."""
+        """Store incidents and make them searchable right away (embedded in this call). Product
+        and category names take the spelling already in use ("laptops" -> "Laptops")."""
+        from kb.importers import normalise_names
+
         store = self.store()
+        incidents = list(incidents)
+        if any(i.product or i.category for i in incidents):
+            normalise_names(incidents, self._names_in_use(store))
         counts = store.upsert_incidents(incidents, source=source)
         if counts.changed_ids:
             self.index_documents([("incident", i) for i in counts.changed_ids])
         return counts
+
+    def _names_in_use(self, store: Store) -> dict[str, list[str]]:
+        """Product and category names in use: from the search state when it is loaded (no
+        query), else from the store."""
+        state = self._suggester.state if self._suggester is not None else None
+        if state is not None:
+            return {name: sorted(state.docs.distinct(name)) for name in ("product", "category")}
+        return {name: store.names_in_use(name) for name in ("product", "category")}
 
     def catch_up(self) -> None:
         """Bring this process's search state in step with the store now (not at the next
