@@ -3,6 +3,7 @@ system receives when an agent uses a result or says none helped (a receiver on l
 
 from __future__ import annotations
 
+import html
 import re
 import time
 from datetime import UTC, datetime, timedelta
@@ -132,10 +133,14 @@ def test_the_page_form_sends_the_event_too(make_app, receiver):
     shown = client.post("/", data={**QUERY, "csrf_token": token})
     sid = shown.headers["Location"].split("sid=")[1]
     first = service.store().get_suggestion(sid)["results"][0]["id"]
-    client.post("/feedback", data={"suggestion_id": sid, "used": first, "csrf_token": token, "back": "/"})
+    shown_again = client.post("/feedback", data={"suggestion_id": sid, "used": first, "csrf_token": token,
+                                                 "back": f"/?sid={sid}"}, follow_redirects=True).get_data(as_text=True)
     assert deliver_due_events(service) == 1
     [(_, signed, _, payload)] = receiver.posts
     assert signed and payload["agent"] == "ana" and payload["result"]["id"] == first
+    # Without JavaScript the page shows the same note, to copy by hand.
+    assert "Resolution note for the ticket" in shown_again
+    assert payload["resolution_note"] in html.unescape(shown_again)
 
 
 def test_no_events_are_queued_without_a_receiver(client, auth, indexed):
