@@ -65,6 +65,12 @@ class IndexMismatchError(KBError):
     http_status = 503
 
 
+class IndexDamagedError(IndexMismatchError):
+    """An index version's files cannot be read (empty, truncated or garbled)."""
+
+    code = "index_damaged"
+
+
 class IndexMissingError(KBError):
     code = "index_missing"
     http_status = 503

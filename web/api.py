@@ -201,12 +201,19 @@ def health():
         response = jsonify({"status": "unavailable", "error": {"code": exc.code, "message": message}})
         response.status_code = 503
         return response
+    # A damaged published version: answers still come (from an older version brought up
+    # to date by the change log), but whoever watches health must see it.
+    status = "degraded" if state.damaged_version else "ok"
+    damage = {"index_damaged": {"version": state.damaged_version, "serving": state.version,
+                                "message": state.damage if caller is not None else
+                                "the published index version cannot be read; an older one serves"}
+              } if state.damaged_version else {}
     if caller is None:
-        return jsonify({"status": "ok"})
+        return jsonify({"status": status, **damage})
     return jsonify({
-        "status": "ok", "index_version": state.version,
+        "status": status, "index_version": state.version,
         "published_version": current_version(config.index_root), "worker": os.getpid(),
-        "vectors": len(state.index), "documents": len(state.docs), "log_seq": state.seq,
+        "vectors": len(state.index), "documents": len(state.docs), "log_seq": state.seq, **damage,
     })
 
 
