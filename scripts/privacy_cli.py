@@ -82,7 +82,7 @@ def incidents_delete(app: AppContext, ids: tuple[str, ...], as_json: bool) -> No
     from kb.app.privacy import erase_incidents
 
     app.require_home()
-    report = erase_incidents(app.service(), list(ids), actor=cli_actor())
+    report = erase_incidents(app.service(), list(ids), actor=cli_actor(), wait=True)
     _echo_erasure(report, as_json)
 
 
@@ -121,7 +121,7 @@ def erase(app: AppContext, email: str, yes: bool, as_json: bool) -> None:
             click.echo(f"{len(found)} incident(s) mention it" + (f": {', '.join(found)}" if found else "")
                        + ("; run again with --yes to erase them" if found else ""))
         return
-    _echo_erasure(erase_incidents(app.service(), found, actor=cli_actor()), as_json)
+    _echo_erasure(erase_incidents(app.service(), found, actor=cli_actor(), wait=True), as_json)
 
 
 @click.command()

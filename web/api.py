@@ -150,8 +150,11 @@ def erase_incident(incident_id: str):
 
     principal = current_principal()
     report = erase_incidents(service(), [incident_id], actor=f"{principal.via}:{principal.name}")
-    return jsonify({"erased": report["erased"], "erasure": report["erasure"],
-                    "drafts_removed": report["drafts"], "suggestions_blanked": report["suggestions_blanked"]})
+    # "finishing": the rows are gone; the index files and the compaction wait for an
+    # indexer that holds the index lock, and follow when it is done (202 Accepted).
+    body = {"erased": report["erased"], "erasure": report["erasure"], "state": report["state"],
+            "drafts_removed": report["drafts"], "suggestions_blanked": report["suggestions_blanked"]}
+    return jsonify(body), 200 if report["state"] == "done" else 202
 
 
 @bp.get("/storms")

@@ -295,6 +295,12 @@ def _json(schema_ref: str) -> dict[str, Any]:
 
 def openapi_document() -> dict[str, Any]:
     secured = [{"bearer": []}]
+    erased = {"type": "object", "required": ["erased", "erasure"],
+              "properties": {"erased": {"type": "array", "items": {"type": "string"}},
+                             "erasure": {"type": "integer"},
+                             "state": {"type": "string", "enum": ["done", "finishing"]},
+                             "drafts_removed": {"type": "array", "items": {"type": "string"}},
+                             "suggestions_blanked": {"type": "integer"}}}
     return {
         "openapi": "3.1.0",
         "info": {
@@ -370,12 +376,10 @@ def openapi_document() -> dict[str, Any]:
                     "parameters": [{"name": "incident_id", "in": "path", "required": True,
                                     "schema": {"type": "string", "maxLength": 200}}],
                     "responses": {
-                        "200": {"description": "Erased", "content": {"application/json": {"schema": {
-                            "type": "object", "required": ["erased", "erasure"],
-                            "properties": {"erased": {"type": "array", "items": {"type": "string"}},
-                                           "erasure": {"type": "integer"},
-                                           "drafts_removed": {"type": "array", "items": {"type": "string"}},
-                                           "suggestions_blanked": {"type": "integer"}}}}}},
+                        "200": {"description": "Erased", "content": {"application/json": {"schema": erased}}},
+                        "202": {"description": "Rows erased; the index files and compaction follow as soon "
+                                               "as a running indexer releases the index lock",
+                                "content": {"application/json": {"schema": erased}}},
                         **_errors(401, 403, 404),
                     },
                 }
