@@ -105,3 +105,125 @@ def test_kb_index_finishes_an_erasure_that_waited_for_its_lock(indexed):
     assert result.exit_code == 0, result.output
     assert "finished 1 erasure(s)" in result.output
     assert not indexed.store().pending_erasures()
+
+
+# --- a full disk or a read-only database ----------------------------------------------------
+
+
+def _limit_database(monkeypatch, how: str) -> None:
+    """Every store connection opened from now on meets a full disk (the database may not
+    grow by a page: SQLite answers SQLITE_FULL, as on a full disk) or a read-only file
+    (SQLITE_READONLY)."""
+    from kb.store.base import StoreBase
+
+    original = StoreBase._migrate
+
+    def migrate_then_limit(self):
+        original(self)
+        if how == "full":
+            pages = self.db.conn.execute("PRAGMA page_count").fetchone()[0]
+            self.db.conn.execute(f"PRAGMA max_page_count = {pages}")
+        else:
+            self.db.conn.execute("PRAGMA query_only = ON")
+
+    monkeypatch.setattr(StoreBase, "_migrate", migrate_then_limit)
+
+
+def _big_incidents(tmp_path: Path, count: int = 300) -> Path:
+    import json
+
+    path = tmp_path / "big.jsonl"
+    path.write_text("".join(json.dumps({"id": f"BIG-{n}", "title": f"Big incident {n}", "status": "resolved",
+                                        "description": "word " * 400, "resolution": "fixed"}) + "\n"
+                            for n in range(count)))
+    return path
+
+
+@pytest.mark.parametrize("how", ["full", "read-only"])
+def test_api_writes_on_full_or_read_only_storage_answer_503(indexed, config, auth, monkeypatch, how):
+    headers = {"Authorization": auth("integration")["Authorization"]}
+    before = indexed.store().count_incidents()
+    indexed.session_key()  # made when the home was first served
+    _limit_database(monkeypatch, how)
+    limited = type(indexed)(config, embedder=indexed.embedder())
+    client = create_app({"TESTING": True}, config=config, service=limited).test_client()
+    records = [{"id": f"NEW-{n}", "title": "x", "description": "word " * 400} for n in range(200)]
+    response = client.post("/api/v1/incidents", headers=headers, json=records)
+    assert response.status_code == 503, response.get_json()
+    error = response.get_json()["error"]
+    assert set(response.get_json()) == {"error"} and error["code"] == "storage_unavailable"
+    assert "\n" not in error["message"]
+    assert ("is full" if how == "full" else "read-only") in error["message"]
+    limited.close()
+    monkeypatch.undo()
+    assert indexed.store().count_incidents() == before  # nothing half-written, nothing lost
+
+
+@pytest.mark.parametrize("how", ["full", "read-only"])
+def test_cli_writes_on_full_or_read_only_storage_print_one_line(indexed, tmp_path, monkeypatch, how):
+    from click.testing import CliRunner
+
+    from scripts.cli import cli
+
+    before = indexed.store().count_incidents()
+    indexed.store().upsert_incidents([], source="test")
+    _limit_database(monkeypatch, how)
+    runner = CliRunner()
+    home = ["--home", str(indexed.home)]
+    env = {"KB_EMBED_BACKEND": "hashing"}
+    commands = [["import", "incidents", str(_big_incidents(tmp_path))]]
+    if how == "read-only":
+        # (On a "full" database a token's row still fits a page that is there; kb index on
+        # a full disk: below, where the index files cannot be written.)
+        commands += [["tokens", "create", "x", "--role", "agent"], ["index", "--rebuild"]]
+    for command in commands:
+        result = runner.invoke(cli, [*home, *command], env=env)
+        assert result.exit_code != 0, (command, result.output)
+        assert isinstance(result.exception, SystemExit | None), (command, result.exception)
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in result.output, (command, result.output)
+        assert ("is full" if how == "full" else "read-only") in lines[0], (command, lines[0])
+    monkeypatch.undo()
+    assert indexed.store().count_incidents() == before
+
+
+def test_kb_index_on_a_full_disk_prints_one_line_and_keeps_the_index(indexed, monkeypatch):
+    import errno
+
+    from click.testing import CliRunner
+
+    import indexer.index_files as index_files
+    from scripts.cli import cli
+
+    version = current_version(indexed.index_root)
+
+    def full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(index_files, "_write_file", full)
+    result = CliRunner().invoke(cli, ["--home", str(indexed.home), "index", "--rebuild"],
+                                env={"KB_EMBED_BACKEND": "hashing"})
+    assert result.exit_code != 0 and isinstance(result.exception, SystemExit | None), result.exception
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "is full" in lines[0] and str(indexed.index_root) in lines[0], result.output
+    assert current_version(indexed.index_root) == version
+    load_index(indexed.index_root)
+
+
+@pytest.mark.both_engines
+def test_a_read_only_database_answers_503_on_both_engines(indexed, config, auth, monkeypatch, engine):
+    headers = {"Authorization": auth("integration")["Authorization"]}
+    indexed.session_key()
+    if engine == "sqlite":
+        _limit_database(monkeypatch, "read-only")
+    else:
+        # New sessions of this database start read-only (as on a standby).
+        name = indexed.store().db.execute("SELECT current_database()").fetchone()[0]
+        indexed.store().db.execute(f"ALTER DATABASE {name} SET default_transaction_read_only = on")
+    limited = type(indexed)(config, embedder=indexed.embedder())
+    client = create_app({"TESTING": True}, config=config, service=limited).test_client()
+    response = client.post("/api/v1/incidents", headers=headers, json={"id": "RO-1", "title": "read only"})
+    assert response.status_code == 503, response.get_json()
+    assert response.get_json()["error"]["code"] == "storage_unavailable"
+    assert "read-only" in response.get_json()["error"]["message"]
+    limited.close()
