@@ -121,7 +121,8 @@ def feedback(suggestion_id: str):
         raise ValidationError("'outcome' must be 'used' or 'none_helped'")
     principal = current_principal()
     agent = principal.name if principal.via == "session" else (_string(data, "agent", limit=200) or principal.name)
-    record = store().record_feedback(suggestion_id, outcome=outcome, used_id=used, agent=agent)
+    record = store().record_feedback(suggestion_id, outcome=outcome, used_id=used, agent=agent,
+                                     caller=principal.name)
     return jsonify(record.to_dict()), 201
 
 

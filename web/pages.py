@@ -311,7 +311,8 @@ def feedback_form():
     suggestion_id = request.form.get("suggestion_id", "")[:100]
     used = request.form.get("used") or None
     outcome = "used" if used else "none_helped"
-    record = store().record_feedback(suggestion_id, outcome=outcome, used_id=used, agent=principal.name)
+    record = store().record_feedback(suggestion_id, outcome=outcome, used_id=used, agent=principal.name,
+                                     caller=principal.name)
     messages = {
         "created": "Thanks: your choice is recorded.",
         "unchanged": "Your choice was already recorded.",

@@ -227,3 +227,52 @@ def test_a_read_only_database_answers_503_on_both_engines(indexed, config, auth,
     assert response.get_json()["error"]["code"] == "storage_unavailable"
     assert "read-only" in response.get_json()["error"]["message"]
     limited.close()
+
+
+# --- choices on someone else's suggestion -------------------------------------------------
+
+
+def test_only_whoever_asked_records_a_choice_through_the_api(indexed, client, auth, tokens):
+    store = indexed.store()
+    store.create_token("agent-two", "agent")
+    asked = client.post("/api/v1/suggest", headers=auth("agent"), json={"title": "vpn drops"}).get_json()
+    sid, used = asked["suggestion_id"], asked["results"][0]["id"]
+    other = {"Authorization": f"Bearer {store.create_token('agent-three', 'agent')}"}
+    for headers, agent in ((auth("integration"), "test-agent"), (other, None), (auth("admin"), None)):
+        body = {"outcome": "none_helped", **({"agent": agent} if agent else {})}
+        refused = client.post(f"/api/v1/suggestions/{sid}/feedback", headers=headers, json=body)
+        assert refused.status_code == 403, refused.get_json()
+        assert refused.get_json()["error"]["code"] == "forbidden"
+    assert store.feedback_for(sid) == []
+    mine = client.post(f"/api/v1/suggestions/{sid}/feedback", headers=auth("agent"), json={"used": used})
+    assert mine.status_code == 201
+    # An integration records for the agent it asked for, on its own suggestions.
+    its = client.post("/api/v1/suggest", headers=auth("integration"), json={"title": "vpn drops"}).get_json()
+    recorded = client.post(f"/api/v1/suggestions/{its['suggestion_id']}/feedback", headers=auth("integration"),
+                           json={"outcome": "none_helped", "agent": "agent1"})
+    assert recorded.status_code == 201 and recorded.get_json()["agent"] == "agent1"
+
+
+def test_only_whoever_asked_records_a_choice_through_the_page(indexed, app):
+    import re
+
+    store = indexed.store()
+    store.create_user("ana", "agent", "agent-password")
+    store.create_user("bo", "agent", "agent-password")
+
+    def signed_in(name):
+        client = app.test_client()
+        page = client.get("/login").get_data(as_text=True)
+        token = re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
+        client.post("/login", data={"name": name, "password": "agent-password", "csrf_token": token})
+        return client
+
+    ana, bo = signed_in("ana"), signed_in("bo")
+    token = re.search(r'name="csrf-token" content="([^"]+)"', ana.get("/").get_data(as_text=True)).group(1)
+    page = ana.post("/", data={"csrf_token": token, "description": "mailbox full"},
+                    follow_redirects=True).get_data(as_text=True)
+    sid = re.search(r'name="suggestion_id" value="([^"]+)"', page).group(1)
+    token = re.search(r'name="csrf-token" content="([^"]+)"', bo.get("/").get_data(as_text=True)).group(1)
+    refused = bo.post("/feedback", data={"suggestion_id": sid, "csrf_token": token, "back": "/"})
+    assert refused.status_code == 403
+    assert store.feedback_for(sid) == []
