@@ -276,3 +276,82 @@ def test_only_whoever_asked_records_a_choice_through_the_page(indexed, app):
     refused = bo.post("/feedback", data={"suggestion_id": sid, "csrf_token": token, "back": "/"})
     assert refused.status_code == 403
     assert store.feedback_for(sid) == []
+
+
+# --- limits under concurrent requests -----------------------------------------------------
+
+
+def _signed_in_clients(app, name: str, password: str, count: int):
+    import re
+
+    first = app.test_client()
+    page = first.get("/login").get_data(as_text=True)
+    token = re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
+    assert first.post("/login", data={"name": name, "password": password, "csrf_token": token}).status_code == 302
+    page = first.get("/").get_data(as_text=True)
+    csrf_token = re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
+    cookie = first.get_cookie("kb_session").value
+    clients = []
+    for _ in range(count):
+        client = app.test_client()
+        client.set_cookie("kb_session", cookie)
+        clients.append(client)
+    return clients, csrf_token
+
+
+def _all_at_once(calls):
+    import threading
+
+    barrier = threading.Barrier(len(calls))
+    results = [None] * len(calls)
+
+    def run(n):
+        barrier.wait()
+        results[n] = calls[n]()
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    return results
+
+
+@pytest.mark.both_engines
+def test_forty_wrong_passwords_at_once_check_at_most_five(engine, indexed, app, monkeypatch):
+    import re
+
+    from kb.store import access
+
+    indexed.store().create_user("ana", "agent", "agent-password")
+    checked = []
+    real = access.check_password
+    monkeypatch.setattr(access, "check_password", lambda password, stored: checked.append(1) or real(password, stored))
+    clients = [app.test_client() for _ in range(40)]
+    forms = []
+    for client in clients:
+        page = client.get("/login").get_data(as_text=True)
+        forms.append({"name": "ana", "password": "wrong-password",
+                      "csrf_token": re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)})
+    statuses = _all_at_once([lambda c=c, f=f: c.post("/login", data=f).status_code
+                             for c, f in zip(clients, forms, strict=True)])
+    assert len(checked) <= 5, f"{len(checked)} passwords checked"
+    assert statuses.count(401) == len(checked) and statuses.count(429) == 40 - len(checked)
+    # The right password is refused too while the name is locked.
+    assert clients[0].post("/login", data=dict(forms[0], password="agent-password")).status_code == 429
+
+
+@pytest.mark.both_engines
+def test_forty_drafts_at_once_stop_at_the_limit(engine, indexed, app):
+    indexed.store().create_user("ana", "agent", "agent-password")
+    clients, csrf_token = _signed_in_clients(app, "ana", "agent-password", 40)
+    limit = indexed.config.drafts_per_person_per_day
+    statuses = _all_at_once([
+        lambda c=c, n=n: c.post("/drafts", data={"csrf_token": csrf_token, "title": f"Printer gap number {n}",
+                                                 "description": "the label printer prints nothing"}).status_code
+        for n, c in enumerate(clients)])
+    assert set(statuses) == {302}
+    drafts = [a for a in indexed.store().iter_articles() if a.status == "draft" and a.owner == "ana"]
+    assert len(drafts) == limit, len(drafts)
+    files = list(indexed.config.drafts_path.glob("*.md"))
+    assert len(files) == limit  # a refused draft leaves no file behind
