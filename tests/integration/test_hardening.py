@@ -355,3 +355,131 @@ def test_forty_drafts_at_once_stop_at_the_limit(engine, indexed, app):
     assert len(drafts) == limit, len(drafts)
     files = list(indexed.config.drafts_path.glob("*.md"))
     assert len(files) == limit  # a refused draft leaves no file behind
+
+
+# --- the storm webhook against hostile receivers ---------------------------------------------
+
+
+class _HostileReceiver:
+    """A loopback receiver that answers a POST slowly (one byte every ``drip`` seconds) or
+    with a redirect to ``redirect_to``; counts every request it gets."""
+
+    def __init__(self, *, drip: float = 0.0, redirect_to: str = ""):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.requests: list[str] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                if length:
+                    self.rfile.read(length)
+                outer.requests.append(self.command)
+                if redirect_to:
+                    self.send_response(302)
+                    self.send_header("Location", redirect_to)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                answer = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+                try:
+                    for byte in answer:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                        time.sleep(drip)
+                except OSError:
+                    pass
+
+            do_POST = do_GET = _answer
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/storms"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def storm_home(indexed):
+    import datetime as dt
+
+    from kb.importers import incident_from_record
+
+    now = dt.datetime.now(dt.UTC)
+    records = [{"id": f"STORM-{n}", "title": "Payroll portal login fails", "status": "open",
+                "description": f"cannot sign in to the payroll portal since this morning, user {n}",
+                "opened_at": (now - dt.timedelta(minutes=n)).isoformat()} for n in range(10)]
+    indexed.store().upsert_incidents([incident_from_record(r) for r in records])
+    return indexed
+
+
+def _webhook_worker(service, url):
+    from kb.app.service import Service
+
+    return Service(service.config.with_overrides(webhook_url=url, webhook_secret="s" * 32),
+                   embedder=service.embedder())
+
+
+def _storm_rows(service):
+    return service.store().db.execute("SELECT delivered_at, attempts, last_error FROM storms").fetchall()
+
+
+def test_a_slow_drip_receiver_is_cut_off_at_the_deadline_and_never_posted_twice(storm_home, monkeypatch):
+    import threading
+
+    from kb.app import storms
+
+    monkeypatch.setattr(storms, "POST_DEADLINE_S", 1.0, raising=False)
+    receiver = _HostileReceiver(drip=0.5)  # the whole answer would take about 20 s
+    workers = [_webhook_worker(storm_home, receiver.url) for _ in range(2)]
+    try:
+        for storm in storms.current_storms(workers[0]):
+            workers[0].store().record_storm(storm)
+        began = time.monotonic()
+        finished = []
+        # Two workers at once, and again while the first post may still be under way.
+        threads = [threading.Thread(target=lambda w=w: finished.append(storms.deliver_due(w)))
+                   for w in workers]
+        for thread in threads:
+            thread.start()
+            time.sleep(0.3)
+        for thread in threads:
+            thread.join(timeout=30)
+        elapsed = time.monotonic() - began
+        assert elapsed < 3.0, f"the post took {elapsed:.1f} s"
+        assert finished == [0, 0] and receiver.requests == ["POST"]
+        [(delivered_at, attempts, error)] = _storm_rows(storm_home)
+        assert delivered_at == "" and attempts == 1 and "within 1 s" in error
+        assert storms.lease_seconds() >= 2 * storms.POST_DEADLINE_S
+    finally:
+        receiver.close()
+        for worker in workers:
+            worker.close()
+
+
+def test_a_redirect_is_a_failure_and_never_followed(storm_home):
+    from kb.app import storms
+
+    elsewhere = _HostileReceiver()
+    receiver = _HostileReceiver(redirect_to=elsewhere.url)
+    worker = _webhook_worker(storm_home, receiver.url)
+    try:
+        for storm in storms.current_storms(worker):
+            worker.store().record_storm(storm)
+        assert storms.deliver_due(worker, now=__import__("datetime").datetime.now(__import__("datetime").UTC)) == 0
+        assert receiver.requests == ["POST"] and elsewhere.requests == []
+        [(delivered_at, attempts, error)] = _storm_rows(storm_home)
+        assert delivered_at == "" and attempts == 1 and "302" in error and "redirect" in error
+    finally:
+        receiver.close()
+        elsewhere.close()
+        worker.close()
