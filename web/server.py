@@ -76,6 +76,9 @@ class KnowledgeServer(BaseApplication):
             # text, and none of it belongs in a log.
             "access_log_format": '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms',
             "errorlog": "-",
+            # Control characters in anything logged are escaped (web.logs): a path with
+            # %0a or %1b cannot forge a log line or drive the terminal that shows it.
+            "logger_class": "web.logs.SafeLogger",
             "loglevel": "info",
             "proc_name": "kb-serve",
             # The control socket sits at one path per user ($HOME/.gunicorn/gunicorn.ctl), so

@@ -483,3 +483,26 @@ def test_a_redirect_is_a_failure_and_never_followed(storm_home):
         receiver.close()
         elsewhere.close()
         worker.close()
+
+
+# --- where a form sends the browser next -----------------------------------------------------
+
+
+@pytest.mark.parametrize("target", ["/search\r\nSet-Cookie: planted=1", "/\nx", "/ok\x00", "/\\evil.example/login",
+                                    "/%0d%0aSet-Cookie:%20x=1"])
+def test_control_characters_in_next_or_back_send_the_browser_home(indexed, app, target):
+    import re
+
+    indexed.store().create_user("ana", "agent", "agent-password")
+    client = app.test_client()
+    page = client.get("/login").get_data(as_text=True)
+    token = re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
+    signed = client.post("/login", data={"name": "ana", "password": "agent-password", "csrf_token": token,
+                                         "next": target})
+    assert signed.status_code == 302
+    location = signed.headers["Location"]
+    assert "\r" not in location and "\n" not in location and "\\" not in location
+    assert location == target if target.startswith("/%0d") else location == "/"
+    token = re.search(r'name="csrf-token" content="([^"]+)"', client.get("/").get_data(as_text=True)).group(1)
+    back = client.post("/drafts", data={"csrf_token": token, "back": target})  # nothing typed: sent back
+    assert back.status_code == 302 and "\n" not in back.headers["Location"]
