@@ -506,3 +506,95 @@ def test_control_characters_in_next_or_back_send_the_browser_home(indexed, app, 
     token = re.search(r'name="csrf-token" content="([^"]+)"', client.get("/").get_data(as_text=True)).group(1)
     back = client.post("/drafts", data={"csrf_token": token, "back": target})  # nothing typed: sent back
     assert back.status_code == 302 and "\n" not in back.headers["Location"]
+
+
+# --- the audit log's chain ------------------------------------------------------------------
+
+
+def _tamper(store, engine: str, sql: str, args=()) -> None:
+    """Change the audit log as someone with write access to the database could: around
+    the append-only triggers."""
+    if engine == "sqlite":
+        store.db.execute("DROP TRIGGER IF EXISTS audit_log_no_update")
+        store.db.execute("DROP TRIGGER IF EXISTS audit_log_no_delete")
+        store.db.execute(sql, list(args))
+    else:
+        store.db.execute("ALTER TABLE audit_log DISABLE TRIGGER USER")
+        store.db.execute(sql, list(args))
+        store.db.execute("ALTER TABLE audit_log ENABLE TRIGGER USER")
+
+
+def _verify(service, *extra):
+    from click.testing import CliRunner
+
+    from scripts.cli import cli
+
+    env = {"KB_EMBED_BACKEND": "hashing", "KB_DATABASE_URL": service.config.database_url}
+    return CliRunner().invoke(cli, ["--home", str(service.home), "audit", "--verify", *extra], env=env)
+
+
+def _audited(service) -> list[int]:
+    store = service.store()
+    for n in range(5):
+        store.create_token(f"chain-{n}", "agent", actor="cli:test")
+    return [row[0] for row in store.db.execute("SELECT id FROM audit_log ORDER BY id").fetchall()]
+
+
+@pytest.mark.both_engines
+def test_an_untouched_audit_chain_verifies_and_prints_its_head(engine, service):
+    ids = _audited(service)
+    result = _verify(service)
+    assert result.exit_code == 0, result.output
+    head = service.store().db.execute("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()[0]
+    assert f"head: entry {ids[-1]} {head}" in result.output and "0 problem(s)" in result.output
+    assert _verify(service, "--expect-head", head).exit_code == 0
+
+
+@pytest.mark.both_engines
+@pytest.mark.parametrize("change", ["edit", "gap", "forged", "back-dated"])
+def test_kb_audit_verify_names_the_entry_that_was_tampered_with(engine, service, change):
+    from kb.store.privacy import audit_hash
+
+    store = service.store()
+    ids = _audited(service)
+    target = ids[2]
+    if change == "edit":
+        _tamper(store, engine, "UPDATE audit_log SET detail = 'role admin' WHERE id = ?", [target])
+        named = target
+    elif change == "gap":
+        _tamper(store, engine, "DELETE FROM audit_log WHERE id = ?", [target])
+        named = ids[3]
+    elif change == "forged":
+        store.db.execute("INSERT INTO audit_log (at, actor, action, target, detail) VALUES "
+                         "('2020-01-01T00:00:00.000000Z', 'cli:root', 'token create', 'backdoor', 'role admin')")
+        named = store.db.execute("SELECT max(id) FROM audit_log").fetchone()[0]
+    else:
+        # Appended with a hash computed as kb does, but dated years back.
+        previous = store.db.execute("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()[0]
+        entry = ["2020-01-01T00:00:00.000000Z", "cli:root", "token create", "backdoor", "role admin"]
+        store.db.execute("INSERT INTO audit_log (at, actor, action, target, detail, prev_hash, hash) "
+                         "VALUES (?, ?, ?, ?, ?, ?, ?)", [*entry, previous, audit_hash(previous, entry)])
+        named = store.db.execute("SELECT max(id) FROM audit_log").fetchone()[0]
+    result = _verify(service)
+    assert result.exit_code == 1, result.output
+    assert f"entry {named}:" in result.output, result.output
+
+
+@pytest.mark.both_engines
+def test_a_rewritten_chain_is_found_only_against_a_head_kept_elsewhere(engine, service):
+    from kb.store.privacy import audit_hash
+
+    store = service.store()
+    ids = _audited(service)
+    head = store.db.execute("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()[0]
+    # Someone edits entry 2 and computes every hash after it again.
+    rows = store.db.execute("SELECT id, at, actor, action, target, detail FROM audit_log ORDER BY id").fetchall()
+    previous = ""
+    for row in rows:
+        entry = [row[1], row[2], row[3], row[4], "role admin" if row[0] == ids[1] else row[5]]
+        _tamper(store, engine, "UPDATE audit_log SET detail = ?, prev_hash = ?, hash = ? WHERE id = ?",
+                [entry[4], previous, audit_hash(previous, entry), row[0]])
+        previous = audit_hash(previous, entry)
+    assert _verify(service).exit_code == 0  # what chaining alone cannot see
+    result = _verify(service, "--expect-head", head)
+    assert result.exit_code == 1 and "expected head" in result.output
