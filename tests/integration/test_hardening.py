@@ -598,3 +598,18 @@ def test_a_rewritten_chain_is_found_only_against_a_head_kept_elsewhere(engine, s
     assert _verify(service).exit_code == 0  # what chaining alone cannot see
     result = _verify(service, "--expect-head", head)
     assert result.exit_code == 1 and "expected head" in result.output
+
+
+@pytest.mark.both_engines
+def test_entries_appended_at_once_keep_one_unbroken_chain(engine, service):
+    def append(n):
+        store = service.new_store()
+        try:
+            store.audit("cli:test", "token create", f"at-once-{n}")
+        finally:
+            store.close()
+
+    _all_at_once([lambda n=n: append(n) for n in range(20)])
+    report = service.store().verify_audit_chain()
+    assert report["ok"], report["problems"]
+    assert report["entries"] >= 20
