@@ -129,6 +129,18 @@ def _limit_database(monkeypatch, how: str) -> None:
     monkeypatch.setattr(StoreBase, "_migrate", migrate_then_limit)
 
 
+def _fill_free_pages(store) -> None:
+    """Leave no room where a token and its audit entry would go, as on a full disk where
+    the database file cannot grow: tokens are made until the database is full."""
+    from kb.errors import StorageError
+
+    pages = store.db.execute("PRAGMA page_count").fetchone()[0]
+    store.db.execute(f"PRAGMA max_page_count = {pages}")
+    with pytest.raises(StorageError):
+        for n in range(100_000):
+            store.create_token(f"filler-{n}", "agent")
+
+
 def _big_incidents(tmp_path: Path, count: int = 300) -> Path:
     import json
 
@@ -171,11 +183,12 @@ def test_cli_writes_on_full_or_read_only_storage_print_one_line(indexed, tmp_pat
     runner = CliRunner()
     home = ["--home", str(indexed.home)]
     env = {"KB_EMBED_BACKEND": "hashing"}
-    commands = [["import", "incidents", str(_big_incidents(tmp_path))]]
+    if how == "full":
+        _fill_free_pages(indexed.store())
+    commands = [["import", "incidents", str(_big_incidents(tmp_path))], ["tokens", "create", "x", "--role", "agent"]]
     if how == "read-only":
-        # (On a "full" database a token's row still fits a page that is there; kb index on
-        # a full disk: below, where the index files cannot be written.)
-        commands += [["tokens", "create", "x", "--role", "agent"], ["index", "--rebuild"]]
+        # (kb index on a full disk: below, where the index files cannot be written.)
+        commands.append(["index", "--rebuild"])
     for command in commands:
         result = runner.invoke(cli, [*home, *command], env=env)
         assert result.exit_code != 0, (command, result.output)
