@@ -53,6 +53,16 @@ class KnowledgeServer(BaseApplication):
                     service.suggester().ensure_state(service.store())
             except KBError as exc:
                 log.warning("worker %s started without an index: %s", worker.pid, exc)
+            try:
+                pending = service.store().pending_erasures()
+            except KBError:
+                pending = []
+            if pending:
+                # Left pending by a worker that stopped before the index lock was free.
+                from kb.app.privacy import finish_erasures_in_background
+
+                log.warning("finishing %d pending erasure(s)", len(pending))
+                finish_erasures_in_background(service)
             if config.webhook_url:
                 from kb.app.storms import StormWatcher
 

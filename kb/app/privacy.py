@@ -131,7 +131,7 @@ def erase_incidents(service: Service, ids: list[str], *, actor: str, wait: bool 
     try:
         result.update(finish_erasures_waiting(service) if wait else finish_erasures(service))
     except BlockingIOError:
-        threading.Thread(target=_finish_later, args=(service,), name="kb-erasure", daemon=True).start()
+        finish_erasures_in_background(service)
         result.update(finished=[], state="finishing")
     else:
         result["state"] = "done"
@@ -149,6 +149,15 @@ def finish_erasures_waiting(service: Service, *, poll: float = ERASURE_POLL_SECO
             if deadline is not None and time.monotonic() >= deadline:
                 raise
             time.sleep(poll)
+
+
+def finish_erasures_in_background(service: Service) -> threading.Thread:
+    """Finish pending erasures in a thread of this process, as soon as the index lock is
+    free (a serving worker: after an erasure met a running indexer, or at start when one
+    was left pending)."""
+    thread = threading.Thread(target=_finish_later, args=(service,), name="kb-erasure", daemon=True)
+    thread.start()
+    return thread
 
 
 def _finish_later(service: Service) -> None:

@@ -106,3 +106,22 @@ def test_kb_serve_starts_on_a_damaged_index_and_says_so(tmp_path, how):
         status, answer = request(server.url, "POST", "/api/v1/suggest", {"title": "vpn drops"}, token=token)
         assert status == 200 and answer["results"]
         assert "INDEX DAMAGED" in server.log_path.read_text(errors="replace")
+
+
+def test_kb_serve_finishes_an_erasure_left_pending(tmp_path):
+    from kb.app.service import Service
+    from kb.config import load_config
+
+    home = tmp_path / "home"
+    prepare_home(home)
+    service = Service(load_config(environ={}, home=str(home), embed_backend="hashing"))
+    try:
+        service.store().erase_incidents(["T-1"], actor="test")  # rows gone, files not yet
+        assert service.store().pending_erasures()
+        with LiveServer(home, workers=2):
+            deadline = time.monotonic() + 60
+            while service.store().pending_erasures() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert not service.store().pending_erasures()
+    finally:
+        service.close()
