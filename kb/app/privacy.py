@@ -138,16 +138,12 @@ def erase_incidents(service: Service, ids: list[str], *, actor: str, wait: bool 
     return result
 
 
-def finish_erasures_waiting(service: Service, *, poll: float = ERASURE_POLL_SECONDS,
-                            deadline: float | None = None) -> dict[str, Any]:
-    """finish_erasures, waiting while another indexer holds the lock (until ``deadline``,
-    a time.monotonic() value, then BlockingIOError)."""
+def finish_erasures_waiting(service: Service, *, poll: float = ERASURE_POLL_SECONDS) -> dict[str, Any]:
+    """finish_erasures, waiting while another indexer holds the lock."""
     while True:
         try:
             return finish_erasures(service)
         except BlockingIOError:
-            if deadline is not None and time.monotonic() >= deadline:
-                raise
             time.sleep(poll)
 
 
