@@ -214,7 +214,7 @@ def _load_version(index_root: Path, version: str, expected_model_id: str | None,
         # FAISS raises RuntimeError on an empty, truncated or garbled file.
         reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise IndexDamagedError(f"index version {version} has an unreadable vectors.faiss ({reason})") from None
-    if index.dimension != config.get("dimension") or len(index) != config.get("count", len(index)):
+    if index.dimension != config.get("dimension"):
         raise IndexDamagedError(f"index version {version}: vectors.faiss does not match its config.json")
     return index, config
 
