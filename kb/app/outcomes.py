@@ -61,10 +61,11 @@ def note_for(store, kind: str, doc_id: str, base_url: str = "") -> tuple[str, st
 
 
 def record_choice(service: Service, store, suggestion_id: str, *, outcome: str, used_id: str | None,
-                  agent: str, base_url: str = ""):
-    """Record an agent's choice, and (with KB_EVENTS_URL set) queue its event in the same
+                  agent: str, base_url: str = "", caller: str | None = None):
+    """Record an agent's choice (``caller``: whoever asks, who must be whoever searched; see
+    Store.record_feedback), and (with KB_EVENTS_URL set) queue its event in the same
     transaction. Returns (FeedbackRecord, resolution note or "")."""
-    store.settle_suggestion(suggestion_id)  # a choice on a previewed search records the search
+    store.settle_suggestion(suggestion_id, principal=caller)  # a choice on a previewed search records it
     suggestion = store.get_suggestion(suggestion_id)  # NotFoundError for an unknown id
     shown = {r["id"]: r for r in suggestion["results"]}
     note, result = "", None
@@ -81,7 +82,8 @@ def record_choice(service: Service, store, suggestion_id: str, *, outcome: str, 
         event = {"suggestion_id": suggestion_id, "incident_id": suggestion.get("incident_ref") or "",
                  "agent": agent or "anonymous", "result": result, "resolution_note": note,
                  "search_url": f"{base_url.rstrip('/')}/?sid={quote(suggestion_id, safe='')}"}
-    record = store.record_feedback(suggestion_id, outcome=outcome, used_id=used_id, agent=agent, event=event)
+    record = store.record_feedback(suggestion_id, outcome=outcome, used_id=used_id, agent=agent, caller=caller,
+                                   event=event)
     return record, note
 
 

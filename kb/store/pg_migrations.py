@@ -108,7 +108,9 @@ M011_SETTINGS_AND_INDEX_VERSIONS = [
         node {T} NOT NULL DEFAULT '')""",
 ]
 
-M012_OUTGOING_EVENTS = [
+M014_AUDIT_CHAIN = [f"ALTER TABLE audit_log ADD COLUMN {name} {T} NOT NULL DEFAULT ''" for name in ("prev_hash", "hash")]
+
+M015_OUTGOING_EVENTS = [
     f"""CREATE TABLE outgoing_events (id {T} PRIMARY KEY, created_at {T} NOT NULL, kind {T} NOT NULL,
         incident_ref {T} NOT NULL DEFAULT '', result_kind {T} NOT NULL DEFAULT '', result_id {T} NOT NULL DEFAULT '',
         payload {T} NOT NULL, delivered_at {T} NOT NULL DEFAULT '', attempts bigint DEFAULT 0,
@@ -117,7 +119,7 @@ M012_OUTGOING_EVENTS = [
     "CREATE INDEX idx_outgoing_events_due ON outgoing_events (delivered_at, next_attempt_at)",
 ]
 
-M013_SUGGESTION_PREVIEWS = [
+M016_SUGGESTION_PREVIEWS = [
     f"""CREATE TABLE suggestion_previews (id {T} PRIMARY KEY, created_at {T} NOT NULL, principal {T} NOT NULL,
         incident_ref {T} NOT NULL, payload {T} NOT NULL)""",
     "CREATE INDEX idx_suggestion_previews_created_at ON suggestion_previews (created_at)",
@@ -135,6 +137,7 @@ PG_MIGRATIONS: dict[str, list[str]] = {
     "m009_storms": M009_STORMS,
     "m010_predicted_groups": M010_PREDICTED_GROUPS,
     "m011_settings_and_index_versions": M011_SETTINGS_AND_INDEX_VERSIONS,
-    "m012_outgoing_events": M012_OUTGOING_EVENTS,
-    "m013_suggestion_previews": M013_SUGGESTION_PREVIEWS,
+    "m014_audit_chain": M014_AUDIT_CHAIN,
+    "m015_outgoing_events": M015_OUTGOING_EVENTS,
+    "m016_suggestion_previews": M016_SUGGESTION_PREVIEWS,
 }

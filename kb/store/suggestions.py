@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from kb.errors import NotFoundError, ValidationError
+from kb.errors import ForbiddenError, NotFoundError, ValidationError
 from kb.models import OUTCOMES
 from kb.store.base import utc_now
 
@@ -116,7 +116,7 @@ class SuggestionsMixin:
 
     def record_feedback(
         self, suggestion_id: str, *, outcome: str, used_id: str | None, agent: str,
-        event: dict[str, Any] | None = None,
+        caller: str | None = None, event: dict[str, Any] | None = None,
     ) -> FeedbackRecord:
         """Record an agent's choice on a suggestion.
 
@@ -125,6 +125,10 @@ class SuggestionsMixin:
         and both stay in the event history. With ``event`` (a payload for a ticket system),
         a new or changed choice also queues that event in the outbox, in the same transaction
         (``resolution_used`` or ``none_helped``); an unchanged one queues nothing.
+
+        ``caller`` (the signed-in person or the token's name) must be whoever asked for
+        the suggestion: a choice on someone else's suggestion is refused (ForbiddenError).
+        An integration records for the agent it asked for, on the suggestions it asked.
 
         Raises NotFoundError for an unknown suggestion and ValidationError for an outcome
         that does not fit, or a used result that was not shown in that suggestion.
@@ -139,6 +143,8 @@ class SuggestionsMixin:
         now = utc_now()
         with self.write():
             suggestion = self.get_suggestion(suggestion_id)
+            if caller is not None and suggestion["principal"] and suggestion["principal"] != caller:
+                raise ForbiddenError("only whoever asked for this suggestion can record a choice on it")
             used_rank = used_kind = None
             if used_id:
                 shown = {r["id"]: r for r in suggestion["results"]}
