@@ -12,12 +12,10 @@ post (never followed: the signed body goes only where it was configured to go).
 
 from __future__ import annotations
 
-import http.client
 import logging
-import socket
 import threading
 from datetime import UTC, datetime, timedelta
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from kb.app.service import Service
 from kb.errors import NotFoundError
@@ -29,7 +27,6 @@ POST_DEADLINE_S = 10.0  # the whole post: connect, send, status line, headers an
 LEASE_S = 60.0  # longer than a post may take, so no other worker posts the same event meanwhile
 MAX_BACKOFF_S = 600.0
 CHECK_EVERY_S = 1.0
-RESPONSE_BYTES_READ = 4096
 
 
 def result_link(kind: str, doc_id: str, base_url: str = "") -> str:
@@ -89,55 +86,6 @@ def record_choice(service: Service, store, suggestion_id: str, *, outcome: str, 
 
 # --- posting ---------------------------------------------------------------------------------
 
-class PostFailed(Exception):
-    pass
-
-
-def post_once(url: str, body: bytes, headers: dict[str, str], *, deadline_s: float = POST_DEADLINE_S) -> int:
-    """POST ``body`` to ``url`` and return the status, or raise PostFailed. The whole
-    exchange is bounded by ``deadline_s`` (a receiver that trickles bytes is cut off), and a
-    redirect or any status other than 2xx is a failure."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise PostFailed(f"not an http(s) address: {url[:80]!r}")
-    kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    conn = kind(parts.hostname, parts.port, timeout=deadline_s)
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    timed_out = threading.Event()
-
-    def cut_off() -> None:
-        timed_out.set()
-        sock = conn.sock
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    watchdog = threading.Timer(deadline_s, cut_off)
-    watchdog.daemon = True
-    watchdog.start()
-    try:
-        conn.request("POST", path, body=body, headers=headers)
-        response = conn.getresponse()
-        response.read(RESPONSE_BYTES_READ)
-        status = response.status
-    except (OSError, http.client.HTTPException) as exc:
-        if timed_out.is_set():
-            raise PostFailed(f"no complete answer within {deadline_s:.0f} s") from None
-        raise PostFailed(str(exc) or type(exc).__name__) from None
-    finally:
-        watchdog.cancel()
-        conn.close()
-    if timed_out.is_set():
-        raise PostFailed(f"no complete answer within {deadline_s:.0f} s")
-    if 300 <= status < 400:
-        raise PostFailed(f"answered {status} (a redirect, not followed)")
-    if not 200 <= status < 300:
-        raise PostFailed(f"answered {status}")
-    return status
-
-
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -150,7 +98,7 @@ def backoff_s(attempts: int) -> float:
 def deliver_due_events(service: Service, *, now: datetime | None = None, limit: int = 100) -> int:
     """Post every event that is due (new, or a retry whose back-off has passed), oldest
     first; returns how many were delivered. A failure puts that event back with back-off."""
-    from kb.app.storms import signature
+    from kb.app.storms import WebhookError, post, signature
 
     config, store = service.config, service.store()
     delivered = 0
@@ -164,8 +112,9 @@ def deliver_due_events(service: Service, *, now: datetime | None = None, limit: 
                    "X-KB-Event": claim["kind"], "X-KB-Event-Id": claim["id"],
                    "X-KB-Signature": signature(config.event_secret, body)}
         try:
-            post_once(config.events_url, body, headers)
-        except PostFailed as exc:
+            # Bounded as a whole, redirects never followed (the storm webhook's own post).
+            post(config.events_url, body, headers, deadline=POST_DEADLINE_S)
+        except (WebhookError, OSError) as exc:
             wait = backoff_s(claim["attempts"])
             store.event_delivery_failed(claim["id"], str(exc), _iso(moment + timedelta(seconds=wait)))
             log.warning("event %s (%s): post failed (%s); next try in %.0f s", claim["id"], claim["kind"], exc, wait)
