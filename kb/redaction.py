@@ -120,11 +120,9 @@ _CREDENTIAL_WORDS = (
     r"auth[_-]?token|access[_-]?token|refresh[_-]?token|token|pin|credentials?|"
     r"passwort|kennwort|mot[ _-]de[ _-]passe|contrase(?:ñ|n)a|clave|senha|wachtwoord|l(?:ö|o)senord|"
     r"adgangskode|passord|salasana|has(?:ł|l)o|parola|heslo|jelsz(?:ó|o)|пароль|パスワード|密码|密碼|비밀번호")
-# The credential name may sit inside a variable name joined by "_", "-" or "."
-# (DB_PASSWORD, MYSQL_ROOT_PASSWORD, AWS_SECRET_ACCESS_KEY, spring.datasource.password).
-# Each part is bounded, so the work per position is bounded.
-_NAME_PREFIX = r"(?:[A-Za-z0-9]{1,30}[_.-]){0,6}"
-_NAME_SUFFIX = r"(?:[_.-][A-Za-z0-9]{1,30}){0,4}"
+# The credential name may end a variable name joined by "_", "-" or "." (DB_PASSWORD,
+# MYSQL_ROOT_PASSWORD, AWS_SECRET_ACCESS_KEY, spring.datasource.password); a name that goes
+# on (PASSWORD_FILE, credential.provider.path) names something else.
 _VALUE = r"(?P<value>\"[^\"\n]{1,200}\"|'[^'\n]{1,200}'|[^\s,;\"'<>]{1,200})"
 _SEPARATOR = r"[\"']?(?P<sep>\s{0,20}[:=]\s{0,20}|\s{1,20}(?:is|was|ist|war|est|es|era)\s{1,20})"
 _AUTH_HEADER = re.compile(r"(?im)\b(?:authorization|proxy-authorization)\s*:\s*(?:(?:bearer|basic|token|digest)\s+)?"
@@ -133,7 +131,7 @@ _COOKIE_HEADER = re.compile(r"(?im)\b(?:set-)?cookie\s*:\s*(?P<value>[^\n]+)")
 _URL_PASSWORD = re.compile(r"\b[a-z][a-z0-9+.-]{0,31}://[^\s:/@?#]{1,256}:(?P<value>[^\s@/?#&]{1,256})@")
 _NOT_A_SECRET = re.compile(
     r"^(?:|null|none|nil|true|false|yes|no|undefined|\*+|x+|\.\.\.|<[^>]*>|\$\{[^}]*\}|\$[A-Z_][A-Z0-9_]*"
-    r"|[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+(?:\([^)]*\))?|[A-Za-z_][\w.]*[(\[].*|https?://\S*)$", re.I)
+    r"|[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+(?:\([^)]*\))?|[A-Za-z_][\w.]*[(\[].*|[a-z][a-z0-9+.-]{0,31}://\S*)$", re.I)
 _PLACEHOLDER_START = re.compile(r"\[(?:secret|card|iban|email|phone|ip|national_id)\]")
 _CREDENTIAL_CONTEXT = re.compile(rf"(?i)\b(?:{_CREDENTIAL_WORDS}|key|credential|bearer)s?\b")
 _LONG_STRING = re.compile(r"[A-Za-z0-9+/_=-]{24,}")
@@ -184,7 +182,7 @@ def _credential_pattern() -> re.Pattern:
     from detect_secrets.plugins.keyword import DENYLIST
 
     words = "|".join([_CREDENTIAL_WORDS, *(w.replace("_?", "[_-]?") for w in DENYLIST)])
-    return re.compile(rf"(?i)(?<![A-Za-z0-9]){_NAME_PREFIX}(?:{words}){_NAME_SUFFIX}(?![A-Za-z0-9])"
+    return re.compile(rf"(?i)(?<![A-Za-z0-9])(?:{words})(?![A-Za-z0-9])"
                       rf"{_SEPARATOR}{_VALUE}")
 
 
@@ -351,6 +349,17 @@ def _emails(text: str) -> list[tuple[int, int]]:
     return spans
 
 
+# A date or a date and time, which phone-shaped digits often are in logs.
+_DATE_LIKE = re.compile(r"(?:^|\D)(?:\d{4}[-/.](?:0?[1-9]|1[0-2])[-/.](?:[0-2]?\d|3[01])"
+                        r"|(?:[0-2]?\d|3[01])[-/.](?:[0-2]?\d|3[01])[-/.](?:19|20)\d\d)(?:\D|$)")
+# Words that say a number is a phone number: a run of digits without separators (2125552372)
+# is one only after such a word (it is more often a count, a size or an id).
+_PHONE_CONTEXT = re.compile(
+    r"(?i)\b(?:phone|tel|call|mobile|cell|number|contact|reach|fax|sms|text|whatsapp|ring|dial|callback|"
+    r"telefon|handy|rückruf|ruf|nummer|téléphone|portable|appel|joindre|joignable|teléfono|móvil|llamar|"
+    r"telefone|numero|número|電話|連絡|携帯)(?:s|ed|ing)?\b")
+
+
 @functools.cache
 def _phone_library():
     import phonenumbers
@@ -363,8 +372,10 @@ def _valid_phone(candidate: str, regions: tuple[str, ...]) -> bool:
     digits = re.sub(r"\D", "", candidate)
     if not 7 <= len(digits) <= 15:
         return False
-    if len(set(re.findall(r"[ .-]", candidate))) > 2 or candidate.count(".") not in (0, 2):
+    if len(set(re.findall(r"[ .-]", candidate))) > 2 or candidate.count(".") not in (0, 2, 4):
         return False  # 1.2.3 (a version) or a mix of every separator
+    if _DATE_LIKE.search(candidate):
+        return False  # 09-13-2012, 0 2017-01-10
     if candidate.startswith("+"):
         attempts: Iterable[str | None] = (None,)
     else:
@@ -376,8 +387,11 @@ def _valid_phone(candidate: str, regions: tuple[str, ...]) -> bool:
             continue
         if not pn.is_valid_number(number):
             continue
-        if number.country_code_source != pn.CountryCodeSource.FROM_DEFAULT_COUNTRY:
-            return True  # written with "+" or an international prefix
+        source = number.country_code_source
+        if source in (pn.CountryCodeSource.FROM_NUMBER_WITH_PLUS_SIGN, pn.CountryCodeSource.FROM_NUMBER_WITH_IDD):
+            return True  # written with "+" or an international prefix (0049 …)
+        if source != pn.CountryCodeSource.FROM_DEFAULT_COUNTRY:
+            continue  # digits that only start like a country code (49 99 34 81 51)
         prefix = pn.PhoneMetadata.metadata_for_region(region).national_prefix or ""
         if prefix == "1":
             # North America: ten digits (or 1 and ten), grouped 3-3-4 when grouped.
@@ -395,8 +409,20 @@ def _phones(text: str, regions: tuple[str, ...] = DEFAULT_PHONE_REGIONS) -> list
     spans = []
     for match in _PHONE_CANDIDATE.finditer(text):
         candidate = match.group(0).rstrip(" .-")
+        start = match.start()
+        if candidate.endswith(")") and candidate.count("(") < candidate.count(")"):
+            candidate = candidate[:-1]  # VARCHAR(2147483647)
+        if candidate.startswith("(") and ")" not in candidate:
+            candidate, start = candidate[1:], start + 1  # VALUES (2152101302, …
+        if re.search(r"\d\(", candidate):
+            continue  # 0.23.0(2.0.1): a version, not a bracketed area code
+        if candidate.isdigit():
+            window = max(0, start - 60)
+            window = max(window, text.rfind("\n", window, start) + 1)  # on its line
+            if not _PHONE_CONTEXT.search(text, window, start):
+                continue
         if _valid_phone(candidate, regions):
-            spans.append((match.start(), match.start() + len(candidate)))
+            spans.append((start, start + len(candidate)))
     return spans
 
 
