@@ -23,10 +23,12 @@ redaction off):
 - ``iban``: an IBAN in any letter case whose country format and mod-97 checksum hold
   (``python-stdnum``);
 - ``email``: e-mail addresses, internationalised ones (``jörg@müller.de``) included;
-- ``phone``: numbers the ``phonenumbers`` metadata calls valid, international (``+`` or
-  ``00``) or national for the regions ``KB_PHONE_REGIONS`` names; a national number must be
-  written with its trunk prefix (``0171 2345678``) or, in North America, as ten digits;
-  dates, times, versions and ids are not phones;
+- ``phone``: numbers written with ``+`` and a country code that the ``phonenumbers``
+  metadata calls possible (the right length for the country), and numbers it calls valid,
+  written with ``00`` or national for the regions ``KB_PHONE_REGIONS`` names; a national
+  number must be written with its trunk prefix (``0171 2345678``) or, in North America, as
+  ten digits (a bare run of ten digits only after a word such as "phone" or "call"); dates,
+  times, versions, sizes and ids are not phones;
 - ``ip``: IPv4 and IPv6 addresses (a desk that needs them in search can leave ``ip`` out);
 - ``national_id``: US social security numbers written in groups (``536-90-4399``) whose
   area, group and serial are valid (``python-stdnum``).
@@ -385,9 +387,11 @@ def _valid_phone(candidate: str, regions: tuple[str, ...]) -> bool:
             number = pn.parse(candidate, region, keep_raw_input=True)
         except pn.NumberParseException:
             continue
+        source = number.country_code_source
+        if region is None and pn.is_possible_number(number):
+            return True  # "+" and a country code: a phone, though its range may be unassigned
         if not pn.is_valid_number(number):
             continue
-        source = number.country_code_source
         if source in (pn.CountryCodeSource.FROM_NUMBER_WITH_PLUS_SIGN, pn.CountryCodeSource.FROM_NUMBER_WITH_IDD):
             return True  # written with "+" or an international prefix (0049 …)
         if source != pn.CountryCodeSource.FROM_DEFAULT_COUNTRY:
