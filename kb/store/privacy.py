@@ -173,14 +173,15 @@ class PrivacyMixin:
     def erase_records(self, *, suggestions: Sequence[str] = (), feedback: Sequence[tuple[str, str]] = (),
                       drafts: Sequence[str] = (), actor: str) -> dict[str, Any]:
         """Erase what records_mentioning found outside incidents, in one transaction: the
-        suggestions' typed text is blanked (as incident erasure blanks it), the feedback
+        suggestions' typed text is blanked (as incident erasure blanks it, and the incident
+        id they named too), the feedback
         rows' agent becomes "[erased]" and a random tag (one row per suggestion and agent),
         the drafts are deleted. Leaves a "pending" erasure, finished as incident erasures
         are (index without the drafts, database compacted); the audit log names counts and
         opaque ids only."""
         now = utc_now()
         with self.write():
-            blanked = sum(self.db.execute(f"UPDATE suggestions SET {BLANKED_SUGGESTION} WHERE id = ?",
+            blanked = sum(self.db.execute(f"UPDATE suggestions SET {BLANKED_SUGGESTION}, incident_ref = '' WHERE id = ?",
                                           [ERASED, sid]).rowcount for sid in suggestions)
             renamed = 0
             for suggestion_id, agent in feedback:
