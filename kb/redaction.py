@@ -379,33 +379,32 @@ def _valid_phone(candidate: str, regions: tuple[str, ...]) -> bool:
     if _DATE_LIKE.search(candidate):
         return False  # 09-13-2012, 0 2017-01-10
     if candidate.startswith("+"):
-        attempts: Iterable[str | None] = (None,)
-    else:
-        attempts = regions
-    for region in attempts:
+        try:
+            number = pn.parse(candidate, None)
+        except pn.NumberParseException:
+            return False
+        return pn.is_possible_number(number)  # "+" and a country code, though its range may be unassigned
+    for region in regions:
+        # The shape a national number is written in, checked before the (slower) parse: with
+        # the trunk prefix (0171 2345678) or an international prefix (0049 …), or in North
+        # America ten digits (or 1 and ten), grouped 3-3-4 when grouped.
+        prefix = pn.PhoneMetadata.metadata_for_region(region).national_prefix or ""
+        if prefix == "1":
+            ten = digits[1:] if len(digits) == 11 and digits[0] == "1" else digits
+            groups = [len(g) for g in re.split(r"[^\d]+", candidate.strip("()+ ")) if g]
+            if not (len(ten) == 10 and groups[-2:] in ([10], [3, 4]) or groups == [1, 3, 3, 4]):
+                continue
+        elif prefix and not digits.startswith(prefix):
+            continue
         try:
             number = pn.parse(candidate, region, keep_raw_input=True)
         except pn.NumberParseException:
             continue
-        source = number.country_code_source
-        if region is None and pn.is_possible_number(number):
-            return True  # "+" and a country code: a phone, though its range may be unassigned
-        if not pn.is_valid_number(number):
-            continue
-        if source in (pn.CountryCodeSource.FROM_NUMBER_WITH_PLUS_SIGN, pn.CountryCodeSource.FROM_NUMBER_WITH_IDD):
-            return True  # written with "+" or an international prefix (0049 …)
-        if source != pn.CountryCodeSource.FROM_DEFAULT_COUNTRY:
+        if number.country_code_source not in (pn.CountryCodeSource.FROM_DEFAULT_COUNTRY,
+                                              pn.CountryCodeSource.FROM_NUMBER_WITH_IDD):
             continue  # digits that only start like a country code (49 99 34 81 51)
-        prefix = pn.PhoneMetadata.metadata_for_region(region).national_prefix or ""
-        if prefix == "1":
-            # North America: ten digits (or 1 and ten), grouped 3-3-4 when grouped.
-            ten = digits[1:] if len(digits) == 11 and digits[0] == "1" else digits
-            groups = [len(g) for g in re.split(r"[^\d]+", candidate.strip("()+ ")) if g]
-            if len(ten) == 10 and groups[-2:] in ([10], [3, 4]) or groups == [1, 3, 3, 4]:
-                return True
-            continue
-        if prefix and digits.startswith(prefix):
-            return True  # written with the trunk prefix, as a national number is
+        if pn.is_valid_number(number):
+            return True
     return False
 
 
