@@ -143,13 +143,17 @@ _IBAN = re.compile(r"(?i)\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{
 # Every repetition below is bounded (the lengths RFC 5321 allows), so that text such as
 # "a.a.a.a..." or "a-a-a-..." costs a bounded amount of work per position, not a scan to its end.
 # \w takes the letters of every script (internationalised addresses: jörg@müller.de).
-_EMAIL = re.compile(r"(?<![\w.%+'-])[\w.%+'-]{1,64}@[^\W_](?:[\w-]{0,62})(?:\.[\w-]{1,63}){0,8}\.(?P<tld>[^\W\d_]{2,24})\b")
+_EMAIL = re.compile(r"(?<![\w.%+-])\w[\w.%+'-]{0,63}@(?:[^\W_]|-){1,63}(?:\.(?:[^\W_]|-){1,63}){0,8}"
+                    r"\.(?P<tld>[^\W\d_]{2,24})\b")
 # A stretch of digits, spaces, dashes, dots and brackets that could be a phone number;
 # phonenumbers decides. Not after a letter, digit, dot, slash, colon or "=" (paths, times,
 # versions, parameters), not before one.
 _PHONE_CANDIDATE = re.compile(r"(?<![\w.+/:=#-])(?:\+[ ]?|\()?\d[\d ().-]{5,22}\d\)?(?![\w/:]|[.-]\d)")
 _SSN = re.compile(r"(?<![\w.-])\d{3}([- ])\d{2}\1\d{4}(?![\w-]|\.\d)")
-_IPV4 = re.compile(r"(?<![\w.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?!\w|\.\d)")
+# Not inside a dotted name (1.7.0.51.x86_64, 10.1.1.0.jar); a full stop ending a sentence may
+# follow. A dash may come before (Connection(4)-10.95.89.20): versions after one (hadoop-0.20.1.0)
+# are taken too, the price of not missing an address.
+_IPV4 = re.compile(r"(?<![\w.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?!\w|\.\w)")
 _IPV6_CANDIDATE = re.compile(r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?![\w:])")
 
 # Provider rules of detect-secrets whose patterns run in linear time (the linear-time test
