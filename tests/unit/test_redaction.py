@@ -151,3 +151,21 @@ def test_settings_choose_the_kinds():
     keep_ips = Redactor(k for k in KINDS if k != "ip")
     assert keep_ips.redact("vpn peer 10.8.0.1 mail a@b.example") == "vpn peer 10.8.0.1 mail [email]"
     assert Redactor(()).redact("a@b.example") == "a@b.example"
+
+
+def test_the_evaluation_counts_findings_per_kind_and_per_thousand_texts(tmp_path):
+    from scripts.redaction_eval import labelled_scores, text_findings
+
+    texts = tmp_path / "incidents.jsonl"
+    texts.write_text("\n".join(json.dumps(r) for r in (
+        {"title": "VPN", "description": "mail ｊｏｅ＠ｅｘａｍｐｌｅ．ｏｒｇ or call 0171 2345678"},
+        {"title": "Printer", "description": "queue stuck since 2.3.0", "resolution": "restarted"})), encoding="utf-8")
+    report = text_findings(texts, Redactor(), sample=5)
+    assert report["texts"] == 2 and report["findings"] == {"email": 1, "phone": 1}
+    assert report["per_1000_texts"] == {"email": 500.0, "phone": 500.0}
+    assert report["sample"]["email"][0]["finding"] == "joe@example.org"
+    cases = tmp_path / "cases.jsonl"
+    cases.write_text(json.dumps({"text": "pwd=hunter22 and 10.1.2.3", "expect": [["secret", "hunter22"]]}),
+                     encoding="utf-8")
+    scores = labelled_scores(cases, Redactor())
+    assert scores["recall"] == 1.0 and scores["precision"] == 0.5 and scores["by_kind"]["ip"]["fp"] == 1
