@@ -26,7 +26,7 @@ from kb.text import normalise_text
 
 def labelled_scores(path: Path, redactor: Redactor) -> dict:
     tp, fp, fn = Counter(), Counter(), Counter()
-    cases = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    cases = [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
     for case in cases:
         found = Counter((f.kind, f.text) for f in redactor.normalised_findings(case["text"]))
         expected = Counter((kind, normalise_text(value)) for kind, value in case["expect"])
@@ -42,7 +42,7 @@ def labelled_scores(path: Path, redactor: Redactor) -> dict:
 
 def text_findings(path: Path, redactor: Redactor, sample: int, seed: int = 1) -> dict:
     texts = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in path.read_text(encoding="utf-8").split("\n"):
         if line.strip():
             record = json.loads(line)
             texts.append("\n".join(record.get(k) or "" for k in ("title", "description", "resolution")))
