@@ -148,7 +148,7 @@ _EMAIL = re.compile(r"(?<![\w.%+-])\w[\w.%+'-]{0,63}@(?:[^\W_]|-){1,63}(?:\.(?:[
 # A stretch of digits, spaces, dashes, dots and brackets that could be a phone number;
 # phonenumbers decides. Not after a letter, digit, dot, slash, colon or "=" (paths, times,
 # versions, parameters), not before one.
-_PHONE_CANDIDATE = re.compile(r"(?<![\w.+/:=#-])(?:\+[ ]?|\()?\d[\d ().-]{5,22}\d\)?(?![\w/:]|[.-]\d)")
+_PHONE_CANDIDATE = re.compile(r"(?<![\w.+/:=#-])(?:\+[ ]?|\()?\d[\d ().-]{5,30}\d\)?(?![\w/:]|[.-]\d)")
 _SSN = re.compile(r"(?<![\w.-])\d{3}([- ])\d{2}\1\d{4}(?![\w-]|\.\d)")
 # Not inside a dotted name (1.7.0.51.x86_64, 10.1.1.0.jar); a full stop ending a sentence may
 # follow. A dash may come before (Connection(4)-10.95.89.20): versions after one (hadoop-0.20.1.0)
@@ -373,7 +373,22 @@ def _phone_library():
     return phonenumbers
 
 
-def _valid_phone(candidate: str, regions: tuple[str, ...]) -> bool:
+class _Budget:
+    """How many more checks (and parses, the slow step) a text may ask for: one made of digit
+    groups could otherwise ask for thousands of them. A text of ordinary length never comes
+    near it; one that does keeps the numbers found until then."""
+
+    def __init__(self, text: str):
+        self.left = 50 + len(text) // 50
+
+    def spend(self) -> bool:
+        self.left -= 1
+        return self.left >= 0
+
+
+def _valid_phone(candidate: str, regions: tuple[str, ...], budget: _Budget) -> bool:
+    if not budget.spend():
+        return False
     pn = _phone_library()
     digits = re.sub(r"\D", "", candidate)
     if not 7 <= len(digits) <= 15:
@@ -383,6 +398,8 @@ def _valid_phone(candidate: str, regions: tuple[str, ...]) -> bool:
     if _DATE_LIKE.search(candidate):
         return False  # 09-13-2012, 0 2017-01-10
     if candidate.startswith("+"):
+        if not budget.spend():
+            return False
         try:
             number = pn.parse(candidate, None)
         except pn.NumberParseException:
@@ -400,6 +417,8 @@ def _valid_phone(candidate: str, regions: tuple[str, ...]) -> bool:
                 continue
         elif prefix and not digits.startswith(prefix):
             continue
+        if not budget.spend():
+            return False
         try:
             number = pn.parse(candidate, region, keep_raw_input=True)
         except pn.NumberParseException:
@@ -412,24 +431,64 @@ def _valid_phone(candidate: str, regions: tuple[str, ...]) -> bool:
     return False
 
 
+def _phone_span(text: str, start: int, candidate: str, regions: tuple[str, ...],
+                budget: _Budget) -> tuple[int, int] | None:
+    """Where ``candidate`` (found at ``start``) is a phone number, or None."""
+    if candidate.endswith(")") and candidate.count("(") < candidate.count(")"):
+        candidate = candidate[:-1]  # VARCHAR(2147483647)
+    if candidate.startswith("(") and ")" not in candidate:
+        candidate, start = candidate[1:], start + 1  # VALUES (2152101302, …
+    if re.search(r"\d\(", candidate):
+        return None  # 0.23.0(2.0.1): a version, not a bracketed area code
+    if candidate.isdigit():
+        window = max(0, start - 60)
+        window = max(window, text.rfind("\n", window, start) + 1)  # on its line
+        if not _PHONE_CONTEXT.search(text, window, start):
+            return None
+    return (start, start + len(candidate)) if _valid_phone(candidate, regions, budget) else None
+
+
+# A candidate of several numbers written one after another ("… 0151 23453864 0171 2345678")
+# is tried again as runs of its space-separated groups, up to this many groups per run, when
+# it has at most _PHONE_SPLIT_GROUPS groups.
+_PHONE_MAX_GROUPS = 5
+_PHONE_SPLIT_GROUPS = 6
+
+
 def _phones(text: str, regions: tuple[str, ...] = DEFAULT_PHONE_REGIONS) -> list[tuple[int, int]]:
-    spans = []
+    spans, budget = [], _Budget(text)
     for match in _PHONE_CANDIDATE.finditer(text):
         candidate = match.group(0).rstrip(" .-")
-        start = match.start()
-        if candidate.endswith(")") and candidate.count("(") < candidate.count(")"):
-            candidate = candidate[:-1]  # VARCHAR(2147483647)
-        if candidate.startswith("(") and ")" not in candidate:
-            candidate, start = candidate[1:], start + 1  # VALUES (2152101302, …
-        if re.search(r"\d\(", candidate):
-            continue  # 0.23.0(2.0.1): a version, not a bracketed area code
-        if candidate.isdigit():
-            window = max(0, start - 60)
-            window = max(window, text.rfind("\n", window, start) + 1)  # on its line
-            if not _PHONE_CONTEXT.search(text, window, start):
+        if _IBAN_HEAD.search(text[max(0, match.start() - 6):match.start()]):
+            continue  # the digits of an account number whose checksum failed
+        span = _phone_span(text, match.start(), candidate, regions, budget)
+        if span:
+            spans.append(span)
+        elif 1 <= candidate.count(" ") < _PHONE_SPLIT_GROUPS and budget.left > 0:
+            spans.extend(_phones_in_groups(text, match.start(), candidate, regions, budget))
+    return spans
+
+
+def _phones_in_groups(text: str, offset: int, candidate: str, regions: tuple[str, ...],
+                      budget: _Budget) -> list[tuple[int, int]]:
+    """Numbers inside a candidate that is not one as a whole: runs of its space-separated
+    groups, from the left, the longest first."""
+    groups = [(g.start(), g.end()) for g in re.finditer(r"[^ ]+", candidate)]
+    spans, i = [], 0
+    while i < len(groups):
+        for j in range(min(len(groups), i + _PHONE_MAX_GROUPS), i, -1):
+            if j - i == len(groups):
+                continue  # the whole candidate, tried already
+            part = candidate[groups[i][0]:groups[j - 1][1]].rstrip(".-")
+            if not 7 <= sum(c.isdigit() for c in part) <= 15:
                 continue
-        if _valid_phone(candidate, regions):
-            spans.append((start, start + len(candidate)))
+            span = _phone_span(text, offset + groups[i][0], part, regions, budget)
+            if span:
+                spans.append(span)
+                i = j
+                break
+        else:
+            i += 1
     return spans
 
 

@@ -169,3 +169,25 @@ def test_the_evaluation_counts_findings_per_kind_and_per_thousand_texts(tmp_path
                      encoding="utf-8")
     scores = labelled_scores(cases, Redactor())
     assert scores["recall"] == 1.0 and scores["precision"] == 0.5 and scores["by_kind"]["ip"]["fp"] == 1
+
+
+def test_the_libraries_load_and_run_without_the_network():
+    """detect-secrets, phonenumbers and python-stdnum read only the data they ship with: a
+    fresh process that cannot open a connection redacts every kind."""
+    import subprocess
+    import sys
+
+    code = (
+        "import socket\n"
+        "def refuse(*a, **k): raise OSError('no network')\n"
+        "socket.socket.connect = refuse; socket.create_connection = refuse; socket.getaddrinfo = refuse\n"
+        "from kb.redaction import Redactor\n"
+        "print(Redactor().redact('DB_PASSWORD=Spr1ngT1me! AccountKey=k3Y9vQ2mXpL8rT4wZ6nB1cF5hJ7dS0aE; "
+        "ghp_Ab3dEf6hIj9lMn2pQr5tUv8xYz1bCd4fGh7J de89 3704 0044 0532 0130 00 4370.9360.5729.8084 "
+        "0171 2345678 536-90-4399 x@example.Com'))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120,
+                            env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["DB_PASSWORD=[secret]", "AccountKey=[secret];", "[secret]", "[iban]", "[card]",
+                                     "[phone]", "[national_id]", "[email]"]
