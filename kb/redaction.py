@@ -374,9 +374,9 @@ def _phone_library():
 
 
 class _Budget:
-    """How many more checks (and parses, the slow step) a text may ask for: one made of digit
-    groups could otherwise ask for thousands of them. A text of ordinary length never comes
-    near it; one that does keeps the numbers found until then."""
+    """How many more numbers a text may have parsed (the slow step): one made of digit groups
+    could otherwise ask for thousands of parses. The numbers found until it is spent stay
+    found; after it, no more are looked for in that text."""
 
     def __init__(self, text: str):
         self.left = 50 + len(text) // 50
@@ -387,7 +387,7 @@ class _Budget:
 
 
 def _valid_phone(candidate: str, regions: tuple[str, ...], budget: _Budget) -> bool:
-    if not budget.spend():
+    if budget.left <= 0:
         return False
     pn = _phone_library()
     digits = re.sub(r"\D", "", candidate)

@@ -34,7 +34,7 @@ UNITS = (
     "aA1", "a1-", "0x", "-", ".", "password=", "key ", "ab:", "[a", "eyJ", "+1 ", "(",
     "a:/", "a@a.", "---", "Caused by: ", "error ", "x\n",
     "a_", "A_", "a_password=", "mot de ", "xoxb-1-", "://", "1 1", "1-1", "(1) ", "1.1.", "00 ", "de89 ",
-    "ü@ü.", "AccountKey=", "ghp_", "sk_live_", "-----BEGIN PRIVATE KEY-----",
+    "ü@ü.", "AccountKey=", "ghp_", "sk_live_", "-----BEGIN PRIVATE KEY-----", "0000 ", "0171 2345678 ", "(0) ",
 )
 
 
