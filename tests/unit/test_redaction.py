@@ -191,3 +191,23 @@ def test_the_libraries_load_and_run_without_the_network():
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["DB_PASSWORD=[secret]", "AccountKey=[secret];", "[secret]", "[iban]", "[card]",
                                      "[phone]", "[national_id]", "[email]"]
+
+
+def test_libraries_load_on_first_use_or_when_a_worker_starts():
+    """Importing the redactor loads none of the libraries (commands that never redact start
+    fast); Redactor.load, which a server worker calls as it starts, loads them all."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from kb.redaction import Redactor\n"
+        "names = ('detect_secrets', 'phonenumbers', 'stdnum.iban')\n"
+        "print(*[name in sys.modules for name in names])\n"
+        "Redactor().load()\n"
+        "print(*[name in sys.modules for name in names])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120,
+                            env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:2] == ["False False False", "True True True"]
