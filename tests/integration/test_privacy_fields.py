@@ -252,3 +252,28 @@ def test_an_erased_draft_leaves_no_word_of_its_title(client, auth, indexed, app,
     assert store.get_suggestion(asked["suggestion_id"])["predicted_group"] == ""
     targets = [e["target"] for e in store.audit_entries()]
     assert f"article:{draft.id}" in targets and not any("froon" in t.lower() for t in targets)
+
+
+def test_redact_apply_rewrites_every_field_of_recorded_requests_and_feedback(service):
+    """Stored with redaction off, then redacted: a request's incident id, filters and
+    predicted group, and the agents named on feedback (two addresses on one suggestion
+    become one "[email]" choice, the newer)."""
+    from kb.redaction import Redactor
+
+    store = service.store()
+    store.redactor = Redactor(())
+    sid = store.record_suggestion(query="vpn", results=[{"rank": 1, "kind": "article", "id": "a1", "group": "a1",
+                                                         "score": 1.0, "raw_score": 1.0}],
+                                  no_good_match=False, confidence=1.0, k=5, filters={"product": ADDRESS},
+                                  incident_ref=ADDRESS, predicted_group=f"desk of {ADDRESS}")
+    store.record_feedback(sid, outcome="none_helped", used_id=None, agent="first@example.org")
+    store.record_feedback(sid, outcome="used", used_id="a1", agent="second@example.org")
+    store.redactor = Redactor()
+    assert store.redact_stored_suggestions() == 1
+    row = store.get_suggestion(sid)
+    assert (row["incident_ref"], row["filters"], row["predicted_group"]) == ("[email]", {"product": "[email]"},
+                                                                               "desk of [email]")
+    [choice] = store.feedback_for(sid)
+    assert choice["agent"] == "[email]" and choice["outcome"] == "used"
+    events = store.db.execute("SELECT agent FROM feedback_events WHERE suggestion_id = ?", [sid]).fetchall()
+    assert [e[0] for e in events] == ["[email]", "[email]"]
