@@ -64,6 +64,7 @@ class SuggestRequest:
     ranking: str = "shipped"  # or a reference ranking: dense, bm25, rrf (for kb eval)
     use_feedback: bool = True
     customer_tier: str = ""  # a top tier raises the suggested priority one step
+    preview: bool = False  # kept aside until the agent acts on it (Store.settle_suggestion)
 
 
 def query_windows(text: str) -> list[str]:
@@ -165,7 +166,8 @@ class ResolutionSuggester:
             if self.follow is not None:
                 self.follow(store)
             version = current_version(self.index_root)
-            if version and version != self.state.version and self._loading != version:
+            if (version and version not in (self.state.version, self.state.damaged_version)
+                    and self._loading != version):
                 self._start_reload(version)
             self.state.catch_up(store)
         if now - self._priors_checked >= PRIORS_REFRESH_SECONDS:
@@ -203,6 +205,11 @@ class ResolutionSuggester:
                 state = SearchState.load(store, self.index_root, embedder.model_id)
             finally:
                 store.close()
+            if state.damaged_version == version and self.state is not None:
+                # The new version is unreadable: the one in memory keeps serving (and is
+                # newer than whatever older version loaded in its place).
+                self.state.damaged_version, self.state.damage = version, state.damage
+                return
             with self._lock:
                 self.embedder, self.state = embedder, state
         except IndexMismatchError as exc:
@@ -293,7 +300,7 @@ class ResolutionSuggester:
                 predicted_group=(suggestion.triage.get("assignment_group") or {}).get("best_guess") or "",
                 predicted_sure=not (suggestion.triage.get("assignment_group") or {}).get("not_sure", True),
                 model_id=self.embedder.model_id,
-                latency_ms=round((time.perf_counter() - began) * 1000, 2),
+                latency_ms=round((time.perf_counter() - began) * 1000, 2), preview=request.preview,
             )
         return suggestion
 
@@ -332,12 +339,14 @@ class ResolutionSuggester:
             snippet_source = texts.get(group.members[0][2], "")
             similar = []
             for key, _, cid in group.members:
-                if key[0] == "incident" and key != lead.key and len(similar) < SIMILAR_SHOWN:
+                if key[0] == "incident" and key != lead.key:
                     # Cosine similarity of the incident's best chunk to the query, in [0, 1];
                     # "score" repeats it for clients written before "similarity" existed.
                     similarity = round(min(max(cands.dense.get(cid, 0.0), 0.0), 1.0), 4)
                     similar.append({"id": key[1], "title": state.docs[key].title,
                                     "similarity": similarity, "score": similarity})
+            # The most similar first (members are in ranking order, which is not similarity).
+            similar = sorted(similar, key=lambda s: -s["similarity"])[:SIMILAR_SHOWN]
             results.append(
                 SuggestionResult(
                     rank=rank, kind=lead.kind, id=lead.id, title=lead.title,
@@ -354,3 +363,4 @@ class ResolutionSuggester:
                 )
             )
         return results
+

@@ -404,7 +404,7 @@ def _first_line(near, viewer=None, docs: Mapping[DocKey, DocInfo] | None = None)
         article = articles[example.id]
         result["resolution"] = {"kind": "article", "id": article.id, "title": article.title, "incidents": count,
                                 "resolution": article.resolution[:200]}
-        how = f"article \"{article.title}\""
+        how = f"the article “{article.title}”"
     else:
         result["resolution"] = {"kind": "incident", "id": example.id, "incidents": count,
                                 "resolution": example.resolution[:200]}

@@ -74,7 +74,7 @@ def test_first_line_hint_counts_escalations_and_names_the_usual_article_by_title
     near += [(doc("X", escalated="yes"), 0.8), (doc("Y", escalated="yes"), 0.8), (doc("Z"), 0.7)]
     hint = triage(near, {}, docs=docs)["first_line"]
     assert hint["similar"] == 10 and hint["solved_at_first_line"] == 8
-    assert hint["text"] == '8 of 10 similar incidents were solved at the first line with article "Mailbox over quota"'
+    assert hint["text"] == '8 of 10 similar incidents were solved at the first line with the article “Mailbox over quota”'
     assert hint["resolution"]["title"] == "Mailbox over quota"
     assert triage([(doc("Z"), 0.7)], {})["first_line"]["similar"] == 0
 
@@ -179,3 +179,12 @@ def test_decoded_models_are_reused_for_one_profile():
     models = TriageModels(entries)
     assert models.fields["assignment_group"].model.classes == ["Hardware", "Network"]
     assert models.fields["category"].status == "none"
+
+
+def test_first_line_hint_names_the_article_by_its_title():
+    docs = {("article", "mail-quota"): article("mail-quota", title="Mailbox is full and cannot send")}
+    near = [(doc(str(n), escalated="no", article_id="mail-quota"), 0.9) for n in range(3)]
+    hint = triage(near, {}, docs=docs)["first_line"]
+    assert hint["text"] == ("3 of 3 similar incidents were solved at the first line with the article "
+                            "“Mailbox is full and cannot send”")
+    assert hint["resolution"]["id"] == "mail-quota" and hint["resolution"]["title"] == "Mailbox is full and cannot send"
