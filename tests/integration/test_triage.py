@@ -149,7 +149,7 @@ def desk(indexed):
 def test_triage_fits_a_model_per_field_and_says_how_it_replayed(desk):
     profile = desk.suggester().ensure_state(desk.store()).profile
     group = profile.triage["assignment_group"]
-    assert group["status"] == "fitted" and group["labelled"] == 150 and len(group["calibration"]) == 2
+    assert group["status"] == "fitted" and group["labelled"] == 150 and len(group["calibration"]) == 4
     assert 0 <= group["mix"] <= 1 and 0 < group["threshold"] <= 0.5
     assert group["tiers"]["platinum"]["group"] == "Premium desk"
     figures = profile.fitted["triage"]["assignment_group"]
