@@ -8,7 +8,15 @@ import click
 
 from kb.errors import KBError
 from kb.models import IMPORT_FORMATS
-from scripts.common import AppContext, cli_actor, echo_json, home_option, pass_app, reports_errors
+from scripts.common import (
+    AppContext,
+    actor_option,
+    cli_actor,
+    echo_json,
+    home_option,
+    pass_app,
+    reports_errors,
+)
 
 
 @click.command()
@@ -72,6 +80,7 @@ def incidents() -> None:
 @incidents.command(name="delete")
 @click.argument("ids", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@actor_option
 @home_option
 @pass_app
 @reports_errors
@@ -82,7 +91,7 @@ def incidents_delete(app: AppContext, ids: tuple[str, ...], as_json: bool) -> No
     from kb.app.privacy import erase_incidents
 
     app.require_home()
-    report = erase_incidents(app.service(), list(ids), actor=cli_actor())
+    report = erase_incidents(app.service(), list(ids), actor=cli_actor(), wait=True)
     _echo_erasure(report, as_json)
 
 
@@ -101,27 +110,43 @@ def _echo_erasure(report: dict, as_json: bool) -> None:
 @click.option("--email", required=True, metavar="ADDRESS", help="The person's e-mail address.")
 @click.option("--yes", is_flag=True, help="Erase what was found (without it, only list it).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@actor_option
 @home_option
 @pass_app
 @reports_errors
 def erase(app: AppContext, email: str, yes: bool, as_json: bool) -> None:
-    """Find the incidents that mention a person's e-mail address, and with --yes erase them
-    as `kb incidents delete` does. (With redaction on, new text holds no addresses; this
-    finds what was stored before.)"""
-    from kb.app.privacy import erase_incidents
+    """Find everything stored that holds a person's e-mail address, in any letter case or
+    width (full-width characters included), and with --yes erase it: incidents that mention
+    it in any field (as `kb incidents delete` does), the text of recorded suggest requests,
+    the agent's name on feedback, and drafts. (With redaction on, new text holds no
+    addresses; this finds what was stored before.)"""
+    from kb.app.privacy import erase_person
 
     app.require_home()
     if "@" not in email or len(email) > 320:
         raise KBError(f"{email!r} is not an e-mail address")
-    found = app.service().store().incidents_mentioning(email)
-    if not yes or not found:
+    found = app.service().store().records_mentioning(email)
+    if not yes or not any(found.values()):
         if as_json:
-            echo_json({"email_found_in": found, "erased": []})
+            echo_json({"email_found_in": found["incidents"], "suggestions": found["suggestions"],
+                       "feedback": [list(row) for row in found["feedback"]], "drafts": found["drafts"],
+                       "erased": []})
         else:
-            click.echo(f"{len(found)} incident(s) mention it" + (f": {', '.join(found)}" if found else "")
-                       + ("; run again with --yes to erase them" if found else ""))
+            incidents = found["incidents"]
+            click.echo(f"{len(incidents)} incident(s) mention it" + (f": {', '.join(incidents)}" if incidents else "")
+                       + f"; {len(found['suggestions'])} recorded suggestion(s), {len(found['feedback'])} "
+                       f"feedback row(s), {len(found['drafts'])} draft(s)"
+                       + ("; run again with --yes to erase them" if any(found.values()) else ""))
         return
-    _echo_erasure(erase_incidents(app.service(), found, actor=cli_actor()), as_json)
+    report = erase_person(app.service(), email, actor=cli_actor(), wait=True)
+    if as_json:
+        report["found"]["feedback"] = [list(row) for row in report["found"]["feedback"]]
+        echo_json(report)
+        return
+    click.echo(f"Erased {len(report['erased'])} incident(s)" + (f": {', '.join(report['erased'])}" if report["erased"]
+                                                               else "")
+               + f"; {len(report['drafts'])} draft(s), {report['suggestions_blanked']} suggestion text(s), "
+               f"{report['feedback_agents_erased']} feedback agent name(s)")
 
 
 @click.command()
@@ -130,13 +155,26 @@ def erase(app: AppContext, email: str, yes: bool, as_json: bool) -> None:
 @click.option("--limit", default=200, show_default=True, type=click.IntRange(1, 100_000),
               help="Most entries to list, newest first.")
 @click.option("--json", "as_json", is_flag=True, help="Print the entries as JSON.")
+@click.option("--verify", is_flag=True,
+              help="Check the chain of entry hashes instead: exit 1 naming each entry removed, edited, "
+                   "slipped in or back-dated; print the head hash to keep elsewhere.")
+@click.option("--expect-head", default="", metavar="HASH",
+              help="With --verify: a head hash printed earlier; fail unless that entry is still in the chain.")
 @home_option
 @pass_app
 @reports_errors
-def audit(app: AppContext, since: str, action: str, limit: int, as_json: bool) -> None:
+def audit(app: AppContext, since: str, action: str, limit: int, as_json: bool, verify: bool,
+          expect_head: str) -> None:
     """The append-only audit log, newest first: reads of incidents and articles by knowledge
-    managers and admins, token creation, role and password changes, erasures."""
+    managers and admins, token creation, role and password changes, erasures.
+
+    Every entry carries the hash of the one before it and its own; --verify walks the chain."""
     app.require_home()
+    if expect_head and not verify:
+        raise click.UsageError("--expect-head needs --verify")
+    if verify:
+        _verify_audit(app, expect_head, as_json)
+        return
     entries = app.service().store().audit_entries(since=since, action=action, limit=limit)
     if as_json:
         echo_json(entries)
@@ -147,3 +185,20 @@ def audit(app: AppContext, since: str, action: str, limit: int, as_json: bool) -
     if not entries:
         click.echo("No entries.", err=True)
     sys.stdout.flush()
+
+
+def _verify_audit(app: AppContext, expect_head: str, as_json: bool) -> None:
+    report = app.service().store().verify_audit_chain(expect_head=expect_head.strip())
+    if as_json:
+        echo_json(report)
+    else:
+        for problem in report["problems"]:
+            where = f"entry {problem['id']}" if problem["id"] is not None else "the log"
+            click.echo(f"{where}: {problem['problem']}", err=True)
+        head = report["head"]
+        click.echo(f"{report['entries']} entries, {len(report['problems'])} problem(s)"
+                   + (f"; {report['before_chaining']} written before chaining, not verifiable"
+                      if report["before_chaining"] else ""))
+        click.echo(f"head: entry {head['id']} {head['hash'] or '(none yet)'}")
+    if report["problems"]:
+        raise SystemExit(1)

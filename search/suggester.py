@@ -40,7 +40,7 @@ from search.ranking import (
 )
 from search.state import SearchState
 from search.text import compose_query, highlight_snippet, matched_terms
-from search.triage import neighbours, triage
+from search.triage import TriageModels, neighbours, triage
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,7 @@ class SuggestRequest:
     ranking: str = "shipped"  # or a reference ranking: dense, bm25, rrf (for kb eval)
     use_feedback: bool = True
     customer_tier: str = ""  # a top tier raises the suggested priority one step
+    preview: bool = False  # kept aside until the agent acts on it (Store.settle_suggestion)
 
 
 def query_windows(text: str) -> list[str]:
@@ -112,6 +113,12 @@ def one_verdict(triage_out: dict) -> None:
         first_line["note"] = "no good match: the similar incidents are not like this one"
 
 
+def _unit_mean(vectors: np.ndarray) -> np.ndarray:
+    mean = vectors.mean(axis=0)
+    norm = float(np.linalg.norm(mean))
+    return mean / norm if norm > 0 else mean
+
+
 class ResolutionSuggester:
     """Holds the embedder and the in-memory search state of one process.
 
@@ -154,6 +161,7 @@ class ResolutionSuggester:
         self._classifier_for = None
         self._trust: TrustProfile | None = None
         self._trust_for = None
+        self._triage_models: tuple[object, TriageModels] | None = None  # (profile, its decoded models)
 
     # --- keeping the state current ----------------------------------------------------
 
@@ -177,7 +185,8 @@ class ResolutionSuggester:
             if self.follow is not None:
                 self.follow(store)
             version = current_version(self.index_root)
-            if version and version != self.state.version and self._loading != version:
+            if (version and version not in (self.state.version, self.state.damaged_version)
+                    and self._loading != version):
                 self._start_reload(version)
             self.state.catch_up(store)
         if now - self._priors_checked >= PRIORS_REFRESH_SECONDS:
@@ -215,6 +224,11 @@ class ResolutionSuggester:
                 state = SearchState.load(store, self.index_root, embedder.model_id)
             finally:
                 store.close()
+            if state.damaged_version == version and self.state is not None:
+                # The new version is unreadable: the one in memory keeps serving (and is
+                # newer than whatever older version loaded in its place).
+                self.state.damaged_version, self.state.damage = version, state.damage
+                return
             with self._lock:
                 self.embedder, self.state = embedder, state
         except IndexMismatchError as exc:
@@ -292,10 +306,14 @@ class ResolutionSuggester:
             confidence=results[0].score if results else 0.0, truncated=truncated,
             threshold=profile.match_threshold,
             triage=triage(neighbours(cands.dense, state), profile.triage,
-                          customer_tier=request.customer_tier, top_tiers=self.top_tiers),
+                          customer_tier=request.customer_tier, top_tiers=self.top_tiers,
+                          models=self._triage_models_of(profile), vector=_unit_mean(vectors),
+                          doc_stems=content_stems(text), no_good_match=no_good_match,
+                          viewer=request.viewer, docs=state.docs),
             p_answerable=judgement.p_answerable, language=judgement.language,
         )
-        suggestion.triage["duplicates"] = possible_duplicates(
+        # Open incidents are other customers' and internal: never shown to the public.
+        suggestion.triage["duplicates"] = [] if request.viewer.audience == "public" else possible_duplicates(
             self.open_incidents.current(store), vectors[0], exclude=request.incident_ref,
             product=request.filters.product, threshold=self.duplicate_similarity)
         if no_good_match:
@@ -314,8 +332,9 @@ class ResolutionSuggester:
                 filters={"product": request.filters.product, "category": request.filters.category},
                 incident_ref=request.incident_ref, principal=principal,
                 predicted_group=(suggestion.triage.get("assignment_group") or {}).get("best_guess") or "",
+                predicted_sure=not (suggestion.triage.get("assignment_group") or {}).get("not_sure", True),
                 model_id=self.embedder.model_id,
-                latency_ms=round((time.perf_counter() - began) * 1000, 2),
+                latency_ms=round((time.perf_counter() - began) * 1000, 2), preview=request.preview,
             )
         return suggestion
 
@@ -324,6 +343,12 @@ class ResolutionSuggester:
             self._trust = TrustProfile.from_dict(state.profile.trust)
             self._trust_for = state.profile
         return self._trust
+
+    def _triage_models_of(self, profile) -> TriageModels:
+        cached = self._triage_models
+        if cached is None or cached[0] is not profile:
+            cached = self._triage_models = (profile, TriageModels(profile.triage))
+        return cached[1]
 
     def _class_evidence(self, state: SearchState, vectors: np.ndarray, text: str):
         """The classifier's log-probabilities for this query, when the store keeps one
@@ -354,12 +379,14 @@ class ResolutionSuggester:
             snippet_source = texts.get(group.members[0][2], "")
             similar = []
             for key, _, cid in group.members:
-                if key[0] == "incident" and key != lead.key and len(similar) < SIMILAR_SHOWN:
+                if key[0] == "incident" and key != lead.key:
                     # Cosine similarity of the incident's best chunk to the query, in [0, 1];
                     # "score" repeats it for clients written before "similarity" existed.
                     similarity = round(min(max(cands.dense.get(cid, 0.0), 0.0), 1.0), 4)
                     similar.append({"id": key[1], "title": state.docs[key].title,
                                     "similarity": similarity, "score": similarity})
+            # The most similar first (members are in ranking order, which is not similarity).
+            similar = sorted(similar, key=lambda s: -s["similarity"])[:SIMILAR_SHOWN]
             results.append(
                 SuggestionResult(
                     rank=rank, kind=lead.kind, id=lead.id, title=lead.title,
@@ -379,3 +406,4 @@ class ResolutionSuggester:
                 )
             )
         return results
+

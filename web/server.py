@@ -48,15 +48,30 @@ class KnowledgeServer(BaseApplication):
         def post_worker_init(worker):
             app = worker.wsgi
             service = app.extensions["kb_service"]
+            service.redactor.load()
             try:
                 with app.app_context():
                     service.suggester().ensure_state(service.store())
             except KBError as exc:
                 log.warning("worker %s started without an index: %s", worker.pid, exc)
+            try:
+                pending = service.store().pending_erasures()
+            except KBError:
+                pending = []
+            if pending:
+                # Left pending by a worker that stopped before the index lock was free.
+                from kb.app.privacy import finish_erasures_in_background
+
+                log.warning("finishing %d pending erasure(s)", len(pending))
+                finish_erasures_in_background(service)
             if config.webhook_url:
                 from kb.app.storms import StormWatcher
 
                 StormWatcher(service).start()
+            if config.events_url:
+                from kb.app.outcomes import EventSender
+
+                EventSender(service).start()
 
         settings = {
             "bind": f"{config.host}:{config.port}",
@@ -76,6 +91,9 @@ class KnowledgeServer(BaseApplication):
             # text, and none of it belongs in a log.
             "access_log_format": '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms',
             "errorlog": "-",
+            # Control characters in anything logged are escaped (web.logs): a path with
+            # %0a or %1b cannot forge a log line or drive the terminal that shows it.
+            "logger_class": "web.logs.SafeLogger",
             "loglevel": "info",
             "proc_name": "kb-serve",
             # The control socket sits at one path per user ($HOME/.gunicorn/gunicorn.ctl), so
@@ -113,5 +131,6 @@ def check_can_listen(host: str, port: int) -> None:
 
 def run_server(config: Config) -> None:
     config.check_webhook()
+    config.check_events()
     print(f"Serving on http://{config.host}:{config.port} with {default_workers(config)} worker(s)", flush=True)
     KnowledgeServer(config).run()

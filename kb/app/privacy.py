@@ -5,6 +5,9 @@ database, so the bytes are gone from disk, not only from the tables."""
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -16,13 +19,18 @@ from kb.app.service import Service
 from kb.articles import parse_article_text
 from kb.authoring import write_file_atomically
 from kb.importers import read_incident_file
-from kb.redaction import DEFAULT_KINDS, Redactor
+from kb.models import INCIDENT_TEXT_FIELDS
+from kb.redaction import DEFAULT_KINDS, DEFAULT_PHONE_REGIONS, Redactor, normalise_raw
 
-REDACTED_FIELDS = ("title", "description", "resolution")
+REDACTED_FIELDS = INCIDENT_TEXT_FIELDS
 # Files a scan reads: the database and its journals, the index versions, drafts. The
 # exported model under models/ holds no incident text and is large.
 SCAN_SKIP = ("models",)
 SCAN_CHUNK = 1 << 20
+# How often an erasure waiting for the index lock tries again.
+ERASURE_POLL_SECONDS = 0.5
+
+log = logging.getLogger(__name__)
 
 
 def mask(text: str) -> str:
@@ -33,13 +41,14 @@ def mask(text: str) -> str:
 # --- before importing --------------------------------------------------------------------
 
 def check_export(path: str | Path, *, fmt: str, overrides: dict[str, str] | None, redactor: Redactor) -> dict[str, Any]:
-    """What redaction would replace in an export, record by record: kinds and places, with
-    the findings masked. Raises RecordError for a file that cannot be read."""
+    """What redaction would replace in an export, record by record: kinds and places (an
+    offset into the field's normalised text, as it would be stored), with the findings
+    masked. Raises RecordError for a file that cannot be read."""
     records = read_incident_file(path, fmt=fmt, overrides=overrides)
     findings, kinds = [], Counter()
     for incident in records:
         for name in REDACTED_FIELDS:
-            for finding in redactor.findings(getattr(incident, name)):
+            for finding in redactor.normalised_findings(getattr(incident, name)):
                 kinds[finding.kind] += 1
                 findings.append({"id": incident.id, "field": name, "kind": finding.kind,
                                  "at": finding.start, "looks_like": mask(finding.text)})
@@ -105,20 +114,55 @@ def _remove_old_traces(service: Service) -> dict[str, Any]:
 
 # --- erasure -----------------------------------------------------------------------------
 
-def erase_incidents(service: Service, ids: list[str], *, actor: str) -> dict[str, Any]:
+def erase_incidents(service: Service, ids: list[str], *, actor: str, wait: bool = False) -> dict[str, Any]:
     """Remove incidents everywhere: their rows and every row holding their text (one
     transaction), then the index (a new version without them, older versions deleted), the
     ranking profile (refitted: it holds words of the incidents it was fitted on), the draft
     files started from them, and the database's free pages and WAL. Logged in the audit
     log with who, when and which ids. A killed erasure is left "pending" and finished by
-    running it again (or `kb doctor --privacy`). Raises NotFoundError."""
+    running it again (or `kb doctor --privacy`). Raises NotFoundError.
+
+    While another indexer holds the index lock, the rows are gone at once and the rest
+    waits for the lock: with ``wait`` here, else in a background thread of this process
+    (``state`` is then "finishing" instead of "done"; `kb index` also finishes it)."""
     result = service.store().erase_incidents(ids, actor=actor)
     service.catch_up()  # this process stops offering them at once; other workers follow the log
     for path in result.pop("draft_paths"):
         if Path(path).is_file():
             Path(path).unlink()
-    result.update(finish_erasures(service))
+    try:
+        result.update(finish_erasures_waiting(service) if wait else finish_erasures(service))
+    except BlockingIOError:
+        finish_erasures_in_background(service)
+        result.update(finished=[], state="finishing")
+    else:
+        result["state"] = "done"
     return result
+
+
+def finish_erasures_waiting(service: Service, *, poll: float = ERASURE_POLL_SECONDS) -> dict[str, Any]:
+    """finish_erasures, waiting while another indexer holds the lock."""
+    while True:
+        try:
+            return finish_erasures(service)
+        except BlockingIOError:
+            time.sleep(poll)
+
+
+def finish_erasures_in_background(service: Service) -> threading.Thread:
+    """Finish pending erasures in a thread of this process, as soon as the index lock is
+    free (a serving worker: after an erasure met a running indexer, or at start when one
+    was left pending)."""
+    thread = threading.Thread(target=_finish_later, args=(service,), name="kb-erasure", daemon=True)
+    thread.start()
+    return thread
+
+
+def _finish_later(service: Service) -> None:
+    try:
+        finish_erasures_waiting(service)
+    except Exception:  # noqa: BLE001 - a thread's failure must reach the log
+        log.exception("a pending erasure could not be finished; `kb doctor --privacy` finishes it")
 
 
 def finish_erasures(service: Service) -> dict[str, Any]:
@@ -133,6 +177,39 @@ def finish_erasures(service: Service) -> dict[str, Any]:
     for erasure in pending:
         store.finish_erasure(erasure["id"])
     return {"finished": [e["id"] for e in pending], **cleanup}
+
+
+def erase_person(service: Service, needle: str, *, actor: str, wait: bool = True) -> dict[str, Any]:
+    """Erase everything that holds ``needle`` (an e-mail address): the incidents that
+    mention it in any free-text field (as erase_incidents does), the typed text of
+    recorded suggestions, the agent's name on feedback, and draft articles. Compared
+    normalised and in any letter case. While another indexer holds the index lock, the
+    rows go at once and the rest waits for it (``wait``) or finishes in the background.
+    Returns what was found and erased."""
+    store = service.store()
+    found = store.records_mentioning(needle)
+    report: dict[str, Any] = {"found": found, "erased": [], "drafts": [], "suggestions_blanked": 0,
+                              "feedback_agents_erased": 0, "missing": []}
+    if found["incidents"]:
+        incidents = erase_incidents(service, found["incidents"], actor=actor, wait=wait)
+        report.update(erased=incidents["erased"], drafts=list(incidents["drafts"]),
+                      suggestions_blanked=incidents["suggestions_blanked"], incident_erasure=incidents)
+        found = store.records_mentioning(needle)  # what the incidents' erasure did not take
+    if found["suggestions"] or found["feedback"] or found["drafts"]:
+        rest = store.erase_records(suggestions=found["suggestions"], feedback=found["feedback"],
+                                   drafts=found["drafts"], actor=actor)
+        for path in rest.pop("draft_paths"):
+            if Path(path).is_file():
+                Path(path).unlink()
+        report["drafts"] += rest["drafts"]
+        report["suggestions_blanked"] += rest["suggestions_blanked"]
+        report["feedback_agents_erased"] = rest["feedback_agents_erased"]
+        try:
+            report.update(finish_erasures_waiting(service) if wait else finish_erasures(service))
+        except BlockingIOError:
+            finish_erasures_in_background(service)
+            report.update(finished=[], state="finishing")
+    return report
 
 
 # --- proof ---------------------------------------------------------------------------------
@@ -157,12 +234,15 @@ def scan_home(home: Path, *, needle: str = "", redactor: Redactor | None = None,
               pending_erasures: list[dict] | None = None) -> ScanReport:
     """Read the raw bytes of every file under the data home (the database, its WAL and
     shared-memory files, index versions, drafts; not the exported model) and report where
-    ``needle`` occurs (as UTF-8, in any letter case) or, without a needle, where the
-    redactor still finds something (its structural detectors: raw database bytes have no
-    field boundaries for the high-entropy rule to read)."""
+    ``needle`` occurs (as UTF-8, in any letter case, also in full-width or other forms NFKC
+    folds) or, without a needle, where the redactor still finds something in the bytes
+    read as normalised text (its structural detectors: raw database bytes have no field
+    boundaries for the high-entropy rule to read)."""
     report = ScanReport(pending_erasures=list(pending_erasures or []))
     wanted = needle.encode("utf-8").lower() if needle else b""
-    redactor = Redactor(redactor.kinds if redactor else DEFAULT_KINDS, context=False)
+    folded_needle = normalise_raw(needle).casefold()
+    redactor = Redactor(redactor.kinds if redactor else DEFAULT_KINDS, context=False,
+                        phone_regions=redactor.phone_regions if redactor else DEFAULT_PHONE_REGIONS)
     for path in sorted(Path(home).rglob("*")):
         relative = path.relative_to(home)
         if not path.is_file() or relative.parts[0] in SCAN_SKIP:
@@ -171,14 +251,29 @@ def scan_home(home: Path, *, needle: str = "", redactor: Redactor | None = None,
         data = path.read_bytes()
         report.bytes += len(data)
         if wanted:
-            hits = data.lower().count(wanted)
+            hits = data.lower().count(wanted) or _folded_hits(data, folded_needle)
             if hits:
                 report.needle_hits[str(relative)] = hits
             continue
         kinds: Counter = Counter()
         for start in range(0, len(data), SCAN_CHUNK):
-            text = data[start:start + SCAN_CHUNK + 256].decode("utf-8", errors="replace")
+            text = normalise_raw(data[start:start + SCAN_CHUNK + 256].decode("utf-8", errors="replace"))
             kinds.update(f.kind for f in redactor.findings(text))
         if kinds:
             report.findings[str(relative)] = dict(sorted(kinds.items()))
     return report
+
+
+def _folded_hits(data: bytes, folded_needle: str) -> int:
+    """Occurrences of the needle in the bytes read as text, normalised and case-folded
+    (a full-width or differently cased spelling the byte comparison misses)."""
+    if not folded_needle or not data:
+        return 0
+    overlap = 4 * len(folded_needle.encode("utf-8")) * 4
+    hits = 0
+    for start in range(0, len(data), SCAN_CHUNK):
+        window = normalise_raw(data[start:start + SCAN_CHUNK + overlap].decode("utf-8", errors="replace")).casefold()
+        tail = normalise_raw(data[start + SCAN_CHUNK:start + SCAN_CHUNK + overlap].decode(
+            "utf-8", errors="replace")).casefold()
+        hits += window.count(folded_needle) - tail.count(folded_needle)  # the tail is the next window's
+    return max(hits, 0)

@@ -210,6 +210,43 @@ def m011_settings_and_index_versions(db: sqlite_utils.Database) -> None:
                                 defaults={"model_path": "", "node": ""})
 
 
+def m014_audit_chain(db: sqlite_utils.Database) -> None:
+    # Each audit entry carries the hash of the entry before it and its own (kb.store.privacy):
+    # an entry removed, changed or slipped in between is found by `kb audit --verify`.
+    # Entries written before this migration have none and are reported as such.
+    db["audit_log"].add_column("prev_hash", str, not_null_default="")
+    db["audit_log"].add_column("hash", str, not_null_default="")
+
+
+def m015_outgoing_events(db: sqlite_utils.Database) -> None:
+    # Events for a ticket system (an agent used a result, or none helped): an outbox written
+    # in the same transaction as the choice, posted by a background thread, each once. The
+    # incident and result they name are columns, so erasing an incident erases its events.
+    db["outgoing_events"].create({"id": str, "created_at": str, "kind": str, "incident_ref": str, "result_kind": str,
+                                  "result_id": str, "payload": str, "delivered_at": str,
+                                  "attempts": int, "next_attempt_at": str, "lease_until": str, "last_error": str},
+                                 pk="id", not_null={"created_at", "kind", "incident_ref", "result_kind", "result_id",
+                                                    "payload", "delivered_at", "next_attempt_at", "lease_until"},
+                                 defaults={"incident_ref": "", "result_kind": "", "result_id": "", "delivered_at": "", "attempts": 0, "next_attempt_at": "",
+                                           "lease_until": "", "last_error": ""})
+    db["outgoing_events"].create_index(["delivered_at", "next_attempt_at"])
+
+
+def m016_suggestion_previews(db: sqlite_utils.Database) -> None:
+    # Searches shown while an agent is still typing: kept aside (not suggestions) until the
+    # agent acts on one or stops typing, then recorded; dropped after an hour otherwise.
+    db["suggestion_previews"].create({"id": str, "created_at": str, "principal": str, "incident_ref": str,
+                                      "payload": str}, pk="id",
+                                     not_null={"created_at", "principal", "incident_ref", "payload"})
+    db["suggestion_previews"].create_index(["created_at"])
+
+
+def m017_predicted_sure(db: sqlite_utils.Database) -> None:
+    # Whether triage was sure of the group it predicted ("yes" or "no"; "" before it said),
+    # so the dashboard shows the share not sure and the accuracy when sure.
+    db["suggestions"].add_column("predicted_sure", str, not_null_default="")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m001_initial,
     m002_ranking_profiles,
@@ -222,4 +259,8 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m009_storms,
     m010_predicted_groups,
     m011_settings_and_index_versions,
+    m014_audit_chain,
+    m015_outgoing_events,
+    m016_suggestion_previews,
+    m017_predicted_sure,
 ]
