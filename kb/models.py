@@ -114,6 +114,14 @@ class SuggestionResult:
     resolution_code: list[dict[str, Any]] = field(default_factory=list)
     group: str = ""
     raw_score: float = 0.0
+    # A resolution family (search.families): {"id", "size", "representative_id"}; then
+    # ``resolution`` is the family's representative note and ``own_resolution`` the note of
+    # the closest incident itself.
+    family: dict[str, Any] = field(default_factory=dict)
+    own_resolution: str = ""
+    # Steps the family's notes agree on (search.steps), on the top result (or the top two
+    # when they are close): [{"text", "incidents", "incident_ids"}].
+    steps: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -208,10 +208,33 @@ def echo_ranking(ranking: dict, *, verbose: bool) -> None:
         line += (f" (flags {no_match['flagged_in_scope']:.1%} of {evidence} and "
                  f"{no_match['flagged_background']:.1%} of {no_match['background']} off-topic requests)")
     click.echo(line)
+    echo_families(ranking.get("families") or {}, verbose=verbose)
     for field, figures in (ranking.get("triage") or {}).items():
         click.echo(f"Triage {field.replace('_', ' ')}: replay accuracy {figures['accuracy_at_1']:.3f} on "
                    f"{figures['replayed']} incidents (not sure {figures['not_sure_share']:.1%}; majority "
                    f"{figures['majority_baseline']:.3f}, nearest incident {figures['nearest_neighbour_baseline']:.3f})")
+
+
+FAMILIES_SHOWN = 5
+
+
+def echo_families(families: dict, *, verbose: bool) -> None:
+    """What kb index grouped into resolution families (search.families)."""
+    if not families.get("notes"):
+        return
+    if families.get("note"):
+        click.echo(f"Resolution families: none ({families['note']})")
+        return
+    click.echo(f"Resolution families: {families['families']} families of {families['incidents_grouped']} "
+               f"incidents, from {families['notes']} distinct notes of {families['incidents']} incidents "
+               f"(largest {families['largest']})")
+    rows = families.get("examples") or []
+    for row in rows if verbose else rows[:FAMILIES_SHOWN]:
+        steps = f"; {len(row['steps'])} agreed steps" if row.get("steps") else ""
+        click.echo(f"  {row['family']}: {row['size']} incidents in {row['notes']} notes{steps}; "
+                   f"e.g. {row['representative'][:90]!r}")
+    if not verbose and len(rows) > FAMILIES_SHOWN:
+        click.echo(f"  ({len(rows) - FAMILIES_SHOWN} more families: kb index --verbose)")
 
 
 def _reference_rows(candidates: list[dict]) -> list[dict]:

@@ -324,9 +324,12 @@ def rank_groups(
         if cid is None:
             continue
         by_name[name] = GroupScore(name, floor, [(key, floor, cid)])
+    # A group outside every class (a lone incident, a small article) is never pushed down by
+    # the classifier: it counts as likely as the likeliest class.
+    outside = max(class_logp.values(), default=CLASSIFIER_FLOOR)
     mixed = []
     for g in by_name.values():
-        g.score = (1 - c) * g.score + c * class_logp.get(g.group, CLASSIFIER_FLOOR) + 1e-6 * g.score
+        g.score = (1 - c) * g.score + c * class_logp.get(g.group, outside) + 1e-6 * g.score
         mixed.append(g)
     mixed.sort(key=lambda g: -g.score)
     return mixed

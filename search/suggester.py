@@ -51,6 +51,9 @@ QUERY_MAX_TOKENS = 256
 _LEXICAL_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="kb-lexical")
 PRIORS_REFRESH_SECONDS = 5.0
 SIMILAR_SHOWN = 5
+# The second result shows its family's steps too when its confidence is at least this
+# share of the first one's.
+CLOSE_SECOND = 0.5
 
 
 @dataclass
@@ -305,6 +308,7 @@ class ResolutionSuggester:
                  terms: list[str], cands, confidence_map: list[float], k: int) -> list[SuggestionResult]:
         ranked, groups = groups, groups[:k]
         shown = shown_confidences(ranked, cands, len(groups), confidence_map)
+        steps_shown = 2 if len(shown) > 1 and shown[1] >= CLOSE_SECOND * shown[0] else 1
         best_chunks = [g.members[0][2] for g in groups]
         texts = {row["id"]: row["text"] for row in store.chunk_rows(best_chunks)}
         results = []
@@ -320,10 +324,15 @@ class ResolutionSuggester:
                     similarity = round(min(max(cands.dense.get(cid, 0.0), 0.0), 1.0), 4)
                     similar.append({"id": key[1], "title": state.docs[key].title,
                                     "similarity": similarity, "score": similarity})
+            family = state.family(group.group)
             results.append(
                 SuggestionResult(
                     rank=rank, kind=lead.kind, id=lead.id, title=lead.title,
-                    resolution=lead.resolution,
+                    resolution=family.get("representative") or lead.resolution,
+                    own_resolution=lead.resolution if family else "",
+                    family={"id": group.group, "size": family.get("size", 0),
+                            "representative_id": family.get("representative_id", "")} if family else {},
+                    steps=list(family.get("steps") or []) if rank <= steps_shown else [],
                     resolution_code=[{"text": text, "block": block} for text, block in lead.code],
                     snippet=highlight_snippet(snippet_source, terms),
                     score=round(shown[rank - 1], 4),

@@ -32,6 +32,10 @@ def result_json(result: SuggestionResult) -> dict[str, Any]:
         "matched_terms": result.matched_terms,
         "similar_count": result.similar_count,
         "similar_incidents": result.similar_incidents,
+        "family": result.family or None,
+        "own_resolution": result.own_resolution or None,
+        "steps": [dict(s, incident_urls=[f"/incidents/{quote(i, safe='')}" for i in s.get("incident_ids", [])])
+                  for s in result.steps],
     }
 
 
