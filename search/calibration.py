@@ -536,13 +536,17 @@ def fit_profile(store: Store, state: SearchState, *, seed: int = 13, max_queries
     cohesive_list, collapse_info = decide_collapse(state, vectors, rng)
     shared = shared_resolutions(state)
     collapses = {"cohesive": set(cohesive_list), "shared": set(shared)}
-    queries = replay_queries(store, state, chunks, vectors, shared, rng, max_queries)
+    # Families group results but are not replay answers: small families of one fix judge
+    # a sibling family's right answer wrong, and a replay of family members only asks the
+    # incidents that have close neighbours (see docs/families.md).
+    evidence = {k: v for k, v in shared.items() if not k.startswith("f:")}
+    queries = replay_queries(store, state, chunks, vectors, evidence, rng, max_queries)
     profile.fitted = {"collapse": collapse_info, "replay_queries": len(queries),
                       "near_copies_left_out": sum(len(q.copies) for q in queries)}
     profile.triage, profile.fitted["triage"] = fit_triage(state, vectors, np.random.default_rng(seed))
     background = background_texts()
     background_scores = best_similarities(state, embed(background)).tolist() if embed and background else []
-    answerable = replayable_share(state, chunks, shared)
+    answerable = replayable_share(state, chunks, evidence)
     profile.fitted["replay_coverage"] = round(answerable, 4)
     if len(queries) < MIN_QUERIES_TO_FIT or answerable < MIN_REPLAY_COVERAGE:
         profile.source = "default"
@@ -557,7 +561,7 @@ def fit_profile(store: Store, state: SearchState, *, seed: int = 13, max_queries
         profile.threshold = profile.match_threshold
         return profile
     depth = profile.vote_depth
-    labels = classifier_labels(state, shared)
+    labels = classifier_labels(state, evidence)
     model, leads = None, None
     if len(set(labels.values())) >= 2 and len(labels) >= 100:
         model, profile.fitted["classifier"] = fit_classifier(store, state, labels, vectors, queries, rng)

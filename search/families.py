@@ -15,7 +15,7 @@ notes are grouped into families instead:
   ``INCIDENT_SHARE`` of the gap to a typical nearest neighbour). A canned first step pasted
   for unrelated problems links only incidents that are alike;
 - a note repeated word for word by ``ESTABLISHED`` incidents or more is already a label the
-  desk uses on purpose: two such notes are never linked to each other;
+  desk uses on purpose: it keeps its own group and joins no family;
 - families are the connected groups of linked notes with at least two incidents. A family's
   id is stable (``f:`` and a hash of its lowest incident id), its representative note is the
   member note nearest all the others, and its size counts its incidents.
@@ -125,7 +125,7 @@ def generic_step_keys(texts: list[str], rows_of: list[np.ndarray], level: float)
     a closing formula). ``rows_of[i]`` holds the unit vectors of note i's incidents."""
     holders: dict[str, list[int]] = defaultdict(list)
     for n, text in enumerate(texts):
-        for step in {step_key(s) for s in split_steps(text)}:
+        for step in {_shape(s) for s in split_steps(text)}:
             holders[step].append(n)
     out = set()
     rng = random.Random(len(texts))
@@ -141,9 +141,15 @@ def generic_step_keys(texts: list[str], rows_of: list[np.ndarray], level: float)
     return out
 
 
+def _shape(step: str) -> str:
+    """A step's wording without numbers and identifiers ("resolved as reported in" for
+    "Resolved as reported in AMQ-46"): a template filled with ids is one wording."""
+    return " ".join(w for w in step_key(step).split() if not any(c.isdigit() for c in w))
+
+
 def _specific_text(text: str, generic: set[str]) -> str:
-    kept = [s for s in split_steps(text) if step_key(s) not in generic]
-    return step_key(" ; ".join(kept)) if kept else ""
+    kept = [_shape(s) for s in split_steps(text) if _shape(s) not in generic]
+    return " ; ".join(k for k in kept if k)
 
 
 def find_families(notes: dict[str, tuple[str, list[str]]], vectors: Mapping[str, np.ndarray], *,
@@ -180,10 +186,8 @@ def find_families(notes: dict[str, tuple[str, list[str]]], vectors: Mapping[str,
             for offset in range(block.shape[0]):
                 row = start + offset
                 found = np.flatnonzero(ok[offset])
-                found = found[found != row]
-                if established[row]:
-                    found = found[~established[found]]
-                neighbours.append(found if not empty[row] else found[:0])
+                found = found[(found != row) & ~established[found]]
+                neighbours.append(found if not (empty[row] or established[row]) else found[:0])
     else:
         neighbours = [np.zeros(0, dtype=np.int64) for _ in keys]
     # Star groups: the note with the most links leads, and takes the notes linked to it

@@ -66,6 +66,26 @@ RESULT = {
                                          "description": "Deprecated: the same value as similarity."}},
             },
         },
+        "family": {
+            "type": ["object", "null"],
+            "description": "The resolution family this result stands for (notes that say the same fix in "
+                           "different words); resolution is then its representative note.",
+            "properties": {"id": {"type": "string"}, "size": {"type": "integer", "minimum": 0},
+                           "representative_id": {"type": "string"}},
+        },
+        "own_resolution": {"type": ["string", "null"],
+                           "description": "For a family: the closest incident's own note."},
+        "steps": {
+            "type": "array",
+            "description": "Steps the family's notes agree on, in agents' own words (top result, or the "
+                           "top two when close).",
+            "items": {
+                "type": "object",
+                "properties": {"text": {"type": "string"}, "incidents": {"type": "integer", "minimum": 0},
+                               "incident_ids": {"type": "array", "items": {"type": "string"}},
+                               "incident_urls": {"type": "array", "items": {"type": "string"}}},
+            },
+        },
     },
 }
 

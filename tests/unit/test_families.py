@@ -139,3 +139,49 @@ def test_a_result_outside_every_class_is_never_pushed_down_by_the_classifier():
     groups = rank_groups(cands, state, Blend("fused", 0.0, 0.05, 0.5), depth=10, collapse={"r:canned"},
                          viewer=Viewer(), class_logp={"r:canned": -0.01, "r:other": -5.0})
     assert [g.group for g in groups][0] == "i:lone"
+
+
+def test_free_text_notes_rarely_repeat_and_are_reproducible():
+    from scripts.freenotes import close_note
+
+    def notes(seed: int) -> list[str]:
+        rng = random.Random(seed)
+        return [close_note("Lost, stolen and blocked cards", "pin_blocked", rng) for _ in range(300)]
+
+    first = notes(1)
+    assert len(set(first)) >= 290
+    assert first == notes(1)
+    # Notes of one resolution share its steps in some wording.
+    assert sum("pin" in n.lower() for n in first) > 150
+
+
+def test_eval_judges_a_family_by_the_codes_of_most_of_its_incidents():
+    from kb.app.evaluation import GroupMembers
+    from search.doc_table import DocTable
+    from search.state import DocInfo
+
+    def incident(doc_id: str, res_key: str) -> DocInfo:
+        return DocInfo("incident", doc_id, doc_id, f"note {doc_id}", "", "", "resolved", "internal", "", "", "",
+                       res_key)
+
+    class State:
+        docs = DocTable([incident("a", "f:1"), incident("b", "f:1"), incident("c", "f:1"), incident("d", "r:x")])
+
+    members = GroupMembers(State(), {"a": "pw", "b": "pw", "c": "printer", "d": "printer"})
+    assert "pw" in members.by_group["f:1"] and "printer" not in members.by_group["f:1"]
+    assert "printer" in members.by_group["r:x"] and "printer" in members.by_group["i:c"]
+
+
+def test_kb_index_shows_a_few_families_and_all_of_them_when_verbose(capsys):
+    from scripts.cli import FAMILIES_SHOWN, echo_families
+
+    rows = [{"family": f"f:{n}", "size": 20 - n, "notes": 3, "representative": f"note {n}", "steps": []}
+            for n in range(FAMILIES_SHOWN + 3)]
+    summary = {"notes": 100, "families": len(rows), "incidents_grouped": 90, "incidents": 120, "largest": 20,
+               "examples": rows}
+    echo_families(summary, verbose=False)
+    short = capsys.readouterr().out
+    assert "Resolution families: 8 families of 90 incidents" in short
+    assert "f:0" in short and f"f:{FAMILIES_SHOWN}" not in short and "3 more families" in short
+    echo_families(summary, verbose=True)
+    assert f"f:{FAMILIES_SHOWN + 2}" in capsys.readouterr().out
