@@ -210,6 +210,14 @@ def m011_settings_and_index_versions(db: sqlite_utils.Database) -> None:
                                 defaults={"model_path": "", "node": ""})
 
 
+def m014_audit_chain(db: sqlite_utils.Database) -> None:
+    # Each audit entry carries the hash of the entry before it and its own (kb.store.privacy):
+    # an entry removed, changed or slipped in between is found by `kb audit --verify`.
+    # Entries written before this migration have none and are reported as such.
+    db["audit_log"].add_column("prev_hash", str, not_null_default="")
+    db["audit_log"].add_column("hash", str, not_null_default="")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m001_initial,
     m002_ranking_profiles,
@@ -222,4 +230,5 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m009_storms,
     m010_predicted_groups,
     m011_settings_and_index_versions,
+    m014_audit_chain,
 ]

@@ -108,6 +108,8 @@ M011_SETTINGS_AND_INDEX_VERSIONS = [
         node {T} NOT NULL DEFAULT '')""",
 ]
 
+M014_AUDIT_CHAIN = [f"ALTER TABLE audit_log ADD COLUMN {name} {T} NOT NULL DEFAULT ''" for name in ("prev_hash", "hash")]
+
 PG_MIGRATIONS: dict[str, list[str]] = {
     "m001_initial": M001_INITIAL,
     "m002_ranking_profiles": M002_RANKING_PROFILES,
@@ -120,4 +122,5 @@ PG_MIGRATIONS: dict[str, list[str]] = {
     "m009_storms": M009_STORMS,
     "m010_predicted_groups": M010_PREDICTED_GROUPS,
     "m011_settings_and_index_versions": M011_SETTINGS_AND_INDEX_VERSIONS,
+    "m014_audit_chain": M014_AUDIT_CHAIN,
 }
