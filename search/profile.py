@@ -41,13 +41,14 @@ def length_bucket(words: int) -> str:
 
 
 def default_blends() -> dict[str, dict]:
-    """Without replay evidence: short requests rank by embeddings alone (on short requests
-    keywords add little and RRF can lose ten points); medium and long reports rank by
+    """Without replay evidence: short requests rank by embeddings plus a little BM25 (0.1;
+    on short requests RRF can lose ten points, and on a free-text desk of short requests
+    this beat embeddings alone by a point at accuracy@1); medium and long reports rank by
     reciprocal rank fusion, which keeps rare identifiers (error codes, class names) that the
     embedding of a text blurs. A fused weight fitted on one split of bug reports fell below
     plain fusion on other bug trackers (recall@10 0.746 vs 0.794)."""
     return {
-        "short": {"kind": "dense", "weight": DEFAULT_LEXICAL_WEIGHT["short"], "tau": DEFAULT_VOTE_TAU},
+        "short": {"kind": "fused", "weight": DEFAULT_LEXICAL_WEIGHT["short"], "tau": DEFAULT_VOTE_TAU},
         "medium": {"kind": "rrf", "weight": DEFAULT_LEXICAL_WEIGHT["medium"], "tau": DEFAULT_VOTE_TAU},
         "long": {"kind": "rrf", "weight": DEFAULT_LEXICAL_WEIGHT["long"], "tau": DEFAULT_VOTE_TAU},
     }

@@ -243,7 +243,10 @@ def vote(
     for group, items in members.items():
         top = items[0][1]
         total = sum(math.exp((s - top) / tau) for _, s, _ in items)
-        score = top + tau * math.log(total)
+        # A resolution family scores its best incident: its members are paraphrases that a
+        # store without families would rank one by one, and a large family must not outvote
+        # a closer incident of another fix by its size alone.
+        score = top if group.startswith("f:") else top + tau * math.log(total)
         if priors:
             score += priors.get(group, 0.0)
         groups.append(GroupScore(group, score, items))

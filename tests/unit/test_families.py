@@ -119,7 +119,7 @@ def test_suggested_steps_are_the_agents_own_words_with_their_incidents():
 
 def test_without_replay_evidence_reports_of_some_length_rank_by_fusion():
     blends = default_blends()
-    assert blends["short"]["kind"] == "dense"
+    assert blends["short"]["kind"] == "fused" and blends["short"]["weight"] == 0.1
     assert blends["medium"]["kind"] == "rrf" and blends["long"]["kind"] == "rrf"
 
 
@@ -185,3 +185,21 @@ def test_kb_index_shows_a_few_families_and_all_of_them_when_verbose(capsys):
     assert "f:0" in short and f"f:{FAMILIES_SHOWN}" not in short and "3 more families" in short
     echo_families(summary, verbose=True)
     assert f"f:{FAMILIES_SHOWN + 2}" in capsys.readouterr().out
+
+
+def test_a_family_scores_its_best_incident_and_does_not_outvote_a_closer_fix():
+    from search.doc_table import ChunkDocs, DocTable
+    from search.ranking import Viewer, vote
+    from search.state import DocInfo, SearchState
+
+    def incident(doc_id: str, res_key: str) -> DocInfo:
+        return DocInfo("incident", doc_id, doc_id, "note", "", "", "resolved", "internal", "", "", "", res_key)
+
+    docs = DocTable([incident("near", "r:near"), *(incident(f"m{n}", "f:big") for n in range(6))])
+    state = SearchState(None, model_id="m", version="v", seq=0, profile=RankingProfile())
+    state.docs = docs
+    state.chunk_doc = ChunkDocs([], docs)
+    scores = {("incident", "near"): (0.72, 1), **{("incident", f"m{n}"): (0.7 - 0.001 * n, 2 + n) for n in range(6)}}
+    groups = vote(scores, state, tau=0.2, depth=30, collapse={"f:big"}, viewer=Viewer())
+    assert [g.group for g in groups] == ["i:near", "f:big"]
+    assert groups[1].score == 0.7 and len(groups[1].members) == 6
