@@ -38,7 +38,7 @@ import numpy as np
 
 from search.steps import split_steps, step_key
 
-NOTE_SIMILARITY = 0.7
+NOTE_SIMILARITY = 0.8
 INCIDENT_SHARE = 0.75
 ESTABLISHED = 5
 NEIGHBOURS = 10
