@@ -58,6 +58,13 @@ class Article:
         return asdict(self)
 
 
+# Incident fields that hold free text as a ticket system or a person wrote it: all are
+# redacted before they are stored and searched by erasure (the id, the state, the dates and
+# the yes/no of escalation are checked values).
+INCIDENT_TEXT_FIELDS = ("title", "description", "resolution", "resolution_code", "category", "product",
+                        "assignment_group", "priority", "customer_tier", "article_id")
+
+
 @dataclass
 class Incident:
     id: str
@@ -94,6 +101,11 @@ class Incident:
         return asdict(self)
 
 
+def numbered_steps(steps: list[dict[str, Any]]) -> str:
+    """Suggested steps as plain text, one numbered step a line."""
+    return "\n".join(f"{n}. {s['text']}" for n, s in enumerate(steps, start=1))
+
+
 @dataclass
 class SuggestionResult:
     rank: int
@@ -122,6 +134,11 @@ class SuggestionResult:
     # Steps the family's notes agree on (search.steps), on the top result (or the top two
     # when they are close): [{"text", "incidents", "incident_ids"}].
     steps: list[dict[str, Any]] = field(default_factory=list)
+
+    def fix_text(self) -> str:
+        """The fix an agent pastes: the steps the family's notes agree on, numbered, when
+        this result has them; else the resolution."""
+        return numbered_steps(self.steps) if self.steps else self.resolution
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from kb.models import numbered_steps
+
 SAME_STEP = 0.6
 MIN_AGREEMENT = 0.25
 GENERIC_SHARE = 0.3
@@ -118,4 +120,4 @@ def generic_steps(notes: Mapping[str, Iterable[tuple[str, str]]]) -> set[str]:
 
 def steps_note(steps: list[dict[str, Any]]) -> str:
     """Suggested steps as plain text for a resolution note, one numbered step a line."""
-    return "\n".join(f"{n}. {s['text']}" for n, s in enumerate(steps, start=1))
+    return numbered_steps(steps)
