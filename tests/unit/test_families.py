@@ -203,3 +203,20 @@ def test_a_family_scores_its_best_incident_and_does_not_outvote_a_closer_fix():
     groups = vote(scores, state, tau=0.2, depth=30, collapse={"f:big"}, viewer=Viewer())
     assert [g.group for g in groups] == ["i:near", "f:big"]
     assert groups[1].score == 0.7 and len(groups[1].members) == 6
+
+
+def test_the_resolution_note_of_a_result_with_steps_carries_the_steps():
+    from kb.models import SuggestionResult
+    from web.serialize import result_json
+
+    steps = [{"text": "reset AD password", "incidents": 3, "incident_ids": ["i1", "i 2"]},
+             {"text": "unlocked account", "incidents": 2, "incident_ids": ["i1"]}]
+    result = SuggestionResult(rank=1, kind="incident", id="i1", title="t", resolution="pw reset, user ok",
+                              snippet="", score=0.9, steps=steps, family={"id": "f:1", "size": 3})
+    data = result_json(result)
+    assert "1. reset AD password\n2. unlocked account" in data["resolution_note"]
+    assert data["steps"][0]["incident_urls"] == ["/incidents/i1", "/incidents/i%202"]
+    assert data["family"]["size"] == 3
+    plain = result_json(SuggestionResult(rank=1, kind="incident", id="i1", title="t", resolution="pw reset",
+                                         snippet="", score=0.9))
+    assert "pw reset" in plain["resolution_note"] and plain["steps"] == [] and plain["family"] is None
