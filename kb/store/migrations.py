@@ -241,6 +241,12 @@ def m016_suggestion_previews(db: sqlite_utils.Database) -> None:
     db["suggestion_previews"].create_index(["created_at"])
 
 
+def m017_predicted_sure(db: sqlite_utils.Database) -> None:
+    # Whether triage was sure of the group it predicted ("yes" or "no"; "" before it said),
+    # so the dashboard shows the share not sure and the accuracy when sure.
+    db["suggestions"].add_column("predicted_sure", str, not_null_default="")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m001_initial,
     m002_ranking_profiles,
@@ -256,4 +262,5 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m014_audit_chain,
     m015_outgoing_events,
     m016_suggestion_previews,
+    m017_predicted_sure,
 ]

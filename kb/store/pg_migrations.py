@@ -125,6 +125,8 @@ M016_SUGGESTION_PREVIEWS = [
     "CREATE INDEX idx_suggestion_previews_created_at ON suggestion_previews (created_at)",
 ]
 
+M017_PREDICTED_SURE = [f"ALTER TABLE suggestions ADD COLUMN predicted_sure {T} NOT NULL DEFAULT ''"]
+
 PG_MIGRATIONS: dict[str, list[str]] = {
     "m001_initial": M001_INITIAL,
     "m002_ranking_profiles": M002_RANKING_PROFILES,
@@ -140,4 +142,5 @@ PG_MIGRATIONS: dict[str, list[str]] = {
     "m014_audit_chain": M014_AUDIT_CHAIN,
     "m015_outgoing_events": M015_OUTGOING_EVENTS,
     "m016_suggestion_previews": M016_SUGGESTION_PREVIEWS,
+    "m017_predicted_sure": M017_PREDICTED_SURE,
 }
