@@ -42,17 +42,62 @@ COMMON_TERM_SHARE = 0.5
 POSTINGS_BUDGET = 10_000
 
 
+# Words too common in requests to be evidence that a result matches, though a query may
+# still search for them (BM25 gives them little weight): never shown as matched words.
+COMMON_WORDS = STOPWORDS | frozenset(
+    """since morning evening afternoon today yesterday tomorrow week day days time times
+    says said say saying tell told new old fine ok okay good bad now just like also well
+    want wanted need needs needed try tried trying see seen seems seem know let lets make
+    made go going went come came use used using work works worked working one two way
+    thing things something anything everything nothing someone anyone everyone all any
+    every many much lot lots bit really actually already always never ever again back
+    right still yet sure able unable issue issues problem problems help please hey dear
+    regards best team user users customer customers asap urgent""".split()
+)
+
+# Machine noise in pasted logs and long text: timestamps, dates and times, UUIDs, long
+# hex ids, IP addresses, process ids, the redactor's placeholders ("[email]") and
+# log-level prefixes. None is a word a person would match a resolution on. Every branch
+# starts only where a run starts and is bounded or possessive (linear in the text).
+_NOISE = re.compile(
+    r"(?<![\w.:-])\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d{1,9})?)?(?:Z|[+-]\d{2}:?\d{2})?)?(?![\w-])"
+    r"|(?<![\w.:])\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d{1,9})?)?(?![\w:])"
+    r"|(?<![\w/])\d{1,4}/\d{1,2}/\d{2,4}(?![\w/])"
+    r"|(?<![\w.])\d{1,2}\.\d{1,2}\.\d{4}(?![\w.])"
+    r"|(?<![\w-])[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}(?![\w-])"
+    r"|(?<![\w-])(?=[a-fA-F]*+\d)[0-9a-fA-F]{12,}+(?![\w-])"
+    r"|(?<![\w.])\d{1,3}(?:\.\d{1,3}){3}(?::\d{1,5})?(?![\w.])"
+    r"|\[\s{0,8}\d{1,12}(?:\.\d{1,9})?\]"
+    r"|\[[a-z_]{2,16}\]"
+    r"|(?<![\w-])(?:TRACE|DEBUG|INFO|NOTICE|WARN|WARNING|ERROR|ERR|FATAL|CRIT|CRITICAL|SEVERE|EMERG|ALERT)(?![\w-])"
+    r"|(?<!\w)(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)(?=\s{1,3}\d{1,2}\s)"
+)
+
+
+def strip_noise(text: str) -> str:
+    """``text`` without the machine noise of logs (see _NOISE), each piece a space."""
+    return _NOISE.sub(" ", text)
+
+
+def is_noise_term(term: str) -> bool:
+    """A term that is a number of one or two digits (a day, an hour, a count): never a
+    word to match on."""
+    return term.isdigit() and len(term) <= 2
+
+
 def tokens(text: str) -> list[str]:
     return [t.lower() for t in WORD.findall(text)]
 
 
 def query_terms(text: str, limit: int = MAX_CANDIDATE_TERMS) -> list[str]:
-    """Distinct content words of a query, in order of appearance, at most ``limit``."""
+    """Distinct content words of a query, in order of appearance, at most ``limit``:
+    no stopwords, no log noise (timestamps, ids, placeholders: see strip_noise), no
+    one- or two-digit numbers."""
     seen: dict[str, None] = {}
-    for token in tokens(text):
-        if token in STOPWORDS or len(token) > 40:
+    for token in tokens(strip_noise(text)):
+        if token in STOPWORDS or len(token) > 40 or is_noise_term(token):
             continue
-        if len(token) == 1 and not token.isdigit():
+        if len(token) == 1:
             continue
         seen.setdefault(token, None)
         if len(seen) >= limit:
@@ -134,6 +179,7 @@ SOURCE_SUFFIXES = frozenset("java py scala kt cs cpp cc c h go js ts rb php groo
 def identifier_phrases(text: str, limit: int = MAX_IDENTIFIERS) -> list[str]:
     """Multi-token identifiers of a text as space-joined token phrases, longest first."""
     found: dict[str, None] = {}
+    text = strip_noise(text)  # a timestamp or an IP address is not an identifier to search for
     for match in _IDENTIFIER.finditer(text):
         parts = tokens(match.group(0))
         if len(parts) >= 3 and parts[-1].isdigit() and parts[-2] in SOURCE_SUFFIXES:

@@ -17,7 +17,7 @@ from indexer.chunking import WINDOW_WORDS
 from indexer.embedders import Embedder
 from indexer.index_files import current_version, read_config
 from kb.errors import IndexMismatchError, IndexMissingError, ValidationError
-from kb.lexical import identifier_phrases, query_terms
+from kb.lexical import identifier_phrases
 from kb.models import Suggestion, SuggestionResult
 from kb.store import Store
 from kb.store.suggestions import new_suggestion_id
@@ -37,7 +37,7 @@ from search.ranking import (
     retrieve,
 )
 from search.state import SearchState
-from search.text import compose_query, highlight_snippet, matched_terms
+from search.text import compose_query, highlight_snippet, matched_terms, search_terms
 from search.triage import neighbours, triage
 
 log = logging.getLogger(__name__)
@@ -229,7 +229,7 @@ class ResolutionSuggester:
             raise ValidationError("describe the incident: a title or a description is required")
         state = self.ensure_state(store)
         profile = state.profile
-        terms = query_terms(text)
+        terms = search_terms(text)
         # BM25 runs in SQLite (which releases the GIL) while the model embeds the query on
         # one thread (see SentenceTransformerEmbedder.embed): on two cores both finish
         # sooner than one after the other.

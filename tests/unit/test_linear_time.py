@@ -74,6 +74,9 @@ def _entry_points():
     yield pytest.param(lexical.tokens, id="tokens")
     yield pytest.param(redactor.redact, id="Redactor.redact")
     yield pytest.param(lambda t: search_text.highlight_snippet(t, ["a", "1"]), id="highlight_snippet")
+    yield pytest.param(lexical.strip_noise, id="strip_noise")
+    yield pytest.param(lambda t: search_text.compose_query("t", t, 20_000), id="compose_query")
+    yield pytest.param(search_text.search_terms, id="search_terms")
 
 
 @pytest.mark.parametrize("function", list(_entry_points()))
