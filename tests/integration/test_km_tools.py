@@ -351,6 +351,7 @@ def test_set_state_of_an_article_not_yet_imported_changes_only_the_file(run, tmp
     run("init")
     folder = tmp_path / "arts"
     folder.mkdir()
+    write_article(folder, "other")  # the article "fresh" links to: a broken link fails lint
     write_article(folder, "fresh", status="draft")
     result = run("articles", "set-state", "fresh", "validated", "--dir", folder)
     assert result.exit_code == 0 and "not in the store yet" in result.output
