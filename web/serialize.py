@@ -42,5 +42,6 @@ def suggestion_json(suggestion: Suggestion) -> dict[str, Any]:
         "confidence": suggestion.confidence,
         "truncated": suggestion.truncated,
         "triage": suggestion.triage,
+        "language": suggestion.language or None,
         "results": [result_json(r) for r in suggestion.results],
     }
