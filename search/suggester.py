@@ -233,7 +233,8 @@ class ResolutionSuggester:
             raise ValidationError("describe the incident: a title or a description is required")
         state = self.ensure_state(store)
         profile = state.profile
-        terms = search_terms(text)
+        language = request_language(text, self.languages)
+        terms = search_terms(text, language["code"])
         # BM25 runs in SQLite (which releases the GIL) while the model embeds the query on
         # one thread (see SentenceTransformerEmbedder.embed): on two cores both finish
         # sooner than one after the other.
@@ -268,7 +269,7 @@ class ResolutionSuggester:
             threshold=profile.match_threshold,
             triage=triage(neighbours(cands.dense, state), profile.triage,
                           customer_tier=request.customer_tier, top_tiers=self.top_tiers),
-            language=request_language(text, self.languages),
+            language=language,
         )
         suggestion.triage["duplicates"] = possible_duplicates(
             self.open_incidents.current(store), vectors[0], exclude=request.incident_ref,

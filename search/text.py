@@ -8,7 +8,16 @@ import bisect
 import html
 import re
 
-from kb.lexical import COMMON_WORDS, WORD, query_terms, stem, strip_noise, tokens
+from kb.lexical import (
+    COMMON_WORDS,
+    MAX_CANDIDATE_TERMS,
+    WORD,
+    language_terms,
+    query_terms,
+    stem,
+    strip_noise,
+    tokens,
+)
 from kb.text import normalise_text
 
 # A line of a log or a stack trace: it starts with a timestamp, a syslog date, a log level,
@@ -123,16 +132,24 @@ def compose_query(title: str | None, description: str | None, max_chars: int) ->
     return focus_text(lead, body, max_chars), too_long
 
 
-def search_terms(text: str) -> list[str]:
+def search_terms(text: str, language: str | None = None) -> list[str]:
     """The words the lexical half searches for: those of a log's title and error lines
-    when it has error lines (they count most), else those of the whole text."""
+    when it has error lines (they count most), else those of the whole text; then the
+    terms of the text's language analysis (kb.lexical.language_terms: stems of
+    ``language``, CJK bigrams), which the store holds beside each chunk's text."""
     if is_log_like(text):
         lines = text.split("\n")
         first = lines[0] if lines and not _LOG_LINE.match(lines[0]) and not is_error_line(lines[0]) else ""
         errors = error_lines(text)
         if errors:
-            return query_terms("\n".join([first, *errors]))
-    return query_terms(text)
+            text = "\n".join([first, *errors])
+    terms = query_terms(text)
+    known = set(terms)
+    for term in language_terms(text, language):
+        if term not in known and len(known) < MAX_CANDIDATE_TERMS:
+            known.add(term)
+            terms.append(term)
+    return terms
 
 
 def shown_terms(terms: list[str]) -> list[str]:

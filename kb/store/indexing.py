@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kb.lexical import analyse
 from kb.store import fts
 from kb.store.base import utc_now
 from kb.store.documents import _batches
@@ -112,9 +113,10 @@ class IndexingMixin:
             new_ids = []
             for chunk in chunks:
                 cursor = self.db.execute(
-                    "INSERT INTO chunks (doc_kind, doc_id, position, heading, text, text_hash) "
-                    "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-                    [doc.kind, doc.id, chunk.position, chunk.heading, chunk.text, chunk.text_hash],
+                    "INSERT INTO chunks (doc_kind, doc_id, position, heading, text, text_hash, terms) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                    [doc.kind, doc.id, chunk.position, chunk.heading, chunk.text, chunk.text_hash,
+                     analyse(chunk.text)],
                 )
                 new_ids.append(cursor.fetchone()[0])
             self._executemany(

@@ -210,6 +210,19 @@ def m011_settings_and_index_versions(db: sqlite_utils.Database) -> None:
                                 defaults={"model_path": "", "node": ""})
 
 
+def m012_language_terms(db: sqlite_utils.Database) -> None:
+    # Each chunk's language terms (kb.lexical.analyse: stems of its own language, CJK
+    # bigrams) in a second column of the full-text table. Chunks made before keep an empty
+    # column until they are indexed again (`kb index --rebuild`).
+    db.execute("ALTER TABLE chunks ADD COLUMN terms TEXT NOT NULL DEFAULT ''")
+    for trigger in ("chunks_ai", "chunks_ad", "chunks_au"):
+        db.execute(f"DROP TRIGGER IF EXISTS [{trigger}]")
+    db.execute("DROP TABLE IF EXISTS chunks_fts_vocab")
+    db.execute("DROP TABLE IF EXISTS chunks_fts")
+    db["chunks"].enable_fts(["text", "terms"], create_triggers=True, tokenize=FTS_TOKENIZER)
+    db.execute("CREATE VIRTUAL TABLE chunks_fts_vocab USING fts5vocab(chunks_fts, 'row')")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m001_initial,
     m002_ranking_profiles,
@@ -222,4 +235,5 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m009_storms,
     m010_predicted_groups,
     m011_settings_and_index_versions,
+    m012_language_terms,
 ]

@@ -64,3 +64,42 @@ def test_the_model_card_says_which_languages_a_model_reads(tmp_path, card, expec
     assert model_languages(tmp_path) == expected
     assert model_languages(tmp_path, "all") is None
     assert model_languages(tmp_path, "fr, it") == frozenset({"fr", "it"})
+
+
+# --- the lexical half reads each language with its own analysis --------------------------
+
+GERMAN_INCIDENTS = [
+    {"id": "DE-1", "title": "Anmeldung schlägt fehl", "description": "Die Passwörter der Benutzer sind abgelaufen",
+     "resolution": "Kennwort im Portal zurückgesetzt.", "status": "resolved"},
+    {"id": "DE-2", "title": "Drucker druckt nicht", "description": "Der Drucker im zweiten Stock zeigt einen Papierstau",
+     "resolution": "Papierstau entfernt.", "status": "resolved"},
+    {"id": "JA-1", "title": "プリンターが印刷できない", "description": "三階のプリンターで印刷ができない状態です",
+     "resolution": "プリンタードライバーを再インストールしました。", "status": "resolved"},
+    {"id": "JA-2", "title": "メールが送信できない", "description": "メールボックスが一杯で送信できません",
+     "resolution": "古いメールを削除しました。", "status": "resolved"},
+]
+
+
+def lexical_hits(service, text, language):
+    """The documents the lexical half (BM25 over the store's full-text index) finds."""
+    from search.ranking import lexical_candidates
+    from search.text import search_terms
+
+    store = service.store()
+    state = service.suggester().ensure_state(store)
+    hits = lexical_candidates(state, store, search_terms(text, language))
+    return {state.chunk_doc.get(cid)[1] for cid in hits}
+
+
+@pytest.mark.both_engines
+def test_german_is_stemmed_and_japanese_split_on_both_sides(client, auth, indexed):
+    response = client.post("/api/v1/incidents", json=GERMAN_INCIDENTS, headers=auth("integration"))
+    assert response.status_code == 201
+    # No word of the request stands in DE-1 as written: only their German stems meet.
+    assert lexical_hits(indexed, "Anmeldungen abgelaufenen", "de") == {"DE-1"}
+    # Japanese is written without spaces: only character bigrams meet.
+    assert lexical_hits(indexed, "印刷の問題、プリンター", "ja") == {"JA-1"}
+    body = client.post("/api/v1/suggest", json={"description": "印刷ができません、プリンターの問題です"},
+                       headers=auth()).get_json()
+    assert "JA-1" in [r["id"] for r in body["results"]]
+    assert body["language"]["code"] == "ja"
