@@ -103,3 +103,63 @@ def test_german_is_stemmed_and_japanese_split_on_both_sides(client, auth, indexe
                        headers=auth()).get_json()
     assert "JA-1" in [r["id"] for r in body["results"]]
     assert body["language"]["code"] == "ja"
+
+
+# --- a multilingual model folder, used end to end -----------------------------------------
+
+def make_model_folder(root, card: str):
+    """A tiny sentence-transformers model folder (a randomly initialised one-layer BERT with
+    the packaged model's tokenizer), as any local model folder looks; nothing downloaded."""
+    import torch
+    from sentence_transformers import SentenceTransformer, models
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    from indexer.embedders import packaged_model_path
+
+    tokenizer = BertTokenizerFast.from_pretrained(str(packaged_model_path()))
+    torch.manual_seed(0)
+    bert = BertModel(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1,
+                                num_attention_heads=2, intermediate_size=64, max_position_embeddings=256))
+    transformer_dir = root / "bert"
+    bert.save_pretrained(str(transformer_dir))
+    tokenizer.save_pretrained(str(transformer_dir))
+    word = models.Transformer(str(transformer_dir), max_seq_length=128)
+    pooling = models.Pooling(word.get_word_embedding_dimension(), "mean")
+    folder = root / "multilingual-model"
+    SentenceTransformer(modules=[word, pooling], device="cpu").save(str(folder))
+    (folder / "README.md").write_text(card, encoding="utf-8")
+    return folder
+
+
+def test_a_configured_multilingual_model_folder_is_used_end_to_end(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from indexer.encoding import model_fingerprint
+    from indexer.index_files import read_config
+    from kb.app.service import Service
+    from kb.config import load_config
+    from scripts.cli import cli
+    from search.suggester import SuggestRequest
+    from tests.conftest import DATA
+
+    folder = make_model_folder(tmp_path, "---\nlanguage:\n- multilingual\nlicense: mit\n---\n# A model\n")
+    home = tmp_path / "home"
+    monkeypatch.setenv("KB_HOME", str(home))
+    monkeypatch.setenv("KB_MODEL", str(folder))
+    monkeypatch.setenv("KB_EMBED_BACKEND", "torch")
+    runner = CliRunner()
+    for args in (["init"], ["import", "articles", str(DATA / "articles")],
+                 ["import", "incidents", str(DATA / "incidents.jsonl")], ["index"]):
+        result = runner.invoke(cli, args, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+    service = Service(load_config())
+    try:
+        config = read_config(service.index_root)
+        assert config["model_id"] == service.embedder().model_id
+        assert model_fingerprint(folder) in config["model_id"]
+        assert service.embedder().dimension == 32  # the folder's model, not the packaged one (384)
+        assert service.model_languages() is None  # its card says multilingual
+        found = service.suggester().suggest(service.store(), SuggestRequest(description=GERMAN), record=False)
+        assert found.results and found.language == {"code": "de", "name": "German", "served": True, "note": ""}
+    finally:
+        service.close()
