@@ -46,3 +46,30 @@ def test_language_analysis_stems_per_language_and_splits_japanese_and_chinese():
     assert language_terms("パスワード", None) == ["パス", "スワ", "ワー", "ード"]
     assert analyse("The printer on the third floor is offline since this morning") == ""
     assert analyse("Mein Passwort ist abgelaufen und ich kann mich nicht anmelden").split()[-1] == "anmeld"
+
+
+def test_a_store_made_before_language_terms_keeps_its_full_text_index(tmp_path):
+    import sqlite_utils
+
+    from kb.store import open_store
+    from kb.store.migrations import MIGRATIONS, m012_language_terms
+
+    path = tmp_path / "home" / "kb.sqlite3"
+    path.parent.mkdir()
+    db = sqlite_utils.Database(path)
+    db["_migrations"].create({"name": str, "applied_at": str}, pk="name")
+    for migration in MIGRATIONS[: MIGRATIONS.index(m012_language_terms)]:
+        migration(db)
+        db["_migrations"].insert({"name": migration.__name__, "applied_at": "2026-01-01"})
+    db.execute("INSERT INTO chunks (doc_kind, doc_id, position, text, text_hash) "
+               "VALUES ('incident', 'OLD-1', 0, 'printers offline again', 'h')")
+    db.conn.commit()
+    db.close()
+    store = open_store(tmp_path / "home")
+    try:
+        assert [cid for cid, _ in store.fts_chunks(["printer"], 10)] == [1]
+        assert store.term_document_counts([stem("printers")]) == {"printer": 1}
+        store.db.execute("UPDATE chunks SET terms = 'プリ リン' WHERE id = 1")
+        assert [cid for cid, _ in store.fts_chunks(["リン"], 10)] == [1]
+    finally:
+        store.close()
