@@ -40,6 +40,11 @@ def _detector():
         return LanguageDetectorBuilder.from_all_languages().with_low_accuracy_mode().build()
 
 
+def warm_up_language_identifier() -> None:
+    """Build the identifier now (a few seconds, once per process) rather than on first use."""
+    _detector()
+
+
 def detect(text: str) -> Detection | None:
     """The language of ``text``, or None when it is too short or no language is clearly ahead."""
     if not text or sum(ch.isalpha() for ch in text[:4000]) < MIN_LETTERS:
