@@ -20,10 +20,10 @@ from kb.lexical import (
 )
 from kb.text import normalise_text
 
-# A line of a log or a stack trace: it starts with a timestamp, a syslog date, a log level,
+# A line of a log or a stack trace (indentation stripped): it starts with a timestamp, a syslog date, a log level,
 # a stack frame ("at org.x.Y(Y.java:12)", 'File "x.py", line 3') or "Caused by:".
 _LOG_LINE = re.compile(
-    r"\s{0,8}(?:\[?\d{4}-\d{2}-\d{2}|\[?\d{1,2}:\d{2}:\d{2}|\[\s{0,8}\d{1,12}\.\d{1,9}\]"
+    r"(?:\[?\d{4}-\d{2}-\d{2}|\[?\d{1,2}:\d{2}:\d{2}|\[\s{0,8}\d{1,12}\.\d{1,9}\]"
     r"|(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)\s{1,3}\d{1,2}\s"
     r"|\[?(?:TRACE|DEBUG|INFO|NOTICE|WARN|WARNING|ERROR|FATAL|CRITICAL|SEVERE)\b"
     r"|at\s[\w$.<>]{1,300}\(|File\s\"|Caused by:|\.\.\.\s\d{1,9}\smore)"
@@ -56,7 +56,7 @@ def is_log_like(text: str) -> bool:
     lines = [line for line in text.split("\n") if line.strip()]
     if len(lines) < LOG_MIN_LINES:
         return False
-    log_lines = sum(1 for line in lines if _LOG_LINE.match(line))
+    log_lines = sum(1 for line in lines if _LOG_LINE.match(line.lstrip()))
     return log_lines >= LOG_LINE_SHARE * len(lines)
 
 
@@ -139,7 +139,7 @@ def search_terms(text: str, language: str | None = None) -> list[str]:
     ``language``, CJK bigrams), which the store holds beside each chunk's text."""
     if is_log_like(text):
         lines = text.split("\n")
-        first = lines[0] if lines and not _LOG_LINE.match(lines[0]) and not is_error_line(lines[0]) else ""
+        first = lines[0] if lines and not _LOG_LINE.match(lines[0].lstrip()) and not is_error_line(lines[0]) else ""
         errors = error_lines(text)
         if errors:
             text = "\n".join([first, *errors])

@@ -32,7 +32,7 @@ BUDGET_SECONDS_PER_CHAR = 20e-6
 UNITS = (
     "a", "1", "A", "é", " ", "a-", "a.", "a_", "1.", "1-", "1 ", "a@", "a:", "a/", ":", "::",
     "aA1", "a1-", "0x", "-", ".", "password=", "key ", "ab:", "[a", "eyJ", "+1 ", "(",
-    "a:/", "a@a.", "---", "Caused by: ", "error ", "x\n",
+    "a:/", "a@a.", "---", "Caused by: ", "error ", "x\n", "印刷", "Ä", "2026-01-01 ",
 )
 
 
@@ -77,6 +77,8 @@ def _entry_points():
     yield pytest.param(lexical.strip_noise, id="strip_noise")
     yield pytest.param(lambda t: search_text.compose_query("t", t, 20_000), id="compose_query")
     yield pytest.param(search_text.search_terms, id="search_terms")
+    yield pytest.param(lambda t: search_text.search_terms(t, "de"), id="search_terms_de")
+    yield pytest.param(lexical.cjk_units, id="cjk_units")
 
 
 @pytest.mark.parametrize("function", list(_entry_points()))
