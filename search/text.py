@@ -43,9 +43,11 @@ _EXCEPTION_SUFFIXES = ("Exception", "Error", "Fault", "Failure", "Panic")
 # A paste is read as a log from this many lines, when at least this share of them are log lines.
 LOG_MIN_LINES = 5
 LOG_LINE_SHARE = 0.3
-# Of the budget of a long paste, at most this share goes to its error lines; what is left
-# is split between its start and its end, the end (where a log's last word is) larger.
-ERROR_SHARE = 0.4
+# Of the budget of a long paste, at most these shares go to the lines a person wrote and to
+# its error lines; what is left is split between its start and its end, the end (where a
+# log's last word is) larger.
+PROSE_SHARE = 0.2
+ERROR_SHARE = 0.3
 MAX_ERROR_LINES = 40
 TAIL_SHARE = 0.6
 MAX_LINE_CHARS = 400
@@ -94,13 +96,27 @@ def _lines_within(lines: list[str], budget: int, *, from_end: bool = False) -> l
     return out[::-1] if from_end else out
 
 
+def is_prose_line(line: str) -> bool:
+    """A line a person wrote: not a log line, not an error line, some words."""
+    stripped = line.strip()
+    return (sum(ch.isalpha() for ch in stripped[:200]) >= 3 and not _LOG_LINE.match(stripped)
+            and not is_error_line(line))
+
+
+def prose_lines(text: str) -> list[str]:
+    return [line.strip()[:MAX_LINE_CHARS] for line in text.split("\n") if is_prose_line(line)]
+
+
 def focus_text(title: str, body: str, max_chars: int) -> str:
-    """A pasted log or a long text as it is searched: its title, then its error lines (last
-    first), then as much of its start and its end as the budget leaves, within ``max_chars``."""
+    """A pasted log or a long text as it is searched, within ``max_chars``: its title, the
+    lines a person wrote, its error lines (last first, without their timestamps and ids),
+    then as much of its start and its end as the budget leaves. The model reads the start
+    of this text: what the person said, then what the machine said went wrong."""
     head = [title] if title else []
     budget = max_chars - sum(len(x) + 1 for x in head)
+    prose = _lines_within(prose_lines(body), int(budget * PROSE_SHARE))
     errors = _lines_within(error_lines(body), int(budget * ERROR_SHARE))
-    budget -= sum(len(x) + 1 for x in errors)
+    budget -= sum(len(x) + 1 for x in prose) + sum(len(x) + 1 for x in errors)
     lines = body.split("\n")
     if sum(len(line) + 1 for line in lines) <= budget:
         rest = lines
@@ -108,14 +124,15 @@ def focus_text(title: str, body: str, max_chars: int) -> str:
         tail = _lines_within(lines, int(budget * TAIL_SHARE), from_end=True)
         start = _lines_within(lines[: len(lines) - len(tail)], budget - sum(len(x) + 1 for x in tail) - 2)
         rest = [*start, "…", *tail]
-    return "\n".join([*head, *errors, *rest])[:max_chars]
+    return "\n".join([*head, *prose, *errors, *rest])[:max_chars]
 
 
 def compose_query(title: str | None, description: str | None, max_chars: int) -> tuple[str, bool]:
     """The text searched for an incident, at most ``max_chars``; returns (text, truncated).
 
     A pasted log or stack trace, and any text longer than ``max_chars``, is searched as
-    :func:`focus_text` composes it: led by its error lines, with its start and its end.
+    :func:`focus_text` composes it: what the person wrote, its error lines, its start and
+    its end.
     """
     title = (title or "").strip()
     description = (description or "").strip()
@@ -133,16 +150,15 @@ def compose_query(title: str | None, description: str | None, max_chars: int) ->
 
 
 def search_terms(text: str, language: str | None = None) -> list[str]:
-    """The words the lexical half searches for: those of a log's title and error lines
-    when it has error lines (they count most), else those of the whole text; then the
+    """The words the lexical half searches for: those of a log's title, the lines a person
+    wrote and its error lines when it has error lines (routine log lines are left out, so
+    the errors count most), else those of the whole text; then the
     terms of the text's language analysis (kb.lexical.language_terms: stems of
     ``language``, CJK bigrams), which the store holds beside each chunk's text."""
     if is_log_like(text):
-        lines = text.split("\n")
-        first = lines[0] if lines and not _LOG_LINE.match(lines[0].lstrip()) and not is_error_line(lines[0]) else ""
         errors = error_lines(text)
         if errors:
-            text = "\n".join([first, *errors])
+            text = "\n".join([*prose_lines(text), *errors])
     terms = query_terms(text)
     known = set(terms)
     for term in language_terms(text, language):
