@@ -18,7 +18,7 @@ from kb.errors import ConfigError
 EMBED_BACKENDS = ("onnx", "torch", "onnx-int8", "onnx-int8-docs", "hashing")
 # The encoder of a new data home (KB_EMBED_BACKEND empty): documents through the int8
 # export (per-channel scales), queries through float32. The fastest encoder whose ranking
-# stays within a point of float32 on the development sets (README, Bulk embedding); a home
+# stays within a point of float32 on the development sets (docs/decisions/bulk-embedding.md); a home
 # indexed before keeps the encoder its index was built with.
 DEFAULT_EMBED_BACKEND = "onnx-int8-docs"
 
@@ -96,7 +96,8 @@ SETTINGS: tuple[Setting, ...] = (
             "hnsw (a graph over float32 vectors) below 250,000, hnsw-sq8 (the graph over 8-bit vectors, "
             "memory-mapped and shared by the workers, candidates re-scored with the exact vectors) from "
             "there. One of flat, hnsw, hnsw-sq8 forces that kind at any size."),
-    Setting("max_query_chars", 20000, "Incident text beyond this many characters is cut before it is searched.", int),
+    Setting("max_query_chars", 20000, "Incident text longer than this many characters is searched by its error lines, its "
+            "start and its end within this many (docs/pasted-logs.md).", int),
     Setting("query_max_tokens", 256, "Word pieces of a query the model reads (its title and the start of its "
             "description; the lexical half reads the whole text). Lower is faster for long reports: 112 "
             "keeps a long report's suggest under 60 ms at p95 on two cores, at a small cost in quality.", int),

@@ -112,9 +112,9 @@ def import_articles(app: AppContext, folder: str | None, changed_by: str | None)
 
     Good files are imported in one transaction; each broken file is reported with its line
     and skipped. Each file is linted first: an article with a secret (a password, key or
-    token) is never imported, and one with other lint errors is imported only as a draft
-    (a not_validated, validated or public one is refused, and the store keeps the version it
-    had). The exit status is 1 if any file was broken or refused.
+    token) is never imported; a not_validated, validated or public one with other lint
+    errors is refused (the store keeps the version it had); a draft is imported with its
+    errors listed. The exit status is 1 if any file was broken or refused.
     """
     from kb.app.article_import import import_article_folder
 
@@ -169,6 +169,7 @@ def index(app: AppContext, rebuild: bool, as_json: bool, verbose: bool, cluster:
 
     report = app.service().index(rebuild=rebuild, progress=terminal_progress(), cluster=cluster,
                                  cluster_workers=cluster_workers, say=say)
+    finish_pending_erasures(app.service(), say)
     if as_json:
         echo_json(report.to_dict())
         return
@@ -181,6 +182,16 @@ def index(app: AppContext, rebuild: bool, as_json: bool, verbose: bool, cluster:
     for note in report.notes:
         click.echo(f"note: {note}")
     echo_ranking(report.ranking, verbose=verbose)
+
+
+def finish_pending_erasures(service, say) -> None:
+    """Erasures that arrived while this index ran waited for its lock: finish them now."""
+    if not service.store().pending_erasures():
+        return
+    from kb.app.privacy import finish_erasures
+
+    finished = finish_erasures(service)["finished"]
+    say(f"finished {len(finished)} erasure(s) that waited for this index")
 
 
 def echo_ranking(ranking: dict, *, verbose: bool) -> None:
@@ -234,7 +245,8 @@ def _reference_rows(candidates: list[dict]) -> list[dict]:
 
 @cli.command()
 @click.argument("text")
-@click.option("--k", default=5, show_default=True, type=click.IntRange(1, 50), help="How many results.")
+@click.option("--k", default=None, type=click.IntRange(min=1),
+              help="How many results (default: KB_DEFAULT_K, 5; at most KB_MAX_K, 50).")
 @click.option("--title", default="", help="The incident's title, if TEXT is its description.")
 @click.option("--product", default="", help="Only resolutions for this product.")
 @click.option("--category", default="", help="Only resolutions in this category.")
@@ -252,6 +264,10 @@ def search(app: AppContext, text: str, k: int, title: str, product: str, categor
 
     app.require_home()
     service = app.service()
+    config = service.config
+    k = config.default_k if k is None else k
+    if k > config.max_k:
+        raise click.BadParameter(f"at most {config.max_k} (KB_MAX_K)", param_hint="--k")
     request = SuggestRequest(title=title, description=text, k=k,
                              filters=Filters(product=product, category=category))
     suggestion = service.suggester().suggest(service.store(), request, record=record, principal="cli")
@@ -300,7 +316,7 @@ def tokens() -> None:
 @tokens.command(name="create")
 @click.argument("name")
 @click.option("--role", required=True,
-              type=click.Choice(ROLES))
+              type=click.Choice(ROLES), help="What the token may do (integration: ticket systems).")
 @home_option
 @pass_app
 @reports_errors
@@ -329,7 +345,7 @@ def users() -> None:
 
 @users.command(name="create")
 @click.argument("name")
-@click.option("--role", required=True, type=click.Choice(PEOPLE))
+@click.option("--role", required=True, type=click.Choice(PEOPLE), help="What the person may do on the pages.")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 @click.option("--generate-password", is_flag=True, help="Make up a strong password and print it once.")
 @click.option("--update", is_flag=True, help="If NAME exists, set its role and password instead of failing.")

@@ -210,7 +210,15 @@ def m011_settings_and_index_versions(db: sqlite_utils.Database) -> None:
                                 defaults={"model_path": "", "node": ""})
 
 
-def m012_language_terms(db: sqlite_utils.Database) -> None:
+def m014_audit_chain(db: sqlite_utils.Database) -> None:
+    # Each audit entry carries the hash of the entry before it and its own (kb.store.privacy):
+    # an entry removed, changed or slipped in between is found by `kb audit --verify`.
+    # Entries written before this migration have none and are reported as such.
+    db["audit_log"].add_column("prev_hash", str, not_null_default="")
+    db["audit_log"].add_column("hash", str, not_null_default="")
+
+
+def m015_language_terms(db: sqlite_utils.Database) -> None:
     # Each chunk's language terms (kb.lexical.analyse: stems of its own language, CJK
     # bigrams) in a second column of the full-text table. Chunks made before keep an empty
     # column until they are indexed again (`kb index --rebuild`).
@@ -235,5 +243,6 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m009_storms,
     m010_predicted_groups,
     m011_settings_and_index_versions,
-    m012_language_terms,
+    m014_audit_chain,
+    m015_language_terms,
 ]

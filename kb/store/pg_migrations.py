@@ -108,8 +108,9 @@ M011_SETTINGS_AND_INDEX_VERSIONS = [
         node {T} NOT NULL DEFAULT '')""",
 ]
 
+M014_AUDIT_CHAIN = [f"ALTER TABLE audit_log ADD COLUMN {name} {T} NOT NULL DEFAULT ''" for name in ("prev_hash", "hash")]
 # The language terms of each chunk; the node's own lexical index holds them in its FTS5 table.
-M012_LANGUAGE_TERMS = [f"ALTER TABLE chunks ADD COLUMN terms {T} NOT NULL DEFAULT ''"]
+M015_LANGUAGE_TERMS = [f"ALTER TABLE chunks ADD COLUMN terms {T} NOT NULL DEFAULT ''"]
 
 PG_MIGRATIONS: dict[str, list[str]] = {
     "m001_initial": M001_INITIAL,
@@ -123,5 +124,6 @@ PG_MIGRATIONS: dict[str, list[str]] = {
     "m009_storms": M009_STORMS,
     "m010_predicted_groups": M010_PREDICTED_GROUPS,
     "m011_settings_and_index_versions": M011_SETTINGS_AND_INDEX_VERSIONS,
-    "m012_language_terms": M012_LANGUAGE_TERMS,
+    "m014_audit_chain": M014_AUDIT_CHAIN,
+    "m015_language_terms": M015_LANGUAGE_TERMS,
 }

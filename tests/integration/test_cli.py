@@ -21,16 +21,22 @@ def run(home, monkeypatch):
 
 def all_commands(group: click.Group, prefix=()):
     for name, command in group.commands.items():
-        yield prefix + (name,)
+        yield prefix + (name,), command
         if isinstance(command, click.Group):
             yield from all_commands(command, prefix + (name,))
 
 
 def test_every_command_has_help(run):
-    for path in all_commands(cli):
+    """Each command's --help shows its own description and says what each option does."""
+    for path, command in all_commands(cli):
         result = run(*path, "--help")
         assert result.exit_code == 0, path
-        assert "Usage:" in result.output
+        first_line = (command.help or "").strip().splitlines()[0] if command.help else ""
+        assert first_line, f"kb {' '.join(path)} has no help text"
+        assert " ".join(first_line.split()[:4]) in " ".join(result.output.split()), path
+        for param in command.params:
+            if isinstance(param, click.Option):
+                assert param.help, f"kb {' '.join(path)} {param.opts[0]} has no help text"
 
 
 def test_first_run_end_to_end(run, data_dir):
@@ -153,3 +159,13 @@ def test_users_disable_ends_sign_in(home):
     with open_store(home, create=False) as store:
         assert store.authenticate_user("zoe", "another long password") is not None
     assert runner.invoke(cli, ["users", "disable", "nobody", "--home", str(home)]).exit_code == 1
+
+
+def test_search_k_follows_the_max_k_setting(run, data_dir, monkeypatch):
+    run("init")
+    run("import", "articles", str(data_dir / "articles"))
+    run("index")
+    monkeypatch.setenv("KB_MAX_K", "3")
+    refused = run("search", "vpn keeps disconnecting", "--k", "4")
+    assert refused.exit_code != 0 and "KB_MAX_K" in refused.output
+    assert run("search", "vpn keeps disconnecting", "--k", "3").exit_code == 0
