@@ -51,6 +51,7 @@ ERROR_SHARE = 0.3
 MAX_ERROR_LINES = 40
 TAIL_SHARE = 0.6
 MAX_LINE_CHARS = 400
+BARE_LOG_PROSE_WORDS = 30
 
 
 def is_log_like(text: str) -> bool:
@@ -130,7 +131,7 @@ def focus_text(title: str, body: str, max_chars: int) -> str:
 def compose_query(title: str | None, description: str | None, max_chars: int) -> tuple[str, bool]:
     """The text searched for an incident, at most ``max_chars``; returns (text, truncated).
 
-    A pasted log or stack trace, and any text longer than ``max_chars``, is searched as
+    A bare pasted log (is_bare_log), and any text longer than ``max_chars``, is searched as
     :func:`focus_text` composes it: what the person wrote, its error lines, its start and
     its end.
     """
@@ -144,9 +145,17 @@ def compose_query(title: str | None, description: str | None, max_chars: int) ->
         lead, body = "", normalise_text(text)
     text = normalise_text(text)
     too_long = len(text) > max_chars
-    if not too_long and not is_log_like(body):
+    if not too_long and not is_bare_log(body):
         return text, False
     return focus_text(lead, body, max_chars), too_long
+
+
+def is_bare_log(text: str) -> bool:
+    """A paste that is all log: log lines with hardly a word of a person's own. A report
+    that carries a stack trace is searched as written (read errors first, its embeddings
+    ranked worse on the development bug reports); its error lines still lead its lexical
+    terms (search_terms)."""
+    return is_log_like(text) and sum(len(line.split()) for line in prose_lines(text)) < BARE_LOG_PROSE_WORDS
 
 
 def search_terms(text: str, language: str | None = None) -> list[str]:
