@@ -110,8 +110,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("secret_key", "", "Key that signs web session cookies. Empty: one is made once and kept in the "
             "database, so every worker and node accepts the sessions of the others."),
     Setting("redact", "", "Kinds of secrets and personal data replaced by a placeholder before any text is "
-            "stored, embedded or indexed: secret, card, iban, email, phone, ip (comma-separated; "
-            "empty: all of them; none: no redaction).", str),
+            "stored, embedded or indexed: secret, card, iban, email, phone, ip, national_id "
+            "(comma-separated; empty: all of them; none: no redaction).", str),
+    Setting("phone_regions", "", "Regions (two-letter codes, comma-separated) whose national phone numbers "
+            "redaction recognises without a '+' (empty: US,GB,DE,FR,JP; none: international numbers only).",
+            str),
     Setting("top_customer_tiers", "top,platinum,enterprise,premium,vip,strategic",
             "Customer tiers (comma-separated, any letter case) for which triage suggests a priority "
             "one step higher than similar incidents had.", str),
@@ -125,6 +128,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("webhook_url", "", "Where each storm is posted once (http or https; empty: no webhook).", str),
     Setting("webhook_secret", "", "Key of the X-KB-Signature HMAC-SHA256 header of webhook posts (needed with "
             "KB_WEBHOOK_URL).", str),
+    Setting("events_url", "", "Where a ticket system receives an agent's choices (resolution_used, none_helped), "
+            "signed like the storm webhook (http or https; empty: no events).", str),
+    Setting("events_secret", "", "Key of the X-KB-Signature header of event posts (empty: KB_WEBHOOK_SECRET).", str),
+    Setting("public_url", "", "The address agents open the service at (https://kb.example.com), for links in "
+            "resolution notes and events (empty: the address each request came in on).", str),
     Setting("secure_cookies", False, "Mark session cookies Secure (sent over HTTPS only): set it behind TLS.", bool),
     Setting("host", "127.0.0.1", "Address `kb serve` listens on."),
     Setting("port", 5000, "Port `kb serve` listens on.", int),
@@ -170,6 +178,30 @@ class Config:
             raise ConfigError("KB_WEBHOOK_URL is set but KB_WEBHOOK_SECRET is empty: the posts must be signed")
 
     @property
+    def event_secret(self) -> str:
+        return self.values["events_secret"] or self.values["webhook_secret"]
+
+    def check_events(self) -> None:
+        """Raise ConfigError for an events address that cannot work (not http(s), nothing to
+        sign with) or a public address that is not one."""
+        from urllib.parse import urlsplit
+
+        public = self.values["public_url"].strip()
+        if public:
+            parts = urlsplit(public)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ConfigError(f"KB_PUBLIC_URL must be an http:// or https:// address, got {public[:80]!r}")
+        url = self.values["events_url"].strip()
+        if not url:
+            return
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"KB_EVENTS_URL must be an http:// or https:// address, got {url[:80]!r}")
+        if not self.event_secret:
+            raise ConfigError("KB_EVENTS_URL is set but neither KB_EVENTS_SECRET nor KB_WEBHOOK_SECRET is: "
+                              "the posts must be signed")
+
+    @property
     def forced_index_kind(self) -> str | None:
         """KB_INDEX_KIND when set (raises ConfigError for an unknown kind), else None."""
         kind = self.values["index_kind"].strip()
@@ -198,6 +230,16 @@ class Config:
             return parse_kinds(self.values["redact"])
         except ValueError as exc:
             raise ConfigError(f"KB_REDACT: {exc}") from None
+
+    @property
+    def phone_regions(self) -> tuple[str, ...]:
+        """The regions KB_PHONE_REGIONS names (kb.redaction). Raises ConfigError for an unknown one."""
+        from kb.redaction import parse_phone_regions
+
+        try:
+            return parse_phone_regions(self.values["phone_regions"])
+        except ValueError as exc:
+            raise ConfigError(f"KB_PHONE_REGIONS: {exc}") from None
 
     @property
     def drafts_path(self) -> Path:

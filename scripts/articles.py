@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import click
 
-from scripts.common import AppContext, echo_json, home_option, pass_app, reports_errors
+from scripts.common import AppContext, cli_person, echo_json, home_option, pass_app, reports_errors
 
 
 def _folder(app: AppContext, folder: str | None) -> Path:
@@ -16,7 +15,7 @@ def _folder(app: AppContext, folder: str | None) -> Path:
 
 
 def _who(changed_by: str | None) -> str:
-    return changed_by or os.environ.get("USER") or "kb articles"
+    return changed_by or cli_person()
 
 
 dir_option = click.option(
@@ -186,7 +185,7 @@ def articles_draft_from_incident(app: AppContext, incident_id: str, article_id: 
 @click.argument("state", type=click.Choice(["draft", "not_validated", "validated", "archived"]))
 @click.option("--audience", type=click.Choice(["internal", "public"]), default=None,
               help="Also set the audience (public needs state validated).")
-@click.option("--by", "changed_by", default=None, help="Who made the change (default: $USER).")
+@click.option("--by", "changed_by", default=None, help="Who made the change (default: kb --as NAME, else the OS user).")
 @dir_option
 @home_option
 @pass_app

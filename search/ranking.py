@@ -25,6 +25,7 @@ import numpy as np
 
 from kb.lexical import rarest_terms, stems
 from kb.models import SEARCHABLE_ARTICLE_STATES
+from kb.names import name_key
 from kb.store import Store
 from search.state import DocInfo, DocKey, SearchState
 
@@ -57,9 +58,10 @@ class Filters:
     category: str = ""
 
     def accept(self, doc: DocInfo) -> bool:
-        if self.product and doc.product.casefold() != self.product.casefold():
+        """Whether a document fits; names compare as kb.names does ("Laptop" is "laptops")."""
+        if self.product and name_key(doc.product) != name_key(self.product):
             return False
-        if self.category and doc.category.casefold() != self.category.casefold():
+        if self.category and name_key(doc.category) != name_key(self.category):
             return False
         return True
 

@@ -65,6 +65,7 @@ class SuggestRequest:
     ranking: str = "shipped"  # or a reference ranking: dense, bm25, rrf (for kb eval)
     use_feedback: bool = True
     customer_tier: str = ""  # a top tier raises the suggested priority one step
+    preview: bool = False  # kept aside until the agent acts on it (Store.settle_suggestion)
 
 
 def query_windows(text: str) -> list[str]:
@@ -274,7 +275,8 @@ class ResolutionSuggester:
             confidence=results[0].score if results else 0.0, truncated=truncated,
             threshold=profile.match_threshold,
             triage=triage(neighbours(cands.dense, state), profile.triage,
-                          customer_tier=request.customer_tier, top_tiers=self.top_tiers),
+                          customer_tier=request.customer_tier, top_tiers=self.top_tiers,
+                          article_title=lambda article_id: _visible_title(state, request.viewer, article_id)),
             language=language,
         )
         suggestion.triage["duplicates"] = possible_duplicates(
@@ -293,7 +295,7 @@ class ResolutionSuggester:
                 incident_ref=request.incident_ref, principal=principal,
                 predicted_group=(suggestion.triage.get("assignment_group") or {}).get("best_guess") or "",
                 model_id=self.embedder.model_id,
-                latency_ms=round((time.perf_counter() - began) * 1000, 2),
+                latency_ms=round((time.perf_counter() - began) * 1000, 2), preview=request.preview,
             )
         return suggestion
 
@@ -326,12 +328,14 @@ class ResolutionSuggester:
             snippet_source = texts.get(group.members[0][2], "")
             similar = []
             for key, _, cid in group.members:
-                if key[0] == "incident" and key != lead.key and len(similar) < SIMILAR_SHOWN:
+                if key[0] == "incident" and key != lead.key:
                     # Cosine similarity of the incident's best chunk to the query, in [0, 1];
                     # "score" repeats it for clients written before "similarity" existed.
                     similarity = round(min(max(cands.dense.get(cid, 0.0), 0.0), 1.0), 4)
                     similar.append({"id": key[1], "title": state.docs[key].title,
                                     "similarity": similarity, "score": similarity})
+            # The most similar first (members are in ranking order, which is not similarity).
+            similar = sorted(similar, key=lambda s: -s["similarity"])[:SIMILAR_SHOWN]
             results.append(
                 SuggestionResult(
                     rank=rank, kind=lead.kind, id=lead.id, title=lead.title,
@@ -348,3 +352,9 @@ class ResolutionSuggester:
                 )
             )
         return results
+
+
+def _visible_title(state: SearchState, viewer, article_id: str) -> str:
+    """An article's title for a hint, when this viewer may see the article; else ""."""
+    doc = state.docs.get(("article", article_id))
+    return doc.title if doc is not None and viewer.can_see(doc) else ""

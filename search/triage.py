@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -114,8 +114,10 @@ def raise_priority(value: str) -> str | None:
 
 
 def triage(near: Sequence[tuple[DocInfo, float]], calibration: dict[str, Any], *,
-           customer_tier: str = "", top_tiers: Sequence[str] = ()) -> dict[str, Any]:
-    """The triage object of one suggestion (see the module docstring and the README)."""
+           customer_tier: str = "", top_tiers: Sequence[str] = (),
+           article_title: Callable[[str], str] | None = None) -> dict[str, Any]:
+    """The triage object of one suggestion (see the module docstring and the README);
+    ``article_title`` names an article by its title in the first-line hint."""
     out: dict[str, Any] = {"similar_incidents": len(near)}
     for field in FIELDS:
         value, share, evidence, backers = vote(near, field)
@@ -128,7 +130,7 @@ def triage(near: Sequence[tuple[DocInfo, float]], calibration: dict[str, Any], *
             "similar_incidents": backers[:SHOWN_INCIDENTS],
         }
     out["priority"] = _priority(near, customer_tier, top_tiers)
-    out["first_line"] = _first_line(near)
+    out["first_line"] = _first_line(near, article_title)
     return out
 
 
@@ -148,7 +150,7 @@ def _priority(near, customer_tier: str, top_tiers: Sequence[str]) -> dict[str, A
     return result
 
 
-def _first_line(near) -> dict[str, Any]:
+def _first_line(near, article_title: Callable[[str], str] | None = None) -> dict[str, Any]:
     known = [doc for doc, _ in near if doc.escalated in ("yes", "no")]
     solved = [doc for doc in known if doc.escalated == "no"]
     result: dict[str, Any] = {"similar": len(known), "solved_at_first_line": len(solved),
@@ -162,7 +164,13 @@ def _first_line(near) -> dict[str, Any]:
         example = next(d for d in solved if (d.article_id if kind == "article" else (d.res_key or d.id)) == key)
         result["resolution"] = {"kind": kind, "id": example.article_id if kind == "article" else example.id,
                                 "incidents": count, "resolution": example.resolution[:200]}
-        how = f"article {example.article_id}" if kind == "article" else f"the fix of {example.id}"
+        title = (article_title(example.article_id) if article_title else "") if kind == "article" else ""
+        if kind == "article":
+            how = f"the article “{title}”" if title else f"article {example.article_id}"
+        else:
+            how = f"the fix of {example.id}"
+        if title:
+            result["resolution"]["title"] = title
         result["text"] = (f"{len(solved)} of {len(known)} similar incidents were solved at the first line"
                           + (f", {count} of them with {how}" if count < len(solved) else f" with {how}"))
     else:

@@ -29,6 +29,10 @@ ERROR = {
     },
 }
 
+_NOTE = ("The resolution as a note for the ticket: where the fix came from (the article's title and "
+         "link, or the earlier incident), then the steps.")
+_NOTE_RESULT = _NOTE + " The same text the feedback answer gives when this result is used."
+
 RESULT = {
     "type": "object",
     "required": ["rank", "kind", "id", "title", "resolution", "snippet", "score", "url"],
@@ -48,6 +52,7 @@ RESULT = {
         "score": {"type": "number", "minimum": 0, "maximum": 1,
                   "description": "Estimated probability that this resolution fits."},
         "url": {"type": "string"},
+        "resolution_note": {"type": "string", "description": _NOTE_RESULT},
         "product": {"type": "string"},
         "category": {"type": "string"},
         "status": {"type": "string"},
@@ -79,6 +84,11 @@ SUGGEST_REQUEST = {
         "audience": {"type": ["string", "null"], "enum": ["internal", "public", "", None],
                      "description": "Empty or null: internal."},
         "include_drafts": {"type": "boolean"},
+        "preview": {"type": "boolean", "default": False,
+                    "description": "A search shown while the agent is still typing: answered as usual, but "
+                                   "recorded as a suggestion only when settled (POST "
+                                   "/api/v1/suggestions/{suggestion_id}/settle) or when a choice is recorded "
+                                   "on it; otherwise dropped after an hour."},
         "customer_tier": {"type": ["string", "null"], "maxLength": 200,
                           "description": "A top tier (KB_TOP_CUSTOMER_TIERS) raises the suggested priority one step."},
         "filters": {
@@ -182,6 +192,33 @@ FEEDBACK = {
         "created_at": {"type": "string"},
         "updated_at": {"type": "string"},
         "status": {"type": "string", "enum": ["created", "unchanged", "changed"]},
+        "resolution_note": {"type": "string", "description": _NOTE + " Empty when none helped."},
+    },
+}
+
+OUTCOME_EVENT = {
+    "type": "object",
+    "description": "Posted to KB_EVENTS_URL when an agent's choice is recorded or changed; the body is signed: "
+                   "X-KB-Signature: sha256=<hex HMAC-SHA256 of the raw body with KB_EVENTS_SECRET>. Headers "
+                   "X-KB-Event (the event) and X-KB-Event-Id (the event_id) come with it. Any 2xx answer "
+                   "takes it; anything else (a redirect included) is retried later with back-off.",
+    "required": ["event", "event_id", "occurred_at", "suggestion_id", "incident_id", "agent", "result",
+                 "resolution_note"],
+    "properties": {
+        "event": {"type": "string", "enum": ["resolution_used", "none_helped"]},
+        "event_id": {"type": "string", "description": "Unique; the same id on a retry (deduplicate on it)."},
+        "occurred_at": {"type": "string", "description": "When the choice was recorded (UTC, ISO 8601)."},
+        "change": {"type": "string", "enum": ["created", "changed"],
+                   "description": "changed: this replaces the agent's earlier choice on the same search."},
+        "suggestion_id": {"type": "string"},
+        "incident_id": {"type": "string", "description": "The ticket's id as sent with the search; may be empty."},
+        "agent": {"type": "string"},
+        "result": {"type": ["object", "null"], "description": "The result used; null for none_helped.",
+                   "properties": {"id": {"type": "string"}, "kind": {"type": "string", "enum": ["article", "incident"]},
+                                  "title": {"type": "string"}, "rank": {"type": "integer"},
+                                  "url": {"type": "string"}}},
+        "resolution_note": {"type": "string", "description": _NOTE},
+        "search_url": {"type": "string", "description": "The search on the agent page, by id."},
     },
 }
 
@@ -332,8 +369,16 @@ def openapi_document(max_k: int = 50) -> dict[str, Any]:
                 "Error": ERROR, "Result": RESULT, "SuggestRequest": suggest_request,
                 "Suggestion": SUGGESTION, "FeedbackRequest": FEEDBACK_REQUEST,
                 "Feedback": FEEDBACK, "Incident": INCIDENT, "UpsertResult": UPSERT_RESULT,
-                "Report": REPORT,
+                "Report": REPORT, "OutcomeEvent": OUTCOME_EVENT,
             },
+        },
+        "webhooks": {
+            name: {"post": {
+                "summary": summary, "operationId": f"{name}Event",
+                "requestBody": {"required": True, "content": _json("OutcomeEvent")},
+                "responses": {"200": {"description": "Taken (any 2xx)"}},
+            }} for name, summary in (("resolution_used", "An agent used a result for a ticket"),
+                                     ("none_helped", "An agent said none of the results helped"))
         },
         "paths": {
             "/api/v1/suggest": {
@@ -361,6 +406,22 @@ def openapi_document(max_k: int = 50) -> dict[str, Any]:
                     "responses": {
                         "201": {"description": "Recorded (or already recorded)", "content": _json("Feedback")},
                         **_errors(400, 401, 403, 404, 413),
+                    },
+                }
+            },
+            "/api/v1/suggestions/{suggestion_id}/settle": {
+                "post": {
+                    "operationId": "settleSuggestion",
+                    "summary": "Record a previewed search as a suggestion (only whoever asked; again is a no-op)",
+                    "security": secured,
+                    "x-roles": list(EVERYONE),
+                    "parameters": [{"name": "suggestion_id", "in": "path", "required": True,
+                                    "schema": {"type": "string", "maxLength": 200}}],
+                    "responses": {
+                        "200": {"description": "Recorded", "content": {"application/json": {"schema": {
+                            "type": "object", "required": ["suggestion_id", "recorded"],
+                            "properties": {"suggestion_id": {"type": "string"}, "recorded": {"type": "boolean"}}}}}},
+                        **_errors(401, 403, 404),
                     },
                 }
             },

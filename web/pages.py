@@ -5,6 +5,7 @@ dashboard. Everything works as plain forms; static/app.js adds search-as-you-typ
 from __future__ import annotations
 
 import math
+import secrets
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -20,11 +21,13 @@ from flask import (
     url_for,
 )
 
+from kb.app.outcomes import record_choice, resolution_note
 from kb.articles import parse_article_text, render_markdown
-from kb.authoring import slugify, write_new_article
+from kb.authoring import write_new_article
 from kb.drafts import draft_from_text
 from kb.errors import ConflictError, KBError, NotFoundError, ValidationError
 from kb.models import MANAGERS, PEOPLE, SEARCHABLE_ARTICLE_STATES, Article
+from kb.names import distinct_by_key
 from search.ranking import Filters, Viewer
 from search.suggester import SuggestRequest
 from web.auth import (
@@ -38,7 +41,7 @@ from web.auth import (
     sign_out,
     store,
 )
-from web.serialize import result_url
+from web.serialize import public_base_url, result_url
 
 bp = Blueprint("pages", __name__)
 
@@ -92,8 +95,14 @@ def template_globals():
     return {
         "csrf_token": csrf_token, "principal": lambda: current_principal(),
         "confidence_label": confidence_label, "percent": percent, "managers": MANAGERS,
-        "fix_parts": fix_parts, "result_url": result_url,
+        "fix_parts": fix_parts, "result_url": result_url, "note_of": note_of,
     }
+
+
+def note_of(result) -> str:
+    """The resolution note of a shown result (the same text the API gives)."""
+    return resolution_note(result.kind, result.id, result.title, result.resolution,
+                           public_base_url().rstrip("/") + result_url(result))
 
 
 # --- signing in ------------------------------------------------------------------------
@@ -262,6 +271,7 @@ def _shown_suggestion(sid: str, principal):
     """(form, suggestion, choice) for a suggestion this person was shown: the same search
     again, limited to the results shown then, with the choice already made, so it can be
     seen and changed. None for an unknown id or someone else's."""
+    store().settle_suggestion(sid, principal=principal.name)  # shown again: a previewed search is kept
     try:
         shown = store().get_suggestion(sid)
     except NotFoundError:
@@ -278,7 +288,8 @@ def _shown_suggestion(sid: str, principal):
     ids = {r["id"] for r in shown["results"]}
     again.results = [r for r in again.results if r.id in ids]
     again.id = sid
-    mine = [f for f in store().feedback_for(sid) if f["agent"] == principal.name]
+    agent = store().redactor.redact(principal.name)  # as record_feedback stored it
+    mine = [f for f in store().feedback_for(sid) if f["agent"] == agent]
     return form, again, (mine[0] if mine else None)
 
 
@@ -301,7 +312,7 @@ def _products() -> list[str]:
         state = service().suggester().ensure_state(store())
     except KBError:
         return []
-    return sorted(state.docs.distinct("product"))
+    return distinct_by_key(state.docs.distinct("product"))
 
 
 @bp.post("/feedback")
@@ -312,8 +323,8 @@ def feedback_form():
     suggestion_id = request.form.get("suggestion_id", "")[:100]
     used = request.form.get("used") or None
     outcome = "used" if used else "none_helped"
-    record = store().record_feedback(suggestion_id, outcome=outcome, used_id=used, agent=principal.name,
-                                     caller=principal.name)
+    record, _ = record_choice(service(), store(), suggestion_id, outcome=outcome, used_id=used,
+                              agent=principal.name, base_url=public_base_url(), caller=principal.name)
     messages = {
         "created": "Thanks: your choice is recorded.",
         "unchanged": "Your choice was already recorded.",
@@ -364,18 +375,17 @@ def _audit_read(principal, kind: str, doc_id: str) -> None:
 # Knowledge-centred support: whoever meets a gap captures it. Agents may start a draft;
 # it is stored as status `draft`, which only knowledge managers and admins see or search.
 
-def draft_title(form: dict[str, str]) -> str:
-    return form["title"].strip() or " ".join(form["description"].split())[:80]
-
-
 def write_draft(folder: Path, form: dict[str, str], *, owner: str, taken) -> Article:
-    """Write a new draft file ``<slug>.md`` into ``folder`` (never over another file,
+    """Write a new draft file ``<id>.md`` into ``folder`` (never over another file,
     never outside the folder) and return the article as `kb import articles` reads it.
-    ``taken(id)`` says whether the store already has an article with that id."""
+    ``taken(id)`` says whether the store already has an article with that id.
+
+    The id is opaque (``draft-`` and random hex), not made from the typed title: an id is
+    written where erasure cannot take it back (the index log other workers follow, the
+    audit log), and a typed title can hold a name."""
     folder = folder.resolve()
-    base = slugify(draft_title(form), 60) or "draft"
-    for n in range(1, 100):
-        article_id = base if n == 1 else f"{base}-{n}"
+    for _ in range(100):
+        article_id = f"draft-{secrets.token_hex(6)}"
         if (folder / f"{article_id}.md").resolve().parent != folder:
             raise ValidationError("the draft's file name would leave the articles folder")
         if taken(article_id):
@@ -391,7 +401,7 @@ def write_draft(folder: Path, form: dict[str, str], *, owner: str, taken) -> Art
         article = parse_article_text(text, source=str(path)).article
         article.path = str(path)
         return article
-    raise ConflictError("too many drafts with this title; change the title a little")
+    raise ConflictError("no free draft id; try again")
 
 
 @bp.post("/drafts")
@@ -407,7 +417,8 @@ def start_draft():
         return redirect(back)
     config = current_app.config["KB_CONFIG"]
     kb = store()
-    form = dict(form, title=kb.redactor.redact(form["title"]), description=kb.redactor.redact(form["description"]))
+    form = dict(form, **{name: kb.redactor.redact(form[name]) for name in ("title", "description", "product",
+                                                                             "incident_id")})
     since = (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     limit_reached = (f"You have started {config.drafts_per_person_per_day} drafts in the last 24 hours; "
                      "a knowledge manager will work through them first.")

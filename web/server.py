@@ -49,6 +49,7 @@ class KnowledgeServer(BaseApplication):
         def post_worker_init(worker):
             app = worker.wsgi
             service = app.extensions["kb_service"]
+            service.redactor.load()
             try:
                 with app.app_context():
                     service.suggester().ensure_state(service.store())
@@ -69,6 +70,10 @@ class KnowledgeServer(BaseApplication):
                 from kb.app.storms import StormWatcher
 
                 StormWatcher(service).start()
+            if config.events_url:
+                from kb.app.outcomes import EventSender
+
+                EventSender(service).start()
 
         settings = {
             "bind": f"{config.host}:{config.port}",
@@ -128,5 +133,6 @@ def check_can_listen(host: str, port: int) -> None:
 
 def run_server(config: Config) -> None:
     config.check_webhook()
+    config.check_events()
     print(f"Serving on http://{config.host}:{config.port} with {default_workers(config)} worker(s)", flush=True)
     KnowledgeServer(config).run()

@@ -218,7 +218,30 @@ def m014_audit_chain(db: sqlite_utils.Database) -> None:
     db["audit_log"].add_column("hash", str, not_null_default="")
 
 
-def m015_language_terms(db: sqlite_utils.Database) -> None:
+def m015_outgoing_events(db: sqlite_utils.Database) -> None:
+    # Events for a ticket system (an agent used a result, or none helped): an outbox written
+    # in the same transaction as the choice, posted by a background thread, each once. The
+    # incident and result they name are columns, so erasing an incident erases its events.
+    db["outgoing_events"].create({"id": str, "created_at": str, "kind": str, "incident_ref": str, "result_kind": str,
+                                  "result_id": str, "payload": str, "delivered_at": str,
+                                  "attempts": int, "next_attempt_at": str, "lease_until": str, "last_error": str},
+                                 pk="id", not_null={"created_at", "kind", "incident_ref", "result_kind", "result_id",
+                                                    "payload", "delivered_at", "next_attempt_at", "lease_until"},
+                                 defaults={"incident_ref": "", "result_kind": "", "result_id": "", "delivered_at": "", "attempts": 0, "next_attempt_at": "",
+                                           "lease_until": "", "last_error": ""})
+    db["outgoing_events"].create_index(["delivered_at", "next_attempt_at"])
+
+
+def m016_suggestion_previews(db: sqlite_utils.Database) -> None:
+    # Searches shown while an agent is still typing: kept aside (not suggestions) until the
+    # agent acts on one or stops typing, then recorded; dropped after an hour otherwise.
+    db["suggestion_previews"].create({"id": str, "created_at": str, "principal": str, "incident_ref": str,
+                                      "payload": str}, pk="id",
+                                     not_null={"created_at", "principal", "incident_ref", "payload"})
+    db["suggestion_previews"].create_index(["created_at"])
+
+
+def m017_language_terms(db: sqlite_utils.Database) -> None:
     # Each chunk's language terms (kb.lexical.analyse: stems of its own language, CJK
     # bigrams) in a second column of the full-text table. Chunks made before keep an empty
     # column until they are indexed again (`kb index --rebuild`).
@@ -244,5 +267,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m010_predicted_groups,
     m011_settings_and_index_versions,
     m014_audit_chain,
-    m015_language_terms,
+    m015_outgoing_events,
+    m016_suggestion_previews,
+    m017_language_terms,
 ]

@@ -110,7 +110,22 @@ M011_SETTINGS_AND_INDEX_VERSIONS = [
 
 M014_AUDIT_CHAIN = [f"ALTER TABLE audit_log ADD COLUMN {name} {T} NOT NULL DEFAULT ''" for name in ("prev_hash", "hash")]
 # The language terms of each chunk; the node's own lexical index holds them in its FTS5 table.
-M015_LANGUAGE_TERMS = [f"ALTER TABLE chunks ADD COLUMN terms {T} NOT NULL DEFAULT ''"]
+M017_LANGUAGE_TERMS = [f"ALTER TABLE chunks ADD COLUMN terms {T} NOT NULL DEFAULT ''"]
+
+M015_OUTGOING_EVENTS = [
+    f"""CREATE TABLE outgoing_events (id {T} PRIMARY KEY, created_at {T} NOT NULL, kind {T} NOT NULL,
+        incident_ref {T} NOT NULL DEFAULT '', result_kind {T} NOT NULL DEFAULT '', result_id {T} NOT NULL DEFAULT '',
+        payload {T} NOT NULL, delivered_at {T} NOT NULL DEFAULT '', attempts bigint DEFAULT 0,
+        next_attempt_at {T} NOT NULL DEFAULT '', lease_until {T} NOT NULL DEFAULT '',
+        last_error {T} DEFAULT '')""",
+    "CREATE INDEX idx_outgoing_events_due ON outgoing_events (delivered_at, next_attempt_at)",
+]
+
+M016_SUGGESTION_PREVIEWS = [
+    f"""CREATE TABLE suggestion_previews (id {T} PRIMARY KEY, created_at {T} NOT NULL, principal {T} NOT NULL,
+        incident_ref {T} NOT NULL, payload {T} NOT NULL)""",
+    "CREATE INDEX idx_suggestion_previews_created_at ON suggestion_previews (created_at)",
+]
 
 PG_MIGRATIONS: dict[str, list[str]] = {
     "m001_initial": M001_INITIAL,
@@ -125,5 +140,7 @@ PG_MIGRATIONS: dict[str, list[str]] = {
     "m010_predicted_groups": M010_PREDICTED_GROUPS,
     "m011_settings_and_index_versions": M011_SETTINGS_AND_INDEX_VERSIONS,
     "m014_audit_chain": M014_AUDIT_CHAIN,
-    "m015_language_terms": M015_LANGUAGE_TERMS,
+    "m015_outgoing_events": M015_OUTGOING_EVENTS,
+    "m016_suggestion_previews": M016_SUGGESTION_PREVIEWS,
+    "m017_language_terms": M017_LANGUAGE_TERMS,
 }

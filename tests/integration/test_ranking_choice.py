@@ -175,3 +175,23 @@ def test_similar_incidents_carry_a_similarity_between_0_and_1(indexed):
     similar = [s for r in suggestion_json(suggestion)["results"] for s in r["similar_incidents"]]
     assert similar
     assert all(0 <= s["similarity"] <= 1 and s["score"] == s["similarity"] for s in similar)
+
+
+def test_similar_incidents_are_listed_most_similar_first(indexed, monkeypatch):
+    import search.suggester as suggester_module
+
+    ranked = suggester_module.rank_groups
+
+    def least_similar_first(*args, **kwargs):
+        # Members come in ranking order, which a lexical match can make differ from the
+        # similarity order: put the least similar first after the lead.
+        groups = ranked(*args, **kwargs)
+        for group in groups:
+            group.members[1:] = sorted(group.members[1:], key=lambda m: args[0].dense.get(m[2], 0.0))
+        return groups
+
+    monkeypatch.setattr(suggester_module, "rank_groups", least_similar_first)
+    suggestion = indexed.suggester().suggest(
+        indexed.store(), SuggestRequest(description="vpn keeps disconnecting every few minutes"), record=False)
+    lists = [[s["similarity"] for s in r.similar_incidents] for r in suggestion.results if len(r.similar_incidents) > 1]
+    assert lists and all(values == sorted(values, reverse=True) for values in lists)

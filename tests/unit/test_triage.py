@@ -63,3 +63,14 @@ def test_first_line_hint_counts_escalations_and_names_the_usual_fix():
     assert hint["similar"] == 10 and hint["solved_at_first_line"] == 8
     assert hint["text"] == "8 of 10 similar incidents were solved at the first line with article mail-quota"
     assert triage([(doc("Z"), 0.7)], {})["first_line"]["similar"] == 0
+
+
+def test_first_line_hint_names_the_article_by_its_title():
+    near = [(doc(str(n), escalated="no", article_id="mail-quota"), 0.9) for n in range(3)]
+    titles = {"mail-quota": "Mailbox is full and cannot send"}
+    hint = triage(near, {}, article_title=lambda article_id: titles.get(article_id, ""))["first_line"]
+    assert hint["text"] == ("3 of 3 similar incidents were solved at the first line with the article "
+                            "“Mailbox is full and cannot send”")
+    assert hint["resolution"]["id"] == "mail-quota" and hint["resolution"]["title"] == titles["mail-quota"]
+    hidden = triage(near, {}, article_title=lambda article_id: "")["first_line"]  # a draft, say
+    assert hidden["text"].endswith("with article mail-quota") and "title" not in hidden["resolution"]
