@@ -273,9 +273,17 @@ def echo_ranking(ranking: dict, *, verbose: bool) -> None:
                  f"{no_match['flagged_background']:.1%} of {no_match['background']} off-topic requests)")
     click.echo(line)
     for field, figures in (ranking.get("triage") or {}).items():
+        if not isinstance(figures, dict):
+            continue
+        if "accuracy_at_1" not in figures:
+            click.echo(f"Triage {field.replace('_', ' ')}: {figures.get('note', 'not fitted')}")
+            continue
+        model = f", model {figures['model_accuracy']:.3f}" if figures.get("model_accuracy") is not None else ""
         click.echo(f"Triage {field.replace('_', ' ')}: replay accuracy {figures['accuracy_at_1']:.3f} on "
-                   f"{figures['replayed']} incidents (not sure {figures['not_sure_share']:.1%}; majority "
-                   f"{figures['majority_baseline']:.3f}, nearest incident {figures['nearest_neighbour_baseline']:.3f})")
+                   f"{figures['replayed']} incidents (similar incidents' vote {figures['vote_accuracy']:.3f}{model}; "
+                   f"not sure {figures['not_sure_share']:.1%}, accurate when sure "
+                   f"{figures['accuracy_when_sure'] or 0:.3f}; majority {figures['majority_baseline']:.3f}, "
+                   f"nearest incident {figures['nearest_neighbour_baseline']:.3f})")
 
 
 def _reference_rows(candidates: list[dict]) -> list[dict]:
@@ -500,14 +508,19 @@ def users_disable(app: AppContext, name: str) -> None:
 @click.option("--ranking", type=click.Choice([*RANKING_MODES, "all"]),
               default="shipped", show_default=True,
               help="The shipped ranking, a reference ranking, or all of them side by side.")
+@click.option("--route-from-relevant", type=click.Choice(["assignment_group", "category", "product", "priority"]),
+              default=None, help="Measure triage's prediction of this field against each query's first "
+                                 "relevant id (for a store whose resolutions are its groups).")
 @home_option
 @pass_app
 @reports_errors
-def eval_command(app: AppContext, file: str, as_json: bool, ranking: str) -> None:
+def eval_command(app: AppContext, file: str, as_json: bool, ranking: str, route_from_relevant: str | None) -> None:
     """Quality metrics for labelled queries: accuracy@1, MRR, recall@5, flagged rate.
 
     FILE is JSONL: {"text": "...", "relevant": ["<resolution or record id>", ...]}; an empty
     "relevant" list marks an out-of-scope query that should be flagged as no good match.
+    A query may also carry "assignment_group", "category", "product" and "priority" (triage's
+    routing of each is measured) and "customer_tier" (sent with it).
     """
     from kb.app.evaluation import evaluate, read_labelled_queries
 
@@ -520,7 +533,7 @@ def eval_command(app: AppContext, file: str, as_json: bool, ranking: str) -> Non
         progress = terminal_progress()
         progress.start(mode, len(queries))
         reports.append(evaluate(service.suggester(), service.store(), queries, ranking=mode,
-                                progress=progress.advance))
+                                progress=progress.advance, route_from_relevant=route_from_relevant or ""))
         progress.finish()
     if as_json:
         echo_json(reports[0] if len(reports) == 1 else reports)
@@ -538,12 +551,12 @@ def eval_command(app: AppContext, file: str, as_json: bool, ranking: str) -> Non
         click.echo(f"{'band':<9} {'results':>8} {'mean conf':>10} {'right':>7}")
         for row in table:
             click.echo(f"{row['band']:<9} {row['results']:>8} {row['mean_confidence']:>10.3f} {row['accuracy']:>7.3f}")
-    routing = reports[0].get("routing")
-    if routing:
+    for name, routing in (reports[0].get("routing_fields") or {}).items():
         sure = "-" if routing["accuracy_when_sure"] is None else f"{routing['accuracy_when_sure']:.3f}"
-        click.echo(f"Routing ({routing['queries']} queries with a group): acc@1 {routing['accuracy_at_1']:.3f}, "
+        click.echo(f"Routing {name.replace('_', ' ')} ({routing['queries']} queries): "
+                   f"acc@1 {routing['accuracy_at_1']:.3f}, "
                    f"not sure {routing['not_sure_share']:.3f}, acc when sure {sure}, "
-                   f"majority baseline {routing['majority_baseline']:.3f}, nearest incident's group "
+                   f"majority baseline {routing['majority_baseline']:.3f}, nearest incident's value "
                    f"{routing['nearest_neighbour_baseline']:.3f}")
         for row in routing["reliability"]:
             click.echo(f"  probability {row['band']:<9} {row['results']:>6} mean {row['mean_confidence']:.3f} "

@@ -504,7 +504,7 @@ def fit_profile(store: Store, state: SearchState, *, seed: int = 13, max_queries
     queries = replay_queries(store, state, chunks, vectors, shared, rng, max_queries)
     profile.fitted = {"collapse": collapse_info, "replay_queries": len(queries),
                       "near_copies_left_out": sum(len(q.copies) for q in queries)}
-    profile.triage, profile.fitted["triage"] = fit_triage(state, vectors, np.random.default_rng(seed))
+    profile.triage, profile.fitted["triage"] = fit_triage(state, vectors, np.random.default_rng(seed), store)
     background = background_texts()
     background_scores = best_similarities(state, embed(background)).tolist() if embed and background else []
     if len(queries) < MIN_QUERIES_TO_FIT:

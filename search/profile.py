@@ -73,7 +73,8 @@ class RankingProfile:
     # P(right) = sigmoid(c0 * similarity + c1 * margin + c2), per bucket (see calibration).
     confidence_map: dict[str, list[float]] = field(default_factory=dict)
     classifier: dict[str, Any] | None = None
-    # Per triage field: the logistic map from (vote share, evidence) to P(right) (search.triage).
+    # Per triage field: its model, its mix with the neighbours' vote, the calibration map and
+    # the not-sure threshold, or why it has none (search.triage.fit_triage).
     triage: dict[str, Any] = field(default_factory=dict)
 
     def blend_for(self, words: int) -> dict:

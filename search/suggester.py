@@ -39,7 +39,7 @@ from search.ranking import (
 )
 from search.state import SearchState
 from search.text import compose_query, highlight_snippet, matched_terms, search_terms
-from search.triage import neighbours, triage
+from search.triage import TriageModels, neighbours, triage
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +97,12 @@ def shown_confidences(groups: list[GroupScore], cands, count: int, mapping: list
     return out
 
 
+def _unit_mean(vectors: np.ndarray) -> np.ndarray:
+    mean = vectors.mean(axis=0)
+    norm = float(np.linalg.norm(mean))
+    return mean / norm if norm > 0 else mean
+
+
 class ResolutionSuggester:
     """Holds the embedder and the in-memory search state of one process.
 
@@ -140,6 +146,7 @@ class ResolutionSuggester:
         self._loading: str | None = None
         self._classifier: tuple[ResolutionClassifier, dict] | None = None  # with its lead documents
         self._classifier_for = None
+        self._triage_models: tuple[object, TriageModels] | None = None  # (profile, its decoded models)
 
     # --- keeping the state current ----------------------------------------------------
 
@@ -276,10 +283,13 @@ class ResolutionSuggester:
             threshold=profile.match_threshold,
             triage=triage(neighbours(cands.dense, state), profile.triage,
                           customer_tier=request.customer_tier, top_tiers=self.top_tiers,
-                          article_title=lambda article_id: _visible_title(state, request.viewer, article_id)),
+                          models=self._triage_models_of(profile), vector=_unit_mean(vectors),
+                          doc_stems=content_stems(text), no_good_match=no_good_match,
+                          viewer=request.viewer, docs=state.docs),
             language=language,
         )
-        suggestion.triage["duplicates"] = possible_duplicates(
+        # Open incidents are other customers' and internal: never shown to the public.
+        suggestion.triage["duplicates"] = [] if request.viewer.audience == "public" else possible_duplicates(
             self.open_incidents.current(store), vectors[0], exclude=request.incident_ref,
             product=request.filters.product, threshold=self.duplicate_similarity)
         if record:
@@ -294,10 +304,17 @@ class ResolutionSuggester:
                 filters={"product": request.filters.product, "category": request.filters.category},
                 incident_ref=request.incident_ref, principal=principal,
                 predicted_group=(suggestion.triage.get("assignment_group") or {}).get("best_guess") or "",
+                predicted_sure=not (suggestion.triage.get("assignment_group") or {}).get("not_sure", True),
                 model_id=self.embedder.model_id,
                 latency_ms=round((time.perf_counter() - began) * 1000, 2), preview=request.preview,
             )
         return suggestion
+
+    def _triage_models_of(self, profile) -> TriageModels:
+        cached = self._triage_models
+        if cached is None or cached[0] is not profile:
+            cached = self._triage_models = (profile, TriageModels(profile.triage))
+        return cached[1]
 
     def _class_evidence(self, state: SearchState, blend: Blend, vectors: np.ndarray, text: str):
         """The classifier's log-probabilities for this query, when the blend uses it."""
@@ -353,8 +370,3 @@ class ResolutionSuggester:
             )
         return results
 
-
-def _visible_title(state: SearchState, viewer, article_id: str) -> str:
-    """An article's title for a hint, when this viewer may see the article; else ""."""
-    doc = state.docs.get(("article", article_id))
-    return doc.title if doc is not None and viewer.can_see(doc) else ""

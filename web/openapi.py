@@ -114,7 +114,17 @@ _TRIAGE_FIELD = {
         "not_sure": {"type": "boolean"}, "best_guess": {"type": ["string", "null"]},
         "nearest": {"type": ["string", "null"], "description": "The most similar incident's value."},
         "evidence": {"type": "integer", "description": "Similar incidents that had a value."},
-        "similar_incidents": {"type": "array", "items": {"type": "string"}},
+        "similar_incidents": {"type": "array", "items": {"type": "string"},
+                              "description": "Similar incidents that had the value; empty for the public audience."},
+        "source": {"type": "string", "description": "What the value rests on: the store's model of the field, "
+                                                    "the similar incidents, or both."},
+        "reason": {"type": "string", "description": "Why triage is not sure (no good match, too little "
+                                                    "evidence, a probability under the store's threshold)."},
+        "customer_tier": {"type": "object", "description": "Assignment group only: the customer's tier is routed "
+                                                           "to this group far more often than incidents in general.",
+                          "properties": {"tier": {"type": "string"}, "group": {"type": "string"},
+                                         "share": {"type": "number"}, "incidents": {"type": "integer"},
+                                         "overall_share": {"type": "number"}, "note": {"type": "string"}}},
     },
 }
 TRIAGE = {
@@ -126,6 +136,7 @@ TRIAGE = {
         "category": _TRIAGE_FIELD, "product": _TRIAGE_FIELD, "assignment_group": _TRIAGE_FIELD,
         "priority": {"type": "object", "properties": {
             "value": {"type": ["string", "null"]}, "raised": {"type": "boolean"},
+            "probability": {"type": "number"}, "not_sure": {"type": "boolean"},
             "similar_priority": {"type": "string"}, "note": {"type": "string"},
             "similar_incidents": {"type": "array", "items": {"type": "string"}}}},
         "duplicates": {"type": "array", "description": "Open incidents of the last days this one may duplicate.",

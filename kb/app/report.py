@@ -177,18 +177,27 @@ def build_report(service: Service, *, days: int = 90, now: dt.datetime | None = 
     }
 
 
-def routing_summary(rows: list[tuple[str, str, str]]) -> dict[str, Any]:
-    """Triage's predicted group against the group that resolved the incident, per week."""
+def routing_summary(rows: list[tuple]) -> dict[str, Any]:
+    """Triage's predicted group against the group that resolved the incident, per week and
+    overall: accuracy of the prediction (its best guess when not sure), the share it was not
+    sure of, and its accuracy when sure. Suggestions recorded before triage said whether it
+    was sure count in the accuracy only."""
     weeks: dict[str, list[int]] = {}
-    for week, predicted, final in rows:
-        tally = weeks.setdefault(week, [0, 0])
+    for week, predicted, final, *rest in rows:
+        sure = rest[0] if rest else ""
+        tally = weeks.setdefault(week, [0, 0, 0, 0, 0])  # incidents, right, told, sure, right when sure
         tally[0] += 1
         tally[1] += predicted == final
-    total = sum(t[0] for t in weeks.values())
-    right = sum(t[1] for t in weeks.values())
-    return {"incidents": total, "right": right, "accuracy": _rate(right, total),
-            "weeks": [{"week": w, "incidents": t[0], "right": t[1], "accuracy": _rate(t[1], t[0])}
-                      for w, t in sorted(weeks.items())]}
+        tally[2] += sure in ("yes", "no")
+        tally[3] += sure == "yes"
+        tally[4] += sure == "yes" and predicted == final
+
+    def figures(t: list[int]) -> dict[str, Any]:
+        return {"incidents": t[0], "right": t[1], "accuracy": _rate(t[1], t[0]),
+                "not_sure_share": _rate(t[2] - t[3], t[2]), "sure": t[3], "accuracy_when_sure": _rate(t[4], t[3])}
+
+    total = [sum(t[i] for t in weeks.values()) for i in range(5)]
+    return {**figures(total), "weeks": [{"week": w, **figures(t)} for w, t in sorted(weeks.items())]}
 
 
 # --- the terminal summary --------------------------------------------------------------

@@ -241,7 +241,13 @@ def m016_suggestion_previews(db: sqlite_utils.Database) -> None:
     db["suggestion_previews"].create_index(["created_at"])
 
 
-def m017_language_terms(db: sqlite_utils.Database) -> None:
+def m017_predicted_sure(db: sqlite_utils.Database) -> None:
+    # Whether triage was sure of the group it predicted ("yes" or "no"; "" before it said),
+    # so the dashboard shows the share not sure and the accuracy when sure.
+    db["suggestions"].add_column("predicted_sure", str, not_null_default="")
+
+
+def m018_language_terms(db: sqlite_utils.Database) -> None:
     # Each chunk's language terms (kb.lexical.analyse: stems of its own language, CJK
     # bigrams) in a second column of the full-text table. Chunks made before keep an empty
     # column until they are indexed again (`kb index --rebuild`).
@@ -269,5 +275,6 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m014_audit_chain,
     m015_outgoing_events,
     m016_suggestion_previews,
-    m017_language_terms,
+    m017_predicted_sure,
+    m018_language_terms,
 ]

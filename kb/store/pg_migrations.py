@@ -110,7 +110,7 @@ M011_SETTINGS_AND_INDEX_VERSIONS = [
 
 M014_AUDIT_CHAIN = [f"ALTER TABLE audit_log ADD COLUMN {name} {T} NOT NULL DEFAULT ''" for name in ("prev_hash", "hash")]
 # The language terms of each chunk; the node's own lexical index holds them in its FTS5 table.
-M017_LANGUAGE_TERMS = [f"ALTER TABLE chunks ADD COLUMN terms {T} NOT NULL DEFAULT ''"]
+M018_LANGUAGE_TERMS = [f"ALTER TABLE chunks ADD COLUMN terms {T} NOT NULL DEFAULT ''"]
 
 M015_OUTGOING_EVENTS = [
     f"""CREATE TABLE outgoing_events (id {T} PRIMARY KEY, created_at {T} NOT NULL, kind {T} NOT NULL,
@@ -127,6 +127,8 @@ M016_SUGGESTION_PREVIEWS = [
     "CREATE INDEX idx_suggestion_previews_created_at ON suggestion_previews (created_at)",
 ]
 
+M017_PREDICTED_SURE = [f"ALTER TABLE suggestions ADD COLUMN predicted_sure {T} NOT NULL DEFAULT ''"]
+
 PG_MIGRATIONS: dict[str, list[str]] = {
     "m001_initial": M001_INITIAL,
     "m002_ranking_profiles": M002_RANKING_PROFILES,
@@ -142,5 +144,6 @@ PG_MIGRATIONS: dict[str, list[str]] = {
     "m014_audit_chain": M014_AUDIT_CHAIN,
     "m015_outgoing_events": M015_OUTGOING_EVENTS,
     "m016_suggestion_previews": M016_SUGGESTION_PREVIEWS,
-    "m017_language_terms": M017_LANGUAGE_TERMS,
+    "m017_predicted_sure": M017_PREDICTED_SURE,
+    "m018_language_terms": M018_LANGUAGE_TERMS,
 }

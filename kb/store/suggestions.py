@@ -66,6 +66,7 @@ class SuggestionsMixin:
         suggestion_id: str | None = None,
         title: str = "",
         predicted_group: str = "",
+        predicted_sure: bool | None = None,
         preview: bool = False,
     ) -> str:
         """Store what was asked and what was shown; returns the suggestion id. Every text the
@@ -79,6 +80,7 @@ class SuggestionsMixin:
         row = {
             "id": suggestion_id, "created_at": utc_now(), "query": redact(query),
             "title": redact(title), "predicted_group": redact(predicted_group),
+            "predicted_sure": "" if predicted_sure is None else "yes" if predicted_sure else "no",
             "incident_ref": redact(incident_ref or ""), "filters": json.dumps(redacted_filters(filters, redact)),
             "k": k, "no_good_match": int(no_good_match), "confidence": confidence,
             "results": json.dumps(results), "principal": principal,

@@ -170,6 +170,16 @@ def test_eval_reports_metrics(run, data_dir, tmp_path):
     table = run("eval", str(queries), "--ranking", "all").output
     for name in ("shipped", "dense", "bm25", "rrf"):
         assert name in table
+    labelled = tmp_path / "labelled.jsonl"
+    labelled.write_text(json.dumps({"text": "vpn tunnel keeps dropping on wifi", "relevant": ["connectivity"],
+                                    "product": "VPN", "customer_tier": "Gold"}) + "\n")
+    routed = json.loads(run("eval", str(labelled), "--json", "--route-from-relevant", "category").output)
+    fields = routed["routing_fields"]
+    assert set(fields) == {"category", "product"} and routed["routing"] is None
+    assert fields["category"]["queries"] == 1 and fields["category"]["accuracy_at_1"] == 1.0
+    assert fields["product"]["nearest_neighbour_baseline"] == 1.0
+    assert "Routing category (1 queries): acc@1 1.000" in run("eval", str(labelled), "--route-from-relevant",
+                                                               "category").output
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"relevant": []}\n')
     result = run("eval", str(bad))

@@ -52,13 +52,13 @@ def test_a_store_made_before_language_terms_keeps_its_full_text_index(tmp_path):
     import sqlite_utils
 
     from kb.store import open_store
-    from kb.store.migrations import MIGRATIONS, m017_language_terms
+    from kb.store.migrations import MIGRATIONS, m018_language_terms
 
     path = tmp_path / "home" / "kb.sqlite3"
     path.parent.mkdir()
     db = sqlite_utils.Database(path)
     db["_migrations"].create({"name": str, "applied_at": str}, pk="name")
-    for migration in MIGRATIONS[: MIGRATIONS.index(m017_language_terms)]:
+    for migration in MIGRATIONS[: MIGRATIONS.index(m018_language_terms)]:
         migration(db)
         db["_migrations"].insert({"name": migration.__name__, "applied_at": "2026-01-01"})
     db.execute("INSERT INTO chunks (doc_kind, doc_id, position, text, text_hash) "

@@ -201,6 +201,7 @@
       if (t.priority.raised) line.append(" ", el("span", { class: "hint", text: "(" + t.priority.note + ")" }));
     }
     const box = el("aside", { class: "triage", "aria-label": "Triage" }, [line]);
+    if (group.customer_tier && group.customer_tier.note) box.appendChild(el("p", { class: "hint tier-route", text: group.customer_tier.note + "." }));
     if (t.first_line && t.first_line.similar && t.first_line.text) box.appendChild(el("p", { class: "first-line", text: t.first_line.text + "." }));
     return box;
   }
