@@ -154,4 +154,5 @@ class Suggestion:
     truncated: bool = False
     threshold: float = 0.0
     triage: dict[str, Any] = field(default_factory=dict)  # search.triage.triage()
+    language: dict[str, Any] = field(default_factory=dict)  # kb.language.request_language()
 

@@ -151,23 +151,31 @@ def import_articles(app: AppContext, folder: str | None, changed_by: str | None)
     """Load Markdown articles from FOLDER (default: articles/).
 
     Good files are imported in one transaction; each broken file is reported with its line
-    and skipped, and the exit status is 1 if any was broken.
+    and skipped. Each file is linted first: an article with a secret (a password, key or
+    token) is never imported; a not_validated, validated or public one with other lint
+    errors is refused (the store keeps the version it had); a draft is imported with its
+    errors listed. The exit status is 1 if any file was broken or refused.
     """
-    from kb.articles import scan_articles
+    from kb.app.article_import import import_article_folder
 
     app.require_home()
     folder = folder or app.config.articles_dir
-    scan = scan_articles(folder)
     who = changed_by or cli_person()
-    counts = app.service().store().upsert_articles([p.article for p in scan.parsed], changed_by=who)
-    for problem in scan.problems:
+    done = import_article_folder(app.service(), folder, changed_by=who)
+    for problem in done.broken:
         click.echo(f"error: {problem}", err=True)
+    for path, reason in done.refused:
+        click.echo(f"error: {path}: {reason}", err=True)
+    for path, reason in done.warned:
+        click.echo(f"warning: {path}: {reason}", err=True)
+    skipped = len(done.broken) + len(done.refused)
     click.echo(
-        f"Imported {len(scan.parsed)} articles from {folder}: {counts.inserted} new, "
-        f"{counts.updated} changed, {counts.unchanged} unchanged"
-        + (f"; {len(scan.problems)} files skipped" if scan.problems else "")
+        f"Imported {done.imported} articles from {folder}: {done.inserted} new, "
+        f"{done.updated} changed, {done.unchanged} unchanged"
+        + (f"; {len(done.broken)} files skipped" if done.broken else "")
+        + (f"; {len(done.refused)} refused for lint errors (see above; `kb articles lint`)" if done.refused else "")
     )
-    if scan.problems:
+    if skipped:
         sys.exit(1)
 
 

@@ -17,7 +17,8 @@ from indexer.chunking import WINDOW_WORDS
 from indexer.embedders import Embedder
 from indexer.index_files import current_version, read_config
 from kb.errors import IndexMismatchError, IndexMissingError, ValidationError
-from kb.lexical import identifier_phrases, query_terms
+from kb.language import ENGLISH_ONLY, request_language
+from kb.lexical import identifier_phrases
 from kb.models import Suggestion, SuggestionResult
 from kb.store import Store
 from kb.store.suggestions import new_suggestion_id
@@ -37,7 +38,7 @@ from search.ranking import (
     retrieve,
 )
 from search.state import SearchState
-from search.text import compose_query, highlight_snippet, matched_terms
+from search.text import compose_query, highlight_snippet, matched_terms, search_terms
 from search.triage import TriageModels, neighbours, triage
 
 log = logging.getLogger(__name__)
@@ -118,8 +119,11 @@ class ResolutionSuggester:
         embedder_loader: Callable[[dict], Embedder] | None = None, top_tiers: Sequence[str] = (),
         duplicate_hours: float = 72.0, duplicate_similarity: float = 0.85,
         follow: Callable[[Store], None] | None = None, on_missing: Callable[[], bool] | None = None,
+        languages: frozenset[str] | None = ENGLISH_ONLY,
     ):
         self.embedder = embedder
+        # The languages the model reads well (kb.language.model_languages; None: any).
+        self.languages = languages
         self.top_tiers = tuple(top_tiers)
         self.open_incidents = OpenIncidents(embedder, duplicate_hours)
         self.duplicate_similarity = duplicate_similarity
@@ -246,7 +250,8 @@ class ResolutionSuggester:
             raise ValidationError("describe the incident: a title or a description is required")
         state = self.ensure_state(store)
         profile = state.profile
-        terms = query_terms(text)
+        language = request_language(text, self.languages)
+        terms = search_terms(text, language["code"])
         # BM25 runs in SQLite (which releases the GIL) while the model embeds the query on
         # one thread (see SentenceTransformerEmbedder.embed): on two cores both finish
         # sooner than one after the other.
@@ -284,6 +289,7 @@ class ResolutionSuggester:
                           models=self._triage_models_of(profile), vector=_unit_mean(vectors),
                           doc_stems=content_stems(text), no_good_match=no_good_match,
                           viewer=request.viewer, docs=state.docs),
+            language=language,
         )
         # Open incidents are other customers' and internal: never shown to the public.
         suggestion.triage["duplicates"] = [] if request.viewer.audience == "public" else possible_duplicates(

@@ -179,6 +179,19 @@ SUGGESTION = {
         "confidence": {"type": "number"},
         "truncated": {"type": "boolean"},
         "triage": TRIAGE,
+        "language": {
+            "type": ["object", "null"],
+            "description": "The language the request is written in, and whether the search model reads it "
+                           "well; null from a server that does not say.",
+            "properties": {
+                "code": {"type": ["string", "null"], "description": "ISO 639-1; null when the text is too short "
+                                                                    "or made of codes to tell."},
+                "name": {"type": ["string", "null"]},
+                "served": {"type": "boolean", "description": "false: the model does not read this language "
+                                                             "well; results rest mostly on shared words."},
+                "note": {"type": "string", "description": "What to show a person when served is false."},
+            },
+        },
         "results": {"type": "array", "items": RESULT},
     },
 }

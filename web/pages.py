@@ -234,7 +234,8 @@ def search_page():
             form, suggestion, chosen = shown
             if suggestion.truncated:
                 notices.append(
-                    f"Only the first {service().config.max_query_chars:,} characters of this long text were searched."
+                    f"This text is longer than {service().config.max_query_chars:,} characters: its error lines, "
+                    "its start and its end were searched."
                 )
     return render_template(
         "search.html", form=form, suggestion=suggestion, chosen=chosen,

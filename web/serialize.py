@@ -56,5 +56,6 @@ def suggestion_json(suggestion: Suggestion, base_url: str = "") -> dict[str, Any
         "confidence": suggestion.confidence,
         "truncated": suggestion.truncated,
         "triage": suggestion.triage,
+        "language": suggestion.language or None,
         "results": [result_json(r, base_url) for r in suggestion.results],
     }
