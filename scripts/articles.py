@@ -195,7 +195,9 @@ def articles_set_state(app: AppContext, article_id: str, state: str, audience: s
     """Change an article's state in its file and in the store.
 
     The front matter is edited in place (status, audience, updated; nothing else in the
-    file changes). Only validated articles may be public. If the article is in the store
+    file changes). Only validated articles may be public, and an article that fails
+    `kb articles lint` cannot become not_validated, validated or public (the errors are
+    named); one holding a secret is refused in any state. If the article is in the store
     it gets a new version and is re-indexed at once: an archived article leaves search
     right away and keeps its history (`kb articles history`).
     """

@@ -151,23 +151,31 @@ def import_articles(app: AppContext, folder: str | None, changed_by: str | None)
     """Load Markdown articles from FOLDER (default: articles/).
 
     Good files are imported in one transaction; each broken file is reported with its line
-    and skipped, and the exit status is 1 if any was broken.
+    and skipped. Each file is linted first: an article with a secret (a password, key or
+    token) is never imported; a not_validated, validated or public one with other lint
+    errors is refused (the store keeps the version it had); a draft is imported with its
+    errors listed. The exit status is 1 if any file was broken or refused.
     """
-    from kb.articles import scan_articles
+    from kb.app.article_import import import_article_folder
 
     app.require_home()
     folder = folder or app.config.articles_dir
-    scan = scan_articles(folder)
     who = changed_by or cli_person()
-    counts = app.service().store().upsert_articles([p.article for p in scan.parsed], changed_by=who)
-    for problem in scan.problems:
+    done = import_article_folder(app.service(), folder, changed_by=who)
+    for problem in done.broken:
         click.echo(f"error: {problem}", err=True)
+    for path, reason in done.refused:
+        click.echo(f"error: {path}: {reason}", err=True)
+    for path, reason in done.warned:
+        click.echo(f"warning: {path}: {reason}", err=True)
+    skipped = len(done.broken) + len(done.refused)
     click.echo(
-        f"Imported {len(scan.parsed)} articles from {folder}: {counts.inserted} new, "
-        f"{counts.updated} changed, {counts.unchanged} unchanged"
-        + (f"; {len(scan.problems)} files skipped" if scan.problems else "")
+        f"Imported {done.imported} articles from {folder}: {done.inserted} new, "
+        f"{done.updated} changed, {done.unchanged} unchanged"
+        + (f"; {len(done.broken)} files skipped" if done.broken else "")
+        + (f"; {len(done.refused)} refused for lint errors (see above; `kb articles lint`)" if done.refused else "")
     )
-    if scan.problems:
+    if skipped:
         sys.exit(1)
 
 
@@ -280,6 +288,7 @@ def echo_ranking(ranking: dict, *, verbose: bool) -> None:
                        f"{verdict['balanced_accuracy']:.3f}); {high_text}; ECE {model['ece']:.3f}")
     elif trust.get("note"):
         click.echo(f"Confidence: {trust['note']}")
+    echo_families(ranking.get("families") or {}, verbose=verbose)
     for field, figures in (ranking.get("triage") or {}).items():
         if not isinstance(figures, dict):
             continue
@@ -292,6 +301,28 @@ def echo_ranking(ranking: dict, *, verbose: bool) -> None:
                    f"not sure {figures['not_sure_share']:.1%}, accurate when sure "
                    f"{figures['accuracy_when_sure'] or 0:.3f}; majority {figures['majority_baseline']:.3f}, "
                    f"nearest incident {figures['nearest_neighbour_baseline']:.3f})")
+
+
+FAMILIES_SHOWN = 5
+
+
+def echo_families(families: dict, *, verbose: bool) -> None:
+    """What kb index grouped into resolution families (search.families)."""
+    if not families.get("notes"):
+        return
+    if families.get("note"):
+        click.echo(f"Resolution families: none ({families['note']})")
+        return
+    click.echo(f"Resolution families: {families['families']} families of {families['incidents_grouped']} "
+               f"incidents, from {families['notes']} distinct notes of {families['incidents']} incidents "
+               f"(largest {families['largest']})")
+    rows = families.get("examples") or []
+    for row in rows if verbose else rows[:FAMILIES_SHOWN]:
+        steps = f"; {len(row['steps'])} agreed steps" if row.get("steps") else ""
+        click.echo(f"  {row['family']}: {row['size']} incidents in {row['notes']} notes{steps}; "
+                   f"e.g. {row['representative'][:90]!r}")
+    if not verbose and len(rows) > FAMILIES_SHOWN:
+        click.echo(f"  ({len(rows) - FAMILIES_SHOWN} more families: kb index --verbose)")
 
 
 def _reference_rows(candidates: list[dict]) -> list[dict]:

@@ -15,6 +15,13 @@ files: ``dev.jsonl`` (for design choices) and ``report.jsonl`` (only measured):
 - ``asf``: Apache JIRA bug reports (long, with logs and stack traces); each known
   duplicate is asked against the store of the other reports; its resolution is its own,
   so there is no shared-resolution evidence. Reports' own ``resolution`` field is masked.
+- ``b77-free`` and ``b77-coarse-free``: b77 and b77-coarse where each stored incident
+  closes with its own note in an agent's voice (scripts.freenotes), as real tickets do,
+  so almost no two resolution texts are equal. The resolution each note stands for is the
+  incident's ``resolution_code``, which the queries name in ``relevant`` (``kb eval``
+  matches a result through the codes of the incidents behind it); the category is the
+  coarse group in ``b77-free`` and empty in ``b77-coarse-free`` (where it would be the
+  answer). Queries are those of the labelled twin.
 - ``b77-desk``: a help desk of 19 resolver groups of uneven size (Banking77 intents merged
   by hand, some groups thinned), with category, product, priority and customer tier on every
   incident and query; a share of stored incidents was reassigned (``escalated``), some of them
@@ -37,6 +44,7 @@ from pathlib import Path
 import click
 
 from scripts.banking77 import split_rows, write_jsonl
+from scripts.freenotes import close_note
 
 # Banking77 intents merged into resolver groups by what the intent is about.
 COARSE_GROUPS = (
@@ -92,6 +100,30 @@ def banking_sets(source: Path, out: Path, seed: int) -> None:
         for n in train:
             sizes[label(n)] += 1
         click.echo(f"{name}: {len(train)} incidents in {len(sizes)} resolutions, {len(dev)} dev, {len(held)} report")
+
+
+def free_text_sets(out: Path, seed: int) -> None:
+    """``b77-free`` / ``b77-coarse-free``: the labelled twins' incidents, each closed with
+    its own free-text note; the label moves to ``resolution_code``."""
+    for twin, coarse in (("b77", False), ("b77-coarse", True)):
+        folder = out / f"{twin}-free"
+        folder.mkdir(parents=True, exist_ok=True)
+        rng = random.Random(seed + (3 if coarse else 2))
+        source = [json.loads(line) for line in (out / "b77" / "incidents.jsonl").read_text(encoding="utf-8").split("\n")
+                  if line.strip()]
+        records = []
+        for incident in source:
+            intent = incident["resolution"]
+            group = coarse_group(intent)
+            label = group if coarse else intent
+            records.append(dict(incident, resolution=close_note(group, intent, rng), resolution_code=label,
+                                category="" if coarse else group))
+        write_jsonl(folder / "incidents.jsonl", records)
+        for split in ("dev", "report"):
+            text = (out / twin / f"{split}.jsonl").read_text(encoding="utf-8")
+            (folder / f"{split}.jsonl").write_text(text, encoding="utf-8")
+        distinct = len({r["resolution"] for r in records})
+        click.echo(f"{twin}-free: {len(records)} incidents, {distinct} distinct resolution texts")
 
 
 def routing_set(out: Path) -> None:
@@ -288,6 +320,7 @@ def main(out_dir: str, data_dir: str, seed: int, max_chars: int) -> None:
     out, data = Path(out_dir), Path(data_dir)
     banking_sets(data / "banking77" / "train.csv", out, seed)
     routing_set(out)
+    free_text_sets(out, seed)
     mixed_files(out, Path(__file__).parent / "data" / "out-of-scope-mixed.jsonl", seed)
     asf_set(data / "asf-jira-dup-bugs", out, seed, max_chars)
     desk_set(data / "banking77" / "train.csv", out, seed)

@@ -17,8 +17,8 @@ from indexer.chunking import WINDOW_WORDS
 from indexer.embedders import Embedder
 from indexer.index_files import current_version, read_config
 from kb.errors import IndexMismatchError, IndexMissingError, ValidationError
-from kb.language import detect_code
-from kb.lexical import identifier_phrases, query_terms
+from kb.language import ENGLISH_ONLY, request_language
+from kb.lexical import identifier_phrases
 from kb.models import Suggestion, SuggestionResult
 from kb.store import Store
 from kb.store.suggestions import new_suggestion_id
@@ -39,7 +39,7 @@ from search.ranking import (
     retrieve,
 )
 from search.state import SearchState
-from search.text import compose_query, highlight_snippet, matched_terms
+from search.text import compose_query, highlight_snippet, matched_terms, search_terms
 from search.triage import TriageModels, neighbours, triage
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,9 @@ QUERY_MAX_TOKENS = 256
 _LEXICAL_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="kb-lexical")
 PRIORS_REFRESH_SECONDS = 5.0
 SIMILAR_SHOWN = 5
+# The second result shows its family's steps too when its confidence is at least this
+# share of the first one's.
+CLOSE_SECOND = 0.5
 
 
 @dataclass
@@ -132,8 +135,11 @@ class ResolutionSuggester:
         embedder_loader: Callable[[dict], Embedder] | None = None, top_tiers: Sequence[str] = (),
         duplicate_hours: float = 72.0, duplicate_similarity: float = 0.85,
         follow: Callable[[Store], None] | None = None, on_missing: Callable[[], bool] | None = None,
+        languages: frozenset[str] | None = ENGLISH_ONLY,
     ):
         self.embedder = embedder
+        # The languages the model reads well (kb.language.model_languages; None: any).
+        self.languages = languages
         self.top_tiers = tuple(top_tiers)
         self.open_incidents = OpenIncidents(embedder, duplicate_hours)
         self.duplicate_similarity = duplicate_similarity
@@ -262,7 +268,8 @@ class ResolutionSuggester:
             raise ValidationError("describe the incident: a title or a description is required")
         state = self.ensure_state(store)
         profile = state.profile
-        terms = query_terms(text)
+        language = request_language(text, self.languages)
+        terms = search_terms(text, language["code"])
         # BM25 runs in SQLite (which releases the GIL) while the model embeds the query on
         # one thread (see SentenceTransformerEmbedder.embed): on two cores both finish
         # sooner than one after the other.
@@ -293,9 +300,8 @@ class ResolutionSuggester:
         shown = shown_confidences(groups, cands, min(request.k, len(groups)), profile.confidence_for(words))
         trust = self._trust_profile(state) if request.ranking == "shipped" else None
         if trust is not None:
-            language = detect_code(text) if trust.languages else None
             judgement = trust.judge(groups, cands, gather_evidence(cands, state, class_logp), state,
-                                    min(request.k, len(groups)), language)
+                                    min(request.k, len(groups)), language.get("code") if trust.languages else None)
         else:
             flagged = not groups or (request.ranking == "shipped" and best_similarity < profile.match_threshold)
             judgement = unfitted_judgement(shown, flagged)
@@ -310,7 +316,7 @@ class ResolutionSuggester:
                           models=self._triage_models_of(profile), vector=_unit_mean(vectors),
                           doc_stems=content_stems(text), no_good_match=no_good_match,
                           viewer=request.viewer, docs=state.docs),
-            p_answerable=judgement.p_answerable, language=judgement.language,
+            language=language, p_answerable=judgement.p_answerable, calibrated_for=judgement.language,
         )
         # Open incidents are other customers' and internal: never shown to the public.
         suggestion.triage["duplicates"] = [] if request.viewer.audience == "public" else possible_duplicates(
@@ -370,6 +376,8 @@ class ResolutionSuggester:
     def _results(self, store: Store, state: SearchState, groups: list[GroupScore],
                  terms: list[str], cands, judgement: Judgement, k: int) -> list[SuggestionResult]:
         groups = groups[:k]
+        shown = judgement.scores
+        steps_shown = 2 if len(shown) > 1 and shown[1] >= CLOSE_SECOND * shown[0] else 1
         best_chunks = [g.members[0][2] for g in groups]
         texts = {row["id"]: row["text"] for row in store.chunk_rows(best_chunks)}
         results = []
@@ -387,10 +395,15 @@ class ResolutionSuggester:
                                     "similarity": similarity, "score": similarity})
             # The most similar first (members are in ranking order, which is not similarity).
             similar = sorted(similar, key=lambda s: -s["similarity"])[:SIMILAR_SHOWN]
+            family = state.family(group.group)
             results.append(
                 SuggestionResult(
                     rank=rank, kind=lead.kind, id=lead.id, title=lead.title,
-                    resolution=lead.resolution,
+                    resolution=family.get("representative") or lead.resolution,
+                    own_resolution=lead.resolution if family else "",
+                    family={"id": group.group, "size": family.get("size", 0),
+                            "representative_id": family.get("representative_id", "")} if family else {},
+                    steps=list(family.get("steps") or []) if rank <= steps_shown else [],
                     resolution_code=[{"text": text, "block": block} for text, block in lead.code],
                     snippet=highlight_snippet(snippet_source, terms),
                     score=round(judgement.scores[rank - 1], 4),

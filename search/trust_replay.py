@@ -12,7 +12,7 @@ import numpy as np
 
 from indexer.chunking import incident_text
 from kb.language import detect_code
-from kb.lexical import identifier_phrases, query_terms
+from kb.lexical import identifier_phrases
 from kb.store import Store
 from kb.text import normalise_text
 from search.classifier import ResolutionClassifier, content_stems
@@ -20,6 +20,7 @@ from search.confidence import collect_stream, fit_trust
 from search.profile import length_bucket
 from search.ranking import Candidates, GroupScore, Viewer, rank_groups, retrieve
 from search.state import DocKey, SearchState
+from search.text import search_terms
 
 # Replayed incidents whose language is identified first: when none of them is in another
 # language than English, the store fits no maps per language and the rest are not read.
@@ -60,7 +61,7 @@ def fit_trust_maps(
     if background_vectors is not None:
         for text, row in zip(background, background_vectors, strict=True):
             text = normalise_text(text)
-            cands = retrieve(state, store, row[None, :].astype(np.float32), query_terms(text),
+            cands = retrieve(state, store, row[None, :].astype(np.float32), search_terms(text, "en"),
                              phrases=identifier_phrases(text))
             logp = None
             if classifier is not None:

@@ -79,6 +79,26 @@ RESULT = {
                                          "description": "Deprecated: the same value as similarity."}},
             },
         },
+        "family": {
+            "type": ["object", "null"],
+            "description": "The resolution family this result stands for (notes that say the same fix in "
+                           "different words); resolution is then its representative note.",
+            "properties": {"id": {"type": "string"}, "size": {"type": "integer", "minimum": 0},
+                           "representative_id": {"type": "string"}},
+        },
+        "own_resolution": {"type": ["string", "null"],
+                           "description": "For a family: the closest incident's own note."},
+        "steps": {
+            "type": "array",
+            "description": "Steps the family's notes agree on, in agents' own words (top result, or the "
+                           "top two when close).",
+            "items": {
+                "type": "object",
+                "properties": {"text": {"type": "string"}, "incidents": {"type": "integer", "minimum": 0},
+                               "incident_ids": {"type": "array", "items": {"type": "string"}},
+                               "incident_urls": {"type": "array", "items": {"type": "string"}}},
+            },
+        },
     },
 }
 
@@ -176,6 +196,19 @@ SUGGESTION = {
                                           "(\"*\": the store-wide ones)."},
         "truncated": {"type": "boolean"},
         "triage": TRIAGE,
+        "language": {
+            "type": ["object", "null"],
+            "description": "The language the request is written in, and whether the search model reads it "
+                           "well; null from a server that does not say.",
+            "properties": {
+                "code": {"type": ["string", "null"], "description": "ISO 639-1; null when the text is too short "
+                                                                    "or made of codes to tell."},
+                "name": {"type": ["string", "null"]},
+                "served": {"type": "boolean", "description": "false: the model does not read this language "
+                                                             "well; results rest mostly on shared words."},
+                "note": {"type": "string", "description": "What to show a person when served is false."},
+            },
+        },
         "results": {"type": "array", "items": RESULT},
     },
 }

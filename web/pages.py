@@ -104,7 +104,7 @@ def template_globals():
 
 def note_of(result) -> str:
     """The resolution note of a shown result (the same text the API gives)."""
-    return resolution_note(result.kind, result.id, result.title, result.resolution,
+    return resolution_note(result.kind, result.id, result.title, result.fix_text(),
                            public_base_url().rstrip("/") + result_url(result))
 
 
@@ -237,7 +237,8 @@ def search_page():
             form, suggestion, chosen = shown
             if suggestion.truncated:
                 notices.append(
-                    f"Only the first {service().config.max_query_chars:,} characters of this long text were searched."
+                    f"This text is longer than {service().config.max_query_chars:,} characters: its error lines, "
+                    "its start and its end were searched."
                 )
     return render_template(
         "search.html", form=form, suggestion=suggestion, chosen=chosen,

@@ -42,8 +42,12 @@ def result_json(result: SuggestionResult, base_url: str = "") -> dict[str, Any]:
         "matched_terms": result.matched_terms,
         "similar_count": result.similar_count,
         "similar_incidents": result.similar_incidents,
-        "resolution_note": resolution_note(result.kind, result.id, result.title, result.resolution,
+        "resolution_note": resolution_note(result.kind, result.id, result.title, result.fix_text(),
                                            base_url.rstrip("/") + result_url(result)),
+        "family": result.family or None,
+        "own_resolution": result.own_resolution or None,
+        "steps": [dict(s, incident_urls=[f"/incidents/{quote(i, safe='')}" for i in s.get("incident_ids", [])])
+                  for s in result.steps],
     }
 
 
@@ -53,8 +57,9 @@ def suggestion_json(suggestion: Suggestion, base_url: str = "") -> dict[str, Any
         "no_good_match": suggestion.no_good_match,
         "confidence": suggestion.confidence,
         "answerable_probability": suggestion.p_answerable,
-        "calibrated_for": suggestion.language,
+        "calibrated_for": suggestion.calibrated_for,
         "truncated": suggestion.truncated,
         "triage": suggestion.triage,
+        "language": suggestion.language or None,
         "results": [result_json(r, base_url) for r in suggestion.results],
     }

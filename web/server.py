@@ -17,6 +17,7 @@ from gunicorn.app.base import BaseApplication
 
 from kb.config import Config
 from kb.errors import ConfigError, KBError
+from kb.language import warm_up_language_identifier
 
 log = logging.getLogger("kb.serve")
 
@@ -52,6 +53,7 @@ class KnowledgeServer(BaseApplication):
             try:
                 with app.app_context():
                     service.suggester().ensure_state(service.store())
+                    warm_up_language_identifier()  # seconds to build: not on the first request
             except KBError as exc:
                 log.warning("worker %s started without an index: %s", worker.pid, exc)
             try:

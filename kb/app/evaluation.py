@@ -1,9 +1,11 @@
 """Quality metrics for labelled queries (``kb eval``).
 
 A query file is JSONL: ``{"text": "...", "relevant": ["<resolution or record id>", ...]}``.
-``relevant`` may name article ids, incident ids, or resolution texts. A result matches a
-relevant entry when the entry is the result's id, its resolution text, or any record that
-the result's resolution stands for (the incidents grouped into it). Metrics count distinct
+``relevant`` may name article ids, incident ids, resolution texts or resolution codes (the
+incidents' ``resolution_code``: where notes are free text, the code says which resolution a
+note stands for). A result matches a relevant entry when the entry is the result's id, its
+resolution text, or any record or code that the result's resolution stands for (the
+incidents grouped into it; for a resolution family, the codes of at least half of it). Metrics count distinct
 resolutions: two relevant incidents resolved with the same article are one resolution.
 A query with ``"relevant": []`` is out of scope: the service should flag it.
 """
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,20 +78,43 @@ def read_labelled_queries(path: str | Path) -> list[LabelledQuery]:
 
 
 class GroupMembers:
-    """Which record ids and resolution texts each result group stands for."""
+    """Which record ids, resolution texts and resolution codes each result group stands for.
 
-    def __init__(self, state: SearchState):
+    An incident's ``resolution_code`` names the resolution it stands for where the notes
+    are free text. A family (search.families) stands for the codes that at least half of
+    its incidents carry, not for every code one of them carries: a family that mixes two
+    resolutions is not right for both.
+    """
+
+    def __init__(self, state: SearchState, codes: dict[str, str] | None = None):
+        codes = codes or {}
         self.by_group: dict[str, set[str]] = defaultdict(set)
         self.groups_of_name: dict[str, set[str]] = defaultdict(set)
+        family_codes: dict[str, Counter] = defaultdict(Counter)
         for (_kind, doc_id), doc in state.docs.items():
             names = {doc_id}
             if doc.kind == "incident" and doc.resolution:
                 names.add(normalise_resolution(doc.resolution))
+            code = codes.get(doc_id, "") if doc.kind == "incident" else ""
             for group in self._groups_of(doc):
-                self.by_group[group].update(names)
+                if group.startswith("f:"):
+                    self.by_group[group].update(names)
+                    if code:
+                        family_codes[group][code] += 1
+                else:
+                    names_here = names | ({code} if code else set())
+                    self.by_group[group].update(names_here)
                 if not group.startswith("i:"):
                     for name in names:
                         self.groups_of_name[name].add(group)
+                    if code and not group.startswith("f:"):
+                        self.groups_of_name[code].add(group)
+        for group, counts in family_codes.items():
+            total = sum(counts.values())
+            for code, n in counts.items():
+                if 2 * n >= total:
+                    self.by_group[group].add(code)
+                    self.groups_of_name[code].add(group)
 
     @staticmethod
     def _groups_of(doc) -> list[str]:
@@ -115,7 +140,7 @@ def evaluate(
     whose true value is each query's first relevant id, for stores whose resolutions are
     their groups)."""
     state = suggester.ensure_state(store)
-    members = GroupMembers(state)
+    members = GroupMembers(state, resolution_codes(store))
     in_scope = [q for q in queries if q.relevant]
     out_scope = [q for q in queries if not q.relevant]
     hits1 = rr = recall5 = recall10 = flagged_in = flagged_out = 0.0
@@ -190,6 +215,11 @@ def evaluate(
         "misses": misses,
     }
     return report
+
+
+def resolution_codes(store: Store) -> dict[str, str]:
+    """incident id -> its resolution code, for incidents that have one."""
+    return {i.id: i.resolution_code.strip() for i in store.iter_incidents() if i.resolution_code.strip()}
 
 
 def routed_prediction(triage: dict[str, Any], name: str) -> dict[str, Any]:

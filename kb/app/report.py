@@ -170,11 +170,27 @@ def build_report(service: Service, *, days: int = 90, now: dt.datetime | None = 
         "over_time": {"period": period,
                       "series": activity_series(daily, dt.date.fromisoformat(since[:10]),
                                                 now.date(), period)},
-        "gaps": {"threshold": threshold, "queries": len(gap_rows), "clusters": clusters},
+        "gaps": {"threshold": threshold, "queries": len(gap_rows), "clusters": clusters,
+                 "draft_candidates": draft_candidates(store, service.embedder().model_id)},
         "stale": {"explanation": HARM_EXPLANATION, "articles": stale},
         "routing": routing_summary(routing_rows),
         "escalation_by_category": escalation,
     }
+
+
+# A resolution family of at least this many incidents and no article is a draft candidate.
+DRAFT_FAMILY_SIZE = 10
+
+
+def draft_candidates(store: Any, model_id: str) -> list[dict[str, Any]]:
+    """Resolution families (search.families) of DRAFT_FAMILY_SIZE incidents or more: a fix
+    agents keep writing in their own words that no article holds (incidents resolved with
+    an article are grouped by it, never into a family). Largest first."""
+    families = ((store.latest_ranking_profile(model_id) or {}).get("families") or {}).get("info") or {}
+    rows = [{"family": fid, "size": f.get("size", 0), "representative": f.get("representative", ""),
+             "representative_id": f.get("representative_id", ""), "steps": f.get("steps", [])}
+            for fid, f in families.items() if f.get("size", 0) >= DRAFT_FAMILY_SIZE]
+    return sorted(rows, key=lambda r: (-r["size"], r["family"]))
 
 
 def routing_summary(rows: list[tuple]) -> dict[str, Any]:
@@ -239,6 +255,10 @@ def render_text(report: dict[str, Any], *, top: int = 5) -> str:
     for c in clusters:
         terms = f" [{', '.join(c['terms'])}]" if c["terms"] else ""
         lines.append(f"  {c['size']:>4}  {c['title']}{terms}")
+    drafts = report["gaps"].get("draft_candidates") or []
+    if drafts:
+        lines += ["", f"Draft candidates: {len(drafts)} resolution families with no article"]
+        lines += [f"  {d['size']:>4}  {d['representative'][:100]}" for d in drafts[:top]]
     stale = report["stale"]["articles"][:top]
     lines += ["", f"Stale articles: {len(report['stale']['articles'])}"]
     for a in stale:

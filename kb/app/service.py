@@ -24,6 +24,7 @@ from kb.app.replica import ReplicaFollower
 from kb.config import DEFAULT_EMBED_BACKEND, Config, backend_of_model
 from kb.errors import KBError
 from kb.home import legacy_key
+from kb.language import ENGLISH_ONLY, model_languages
 from kb.models import Incident
 from kb.redaction import Redactor
 from kb.store import Store, UpsertCounts, open_store
@@ -168,8 +169,21 @@ class Service:
                     duplicate_similarity=self.config.duplicate_similarity,
                     follow=self.follower.check if self.follower else None,
                     on_missing=self.follower.ensure if self.follower else None,
+                    languages=self.model_languages(),
                 )
             return self._suggester
+
+    def model_languages(self) -> frozenset[str] | None:
+        """The languages the model in use reads well (None: any): KB_MODEL_LANGUAGES, else
+        the model folder's card (kb.language.model_languages)."""
+        if self.config.model_languages:
+            return model_languages(None, self.config.model_languages)
+        if self.embed_backend() == "hashing":
+            return ENGLISH_ONLY
+        try:
+            return model_languages(self.model_folder())
+        except KBError:
+            return ENGLISH_ONLY
 
     def _embedder_for_index(self, index_config: dict) -> Embedder:
         """The embedder a newly published index needs (after `kb tune` switched models)."""

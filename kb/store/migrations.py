@@ -247,6 +247,19 @@ def m017_predicted_sure(db: sqlite_utils.Database) -> None:
     db["suggestions"].add_column("predicted_sure", str, not_null_default="")
 
 
+def m018_language_terms(db: sqlite_utils.Database) -> None:
+    # Each chunk's language terms (kb.lexical.analyse: stems of its own language, CJK
+    # bigrams) in a second column of the full-text table. Chunks made before keep an empty
+    # column until they are indexed again (`kb index --rebuild`).
+    db.execute("ALTER TABLE chunks ADD COLUMN terms TEXT NOT NULL DEFAULT ''")
+    for trigger in ("chunks_ai", "chunks_ad", "chunks_au"):
+        db.execute(f"DROP TRIGGER IF EXISTS [{trigger}]")
+    db.execute("DROP TABLE IF EXISTS chunks_fts_vocab")
+    db.execute("DROP TABLE IF EXISTS chunks_fts")
+    db["chunks"].enable_fts(["text", "terms"], create_triggers=True, tokenize=FTS_TOKENIZER)
+    db.execute("CREATE VIRTUAL TABLE chunks_fts_vocab USING fts5vocab(chunks_fts, 'row')")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m001_initial,
     m002_ranking_profiles,
@@ -263,4 +276,5 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m015_outgoing_events,
     m016_suggestion_previews,
     m017_predicted_sure,
+    m018_language_terms,
 ]

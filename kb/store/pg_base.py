@@ -162,17 +162,18 @@ class PgStoreBase(CommonBase):
         self._lexical.sync(self)
         return self._lexical
 
-    def chunk_texts(self, chunk_ids: Sequence[int]) -> list[tuple[int, str]]:
-        rows: list[tuple[int, str]] = []
+    def chunk_texts(self, chunk_ids: Sequence[int]) -> list[tuple[int, str, str]]:
+        """(id, text, language terms) of the chunks, for the node's lexical index."""
+        rows: list[tuple[int, str, str]] = []
         for batch in _batches(list(chunk_ids)):
             rows.extend(tuple(r) for r in self.db.execute(
-                f"SELECT id, text FROM chunks WHERE id IN ({','.join('?' * len(batch))})", batch).fetchall())
+                f"SELECT id, text, terms FROM chunks WHERE id IN ({','.join('?' * len(batch))})", batch).fetchall())
         return rows
 
-    def chunk_text_pages(self) -> Iterator[list[tuple[int, str]]]:
+    def chunk_text_pages(self) -> Iterator[list[tuple[int, str, str]]]:
         after = 0
         while True:
-            rows = self.db.execute("SELECT id, text FROM chunks WHERE id > ? ORDER BY id LIMIT ?",
+            rows = self.db.execute("SELECT id, text, terms FROM chunks WHERE id > ? ORDER BY id LIMIT ?",
                                    [after, _PAGE]).fetchall()
             if not rows:
                 return

@@ -109,6 +109,8 @@ M011_SETTINGS_AND_INDEX_VERSIONS = [
 ]
 
 M014_AUDIT_CHAIN = [f"ALTER TABLE audit_log ADD COLUMN {name} {T} NOT NULL DEFAULT ''" for name in ("prev_hash", "hash")]
+# The language terms of each chunk; the node's own lexical index holds them in its FTS5 table.
+M018_LANGUAGE_TERMS = [f"ALTER TABLE chunks ADD COLUMN terms {T} NOT NULL DEFAULT ''"]
 
 M015_OUTGOING_EVENTS = [
     f"""CREATE TABLE outgoing_events (id {T} PRIMARY KEY, created_at {T} NOT NULL, kind {T} NOT NULL,
@@ -143,4 +145,5 @@ PG_MIGRATIONS: dict[str, list[str]] = {
     "m015_outgoing_events": M015_OUTGOING_EVENTS,
     "m016_suggestion_previews": M016_SUGGESTION_PREVIEWS,
     "m017_predicted_sure": M017_PREDICTED_SURE,
+    "m018_language_terms": M018_LANGUAGE_TERMS,
 }

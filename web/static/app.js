@@ -217,6 +217,9 @@
         draftForm(),
       ]));
     }
+    if (data.language && data.language.served === false) {
+      parts.push(el("p", { class: "language-note", role: "status", lang: "en", text: data.language.note }));
+    }
     const status = el("p", { class: "status-line", id: "feedback-status", role: "status" });
     ((data.triage || {}).duplicates || []).forEach((d) => parts.push(el("p", { class: "duplicate", role: "status" }, [
       "Possible duplicate of ", el("a", { href: "/incidents/" + encodeURIComponent(d.id), text: d.id }),
@@ -305,7 +308,7 @@
       currentPreview = !!preview;
       if (currentPreview) settleTimer = setTimeout(settle, SETTLE_MS);
       renderResults(data);
-      if (data.truncated && notice.hidden) showNotice("Only the first part of this long text was searched.");
+      if (data.truncated && notice.hidden) showNotice("This long text was searched by its error lines, its start and its end.");
       // A reload, or the back button after opening a page, shows the same search again.
       history.replaceState(null, "", backUrl());
     } catch (err) {
