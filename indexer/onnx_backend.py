@@ -6,7 +6,7 @@ sentence-transformers pipeline). The float32 export computes what the PyTorch mo
 computes (the default ``onnx`` backend); ``onnxruntime.quantization.quantize_dynamic`` turns
 its weights into int8 for the ``onnx-int8`` backend. Files are cached per model
 fingerprint, so later starts only load. Quality of the int8 model against the float one is
-measured with ``kb eval`` (see the README).
+measured with ``kb eval`` (see docs/decisions/bulk-embedding.md).
 """
 
 from __future__ import annotations
@@ -229,7 +229,7 @@ class OnnxEmbedder:
         A few texts (a query) run on ``threads_for`` threads. Many texts run one by one on
         the one-thread session, ``threads`` runs at once (ONNX Runtime lets go of the GIL
         while it runs): on a CPU that is faster than batches whose every operation is split
-        over the threads, which then wait for each other (see the README's Bulk
+        over the threads, which then wait for each other (see docs/decisions/bulk-embedding.md, Bulk
         embedding), and a text alone needs no padding. For the int8 exports it also makes
         a text's vector its own: the activations of a run are quantised with one scale,
         so a text embedded in a batch would get a vector that depends on the texts beside

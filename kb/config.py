@@ -18,7 +18,7 @@ from kb.errors import ConfigError
 EMBED_BACKENDS = ("onnx", "torch", "onnx-int8", "onnx-int8-docs", "hashing")
 # The encoder of a new data home (KB_EMBED_BACKEND empty): documents through the int8
 # export (per-channel scales), queries through float32. The fastest encoder whose ranking
-# stays within a point of float32 on the development sets (README, Bulk embedding); a home
+# stays within a point of float32 on the development sets (docs/decisions/bulk-embedding.md); a home
 # indexed before keeps the encoder its index was built with.
 DEFAULT_EMBED_BACKEND = "onnx-int8-docs"
 

@@ -292,7 +292,7 @@ def tokens() -> None:
 @tokens.command(name="create")
 @click.argument("name")
 @click.option("--role", required=True,
-              type=click.Choice(ROLES))
+              type=click.Choice(ROLES), help="What the token may do (integration: ticket systems).")
 @home_option
 @pass_app
 @reports_errors
@@ -321,7 +321,7 @@ def users() -> None:
 
 @users.command(name="create")
 @click.argument("name")
-@click.option("--role", required=True, type=click.Choice(PEOPLE))
+@click.option("--role", required=True, type=click.Choice(PEOPLE), help="What the person may do on the pages.")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 @click.option("--generate-password", is_flag=True, help="Make up a strong password and print it once.")
 @click.option("--update", is_flag=True, help="If NAME exists, set its role and password instead of failing.")

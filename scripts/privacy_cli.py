@@ -127,7 +127,8 @@ def erase(app: AppContext, email: str, yes: bool, as_json: bool) -> None:
 @click.command()
 @click.option("--since", default="", metavar="DATE", help="Entries from this date or time on (ISO 8601).")
 @click.option("--action", default="", help="Only this action (erase, token create, role change, read, ...).")
-@click.option("--limit", default=200, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--limit", default=200, show_default=True, type=click.IntRange(1, 100_000),
+              help="Most entries to list, newest first.")
 @click.option("--json", "as_json", is_flag=True, help="Print the entries as JSON.")
 @home_option
 @pass_app

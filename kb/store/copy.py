@@ -20,9 +20,6 @@ FIRST = ("articles", "article_versions", "incidents", "chunks", "vectors", "inde
          "suggestions", "feedback", "feedback_events")
 SKIP = {"_migrations", "sqlite_sequence"}
 SKIP_SETTINGS = {"database_id"}
-# Identity columns whose sequence must continue after the copied ids.
-IDENTITIES = {"chunks": "id", "index_log": "seq", "feedback_events": "id", "api_tokens": "id",
-              "ranking_profiles": "id", "sign_in_failures": "id", "audit_log": "id", "erasures": "id"}
 BATCH = 2000
 
 Progress = Callable[[str, int, int], None]  # (table, rows copied so far, rows in all)
@@ -33,6 +30,16 @@ def source_tables(source: StoreBase) -> list[str]:
         "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").fetchall()]
     names = [n for n in names if n not in SKIP and not n.startswith("chunks_fts")]
     return [n for n in FIRST if n in names] + [n for n in names if n not in FIRST]
+
+
+def identity_columns(target: PgStoreBase) -> dict[str, str]:
+    """The columns of the target's schema whose values come from a sequence (serial or
+    identity), by table: each sequence must continue after the copied ids. Read from the
+    schema itself, so a table added by a migration is never forgotten."""
+    rows = target.db.execute(
+        "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = current_schema() "
+        "AND (column_default LIKE 'nextval(%' OR is_identity = 'YES')").fetchall()
+    return {table: column for table, column in rows}
 
 
 def _columns_of_target(target: PgStoreBase, table: str) -> list[str]:
@@ -82,7 +89,7 @@ def copy_store(source: StoreBase, target: PgStoreBase, progress: Progress | None
                 if progress:
                     progress(table, done, total)
             copied[table] = done
-        for table, column in IDENTITIES.items():
+        for table, column in identity_columns(target).items():
             if table in copied:
                 target.db.execute(
                     f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'), "

@@ -5,7 +5,7 @@ The bench's own runs at 10,000, 100,000 and 1,000,000 incidents (composed vector
 a cost that does not grow with the store (the models, Python itself) is a fixed part.
 ``plan`` scales them to N, and ``check`` compares what must be held at once with the free
 disk and memory, before the bench spends hours building a store that cannot be served. The
-same figures are the README's memory and latency model per million incidents.
+same figures are docs/decisions/large-stores.md's memory and latency model per million incidents.
 
 Memory is counted as the kernel shares it: a worker's own (unique) memory once per worker,
 and the memory-mapped index file once for all of them (its pages are in the page cache,
@@ -25,7 +25,7 @@ MB = 2**20
 GB = 2**30
 
 # Measured (kb bench --docs 1000000 --json, --docs 100000 and --docs 10000; see the
-# README's model). Bytes per incident unless named otherwise; the synthetic incidents hold
+# docs/decisions/large-stores.md). Bytes per incident unless named otherwise; the synthetic incidents hold
 # one chunk each.
 PER_INCIDENT = {
     # the SQLite file (incidents, chunks, FTS5, one float32 vector each, the change log)

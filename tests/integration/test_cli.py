@@ -21,16 +21,22 @@ def run(home, monkeypatch):
 
 def all_commands(group: click.Group, prefix=()):
     for name, command in group.commands.items():
-        yield prefix + (name,)
+        yield prefix + (name,), command
         if isinstance(command, click.Group):
             yield from all_commands(command, prefix + (name,))
 
 
 def test_every_command_has_help(run):
-    for path in all_commands(cli):
+    """Each command's --help shows its own description and says what each option does."""
+    for path, command in all_commands(cli):
         result = run(*path, "--help")
         assert result.exit_code == 0, path
-        assert "Usage:" in result.output
+        first_line = (command.help or "").strip().splitlines()[0] if command.help else ""
+        assert first_line, f"kb {' '.join(path)} has no help text"
+        assert " ".join(first_line.split()[:4]) in " ".join(result.output.split()), path
+        for param in command.params:
+            if isinstance(param, click.Option):
+                assert param.help, f"kb {' '.join(path)} {param.opts[0]} has no help text"
 
 
 def test_first_run_end_to_end(run, data_dir):
