@@ -131,13 +131,16 @@ def articles_stale(app: AppContext, days: int, as_json: bool, limit: int) -> Non
       unused       no "used" choice named it and no closed incident was linked to it
                    in the last DAYS days (and it existed all that time);
       passed over  shown above the result an agent used, or in a list where the agent
-                   said none helped ("skipped").
+                   said none helped ("skipped");
+      flagged      an agent flagged it from a result (wrong, outdated, unclear) and the
+                   flag is still open.
 
     \b
     Ranking, most harmful first:
-      harm = times skipped + days overdue / 30 + (1 if unused)
-    A skip is an agent who read the article and had to move on; a month overdue weighs
-    about one skip; an unused article is clutter that hides the others.
+      harm = 2 x open flags + times skipped + days overdue / 30 + (1 if unused)
+    A flag is an agent saying the article failed them; a skip is an agent who read the
+    article and had to move on; a month overdue weighs about one skip; an unused
+    article is clutter that hides the others.
     """
     from kb.stale import HARM_EXPLANATION, stale_articles
 

@@ -44,7 +44,7 @@ def create_app(test_config: dict[str, Any] | None = None, *, config: Config | No
     """Build the app. ``config`` defaults to the environment's; ``service`` to a new
     :class:`kb.app.service.Service` (tests pass one with a fake embedder)."""
     from kb.app.service import Service
-    from web import api, errors, pages
+    from web import api, curation, errors, pages
 
     config = config or load_config()
     config.check_webhook()
@@ -72,6 +72,7 @@ def create_app(test_config: dict[str, Any] | None = None, *, config: Config | No
     errors.init_app(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(pages.bp)
+    app.register_blueprint(curation.bp)
 
     @app.after_request
     def security_headers(response):

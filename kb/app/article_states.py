@@ -17,6 +17,29 @@ from kb.errors import NotFoundError
 from kb.models import Article
 
 
+def _stored(service: Service, article_id: str) -> Article | None:
+    try:
+        return service.store().get_article(article_id)
+    except NotFoundError:
+        return None
+
+
+def locate_article_file(service: Service, article_id: str, *, folder: Path) -> Path:
+    """The file of an article: the one in ``folder`` with its id, else the file the store
+    read it from (drafts started from the agent page live in the data home).
+
+    Raises NotFoundError."""
+    path = find_article_file(folder, article_id, missing_ok=True)
+    if path is not None:
+        return path
+    stored = _stored(service, article_id)
+    if stored is not None and stored.path and Path(stored.path).is_file():
+        candidate = Path(stored.path)
+        if front_matter_id(candidate) == article_id:
+            return candidate
+    raise NotFoundError(f"no article with id {article_id!r} in {folder}")
+
+
 def change_article_state(
     service: Service, article_id: str, status: str, *, folder: Path, audience: str | None = None,
     changed_by: str = "", today: dt.date | None = None,
@@ -30,18 +53,8 @@ def change_article_state(
     Raises NotFoundError for an unknown id, ValidationError when the rules forbid it.
     """
     store = service.store()
-    path = find_article_file(folder, article_id, missing_ok=True)
-    stored: Article | None = None
-    try:
-        stored = store.get_article(article_id)
-    except NotFoundError:
-        stored = None
-    if path is None and stored is not None and stored.path and Path(stored.path).is_file():
-        candidate = Path(stored.path)
-        if front_matter_id(candidate) == article_id:
-            path = candidate
-    if path is None:
-        raise NotFoundError(f"no article with id {article_id!r} in {folder}")
+    stored = _stored(service, article_id)
+    path = locate_article_file(service, article_id, folder=folder)
     before, after, new_text = edit_article_state(path, status, audience=audience, today=today)
     change = StateChange(
         article_id=article_id, path=str(path), old_status=before.article.status,

@@ -210,6 +210,17 @@ def m011_settings_and_index_versions(db: sqlite_utils.Database) -> None:
                                 defaults={"model_path": "", "node": ""})
 
 
+def m013_article_flags(db: sqlite_utils.Database) -> None:
+    # Agents' flags on articles (wrong, outdated, unclear, with a note), open until a
+    # knowledge manager resolves them; they count in `kb articles stale`.
+    db["article_flags"].create({"id": int, "article_id": str, "kind": str, "note": str, "agent": str,
+                                "created_at": str, "resolved_at": str, "resolved_by": str},
+                               pk="id", not_null={"article_id", "kind", "note", "agent", "created_at",
+                                                  "resolved_at", "resolved_by"},
+                               defaults={"note": "", "resolved_at": "", "resolved_by": ""})
+    db["article_flags"].create_index(["article_id", "resolved_at"])
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m001_initial,
     m002_ranking_profiles,
@@ -222,4 +233,5 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m009_storms,
     m010_predicted_groups,
     m011_settings_and_index_versions,
+    m013_article_flags,
 ]

@@ -29,7 +29,7 @@ _PAGE = 20_000
 # Tables whose text an erasure deletes: compact() rewrites them (VACUUM FULL) so that
 # no dead row version keeps the erased text in the server's files.
 ERASURE_TABLES = ("incidents", "chunks", "vectors", "suggestions", "articles", "article_versions",
-                  "indexed_docs", "index_log")
+                  "indexed_docs", "index_log", "article_flags")
 # Every other table, with why an erasure leaves its files as they are (a test checks that
 # each table of the schema is in one list or the other, so a new table gets a decision).
 KEEPS_NO_ERASED_TEXT = {

@@ -108,6 +108,13 @@ M011_SETTINGS_AND_INDEX_VERSIONS = [
         node {T} NOT NULL DEFAULT '')""",
 ]
 
+M013_ARTICLE_FLAGS = [
+    f"""CREATE TABLE article_flags (id {ID}, article_id {T} NOT NULL, kind {T} NOT NULL,
+        note {T} NOT NULL DEFAULT '', agent {T} NOT NULL, created_at {T} NOT NULL,
+        resolved_at {T} NOT NULL DEFAULT '', resolved_by {T} NOT NULL DEFAULT '')""",
+    "CREATE INDEX idx_article_flags_article_id_resolved_at ON article_flags (article_id, resolved_at)",
+]
+
 PG_MIGRATIONS: dict[str, list[str]] = {
     "m001_initial": M001_INITIAL,
     "m002_ranking_profiles": M002_RANKING_PROFILES,
@@ -120,4 +127,5 @@ PG_MIGRATIONS: dict[str, list[str]] = {
     "m009_storms": M009_STORMS,
     "m010_predicted_groups": M010_PREDICTED_GROUPS,
     "m011_settings_and_index_versions": M011_SETTINGS_AND_INDEX_VERSIONS,
+    "m013_article_flags": M013_ARTICLE_FLAGS,
 }
