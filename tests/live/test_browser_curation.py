@@ -14,10 +14,34 @@ from indexer.embedders import HashingEmbedder
 from kb.app.service import Service
 from kb.config import load_config
 from tests.conftest import DATA, load_test_data
-from tests.live.test_browser import PASSWORDS, Live, browser, context, sign_in, sync_api, watch  # noqa: F401
+from tests.live.test_browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    PASSWORDS,
+    Live,
+    sign_in,
+    sync_api,
+    watch,
+)
 from tests.oidc_provider import Provider
 
 pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def context(browser):
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+    ctx.set_default_timeout(10_000)
+    yield ctx
+    ctx.close()
 
 
 @pytest.fixture(scope="module")
