@@ -2,6 +2,7 @@
 
 Errors (exit 1): broken front matter (required fields, unknown states or audiences, bad
 dates), duplicate ids, links to article files that do not exist, raw HTML in the body,
+links or images written ``//host/...`` (another site posing as a relative address),
 empty sections (a warning on drafts), and ``audience: public`` on an article that is not
 validated. Warnings: review date passed or missing, missing house sections, unknown
 front matter fields, links to archived articles.

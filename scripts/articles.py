@@ -63,7 +63,8 @@ def articles_lint(app: AppContext, paths: tuple[str, ...], as_json: bool, strict
     """Check article files (default: the articles folder) before they are published.
 
     Errors: front matter schema, duplicate ids, links to missing article files, raw
-    HTML, empty sections (warnings on drafts), public articles that are not validated.
+    HTML, protocol-relative links or images (//host/...), empty sections (warnings on
+    drafts), public articles that are not validated.
     Warnings: review date passed or missing, missing house sections, unknown fields,
     links to archived articles. Exit status 0 when clean, 1 when there are errors (with
     --strict, warnings too).

@@ -277,6 +277,7 @@ def serve(app: AppContext, host: str | None, port: int | None, workers: int | No
 
     app.require_home()
     config = app.config.with_overrides(host=host, port=port, workers=workers)
+    config.check_oidc()
     check_can_listen(config.host, config.port)
     if config.database_url:
         app.service().prepare_node(lambda line: click.echo(f"kb serve: {line}", err=True))

@@ -136,3 +136,15 @@ def test_half_set_up_sign_in_is_refused_at_start(config):
     with pytest.raises(ConfigError, match="https"):
         config.with_overrides(oidc_issuer="http://id.example.com", oidc_client_id="a",
                               oidc_client_secret="b").check_oidc()
+
+
+def test_kb_serve_refuses_a_half_set_up_provider(tmp_path):
+    from click.testing import CliRunner
+
+    from scripts.cli import cli
+
+    env = {"KB_HOME": str(tmp_path / "home"), "KB_EMBED_BACKEND": "hashing",
+           "KB_OIDC_ISSUER": "https://id.example.com", "KB_PORT": "0"}  # checked before the port
+    assert CliRunner().invoke(cli, ["init"], env=env).exit_code == 0
+    result = CliRunner().invoke(cli, ["serve"], env=env)
+    assert result.exit_code != 0 and "KB_OIDC_CLIENT_ID" in result.output
