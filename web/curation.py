@@ -123,7 +123,15 @@ def preview_markdown():
     """The live preview: the body rendered by the article page's renderer."""
     payload = request.get_json(silent=True) or {}
     text = str(payload.get("text") or request.form.get("text", ""))[:MAX_EDIT_CHARS]
-    return jsonify(preview(text))
+    article_id = str(payload.get("id") or "")[:200]
+    path = None
+    if article_id:
+        path = article_source(service(), article_id, folder=_folder()).path
+    result = preview(text, path=path)
+    if path is not None:  # name the file, never the server's folders
+        for problem in result["problems"]:
+            problem["path"] = path.name
+    return jsonify(result)
 
 
 @bp.get("/manage/articles/<article_id>/history")

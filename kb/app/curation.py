@@ -210,14 +210,19 @@ def review_step(
     return change
 
 
-def preview(text: str) -> dict[str, Any]:
-    """The body rendered as the article page renders it, and lint's problems, for an
-    editor's live preview. Text without valid front matter is previewed whole."""
+def preview(text: str, *, path: Path | None = None, today: dt.date | None = None) -> dict[str, Any]:
+    """The body rendered as the article page renders it, for an editor's live preview
+    (text without valid front matter is previewed whole); with ``path``, also what lint
+    finds in the text as if it were that file."""
+    text = text.replace("\r\n", "\n")
     try:
-        _, body, _ = split_front_matter(text.replace("\r\n", "\n"), "preview")
+        _, body, _ = split_front_matter(text, "preview")
     except RecordError:
         body = text
-    return {"html": render_markdown(body)}
+    out: dict[str, Any] = {"html": render_markdown(body)}
+    if path is not None:
+        out["problems"] = [p.to_dict() for p in lint_article(text, path, today=today)]
+    return out
 
 
 def browse_articles(

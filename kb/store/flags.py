@@ -15,17 +15,26 @@ _COLUMNS = ("id", "article_id", "kind", "note", "agent", "created_at", "resolved
 
 class FlagsMixin:
     def flag_article(self, article_id: str, kind: str, note: str, *, agent: str) -> int:
-        """Record a flag; returns its id. Raises ValidationError for an unknown kind,
-        NotFoundError for an unknown article."""
+        """Record a flag; returns its id. One person has at most one open flag on an
+        article: flagging it again replaces the kind and note (so one person cannot make
+        an article look worse by repeating themselves). Raises ValidationError for an
+        unknown kind, NotFoundError for an unknown article."""
         if kind not in FLAG_KINDS:
             raise ValidationError(f"unknown flag {kind!r}; choose one of {', '.join(FLAG_KINDS)}")
         note = self.redactor.redact(note.strip()[:MAX_FLAG_NOTE_CHARS])
         with self.write():
             if self.db.execute("SELECT 1 FROM articles WHERE id = ?", [article_id]).fetchone() is None:
                 raise NotFoundError(f"no article with id {article_id!r}")
-            self.db.execute(
-                "INSERT INTO article_flags (article_id, kind, note, agent, created_at) VALUES (?, ?, ?, ?, ?)",
-                [article_id, kind, note, agent, utc_now()])
+            mine = self.db.execute(
+                "SELECT id FROM article_flags WHERE article_id = ? AND agent = ? AND resolved_at = ''",
+                [article_id, agent]).fetchone()
+            if mine is not None:
+                self.db.execute("UPDATE article_flags SET kind = ?, note = ?, created_at = ? WHERE id = ?",
+                                [kind, note, utc_now(), mine[0]])
+            else:
+                self.db.execute(
+                    "INSERT INTO article_flags (article_id, kind, note, agent, created_at) VALUES (?, ?, ?, ?, ?)",
+                    [article_id, kind, note, agent, utc_now()])
             row = self.db.execute("SELECT max(id) FROM article_flags WHERE article_id = ? AND agent = ?",
                                   [article_id, agent]).fetchone()
             self.audit(agent, "article flag", f"article:{article_id}", kind)

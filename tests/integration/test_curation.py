@@ -171,6 +171,13 @@ def test_the_preview_uses_the_article_renderer_and_needs_csrf(km_app):
     body = "## Steps\nRun `ipconfig /flushdns` <script>alert(1)</script> [p](//evil.example/x)\n"
     assert response.status_code == 200 and response.get_json()["html"] == render_markdown(body)
     assert "<script>" not in response.get_json()["html"]
+    # With the article's id, lint's problems come too, naming the file only.
+    _, text, _ = editor(client, "mail-quota")
+    response = client.post("/manage/preview", json={"text": text.replace("## Cause\n", "## Cause\n<i>x</i>\n", 1),
+                                                    "id": "mail-quota"}, headers={"X-CSRF-Token": token})
+    problems = response.get_json()["problems"]
+    assert {p["code"] for p in problems if p["severity"] == "error"} == {"raw-html"}
+    assert all(p["path"] == "mail-quota.md" for p in problems)
 
 
 def test_a_draft_goes_through_the_review_queue_with_lint_at_each_step(km_app, indexed, articles_copy):
@@ -236,3 +243,36 @@ def test_agents_flag_an_article_and_the_flag_feeds_stale_and_the_dashboard(km_ap
     assert manager.post("/manage/articles/mail-quota/flags/resolve", data={"csrf_token": token}).status_code == 303
     assert store.article_flags("mail-quota") == []
     assert all(row.get("flags", 0) == 0 for row in stale_articles(store) if row["id"] == "mail-quota")
+
+
+@pytest.mark.both_engines
+def test_flags_in_the_store(indexed):
+    from kb.errors import NotFoundError, ValidationError
+
+    store = indexed.store()
+    first = store.flag_article("mail-quota", "wrong", "call me on +1 212 555 4616 or mail a.b@example.com",
+                               agent="ana")
+    assert store.flag_article("mail-quota", "unclear", "step 3 is unclear", agent="ana") == first  # replaced
+    store.flag_article("mail-quota", "outdated", "", agent="bo")
+    store.flag_article("net-vpn-drops", "outdated", "", agent="ana")
+    assert store.open_flag_counts() == {"mail-quota": {"unclear": 1, "outdated": 1},
+                                        "net-vpn-drops": {"outdated": 1}}
+    with pytest.raises(ValidationError):
+        store.flag_article("mail-quota", "boring", "", agent="ana")
+    with pytest.raises(NotFoundError):
+        store.flag_article("no-such-article", "wrong", "", agent="ana")
+    assert store.resolve_article_flags("mail-quota", by="session:kim") == 2
+    assert store.open_flag_counts() == {"net-vpn-drops": {"outdated": 1}}
+    closed = store.article_flags("mail-quota", open_only=False)
+    assert {f["resolved_by"] for f in closed} == {"session:kim"}
+    # A new flag after the old ones were resolved is a new flag.
+    assert store.flag_article("mail-quota", "wrong", "", agent="ana") != first
+    assert [e["action"] for e in store.audit_entries() if e["target"] == "article:mail-quota"][:2] == [
+        "article flag", "article flags resolve"]
+
+
+def test_flag_notes_are_redacted(indexed):
+    store = indexed.store()
+    store.flag_article("mail-quota", "wrong", "mail a.b@example.com, password: hunter22", agent="ana")
+    note = store.article_flags("mail-quota")[0]["note"]
+    assert "a.b@example.com" not in note and "hunter22" not in note

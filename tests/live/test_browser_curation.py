@@ -123,6 +123,7 @@ def test_a_draft_goes_to_validated_through_the_review_queue(context, live):
     preview = page.locator("#preview")
     expect(preview.locator("code")).to_have_text("badgectl sync --door north")
     expect(preview).to_contain_text("<b>north</b>")  # raw HTML stays text, as on the article page
+    expect(page.locator("#live-problems")).to_contain_text("[raw-html]")  # lint, before saving
     # Raw HTML is a lint error: saving is refused and the text is kept.
     page.get_by_role("button", name="Save").click()
     expect(page.locator("#lint-problems")).to_contain_text("raw HTML")
