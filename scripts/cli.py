@@ -226,7 +226,8 @@ def _reference_rows(candidates: list[dict]) -> list[dict]:
 
 @cli.command()
 @click.argument("text")
-@click.option("--k", default=5, show_default=True, type=click.IntRange(1, 50), help="How many results.")
+@click.option("--k", default=None, type=click.IntRange(min=1),
+              help="How many results (default: KB_DEFAULT_K, 5; at most KB_MAX_K, 50).")
 @click.option("--title", default="", help="The incident's title, if TEXT is its description.")
 @click.option("--product", default="", help="Only resolutions for this product.")
 @click.option("--category", default="", help="Only resolutions in this category.")
@@ -244,6 +245,10 @@ def search(app: AppContext, text: str, k: int, title: str, product: str, categor
 
     app.require_home()
     service = app.service()
+    config = service.config
+    k = config.default_k if k is None else k
+    if k > config.max_k:
+        raise click.BadParameter(f"at most {config.max_k} (KB_MAX_K)", param_hint="--k")
     request = SuggestRequest(title=title, description=text, k=k,
                              filters=Filters(product=product, category=category))
     suggestion = service.suggester().suggest(service.store(), request, record=record, principal="cli")

@@ -212,4 +212,4 @@ def health():
 
 @bp.get("/openapi.json")
 def openapi():
-    return jsonify(openapi_document())
+    return jsonify(openapi_document(max_k=current_app.config["KB_CONFIG"].max_k))

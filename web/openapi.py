@@ -293,8 +293,12 @@ def _json(schema_ref: str) -> dict[str, Any]:
     return {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema_ref}"}}}
 
 
-def openapi_document() -> dict[str, Any]:
+def openapi_document(max_k: int = 50) -> dict[str, Any]:
+    """The document for a service whose requests may ask for at most ``max_k`` results
+    (the KB_MAX_K setting; the API refuses more)."""
     secured = [{"bearer": []}]
+    suggest_request = {**SUGGEST_REQUEST, "properties": {
+        **SUGGEST_REQUEST["properties"], "k": {**SUGGEST_REQUEST["properties"]["k"], "maximum": max_k}}}
     return {
         "openapi": "3.1.0",
         "info": {
@@ -306,7 +310,7 @@ def openapi_document() -> dict[str, Any]:
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {
-                "Error": ERROR, "Result": RESULT, "SuggestRequest": SUGGEST_REQUEST,
+                "Error": ERROR, "Result": RESULT, "SuggestRequest": suggest_request,
                 "Suggestion": SUGGESTION, "FeedbackRequest": FEEDBACK_REQUEST,
                 "Feedback": FEEDBACK, "Incident": INCIDENT, "UpsertResult": UPSERT_RESULT,
                 "Report": REPORT,

@@ -196,3 +196,11 @@ def test_health_shows_details_only_to_callers_with_a_token(client, auth):
     assert anonymous.status_code == 200 and anonymous.get_json() == {"status": "ok"}
     signed = client.get("/api/v1/health", headers=auth("agent")).get_json()
     assert signed["status"] == "ok" and {"index_version", "worker", "vectors", "documents"} <= set(signed)
+
+
+def test_openapi_k_maximum_follows_the_max_k_setting():
+    from web.openapi import openapi_document
+
+    schema = openapi_document(max_k=7)["components"]["schemas"]["SuggestRequest"]
+    assert schema["properties"]["k"]["maximum"] == 7
+    assert openapi_document()["components"]["schemas"]["SuggestRequest"]["properties"]["k"]["maximum"] == 50

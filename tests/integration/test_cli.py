@@ -159,3 +159,13 @@ def test_users_disable_ends_sign_in(home):
     with open_store(home, create=False) as store:
         assert store.authenticate_user("zoe", "another long password") is not None
     assert runner.invoke(cli, ["users", "disable", "nobody", "--home", str(home)]).exit_code == 1
+
+
+def test_search_k_follows_the_max_k_setting(run, data_dir, monkeypatch):
+    run("init")
+    run("import", "articles", str(data_dir / "articles"))
+    run("index")
+    monkeypatch.setenv("KB_MAX_K", "3")
+    refused = run("search", "vpn keeps disconnecting", "--k", "4")
+    assert refused.exit_code != 0 and "KB_MAX_K" in refused.output
+    assert run("search", "vpn keeps disconnecting", "--k", "3").exit_code == 0
