@@ -276,3 +276,25 @@ def test_flag_notes_are_redacted(indexed):
     store.flag_article("mail-quota", "wrong", "mail a.b@example.com, password: hunter22", agent="ana")
     note = store.article_flags("mail-quota")[0]["note"]
     assert "a.b@example.com" not in note and "hunter22" not in note
+
+
+def test_the_api_flags_an_article_for_an_agent(indexed, client, auth):
+    response = client.post("/api/v1/articles/mail-quota/flags", headers=auth("agent"),
+                           json={"kind": "unclear", "note": "which quota?"})
+    assert response.status_code == 201
+    body = response.get_json()
+    assert body["kind"] == "unclear" and body["agent"] == "test-agent" and body["open_flags"] == 1
+    # An integration flags for the agent it names.
+    response = client.post("/api/v1/articles/mail-quota/flags", headers=auth("integration"),
+                           json={"kind": "wrong", "agent": "agent7"})
+    assert response.status_code == 201 and response.get_json()["open_flags"] == 2
+    assert client.post("/api/v1/articles/mail-quota/flags", headers=auth("agent"),
+                       json={"kind": "boring"}).status_code == 400
+    assert client.post("/api/v1/articles/nope/flags", headers=auth("agent"), json={"kind": "wrong"}).status_code == 404
+    assert client.post("/api/v1/articles/mail-quota/flags", json={"kind": "wrong"}).status_code == 401
+    drafts = [a.id for a in indexed.store().iter_articles() if a.status == "draft"]
+    for draft in drafts:  # agents never see drafts, so they cannot flag them
+        assert client.post(f"/api/v1/articles/{draft}/flags", headers=auth("agent"),
+                           json={"kind": "wrong"}).status_code == 404
+    kinds = {(f["agent"], f["kind"]) for f in indexed.store().article_flags("mail-quota")}
+    assert kinds == {("test-agent", "unclear"), ("agent7", "wrong")}
