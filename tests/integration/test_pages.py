@@ -140,6 +140,19 @@ def test_agent_starts_a_draft_from_typed_text(client, people, indexed, app, tmp_
     assert client.get("/articles/coffee-machine").status_code == 404  # agents never see drafts
 
 
+def test_a_draft_whose_product_holds_a_front_matter_fence_is_still_created(client, people, indexed, app, tmp_path):
+    folder = tmp_path / "drafts"
+    app.config["KB_CONFIG"] = app.config["KB_CONFIG"].with_overrides(drafts_dir=str(folder))
+    sign_in(client)
+    product = "Kitchen\n---\nstatus: validated\naudience: public"
+    response = client.post("/drafts", data=draft_form(client, product=product))
+    assert response.status_code == 302 and response.headers["Location"] == "/?sid=sg_abc"
+    article = indexed.store().get_article("coffee-machine")
+    assert article.status == "draft" and article.audience == "internal" and article.product == product
+    text = (folder / "coffee-machine.md").read_text()
+    assert text.split("\n").count("---") == 2  # the front matter's own fences only
+
+
 def test_manager_draft_opens_for_editing(client, people, app, tmp_path):
     app.config["KB_CONFIG"] = app.config["KB_CONFIG"].with_overrides(drafts_dir=str(tmp_path / "d"))
     sign_in(client, "kim", "manager-password")
