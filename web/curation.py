@@ -8,6 +8,7 @@ source of truth and is written back; lint refuses errors; concurrent edits are r
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from flask import (
     Blueprint,
@@ -57,9 +58,20 @@ def _who() -> tuple[str, str]:
     return principal.name, f"{principal.via}:{principal.name}"
 
 
+def flag_back(article_id: str) -> str:
+    """Where the flag form returns: the search it was opened from (the article panel is
+    fetched by the search page, which is then the referrer), else the article's page."""
+    if request.args.get("partial"):
+        parts = urlsplit(request.referrer or "")
+        if parts.netloc == request.host and parts.path == url_for("pages.search_page"):
+            return safe_next(parts.path + ("?" + parts.query if parts.query else ""))
+        return url_for("pages.search_page")
+    return url_for("pages.article_page", article_id=article_id)
+
+
 @bp.app_context_processor
 def curation_globals():
-    return {"state_names": STATE_NAMES, "flag_kinds": FLAG_KINDS}
+    return {"state_names": STATE_NAMES, "flag_kinds": FLAG_KINDS, "flag_back": flag_back}
 
 
 @bp.get("/manage/articles")

@@ -298,3 +298,17 @@ def test_the_api_flags_an_article_for_an_agent(indexed, client, auth):
                            json={"kind": "wrong"}).status_code == 404
     kinds = {(f["agent"], f["kind"]) for f in indexed.store().article_flags("mail-quota")}
     assert kinds == {("test-agent", "unclear"), ("agent7", "wrong")}
+
+
+def test_the_flag_form_returns_to_the_search_it_was_opened_from(km_app):
+    agent = signed_in(km_app, "ana", "agent-password")
+
+    def back(**headers):
+        page = agent.get("/articles/mail-quota?partial=1", headers=headers).get_data(as_text=True)
+        return re.search(r'name="back" value="([^"]*)"', page.split("flag-article", 1)[1]).group(1)
+
+    assert back(Referer="http://localhost/?sid=sg_123") == "/?sid=sg_123"
+    assert back(Referer="http://evil.example/?sid=sg_123") == "/"
+    assert back() == "/"
+    page = agent.get("/articles/mail-quota").get_data(as_text=True)
+    assert re.search(r'name="back" value="/articles/mail-quota"', page)

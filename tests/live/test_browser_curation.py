@@ -189,6 +189,8 @@ def test_an_agent_flags_an_article_and_the_manager_sees_it(browser, live):
         panel.get_by_label("Note").fill("The VPN client was replaced last month")
         panel.get_by_role("button", name="Send flag").click()
         expect(ana.locator(".flash")).to_contain_text("flagged for a knowledge manager")
+        assert re.search(r"/\?sid=sg_", ana.url)  # back to the same search
+        expect(ana.locator('#results .result[data-id="net-vpn-drops"]')).to_be_visible()
         kim = sign_in(manager.new_page(), live, "kim", "/manage/articles?text=vpn")
         expect(kim.locator('tr[data-article-id="net-vpn-drops"] .flagged')).to_have_text("1")
         kim.goto(live.url + "/dashboard")
