@@ -463,4 +463,5 @@ def dashboard():
     return render_template(
         "dashboard.html", report=report, charts=report_charts(report), days=days,
         windows=DASHBOARD_WINDOWS, reused=[r for r in report["reuse"] if r["reuse"]][:15],
+        flags=store().article_flags()[:50],
     )

@@ -236,7 +236,9 @@ def test_agents_flag_an_article_and_the_flag_feeds_stale_and_the_dashboard(km_ap
     stale = {row["id"]: row for row in stale_articles(store)}
     assert stale["mail-quota"]["flags"] == 1 and any("flagged outdated x1" in r for r in stale["mail-quota"]["reasons"])
     manager = signed_in(km_app)
-    assert "flagged outdated x1" in manager.get("/dashboard").get_data(as_text=True)
+    dashboard = manager.get("/dashboard").get_data(as_text=True)
+    assert "flagged outdated x1" in dashboard
+    assert re.search(r'id="open-flags".*mail-quota.*outdated.*ana.*The quota is 50 GB now', dashboard, re.S)
     listing = manager.get("/manage/articles").get_data(as_text=True)
     assert re.search(r'data-article-id="mail-quota".*?<strong class="flagged">1</strong>', listing, re.S)
     token = page_csrf(manager, "/manage/articles")
