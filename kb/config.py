@@ -136,6 +136,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("oidc_roles", "", "Which claim values give which role here: VALUE=ROLE pairs, comma-separated "
             "(e.g. kb-admins=admin,kb-curators=knowledge_manager,support=agent). Empty: the values are "
             "the role names (agent, knowledge_manager, admin). The highest role matched wins.", str),
+    Setting("oidc_redirect_uri", "", "Address the OpenID provider sends people back to, as registered there "
+            "(https://HOST/login/organisation/callback). Empty: made from the address of the request, "
+            "which behind a TLS-terminating proxy may be http.", str),
     Setting("oidc_default_role", "", "Role of a person whose claim matches no role (empty: such a person "
             "cannot sign in).", str),
     Setting("host", "127.0.0.1", "Address `kb serve` listens on."),

@@ -105,7 +105,8 @@ def start():
         return redirect(url_for("pages.login"))
     session["oidc_next"] = safe_next(request.args.get("next"))
     try:
-        return client.authorize_redirect(url_for("oidc.callback", _external=True))
+        config = current_app.config["KB_CONFIG"]
+        return client.authorize_redirect(config.oidc_redirect_uri.strip() or url_for("oidc.callback", _external=True))
     except Exception as exc:  # the provider's discovery document cannot be read
         log.warning("organisation sign-in: cannot reach the provider: %s", exc)
         return _refuse("the organisation's sign-in service cannot be reached; try again, or sign in "

@@ -148,3 +148,16 @@ def test_kb_serve_refuses_a_half_set_up_provider(tmp_path):
     assert CliRunner().invoke(cli, ["init"], env=env).exit_code == 0
     result = CliRunner().invoke(cli, ["serve"], env=env)
     assert result.exit_code != 0 and "KB_OIDC_CLIENT_ID" in result.output
+
+
+def test_the_registered_redirect_address_is_used_when_set(indexed, config, provider):
+    from web import create_app
+
+    cfg = config.with_overrides(oidc_issuer=provider.issuer, oidc_client_id=provider.client_id,
+                                oidc_client_secret=provider.client_secret,
+                                oidc_redirect_uri="https://kb.example.com/login/organisation/callback")
+    client = create_app({"TESTING": True}, config=cfg, service=indexed).test_client()
+    location = client.get("/login/organisation").headers["Location"]
+    query = parse_qs(urlsplit(location).query)
+    assert query["redirect_uri"] == ["https://kb.example.com/login/organisation/callback"]
+    assert query["nonce"][0] and query["state"][0] and "openid" in query["scope"][0].split()
