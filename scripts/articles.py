@@ -202,7 +202,8 @@ def articles_set_state(app: AppContext, article_id: str, state: str, audience: s
     The front matter is edited in place (status, audience, updated; nothing else in the
     file changes). Only validated articles may be public. If the article is in the store
     it gets a new version and is re-indexed at once: an archived article leaves search
-    right away and keeps its history (`kb articles history`).
+    right away and keeps its history (`kb articles history`). The change is written to
+    the audit log (action "article state").
     """
     from kb.app.article_states import change_article_state
 

@@ -42,13 +42,15 @@ def locate_article_file(service: Service, article_id: str, *, folder: Path) -> P
 
 def change_article_state(
     service: Service, article_id: str, status: str, *, folder: Path, audience: str | None = None,
-    changed_by: str = "", today: dt.date | None = None,
+    changed_by: str = "", actor: str = "", audit_action: str = "article state",
+    today: dt.date | None = None,
 ) -> StateChange:
     """Set an article's state (and audience) in its file and in the store.
 
     The file is edited in place; when the article is in the store it is upserted from the
     edited file (a new version, with who changed it) and re-indexed at once, so an
-    archived article leaves search while its versions stay.
+    archived article leaves search while its versions stay. A change is written to the
+    audit log (``audit_action``, by ``actor``, else ``changed_by``).
 
     Raises NotFoundError for an unknown id, ValidationError when the rules forbid it.
     """
@@ -71,6 +73,12 @@ def change_article_state(
     counts = store.upsert_articles([article], changed_by=changed_by)
     change.in_store = True
     change.store_version = store.article_versions(article_id)[-1]["version"]
+    if change.changed:
+        detail = f"{change.old_status} -> {change.new_status}"
+        if change.old_audience != change.new_audience:
+            detail += f", audience {change.old_audience} -> {change.new_audience}"
+        store.audit(actor or changed_by, audit_action, f"article:{article_id}",
+                    f"{detail} (version {change.store_version})")
     if counts.changed_ids:
         service.index_documents([("article", article_id)])
         change.left_search = article.status == "archived"

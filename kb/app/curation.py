@@ -202,11 +202,8 @@ def review_step(
         if _errors(problems):
             raise LintRefusal(f"{article_id} cannot become {to_state}: lint found "
                               f"{len(_errors(problems))} error(s); nothing was changed", problems)
-        change = change_article_state(service, article_id, to_state, folder=folder,
-                                      changed_by=changed_by, today=today)
-        service.store().audit(actor or changed_by, "article review", f"article:{article_id}",
-                              f"{change.old_status} -> {change.new_status}"
-                              + (f" (version {change.store_version})" if change.store_version else ""))
+        change = change_article_state(service, article_id, to_state, folder=folder, changed_by=changed_by,
+                                      actor=actor, audit_action="article review", today=today)
     return change
 
 

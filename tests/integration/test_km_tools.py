@@ -315,6 +315,11 @@ def test_set_state_edits_the_file_in_place_and_archiving_leaves_search(run, load
     assert "-status: validated\n+status: archived\n" in versions[1]["diff"]
     text = run("articles", "history", "net-vpn-drops").output
     assert "v2" in text and "by kim" in text and "+status: archived" in text
+    # Who changed the state is in the audit log too (once: repeating the change changes nothing).
+    audit = run("audit", "--json").output
+    entries = [e for e in json.loads(audit) if e["action"] == "article state"]
+    assert [(e["actor"], e["target"], e["detail"]) for e in entries] == [
+        ("kim", "article:net-vpn-drops", "validated -> archived (version 2)")]
     # The next full index keeps it out too.
     run("index")
     body = json.loads(run("search", "vpn keeps disconnecting", "--json").output)
