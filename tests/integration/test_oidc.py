@@ -161,3 +161,20 @@ def test_the_registered_redirect_address_is_used_when_set(indexed, config, provi
     query = parse_qs(urlsplit(location).query)
     assert query["redirect_uri"] == ["https://kb.example.com/login/organisation/callback"]
     assert query["nonce"][0] and query["state"][0] and "openid" in query["scope"][0].split()
+
+
+def test_roles_from_claims(config):
+    from web.oidc import name_from_claims, role_from_claims
+
+    mapped = config.with_overrides(oidc_roles="kb-admins=admin, support = agent", oidc_role_claim="groups")
+    assert role_from_claims({"groups": ["support", "kb-admins"]}, mapped) == "admin"
+    assert role_from_claims({"groups": "support"}, mapped) == "agent"
+    assert role_from_claims({"groups": ["finance"]}, mapped) is None
+    assert role_from_claims({"groups": [{"nested": 1}, 7]}, mapped) is None
+    assert role_from_claims({}, mapped.with_overrides(oidc_default_role="agent")) == "agent"
+    # Without a map, the values are the role names; integration is never given by sign-in.
+    assert role_from_claims({"roles": ["knowledge_manager"]}, config) == "knowledge_manager"
+    assert role_from_claims({"roles": ["integration"]}, config) is None
+    assert name_from_claims({"preferred_username": " olga ", "sub": "1"}, config) == "olga"
+    assert name_from_claims({"email": "o@example.com", "sub": "1"}, config) == "o@example.com"
+    assert name_from_claims({"sub": "1"}, config) == "1"
