@@ -124,6 +124,16 @@ def unified_diff(old: str, new: str, *, old_name: str, new_name: str) -> str:
                                         fromfile=old_name, tofile=new_name))
 
 
+def _status_before(source: ArticleSource, stored: Article | None) -> str:
+    """The state the article is in before an edit: its file's, or, when the file does not
+    parse (broken by hand), the stored one's, else draft: a broken file is mended in the
+    editor without the edit changing the state."""
+    try:
+        return parse_article_text(source.text, str(source.path)).article.status
+    except RecordError:
+        return stored.status if stored is not None else "draft"
+
+
 def save_article_text(
     service: Service, article_id: str, text: str, *, base_hash: str, folder: Path, changed_by: str,
     actor: str = "", today: dt.date | None = None,
@@ -153,12 +163,16 @@ def save_article_text(
             new = parse_article_text(text, str(source.path)).article
         except RecordError:
             new = None  # lint reports why
-        old = parse_article_text(source.text, str(source.path)).article
+        try:
+            stored = store.get_article(article_id)
+        except NotFoundError:
+            stored = None
+        old_status = _status_before(source, stored)
         if new is not None and new.id != article_id:
             raise ValidationError(f"the id cannot change here (it is {article_id!r}); nothing was saved")
-        if new is not None and new.status != old.status:
+        if new is not None and new.status != old_status:
             raise ValidationError(
-                f"the state cannot change in the editor ({old.status} -> {new.status}): use the "
+                f"the state cannot change in the editor ({old_status} -> {new.status}): use the "
                 "review queue, which checks each step; nothing was saved")
         if _errors(problems) or new is None:
             raise LintRefusal(f"lint found {len(_errors(problems))} error(s); nothing was saved", problems)
@@ -167,10 +181,6 @@ def save_article_text(
         if text == source.text:
             return SavedEdit(article_id, str(source.path), False, None, "", problems)
         write_file_atomically(source.path, text)
-        try:
-            stored = store.get_article(article_id)
-        except NotFoundError:
-            stored = None
         new.path = (stored.path if stored is not None and stored.path else str(source.path))
         counts = store.upsert_articles([new], changed_by=changed_by)
         version = store.article_versions(article_id)[-1]["version"]
@@ -193,7 +203,7 @@ def review_step(
         raise ValidationError(f"unknown step {to_state!r}; choose one of {', '.join(REVIEW_STEPS)}")
     with edit_lock(service):
         path = locate_article_file(service, article_id, folder=folder)
-        _, after, new_text = edit_article_state(path, to_state, today=today)
+        _, _, new_text = edit_article_state(path, to_state, today=today)
         current = parse_article_text(_read(path), str(path)).article.status
         if current not in REVIEW_STEPS[to_state]:
             raise ValidationError(f"{article_id} is {current}: it cannot go to {to_state} from there "

@@ -314,3 +314,18 @@ def test_the_flag_form_returns_to_the_search_it_was_opened_from(km_app):
     assert back() == "/"
     page = agent.get("/articles/mail-quota").get_data(as_text=True)
     assert re.search(r'name="back" value="/articles/mail-quota"', page)
+
+
+def test_a_file_broken_by_hand_is_mended_in_the_editor_without_changing_its_state(km_app, indexed, articles_copy):
+    path = articles_copy / "mail-quota.md"
+    good = path.read_text()
+    status = indexed.store().get_article("mail-quota").status
+    path.write_text(good.replace("status:", "status: [", 1))  # broken YAML
+    client = signed_in(km_app)
+    base, text, token = editor(client, "mail-quota")
+    other = "draft" if status != "draft" else "validated"
+    moved = good.replace(f"status: {status}", f"status: {other}", 1)
+    refused = client.post("/manage/articles/mail-quota/edit", data={"text": moved, "base_hash": base, "csrf_token": token})
+    assert refused.status_code == 400 and "review queue" in refused.get_data(as_text=True)
+    mended = client.post("/manage/articles/mail-quota/edit", data={"text": good, "base_hash": base, "csrf_token": token})
+    assert mended.status_code == 303 and path.read_text() == good
