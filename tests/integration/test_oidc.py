@@ -125,6 +125,11 @@ def test_no_matching_role_or_a_local_name_is_refused(oidc_app, provider, indexed
     provider.person = {"sub": "u-12", "preferred_username": "olga", "roles": ["kb-admins"]}
     other = oidc_app.test_client()
     assert other.get(start(other)).status_code == 403 and who(other) is None
+    # `kb users disable` keeps a person out even when the provider lets them in.
+    indexed.store().disable_user("olga")
+    provider.person = {"sub": "u-11", "preferred_username": "olga", "roles": ["support"]}
+    refused = other.get(start(other))
+    assert refused.status_code == 403 and "disabled" in refused.get_data(as_text=True) and who(other) is None
 
 
 def test_half_set_up_sign_in_is_refused_at_start(config):
