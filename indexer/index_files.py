@@ -28,7 +28,7 @@ import faiss
 import numpy as np
 
 from indexer.vector_index import VectorIndex
-from kb.errors import IndexMismatchError, IndexMissingError
+from kb.errors import IndexDamagedError, IndexMismatchError, IndexMissingError, KBError
 
 FORMAT_VERSION = 1
 KEEP_OLD_VERSIONS = 2
@@ -155,15 +155,48 @@ def read_config(index_root: Path, version: str | None = None) -> dict[str, Any]:
 
 def load_index(
     index_root: Path, expected_model_id: str | None = None, *, writable: bool = False,
+    fallback: bool = False,
 ) -> tuple[VectorIndex, dict[str, Any]]:
     """Load the current version. Refuses an index built with another model.
 
     A compressed (hnsw-sq8) index is memory-mapped, shared with every process that maps
     the same version, unless ``writable`` (the indexer, which updates it and publishes a
     new version). Raises IndexMissingError when there is none and IndexMismatchError on a
-    mismatch.
+    mismatch; IndexDamagedError when the current version's files cannot be read.
+
+    With ``fallback`` (a serving process), a damaged current version gives way to the
+    newest older version that loads: its config then carries ``damaged_version`` and
+    ``damage`` (the reason), for the log and the health answer. The caller replays the
+    change log from that version's position, so nothing stored since is missing.
     """
-    config = read_config(index_root)
+    version = current_version(index_root)
+    if version is None:
+        raise IndexMissingError("no index has been built yet: run `kb index`")
+    try:
+        return _load_version(index_root, version, expected_model_id, writable)
+    except IndexDamagedError as damage:
+        if not fallback:
+            raise
+        for older in reversed(_versions_before(index_root, version)):
+            try:
+                index, config = _load_version(index_root, older, expected_model_id, writable)
+            except KBError:
+                continue
+            return index, dict(config, damaged_version=version, damage=str(damage))
+        raise
+
+
+def _versions_before(index_root: Path, version: str) -> list[str]:
+    return sorted(p.name for p in Path(index_root).iterdir()
+                  if p.is_dir() and p.name.startswith("v") and p.name < version)
+
+
+def _load_version(index_root: Path, version: str, expected_model_id: str | None,
+                  writable: bool) -> tuple[VectorIndex, dict[str, Any]]:
+    try:
+        config = read_config(index_root, version)
+    except KBError as exc:
+        raise IndexDamagedError(str(exc)) from None
     if config.get("format") != FORMAT_VERSION:
         raise IndexMismatchError(f"index format {config.get('format')} is not supported; run `kb index --rebuild`")
     if expected_model_id and config.get("model_id") != expected_model_id:
@@ -171,13 +204,18 @@ def load_index(
             f"the index was built with model {config.get('model_id')}, but the service is "
             f"configured with {expected_model_id}; run `kb index --rebuild`"
         )
-    path = Path(index_root) / config["version"] / "vectors.faiss"
+    path = Path(index_root) / version / "vectors.faiss"
     if not path.is_file():
-        raise IndexMissingError(f"index version {config['version']} is missing its vectors.faiss")
-    index = VectorIndex.read(path, config["index_kind"], set(config.get("tombstones", [])),
-                             mmap=not writable)
-    if index.dimension != config["dimension"]:
-        raise IndexMismatchError("the index file does not match its config.json")
+        raise IndexDamagedError(f"index version {version} is missing its vectors.faiss")
+    try:
+        index = VectorIndex.read(path, config["index_kind"], set(config.get("tombstones", [])),
+                                 mmap=not writable)
+    except (RuntimeError, KeyError, ValueError) as exc:
+        # FAISS raises RuntimeError on an empty, truncated or garbled file.
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise IndexDamagedError(f"index version {version} has an unreadable vectors.faiss ({reason})") from None
+    if index.dimension != config.get("dimension"):
+        raise IndexDamagedError(f"index version {version}: vectors.faiss does not match its config.json")
     return index, config
 
 

@@ -161,6 +161,7 @@ def index(app: AppContext, rebuild: bool, as_json: bool, verbose: bool, cluster:
 
     report = app.service().index(rebuild=rebuild, progress=terminal_progress(), cluster=cluster,
                                  cluster_workers=cluster_workers, say=say)
+    finish_pending_erasures(app.service(), say)
     if as_json:
         echo_json(report.to_dict())
         return
@@ -173,6 +174,16 @@ def index(app: AppContext, rebuild: bool, as_json: bool, verbose: bool, cluster:
     for note in report.notes:
         click.echo(f"note: {note}")
     echo_ranking(report.ranking, verbose=verbose)
+
+
+def finish_pending_erasures(service, say) -> None:
+    """Erasures that arrived while this index ran waited for its lock: finish them now."""
+    if not service.store().pending_erasures():
+        return
+    from kb.app.privacy import finish_erasures
+
+    finished = finish_erasures(service)["finished"]
+    say(f"finished {len(finished)} erasure(s) that waited for this index")
 
 
 def echo_ranking(ranking: dict, *, verbose: bool) -> None:

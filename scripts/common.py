@@ -13,11 +13,21 @@ import click
 
 from indexer.pipeline import Progress
 from kb.config import Config, load_config
-from kb.errors import KBError
+from kb.errors import KBError, storage_failure
 
 _DIFFERENT_HOME = "the data home (default: $KB_HOME or ./kb_home)"
 _DATABASE_URL = ("a shared PostgreSQL database, postgresql://USER@HOST:PORT/NAME (default: $KB_DATABASE_URL; "
                  "empty: SQLite in the data home)")
+
+
+def _where() -> str:
+    """The data home the current command works on, for messages."""
+    ctx = click.get_current_context(silent=True)
+    app = ctx.find_object(AppContext) if ctx else None
+    try:
+        return str(app.config.home_path) if app else ""
+    except KBError:
+        return ""
 
 
 def _database_url_set() -> bool:
@@ -102,6 +112,13 @@ def reports_errors(func: Callable) -> Callable:
             raise click.ClickException(f"another `kb index` or `kb tune` is running on {where}") from None
         except FileNotFoundError as exc:
             raise click.ClickException(f"not found: {exc.filename or exc}") from None
+        except Exception as exc:
+            # A full disk or read-only storage met outside the store's own transactions
+            # (index files, the database's journal): one line, not a traceback.
+            failure = storage_failure(exc, _where())
+            if failure is None:
+                raise
+            raise click.ClickException(str(failure)) from None
 
     return wrapper
 

@@ -82,7 +82,7 @@ def incidents_delete(app: AppContext, ids: tuple[str, ...], as_json: bool) -> No
     from kb.app.privacy import erase_incidents
 
     app.require_home()
-    report = erase_incidents(app.service(), list(ids), actor=cli_actor())
+    report = erase_incidents(app.service(), list(ids), actor=cli_actor(), wait=True)
     _echo_erasure(report, as_json)
 
 
@@ -121,7 +121,7 @@ def erase(app: AppContext, email: str, yes: bool, as_json: bool) -> None:
             click.echo(f"{len(found)} incident(s) mention it" + (f": {', '.join(found)}" if found else "")
                        + ("; run again with --yes to erase them" if found else ""))
         return
-    _echo_erasure(erase_incidents(app.service(), found, actor=cli_actor()), as_json)
+    _echo_erasure(erase_incidents(app.service(), found, actor=cli_actor(), wait=True), as_json)
 
 
 @click.command()
@@ -130,13 +130,26 @@ def erase(app: AppContext, email: str, yes: bool, as_json: bool) -> None:
 @click.option("--limit", default=200, show_default=True, type=click.IntRange(1, 100_000),
               help="Most entries to list, newest first.")
 @click.option("--json", "as_json", is_flag=True, help="Print the entries as JSON.")
+@click.option("--verify", is_flag=True,
+              help="Check the chain of entry hashes instead: exit 1 naming each entry removed, edited, "
+                   "slipped in or back-dated; print the head hash to keep elsewhere.")
+@click.option("--expect-head", default="", metavar="HASH",
+              help="With --verify: a head hash printed earlier; fail unless that entry is still in the chain.")
 @home_option
 @pass_app
 @reports_errors
-def audit(app: AppContext, since: str, action: str, limit: int, as_json: bool) -> None:
+def audit(app: AppContext, since: str, action: str, limit: int, as_json: bool, verify: bool,
+          expect_head: str) -> None:
     """The append-only audit log, newest first: reads of incidents and articles by knowledge
-    managers and admins, token creation, role and password changes, erasures."""
+    managers and admins, token creation, role and password changes, erasures.
+
+    Every entry carries the hash of the one before it and its own; --verify walks the chain."""
     app.require_home()
+    if expect_head and not verify:
+        raise click.UsageError("--expect-head needs --verify")
+    if verify:
+        _verify_audit(app, expect_head, as_json)
+        return
     entries = app.service().store().audit_entries(since=since, action=action, limit=limit)
     if as_json:
         echo_json(entries)
@@ -147,3 +160,20 @@ def audit(app: AppContext, since: str, action: str, limit: int, as_json: bool) -
     if not entries:
         click.echo("No entries.", err=True)
     sys.stdout.flush()
+
+
+def _verify_audit(app: AppContext, expect_head: str, as_json: bool) -> None:
+    report = app.service().store().verify_audit_chain(expect_head=expect_head.strip())
+    if as_json:
+        echo_json(report)
+    else:
+        for problem in report["problems"]:
+            where = f"entry {problem['id']}" if problem["id"] is not None else "the log"
+            click.echo(f"{where}: {problem['problem']}", err=True)
+        head = report["head"]
+        click.echo(f"{report['entries']} entries, {len(report['problems'])} problem(s)"
+                   + (f"; {report['before_chaining']} written before chaining, not verifiable"
+                      if report["before_chaining"] else ""))
+        click.echo(f"head: entry {head['id']} {head['hash'] or '(none yet)'}")
+    if report["problems"]:
+        raise SystemExit(1)

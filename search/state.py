@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import re
 import sys
 import threading
@@ -25,6 +26,8 @@ from kb.articles import article_sections, text_segments
 from kb.store import Store
 from search.doc_table import ChunkDocs, DocTable
 from search.profile import RankingProfile
+
+log = logging.getLogger(__name__)
 
 DocKey = tuple[str, str]
 
@@ -160,6 +163,9 @@ class SearchState:
         self.article_incidents: Counter[str] = Counter()
         self.resolution_incidents: Counter[str] = Counter()
         self.lock = threading.RLock()
+        # Set when the published version could not be read and an older one serves.
+        self.damaged_version = ""
+        self.damage = ""
         self._term_counts: dict[str, int] = {}
         self._frequent_terms: dict[str, int] = {}
 
@@ -203,11 +209,17 @@ class SearchState:
         """Load the published index and bring it up to the store's latest change.
 
         Raises IndexMissingError / IndexMismatchError (see indexer.index_files.load_index).
+        A damaged current version gives way to the newest older one that loads (the change
+        log brings it up to date): ``damaged_version`` and ``damage`` say so.
         """
-        index, config = load_index(index_root, model_id)
+        index, config = load_index(index_root, model_id, fallback=True)
         profile = RankingProfile.from_dict(store.latest_ranking_profile(model_id))
         state = cls(index, model_id=model_id, version=config["version"],
                     seq=int(config.get("log_seq", 0)), profile=profile)
+        if config.get("damaged_version"):
+            state.damaged_version, state.damage = config["damaged_version"], config["damage"]
+            log.error("INDEX DAMAGED: %s; serving the older version %s until `kb index` or "
+                      "`kb doctor --repair` publishes a sound one", state.damage, state.version)
         state._load_documents(store)
         state.catch_up(store)
         state._learn_frequent_terms(store)

@@ -158,7 +158,8 @@ class ResolutionSuggester:
             if self.follow is not None:
                 self.follow(store)
             version = current_version(self.index_root)
-            if version and version != self.state.version and self._loading != version:
+            if (version and version not in (self.state.version, self.state.damaged_version)
+                    and self._loading != version):
                 self._start_reload(version)
             self.state.catch_up(store)
         if now - self._priors_checked >= PRIORS_REFRESH_SECONDS:
@@ -196,6 +197,11 @@ class ResolutionSuggester:
                 state = SearchState.load(store, self.index_root, embedder.model_id)
             finally:
                 store.close()
+            if state.damaged_version == version and self.state is not None:
+                # The new version is unreadable: the one in memory keeps serving (and is
+                # newer than whatever older version loaded in its place).
+                self.state.damaged_version, self.state.damage = version, state.damage
+                return
             with self._lock:
                 self.embedder, self.state = embedder, state
         except IndexMismatchError as exc:

@@ -121,7 +121,8 @@ def feedback(suggestion_id: str):
         raise ValidationError("'outcome' must be 'used' or 'none_helped'")
     principal = current_principal()
     agent = principal.name if principal.via == "session" else (_string(data, "agent", limit=200) or principal.name)
-    record = store().record_feedback(suggestion_id, outcome=outcome, used_id=used, agent=agent)
+    record = store().record_feedback(suggestion_id, outcome=outcome, used_id=used, agent=agent,
+                                     caller=principal.name)
     return jsonify(record.to_dict()), 201
 
 
@@ -172,8 +173,11 @@ def erase_incident(incident_id: str):
 
     principal = current_principal()
     report = erase_incidents(service(), [incident_id], actor=f"{principal.via}:{principal.name}")
-    return jsonify({"erased": report["erased"], "erasure": report["erasure"],
-                    "drafts_removed": report["drafts"], "suggestions_blanked": report["suggestions_blanked"]})
+    # "finishing": the rows are gone; the index files and the compaction wait for an
+    # indexer that holds the index lock, and follow when it is done (202 Accepted).
+    body = {"erased": report["erased"], "erasure": report["erasure"], "state": report["state"],
+            "drafts_removed": report["drafts"], "suggestions_blanked": report["suggestions_blanked"]}
+    return jsonify(body), 200 if report["state"] == "done" else 202
 
 
 @bp.get("/storms")
@@ -223,12 +227,19 @@ def health():
         response = jsonify({"status": "unavailable", "error": {"code": exc.code, "message": message}})
         response.status_code = 503
         return response
+    # A damaged published version: answers still come (from an older version brought up
+    # to date by the change log), but whoever watches health must see it.
+    status = "degraded" if state.damaged_version else "ok"
+    damage = {"index_damaged": {"version": state.damaged_version, "serving": state.version,
+                                "message": state.damage if caller is not None else
+                                "the published index version cannot be read; an older one serves"}
+              } if state.damaged_version else {}
     if caller is None:
-        return jsonify({"status": "ok"})
+        return jsonify({"status": status, **damage})
     return jsonify({
-        "status": "ok", "index_version": state.version,
+        "status": status, "index_version": state.version,
         "published_version": current_version(config.index_root), "worker": os.getpid(),
-        "vectors": len(state.index), "documents": len(state.docs), "log_seq": state.seq,
+        "vectors": len(state.index), "documents": len(state.docs), "log_seq": state.seq, **damage,
     })
 
 

@@ -131,8 +131,10 @@ def login_required(*roles: str) -> Callable:
 
 
 def safe_next(target: str | None) -> str:
-    """Only same-site paths are followed after sign-in."""
-    if not target:
+    """Only same-site paths are followed after sign-in. A control character (CR and LF
+    would split the Location header) or a backslash (browsers read "/\\host" as "//host")
+    sends the person home instead."""
+    if not target or any(ord(c) < 32 or ord(c) == 127 or c == "\\" for c in target):
         return "/"
     parsed = urlparse(target)
     if parsed.scheme or parsed.netloc or not target.startswith("/") or target.startswith("//"):

@@ -8,7 +8,7 @@ import logging
 from flask import Flask, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from kb.errors import KBError
+from kb.errors import KBError, storage_failure
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,10 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def handle_unexpected(exc: Exception):
+        failure = storage_failure(exc, app.config["KB_CONFIG"].home_path)
+        if failure is not None:
+            log.error("%s %s: %s", request.method, request.path, failure)
+            return handle_kb_error(failure)
         log.exception("unhandled error on %s %s", request.method, request.path)
         message = "the server could not complete the request; it has been logged"
         if _wants_json():

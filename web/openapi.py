@@ -318,6 +318,12 @@ def openapi_document(max_k: int = 50) -> dict[str, Any]:
     """The document for a service whose requests may ask for at most ``max_k`` results
     (the KB_MAX_K setting; the API refuses more)."""
     secured = [{"bearer": []}]
+    erased = {"type": "object", "required": ["erased", "erasure"],
+              "properties": {"erased": {"type": "array", "items": {"type": "string"}},
+                             "erasure": {"type": "integer"},
+                             "state": {"type": "string", "enum": ["done", "finishing"]},
+                             "drafts_removed": {"type": "array", "items": {"type": "string"}},
+                             "suggestions_blanked": {"type": "integer"}}}
     suggest_request = {**SUGGEST_REQUEST, "properties": {
         **SUGGEST_REQUEST["properties"], "k": {**SUGGEST_REQUEST["properties"]["k"], "maximum": max_k}}}
     return {
@@ -411,12 +417,10 @@ def openapi_document(max_k: int = 50) -> dict[str, Any]:
                     "parameters": [{"name": "incident_id", "in": "path", "required": True,
                                     "schema": {"type": "string", "maxLength": 200}}],
                     "responses": {
-                        "200": {"description": "Erased", "content": {"application/json": {"schema": {
-                            "type": "object", "required": ["erased", "erasure"],
-                            "properties": {"erased": {"type": "array", "items": {"type": "string"}},
-                                           "erasure": {"type": "integer"},
-                                           "drafts_removed": {"type": "array", "items": {"type": "string"}},
-                                           "suggestions_blanked": {"type": "integer"}}}}}},
+                        "200": {"description": "Erased", "content": {"application/json": {"schema": erased}}},
+                        "202": {"description": "Rows erased; the index files and compaction follow as soon "
+                                               "as a running indexer releases the index lock",
+                                "content": {"application/json": {"schema": erased}}},
                         **_errors(401, 403, 404),
                     },
                 }

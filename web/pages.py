@@ -108,10 +108,11 @@ def login():
         name = request.form.get("name", "")[:100]
         password = request.form.get("password", "")[:1000]
         user_key, address_key = f"user:{name.casefold()}", f"addr:{request.remote_addr or ''}"
-        wait = max(
-            store().sign_in_lockout([user_key], limit=SIGN_IN_FAILURES_PER_USER, window=SIGN_IN_WINDOW),
-            store().sign_in_lockout([address_key], limit=SIGN_IN_FAILURES_PER_ADDRESS, window=SIGN_IN_WINDOW),
-        )
+        # The attempt counts as a failure until the password proves right: attempts sent
+        # at once cannot all pass the check before any failure is recorded.
+        wait, attempt = store().begin_sign_in(
+            {user_key: SIGN_IN_FAILURES_PER_USER, address_key: SIGN_IN_FAILURES_PER_ADDRESS},
+            window=SIGN_IN_WINDOW)
         if wait > 0:
             flash(f"Too many failed sign-ins for this name or from this address; try again in "
                   f"{math.ceil(wait)} seconds.", "error")
@@ -121,10 +122,9 @@ def login():
             return response
         principal = store().authenticate_user(name, password)
         if principal is None:
-            store().record_sign_in_failure([user_key, address_key], window=SIGN_IN_WINDOW)
             flash("Wrong name or password.", "error")
             return render_template("login.html", next=next_url, name=name, expired=expired, typed=typed), 401
-        store().clear_sign_in_failures(user_key)
+        store().sign_in_succeeded(attempt, user_key)
         sign_in(principal)
         if typed is not None:
             # The session had ended while an incident was being searched: the page posted
@@ -320,7 +320,8 @@ def feedback_form():
     suggestion_id = request.form.get("suggestion_id", "")[:100]
     used = request.form.get("used") or None
     outcome = "used" if used else "none_helped"
-    record = store().record_feedback(suggestion_id, outcome=outcome, used_id=used, agent=principal.name)
+    record = store().record_feedback(suggestion_id, outcome=outcome, used_id=used, agent=principal.name,
+                                     caller=principal.name)
     messages = {
         "created": "Thanks: your choice is recorded.",
         "unchanged": "Your choice was already recorded.",
@@ -416,9 +417,10 @@ def start_draft():
     kb = store()
     form = dict(form, title=kb.redactor.redact(form["title"]), description=kb.redactor.redact(form["description"]))
     since = (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    limit_reached = (f"You have started {config.drafts_per_person_per_day} drafts in the last 24 hours; "
+                     "a knowledge manager will work through them first.")
     if kb.count_recent_drafts(principal.name, since) >= config.drafts_per_person_per_day:
-        flash(f"You have started {config.drafts_per_person_per_day} drafts in the last 24 hours; "
-              "a knowledge manager will work through them first.", "error")
+        flash(limit_reached, "error")
         return redirect(back)
 
     def taken(article_id: str) -> bool:
@@ -431,7 +433,12 @@ def start_draft():
     folder = config.drafts_path
     folder.mkdir(parents=True, exist_ok=True)
     article = write_draft(folder, form, owner=principal.name, taken=taken)
-    kb.upsert_articles([article], changed_by=principal.name)
+    # Counted again with the insert, atomically: drafts posted at once all passed the check above.
+    if not kb.add_draft_within_limit(article, owner=principal.name, since=since,
+                                     limit=config.drafts_per_person_per_day):
+        Path(article.path).unlink(missing_ok=True)
+        flash(limit_reached, "error")
+        return redirect(back)
     service().index_documents([("article", article.id)])
     if principal.role in MANAGERS:
         flash(f"Draft saved as {Path(article.path).name}. Fill in the cause and the resolution.", "ok")

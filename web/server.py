@@ -53,6 +53,16 @@ class KnowledgeServer(BaseApplication):
                     service.suggester().ensure_state(service.store())
             except KBError as exc:
                 log.warning("worker %s started without an index: %s", worker.pid, exc)
+            try:
+                pending = service.store().pending_erasures()
+            except KBError:
+                pending = []
+            if pending:
+                # Left pending by a worker that stopped before the index lock was free.
+                from kb.app.privacy import finish_erasures_in_background
+
+                log.warning("finishing %d pending erasure(s)", len(pending))
+                finish_erasures_in_background(service)
             if config.webhook_url:
                 from kb.app.storms import StormWatcher
 
@@ -76,6 +86,9 @@ class KnowledgeServer(BaseApplication):
             # text, and none of it belongs in a log.
             "access_log_format": '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms',
             "errorlog": "-",
+            # Control characters in anything logged are escaped (web.logs): a path with
+            # %0a or %1b cannot forge a log line or drive the terminal that shows it.
+            "logger_class": "web.logs.SafeLogger",
             "loglevel": "info",
             "proc_name": "kb-serve",
             # The control socket sits at one path per user ($HOME/.gunicorn/gunicorn.ctl), so

@@ -12,9 +12,10 @@ is answered 408 and its connection closed.
 
 Requests that are refused before the app sees them get the app's own answer: the JSON
 error shape under /api, the project's error page elsewhere. That covers a request line or
-a header that is too long (414, 431), a declared body over the limit (413; a body of up
-to 16 MB is read and dropped first, so the client can read the answer), and the read
-timeout (408).
+a header that is too long, or a header section over 64 kB (414, 431), a declared body over
+the limit (413; a body of up to 16 MB is read and dropped first, so the client can read
+the answer), a chunked body over the limit (413) or with broken chunk framing (400), and
+the read timeout (408).
 """
 
 from __future__ import annotations
@@ -93,27 +94,35 @@ def parse_head(head: bytes, max_body: int) -> tuple[str, int | None, bool, bool]
     return path, length, chunked, expect
 
 
-def chunked_body_end(data: bytes | bytearray, start: int) -> int | None:
-    """Index just past a complete chunked body that begins at ``start``, or None while
-    more is to come. Malformed framing ends the scan: the request parser reports it."""
-    pos = start
+class MalformedChunks(ValueError):
+    """A chunked body whose framing is broken (a chunk size that is not a hex number)."""
+
+
+def chunked_body_scan(data: bytes | bytearray, start: int) -> tuple[int | None, int]:
+    """(index just past a complete chunked body that begins at ``start``, or None while
+    more is to come; the payload bytes seen so far). Raises MalformedChunks."""
+    pos, payload = start, 0
     while True:
         line_end = data.find(b"\r\n", pos)
         if line_end < 0:
-            return None
+            if len(data) - pos > MAX_LINE:
+                raise MalformedChunks("a chunk size line is too long")
+            return None, payload
         size_text = bytes(data[pos:line_end]).split(b";", 1)[0].strip()
-        try:
-            size = int(size_text, 16)
-        except ValueError:
-            return len(data)
+        if not size_text or len(size_text) > 16 or size_text.strip(b"0123456789abcdefABCDEF"):
+            raise MalformedChunks("a chunk size is not a hexadecimal number")
+        size = int(size_text, 16)
         if size == 0:
             trailer_end = data.find(b"\r\n\r\n", line_end)
             if data[line_end:line_end + 4] == b"\r\n\r\n":
-                return line_end + 4
-            return trailer_end + 4 if trailer_end >= 0 else None
+                return line_end + 4, payload
+            return (trailer_end + 4 if trailer_end >= 0 else None), payload
+        payload += size
         pos = line_end + 2 + size + 2
         if pos > len(data):
-            return None
+            return None, payload
+        if data[pos - 2:pos] != b"\r\n":
+            raise MalformedChunks("a chunk is longer than its size says")
 
 
 class BufferingWorker(ThreadWorker):
@@ -186,6 +195,11 @@ class BufferingWorker(ThreadWorker):
                                  f"the request headers are larger than {MAX_HEAD} bytes")
                     return True
                 return False
+            if end + 4 > MAX_HEAD:
+                # The whole header section can arrive in one read: measured here too.
+                self._refuse(conn, pending, 431, _path_of(pending.data),
+                             f"the request headers are larger than {MAX_HEAD} bytes")
+                return True
             pending.head_end = end + 4
             try:
                 path, length, chunked, expect = parse_head(bytes(pending.data[:end]), max_body)
@@ -204,12 +218,17 @@ class BufferingWorker(ThreadWorker):
                     self._drop(conn, pending)
                     return True
         if pending.chunked:
-            end = chunked_body_end(pending.data, pending.head_end)
+            try:
+                end, payload = chunked_body_scan(pending.data, pending.head_end)
+            except MalformedChunks as exc:
+                self._refuse(conn, pending, 400, _path_of(pending.data), f"the chunked request body is malformed: {exc}")
+                return True
+            # The limit is on the body itself, whether it arrived whole or is still coming.
+            if payload > max_body or (end is None and len(pending.data) - pending.head_end > max_body + 64 * 1024):
+                self._refuse(conn, pending, 413, _path_of(pending.data),
+                             f"the request body is larger than {max_body} bytes")
+                return True
             if end is None:
-                if len(pending.data) - pending.head_end > max_body + 64 * 1024:
-                    self._refuse(conn, pending, 413, _path_of(pending.data),
-                                 f"the request body is larger than {max_body} bytes")
-                    return True
                 return False
         elif len(pending.data) < pending.head_end + (pending.body_length or 0):
             return False

@@ -16,7 +16,7 @@ from typing import Any
 
 from indexer.index_files import current_version, indexing_lock, load_index, read_config
 from indexer.pipeline import IndexReport, apply_log
-from kb.errors import IndexMismatchError, IndexMissingError
+from kb.errors import IndexDamagedError, IndexMismatchError, IndexMissingError
 from kb.store import Store
 
 # What a repair does for a finding, in the order repair applies them.
@@ -155,6 +155,9 @@ def _check_published(store: Store, index_root: Path, model_id: str, report: Doct
         config = read_config(index_root, version)
         report.facts["index_model_id"] = config.get("model_id")
         index, config = load_index(index_root, model_id)
+    except IndexDamagedError as exc:
+        report.add("index_unreadable", f"index version {version} cannot be read: {exc}", REBUILD)
+        return
     except IndexMismatchError as exc:
         report.add("index_mismatch", str(exc), REBUILD)
         return

@@ -5,6 +5,9 @@ database, so the bytes are gone from disk, not only from the tables."""
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -23,6 +26,10 @@ REDACTED_FIELDS = ("title", "description", "resolution")
 # exported model under models/ holds no incident text and is large.
 SCAN_SKIP = ("models",)
 SCAN_CHUNK = 1 << 20
+# How often an erasure waiting for the index lock tries again.
+ERASURE_POLL_SECONDS = 0.5
+
+log = logging.getLogger(__name__)
 
 
 def mask(text: str) -> str:
@@ -105,20 +112,55 @@ def _remove_old_traces(service: Service) -> dict[str, Any]:
 
 # --- erasure -----------------------------------------------------------------------------
 
-def erase_incidents(service: Service, ids: list[str], *, actor: str) -> dict[str, Any]:
+def erase_incidents(service: Service, ids: list[str], *, actor: str, wait: bool = False) -> dict[str, Any]:
     """Remove incidents everywhere: their rows and every row holding their text (one
     transaction), then the index (a new version without them, older versions deleted), the
     ranking profile (refitted: it holds words of the incidents it was fitted on), the draft
     files started from them, and the database's free pages and WAL. Logged in the audit
     log with who, when and which ids. A killed erasure is left "pending" and finished by
-    running it again (or `kb doctor --privacy`). Raises NotFoundError."""
+    running it again (or `kb doctor --privacy`). Raises NotFoundError.
+
+    While another indexer holds the index lock, the rows are gone at once and the rest
+    waits for the lock: with ``wait`` here, else in a background thread of this process
+    (``state`` is then "finishing" instead of "done"; `kb index` also finishes it)."""
     result = service.store().erase_incidents(ids, actor=actor)
     service.catch_up()  # this process stops offering them at once; other workers follow the log
     for path in result.pop("draft_paths"):
         if Path(path).is_file():
             Path(path).unlink()
-    result.update(finish_erasures(service))
+    try:
+        result.update(finish_erasures_waiting(service) if wait else finish_erasures(service))
+    except BlockingIOError:
+        finish_erasures_in_background(service)
+        result.update(finished=[], state="finishing")
+    else:
+        result["state"] = "done"
     return result
+
+
+def finish_erasures_waiting(service: Service, *, poll: float = ERASURE_POLL_SECONDS) -> dict[str, Any]:
+    """finish_erasures, waiting while another indexer holds the lock."""
+    while True:
+        try:
+            return finish_erasures(service)
+        except BlockingIOError:
+            time.sleep(poll)
+
+
+def finish_erasures_in_background(service: Service) -> threading.Thread:
+    """Finish pending erasures in a thread of this process, as soon as the index lock is
+    free (a serving worker: after an erasure met a running indexer, or at start when one
+    was left pending)."""
+    thread = threading.Thread(target=_finish_later, args=(service,), name="kb-erasure", daemon=True)
+    thread.start()
+    return thread
+
+
+def _finish_later(service: Service) -> None:
+    try:
+        finish_erasures_waiting(service)
+    except Exception:  # noqa: BLE001 - a thread's failure must reach the log
+        log.exception("a pending erasure could not be finished; `kb doctor --privacy` finishes it")
 
 
 def finish_erasures(service: Service) -> dict[str, Any]:

@@ -11,23 +11,28 @@ title), size, product, first and latest incident (id and time) and the ids of it
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
+import http.client
 import json
 import logging
+import socket
 import threading
-import urllib.error
-import urllib.request
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from kb.app.service import Service
 from search.duplicates import find_storms
 
 log = logging.getLogger(__name__)
 
-POST_TIMEOUT_S = 5.0
-LEASE_S = 30.0
+# The whole post (connect, send, answer) ends within this many seconds, however slowly the
+# receiver answers; a worker's lease on a storm lasts LEASE_FACTOR times as long, so no
+# other worker posts the same storm while a post may still be under way.
+POST_DEADLINE_S = 10.0
+LEASE_FACTOR = 3.0
 MAX_BACKOFF_S = 300.0
 CHECK_EVERY_S = 1.0
 
@@ -43,6 +48,57 @@ def signature(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
 
 
+def lease_seconds() -> float:
+    return LEASE_FACTOR * POST_DEADLINE_S
+
+
+class WebhookError(Exception):
+    """The receiver did not take the post: an error status, a redirect, or no answer in time."""
+
+
+def post(url: str, body: bytes, headers: dict[str, str], *, deadline: float) -> int:
+    """POST ``body`` to ``url`` and return the status, all of it within ``deadline``
+    seconds: a receiver that answers one byte at a time is cut off at the deadline (a
+    timer shuts the socket), not after each slow read. Redirects are never followed (the
+    signed body and its headers go to the configured address only) and count as a failure,
+    as do error statuses. Raises WebhookError or OSError."""
+    parts = urlsplit(url)
+    connection_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    connection = connection_class(parts.hostname, parts.port, timeout=deadline)
+    expired = threading.Event()
+
+    def cut_off() -> None:
+        expired.set()
+        sock = connection.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    timer = threading.Timer(deadline, cut_off)
+    timer.daemon = True
+    timer.start()
+    try:
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        connection.request("POST", target, body=body, headers=headers)
+        response = connection.getresponse()
+        response.read(1024)
+        status = response.status
+    except (OSError, http.client.HTTPException) as exc:
+        if expired.is_set():
+            raise WebhookError(f"no complete answer within {deadline:.0f} s") from None
+        raise WebhookError(f"{type(exc).__name__}: {exc}") from None
+    finally:
+        timer.cancel()
+        connection.close()
+    if expired.is_set():
+        raise WebhookError(f"no complete answer within {deadline:.0f} s")
+    if 300 <= status < 400:
+        raise WebhookError(f"the receiver answered {status} (a redirect, not followed)")
+    if status >= 300:
+        raise WebhookError(f"the receiver answered {status}")
+    return status
+
+
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -54,21 +110,21 @@ def deliver_due(service: Service, *, now: datetime | None = None) -> int:
     delivered = 0
     while True:
         moment = now or datetime.now(UTC)
-        claim = store.claim_storm_delivery(_iso(moment), _iso(moment + timedelta(seconds=LEASE_S)))
+        claim = store.claim_storm_delivery(_iso(moment), _iso(moment + timedelta(seconds=lease_seconds())))
         if claim is None:
             return delivered
         body = json.dumps({"event": "storm", "storm": json.loads(claim["payload"])}).encode("utf-8")
-        request = urllib.request.Request(config.webhook_url, data=body, method="POST", headers={
-            "Content-Type": "application/json", "User-Agent": "kb-storms",
-            "X-KB-Storm-Id": claim["id"], "X-KB-Signature": signature(config.webhook_secret, body)})
+        headers = {"Content-Type": "application/json", "User-Agent": "kb-storms",
+                   "X-KB-Storm-Id": claim["id"], "X-KB-Signature": signature(config.webhook_secret, body)}
         try:
-            with urllib.request.urlopen(request, timeout=POST_TIMEOUT_S) as response:
-                response.read(1024)
+            post(config.webhook_url, body, headers, deadline=POST_DEADLINE_S)
             store.storm_delivered(claim["id"])
             delivered += 1
-        except (urllib.error.URLError, OSError, ValueError) as exc:
+        except (WebhookError, OSError, ValueError, http.client.HTTPException) as exc:
             wait = min(MAX_BACKOFF_S, 2.0 ** claim["attempts"])
-            store.storm_delivery_failed(claim["id"], str(exc), _iso(moment + timedelta(seconds=wait)))
+            # The back-off runs from the failure (a post may have taken its whole deadline).
+            failed_at = now or datetime.now(UTC)
+            store.storm_delivery_failed(claim["id"], str(exc), _iso(failed_at + timedelta(seconds=wait)))
             log.warning("storm %s: webhook post failed (%s); next try in %.0f s", claim["id"], exc, wait)
             if now is not None:
                 return delivered

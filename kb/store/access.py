@@ -190,6 +190,32 @@ class AccessMixin:
                 wait = max(wait, rows[-1][0] + window - now)
         return wait
 
+    def begin_sign_in(self, limits: dict[str, int], *, window: float,
+                      now: float | None = None) -> tuple[float, list[int]]:
+        """Count a sign-in attempt against each key before its password is checked, in one
+        write transaction: (seconds to wait, []) when a key already holds its limit of
+        failures (and attempts under way) in the window, else (0, the ids of the rows
+        counted, for :meth:`sign_in_succeeded`). Attempts made at once all count, so no
+        more than the limit are ever checked."""
+        now = time.time() if now is None else now
+        with self.write():
+            wait = max((self.sign_in_lockout([key], limit=limit, window=window, now=now)
+                        for key, limit in limits.items()), default=0.0)
+            if wait > 0:
+                return wait, []
+            ids = [self.db.execute("INSERT INTO sign_in_failures (key, at) VALUES (?, ?) RETURNING id",
+                                   [key, now]).fetchone()[0] for key in limits]
+            self.db.execute("DELETE FROM sign_in_failures WHERE at < ?", [now - window])
+            return 0.0, ids
+
+    def sign_in_succeeded(self, ids: list[int], user_key: str) -> None:
+        """The attempt counted by :meth:`begin_sign_in` was right: it and the name's earlier
+        failures no longer count."""
+        with self.write():
+            for attempt in ids:
+                self.db.execute("DELETE FROM sign_in_failures WHERE id = ?", [attempt])
+            self.db.execute("DELETE FROM sign_in_failures WHERE key = ?", [user_key])
+
     def record_sign_in_failure(self, keys: list[str], *, window: float, now: float | None = None) -> None:
         now = time.time() if now is None else now
         with self.write():

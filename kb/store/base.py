@@ -13,7 +13,7 @@ from pathlib import Path
 
 import sqlite_utils
 
-from kb.errors import SchemaTooNewError
+from kb.errors import SchemaTooNewError, storage_failure
 from kb.redaction import Redactor
 from kb.store.migrations import MIGRATIONS
 
@@ -173,15 +173,25 @@ class StoreBase(CommonBase):
         if conn.in_transaction:
             yield self.db
             return
-        conn.execute("BEGIN IMMEDIATE")
         try:
-            yield self.db
-        except BaseException:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            else:
+                conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            # A full disk or a read-only file: one line that says so, and no change made.
             if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        else:
-            conn.execute("COMMIT")
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            failure = storage_failure(exc, self.where)
+            if failure is None:
+                raise
+            raise failure from exc
 
     @contextlib.contextmanager
     def read(self) -> Iterator[sqlite_utils.Database]:

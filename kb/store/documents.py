@@ -171,6 +171,16 @@ class DocumentsMixin:
         ).fetchone()
         return int(row[0])
 
+    def add_draft_within_limit(self, article: Article, *, owner: str, since: str, limit: int) -> bool:
+        """Store a new draft of ``owner`` unless they already started ``limit`` drafts since
+        ``since``: the count and the insert in one write transaction, so drafts started at
+        once cannot pass the limit together. False (nothing stored) when over the limit."""
+        with self.write():
+            if self.count_recent_drafts(owner, since) >= limit:
+                return False
+            self.upsert_articles([article], changed_by=owner)
+            return True
+
     def get_article(self, article_id: str) -> Article:
         rows = list(self.db["articles"].rows_where("id = ?", [article_id]))
         if not rows:

@@ -221,6 +221,14 @@ def m013_article_flags(db: sqlite_utils.Database) -> None:
     db["article_flags"].create_index(["article_id", "resolved_at"])
 
 
+def m014_audit_chain(db: sqlite_utils.Database) -> None:
+    # Each audit entry carries the hash of the entry before it and its own (kb.store.privacy):
+    # an entry removed, changed or slipped in between is found by `kb audit --verify`.
+    # Entries written before this migration have none and are reported as such.
+    db["audit_log"].add_column("prev_hash", str, not_null_default="")
+    db["audit_log"].add_column("hash", str, not_null_default="")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m001_initial,
     m002_ranking_profiles,
@@ -234,4 +242,5 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m010_predicted_groups,
     m011_settings_and_index_versions,
     m013_article_flags,
+    m014_audit_chain,
 ]

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from kb.errors import ConfigError, StoreUnavailableError
+from kb.errors import ConfigError, StoreUnavailableError, storage_failure
 
 CONNECT_TIMEOUT = 3
 # Every write transaction takes this advisory lock first, so writes are serialised as on
@@ -248,6 +248,9 @@ class PgDatabase:
                     continue
                 if broken:
                     self._close_quietly()
+                failure = storage_failure(exc, f"the database at {self.where}")
+                if failure is not None:  # its disk is full
+                    raise failure from None
                 raise StoreUnavailableError(
                     f"the database at {self.where} is unavailable: {scrub(str(exc), self.url)}") from None
         raise AssertionError("unreachable")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kb.errors import storage_failure
 from kb.redaction import Redactor
 from kb.store.base import CommonBase, refuse_newer_schema, utc_now
 from kb.store.documents import _batches
@@ -108,14 +109,20 @@ class PgStoreBase(CommonBase):
         if self.db.in_transaction:
             yield self.db
             return
-        self.db.begin(write=True)
         try:
-            yield self.db
-        except BaseException:
-            self.db.finish(commit=False)
-            raise
-        else:
-            self.db.finish(commit=True)
+            self.db.begin(write=True)
+            try:
+                yield self.db
+            except BaseException:
+                self.db.finish(commit=False)
+                raise
+            else:
+                self.db.finish(commit=True)
+        except Exception as exc:
+            failure = storage_failure(exc, f"the database at {self.where}")
+            if failure is None:
+                raise
+            raise failure from exc
 
     @contextlib.contextmanager
     def read(self) -> Iterator[PgDatabase]:

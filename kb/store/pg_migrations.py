@@ -115,6 +115,8 @@ M013_ARTICLE_FLAGS = [
     "CREATE INDEX idx_article_flags_article_id_resolved_at ON article_flags (article_id, resolved_at)",
 ]
 
+M014_AUDIT_CHAIN = [f"ALTER TABLE audit_log ADD COLUMN {name} {T} NOT NULL DEFAULT ''" for name in ("prev_hash", "hash")]
+
 PG_MIGRATIONS: dict[str, list[str]] = {
     "m001_initial": M001_INITIAL,
     "m002_ranking_profiles": M002_RANKING_PROFILES,
@@ -128,4 +130,5 @@ PG_MIGRATIONS: dict[str, list[str]] = {
     "m010_predicted_groups": M010_PREDICTED_GROUPS,
     "m011_settings_and_index_versions": M011_SETTINGS_AND_INDEX_VERSIONS,
     "m013_article_flags": M013_ARTICLE_FLAGS,
+    "m014_audit_chain": M014_AUDIT_CHAIN,
 }

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from typing import Any
 
 from kb.errors import NotFoundError
@@ -13,17 +15,90 @@ from kb.store.base import utc_now
 ERASED = "[erased]"
 
 
+# Entries are written in turn, but on a shared database by several machines whose clocks
+# may differ a little: an entry dated earlier than the one before it by more than this is
+# reported as back-dated.
+AUDIT_CLOCK_SLACK_S = 300.0
+
+
+def _seconds_between(later: str, earlier: str) -> float:
+    """How far ``later`` lies before ``earlier`` (positive when it is earlier), in seconds;
+    0 for a time that cannot be read."""
+    try:
+        return (datetime.fromisoformat(earlier) - datetime.fromisoformat(later)).total_seconds()
+    except ValueError:
+        return 0.0
+
+
+def audit_hash(previous: str, entry: Sequence[str]) -> str:
+    """SHA-256 of the previous entry's hash and this entry's fields (at, actor, action,
+    target, detail), as hex."""
+    text = json.dumps([previous, *entry], ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 class PrivacyMixin:
     # --- the audit log ---------------------------------------------------------------
 
     def audit(self, actor: str, action: str, target: str = "", detail: str = "") -> None:
         """Append one entry (joins the caller's transaction when there is one). ``detail``
-        names what was done, never the text of a record."""
+        names what was done, never the text of a record. The entry is chained: it carries
+        the hash of the entry before it and its own (:func:`audit_hash`), both taken in the
+        same write transaction, which every writer takes in turn."""
         with self.write():
+            last = self.db.execute("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()
+            previous = last[0] if last else ""
+            entry = [utc_now(), actor or "unknown", action, target[:500], detail[:2000]]
             self.db.execute(
-                "INSERT INTO audit_log (at, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)",
-                [utc_now(), actor or "unknown", action, target[:500], detail[:2000]],
+                "INSERT INTO audit_log (at, actor, action, target, detail, prev_hash, hash) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)", [*entry, previous, audit_hash(previous, entry)],
             )
+
+    def verify_audit_chain(self, *, expect_head: str = "") -> dict[str, Any]:
+        """Walk the audit log in order and check every link: each entry's hash matches its
+        content, and names the entry before it. Returns the entries read, how many came
+        before chaining began (written by an older version), the head (the last entry's id
+        and hash: kept elsewhere, it shows later whether the log was rewritten from some
+        point on) and the problems found, each naming its entry. ``expect_head``: a head
+        printed earlier; a problem unless that entry is still in the chain unchanged."""
+        problems: list[dict[str, Any]] = []
+        count = unchained = 0
+        previous_hash, previous_id, previous_at, chained = "", None, "", False
+        head_seen = not expect_head
+        after = 0
+        while True:
+            rows = self.db.execute(
+                "SELECT id, at, actor, action, target, detail, prev_hash, hash FROM audit_log WHERE id > ? "
+                "ORDER BY id LIMIT 5000", [after]).fetchall()
+            if not rows:
+                break
+            for entry_id, at, actor, action, target, detail, prev_hash, own_hash in rows:
+                count += 1
+                after = entry_id
+                if not own_hash:
+                    if chained:
+                        problems.append({"id": entry_id, "problem": "not chained: added outside kb"})
+                    else:
+                        unchained += 1
+                    continue
+                if own_hash != audit_hash(prev_hash, [at, actor, action, target, detail]):
+                    problems.append({"id": entry_id, "problem": "its content does not match its hash: edited"})
+                elif prev_hash != previous_hash:
+                    where = f"after entry {previous_id}" if previous_id is not None else "at the start"
+                    problems.append({"id": entry_id, "problem": f"does not follow the entry before it: entries "
+                                                                 f"missing or slipped in {where}"})
+                elif previous_at and _seconds_between(at, previous_at) > AUDIT_CLOCK_SLACK_S:
+                    problems.append({"id": entry_id, "problem": f"dated {at}, before the entry before it "
+                                                                 f"({previous_at}): back-dated"})
+                chained = True
+                previous_hash, previous_id, previous_at = own_hash, entry_id, at
+                if expect_head and own_hash == expect_head:
+                    head_seen = True
+        if not head_seen:
+            problems.append({"id": None, "problem": f"the expected head {expect_head} is not in the chain: the log "
+                                                    "was rewritten or cut back since it was taken"})
+        return {"entries": count, "before_chaining": unchained, "ok": not problems, "problems": problems,
+                "head": {"id": previous_id, "hash": previous_hash}}
 
     def audit_entries(self, *, since: str = "", action: str = "", limit: int = 1000) -> list[dict[str, Any]]:
         sql, args = "SELECT id, at, actor, action, target, detail FROM audit_log WHERE at >= ?", [since]

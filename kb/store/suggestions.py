@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from kb.errors import NotFoundError, ValidationError
+from kb.errors import ForbiddenError, NotFoundError, ValidationError
 from kb.models import OUTCOMES
 from kb.store.base import utc_now
 
@@ -79,13 +79,18 @@ class SuggestionsMixin:
         return row
 
     def record_feedback(
-        self, suggestion_id: str, *, outcome: str, used_id: str | None, agent: str
+        self, suggestion_id: str, *, outcome: str, used_id: str | None, agent: str,
+        caller: str | None = None,
     ) -> FeedbackRecord:
         """Record an agent's choice on a suggestion.
 
         One choice per suggestion and agent: the same request again is a no-op
         (status "unchanged"); a different choice replaces the old one (status "changed")
         and both stay in the event history.
+
+        ``caller`` (the signed-in person or the token's name) must be whoever asked for
+        the suggestion: a choice on someone else's suggestion is refused (ForbiddenError).
+        An integration records for the agent it asked for, on the suggestions it asked.
 
         Raises NotFoundError for an unknown suggestion and ValidationError for an outcome
         that does not fit, or a used result that was not shown in that suggestion.
@@ -100,6 +105,8 @@ class SuggestionsMixin:
         now = utc_now()
         with self.write():
             suggestion = self.get_suggestion(suggestion_id)
+            if caller is not None and suggestion["principal"] and suggestion["principal"] != caller:
+                raise ForbiddenError("only whoever asked for this suggestion can record a choice on it")
             used_rank = used_kind = None
             if used_id:
                 shown = {r["id"]: r for r in suggestion["results"]}

@@ -137,6 +137,8 @@ def test_store_copy_moves_a_home_up_whole_and_refuses_a_full_target(tmp_path, pg
         assert store.authenticate_user("ana", "correct horse") is not None
         assert node.session_key() == key  # people signed in before the move stay signed in
         assert node.store().latest_index_version() is not None
+        chain = store.verify_audit_chain()  # the audit chain moves up intact
+        assert chain["ok"] and chain["entries"] >= 1 and chain["before_chaining"] == 0
         assert _ids(node, "vpn keeps disconnecting") == expected  # replica built from stored vectors
         # New rows continue after the copied ids.
         node.upsert_incidents([Incident(id="NEW-1", title="printer on fire", description="smoke from tray",
