@@ -105,8 +105,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("secret_key", "", "Key that signs web session cookies. Empty: one is made once and kept in the "
             "database, so every worker and node accepts the sessions of the others."),
     Setting("redact", "", "Kinds of secrets and personal data replaced by a placeholder before any text is "
-            "stored, embedded or indexed: secret, card, iban, email, phone, ip (comma-separated; "
-            "empty: all of them; none: no redaction).", str),
+            "stored, embedded or indexed: secret, card, iban, email, phone, ip, national_id "
+            "(comma-separated; empty: all of them; none: no redaction).", str),
+    Setting("phone_regions", "", "Regions (two-letter codes, comma-separated) whose national phone numbers "
+            "redaction recognises without a '+' (empty: US,GB,DE,FR,JP; none: international numbers only).",
+            str),
     Setting("top_customer_tiers", "top,platinum,enterprise,premium,vip,strategic",
             "Customer tiers (comma-separated, any letter case) for which triage suggests a priority "
             "one step higher than similar incidents had.", str),
@@ -241,6 +244,16 @@ class Config:
         if not (self.values["oidc_client_id"] and self.values["oidc_client_secret"]):
             raise ConfigError("KB_OIDC_ISSUER is set: KB_OIDC_CLIENT_ID and KB_OIDC_CLIENT_SECRET are needed too")
         self.oidc_role_map()
+
+    @property
+    def phone_regions(self) -> tuple[str, ...]:
+        """The regions KB_PHONE_REGIONS names (kb.redaction). Raises ConfigError for an unknown one."""
+        from kb.redaction import parse_phone_regions
+
+        try:
+            return parse_phone_regions(self.values["phone_regions"])
+        except ValueError as exc:
+            raise ConfigError(f"KB_PHONE_REGIONS: {exc}") from None
 
     @property
     def drafts_path(self) -> Path:

@@ -58,6 +58,13 @@ class Article:
         return asdict(self)
 
 
+# Incident fields that hold free text as a ticket system or a person wrote it: all are
+# redacted before they are stored and searched by erasure (the id, the state, the dates and
+# the yes/no of escalation are checked values).
+INCIDENT_TEXT_FIELDS = ("title", "description", "resolution", "resolution_code", "category", "product",
+                        "assignment_group", "priority", "customer_tier", "article_id")
+
+
 @dataclass
 class Incident:
     id: str

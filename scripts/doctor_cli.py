@@ -17,7 +17,8 @@ from scripts.common import AppContext, echo_json, home_option, pass_app, reports
               help="Scan the raw bytes of the database, its WAL and the index files for unredacted "
                    "secrets and personal data (or for --find TEXT), and finish pending erasures.")
 @click.option("--find", "needle", default="", metavar="TEXT",
-              help="With --privacy: report every file that holds TEXT (any letter case).")
+              help="With --privacy: report every file that holds TEXT (any letter case; full-width and "
+                   "other forms NFKC folds count).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @home_option
 @pass_app

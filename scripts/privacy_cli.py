@@ -105,23 +105,38 @@ def _echo_erasure(report: dict, as_json: bool) -> None:
 @pass_app
 @reports_errors
 def erase(app: AppContext, email: str, yes: bool, as_json: bool) -> None:
-    """Find the incidents that mention a person's e-mail address, and with --yes erase them
-    as `kb incidents delete` does. (With redaction on, new text holds no addresses; this
-    finds what was stored before.)"""
-    from kb.app.privacy import erase_incidents
+    """Find everything stored that holds a person's e-mail address, in any letter case or
+    width (full-width characters included), and with --yes erase it: incidents that mention
+    it in any field (as `kb incidents delete` does), the text of recorded suggest requests,
+    the agent's name on feedback, and drafts. (With redaction on, new text holds no
+    addresses; this finds what was stored before.)"""
+    from kb.app.privacy import erase_person
 
     app.require_home()
     if "@" not in email or len(email) > 320:
         raise KBError(f"{email!r} is not an e-mail address")
-    found = app.service().store().incidents_mentioning(email)
-    if not yes or not found:
+    found = app.service().store().records_mentioning(email)
+    if not yes or not any(found.values()):
         if as_json:
-            echo_json({"email_found_in": found, "erased": []})
+            echo_json({"email_found_in": found["incidents"], "suggestions": found["suggestions"],
+                       "feedback": [list(row) for row in found["feedback"]], "drafts": found["drafts"],
+                       "erased": []})
         else:
-            click.echo(f"{len(found)} incident(s) mention it" + (f": {', '.join(found)}" if found else "")
-                       + ("; run again with --yes to erase them" if found else ""))
+            incidents = found["incidents"]
+            click.echo(f"{len(incidents)} incident(s) mention it" + (f": {', '.join(incidents)}" if incidents else "")
+                       + f"; {len(found['suggestions'])} recorded suggestion(s), {len(found['feedback'])} "
+                       f"feedback row(s), {len(found['drafts'])} draft(s)"
+                       + ("; run again with --yes to erase them" if any(found.values()) else ""))
         return
-    _echo_erasure(erase_incidents(app.service(), found, actor=cli_actor(), wait=True), as_json)
+    report = erase_person(app.service(), email, actor=cli_actor(), wait=True)
+    if as_json:
+        report["found"]["feedback"] = [list(row) for row in report["found"]["feedback"]]
+        echo_json(report)
+        return
+    click.echo(f"Erased {len(report['erased'])} incident(s)" + (f": {', '.join(report['erased'])}" if report["erased"]
+                                                               else "")
+               + f"; {len(report['drafts'])} draft(s), {report['suggestions_blanked']} suggestion text(s), "
+               f"{report['feedback_agents_erased']} feedback agent name(s)")
 
 
 @click.command()

@@ -5,6 +5,7 @@ dashboard. Everything works as plain forms; static/app.js adds search-as-you-typ
 from __future__ import annotations
 
 import math
+import secrets
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -21,7 +22,7 @@ from flask import (
 )
 
 from kb.articles import parse_article_text, render_markdown
-from kb.authoring import slugify, write_new_article
+from kb.authoring import write_new_article
 from kb.drafts import draft_from_text
 from kb.errors import ConflictError, KBError, NotFoundError, ValidationError
 from kb.models import MANAGERS, PEOPLE, SEARCHABLE_ARTICLE_STATES, Article
@@ -286,7 +287,8 @@ def _shown_suggestion(sid: str, principal):
     ids = {r["id"] for r in shown["results"]}
     again.results = [r for r in again.results if r.id in ids]
     again.id = sid
-    mine = [f for f in store().feedback_for(sid) if f["agent"] == principal.name]
+    agent = store().redactor.redact(principal.name)  # as record_feedback stored it
+    mine = [f for f in store().feedback_for(sid) if f["agent"] == agent]
     return form, again, (mine[0] if mine else None)
 
 
@@ -372,18 +374,17 @@ def _audit_read(principal, kind: str, doc_id: str) -> None:
 # Knowledge-centred support: whoever meets a gap captures it. Agents may start a draft;
 # it is stored as status `draft`, which only knowledge managers and admins see or search.
 
-def draft_title(form: dict[str, str]) -> str:
-    return form["title"].strip() or " ".join(form["description"].split())[:80]
-
-
 def write_draft(folder: Path, form: dict[str, str], *, owner: str, taken) -> Article:
-    """Write a new draft file ``<slug>.md`` into ``folder`` (never over another file,
+    """Write a new draft file ``<id>.md`` into ``folder`` (never over another file,
     never outside the folder) and return the article as `kb import articles` reads it.
-    ``taken(id)`` says whether the store already has an article with that id."""
+    ``taken(id)`` says whether the store already has an article with that id.
+
+    The id is opaque (``draft-`` and random hex), not made from the typed title: an id is
+    written where erasure cannot take it back (the index log other workers follow, the
+    audit log), and a typed title can hold a name."""
     folder = folder.resolve()
-    base = slugify(draft_title(form), 60) or "draft"
-    for n in range(1, 100):
-        article_id = base if n == 1 else f"{base}-{n}"
+    for _ in range(100):
+        article_id = f"draft-{secrets.token_hex(6)}"
         if (folder / f"{article_id}.md").resolve().parent != folder:
             raise ValidationError("the draft's file name would leave the articles folder")
         if taken(article_id):
@@ -399,7 +400,7 @@ def write_draft(folder: Path, form: dict[str, str], *, owner: str, taken) -> Art
         article = parse_article_text(text, source=str(path)).article
         article.path = str(path)
         return article
-    raise ConflictError("too many drafts with this title; change the title a little")
+    raise ConflictError("no free draft id; try again")
 
 
 @bp.post("/drafts")
@@ -415,7 +416,8 @@ def start_draft():
         return redirect(back)
     config = current_app.config["KB_CONFIG"]
     kb = store()
-    form = dict(form, title=kb.redactor.redact(form["title"]), description=kb.redactor.redact(form["description"]))
+    form = dict(form, **{name: kb.redactor.redact(form[name]) for name in ("title", "description", "product",
+                                                                             "incident_id")})
     since = (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     limit_reached = (f"You have started {config.drafts_per_person_per_day} drafts in the last 24 hours; "
                      "a knowledge manager will work through them first.")

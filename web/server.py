@@ -48,6 +48,7 @@ class KnowledgeServer(BaseApplication):
         def post_worker_init(worker):
             app = worker.wsgi
             service = app.extensions["kb_service"]
+            service.redactor.load()
             try:
                 with app.app_context():
                     service.suggester().ensure_state(service.store())

@@ -19,9 +19,10 @@ from kb.app.service import Service
 from kb.articles import parse_article_text
 from kb.authoring import write_file_atomically
 from kb.importers import read_incident_file
-from kb.redaction import DEFAULT_KINDS, Redactor
+from kb.models import INCIDENT_TEXT_FIELDS
+from kb.redaction import DEFAULT_KINDS, DEFAULT_PHONE_REGIONS, Redactor, normalise_raw
 
-REDACTED_FIELDS = ("title", "description", "resolution")
+REDACTED_FIELDS = INCIDENT_TEXT_FIELDS
 # Files a scan reads: the database and its journals, the index versions, drafts. The
 # exported model under models/ holds no incident text and is large.
 SCAN_SKIP = ("models",)
@@ -40,13 +41,14 @@ def mask(text: str) -> str:
 # --- before importing --------------------------------------------------------------------
 
 def check_export(path: str | Path, *, fmt: str, overrides: dict[str, str] | None, redactor: Redactor) -> dict[str, Any]:
-    """What redaction would replace in an export, record by record: kinds and places, with
-    the findings masked. Raises RecordError for a file that cannot be read."""
+    """What redaction would replace in an export, record by record: kinds and places (an
+    offset into the field's normalised text, as it would be stored), with the findings
+    masked. Raises RecordError for a file that cannot be read."""
     records = read_incident_file(path, fmt=fmt, overrides=overrides)
     findings, kinds = [], Counter()
     for incident in records:
         for name in REDACTED_FIELDS:
-            for finding in redactor.findings(getattr(incident, name)):
+            for finding in redactor.normalised_findings(getattr(incident, name)):
                 kinds[finding.kind] += 1
                 findings.append({"id": incident.id, "field": name, "kind": finding.kind,
                                  "at": finding.start, "looks_like": mask(finding.text)})
@@ -177,6 +179,39 @@ def finish_erasures(service: Service) -> dict[str, Any]:
     return {"finished": [e["id"] for e in pending], **cleanup}
 
 
+def erase_person(service: Service, needle: str, *, actor: str, wait: bool = True) -> dict[str, Any]:
+    """Erase everything that holds ``needle`` (an e-mail address): the incidents that
+    mention it in any free-text field (as erase_incidents does), the typed text of
+    recorded suggestions, the agent's name on feedback, and draft articles. Compared
+    normalised and in any letter case. While another indexer holds the index lock, the
+    rows go at once and the rest waits for it (``wait``) or finishes in the background.
+    Returns what was found and erased."""
+    store = service.store()
+    found = store.records_mentioning(needle)
+    report: dict[str, Any] = {"found": found, "erased": [], "drafts": [], "suggestions_blanked": 0,
+                              "feedback_agents_erased": 0, "missing": []}
+    if found["incidents"]:
+        incidents = erase_incidents(service, found["incidents"], actor=actor, wait=wait)
+        report.update(erased=incidents["erased"], drafts=list(incidents["drafts"]),
+                      suggestions_blanked=incidents["suggestions_blanked"], incident_erasure=incidents)
+        found = store.records_mentioning(needle)  # what the incidents' erasure did not take
+    if found["suggestions"] or found["feedback"] or found["drafts"]:
+        rest = store.erase_records(suggestions=found["suggestions"], feedback=found["feedback"],
+                                   drafts=found["drafts"], actor=actor)
+        for path in rest.pop("draft_paths"):
+            if Path(path).is_file():
+                Path(path).unlink()
+        report["drafts"] += rest["drafts"]
+        report["suggestions_blanked"] += rest["suggestions_blanked"]
+        report["feedback_agents_erased"] = rest["feedback_agents_erased"]
+        try:
+            report.update(finish_erasures_waiting(service) if wait else finish_erasures(service))
+        except BlockingIOError:
+            finish_erasures_in_background(service)
+            report.update(finished=[], state="finishing")
+    return report
+
+
 # --- proof ---------------------------------------------------------------------------------
 
 @dataclass
@@ -199,12 +234,15 @@ def scan_home(home: Path, *, needle: str = "", redactor: Redactor | None = None,
               pending_erasures: list[dict] | None = None) -> ScanReport:
     """Read the raw bytes of every file under the data home (the database, its WAL and
     shared-memory files, index versions, drafts; not the exported model) and report where
-    ``needle`` occurs (as UTF-8, in any letter case) or, without a needle, where the
-    redactor still finds something (its structural detectors: raw database bytes have no
-    field boundaries for the high-entropy rule to read)."""
+    ``needle`` occurs (as UTF-8, in any letter case, also in full-width or other forms NFKC
+    folds) or, without a needle, where the redactor still finds something in the bytes
+    read as normalised text (its structural detectors: raw database bytes have no field
+    boundaries for the high-entropy rule to read)."""
     report = ScanReport(pending_erasures=list(pending_erasures or []))
     wanted = needle.encode("utf-8").lower() if needle else b""
-    redactor = Redactor(redactor.kinds if redactor else DEFAULT_KINDS, context=False)
+    folded_needle = normalise_raw(needle).casefold()
+    redactor = Redactor(redactor.kinds if redactor else DEFAULT_KINDS, context=False,
+                        phone_regions=redactor.phone_regions if redactor else DEFAULT_PHONE_REGIONS)
     for path in sorted(Path(home).rglob("*")):
         relative = path.relative_to(home)
         if not path.is_file() or relative.parts[0] in SCAN_SKIP:
@@ -213,14 +251,29 @@ def scan_home(home: Path, *, needle: str = "", redactor: Redactor | None = None,
         data = path.read_bytes()
         report.bytes += len(data)
         if wanted:
-            hits = data.lower().count(wanted)
+            hits = data.lower().count(wanted) or _folded_hits(data, folded_needle)
             if hits:
                 report.needle_hits[str(relative)] = hits
             continue
         kinds: Counter = Counter()
         for start in range(0, len(data), SCAN_CHUNK):
-            text = data[start:start + SCAN_CHUNK + 256].decode("utf-8", errors="replace")
+            text = normalise_raw(data[start:start + SCAN_CHUNK + 256].decode("utf-8", errors="replace"))
             kinds.update(f.kind for f in redactor.findings(text))
         if kinds:
             report.findings[str(relative)] = dict(sorted(kinds.items()))
     return report
+
+
+def _folded_hits(data: bytes, folded_needle: str) -> int:
+    """Occurrences of the needle in the bytes read as text, normalised and case-folded
+    (a full-width or differently cased spelling the byte comparison misses)."""
+    if not folded_needle or not data:
+        return 0
+    overlap = 4 * len(folded_needle.encode("utf-8")) * 4
+    hits = 0
+    for start in range(0, len(data), SCAN_CHUNK):
+        window = normalise_raw(data[start:start + SCAN_CHUNK + overlap].decode("utf-8", errors="replace")).casefold()
+        tail = normalise_raw(data[start + SCAN_CHUNK:start + SCAN_CHUNK + overlap].decode(
+            "utf-8", errors="replace")).casefold()
+        hits += window.count(folded_needle) - tail.count(folded_needle)  # the tail is the next window's
+    return max(hits, 0)

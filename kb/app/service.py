@@ -40,7 +40,7 @@ class Service:
         self._suggester: ResolutionSuggester | None = None
         self._lock = threading.Lock()
         self._stores: list[Store] = []
-        self.redactor = Redactor(config.redact_kinds)
+        self.redactor = Redactor(config.redact_kinds, phone_regions=config.phone_regions)
         # On a shared database this node builds its own index versions from the stored vectors.
         self.follower = (ReplicaFollower(self.index_root, self.new_store, lambda: self.embedder().dimension,
                                          config.forced_index_kind) if config.database_url else None)

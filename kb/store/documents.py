@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kb.errors import NotFoundError
-from kb.models import Article, Incident
+from kb.models import INCIDENT_TEXT_FIELDS, Article, Incident
 from kb.store.base import utc_now
 
 _BATCH = 500
@@ -66,12 +66,12 @@ class DocumentsMixin:
     # --- incidents -------------------------------------------------------------------
 
     def redacted_incident(self, incident: Incident) -> Incident:
-        """The incident with its free text passed through the store's redactor."""
+        """The incident with every free-text field (INCIDENT_TEXT_FIELDS) normalised and
+        passed through the store's redactor."""
         redact = self.redactor.redact
         if not self.redactor.enabled:
             return incident
-        return replace(incident, title=redact(incident.title), description=redact(incident.description),
-                       resolution=redact(incident.resolution))
+        return replace(incident, **{name: redact(getattr(incident, name)) for name in INCIDENT_TEXT_FIELDS})
 
     def upsert_incidents(self, incidents: Sequence[Incident], source: str = "") -> UpsertCounts:
         """Insert or update incidents in one transaction (their text redacted first, see

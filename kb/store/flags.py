@@ -22,6 +22,7 @@ class FlagsMixin:
         if kind not in FLAG_KINDS:
             raise ValidationError(f"unknown flag {kind!r}; choose one of {', '.join(FLAG_KINDS)}")
         note = self.redactor.redact(note.strip()[:MAX_FLAG_NOTE_CHARS])
+        agent = self.redactor.redact(agent or "anonymous")  # an integration names the agent freely
         with self.write():
             if self.db.execute("SELECT 1 FROM articles WHERE id = ?", [article_id]).fetchone() is None:
                 raise NotFoundError(f"no article with id {article_id!r}")

@@ -30,7 +30,8 @@ _PAGE = 20_000
 # Tables whose text an erasure deletes: compact() rewrites them (VACUUM FULL) so that
 # no dead row version keeps the erased text in the server's files.
 ERASURE_TABLES = ("incidents", "chunks", "vectors", "suggestions", "articles", "article_versions",
-                  "indexed_docs", "index_log", "article_flags")
+                  "indexed_docs", "index_log", "feedback", "feedback_events",
+                  "article_flags")
 # Every other table, with why an erasure leaves its files as they are (a test checks that
 # each table of the schema is in one list or the other, so a new table gets a decision).
 KEEPS_NO_ERASED_TEXT = {
@@ -38,8 +39,6 @@ KEEPS_NO_ERASED_TEXT = {
     "api_tokens": "token names and hashes",
     "audit_log": "append-only; entries name records by id, never by their text",
     "erasures": "ids of erased records",
-    "feedback": "choices by result id",
-    "feedback_events": "choices by result id",
     "index_versions": "index version numbers",
     "ranking_profiles": "fitted numbers, refitted without the erased incident at once",
     "settings": "service settings",

@@ -4,15 +4,34 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
 from kb.errors import NotFoundError
-from kb.models import Incident
+from kb.models import INCIDENT_TEXT_FIELDS, Incident
 from kb.store.base import utc_now
+from kb.store.suggestions import redacted_filters
+from kb.text import normalise_text
 
 ERASED = "[erased]"
+# What erasure leaves of a recorded suggestion: no text the agent typed, nor what was
+# predicted from it (the results shown stay: they are ids of documents).
+BLANKED_SUGGESTION = "query = ?, title = '', predicted_group = '', filters = '{}'"
+
+
+def folded(text: str | None) -> str:
+    """Text as erasure compares it: normalised (NFKC) and case-folded."""
+    return normalise_text(text or "").casefold()
+
+
+def _filter_text(filters: str | None) -> str:
+    try:
+        values = json.loads(filters or "{}")
+    except ValueError:
+        return filters or ""
+    return " ".join(str(v) for v in values.values()) if isinstance(values, dict) else str(values)
 
 
 # Entries are written in turn, but on a shared database by several machines whose clocks
@@ -133,19 +152,11 @@ class PrivacyMixin:
                 self._remove_chunks("incident", doc_id, now)
                 self.db.execute("DELETE FROM indexed_docs WHERE doc_kind = 'incident' AND doc_id = ?", [doc_id])
                 self.db.execute("DELETE FROM incidents WHERE id = ?", [doc_id])
-            draft_paths = [row[0] for article_id in drafts for row in self.db.execute(
-                "SELECT path FROM articles WHERE id = ? AND path != ''", [article_id]).fetchall()]
-            for article_id in drafts:
-                hashes |= self._chunk_hashes("article", article_id)
-                self._remove_chunks("article", article_id, now)
-                self.db.execute("DELETE FROM indexed_docs WHERE doc_kind = 'article' AND doc_id = ?", [article_id])
-                self.db.execute("DELETE FROM article_versions WHERE article_id = ?", [article_id])
-                self.db.execute("DELETE FROM article_flags WHERE article_id = ?", [article_id])
-                self.db.execute("DELETE FROM articles WHERE id = ?", [article_id])
+            draft_paths = self._remove_drafts(drafts, now, hashes)
             vectors = self._drop_unused_vectors(hashes)
             marks = ",".join("?" * len(found))
             suggestions = self.db.execute(
-                f"UPDATE suggestions SET query = ?, title = '' WHERE incident_ref IN ({marks})", [ERASED, *found]
+                f"UPDATE suggestions SET {BLANKED_SUGGESTION} WHERE incident_ref IN ({marks})", [ERASED, *found]
             ).rowcount
             erasure_id = self.db.execute(
                 "INSERT INTO erasures (started_at, actor, doc_ids, state, finished_at) "
@@ -159,6 +170,20 @@ class PrivacyMixin:
         return {"erasure": erasure_id, "erased": found, "missing": missing, "drafts": drafts,
                 "draft_paths": draft_paths,
                 "suggestions_blanked": suggestions, "vectors_removed": vectors}
+
+    def _remove_drafts(self, drafts: Sequence[str], now: str, hashes: set[str]) -> list[str]:
+        """Delete draft articles with their chunks and versions; adds their chunks' text
+        hashes to ``hashes`` and returns the paths of their files."""
+        paths = [row[0] for article_id in drafts for row in self.db.execute(
+            "SELECT path FROM articles WHERE id = ? AND path != ''", [article_id]).fetchall()]
+        for article_id in drafts:
+            hashes |= self._chunk_hashes("article", article_id)
+            self._remove_chunks("article", article_id, now)
+            self.db.execute("DELETE FROM indexed_docs WHERE doc_kind = 'article' AND doc_id = ?", [article_id])
+            self.db.execute("DELETE FROM article_versions WHERE article_id = ?", [article_id])
+            self.db.execute("DELETE FROM article_flags WHERE article_id = ?", [article_id])
+            self.db.execute("DELETE FROM articles WHERE id = ?", [article_id])
+        return paths
 
     def _chunk_hashes(self, kind: str, doc_id: str) -> set[str]:
         rows = self.db.execute("SELECT text_hash FROM chunks WHERE doc_kind = ? AND doc_id = ?", [kind, doc_id])
@@ -193,14 +218,72 @@ class PrivacyMixin:
                             [utc_now(), erasure_id])
 
     def incidents_mentioning(self, needle: str) -> list[str]:
-        """Ids of incidents whose stored text holds ``needle`` (case-insensitive)."""
-        needle = needle.lower()
-        pattern = "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        rows = self.db.execute(
-            "SELECT id FROM incidents WHERE lower(title) LIKE ? ESCAPE '\\' OR lower(description) LIKE ? "
-            "ESCAPE '\\' OR lower(resolution) LIKE ? ESCAPE '\\' ORDER BY id", [pattern, pattern, pattern]
-        )
-        return [row[0] for row in rows.fetchall()]
+        """Ids of incidents whose stored text holds ``needle``, in any of their free-text
+        fields (INCIDENT_TEXT_FIELDS), compared normalised (NFKC) and in any letter case:
+        "X@Example.COM" and a full-width "ｘ＠ｅｘａｍｐｌｅ．ｃｏｍ" both hold x@example.com."""
+        wanted = folded(needle)
+        columns = ", ".join(INCIDENT_TEXT_FIELDS)
+        rows = self.db.execute(f"SELECT id, {columns} FROM incidents ORDER BY id")
+        return [row[0] for row in rows.fetchall() if wanted and any(wanted in folded(v) for v in row[1:])]
+
+    def records_mentioning(self, needle: str) -> dict[str, Any]:
+        """Everything stored that holds ``needle`` (compared as incidents_mentioning does):
+        incident ids; ids of recorded suggestions whose query, title, incident id, filters
+        or predicted group hold it; feedback rows whose agent holds it, as (suggestion id,
+        agent); ids of draft articles whose title, text, product or id hold it."""
+        wanted = folded(needle)
+        if not wanted:
+            return {"incidents": [], "suggestions": [], "feedback": [], "drafts": []}
+        suggestions = [row[0] for row in self.db.execute(
+            "SELECT id, query, title, incident_ref, filters, predicted_group FROM suggestions ORDER BY id").fetchall()
+            if any(wanted in folded(v) for v in (*row[1:4], _filter_text(row[4]), row[5]))]
+        feedback = [(row[0], row[1]) for row in self.db.execute(
+            "SELECT DISTINCT suggestion_id, agent FROM feedback_events UNION "
+            "SELECT suggestion_id, agent FROM feedback ORDER BY 1, 2").fetchall() if wanted in folded(row[1])]
+        drafts = [row[0] for row in self.db.execute(
+            "SELECT id, title, body, product FROM articles WHERE status = 'draft' ORDER BY id").fetchall()
+            if any(wanted in folded(v) for v in row)]
+        return {"incidents": self.incidents_mentioning(needle), "suggestions": suggestions,
+                "feedback": feedback, "drafts": drafts}
+
+    def erase_records(self, *, suggestions: Sequence[str] = (), feedback: Sequence[tuple[str, str]] = (),
+                      drafts: Sequence[str] = (), actor: str) -> dict[str, Any]:
+        """Erase what records_mentioning found outside incidents, in one transaction: the
+        suggestions' typed text is blanked (as incident erasure blanks it, and the incident
+        id they named too), the feedback
+        rows' agent becomes "[erased]" and a random tag (one row per suggestion and agent),
+        the drafts are deleted. Leaves a "pending" erasure, finished as incident erasures
+        are (index without the drafts, database compacted); the audit log names counts and
+        opaque ids only."""
+        now = utc_now()
+        with self.write():
+            blanked = sum(self.db.execute(f"UPDATE suggestions SET {BLANKED_SUGGESTION}, incident_ref = '' WHERE id = ?",
+                                          [ERASED, sid]).rowcount for sid in suggestions)
+            renamed = 0
+            for suggestion_id, agent in feedback:
+                alias = f"{ERASED} {secrets.token_hex(4)}"
+                renamed += self.db.execute("UPDATE feedback SET agent = ? WHERE suggestion_id = ? AND agent = ?",
+                                           [alias, suggestion_id, agent]).rowcount
+                self.db.execute("UPDATE feedback_events SET agent = ? WHERE suggestion_id = ? AND agent = ?",
+                                [alias, suggestion_id, agent])
+            hashes: set[str] = set()
+            drafts = [d for d in drafts if self.db.execute("SELECT 1 FROM articles WHERE id = ?", [d]).fetchone()]
+            draft_paths = self._remove_drafts(drafts, now, hashes)
+            vectors = self._drop_unused_vectors(hashes)
+            erased = ([f"article:{d}" for d in drafts] + [f"suggestion:{sid}" for sid in suggestions]
+                      + [f"feedback:{sid}" for sid, _ in feedback])
+            erasure_id = None
+            if erased:  # the index and the freed pages still hold the text until it is finished
+                erasure_id = self.db.execute(
+                    "INSERT INTO erasures (started_at, actor, doc_ids, state, finished_at) "
+                    "VALUES (?, ?, ?, 'pending', '') RETURNING id",
+                    [now, actor, json.dumps(erased)],
+                ).fetchone()[0]
+                self.audit(actor, "erase", ",".join(drafts),
+                           f"erasure {erasure_id}: {len(drafts)} draft(s), {blanked} suggestion text(s), "
+                           f"{renamed} feedback agent(s), {vectors} cached vector(s)")
+        return {"erasure": erasure_id, "drafts": drafts, "draft_paths": draft_paths,
+                "suggestions_blanked": blanked, "feedback_agents_erased": renamed, "vectors_removed": vectors}
 
     def compact(self) -> None:
         """Make deleted text unrecoverable from the files: merge the full-text index's
@@ -218,17 +301,47 @@ class PrivacyMixin:
             yield list(self.iter_incidents(ids[start:start + size]))
 
     def redact_stored_suggestions(self) -> int:
-        """Pass recorded queries through the redactor; returns how many changed."""
+        """Pass recorded queries through the redactor (query, title, incident id, filters,
+        predicted group), and the agents named in feedback; returns how many suggestions
+        changed."""
+        redact = self.redactor.redact
         changed = 0
         with self.write():
-            rows = self.db.execute("SELECT id, query, title FROM suggestions").fetchall()
-            for sid, query, title in rows:
-                new_query, new_title = self.redactor.redact(query or ""), self.redactor.redact(title or "")
-                if new_query != (query or "") or new_title != (title or ""):
-                    self.db.execute("UPDATE suggestions SET query = ?, title = ? WHERE id = ?",
-                                    [new_query, new_title, sid])
+            rows = self.db.execute(
+                "SELECT id, query, title, incident_ref, filters, predicted_group FROM suggestions").fetchall()
+            for sid, query, title, ref, filters, group in rows:
+                old = (query or "", title or "", ref or "", filters or "{}", group or "")
+                new = (redact(old[0]), redact(old[1]), redact(old[2]),
+                       json.dumps(redacted_filters(json.loads(old[3]), redact)), redact(old[4]))
+                if new[3] == json.dumps(json.loads(old[3])):
+                    new = (*new[:3], old[3], new[4])  # the same filters, spelled as stored
+                if new != old:
+                    self.db.execute("UPDATE suggestions SET query = ?, title = ?, incident_ref = ?, filters = ?, "
+                                    "predicted_group = ? WHERE id = ?", [*new, sid])
                     changed += 1
+            for table in ("feedback", "feedback_events"):
+                for (agent,) in self.db.execute(f"SELECT DISTINCT agent FROM {table}").fetchall():
+                    if redact(agent or "") != (agent or ""):
+                        self._rename_agent(table, agent, redact(agent))
         return changed
+
+    def _rename_agent(self, table: str, agent: str, new: str) -> None:
+        """Rename an agent in feedback rows; where the new name is already that of another
+        row of the same suggestion (two addresses both became "[email]"), keep the newer."""
+        if table == "feedback_events":
+            self.db.execute("UPDATE feedback_events SET agent = ? WHERE agent = ?", [new, agent])
+            return
+        for (sid,) in self.db.execute("SELECT suggestion_id FROM feedback WHERE agent = ?", [agent]).fetchall():
+            clash = self.db.execute("SELECT updated_at FROM feedback WHERE suggestion_id = ? AND agent = ?",
+                                    [sid, new]).fetchone()
+            mine = self.db.execute("SELECT updated_at FROM feedback WHERE suggestion_id = ? AND agent = ?",
+                                   [sid, agent]).fetchone()
+            if clash and clash[0] >= mine[0]:
+                self.db.execute("DELETE FROM feedback WHERE suggestion_id = ? AND agent = ?", [sid, agent])
+                continue
+            if clash:
+                self.db.execute("DELETE FROM feedback WHERE suggestion_id = ? AND agent = ?", [sid, new])
+            self.db.execute("UPDATE feedback SET agent = ? WHERE suggestion_id = ? AND agent = ?", [new, sid, agent])
 
     def keep_latest_article_version(self, article_id: str) -> int:
         """Drop an article's older stored versions (they hold text since redacted)."""

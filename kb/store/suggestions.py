@@ -31,6 +31,11 @@ class FeedbackRecord:
         }
 
 
+def redacted_filters(filters: dict[str, Any] | None, redact) -> dict[str, Any]:
+    """Filters as recorded: their string values passed through ``redact``."""
+    return {key: redact(value) if isinstance(value, str) else value for key, value in (filters or {}).items()}
+
+
 def new_suggestion_id() -> str:
     return "sg_" + secrets.token_urlsafe(12)
 
@@ -53,14 +58,16 @@ class SuggestionsMixin:
         title: str = "",
         predicted_group: str = "",
     ) -> str:
-        """Store what was asked and what was shown; returns the suggestion id."""
+        """Store what was asked and what was shown; returns the suggestion id. Every text the
+        caller typed (query, title, the incident id, the filters) is redacted first."""
         suggestion_id = suggestion_id or new_suggestion_id()
+        redact = self.redactor.redact
         with self.write():
             self.db["suggestions"].insert(
                 {
-                    "id": suggestion_id, "created_at": utc_now(), "query": self.redactor.redact(query),
-                    "title": self.redactor.redact(title), "predicted_group": predicted_group,
-                    "incident_ref": incident_ref or "", "filters": json.dumps(filters or {}),
+                    "id": suggestion_id, "created_at": utc_now(), "query": redact(query),
+                    "title": redact(title), "predicted_group": redact(predicted_group),
+                    "incident_ref": redact(incident_ref or ""), "filters": json.dumps(redacted_filters(filters, redact)),
                     "k": k, "no_good_match": int(no_good_match), "confidence": confidence,
                     "results": json.dumps(results), "principal": principal,
                     "model_id": model_id, "latency_ms": latency_ms,
@@ -101,7 +108,7 @@ class SuggestionsMixin:
             raise ValidationError("outcome 'used' needs the id of the result that was used")
         if outcome == "none_helped" and used_id:
             raise ValidationError("outcome 'none_helped' cannot name a used result")
-        agent = agent or "anonymous"
+        agent = self.redactor.redact(agent or "anonymous")  # an integration names the agent freely
         now = utc_now()
         with self.write():
             suggestion = self.get_suggestion(suggestion_id)

@@ -278,6 +278,8 @@ def test_flag_notes_are_redacted(indexed):
     store.flag_article("mail-quota", "wrong", "mail a.b@example.com, password: hunter22", agent="ana")
     note = store.article_flags("mail-quota")[0]["note"]
     assert "a.b@example.com" not in note and "hunter22" not in note
+    store.flag_article("mail-quota", "wrong", "", agent="jo@example.com")
+    assert "jo@example.com" not in {f["agent"] for f in store.article_flags("mail-quota")}
 
 
 def test_the_api_flags_an_article_for_an_agent(indexed, client, auth):

@@ -131,13 +131,16 @@ def test_agent_starts_a_draft_from_typed_text(client, people, indexed, app, tmp_
     assert response.status_code == 302 and response.headers["Location"] == "/?sid=sg_abc"
     again = client.post("/drafts", data=form)  # a second draft never overwrites the first
     assert again.status_code == 302
-    assert sorted(p.name for p in folder.iterdir()) == ["coffee-machine-2.md", "coffee-machine.md"]
-    text = (folder / "coffee-machine.md").read_text()
+    names = sorted(p.name for p in folder.iterdir())
+    # Opaque ids, not the typed title: an id stays in the index and audit logs.
+    assert len(names) == 2 and all(re.fullmatch(r"draft-[0-9a-f]{12}\.md", name) for name in names), names
+    text = (folder / names[0]).read_text()
     assert "status: draft" in text and "owner: ana" in text and "incident INC-9" in text
+    assert "title: Coffee machine" in text
     assert "> it leaks" in text and "\n## Cause\n<b>" not in text  # typed text stays plain
-    article = indexed.store().get_article("coffee-machine")
-    assert article.status == "draft" and article.product == "Kitchen"
-    assert client.get("/articles/coffee-machine").status_code == 404  # agents never see drafts
+    article = indexed.store().get_article(names[0].removesuffix(".md"))
+    assert article.status == "draft" and article.product == "Kitchen" and article.title == "Coffee machine"
+    assert client.get(f"/articles/{article.id}").status_code == 404  # agents never see drafts
 
 
 def test_a_draft_whose_product_holds_a_front_matter_fence_is_still_created(client, people, indexed, app, tmp_path):
@@ -157,9 +160,9 @@ def test_manager_draft_opens_for_editing(client, people, app, tmp_path):
     app.config["KB_CONFIG"] = app.config["KB_CONFIG"].with_overrides(drafts_dir=str(tmp_path / "d"))
     sign_in(client, "kim", "manager-password")
     response = client.post("/drafts", data=draft_form(client, title="../../etc/passwd"))
-    assert response.headers["Location"] == "/articles/etc-passwd"
-    assert (tmp_path / "d" / "etc-passwd.md").is_file()
-    assert "This is a draft" in client.get("/articles/etc-passwd").get_data(as_text=True)
+    [path] = (tmp_path / "d").iterdir()  # the title never names the file
+    assert response.headers["Location"] == f"/articles/{path.stem}"
+    assert "This is a draft" in client.get(f"/articles/{path.stem}").get_data(as_text=True)
 
 
 def test_empty_draft_is_refused_with_guidance(client, people, app, tmp_path):
@@ -287,16 +290,17 @@ def test_sign_in_lockout_expires_and_a_success_clears_the_name(people):
     assert people.sign_in_lockout(keys, limit=5, window=300, now=1010.0) == 0
 
 
-def test_drafts_go_to_the_data_home_with_readable_names_and_a_daily_limit(client, people, app, config):
+def test_drafts_go_to_the_data_home_with_opaque_names_and_a_daily_limit(client, people, app, config):
     app.config["KB_CONFIG"] = app.config["KB_CONFIG"].with_overrides(drafts_per_person_per_day=2)
     sign_in(client)
     assert client.post("/drafts", data=draft_form(client, title="Принтер не печатает")).status_code == 302
     assert client.post("/drafts", data=draft_form(client, title="Coffee machine")).status_code == 302
     folder = config.home_path / "drafts"
-    assert sorted(p.name for p in folder.iterdir()) == ["coffee-machine.md", "принтер-не-печатает.md"]
+    titles = sorted(re.search(r"^title: (.*)$", p.read_text(encoding="utf-8"), re.M).group(1) for p in folder.iterdir())
+    assert titles == ["Coffee machine", "Принтер не печатает"]
     third = client.post("/drafts", data=draft_form(client, title="Kettle"), follow_redirects=True)
     assert "in the last 24 hours" in third.get_data(as_text=True)
-    assert not (folder / "kettle.md").exists()
+    assert len(list(folder.iterdir())) == 2
 
 
 def _signed_in_cookie(client):

@@ -33,6 +33,8 @@ UNITS = (
     "a", "1", "A", "é", " ", "a-", "a.", "a_", "1.", "1-", "1 ", "a@", "a:", "a/", ":", "::",
     "aA1", "a1-", "0x", "-", ".", "password=", "key ", "ab:", "[a", "eyJ", "+1 ", "(",
     "a:/", "a@a.", "---", "Caused by: ", "error ", "x\n",
+    "a_", "A_", "a_password=", "mot de ", "xoxb-1-", "://", "1 1", "1-1", "(1) ", "1.1.", "00 ", "de89 ",
+    "ü@ü.", "AccountKey=", "ghp_", "sk_live_", "-----BEGIN PRIVATE KEY-----", "0000 ", "0171 2345678 ", "(0) ",
 )
 
 
@@ -42,6 +44,11 @@ def _patterns():
         for attr, value in vars(module).items():
             if isinstance(value, re.Pattern):
                 yield pytest.param(value, id=f"{name}.{attr}")
+    # Patterns the redactor takes from the libraries it builds on (detect-secrets).
+    from kb.redaction import library_patterns
+
+    for number, value in enumerate(library_patterns()):
+        yield pytest.param(value, id=f"kb.redaction.library_patterns[{number}]")
 
 
 def _adversarial():

@@ -1,5 +1,6 @@
-"""The redactor on its own: each detector's precision and recall on a labelled sample,
-ordinary incident text kept, checksums, settings."""
+"""The redactor on its own: each detector's precision and recall on a labelled sample and
+on a recall set of every format it must catch (each also in full-width forms), ordinary
+incident text kept, checksums, settings."""
 
 from __future__ import annotations
 
@@ -10,23 +11,35 @@ from collections import Counter
 import pytest
 
 from kb.importers import read_incident_file, sample_incidents_path
-from kb.redaction import KINDS, Redactor, iban_ok, luhn_ok, parse_kinds
+from kb.redaction import (
+    DEFAULT_PHONE_REGIONS,
+    KINDS,
+    Redactor,
+    iban_ok,
+    luhn_ok,
+    parse_kinds,
+    parse_phone_regions,
+)
+from kb.text import normalise_text
 from tests.conftest import DATA, REPO
 
 LABELLED = DATA / "redaction" / "labelled.jsonl"
+# One case per format the redactor must catch, each also with the value and with the whole
+# text in full-width characters.
+FORMATS = DATA / "redaction" / "formats.jsonl"
 BANKING = REPO.parent / "shared" / "data" / "banking77"
 
 
-def labelled():
-    return [json.loads(line) for line in LABELLED.read_text().splitlines() if line.strip()]
+def labelled(path=LABELLED):
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def detector_scores() -> dict[str, dict[str, float]]:
+def detector_scores(cases=None) -> dict[str, dict[str, float]]:
     redactor = Redactor()
     tp, fp, fn = Counter(), Counter(), Counter()
-    for case in labelled():
-        expected = Counter((kind, value) for kind, value in case["expect"])
-        found = Counter((f.kind, f.text) for f in redactor.findings(case["text"]))
+    for case in labelled() if cases is None else cases:
+        expected = Counter((kind, normalise_text(value)) for kind, value in case["expect"])
+        found = Counter((f.kind, f.text) for f in redactor.normalised_findings(case["text"]))
         for key in found | expected:
             hit = min(found[key], expected[key])
             tp[key[0]] += hit
@@ -41,6 +54,29 @@ def test_each_detector_is_precise_and_finds_what_it_should():
     for kind, score in scores.items():
         assert score["tp"] > 0, kind  # the sample exercises every kind
         assert score["precision"] >= 0.9 and score["recall"] >= 0.9, (kind, score)
+
+
+@pytest.mark.parametrize("case", labelled(FORMATS), ids=lambda case: case["format"])
+def test_every_format_is_caught_in_every_width(case):
+    redacted = Redactor().redact(case["text"])
+    for kind, value in case["expect"]:
+        assert normalise_text(value) not in redacted and value not in redacted, redacted
+        assert f"[{kind}]" in redacted, redacted
+
+
+def test_recall_set_covers_every_kind_and_is_found_exactly():
+    scores = detector_scores(labelled(FORMATS))
+    for kind, score in scores.items():
+        assert score["tp"] > 0, kind
+        assert score["fn"] == 0 and score["fp"] == 0, (kind, score)
+
+
+def test_full_width_text_is_normalised_before_it_is_redacted():
+    text = "card ４５３９ １４８８ ０３４３ ６４６７ mail ｆｗ．ｔｅｓｔ＠ｅｘａｍｐｌｅ．ｃｏｍ"
+    assert Redactor().redact(text) == "card [card] mail [email]"
+    # Text with nothing to redact is still stored as it is indexed: normalised.
+    assert Redactor().redact("ＶＰＮ drops") == "VPN drops"
+    assert Redactor(()).redact("ＶＰＮ drops") == "ＶＰＮ drops"
 
 
 def test_redacted_text_keeps_its_shape_and_placeholders_are_searchable_words():
@@ -103,8 +139,75 @@ def test_settings_choose_the_kinds():
     assert parse_kinds("") == KINDS and parse_kinds(None) == KINDS
     assert parse_kinds("none") == ()
     assert parse_kinds("email, secret") == ("secret", "email")
+    assert parse_phone_regions("") == DEFAULT_PHONE_REGIONS and parse_phone_regions("none") == ()
+    assert parse_phone_regions("de, jp") == ("DE", "JP")
+    with pytest.raises(ValueError, match="unknown phone region 'XX'"):
+        parse_phone_regions("US,XX")
+    assert Redactor(phone_regions=("US",)).redact("Handy 0171 2345678, office 212 555 4616") == \
+        "Handy 0171 2345678, office [phone]"
+    assert Redactor(phone_regions=()).redact("+49 171 2345678") == "[phone]"
     with pytest.raises(ValueError, match="unknown redaction kind 'ssn'"):
         parse_kinds("email,ssn")
     keep_ips = Redactor(k for k in KINDS if k != "ip")
     assert keep_ips.redact("vpn peer 10.8.0.1 mail a@b.example") == "vpn peer 10.8.0.1 mail [email]"
     assert Redactor(()).redact("a@b.example") == "a@b.example"
+
+
+def test_the_evaluation_counts_findings_per_kind_and_per_thousand_texts(tmp_path):
+    from scripts.redaction_eval import labelled_scores, text_findings
+
+    texts = tmp_path / "incidents.jsonl"
+    texts.write_text("\n".join(json.dumps(r) for r in (
+        {"title": "VPN", "description": "mail ｊｏｅ＠ｅｘａｍｐｌｅ．ｏｒｇ or call 0171 2345678"},
+        {"title": "Printer", "description": "queue stuck since 2.3.0", "resolution": "restarted"})), encoding="utf-8")
+    report = text_findings(texts, Redactor(), sample=5)
+    assert report["texts"] == 2 and report["findings"] == {"email": 1, "phone": 1}
+    assert report["per_1000_texts"] == {"email": 500.0, "phone": 500.0}
+    assert report["sample"]["email"][0]["finding"] == "joe@example.org"
+    cases = tmp_path / "cases.jsonl"
+    cases.write_text(json.dumps({"text": "pwd=hunter22 and 10.1.2.3", "expect": [["secret", "hunter22"]]}),
+                     encoding="utf-8")
+    scores = labelled_scores(cases, Redactor())
+    assert scores["recall"] == 1.0 and scores["precision"] == 0.5 and scores["by_kind"]["ip"]["fp"] == 1
+
+
+def test_the_libraries_load_and_run_without_the_network():
+    """detect-secrets, phonenumbers and python-stdnum read only the data they ship with: a
+    fresh process that cannot open a connection redacts every kind."""
+    import subprocess
+    import sys
+
+    code = (
+        "import socket\n"
+        "def refuse(*a, **k): raise OSError('no network')\n"
+        "socket.socket.connect = refuse; socket.create_connection = refuse; socket.getaddrinfo = refuse\n"
+        "from kb.redaction import Redactor\n"
+        "print(Redactor().redact('DB_PASSWORD=Spr1ngT1me! AccountKey=k3Y9vQ2mXpL8rT4wZ6nB1cF5hJ7dS0aE; "
+        "ghp_Ab3dEf6hIj9lMn2pQr5tUv8xYz1bCd4fGh7J de89 3704 0044 0532 0130 00 4370.9360.5729.8084 "
+        "0171 2345678 536-90-4399 x@example.Com'))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120,
+                            env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["DB_PASSWORD=[secret]", "AccountKey=[secret];", "[secret]", "[iban]", "[card]",
+                                     "[phone]", "[national_id]", "[email]"]
+
+
+def test_libraries_load_on_first_use_or_when_a_worker_starts():
+    """Importing the redactor loads none of the libraries (commands that never redact start
+    fast); Redactor.load, which a server worker calls as it starts, loads them all."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from kb.redaction import Redactor\n"
+        "names = ('detect_secrets', 'phonenumbers', 'stdnum.iban')\n"
+        "print(*[name in sys.modules for name in names])\n"
+        "Redactor().load()\n"
+        "print(*[name in sys.modules for name in names])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120,
+                            env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:2] == ["False False False", "True True True"]
