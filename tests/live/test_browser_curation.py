@@ -100,11 +100,16 @@ def test_a_draft_goes_to_validated_through_the_review_queue(context, live):
     page.locator("#description").fill("the badge reader at the north door rejects every card since monday")
     page.get_by_role("button", name="Start a draft article").click()
     expect(page.locator(".flash")).to_contain_text("Draft saved as")
-    path = live.articles / "badge-reader-rejects-every-card.md"
+    store = live.store()
+    try:
+        draft = next(a for a in store.iter_articles() if a.title == "Badge reader rejects every card")
+    finally:
+        store.close()
+    path = live.articles / f"{draft.id}.md"
     assert "status: draft" in path.read_text()
 
     page.get_by_role("link", name="Review", exact=True).click()
-    item = page.locator('.queue-item[data-article-id="badge-reader-rejects-every-card"]')
+    item = page.locator(f'.queue-item[data-article-id="{draft.id}"]')
     expect(item).to_be_visible()
     # Lint refuses: cause, resolution and "applies to" are still empty.
     item.get_by_role("button", name="Send for review").click()
@@ -131,24 +136,24 @@ def test_a_draft_goes_to_validated_through_the_review_queue(context, live):
     editor = page.locator("#editor-text")
     editor.fill(editor.input_value().replace(" <b>north</b>", " (north door)"))
     page.get_by_role("button", name="Save").click()
-    expect(page.locator(".flash")).to_contain_text("Saved badge-reader-rejects-every-card.md as version 2")
+    expect(page.locator(".flash")).to_contain_text(f"Saved {draft.id}.md as version 2")
     expect(page.locator("pre.diff").first).to_contain_text("+Push the new keys with `badgectl sync --door north`.")
     assert "badgectl sync --door north" in path.read_text()
 
     for button, state in (("Send for review", "not_validated"), ("Validate", "validated")):
         page.get_by_role("link", name="Review", exact=True).click()
-        page.locator('.queue-item[data-article-id="badge-reader-rejects-every-card"]').get_by_role(
+        page.locator(f'.queue-item[data-article-id="{draft.id}"]').get_by_role(
             "button", name=button).click()
-        expect(page.locator(".flash")).to_contain_text("badge-reader-rejects-every-card:")
+        expect(page.locator(".flash")).to_contain_text(f"{draft.id}:")
         assert f"status: {state}" in path.read_text()
-    expect(page.locator('.queue-item[data-article-id="badge-reader-rejects-every-card"]')).to_have_count(0)
+    expect(page.locator(f'.queue-item[data-article-id="{draft.id}"]')).to_have_count(0)
 
-    article, versions, audit = stored(live, "badge-reader-rejects-every-card")
+    article, versions, audit = stored(live, draft.id)
     assert article.status == "validated"
     assert [(v["data"]["status"], v["changed_by"]) for v in versions][-2:] == [("not_validated", "kim"), ("validated", "kim")]
     assert any(e["action"] == "article review" and e["actor"] == "session:kim"
                and e["detail"].startswith("not_validated -> validated") for e in audit)
-    page.goto(live.url + "/manage/articles/badge-reader-rejects-every-card/history")
+    page.goto(live.url + f"/manage/articles/{draft.id}/history")
     expect(page.locator(".version").first).to_contain_text("by kim")
     assert not [e for e in page.console_errors if "status of 422" not in e]  # the two refusals
 
