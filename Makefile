@@ -7,6 +7,8 @@ KB := $(VENV)/bin/kb
 KB_HOME ?= kb_home
 HOST ?= 127.0.0.1
 PORT ?= 5000
+ARTICLES ?= articles
+SAMPLE_INCIDENTS ?= kb/sample/incidents.jsonl
 export KB_HOME
 
 .PHONY: run test test-quick install lint clean
@@ -24,13 +26,17 @@ $(VENV)/.installed-cluster: $(VENV)/.installed
 	$(VENV)/bin/pip install --quiet -e '.[test,cluster]'
 	touch $@
 
+# Safe to run again: imports upsert (unchanged records stay as they are), `kb index` publishes
+# nothing when the store has not changed, and the demo account and the token are made once
+# (their password and token are printed the first time only).
 run: install
 	$(KB) init
-	$(KB) import articles articles
-	$(KB) import incidents kb/sample/incidents.jsonl
+	$(KB) import articles $(ARTICLES)
+	$(KB) import incidents $(SAMPLE_INCIDENTS)
 	$(KB) index
-	@$(KB) users create demo --role knowledge_manager --generate-password --update
-	@echo "API token for curl (role integration): $$($(KB) tokens create quickstart --role integration)"
+	@$(KB) users create demo --role knowledge_manager --generate-password --if-missing
+	@token=$$($(KB) tokens create quickstart --role integration --if-missing) && \
+	  if [ -n "$$token" ]; then echo "API token for curl (role integration): $$token"; fi
 	$(KB) serve --host $(HOST) --port $(PORT)
 
 test: install $(VENV)/.installed-cluster

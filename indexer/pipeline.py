@@ -44,6 +44,7 @@ class IndexReport:
     rebuilt: bool = False
     seconds: float = 0.0
     skipped_changed: int = 0
+    unchanged: bool = False  # the published index already agreed with the store: nothing was published
     notes: list[str] = field(default_factory=list)
     ranking: dict = field(default_factory=dict)  # what the fitted ranking profile chose
 

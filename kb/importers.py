@@ -7,6 +7,7 @@ import with a message naming the file and the line (JSONL, CSV) or the item (JSO
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import io
 import json
@@ -34,7 +35,7 @@ MAX_FILE_BYTES = 2_000_000_000
 
 # For each export format: our field -> the column names that system uses (first found wins).
 COLUMN_MAPS: dict[str, dict[str, tuple[str, ...]]] = {
-    "generic": {f: (f,) for f in FIELDS},
+    "generic": {**{f: (f,) for f in FIELDS}, "assignment_group": ("assignment_group", "assignment group", "group")},
     "servicenow": {
         "id": ("number",),
         "title": ("short_description",),
@@ -58,13 +59,15 @@ COLUMN_MAPS: dict[str, dict[str, tuple[str, ...]]] = {
         "id": ("issue key", "key"),
         "title": ("summary",),
         "description": ("description",),
-        "resolution": ("resolution notes", "custom field (resolution notes)", "resolution"),
+        # Not `resolution`: in Jira that is the resolution's name (Done, Fixed): the code.
+        # Without a notes field the fix is read from the resolution comment (see below).
+        "resolution": ("resolution notes", "custom field (resolution notes)"),
         "resolution_code": ("resolution",),
-        "category": ("issue type", "labels"),
+        "category": ("issue type", "issuetype", "labels"),
         "product": ("component/s", "components", "project name"),
         "status": ("status",),
         "opened_at": ("created",),
-        "resolved_at": ("resolved",),
+        "resolved_at": ("resolved", "resolutiondate"),
         "article_id": ("custom field (kb article)", "kb article"),
         "assignment_group": ("team", "custom field (team)", "component/s", "components"),
         "priority": ("priority",),
@@ -78,10 +81,11 @@ COLUMN_MAPS: dict[str, dict[str, tuple[str, ...]]] = {
         "resolution": ("resolution", "solution", "resolution notes", "latest public comment"),
         "resolution_code": ("resolution code", "ticket form"),
         "category": ("type", "ticket type", "category"),
-        "product": ("product", "group", "brand"),
+        # Never `group`: that is the team a ticket went to (assignment_group).
+        "product": ("product", "brand"),
         "status": ("status",),
-        "opened_at": ("created at", "created"),
-        "resolved_at": ("solved at", "solved"),
+        "opened_at": ("created at", "created", "created_at"),
+        "resolved_at": ("solved at", "solved", "solved_at"),
         "article_id": ("kb article", "article id"),
         "assignment_group": ("group", "assignee group"),
         "priority": ("priority",),
@@ -103,9 +107,16 @@ _OPEN_WORDS = frozenset({
 })
 _DATE_FORMATS = (
     "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d", "%d/%b/%y %I:%M %p", "%d/%b/%Y %I:%M %p",
-    "%d/%b/%y %H:%M", "%m/%d/%Y %H:%M:%S", "%m/%d/%Y %H:%M", "%m/%d/%Y", "%d-%m-%Y %H:%M:%S",
+    "%d/%b/%y %H:%M", "%d/%b/%y", "%d/%b/%Y",
 )
-
+# Numeric dates with the day and month in either order: 03/04/2026, 31.12.26 14:05, 4-3-2026 9:05 PM.
+_NUMERIC_DATE = re.compile(
+    r"(\d{1,2})([/.-])(\d{1,2})\2(\d{4}|\d{2})"
+    r"(?:[ T]+(\d{1,2}):(\d{2})(?::(\d{2}))?(?: ?([AaPp][Mm]))?)?")
+DATE_ORDERS = ("auto", "day-first", "month-first")
+# How a numeric date is read when nothing says otherwise: with slashes month first (US
+# exports), with dots or dashes day first (European ones).
+_DEFAULT_ORDER = {"/": "month-first", ".": "day-first", "-": "day-first"}
 
 def normalise_status(raw: str, has_resolution: bool) -> str | None:
     value = raw.strip().lower()
@@ -128,26 +139,66 @@ def accepted_status_words() -> list[str]:
 _LEAP_SECOND = re.compile(r"^(\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:)60(?=\D|$)")
 
 
-def normalise_datetime(raw: str) -> str | None:
-    """ISO 8601 UTC text for a timestamp in a common export format, '' for empty, None if bad."""
+def numeric_date_parts(value: str) -> tuple[int, int, str] | None:
+    """(first number, second number, separator) of a numeric day/month date, else None."""
+    match = _NUMERIC_DATE.fullmatch(value.strip())
+    if match is None:
+        return None
+    return int(match.group(1)), int(match.group(3)), match.group(2)
+
+
+def _numeric_datetime(match: re.Match, order: str) -> dt.datetime | None:
+    first, sep, second, year = int(match.group(1)), match.group(2), int(match.group(3)), match.group(4)
+    if order == "auto":
+        order = _DEFAULT_ORDER[sep]
+    day, month = (first, second) if order == "day-first" else (second, first)
+    full_year = int(year) if len(year) == 4 else int(dt.datetime.strptime(year, "%y").year)
+    hour, minute, second_ = int(match.group(5) or 0), int(match.group(6) or 0), int(match.group(7) or 0)
+    meridiem = (match.group(8) or "").lower()
+    if meridiem:
+        if not 1 <= hour <= 12:
+            return None
+        hour = hour % 12 + (12 if meridiem == "pm" else 0)
+    try:
+        return dt.datetime(full_year, month, day, hour, minute, second_)
+    except ValueError:
+        return None
+
+
+def normalise_datetime(raw: str, order: str = "auto") -> str | None:
+    """ISO 8601 UTC text for a timestamp in a common export format, '' for empty, None if bad.
+
+    ``order`` says how a numeric date such as 03/04/2026 is read: "day-first",
+    "month-first", "auto" (slashes month first, dots and dashes day first), or a
+    strptime pattern (``%d.%m.%Y %H:%M``) that every date of the file follows."""
     value = raw.strip()
     if not value:
         return ""
-    # RFC 3339 allows a leap second (:60), which datetime cannot hold: read it as :59.
-    value = _LEAP_SECOND.sub(r"\g<1>59", value)
-    try:
-        # RFC 3339 allows lower-case 't' and 'z'; fromisoformat does not.
-        parsed = dt.datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
-    except ValueError:
-        parsed = None
-        for fmt in _DATE_FORMATS:
-            try:
-                parsed = dt.datetime.strptime(value, fmt)
-                break
-            except ValueError:
-                continue
-        if parsed is None:
+    if "%" in order:
+        try:
+            parsed = dt.datetime.strptime(value, order)
+        except ValueError:
             return None
+    else:
+        # RFC 3339 allows a leap second (:60), which datetime cannot hold: read it as :59.
+        value = _LEAP_SECOND.sub(r"\g<1>59", value)
+        try:
+            # RFC 3339 allows lower-case 't' and 'z'; fromisoformat does not.
+            parsed = dt.datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
+        except ValueError:
+            parsed = None
+            match = _NUMERIC_DATE.fullmatch(value)
+            if match is not None:
+                parsed = _numeric_datetime(match, order)
+            else:
+                for fmt in _DATE_FORMATS:
+                    try:
+                        parsed = dt.datetime.strptime(value, fmt)
+                        break
+                    except ValueError:
+                        continue
+            if parsed is None:
+                return None
     if parsed.tzinfo is not None:
         try:
             parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
@@ -155,6 +206,44 @@ def normalise_datetime(raw: str) -> str | None:
             parsed = dt.datetime.min if parsed.year == 1 else dt.datetime.max
     return parsed.replace(microsecond=0).isoformat() + "Z"  # strftime drops the zeros of years < 1000
 
+
+def choose_date_order(values: list[str], requested: str = "auto") -> tuple[str, list[str]]:
+    """The day/month order to read a file's numeric dates with, and warnings. With "auto",
+    a date whose first number is above 12 (31/01/2026) makes the file day-first, one whose
+    second is (01/31/2026) month-first; when every date could be either, the separator's
+    usual order is kept and the import says so. Raises RecordError when the file has both."""
+    if requested != "auto":
+        return requested, []
+    day_first = month_first = None
+    ambiguous: list[str] = []
+    separators: set[str] = set()
+    for value in values:
+        parts = numeric_date_parts(value)
+        if parts is None:
+            continue
+        first, second, sep = parts
+        separators.add(sep)
+        if first > 12 >= second:
+            day_first = day_first or value
+        elif second > 12 >= first:
+            month_first = month_first or value
+        elif first != second:
+            ambiguous.append(value)
+    if day_first and month_first:
+        raise RecordError(
+            f"the dates are written both day first ({day_first!r}) and month first ({month_first!r}): "
+            "say which with --date-format day-first, month-first or a pattern such as '%d/%m/%Y %H:%M'")
+    if day_first:
+        return "day-first", []
+    if month_first:
+        return "month-first", []
+    if ambiguous:
+        usual = sorted({_DEFAULT_ORDER[s] for s in separators})
+        reading = usual[0] if len(usual) == 1 else "month-first for slashes, day-first for dots and dashes"
+        return "auto", [
+            f"{len(ambiguous)} date(s) such as {ambiguous[0]!r} could be day first or month first; read them "
+            f"{reading}. If that is wrong, import again with --date-format day-first (or month-first)."]
+    return "auto", []
 
 def _text(value: Any, field: str, where: dict) -> str:
     if value is None:
@@ -193,8 +282,10 @@ def normalise_escalated(value: Any) -> str | None:
         return ""  # a word this service does not know: unknown, never guessed
 
 
-def incident_from_record(record: Any, *, source: str = "", line: int | None = None) -> Incident:
-    """Validate one generic record (a dict with the contract's field names)."""
+def incident_from_record(record: Any, *, source: str = "", line: int | None = None,
+                         date_order: str = "auto") -> Incident:
+    """Validate one generic record (a dict with the contract's field names); ``date_order``
+    as for :func:`normalise_datetime`."""
     where = {"source": source, "line": line}
     if not isinstance(record, dict):
         raise RecordError("each record must be a JSON object", **where)
@@ -222,7 +313,7 @@ def incident_from_record(record: Any, *, source: str = "", line: int | None = No
         raise RecordError("field 'escalated' must be yes/no, true/false or a count", **where)
     values["escalated"] = escalated
     for field in ("opened_at", "resolved_at"):
-        normalised = normalise_datetime(values[field])
+        normalised = normalise_datetime(values[field], date_order)
         if normalised is None:
             raise RecordError(f"field '{field}' is not a date and time: {values[field]!r}", **where)
         values[field] = normalised
@@ -313,18 +404,70 @@ def _json_problem(exc: Exception) -> str:
     return "a number has too many digits"
 
 
+class CsvRow(dict):
+    """One CSV row by column name; ``repeated`` keeps every non-empty cell of a column the
+    header repeats (lower-case name -> cells in order), such as Jira's "Comment" columns."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.repeated: dict[str, list[str]] = {}
+
+
 def csv_row(header: list[str], cells: list[str]) -> dict[str, str | None]:
     """One CSV row by column name. A name the header repeats (Jira writes one column per
     label, component or comment) takes its first non-empty cell."""
-    row: dict[str, str | None] = {}
+    row = CsvRow()
     for index, name in enumerate(header):
         value = cells[index] if index < len(cells) else None
         if name not in row or (not (row[name] or "").strip() and (value or "").strip()):
             row[name] = value
+        if (value or "").strip():
+            row.repeated.setdefault((name or "").strip().lower(), []).append(value)
     return row
 
 
-def iter_records(text: str, kind: str, source: str) -> Iterator[tuple[int, Any]]:
+CSV_DELIMITERS = (",", ";", "\t", "|")
+
+
+def sniff_delimiter(text: str) -> str:
+    """The delimiter of a CSV file, from its header line: the candidate (comma, semicolon as
+    European spreadsheets write, tab, bar) it holds most often; a comma when it holds none."""
+    header = text.split("\n", 1)[0]
+    counts = {d: header.count(d) for d in CSV_DELIMITERS}
+    best = max(CSV_DELIMITERS, key=lambda d: (counts[d], d == ","))
+    return best if counts[best] else ","
+
+
+def _csv_records(text: str, source: str, delimiter: str) -> Iterator[tuple[int, Any]]:
+    csv.field_size_limit(MAX_FIELD_CHARS * 2)
+    # strict: a quote left open (or closed in the middle of a cell) is an error, never a
+    # cell that swallows the rows after it.
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    start = 1
+    try:
+        header = next(reader, [])
+        while True:
+            start = reader.line_num + 1
+            cells = next(reader, None)
+            if cells is None:
+                return
+            if not cells:
+                continue
+            if len(cells) > len(header):
+                raise RecordError("row has more cells than the header", source=source,
+                                  line=reader.line_num)
+            yield start, csv_row(header, cells)
+    except csv.Error as exc:
+        if "unexpected end of data" in str(exc):
+            problem = (f"a quoted cell opened in the record starting on line {start} is never closed "
+                       "(an unterminated quote); nothing was imported")
+        else:
+            problem = (f"a quote in the record starting on line {start} is misplaced ({exc}, at line "
+                       f"{reader.line_num}); nothing was imported")
+        raise RecordError(f"invalid CSV: {problem}", source=source, line=start) from None
+
+
+def iter_records(text: str, kind: str, source: str, *, delimiter: str = ",") -> Iterator[tuple[int, Any]]:
     """(line or item number, raw record) from JSONL, JSON or CSV text."""
     if kind == "jsonl":
         for number, line in enumerate(text.split("\n"), start=1):
@@ -338,27 +481,19 @@ def iter_records(text: str, kind: str, source: str) -> Iterator[tuple[int, Any]]
     elif kind == "json":
         try:
             data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            if exc.msg == "Extra data" and text.lstrip().startswith("{"):
+                # One object a line in a .json file, as Zendesk's JSON export writes it.
+                yield from iter_records(text, "jsonl", source)
+                return
+            raise RecordError(f"invalid JSON: {_json_problem(exc)}", source=source, line=exc.lineno) from None
         except (ValueError, RecursionError) as exc:
-            line = getattr(exc, "lineno", None)
-            raise RecordError(f"invalid JSON: {_json_problem(exc)}",
-                              source=source, line=line) from None
+            raise RecordError(f"invalid JSON: {_json_problem(exc)}", source=source) from None
         items = data if isinstance(data, list) else [data]
         for number, item in enumerate(items, start=1):
             yield number, item
     elif kind == "csv":
-        csv.field_size_limit(MAX_FIELD_CHARS * 2)
-        reader = csv.reader(io.StringIO(text, newline=""))
-        try:
-            header = next(reader, [])
-            for cells in reader:
-                if not cells:
-                    continue
-                if len(cells) > len(header):
-                    raise RecordError("row has more cells than the header", source=source,
-                                      line=reader.line_num)
-                yield reader.line_num, csv_row(header, cells)
-        except csv.Error as exc:
-            raise RecordError(f"invalid CSV: {exc}", source=source, line=reader.line_num) from None
+        yield from _csv_records(text, source, delimiter)
     else:
         raise RecordError(f"unknown file type {kind!r}", source=source)
 
@@ -371,29 +506,171 @@ def file_kind(path: Path) -> str:
     return kinds[suffix]
 
 
-def read_incident_text(
+# --- resolutions kept in comments ------------------------------------------------------------
+
+def _plain_text(body: Any) -> str:
+    """A comment body as text: a string, or Jira's Atlassian Document Format (its text nodes)."""
+    if isinstance(body, str):
+        return body
+    if isinstance(body, dict):
+        if body.get("type") == "text":
+            return str(body.get("text") or "")
+        parts = [_plain_text(child) for child in body.get("content") or []]
+        joined = ("\n" if body.get("type") in ("doc", "bulletList", "orderedList") else "").join(parts)
+        return joined + ("\n" if body.get("type") in ("paragraph", "heading", "listItem") else "")
+    return ""
+
+
+def zendesk_agent_comment(record: dict) -> str:
+    """The last public comment not written by the requester: the agent's answer that solved
+    the ticket. Without a requester id the first comment (the request itself) is skipped."""
+    comments = record.get("comments")
+    if not isinstance(comments, list):
+        return ""
+    requester = record.get("requester_id")
+    candidates = comments if requester is not None else comments[1:]
+    for comment in reversed(candidates):
+        if not isinstance(comment, dict) or comment.get("public") is False:
+            continue
+        if requester is not None and comment.get("author_id") == requester:
+            continue
+        text = _plain_text(comment.get("plain_body") or comment.get("body") or "").strip()
+        if text:
+            return text
+    return ""
+
+
+_JIRA_CSV_COMMENT = re.compile(r"([^;\n]{6,40});([^;\n]*);(.*)", re.S)
+
+
+def jira_comments(row: Any) -> list[tuple[str, str]]:
+    """(when, text) of each comment of a Jira issue: the "Comment" columns of a CSV export
+    ("03/Nov/26 2:38 PM;author;text"), or fields.comment.comments of the REST API's JSON."""
+    if isinstance(row, CsvRow):
+        found = []
+        for cell in row.repeated.get("comment", []):
+            match = _JIRA_CSV_COMMENT.fullmatch(cell.strip())
+            found.append((match.group(1).strip(), match.group(3).strip()) if match else ("", cell.strip()))
+        return found
+    fields = row.get("fields") if isinstance(row, dict) else None
+    comment = fields.get("comment") if isinstance(fields, dict) else None
+    items = comment.get("comments") if isinstance(comment, dict) else None
+    return [(str(c.get("created") or ""), _plain_text(c.get("body")).strip())
+            for c in items or [] if isinstance(c, dict)]
+
+
+RESOLUTION_COMMENT_SLACK = dt.timedelta(minutes=10)
+
+
+def jira_resolution_comment(comments: list[tuple[str, str]], resolved_at: str, order: str) -> str:
+    """The comment written when the issue was resolved: the last one made by the time of
+    resolution (a transition screen's comment carries about that time); without a resolution
+    time, the last comment."""
+    texts = [(normalise_datetime(when, order) if when else "", text) for when, text in comments if text]
+    if not texts:
+        return ""
+    resolved = normalise_datetime(resolved_at, order) if resolved_at else ""
+    if not resolved:
+        return texts[-1][1]
+    limit = dt.datetime.fromisoformat(resolved[:-1]) + RESOLUTION_COMMENT_SLACK
+    before = [(when, text) for when, text in texts if when and dt.datetime.fromisoformat(when[:-1]) <= limit]
+    if not before:
+        return ""
+    return max(before, key=lambda item: item[0])[1]
+
+
+def flatten_jira_issue(record: dict) -> dict:
+    """A Jira REST API issue ({"key", "fields": {...}}) as flat columns: names of objects
+    (status, priority, resolution, issue type), names of lists joined (components, labels)."""
+    flat: dict[str, Any] = {"key": record.get("key")}
+    for name, value in (record.get("fields") or {}).items():
+        if isinstance(value, dict):
+            value = value.get("name") or value.get("value") or (_plain_text(value) if "content" in value else None)
+        elif isinstance(value, list):
+            names = [v.get("name") if isinstance(v, dict) else v for v in value]
+            value = ", ".join(str(v) for v in names if isinstance(v, (str, int, float)))
+        flat[name] = value
+    return flat
+
+
+# --- reading a file --------------------------------------------------------------------------
+
+@dataclass
+class ImportReport:
+    """What a file holds, checked, and what the person importing it should know."""
+
+    incidents: list[Incident]
+    warnings: list[str] = dataclasses.field(default_factory=list)
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+
+RESOLVED_STATES = ("resolved", "closed")
+COMMENT_SOURCES = {"zendesk": "last public agent comment", "jira": "resolution comment"}
+
+
+def read_incidents(
     text: str, kind: str, *, fmt: str = "generic", overrides: dict[str, str] | None = None,
-    source: str = "<input>",
-) -> list[Incident]:
-    """Parse and validate every record; raises RecordError at the first broken one."""
-    incidents: list[Incident] = []
-    seen: dict[str, int] = {}
+    source: str = "<input>", date_format: str = "auto", delimiter: str | None = None,
+    known_names: dict[str, list[str]] | None = None,
+) -> ImportReport:
+    """Parse and validate every record (raises RecordError at the first broken one), with
+    warnings about what would import without effect.
+
+    A Zendesk or Jira record without a resolution column takes the fix from its comments (the
+    last public agent comment; the resolution comment). Numeric dates are read in one
+    day/month order for the whole file (``date_format``: auto, day-first, month-first or a
+    strptime pattern). Product and category spellings that differ only in case, spacing or a
+    plural are stored as one (``known_names``: the store's names, kept as they are)."""
+    if date_format not in DATE_ORDERS and "%" not in date_format:
+        raise RecordError(f"--date-format must be one of {', '.join(DATE_ORDERS)} or a pattern such as "
+                          f"'%d.%m.%Y %H:%M', got {date_format!r}")
     mapping: ColumnMapping | None = None
+    notes: list[str] = []
     if kind == "csv":
+        delimiter = delimiter or sniff_delimiter(text)
+        if delimiter != ",":
+            notes.append(f"Read as {'tab' if delimiter == chr(9) else repr(delimiter)}-separated.")
         try:
-            header = next(csv.reader(io.StringIO(text, newline="")), [])
+            header = next(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter), [])
         except csv.Error as exc:
             raise RecordError(f"invalid CSV header: {exc}", source=source, line=1) from None
         mapping = resolve_columns(header, fmt, overrides, source)
-    for number, record in iter_records(text, kind, source):
-        if isinstance(record, dict):
+    rows: list[tuple[int, dict, list[tuple[str, str]], dict]] = []
+    dates: list[str] = []
+    for number, raw in iter_records(text, kind, source, delimiter=delimiter or ","):
+        record, comments = raw, []
+        if isinstance(raw, dict):
+            if fmt == "jira" and isinstance(raw.get("fields"), dict):
+                comments = jira_comments(raw)
+                raw = flatten_jira_issue(raw)
+            elif fmt == "jira":
+                comments = jira_comments(raw)
             if mapping is not None:
-                record = mapping.apply(record)
+                record = mapping.apply(raw)
             elif fmt != "generic" or overrides:
-                keys = [str(k) for k in record]
-                row_mapping = resolve_columns(keys, fmt, overrides, source)
-                record = row_mapping.apply({str(k): v for k, v in record.items()})
-        incident = incident_from_record(record, source=source, line=number)
+                keys = [str(k) for k in raw]
+                record = resolve_columns(keys, fmt, overrides, source).apply({str(k): v for k, v in raw.items()})
+            for name in ("opened_at", "resolved_at"):
+                if isinstance(record.get(name), str):
+                    dates.append(record[name])
+            dates.extend(when for when, _ in comments if when)
+        rows.append((number, record, comments, raw))
+    order, warnings = choose_date_order(dates, date_format)
+    incidents: list[Incident] = []
+    seen: dict[str, int] = {}
+    from_comments = 0
+    for number, record, comments, raw in rows:
+        if isinstance(record, dict) and fmt in COMMENT_SOURCES and not _filled(record.get("resolution")):
+            status = normalise_status(str(record.get("status") or ""), False)
+            if status in RESOLVED_STATES:
+                if fmt == "zendesk":
+                    found = zendesk_agent_comment(raw)
+                else:
+                    found = jira_resolution_comment(comments, str(record.get("resolved_at") or ""), order)
+                if found:
+                    record = dict(record, resolution=found)
+                    from_comments += 1
+        incident = incident_from_record(record, source=source, line=number, date_order=order)
         if incident.id in seen:
             raise RecordError(
                 f"duplicate id {incident.id!r} (first at {seen[incident.id]})",
@@ -401,21 +678,102 @@ def read_incident_text(
             )
         seen[incident.id] = number
         incidents.append(incident)
-    return incidents
+    if from_comments:
+        notes.append(f"{from_comments} resolution(s) read from the {COMMENT_SOURCES[fmt]}.")
+    normalise_names(incidents, known_names or {}, notes)
+    unusable = _never_suggested(incidents, fmt, mapping, overrides)
+    if unusable:
+        warnings.append(unusable)
+    return ImportReport(incidents, warnings, notes)
+
+
+def _filled(value: Any) -> bool:
+    return isinstance(value, str) and bool(value.strip()) or (value is not None and not isinstance(value, str))
+
+
+def normalise_names(incidents: list[Incident], known: dict[str, list[str]], notes: list[str] | None = None) -> None:
+    """Store each product and category name of ``incidents`` in one spelling (kb.names):
+    the one ``known`` (the store's) uses, else the most frequent among them."""
+    from kb.names import display_names, name_key
+
+    notes = [] if notes is None else notes
+    for name in ("product", "category"):
+        spellings = display_names([getattr(i, name) for i in incidents], preferred=known.get(name, ()))
+        changed = 0
+        for incident in incidents:
+            value = getattr(incident, name)
+            if value and spellings.get(name_key(value), value) != value:
+                setattr(incident, name, spellings[name_key(value)])
+                changed += 1
+        if changed:
+            notes.append(f"{changed} {name} name(s) stored in the spelling already in use "
+                         f"(case, spacing and plurals differ).")
+
+
+def _never_suggested(incidents: list[Incident], fmt: str, mapping: ColumnMapping | None,
+                     overrides: dict[str, str] | None) -> str:
+    """A warning for resolved or closed incidents without a resolution: they are stored
+    but can never be suggested. Empty when there are none."""
+    missing = [i for i in incidents if i.status in RESOLVED_STATES and not i.resolution.strip()]
+    if not missing:
+        return ""
+    resolved = sum(1 for i in incidents if i.status in RESOLVED_STATES)
+    columns = COLUMN_MAPS.get(fmt, COLUMN_MAPS["generic"])["resolution"]
+    read = mapping.columns.get("resolution") if mapping is not None else None
+    if (overrides or {}).get("resolution"):
+        read = overrides["resolution"]
+    if read:
+        why = f"their {read!r} cell is empty"
+    else:
+        why = "the file has no column read as the resolution (" + " or ".join(repr(c) for c in columns) + ")"
+    if fmt in COMMENT_SOURCES:
+        why += f" and no {COMMENT_SOURCES[fmt]} was found"
+    example = ", ".join(i.id for i in missing[:3])
+    return (f"{len(missing)} of {resolved} resolved or closed incidents have no resolution text and can never "
+            f"be suggested ({example}{', ...' if len(missing) > 3 else ''}): {why}. If the fix is in another "
+            f"column, import again with --map 'COLUMN=resolution'.")
+
+
+def read_incident_text(
+    text: str, kind: str, *, fmt: str = "generic", overrides: dict[str, str] | None = None,
+    source: str = "<input>",
+) -> list[Incident]:
+    """Parse and validate every record; raises RecordError at the first broken one."""
+    return read_incidents(text, kind, fmt=fmt, overrides=overrides, source=source).incidents
+
+
+def read_incident_report(
+    path: str | Path, *, fmt: str = "generic", overrides: dict[str, str] | None = None,
+    date_format: str = "auto", delimiter: str | None = None, known_names: dict[str, list[str]] | None = None,
+) -> ImportReport:
+    """Read a .jsonl, .json or .csv file of incidents, with warnings. Raises RecordError."""
+    path = Path(path)
+    if fmt not in FORMATS:
+        raise RecordError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if not path.is_file():
+        raise RecordError("no such file", source=str(path))
+    return read_incidents(_read_text(path), file_kind(path), fmt=fmt, overrides=overrides, source=str(path),
+                          date_format=date_format, delimiter=delimiter, known_names=known_names)
 
 
 def read_incident_file(
     path: str | Path, *, fmt: str = "generic", overrides: dict[str, str] | None = None
 ) -> list[Incident]:
     """Read a .jsonl, .json or .csv file of incidents. Raises RecordError."""
-    path = Path(path)
-    if fmt not in FORMATS:
-        raise RecordError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    if not path.is_file():
-        raise RecordError("no such file", source=str(path))
-    return read_incident_text(
-        _read_text(path), file_kind(path), fmt=fmt, overrides=overrides, source=str(path)
-    )
+    return read_incident_report(path, fmt=fmt, overrides=overrides).incidents
+
+
+def columns_table(fmt: str) -> list[tuple[str, str]]:
+    """(field, the columns read for it, first found first) of a format, for help and docs."""
+    extra = {("zendesk", "resolution"): "else the last public agent comment",
+             ("jira", "resolution"): "else the resolution comment"}
+    rows = []
+    for name, columns in COLUMN_MAPS[fmt].items():
+        text = " | ".join(columns)
+        if (fmt, name) in extra:
+            text += f" ({extra[(fmt, name)]})"
+        rows.append((name, text))
+    return rows
 
 
 def sample_incidents_path() -> Path:

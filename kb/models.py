@@ -101,6 +101,11 @@ class Incident:
         return asdict(self)
 
 
+def numbered_steps(steps: list[dict[str, Any]]) -> str:
+    """Suggested steps as plain text, one numbered step a line."""
+    return "\n".join(f"{n}. {s['text']}" for n, s in enumerate(steps, start=1))
+
+
 @dataclass
 class SuggestionResult:
     rank: int
@@ -121,6 +126,19 @@ class SuggestionResult:
     resolution_code: list[dict[str, Any]] = field(default_factory=list)
     group: str = ""
     raw_score: float = 0.0
+    # A resolution family (search.families): {"id", "size", "representative_id"}; then
+    # ``resolution`` is the family's representative note and ``own_resolution`` the note of
+    # the closest incident itself.
+    family: dict[str, Any] = field(default_factory=dict)
+    own_resolution: str = ""
+    # Steps the family's notes agree on (search.steps), on the top result (or the top two
+    # when they are close): [{"text", "incidents", "incident_ids"}].
+    steps: list[dict[str, Any]] = field(default_factory=list)
+
+    def fix_text(self) -> str:
+        """The fix an agent pastes: the steps the family's notes agree on, numbered, when
+        this result has them; else the resolution."""
+        return numbered_steps(self.steps) if self.steps else self.resolution
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -136,4 +154,5 @@ class Suggestion:
     truncated: bool = False
     threshold: float = 0.0
     triage: dict[str, Any] = field(default_factory=dict)  # search.triage.triage()
+    language: dict[str, Any] = field(default_factory=dict)  # kb.language.request_language()
 

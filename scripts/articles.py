@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import click
 
-from scripts.common import AppContext, echo_json, home_option, pass_app, reports_errors
+from scripts.common import AppContext, cli_person, echo_json, home_option, pass_app, reports_errors
 
 
 def _folder(app: AppContext, folder: str | None) -> Path:
@@ -16,7 +15,7 @@ def _folder(app: AppContext, folder: str | None) -> Path:
 
 
 def _who(changed_by: str | None) -> str:
-    return changed_by or os.environ.get("USER") or "kb articles"
+    return changed_by or cli_person()
 
 
 dir_option = click.option(
@@ -190,7 +189,7 @@ def articles_draft_from_incident(app: AppContext, incident_id: str, article_id: 
 @click.argument("state", type=click.Choice(["draft", "not_validated", "validated", "archived"]))
 @click.option("--audience", type=click.Choice(["internal", "public"]), default=None,
               help="Also set the audience (public needs state validated).")
-@click.option("--by", "changed_by", default=None, help="Who made the change (default: $USER).")
+@click.option("--by", "changed_by", default=None, help="Who made the change (default: kb --as NAME, else the OS user).")
 @dir_option
 @home_option
 @pass_app
@@ -200,7 +199,9 @@ def articles_set_state(app: AppContext, article_id: str, state: str, audience: s
     """Change an article's state in its file and in the store.
 
     The front matter is edited in place (status, audience, updated; nothing else in the
-    file changes). Only validated articles may be public. If the article is in the store
+    file changes). Only validated articles may be public, and an article that fails
+    `kb articles lint` cannot become not_validated, validated or public (the errors are
+    named); one holding a secret is refused in any state. If the article is in the store
     it gets a new version and is re-indexed at once: an archived article leaves search
     right away and keeps its history (`kb articles history`). The change is written to
     the audit log (action "article state").

@@ -18,11 +18,14 @@ from scripts.articles import articles
 from scripts.bench.cli import bench
 from scripts.common import (
     AppContext,
+    actor_option,
     cli_actor,
+    cli_person,
     echo_json,
     home_option,
     pass_app,
     reports_errors,
+    set_acting_as,
     terminal_progress,
 )
 from scripts.doctor_cli import doctor
@@ -38,15 +41,19 @@ from scripts.tune_cli import tune
 @click.option("--database-url", default=None, metavar="URL",
               help="A PostgreSQL database shared by several nodes (default: $KB_DATABASE_URL; empty: SQLite "
                    "in the data home).")
+@click.option("--as", "acting_as", default=None, metavar="NAME",
+              help="Who makes the changes of this command, as the audit log records it (default: the OS user).")
 @click.version_option(package_name="incident-kb", prog_name="kb")
 @click.pass_context
-def cli(ctx: click.Context, home: str | None, database_url: str | None) -> None:
+def cli(ctx: click.Context, home: str | None, database_url: str | None, acting_as: str | None) -> None:
     """Incident-resolution knowledge search: ranked prior resolutions for new incidents.
 
     Typical first run: kb init; kb import articles; kb import incidents FILE; kb index;
     kb serve.
     """
     ctx.obj = AppContext(home, database_url)
+    if acting_as is not None:
+        set_acting_as(ctx, None, acting_as)
     ctx.call_on_close(ctx.obj.close)
 
 
@@ -74,28 +81,60 @@ def import_group() -> None:
     """Load incidents or articles into the store."""
 
 
-@import_group.command(name="incidents")
+def _columns_epilog() -> str:
+    from kb.importers import columns_table
+
+    lines = ["\b", "Columns read for each field (first found wins; --map overrides; compared without case):"]
+    for fmt in ("servicenow", "jira", "zendesk"):
+        lines.append(f"  --format {fmt}:")
+        lines += [f"    {name:<17} {columns}" for name, columns in columns_table(fmt)]
+    lines.append("  --format generic: the field names themselves (id, title, description, resolution, ...).")
+    lines += ["", "\b", "Zendesk JSON exports (one ticket a line, with its comments) and Jira REST JSON "
+              "(issues with fields) are read too. See docs/import.md."]
+    return "\n".join(lines)
+
+
+@import_group.command(name="incidents", epilog=_columns_epilog())
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", type=click.Choice(IMPORT_FORMATS),
               default="generic", show_default=True, help="Column names of the file.")
 @click.option("--map", "mappings", multiple=True, metavar="COLUMN=FIELD",
               help="Read FIELD from the file's COLUMN (repeatable), e.g. --map 'Ticket Nr=id'.")
+@click.option("--date-format", default="auto", show_default=True, metavar="ORDER",
+              help="How numeric dates such as 03/04/2026 are read: auto (from the file's unambiguous dates; "
+                   "else slashes month first, dots and dashes day first), day-first, month-first, or a "
+                   "strptime pattern such as '%d.%m.%Y %H:%M'.")
+@click.option("--delimiter", default=None, metavar="CHAR",
+              help="The CSV delimiter (default: sniffed from the header: comma, semicolon, tab or |).")
 @home_option
 @pass_app
 @reports_errors
-def import_incidents(app: AppContext, file: str, fmt: str, mappings: tuple[str, ...]) -> None:
+def import_incidents(app: AppContext, file: str, fmt: str, mappings: tuple[str, ...], date_format: str,
+                     delimiter: str | None) -> None:
     """Upsert incidents from FILE (.jsonl, .json or .csv), all or nothing.
 
     A broken record stops the import with the line or row that is wrong; the store is left
-    as it was.
+    as it was. Warnings say what would import without effect, such as resolved incidents
+    without a resolution (they can never be suggested) or dates that could be read two ways.
     """
-    from kb.importers import parse_map_option, read_incident_file
+    from kb.importers import parse_map_option, read_incident_report
 
     app.require_home()
-    incidents = read_incident_file(file, fmt=fmt, overrides=parse_map_option(list(mappings)))
-    counts = app.service().store().upsert_incidents(incidents, source=f"{fmt}:{os.path.basename(file)}")
+    if delimiter is not None:
+        delimiter = "\t" if delimiter in ("\\t", "tab") else delimiter
+        if len(delimiter) != 1:
+            raise KBError("--delimiter must be one character (or 'tab')")
+    store = app.service().store()
+    report = read_incident_report(
+        file, fmt=fmt, overrides=parse_map_option(list(mappings)), date_format=date_format, delimiter=delimiter,
+        known_names={name: store.names_in_use(name) for name in ("product", "category")})
+    counts = store.upsert_incidents(report.incidents, source=f"{fmt}:{os.path.basename(file)}")
+    for note in report.notes:
+        click.echo(f"note: {note}", err=True)
+    for warning in report.warnings:
+        click.echo(f"warning: {warning}", err=True)
     click.echo(
-        f"Imported {len(incidents)} incidents from {file}: {counts.inserted} new, "
+        f"Imported {len(report.incidents)} incidents from {file}: {counts.inserted} new, "
         f"{counts.updated} updated, {counts.unchanged} unchanged. Run `kb index` to make "
         "them searchable."
     )
@@ -103,7 +142,8 @@ def import_incidents(app: AppContext, file: str, fmt: str, mappings: tuple[str, 
 
 @import_group.command(name="articles")
 @click.argument("folder", required=False, type=click.Path(file_okay=False))
-@click.option("--by", "changed_by", default=None, help="Who made the change (default: $USER).")
+@click.option("--by", "changed_by", default=None, help="Who made the change (default: --as, else the OS user).")
+@actor_option
 @home_option
 @pass_app
 @reports_errors
@@ -111,23 +151,31 @@ def import_articles(app: AppContext, folder: str | None, changed_by: str | None)
     """Load Markdown articles from FOLDER (default: articles/).
 
     Good files are imported in one transaction; each broken file is reported with its line
-    and skipped, and the exit status is 1 if any was broken.
+    and skipped. Each file is linted first: an article with a secret (a password, key or
+    token) is never imported; a not_validated, validated or public one with other lint
+    errors is refused (the store keeps the version it had); a draft is imported with its
+    errors listed. The exit status is 1 if any file was broken or refused.
     """
-    from kb.articles import scan_articles
+    from kb.app.article_import import import_article_folder
 
     app.require_home()
     folder = folder or app.config.articles_dir
-    scan = scan_articles(folder)
-    who = changed_by or os.environ.get("USER") or "kb import"
-    counts = app.service().store().upsert_articles([p.article for p in scan.parsed], changed_by=who)
-    for problem in scan.problems:
+    who = changed_by or cli_person()
+    done = import_article_folder(app.service(), folder, changed_by=who)
+    for problem in done.broken:
         click.echo(f"error: {problem}", err=True)
+    for path, reason in done.refused:
+        click.echo(f"error: {path}: {reason}", err=True)
+    for path, reason in done.warned:
+        click.echo(f"warning: {path}: {reason}", err=True)
+    skipped = len(done.broken) + len(done.refused)
     click.echo(
-        f"Imported {len(scan.parsed)} articles from {folder}: {counts.inserted} new, "
-        f"{counts.updated} changed, {counts.unchanged} unchanged"
-        + (f"; {len(scan.problems)} files skipped" if scan.problems else "")
+        f"Imported {done.imported} articles from {folder}: {done.inserted} new, "
+        f"{done.updated} changed, {done.unchanged} unchanged"
+        + (f"; {len(done.broken)} files skipped" if done.broken else "")
+        + (f"; {len(done.refused)} refused for lint errors (see above; `kb articles lint`)" if done.refused else "")
     )
-    if scan.problems:
+    if skipped:
         sys.exit(1)
 
 
@@ -148,7 +196,8 @@ def index(app: AppContext, rebuild: bool, as_json: bool, verbose: bool, cluster:
           cluster_workers: int | None) -> None:
     """Embed what is new or changed and publish a new index version.
 
-    Unchanged text is never embedded again (a content-hash cache). Also refits the ranking
+    Unchanged text is never embedded again (a content-hash cache); when the published index
+    already holds exactly what the store holds, nothing is published. Also refits the ranking
     profile on the store's own incidents. With --cluster, the embedding of a large import
     is spread over a Ray cluster's workers; everything else runs here as usual.
     """
@@ -164,6 +213,10 @@ def index(app: AppContext, rebuild: bool, as_json: bool, verbose: bool, cluster:
     finish_pending_erasures(app.service(), say)
     if as_json:
         echo_json(report.to_dict())
+        return
+    if report.unchanged:
+        click.echo(f"Index {report.version} is up to date with the store ({report.vectors} vectors): nothing to "
+                   "embed, nothing published (kb index --rebuild builds it again)")
         return
     click.echo(
         f"Indexed {report.docs_indexed} documents ({report.chunks_added} chunks; "
@@ -219,10 +272,41 @@ def echo_ranking(ranking: dict, *, verbose: bool) -> None:
         line += (f" (flags {no_match['flagged_in_scope']:.1%} of {evidence} and "
                  f"{no_match['flagged_background']:.1%} of {no_match['background']} off-topic requests)")
     click.echo(line)
+    echo_families(ranking.get("families") or {}, verbose=verbose)
     for field, figures in (ranking.get("triage") or {}).items():
+        if not isinstance(figures, dict):
+            continue
+        if "accuracy_at_1" not in figures:
+            click.echo(f"Triage {field.replace('_', ' ')}: {figures.get('note', 'not fitted')}")
+            continue
+        model = f", model {figures['model_accuracy']:.3f}" if figures.get("model_accuracy") is not None else ""
         click.echo(f"Triage {field.replace('_', ' ')}: replay accuracy {figures['accuracy_at_1']:.3f} on "
-                   f"{figures['replayed']} incidents (not sure {figures['not_sure_share']:.1%}; majority "
-                   f"{figures['majority_baseline']:.3f}, nearest incident {figures['nearest_neighbour_baseline']:.3f})")
+                   f"{figures['replayed']} incidents (similar incidents' vote {figures['vote_accuracy']:.3f}{model}; "
+                   f"not sure {figures['not_sure_share']:.1%}, accurate when sure "
+                   f"{figures['accuracy_when_sure'] or 0:.3f}; majority {figures['majority_baseline']:.3f}, "
+                   f"nearest incident {figures['nearest_neighbour_baseline']:.3f})")
+
+
+FAMILIES_SHOWN = 5
+
+
+def echo_families(families: dict, *, verbose: bool) -> None:
+    """What kb index grouped into resolution families (search.families)."""
+    if not families.get("notes"):
+        return
+    if families.get("note"):
+        click.echo(f"Resolution families: none ({families['note']})")
+        return
+    click.echo(f"Resolution families: {families['families']} families of {families['incidents_grouped']} "
+               f"incidents, from {families['notes']} distinct notes of {families['incidents']} incidents "
+               f"(largest {families['largest']})")
+    rows = families.get("examples") or []
+    for row in rows if verbose else rows[:FAMILIES_SHOWN]:
+        steps = f"; {len(row['steps'])} agreed steps" if row.get("steps") else ""
+        click.echo(f"  {row['family']}: {row['size']} incidents in {row['notes']} notes{steps}; "
+                   f"e.g. {row['representative'][:90]!r}")
+    if not verbose and len(rows) > FAMILIES_SHOWN:
+        click.echo(f"  ({len(rows) - FAMILIES_SHOWN} more families: kb index --verbose)")
 
 
 def _reference_rows(candidates: list[dict]) -> list[dict]:
@@ -264,7 +348,7 @@ def search(app: AppContext, text: str, k: int, title: str, product: str, categor
                              filters=Filters(product=product, category=category))
     suggestion = service.suggester().suggest(service.store(), request, record=record, principal="cli")
     if as_json:
-        echo_json(suggestion_json(suggestion))
+        echo_json(suggestion_json(suggestion, base_url=app.config.public_url))
         return
     if suggestion.no_good_match:
         click.echo("No good match: nothing in the knowledge base fits this incident well.")
@@ -308,26 +392,57 @@ def tokens() -> None:
 
 @tokens.command(name="create")
 @click.argument("name")
-@click.option("--role", required=True,
-              type=click.Choice(ROLES), help="What the token may do (integration: ticket systems).")
+@click.option("--role", required=True, type=click.Choice(ROLES), help="What the token may do.")
+@click.option("--if-missing", is_flag=True,
+              help="Print nothing and change nothing when NAME already has an active token (for scripts run twice).")
+@actor_option
 @home_option
 @pass_app
 @reports_errors
-def tokens_create(app: AppContext, name: str, role: str) -> None:
+def tokens_create(app: AppContext, name: str, role: str, if_missing: bool) -> None:
     """Print a new API token once; only its hash is stored."""
     app.require_home()
-    click.echo(app.service().store().create_token(name, role, actor=cli_actor()))
+    store = app.service().store()
+    if if_missing and any(t["name"] == name and t["active"] for t in store.list_tokens()):
+        click.echo(f"{name} already has an active token; none made (kb tokens revoke {name} first for a new one)",
+                   err=True)
+        return
+    click.echo(store.create_token(name, role, actor=cli_actor()))
+
+
+@tokens.command(name="list")
+@click.option("--all", "show_all", is_flag=True, help="Revoked tokens too.")
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
+@home_option
+@pass_app
+@reports_errors
+def tokens_list(app: AppContext, show_all: bool, as_json: bool) -> None:
+    """API tokens by name: role, when made, and whether revoked (never the token itself)."""
+    app.require_home()
+    rows = [t for t in app.service().store().list_tokens() if show_all or t["active"]]
+    if as_json:
+        echo_json(rows)
+        return
+    if not rows:
+        click.echo("No tokens" + ("" if show_all else " (kb tokens list --all shows revoked ones)"))
+        return
+    click.echo(f"{'name':<24} {'role':<18} {'created':<20} {'revoked':<20}")
+    for t in rows:
+        click.echo(f"{t['name']:<24} {t['role']:<18} {t['created_at'][:19]:<20} {(t['revoked_at'] or '-')[:19]:<20}")
 
 
 @tokens.command(name="revoke")
 @click.argument("name")
+@actor_option
 @home_option
 @pass_app
 @reports_errors
 def tokens_revoke(app: AppContext, name: str) -> None:
-    """Revoke every token issued to NAME."""
+    """Revoke every token issued to NAME (an error when NAME has no active token)."""
     app.require_home()
     count = app.service().store().revoke_tokens(name, actor=cli_actor())
+    if not count:
+        raise KBError(f"{name!r} has no active token (kb tokens list shows them)")
     click.echo(f"Revoked {count} token(s) of {name}")
 
 
@@ -342,15 +457,24 @@ def users() -> None:
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 @click.option("--generate-password", is_flag=True, help="Make up a strong password and print it once.")
 @click.option("--update", is_flag=True, help="If NAME exists, set its role and password instead of failing.")
+@click.option("--if-missing", is_flag=True,
+              help="If NAME exists, leave it as it is (role and password unchanged) and say so.")
+@actor_option
 @home_option
 @pass_app
 @reports_errors
 def users_create(app: AppContext, name: str, role: str, password_stdin: bool,
-                 generate_password: bool, update: bool) -> None:
+                 generate_password: bool, update: bool, if_missing: bool) -> None:
     """Create a local account (the password is stored as a PBKDF2 hash)."""
     app.require_home()
     if password_stdin and generate_password:
         raise KBError("choose one of --password-stdin and --generate-password")
+    if update and if_missing:
+        raise KBError("choose one of --update and --if-missing")
+    if if_missing and app.service().store().has_user(name):
+        click.echo(f"User {name} already exists; left as it is, password unchanged (kb users create {name} "
+                   f"--role {role} --generate-password --update sets a new one)")
+        return
     if generate_password:
         password = secrets.token_urlsafe(12)
     elif password_stdin:
@@ -367,8 +491,30 @@ def users_create(app: AppContext, name: str, role: str, password_stdin: bool,
                + (f" with password {password}" if generate_password else ""))
 
 
+@users.command(name="list")
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
+@home_option
+@pass_app
+@reports_errors
+def users_list(app: AppContext, as_json: bool) -> None:
+    """People who can sign in: name, role, when made, and whether disabled (never passwords)."""
+    app.require_home()
+    rows = app.service().store().list_users()
+    if as_json:
+        echo_json(rows)
+        return
+    if not rows:
+        click.echo("No users (kb users create NAME --role ROLE)")
+        return
+    click.echo(f"{'name':<24} {'role':<18} {'created':<20} state")
+    for u in rows:
+        click.echo(f"{u['name']:<24} {u['role']:<18} {u['created_at'][:19]:<20} "
+                   f"{'disabled' if u['disabled'] else 'active'}")
+
+
 @users.command(name="disable")
 @click.argument("name")
+@actor_option
 @home_option
 @pass_app
 @reports_errors
@@ -386,14 +532,19 @@ def users_disable(app: AppContext, name: str) -> None:
 @click.option("--ranking", type=click.Choice([*RANKING_MODES, "all"]),
               default="shipped", show_default=True,
               help="The shipped ranking, a reference ranking, or all of them side by side.")
+@click.option("--route-from-relevant", type=click.Choice(["assignment_group", "category", "product", "priority"]),
+              default=None, help="Measure triage's prediction of this field against each query's first "
+                                 "relevant id (for a store whose resolutions are its groups).")
 @home_option
 @pass_app
 @reports_errors
-def eval_command(app: AppContext, file: str, as_json: bool, ranking: str) -> None:
+def eval_command(app: AppContext, file: str, as_json: bool, ranking: str, route_from_relevant: str | None) -> None:
     """Quality metrics for labelled queries: accuracy@1, MRR, recall@5, flagged rate.
 
     FILE is JSONL: {"text": "...", "relevant": ["<resolution or record id>", ...]}; an empty
     "relevant" list marks an out-of-scope query that should be flagged as no good match.
+    A query may also carry "assignment_group", "category", "product" and "priority" (triage's
+    routing of each is measured) and "customer_tier" (sent with it).
     """
     from kb.app.evaluation import evaluate, read_labelled_queries
 
@@ -406,7 +557,7 @@ def eval_command(app: AppContext, file: str, as_json: bool, ranking: str) -> Non
         progress = terminal_progress()
         progress.start(mode, len(queries))
         reports.append(evaluate(service.suggester(), service.store(), queries, ranking=mode,
-                                progress=progress.advance))
+                                progress=progress.advance, route_from_relevant=route_from_relevant or ""))
         progress.finish()
     if as_json:
         echo_json(reports[0] if len(reports) == 1 else reports)
@@ -424,12 +575,12 @@ def eval_command(app: AppContext, file: str, as_json: bool, ranking: str) -> Non
         click.echo(f"{'band':<9} {'results':>8} {'mean conf':>10} {'right':>7}")
         for row in table:
             click.echo(f"{row['band']:<9} {row['results']:>8} {row['mean_confidence']:>10.3f} {row['accuracy']:>7.3f}")
-    routing = reports[0].get("routing")
-    if routing:
+    for name, routing in (reports[0].get("routing_fields") or {}).items():
         sure = "-" if routing["accuracy_when_sure"] is None else f"{routing['accuracy_when_sure']:.3f}"
-        click.echo(f"Routing ({routing['queries']} queries with a group): acc@1 {routing['accuracy_at_1']:.3f}, "
+        click.echo(f"Routing {name.replace('_', ' ')} ({routing['queries']} queries): "
+                   f"acc@1 {routing['accuracy_at_1']:.3f}, "
                    f"not sure {routing['not_sure_share']:.3f}, acc when sure {sure}, "
-                   f"majority baseline {routing['majority_baseline']:.3f}, nearest incident's group "
+                   f"majority baseline {routing['majority_baseline']:.3f}, nearest incident's value "
                    f"{routing['nearest_neighbour_baseline']:.3f}")
         for row in routing["reliability"]:
             click.echo(f"  probability {row['band']:<9} {row['results']:>6} mean {row['mean_confidence']:.3f} "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import getpass
 import json
 import os
 import sys
@@ -40,6 +41,7 @@ class AppContext:
     def __init__(self, home: str | None, database_url: str | None = None):
         self.home_override = home
         self.database_url_override = database_url
+        self.acting_as = ""
         self._config: Config | None = None
         self._service = None
 
@@ -152,6 +154,39 @@ def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
 
+def os_user() -> str:
+    """The operating-system account running this process: the login name the environment
+    gives ($LOGNAME, $USER), else the account database's name for this uid, else the uid."""
+    try:
+        name = getpass.getuser()
+    except (KeyError, OSError, ImportError):  # a uid without an account (some containers)
+        name = ""
+    return name.strip() or f"uid-{os.getuid()}"
+
+
+def cli_person() -> str:
+    """Who makes a change from the command line: --as NAME, else the OS user."""
+    ctx = click.get_current_context(silent=True)
+    app = ctx.find_object(AppContext) if ctx else None
+    return (app.acting_as if app is not None and app.acting_as else "") or os_user()
+
+
 def cli_actor() -> str:
-    """Who runs a command, for the audit log: the login name, as the shell knows it."""
-    return f"cli:{os.environ.get('USER') or os.environ.get('LOGNAME') or 'unknown'}"
+    """Who runs a command, for the audit log: ``cli:`` and the person (:func:`cli_person`)."""
+    return f"cli:{cli_person()}"
+
+
+def set_acting_as(ctx: click.Context, _param, value):
+    if value is not None:
+        name = value.strip()
+        if not name or len(name) > 100 or any(ord(c) < 32 or c == "\x7f" for c in name):
+            raise click.BadParameter("a name of 1 to 100 printable characters", ctx=ctx, param=_param)
+        ctx.find_object(AppContext).acting_as = name
+    return value
+
+
+def actor_option(func: Callable) -> Callable:
+    """--as NAME, on every command that changes accounts, tokens or records."""
+    return click.option("--as", "acting_as", default=None, metavar="NAME", expose_value=False,
+                        callback=set_acting_as, is_eager=True,
+                        help="Who makes this change, as the audit log records it (default: the OS user).")(func)

@@ -8,7 +8,15 @@ import click
 
 from kb.errors import KBError
 from kb.models import IMPORT_FORMATS
-from scripts.common import AppContext, cli_actor, echo_json, home_option, pass_app, reports_errors
+from scripts.common import (
+    AppContext,
+    actor_option,
+    cli_actor,
+    echo_json,
+    home_option,
+    pass_app,
+    reports_errors,
+)
 
 
 @click.command()
@@ -72,6 +80,7 @@ def incidents() -> None:
 @incidents.command(name="delete")
 @click.argument("ids", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@actor_option
 @home_option
 @pass_app
 @reports_errors
@@ -101,6 +110,7 @@ def _echo_erasure(report: dict, as_json: bool) -> None:
 @click.option("--email", required=True, metavar="ADDRESS", help="The person's e-mail address.")
 @click.option("--yes", is_flag=True, help="Erase what was found (without it, only list it).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@actor_option
 @home_option
 @pass_app
 @reports_errors

@@ -37,6 +37,7 @@ from search.classifier import (
     content_stems,
     train_classifier,
 )
+from search.families import Families, find_families, store_notes
 from search.logistic import fit_logistic
 from search.profile import (
     DEFAULT_CONFIDENCE,
@@ -56,6 +57,7 @@ from search.ranking import (
     retrieve,
 )
 from search.state import DocKey, SearchState
+from search.steps import family_steps
 from search.triage import fit_triage
 
 # A resolution group collapses when its members' mean pairwise similarity rises above the
@@ -66,6 +68,10 @@ COHESION_SHARE = 0.25
 COHESION_SAMPLE = 2_000
 MAX_REPLAY_QUERIES = 600
 MIN_QUERIES_TO_FIT = 30
+# The replay chooses the ranking only when the incidents it can ask (those whose answer is
+# known: an article, a shared resolution, a family) are at least this share of the store's
+# incidents; a replay of a few canned replies measures the wrong population.
+MIN_REPLAY_COVERAGE = 0.1
 MIN_QUERIES_PER_BUCKET = 100
 # A length bucket ranks its own way only when that beats the store-wide choice on it by this
 # much (accuracy@1 + MRR): small differences on a few dozen queries are noise.
@@ -230,6 +236,30 @@ def drop_copies(cands: Candidates, state: SearchState) -> set[DocKey]:
             for cid in [c for c in table if state.chunk_doc.get(c) in copies]:
                 del table[cid]
     return copies
+
+
+def add_steps(state: SearchState, families: Families) -> None:
+    """Each family's suggested steps (search.steps), kept with the family."""
+    notes: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for (kind, doc_id), doc in state.docs.items():
+        family = families.key_of.get(doc.res_key) if kind == "incident" else None
+        if family:
+            notes[family].append((doc_id, doc.resolution))
+    for family, steps in family_steps(notes).items():
+        families.info[family]["steps"] = steps
+
+
+def replayable_share(state: SearchState, chunks: dict[DocKey, list[int]], shared: dict[str, list[str]]) -> float:
+    """Share of the store's indexed incidents whose right answer the replay knows."""
+    viewer = Viewer()
+    total = usable = 0
+    for key, doc in state.docs.items():
+        if key[0] != "incident" or key not in chunks:
+            continue
+        total += 1
+        article = state.docs.get(("article", doc.article_id)) if doc.article_id else None
+        usable += (article is not None and viewer.can_see(article)) or doc.res_key in shared
+    return usable / total if total else 0.0
 
 
 def replay_queries(
@@ -498,26 +528,40 @@ def fit_profile(store: Store, state: SearchState, *, seed: int = 13, max_queries
     profile = RankingProfile()
     chunks = doc_chunks(state)
     vectors = incident_vectors(state, chunks)
+    viewer = Viewer()
+    families = find_families(store_notes(state, viewer.can_see), vectors, seed=seed)
+    add_steps(state, families)
+    state.use_families(store, families.to_dict())
+    profile.families = families.to_dict()
     cohesive_list, collapse_info = decide_collapse(state, vectors, rng)
     shared = shared_resolutions(state)
     collapses = {"cohesive": set(cohesive_list), "shared": set(shared)}
-    queries = replay_queries(store, state, chunks, vectors, shared, rng, max_queries)
+    # Families group results but are not replay answers: small families of one fix judge
+    # a sibling family's right answer wrong, and a replay of family members only asks the
+    # incidents that have close neighbours (see docs/families.md).
+    evidence = {k: v for k, v in shared.items() if not k.startswith("f:")}
+    queries = replay_queries(store, state, chunks, vectors, evidence, rng, max_queries)
     profile.fitted = {"collapse": collapse_info, "replay_queries": len(queries),
                       "near_copies_left_out": sum(len(q.copies) for q in queries)}
-    profile.triage, profile.fitted["triage"] = fit_triage(state, vectors, np.random.default_rng(seed))
+    profile.triage, profile.fitted["triage"] = fit_triage(state, vectors, np.random.default_rng(seed), store)
     background = background_texts()
     background_scores = best_similarities(state, embed(background)).tolist() if embed and background else []
-    if len(queries) < MIN_QUERIES_TO_FIT:
+    answerable = replayable_share(state, chunks, evidence)
+    profile.fitted["replay_coverage"] = round(answerable, 4)
+    if len(queries) < MIN_QUERIES_TO_FIT or answerable < MIN_REPLAY_COVERAGE:
         profile.source = "default"
         profile.collapse = cohesive_list
-        profile.fitted["note"] = f"{len(queries)} replayable incidents (need {MIN_QUERIES_TO_FIT}); defaults kept"
+        profile.fitted["note"] = (
+            f"{len(queries)} replayable incidents (need {MIN_QUERIES_TO_FIT}); defaults kept"
+            if len(queries) < MIN_QUERIES_TO_FIT else
+            f"the replayable incidents are {answerable:.1%} of the store (need {MIN_REPLAY_COVERAGE:.0%}); defaults kept")
         in_scope = neighbour_similarities(state, vectors, rng)
         profile.match_threshold, profile.fitted["no_match"] = choose_threshold(in_scope, background_scores)
         profile.fitted["no_match"]["in_scope_evidence"] = "nearest other incident"
         profile.threshold = profile.match_threshold
         return profile
     depth = profile.vote_depth
-    labels = classifier_labels(state, shared)
+    labels = classifier_labels(state, evidence)
     model, leads = None, None
     if len(set(labels.values())) >= 2 and len(labels) >= 100:
         model, profile.fitted["classifier"] = fit_classifier(store, state, labels, vectors, queries, rng)

@@ -141,22 +141,25 @@ def feature_matrix(vectors: np.ndarray, docs: Sequence[list[str]], vocab: Vocabu
 
 
 def train_classifier(vectors: np.ndarray, docs: Sequence[list[str]], labels: Sequence[str],
-                     leads: dict[str, str], *, regularisation: float = REGULARISATION) -> ResolutionClassifier | None:
-    """Fit on incidents (mean vectors, content stems, group labels); None when the labels
-    do not make at least MIN_CLASSES groups."""
+                     leads: dict[str, str], *, regularisation: float = REGULARISATION,
+                     sample_weight: np.ndarray | None = None,
+                     max_terms: int = MAX_TERM_WEIGHTS) -> ResolutionClassifier | None:
+    """Fit on incidents (mean vectors, content stems, group labels, optionally how much each
+    counts); None when the labels do not make at least MIN_CLASSES groups. The vocabulary
+    keeps at most ``max_terms`` weights over all classes."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 
     classes = sorted(set(labels))
     if len(classes) < MIN_CLASSES:
         return None
-    vocab = Vocabulary.fit(docs, limit=min(MAX_VOCABULARY, MAX_TERM_WEIGHTS // len(classes)))
+    vocab = Vocabulary.fit(docs, limit=min(MAX_VOCABULARY, max_terms // len(classes)))
     x = feature_matrix(vectors, docs, vocab)
     model = LogisticRegression(C=regularisation, max_iter=200, tol=1e-3)
     with warnings.catch_warnings():
         # Stopping at max_iter leaves a usable model; the replay judges it either way.
         warnings.simplefilter("ignore", ConvergenceWarning)
-        model.fit(x, np.array(labels))
+        model.fit(x, np.array(labels), sample_weight=sample_weight)
     if len(classes) == 2:  # scikit-learn keeps one row for two classes: p(classes[1])
         coef = np.vstack([-model.coef_[0], model.coef_[0]]).astype(np.float32) / 2
         intercept = np.array([-model.intercept_[0], model.intercept_[0]], dtype=np.float32) / 2

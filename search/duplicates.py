@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from indexer.embedders import Embedder
+from kb.names import name_key
 from kb.store import Store
 
 OPEN_MODEL_PREFIX = "open:"  # vector-cache namespace of open-incident texts
@@ -101,7 +102,7 @@ def possible_duplicates(open_set: OpenIncidents, query: np.ndarray, *, exclude: 
         item, score = open_set.items[int(row)], float(scores[int(row)])
         if score < threshold or len(out) >= limit:
             break
-        if item.id == exclude or (product and item.product and item.product != product):
+        if item.id == exclude or (product and item.product and name_key(item.product) != name_key(product)):
             continue
         out.append({"id": item.id, "title": item.title, "status": "open", "product": item.product,
                     "opened_at": item.opened.isoformat().replace("+00:00", "Z"),

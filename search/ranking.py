@@ -25,6 +25,7 @@ import numpy as np
 
 from kb.lexical import rarest_terms, stems
 from kb.models import SEARCHABLE_ARTICLE_STATES
+from kb.names import name_key
 from kb.store import Store
 from search.state import DocInfo, DocKey, SearchState
 
@@ -57,9 +58,10 @@ class Filters:
     category: str = ""
 
     def accept(self, doc: DocInfo) -> bool:
-        if self.product and doc.product.casefold() != self.product.casefold():
+        """Whether a document fits; names compare as kb.names does ("Laptop" is "laptops")."""
+        if self.product and name_key(doc.product) != name_key(self.product):
             return False
-        if self.category and doc.category.casefold() != self.category.casefold():
+        if self.category and name_key(doc.category) != name_key(self.category):
             return False
         return True
 
@@ -243,7 +245,10 @@ def vote(
     for group, items in members.items():
         top = items[0][1]
         total = sum(math.exp((s - top) / tau) for _, s, _ in items)
-        score = top + tau * math.log(total)
+        # A resolution family scores its best incident: its members are paraphrases that a
+        # store without families would rank one by one, and a large family must not outvote
+        # a closer incident of another fix by its size alone.
+        score = top if group.startswith("f:") else top + tau * math.log(total)
         if priors:
             score += priors.get(group, 0.0)
         groups.append(GroupScore(group, score, items))
@@ -324,9 +329,12 @@ def rank_groups(
         if cid is None:
             continue
         by_name[name] = GroupScore(name, floor, [(key, floor, cid)])
+    # A group outside every class (a lone incident, a small article) is never pushed down by
+    # the classifier: it counts as likely as the likeliest class.
+    outside = max(class_logp.values(), default=CLASSIFIER_FLOOR)
     mixed = []
     for g in by_name.values():
-        g.score = (1 - c) * g.score + c * class_logp.get(g.group, CLASSIFIER_FLOOR) + 1e-6 * g.score
+        g.score = (1 - c) * g.score + c * class_logp.get(g.group, outside) + 1e-6 * g.score
         mixed.append(g)
     mixed.sort(key=lambda g: -g.score)
     return mixed

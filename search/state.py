@@ -15,6 +15,7 @@ import re
 import sys
 import threading
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,15 +119,20 @@ def _shared(value: str | None) -> str:
     return sys.intern(value) if value else ""
 
 
-def doc_from_row(kind: str, row: dict) -> DocInfo:
+def doc_from_row(kind: str, row: dict, families: Mapping[str, str] | None = None) -> DocInfo:
+    """A document's fields; ``families`` maps an incident's resolution key to its family
+    (search.families), which then stands for the resolution."""
     if kind == "incident":
         resolution = _shared(row["resolution"])
+        key = resolution_key(resolution)
+        if families:
+            key = families.get(key, key)
         return DocInfo(
             kind="incident", id=row["id"], title=row["title"] or "",
             resolution=resolution, product=_shared(row["product"]),
             category=_shared(row["category"]), status=_shared(row["status"]), audience="internal",
             article_id=_shared(row["article_id"]), updated=row["resolved_at"] or "", review_by="",
-            res_key=resolution_key(resolution), assignment_group=_shared(row.get("assignment_group")),
+            res_key=key, assignment_group=_shared(row.get("assignment_group")),
             priority=_shared(row.get("priority")), escalated=_shared(row.get("escalated")),
         )
     resolution, code = article_resolution(row["body"] or "")
@@ -168,6 +174,23 @@ class SearchState:
         self.damage = ""
         self._term_counts: dict[str, int] = {}
         self._frequent_terms: dict[str, int] = {}
+
+    @property
+    def family_keys(self) -> dict[str, str]:
+        """Resolution key -> family id, from the profile (search.families)."""
+        return (self.profile.families or {}).get("key_of") or {}
+
+    def family(self, group: str) -> dict:
+        """What a family group is (size, representative note), or {} for other groups."""
+        if not group.startswith("f:"):
+            return {}
+        return ((self.profile.families or {}).get("info") or {}).get(group, {})
+
+    def use_families(self, store: Store, families: dict) -> None:
+        """Take these families (search.families.Families.to_dict()) as the resolution keys
+        of their incidents, reading the documents again."""
+        self.profile.families = families
+        self._load_documents(store)
 
     @property
     def chunk_total(self) -> int:
@@ -238,7 +261,8 @@ class SearchState:
         """Read every searchable document and the document of every chunk into compact
         tables (search.doc_table), in one snapshot of the store."""
         with store.read():
-            self.docs = DocTable(doc_from_row(kind, row) for kind in ("article", "incident")
+            families = self.family_keys
+            self.docs = DocTable(doc_from_row(kind, row, families) for kind in ("article", "incident")
                                  for row in store.searchable_documents(kind))
             self.chunk_doc = ChunkDocs(((cid, (kind, doc_id)) for cid, kind, doc_id in store.chunk_doc_map()),
                                        self.docs)
@@ -286,7 +310,7 @@ class SearchState:
             ids = [doc_id for k, doc_id in touched if k == kind]
             if ids:
                 for row in store.searchable_documents(kind, ids):
-                    fresh[(kind, row["id"])] = doc_from_row(kind, row)
+                    fresh[(kind, row["id"])] = doc_from_row(kind, row, self.family_keys)
         with self.lock:
             self.index.remove(np.array(removed, dtype=np.int64))
             for cid in removed:
@@ -315,7 +339,7 @@ class SearchState:
         """How many resolved incidents stand behind a group."""
         if group.startswith("a:"):
             return self.article_incidents.get(group[2:], 0)
-        if group.startswith("r:"):
+        if group.startswith(("r:", "f:")):
             return self.resolution_incidents.get(group, 0)
         return 1
 

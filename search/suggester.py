@@ -17,7 +17,8 @@ from indexer.chunking import WINDOW_WORDS
 from indexer.embedders import Embedder
 from indexer.index_files import current_version, read_config
 from kb.errors import IndexMismatchError, IndexMissingError, ValidationError
-from kb.lexical import identifier_phrases, query_terms
+from kb.language import ENGLISH_ONLY, request_language
+from kb.lexical import identifier_phrases
 from kb.models import Suggestion, SuggestionResult
 from kb.store import Store
 from kb.store.suggestions import new_suggestion_id
@@ -37,8 +38,8 @@ from search.ranking import (
     retrieve,
 )
 from search.state import SearchState
-from search.text import compose_query, highlight_snippet, matched_terms
-from search.triage import neighbours, triage
+from search.text import compose_query, highlight_snippet, matched_terms, search_terms
+from search.triage import TriageModels, neighbours, triage
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,9 @@ QUERY_MAX_TOKENS = 256
 _LEXICAL_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="kb-lexical")
 PRIORS_REFRESH_SECONDS = 5.0
 SIMILAR_SHOWN = 5
+# The second result shows its family's steps too when its confidence is at least this
+# share of the first one's.
+CLOSE_SECOND = 0.5
 
 
 @dataclass
@@ -64,6 +68,7 @@ class SuggestRequest:
     ranking: str = "shipped"  # or a reference ranking: dense, bm25, rrf (for kb eval)
     use_feedback: bool = True
     customer_tier: str = ""  # a top tier raises the suggested priority one step
+    preview: bool = False  # kept aside until the agent acts on it (Store.settle_suggestion)
 
 
 def query_windows(text: str) -> list[str]:
@@ -95,6 +100,12 @@ def shown_confidences(groups: list[GroupScore], cands, count: int, mapping: list
     return out
 
 
+def _unit_mean(vectors: np.ndarray) -> np.ndarray:
+    mean = vectors.mean(axis=0)
+    norm = float(np.linalg.norm(mean))
+    return mean / norm if norm > 0 else mean
+
+
 class ResolutionSuggester:
     """Holds the embedder and the in-memory search state of one process.
 
@@ -108,8 +119,11 @@ class ResolutionSuggester:
         embedder_loader: Callable[[dict], Embedder] | None = None, top_tiers: Sequence[str] = (),
         duplicate_hours: float = 72.0, duplicate_similarity: float = 0.85,
         follow: Callable[[Store], None] | None = None, on_missing: Callable[[], bool] | None = None,
+        languages: frozenset[str] | None = ENGLISH_ONLY,
     ):
         self.embedder = embedder
+        # The languages the model reads well (kb.language.model_languages; None: any).
+        self.languages = languages
         self.top_tiers = tuple(top_tiers)
         self.open_incidents = OpenIncidents(embedder, duplicate_hours)
         self.duplicate_similarity = duplicate_similarity
@@ -135,6 +149,7 @@ class ResolutionSuggester:
         self._loading: str | None = None
         self._classifier: tuple[ResolutionClassifier, dict] | None = None  # with its lead documents
         self._classifier_for = None
+        self._triage_models: tuple[object, TriageModels] | None = None  # (profile, its decoded models)
 
     # --- keeping the state current ----------------------------------------------------
 
@@ -235,7 +250,8 @@ class ResolutionSuggester:
             raise ValidationError("describe the incident: a title or a description is required")
         state = self.ensure_state(store)
         profile = state.profile
-        terms = query_terms(text)
+        language = request_language(text, self.languages)
+        terms = search_terms(text, language["code"])
         # BM25 runs in SQLite (which releases the GIL) while the model embeds the query on
         # one thread (see SentenceTransformerEmbedder.embed): on two cores both finish
         # sooner than one after the other.
@@ -269,9 +285,14 @@ class ResolutionSuggester:
             confidence=results[0].score if results else 0.0, truncated=truncated,
             threshold=profile.match_threshold,
             triage=triage(neighbours(cands.dense, state), profile.triage,
-                          customer_tier=request.customer_tier, top_tiers=self.top_tiers),
+                          customer_tier=request.customer_tier, top_tiers=self.top_tiers,
+                          models=self._triage_models_of(profile), vector=_unit_mean(vectors),
+                          doc_stems=content_stems(text), no_good_match=no_good_match,
+                          viewer=request.viewer, docs=state.docs),
+            language=language,
         )
-        suggestion.triage["duplicates"] = possible_duplicates(
+        # Open incidents are other customers' and internal: never shown to the public.
+        suggestion.triage["duplicates"] = [] if request.viewer.audience == "public" else possible_duplicates(
             self.open_incidents.current(store), vectors[0], exclude=request.incident_ref,
             product=request.filters.product, threshold=self.duplicate_similarity)
         if record:
@@ -286,10 +307,17 @@ class ResolutionSuggester:
                 filters={"product": request.filters.product, "category": request.filters.category},
                 incident_ref=request.incident_ref, principal=principal,
                 predicted_group=(suggestion.triage.get("assignment_group") or {}).get("best_guess") or "",
+                predicted_sure=not (suggestion.triage.get("assignment_group") or {}).get("not_sure", True),
                 model_id=self.embedder.model_id,
-                latency_ms=round((time.perf_counter() - began) * 1000, 2),
+                latency_ms=round((time.perf_counter() - began) * 1000, 2), preview=request.preview,
             )
         return suggestion
+
+    def _triage_models_of(self, profile) -> TriageModels:
+        cached = self._triage_models
+        if cached is None or cached[0] is not profile:
+            cached = self._triage_models = (profile, TriageModels(profile.triage))
+        return cached[1]
 
     def _class_evidence(self, state: SearchState, blend: Blend, vectors: np.ndarray, text: str):
         """The classifier's log-probabilities for this query, when the blend uses it."""
@@ -311,6 +339,7 @@ class ResolutionSuggester:
                  terms: list[str], cands, confidence_map: list[float], k: int) -> list[SuggestionResult]:
         ranked, groups = groups, groups[:k]
         shown = shown_confidences(ranked, cands, len(groups), confidence_map)
+        steps_shown = 2 if len(shown) > 1 and shown[1] >= CLOSE_SECOND * shown[0] else 1
         best_chunks = [g.members[0][2] for g in groups]
         texts = {row["id"]: row["text"] for row in store.chunk_rows(best_chunks)}
         results = []
@@ -320,16 +349,23 @@ class ResolutionSuggester:
             snippet_source = texts.get(group.members[0][2], "")
             similar = []
             for key, _, cid in group.members:
-                if key[0] == "incident" and key != lead.key and len(similar) < SIMILAR_SHOWN:
+                if key[0] == "incident" and key != lead.key:
                     # Cosine similarity of the incident's best chunk to the query, in [0, 1];
                     # "score" repeats it for clients written before "similarity" existed.
                     similarity = round(min(max(cands.dense.get(cid, 0.0), 0.0), 1.0), 4)
                     similar.append({"id": key[1], "title": state.docs[key].title,
                                     "similarity": similarity, "score": similarity})
+            # The most similar first (members are in ranking order, which is not similarity).
+            similar = sorted(similar, key=lambda s: -s["similarity"])[:SIMILAR_SHOWN]
+            family = state.family(group.group)
             results.append(
                 SuggestionResult(
                     rank=rank, kind=lead.kind, id=lead.id, title=lead.title,
-                    resolution=lead.resolution,
+                    resolution=family.get("representative") or lead.resolution,
+                    own_resolution=lead.resolution if family else "",
+                    family={"id": group.group, "size": family.get("size", 0),
+                            "representative_id": family.get("representative_id", "")} if family else {},
+                    steps=list(family.get("steps") or []) if rank <= steps_shown else [],
                     resolution_code=[{"text": text, "block": block} for text, block in lead.code],
                     snippet=highlight_snippet(snippet_source, terms),
                     score=round(shown[rank - 1], 4),
@@ -342,3 +378,4 @@ class ResolutionSuggester:
                 )
             )
         return results
+

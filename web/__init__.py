@@ -48,6 +48,7 @@ def create_app(test_config: dict[str, Any] | None = None, *, config: Config | No
 
     config = config or load_config()
     config.check_webhook()
+    config.check_events()
     config.check_database_url()
     config.check_oidc()
     service = service or Service(config)

@@ -10,6 +10,7 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request
 
 from indexer.index_files import current_version
+from kb.app.outcomes import record_choice
 from kb.errors import AuthError, IndexMissingError, NotFoundError, ValidationError
 from kb.importers import incident_from_record
 from kb.models import EVERYONE, MANAGERS, OUTCOMES, WRITERS
@@ -17,7 +18,7 @@ from search.ranking import Filters, Viewer
 from search.suggester import SuggestRequest
 from web.auth import current_principal, require_roles, service, store
 from web.openapi import openapi_document
-from web.serialize import suggestion_json
+from web.serialize import public_base_url, suggestion_json
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -91,9 +92,11 @@ def parse_suggest_request(data: Any) -> SuggestRequest:
         raise ValidationError("'audience' must be 'internal' or 'public'")
     if not isinstance(data.get("include_drafts", False), bool):
         raise ValidationError("'include_drafts' must be true or false")
+    if not isinstance(data.get("preview", False), bool):
+        raise ValidationError("'preview' must be true or false")
     principal = current_principal()
     include_drafts = bool(data.get("include_drafts")) and principal.role in MANAGERS
-    return SuggestRequest(
+    return SuggestRequest(preview=bool(data.get("preview")),
         title=title, description=description, k=k, incident_ref=incident_ref,
         filters=Filters(product=product, category=category),
         viewer=Viewer(include_drafts=include_drafts, audience=audience), customer_tier=customer_tier,
@@ -106,7 +109,7 @@ def suggest():
     req = parse_suggest_request(json_body())
     principal = current_principal()
     suggestion = service().suggester().suggest(store(), req, principal=principal.name)
-    return jsonify(suggestion_json(suggestion))
+    return jsonify(suggestion_json(suggestion, base_url=public_base_url()))
 
 
 @bp.post("/suggestions/<suggestion_id>/feedback")
@@ -121,9 +124,19 @@ def feedback(suggestion_id: str):
         raise ValidationError("'outcome' must be 'used' or 'none_helped'")
     principal = current_principal()
     agent = principal.name if principal.via == "session" else (_string(data, "agent", limit=200) or principal.name)
-    record = store().record_feedback(suggestion_id, outcome=outcome, used_id=used, agent=agent,
-                                     caller=principal.name)
-    return jsonify(record.to_dict()), 201
+    record, note = record_choice(service(), store(), suggestion_id, outcome=outcome, used_id=used, agent=agent,
+                                 base_url=public_base_url(), caller=principal.name)
+    return jsonify({**record.to_dict(), "resolution_note": note}), 201
+
+
+@bp.post("/suggestions/<suggestion_id>/settle")
+@require_roles(*EVERYONE)
+def settle(suggestion_id: str):
+    """Record a search asked with "preview": true (the agent acted on it, or stopped typing).
+    Only whoever asked may; again is a no-op."""
+    if not store().settle_suggestion(suggestion_id[:100], principal=current_principal().name):
+        raise NotFoundError(f"no search {suggestion_id!r} of yours to record (previews are kept an hour)")
+    return jsonify({"suggestion_id": suggestion_id, "recorded": True})
 
 
 @bp.post("/articles/<article_id>/flags")

@@ -29,6 +29,10 @@ ERROR = {
     },
 }
 
+_NOTE = ("The resolution as a note for the ticket: where the fix came from (the article's title and "
+         "link, or the earlier incident), then the steps.")
+_NOTE_RESULT = _NOTE + " The same text the feedback answer gives when this result is used."
+
 RESULT = {
     "type": "object",
     "required": ["rank", "kind", "id", "title", "resolution", "snippet", "score", "url"],
@@ -48,6 +52,7 @@ RESULT = {
         "score": {"type": "number", "minimum": 0, "maximum": 1,
                   "description": "Estimated probability that this resolution fits."},
         "url": {"type": "string"},
+        "resolution_note": {"type": "string", "description": _NOTE_RESULT},
         "product": {"type": "string"},
         "category": {"type": "string"},
         "status": {"type": "string"},
@@ -66,6 +71,26 @@ RESULT = {
                                          "description": "Deprecated: the same value as similarity."}},
             },
         },
+        "family": {
+            "type": ["object", "null"],
+            "description": "The resolution family this result stands for (notes that say the same fix in "
+                           "different words); resolution is then its representative note.",
+            "properties": {"id": {"type": "string"}, "size": {"type": "integer", "minimum": 0},
+                           "representative_id": {"type": "string"}},
+        },
+        "own_resolution": {"type": ["string", "null"],
+                           "description": "For a family: the closest incident's own note."},
+        "steps": {
+            "type": "array",
+            "description": "Steps the family's notes agree on, in agents' own words (top result, or the "
+                           "top two when close).",
+            "items": {
+                "type": "object",
+                "properties": {"text": {"type": "string"}, "incidents": {"type": "integer", "minimum": 0},
+                               "incident_ids": {"type": "array", "items": {"type": "string"}},
+                               "incident_urls": {"type": "array", "items": {"type": "string"}}},
+            },
+        },
     },
 }
 
@@ -79,6 +104,11 @@ SUGGEST_REQUEST = {
         "audience": {"type": ["string", "null"], "enum": ["internal", "public", "", None],
                      "description": "Empty or null: internal."},
         "include_drafts": {"type": "boolean"},
+        "preview": {"type": "boolean", "default": False,
+                    "description": "A search shown while the agent is still typing: answered as usual, but "
+                                   "recorded as a suggestion only when settled (POST "
+                                   "/api/v1/suggestions/{suggestion_id}/settle) or when a choice is recorded "
+                                   "on it; otherwise dropped after an hour."},
         "customer_tier": {"type": ["string", "null"], "maxLength": 200,
                           "description": "A top tier (KB_TOP_CUSTOMER_TIERS) raises the suggested priority one step."},
         "filters": {
@@ -104,7 +134,17 @@ _TRIAGE_FIELD = {
         "not_sure": {"type": "boolean"}, "best_guess": {"type": ["string", "null"]},
         "nearest": {"type": ["string", "null"], "description": "The most similar incident's value."},
         "evidence": {"type": "integer", "description": "Similar incidents that had a value."},
-        "similar_incidents": {"type": "array", "items": {"type": "string"}},
+        "similar_incidents": {"type": "array", "items": {"type": "string"},
+                              "description": "Similar incidents that had the value; empty for the public audience."},
+        "source": {"type": "string", "description": "What the value rests on: the store's model of the field, "
+                                                    "the similar incidents, or both."},
+        "reason": {"type": "string", "description": "Why triage is not sure (no good match, too little "
+                                                    "evidence, a probability under the store's threshold)."},
+        "customer_tier": {"type": "object", "description": "Assignment group only: the customer's tier is routed "
+                                                           "to this group far more often than incidents in general.",
+                          "properties": {"tier": {"type": "string"}, "group": {"type": "string"},
+                                         "share": {"type": "number"}, "incidents": {"type": "integer"},
+                                         "overall_share": {"type": "number"}, "note": {"type": "string"}}},
     },
 }
 TRIAGE = {
@@ -116,6 +156,7 @@ TRIAGE = {
         "category": _TRIAGE_FIELD, "product": _TRIAGE_FIELD, "assignment_group": _TRIAGE_FIELD,
         "priority": {"type": "object", "properties": {
             "value": {"type": ["string", "null"]}, "raised": {"type": "boolean"},
+            "probability": {"type": "number"}, "not_sure": {"type": "boolean"},
             "similar_priority": {"type": "string"}, "note": {"type": "string"},
             "similar_incidents": {"type": "array", "items": {"type": "string"}}}},
         "duplicates": {"type": "array", "description": "Open incidents of the last days this one may duplicate.",
@@ -138,6 +179,19 @@ SUGGESTION = {
         "confidence": {"type": "number"},
         "truncated": {"type": "boolean"},
         "triage": TRIAGE,
+        "language": {
+            "type": ["object", "null"],
+            "description": "The language the request is written in, and whether the search model reads it "
+                           "well; null from a server that does not say.",
+            "properties": {
+                "code": {"type": ["string", "null"], "description": "ISO 639-1; null when the text is too short "
+                                                                    "or made of codes to tell."},
+                "name": {"type": ["string", "null"]},
+                "served": {"type": "boolean", "description": "false: the model does not read this language "
+                                                             "well; results rest mostly on shared words."},
+                "note": {"type": "string", "description": "What to show a person when served is false."},
+            },
+        },
         "results": {"type": "array", "items": RESULT},
     },
 }
@@ -190,6 +244,33 @@ FEEDBACK = {
         "created_at": {"type": "string"},
         "updated_at": {"type": "string"},
         "status": {"type": "string", "enum": ["created", "unchanged", "changed"]},
+        "resolution_note": {"type": "string", "description": _NOTE + " Empty when none helped."},
+    },
+}
+
+OUTCOME_EVENT = {
+    "type": "object",
+    "description": "Posted to KB_EVENTS_URL when an agent's choice is recorded or changed; the body is signed: "
+                   "X-KB-Signature: sha256=<hex HMAC-SHA256 of the raw body with KB_EVENTS_SECRET>. Headers "
+                   "X-KB-Event (the event) and X-KB-Event-Id (the event_id) come with it. Any 2xx answer "
+                   "takes it; anything else (a redirect included) is retried later with back-off.",
+    "required": ["event", "event_id", "occurred_at", "suggestion_id", "incident_id", "agent", "result",
+                 "resolution_note"],
+    "properties": {
+        "event": {"type": "string", "enum": ["resolution_used", "none_helped"]},
+        "event_id": {"type": "string", "description": "Unique; the same id on a retry (deduplicate on it)."},
+        "occurred_at": {"type": "string", "description": "When the choice was recorded (UTC, ISO 8601)."},
+        "change": {"type": "string", "enum": ["created", "changed"],
+                   "description": "changed: this replaces the agent's earlier choice on the same search."},
+        "suggestion_id": {"type": "string"},
+        "incident_id": {"type": "string", "description": "The ticket's id as sent with the search; may be empty."},
+        "agent": {"type": "string"},
+        "result": {"type": ["object", "null"], "description": "The result used; null for none_helped.",
+                   "properties": {"id": {"type": "string"}, "kind": {"type": "string", "enum": ["article", "incident"]},
+                                  "title": {"type": "string"}, "rank": {"type": "integer"},
+                                  "url": {"type": "string"}}},
+        "resolution_note": {"type": "string", "description": _NOTE},
+        "search_url": {"type": "string", "description": "The search on the agent page, by id."},
     },
 }
 
@@ -340,8 +421,17 @@ def openapi_document(max_k: int = 50) -> dict[str, Any]:
                 "Error": ERROR, "Result": RESULT, "SuggestRequest": suggest_request,
                 "Suggestion": SUGGESTION, "FeedbackRequest": FEEDBACK_REQUEST,
                 "Feedback": FEEDBACK, "Incident": INCIDENT, "UpsertResult": UPSERT_RESULT,
-                "Report": REPORT, "FlagRequest": FLAG_REQUEST, "Flag": FLAG,
+                "Report": REPORT, "OutcomeEvent": OUTCOME_EVENT,
+                "FlagRequest": FLAG_REQUEST, "Flag": FLAG,
             },
+        },
+        "webhooks": {
+            name: {"post": {
+                "summary": summary, "operationId": f"{name}Event",
+                "requestBody": {"required": True, "content": _json("OutcomeEvent")},
+                "responses": {"200": {"description": "Taken (any 2xx)"}},
+            }} for name, summary in (("resolution_used", "An agent used a result for a ticket"),
+                                     ("none_helped", "An agent said none of the results helped"))
         },
         "paths": {
             "/api/v1/suggest": {
@@ -385,6 +475,22 @@ def openapi_document(max_k: int = 50) -> dict[str, Any]:
                         "201": {"description": "Flagged (a person's open flag on the article is replaced)",
                                 "content": _json("Flag")},
                         **_errors(400, 401, 403, 404, 413),
+                    },
+                }
+            },
+            "/api/v1/suggestions/{suggestion_id}/settle": {
+                "post": {
+                    "operationId": "settleSuggestion",
+                    "summary": "Record a previewed search as a suggestion (only whoever asked; again is a no-op)",
+                    "security": secured,
+                    "x-roles": list(EVERYONE),
+                    "parameters": [{"name": "suggestion_id", "in": "path", "required": True,
+                                    "schema": {"type": "string", "maxLength": 200}}],
+                    "responses": {
+                        "200": {"description": "Recorded", "content": {"application/json": {"schema": {
+                            "type": "object", "required": ["suggestion_id", "recorded"],
+                            "properties": {"suggestion_id": {"type": "string"}, "recorded": {"type": "boolean"}}}}}},
+                        **_errors(401, 403, 404),
                     },
                 }
             },

@@ -21,11 +21,13 @@ from flask import (
     url_for,
 )
 
+from kb.app.outcomes import record_choice, resolution_note
 from kb.articles import parse_article_text, render_markdown
 from kb.authoring import write_new_article
 from kb.drafts import draft_from_text
 from kb.errors import ConflictError, KBError, NotFoundError, ValidationError
 from kb.models import MANAGERS, PEOPLE, SEARCHABLE_ARTICLE_STATES, Article
+from kb.names import distinct_by_key
 from search.ranking import Filters, Viewer
 from search.suggester import SuggestRequest
 from web.auth import (
@@ -39,7 +41,7 @@ from web.auth import (
     sign_out,
     store,
 )
-from web.serialize import result_url
+from web.serialize import public_base_url, result_url
 
 bp = Blueprint("pages", __name__)
 
@@ -93,8 +95,14 @@ def template_globals():
     return {
         "csrf_token": csrf_token, "principal": lambda: current_principal(),
         "confidence_label": confidence_label, "percent": percent, "managers": MANAGERS,
-        "fix_parts": fix_parts, "result_url": result_url,
+        "fix_parts": fix_parts, "result_url": result_url, "note_of": note_of,
     }
+
+
+def note_of(result) -> str:
+    """The resolution note of a shown result (the same text the API gives)."""
+    return resolution_note(result.kind, result.id, result.title, result.fix_text(),
+                           public_base_url().rstrip("/") + result_url(result))
 
 
 # --- signing in ------------------------------------------------------------------------
@@ -235,7 +243,8 @@ def search_page():
             form, suggestion, chosen = shown
             if suggestion.truncated:
                 notices.append(
-                    f"Only the first {service().config.max_query_chars:,} characters of this long text were searched."
+                    f"This text is longer than {service().config.max_query_chars:,} characters: its error lines, "
+                    "its start and its end were searched."
                 )
     return render_template(
         "search.html", form=form, suggestion=suggestion, chosen=chosen,
@@ -271,6 +280,7 @@ def _shown_suggestion(sid: str, principal):
     """(form, suggestion, choice) for a suggestion this person was shown: the same search
     again, limited to the results shown then, with the choice already made, so it can be
     seen and changed. None for an unknown id or someone else's."""
+    store().settle_suggestion(sid, principal=principal.name)  # shown again: a previewed search is kept
     try:
         shown = store().get_suggestion(sid)
     except NotFoundError:
@@ -311,7 +321,7 @@ def _products() -> list[str]:
         state = service().suggester().ensure_state(store())
     except KBError:
         return []
-    return sorted(state.docs.distinct("product"))
+    return distinct_by_key(state.docs.distinct("product"))
 
 
 @bp.post("/feedback")
@@ -322,8 +332,8 @@ def feedback_form():
     suggestion_id = request.form.get("suggestion_id", "")[:100]
     used = request.form.get("used") or None
     outcome = "used" if used else "none_helped"
-    record = store().record_feedback(suggestion_id, outcome=outcome, used_id=used, agent=principal.name,
-                                     caller=principal.name)
+    record, _ = record_choice(service(), store(), suggestion_id, outcome=outcome, used_id=used,
+                              agent=principal.name, base_url=public_base_url(), caller=principal.name)
     messages = {
         "created": "Thanks: your choice is recorded.",
         "unchanged": "Your choice was already recorded.",

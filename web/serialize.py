@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
+from kb.app.outcomes import resolution_note
 from kb.models import Suggestion, SuggestionResult
 
 
@@ -14,7 +15,14 @@ def result_url(result: SuggestionResult) -> str:
     return f"/{folder}/{quote(result.id, safe='')}"
 
 
-def result_json(result: SuggestionResult) -> dict[str, Any]:
+def public_base_url() -> str:
+    """Where agents open the service: KB_PUBLIC_URL, else the address this request came in on."""
+    from flask import current_app, request
+
+    return current_app.config["KB_CONFIG"].public_url.strip() or request.url_root
+
+
+def result_json(result: SuggestionResult, base_url: str = "") -> dict[str, Any]:
     return {
         "rank": result.rank,
         "kind": result.kind,
@@ -32,15 +40,22 @@ def result_json(result: SuggestionResult) -> dict[str, Any]:
         "matched_terms": result.matched_terms,
         "similar_count": result.similar_count,
         "similar_incidents": result.similar_incidents,
+        "resolution_note": resolution_note(result.kind, result.id, result.title, result.fix_text(),
+                                           base_url.rstrip("/") + result_url(result)),
+        "family": result.family or None,
+        "own_resolution": result.own_resolution or None,
+        "steps": [dict(s, incident_urls=[f"/incidents/{quote(i, safe='')}" for i in s.get("incident_ids", [])])
+                  for s in result.steps],
     }
 
 
-def suggestion_json(suggestion: Suggestion) -> dict[str, Any]:
+def suggestion_json(suggestion: Suggestion, base_url: str = "") -> dict[str, Any]:
     return {
         "suggestion_id": suggestion.id,
         "no_good_match": suggestion.no_good_match,
         "confidence": suggestion.confidence,
         "truncated": suggestion.truncated,
         "triage": suggestion.triage,
-        "results": [result_json(r) for r in suggestion.results],
+        "language": suggestion.language or None,
+        "results": [result_json(r, base_url) for r in suggestion.results],
     }

@@ -17,6 +17,7 @@ from gunicorn.app.base import BaseApplication
 
 from kb.config import Config
 from kb.errors import ConfigError, KBError
+from kb.language import warm_up_language_identifier
 
 log = logging.getLogger("kb.serve")
 
@@ -52,6 +53,7 @@ class KnowledgeServer(BaseApplication):
             try:
                 with app.app_context():
                     service.suggester().ensure_state(service.store())
+                    warm_up_language_identifier()  # seconds to build: not on the first request
             except KBError as exc:
                 log.warning("worker %s started without an index: %s", worker.pid, exc)
             try:
@@ -68,6 +70,10 @@ class KnowledgeServer(BaseApplication):
                 from kb.app.storms import StormWatcher
 
                 StormWatcher(service).start()
+            if config.events_url:
+                from kb.app.outcomes import EventSender
+
+                EventSender(service).start()
 
         settings = {
             "bind": f"{config.host}:{config.port}",
@@ -127,6 +133,7 @@ def check_can_listen(host: str, port: int) -> None:
 
 def run_server(config: Config) -> None:
     config.check_webhook()
+    config.check_events()
     config.check_oidc()
     print(f"Serving on http://{config.host}:{config.port} with {default_workers(config)} worker(s)", flush=True)
     KnowledgeServer(config).run()

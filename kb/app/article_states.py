@@ -6,6 +6,7 @@ import datetime as dt
 from pathlib import Path
 
 from kb.app.service import Service
+from kb.articles import ParsedArticle
 from kb.authoring import (
     StateChange,
     edit_article_state,
@@ -13,8 +14,40 @@ from kb.authoring import (
     front_matter_id,
     write_file_atomically,
 )
-from kb.errors import NotFoundError
+from kb.errors import NotFoundError, ValidationError
+from kb.lint import ERROR, LintProblem, lint_text
 from kb.models import Article
+
+# States in which an article is offered to agents: it must pass lint to get there.
+FINISHED_STATES = ("not_validated", "validated")
+
+
+def lint_errors(text: str, path: Path, *, today: dt.date | None = None) -> list[LintProblem]:
+    """The lint errors (not warnings) of one article's text, its links resolved beside ``path``."""
+    today = today or dt.datetime.now(dt.UTC).date()
+    _, problems, _ = lint_text(text, str(path), today=today, folder=path.parent)
+    return [p for p in problems if p.severity == ERROR]
+
+
+def describe_errors(errors: list[LintProblem], limit: int = 5) -> str:
+    shown = "; ".join(f"line {p.line}: {p.message} [{p.code}]" for p in errors[:limit])
+    more = f"; and {len(errors) - limit} more" if len(errors) > limit else ""
+    return f"{len(errors)} lint error{'s' if len(errors) != 1 else ''}: {shown}{more}"
+
+
+def refuse_unfinished(after: ParsedArticle, text: str, path: Path, *, today: dt.date | None = None) -> None:
+    """Raise ValidationError when an article would reach agents (not_validated, validated
+    or public) while it fails lint, or would reach the store holding a secret."""
+    errors = lint_errors(text, path, today=today)
+    article = after.article
+    finished = article.status in FINISHED_STATES or article.audience == "public"
+    blocking = errors if finished else [p for p in errors if p.code == "secret"]
+    if blocking:
+        raise ValidationError(
+            f"{article.id} cannot be {article.status}"
+            + (f" ({article.audience})" if article.audience == "public" else "")
+            + f": {describe_errors(blocking)}; fix them (`kb articles lint {path}`) and try again"
+        )
 
 
 def _stored(service: Service, article_id: str) -> Article | None:
@@ -52,12 +85,17 @@ def change_article_state(
     archived article leaves search while its versions stay. A change is written to the
     audit log (``audit_action``, by ``actor``, else ``changed_by``).
 
+    An article is refused (ValidationError naming the errors, nothing changed) when it
+    would reach agents (not_validated, validated or public) while it fails lint, and in any
+    state when it holds a secret (a password, key or token): a secret never reaches the store.
+
     Raises NotFoundError for an unknown id, ValidationError when the rules forbid it.
     """
     store = service.store()
     stored = _stored(service, article_id)
     path = locate_article_file(service, article_id, folder=folder)
     before, after, new_text = edit_article_state(path, status, audience=audience, today=today)
+    refuse_unfinished(after, new_text.replace("\r\n", "\n"), path, today=today)
     change = StateChange(
         article_id=article_id, path=str(path), old_status=before.article.status,
         new_status=after.article.status, old_audience=before.article.audience,

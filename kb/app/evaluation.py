@@ -1,9 +1,11 @@
 """Quality metrics for labelled queries (``kb eval``).
 
 A query file is JSONL: ``{"text": "...", "relevant": ["<resolution or record id>", ...]}``.
-``relevant`` may name article ids, incident ids, or resolution texts. A result matches a
-relevant entry when the entry is the result's id, its resolution text, or any record that
-the result's resolution stands for (the incidents grouped into it). Metrics count distinct
+``relevant`` may name article ids, incident ids, resolution texts or resolution codes (the
+incidents' ``resolution_code``: where notes are free text, the code says which resolution a
+note stands for). A result matches a relevant entry when the entry is the result's id, its
+resolution text, or any record or code that the result's resolution stands for (the
+incidents grouped into it; for a resolution family, the codes of at least half of it). Metrics count distinct
 resolutions: two relevant incidents resolved with the same article are one resolution.
 A query with ``"relevant": []`` is out of scope: the service should flag it.
 """
@@ -12,9 +14,9 @@ from __future__ import annotations
 
 import json
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ from kb.errors import RecordError
 from kb.store import Store
 from search.state import SearchState, normalise_resolution
 from search.suggester import ResolutionSuggester, SuggestRequest
+from search.triage import ROUTED_FIELDS
 
 EVAL_DEPTH = 10
 
@@ -34,6 +37,8 @@ class LabelledQuery:
     relevant: list[str]
     line: int
     assignment_group: str = ""  # when given, the routing of triage is measured too
+    labels: dict[str, str] = field(default_factory=dict)  # routed field -> its true value
+    customer_tier: str = ""  # asked with the query, as a ticket system would send it
 
 
 def read_labelled_queries(path: str | Path) -> list[LabelledQuery]:
@@ -57,30 +62,59 @@ def read_labelled_queries(path: str | Path) -> list[LabelledQuery]:
                 relevant = [relevant]
             if not isinstance(relevant, list) or not all(isinstance(r, str) for r in relevant):
                 raise RecordError("\"relevant\" must be a list of ids", source=str(path), line=number)
-            group = record.get("assignment_group") or ""
-            if not isinstance(group, str):
-                raise RecordError("\"assignment_group\" must be text", source=str(path), line=number)
-            queries.append(LabelledQuery(record["text"], relevant, number, group))
+            labels = {}
+            for name in (*ROUTED_FIELDS, "customer_tier"):
+                value = record.get(name) or ""
+                if not isinstance(value, str):
+                    raise RecordError(f"\"{name}\" must be text", source=str(path), line=number)
+                if value:
+                    labels[name] = value
+            tier = labels.pop("customer_tier", "")
+            queries.append(LabelledQuery(record["text"], relevant, number, labels.get("assignment_group", ""),
+                                         labels, tier))
     if not queries:
         raise RecordError("the file holds no queries", source=str(path))
     return queries
 
 
 class GroupMembers:
-    """Which record ids and resolution texts each result group stands for."""
+    """Which record ids, resolution texts and resolution codes each result group stands for.
 
-    def __init__(self, state: SearchState):
+    An incident's ``resolution_code`` names the resolution it stands for where the notes
+    are free text. A family (search.families) stands for the codes that at least half of
+    its incidents carry, not for every code one of them carries: a family that mixes two
+    resolutions is not right for both.
+    """
+
+    def __init__(self, state: SearchState, codes: dict[str, str] | None = None):
+        codes = codes or {}
         self.by_group: dict[str, set[str]] = defaultdict(set)
         self.groups_of_name: dict[str, set[str]] = defaultdict(set)
+        family_codes: dict[str, Counter] = defaultdict(Counter)
         for (_kind, doc_id), doc in state.docs.items():
             names = {doc_id}
             if doc.kind == "incident" and doc.resolution:
                 names.add(normalise_resolution(doc.resolution))
+            code = codes.get(doc_id, "") if doc.kind == "incident" else ""
             for group in self._groups_of(doc):
-                self.by_group[group].update(names)
+                if group.startswith("f:"):
+                    self.by_group[group].update(names)
+                    if code:
+                        family_codes[group][code] += 1
+                else:
+                    names_here = names | ({code} if code else set())
+                    self.by_group[group].update(names_here)
                 if not group.startswith("i:"):
                     for name in names:
                         self.groups_of_name[name].add(group)
+                    if code and not group.startswith("f:"):
+                        self.groups_of_name[code].add(group)
+        for group, counts in family_codes.items():
+            total = sum(counts.values())
+            for code, n in counts.items():
+                if 2 * n >= total:
+                    self.by_group[group].add(code)
+                    self.groups_of_name[code].add(group)
 
     @staticmethod
     def _groups_of(doc) -> list[str]:
@@ -99,29 +133,35 @@ class GroupMembers:
 def evaluate(
     suggester: ResolutionSuggester, store: Store, queries: list[LabelledQuery], *,
     ranking: str = "shipped", progress: Callable[[int], None] | None = None,
-    use_feedback: bool = True,
+    use_feedback: bool = True, route_from_relevant: str = "",
 ) -> dict[str, Any]:
-    """Run every query through the suggester and report ranking metrics."""
+    """Run every query through the suggester and report ranking metrics, and triage's
+    routing of each field the queries are labelled with (``route_from_relevant``: a field
+    whose true value is each query's first relevant id, for stores whose resolutions are
+    their groups)."""
     state = suggester.ensure_state(store)
-    members = GroupMembers(state)
+    members = GroupMembers(state, resolution_codes(store))
     in_scope = [q for q in queries if q.relevant]
     out_scope = [q for q in queries if not q.relevant]
     hits1 = rr = recall5 = recall10 = flagged_in = flagged_out = 0.0
     latencies = []
     shown: list[tuple[float, bool]] = []  # (top result's confidence, whether it was right)
     misses: list[dict[str, Any]] = []
-    routing = RoutingTally(state)
+    tallies = {name: RoutingTally(state, name) for name in ROUTED_FIELDS}
     for query in queries:
         began = time.perf_counter()
         suggestion = suggester.suggest(
             store, SuggestRequest(description=query.text, k=EVAL_DEPTH, ranking=ranking,
-                                  use_feedback=use_feedback), record=False
+                                  use_feedback=use_feedback, customer_tier=query.customer_tier), record=False
         )
         latencies.append((time.perf_counter() - began) * 1000)
         if progress:
             progress(1)
-        if query.assignment_group:
-            routing.add(query.assignment_group, suggestion.triage.get("assignment_group") or {})
+        labels = dict(query.labels)
+        if route_from_relevant and route_from_relevant not in labels and query.relevant:
+            labels[route_from_relevant] = query.relevant[0]
+        for name, truth in labels.items():
+            tallies[name].add(truth, routed_prediction(suggestion.triage, name))
         if not query.relevant:
             flagged_out += suggestion.no_good_match
             continue
@@ -161,21 +201,40 @@ def evaluate(
         "latency_ms_p95": round(float(np.percentile(latencies, 95)), 2),
         "profile": state.profile.source,
         "reliability": reliability_table(shown) if ranking == "shipped" else [],
-        "routing": routing.report(),
+        "routing": tallies["assignment_group"].report(),
+        "routing_fields": {name: tally.report() for name, tally in tallies.items() if tally.rows},
         "misses": misses,
     }
     return report
 
 
-class RoutingTally:
-    """Predicted assignment group against the labelled one: accuracy of the prediction
-    (the best guess when not sure), the share marked not sure and the accuracy of the rest,
-    a reliability table of the probability, and the majority-group baseline."""
+def resolution_codes(store: Store) -> dict[str, str]:
+    """incident id -> its resolution code, for incidents that have one."""
+    return {i.id: i.resolution_code.strip() for i in store.iter_incidents() if i.resolution_code.strip()}
 
-    def __init__(self, state: SearchState):
+
+def routed_prediction(triage: dict[str, Any], name: str) -> dict[str, Any]:
+    """Triage's prediction of one field, as the tally reads it. A priority raised for the
+    customer's tier is measured as predicted, before the raise."""
+    predicted = triage.get(name) or {}
+    if name != "priority":
+        return predicted
+    guess = predicted.get("similar_priority") or predicted.get("value")
+    return {"best_guess": guess, "value": None if predicted.get("not_sure", True) else guess,
+            "not_sure": predicted.get("not_sure", True), "probability": predicted.get("probability", 0.0),
+            "nearest": predicted.get("nearest")}
+
+
+class RoutingTally:
+    """Predicted value of a field (the assignment group, ...) against the labelled one:
+    accuracy of the prediction (the best guess when not sure), the share marked not sure and
+    the accuracy of the rest, a reliability table of the probability, and the majority and
+    nearest-incident baselines."""
+
+    def __init__(self, state: SearchState, name: str = "assignment_group"):
         from collections import Counter
 
-        groups = Counter(d.assignment_group for d in state.docs.values() if d.kind == "incident" and d.assignment_group)
+        groups = Counter(getattr(d, name) for d in state.docs.values() if d.kind == "incident" and getattr(d, name))
         self.majority = groups.most_common(1)[0][0] if groups else ""
         self.rows: list[tuple[str, dict[str, Any]]] = []
 

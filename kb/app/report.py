@@ -170,25 +170,50 @@ def build_report(service: Service, *, days: int = 90, now: dt.datetime | None = 
         "over_time": {"period": period,
                       "series": activity_series(daily, dt.date.fromisoformat(since[:10]),
                                                 now.date(), period)},
-        "gaps": {"threshold": threshold, "queries": len(gap_rows), "clusters": clusters},
+        "gaps": {"threshold": threshold, "queries": len(gap_rows), "clusters": clusters,
+                 "draft_candidates": draft_candidates(store, service.embedder().model_id)},
         "stale": {"explanation": HARM_EXPLANATION, "articles": stale},
         "routing": routing_summary(routing_rows),
         "escalation_by_category": escalation,
     }
 
 
-def routing_summary(rows: list[tuple[str, str, str]]) -> dict[str, Any]:
-    """Triage's predicted group against the group that resolved the incident, per week."""
+# A resolution family of at least this many incidents and no article is a draft candidate.
+DRAFT_FAMILY_SIZE = 10
+
+
+def draft_candidates(store: Any, model_id: str) -> list[dict[str, Any]]:
+    """Resolution families (search.families) of DRAFT_FAMILY_SIZE incidents or more: a fix
+    agents keep writing in their own words that no article holds (incidents resolved with
+    an article are grouped by it, never into a family). Largest first."""
+    families = ((store.latest_ranking_profile(model_id) or {}).get("families") or {}).get("info") or {}
+    rows = [{"family": fid, "size": f.get("size", 0), "representative": f.get("representative", ""),
+             "representative_id": f.get("representative_id", ""), "steps": f.get("steps", [])}
+            for fid, f in families.items() if f.get("size", 0) >= DRAFT_FAMILY_SIZE]
+    return sorted(rows, key=lambda r: (-r["size"], r["family"]))
+
+
+def routing_summary(rows: list[tuple]) -> dict[str, Any]:
+    """Triage's predicted group against the group that resolved the incident, per week and
+    overall: accuracy of the prediction (its best guess when not sure), the share it was not
+    sure of, and its accuracy when sure. Suggestions recorded before triage said whether it
+    was sure count in the accuracy only."""
     weeks: dict[str, list[int]] = {}
-    for week, predicted, final in rows:
-        tally = weeks.setdefault(week, [0, 0])
+    for week, predicted, final, *rest in rows:
+        sure = rest[0] if rest else ""
+        tally = weeks.setdefault(week, [0, 0, 0, 0, 0])  # incidents, right, told, sure, right when sure
         tally[0] += 1
         tally[1] += predicted == final
-    total = sum(t[0] for t in weeks.values())
-    right = sum(t[1] for t in weeks.values())
-    return {"incidents": total, "right": right, "accuracy": _rate(right, total),
-            "weeks": [{"week": w, "incidents": t[0], "right": t[1], "accuracy": _rate(t[1], t[0])}
-                      for w, t in sorted(weeks.items())]}
+        tally[2] += sure in ("yes", "no")
+        tally[3] += sure == "yes"
+        tally[4] += sure == "yes" and predicted == final
+
+    def figures(t: list[int]) -> dict[str, Any]:
+        return {"incidents": t[0], "right": t[1], "accuracy": _rate(t[1], t[0]),
+                "not_sure_share": _rate(t[2] - t[3], t[2]), "sure": t[3], "accuracy_when_sure": _rate(t[4], t[3])}
+
+    total = [sum(t[i] for t in weeks.values()) for i in range(5)]
+    return {**figures(total), "weeks": [{"week": w, **figures(t)} for w, t in sorted(weeks.items())]}
 
 
 # --- the terminal summary --------------------------------------------------------------
@@ -230,6 +255,10 @@ def render_text(report: dict[str, Any], *, top: int = 5) -> str:
     for c in clusters:
         terms = f" [{', '.join(c['terms'])}]" if c["terms"] else ""
         lines.append(f"  {c['size']:>4}  {c['title']}{terms}")
+    drafts = report["gaps"].get("draft_candidates") or []
+    if drafts:
+        lines += ["", f"Draft candidates: {len(drafts)} resolution families with no article"]
+        lines += [f"  {d['size']:>4}  {d['representative'][:100]}" for d in drafts[:top]]
     stale = report["stale"]["articles"][:top]
     lines += ["", f"Stale articles: {len(report['stale']['articles'])}"]
     for a in stale:

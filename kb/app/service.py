@@ -24,6 +24,7 @@ from kb.app.replica import ReplicaFollower
 from kb.config import DEFAULT_EMBED_BACKEND, Config, backend_of_model
 from kb.errors import KBError
 from kb.home import legacy_key
+from kb.language import ENGLISH_ONLY, model_languages
 from kb.models import Incident
 from kb.redaction import Redactor
 from kb.store import Store, UpsertCounts, open_store
@@ -163,8 +164,21 @@ class Service:
                     duplicate_similarity=self.config.duplicate_similarity,
                     follow=self.follower.check if self.follower else None,
                     on_missing=self.follower.ensure if self.follower else None,
+                    languages=self.model_languages(),
                 )
             return self._suggester
+
+    def model_languages(self) -> frozenset[str] | None:
+        """The languages the model in use reads well (None: any): KB_MODEL_LANGUAGES, else
+        the model folder's card (kb.language.model_languages)."""
+        if self.config.model_languages:
+            return model_languages(None, self.config.model_languages)
+        if self.embed_backend() == "hashing":
+            return ENGLISH_ONLY
+        try:
+            return model_languages(self.model_folder())
+        except KBError:
+            return ENGLISH_ONLY
 
     def _embedder_for_index(self, index_config: dict) -> Embedder:
         """The embedder a newly published index needs (after `kb tune` switched models)."""
@@ -219,6 +233,11 @@ class Service:
 
         model_path = self.model_path_for_index(embedder)
         with indexing_lock(self.index_root), store.indexer_lock():
+            if not rebuild:
+                current = self._current_index_if_up_to_date(store, embedder, model_path, fit=fit)
+                if current is not None:
+                    return IndexReport(version=current["version"], unchanged=True,
+                                       vectors=int(current.get("count", 0)) - len(current.get("tombstones", [])))
             report = update_index(
                 store, bulk, self.index_root, rebuild=rebuild,
                 batch_size=self.config.batch_size, progress=progress,
@@ -233,6 +252,35 @@ class Service:
                                        int(config["log_seq"]), config["built_at"])
         report.ranking = summary
         return report
+
+    def _current_index_if_up_to_date(self, store: Store, embedder: Embedder, model_path: str, *,
+                                     fit: bool) -> dict | None:
+        """The published version's config when it already holds exactly what the store
+        holds, for this model and settings, with a fitted profile: publishing again would
+        change nothing. None otherwise (anything to embed, remove or replay; another model,
+        index kind or database; an erasure since; no profile; unreadable files)."""
+        try:
+            config = read_config(self.index_root)
+        except KBError:
+            return None
+        vectors = self.index_root / str(config.get("version", "")) / "vectors.faiss"
+        forced = self.config.forced_index_kind
+        same = (
+            config.get("model_id") == embedder.model_id and config.get("model_path", "") == model_path
+            and int(config.get("log_seq", -1)) == store.log_head()
+            and int(config.get("store_chunks", -1)) == store.count_chunks()
+            and config.get("erasures") == store.finished_erasures()
+            and config.get("database_id") == store.database_id()
+            and (not forced or config.get("index_kind") == forced)
+            and vectors.is_file() and vectors.stat().st_size > 0
+        )
+        if not same or store.docs_to_index() or store.docs_to_unindex():
+            return None
+        if store.chunks_without_vectors(embedder.model_id):
+            return None
+        if fit and store.latest_ranking_profile(embedder.model_id) is None:
+            return None
+        return config
 
     def prepare_node(self, progress) -> None:
         """Before a node on a shared database serves: its lexical index and an index
@@ -254,12 +302,26 @@ class Service:
         return np.vstack([np.frombuffer(cached[h], dtype=np.float32) for h in hashes])
 
     def upsert_incidents(self, incidents: Sequence[Incident], source: str = "api") -> UpsertCounts:
-        """Store incidents and make them searchable right away (embedded in this call)."""
+        """Store incidents and make them searchable right away (embedded in this call). Product
+        and category names take the spelling already in use ("laptops" -> "Laptops")."""
+        from kb.importers import normalise_names
+
         store = self.store()
+        incidents = list(incidents)
+        if any(i.product or i.category for i in incidents):
+            normalise_names(incidents, self._names_in_use(store))
         counts = store.upsert_incidents(incidents, source=source)
         if counts.changed_ids:
             self.index_documents([("incident", i) for i in counts.changed_ids])
         return counts
+
+    def _names_in_use(self, store: Store) -> dict[str, list[str]]:
+        """Product and category names in use: from the search state when it is loaded (no
+        query), else from the store."""
+        state = self._suggester.state if self._suggester is not None else None
+        if state is not None:
+            return {name: sorted(state.docs.distinct(name)) for name in ("product", "category")}
+        return {name: store.names_in_use(name) for name in ("product", "category")}
 
     def catch_up(self) -> None:
         """Bring this process's search state in step with the store now (not at the next

@@ -7,6 +7,7 @@ import hmac
 import secrets
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from kb.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
 from kb.models import ROLES
@@ -88,6 +89,18 @@ class AccessMixin:
         if not rows or not hmac.compare_digest(rows[0]["token_hash"], digest):
             return None
         return Principal(rows[0]["name"], rows[0]["role"], "token")
+
+    def list_tokens(self) -> list[dict[str, Any]]:
+        """Every token by name, role, creation and revocation time (never a hash), oldest first."""
+        rows = self.db.execute(
+            "SELECT name, role, created_at, revoked_at FROM api_tokens ORDER BY created_at, name").fetchall()
+        return [{"name": r[0], "role": r[1], "created_at": r[2] or "", "revoked_at": r[3] or None,
+                 "active": r[3] is None} for r in rows]
+
+    def list_users(self) -> list[dict[str, Any]]:
+        """Every local account by name, role, creation time and state (never a password hash)."""
+        rows = self.db.execute("SELECT name, role, created_at, disabled FROM users ORDER BY name").fetchall()
+        return [{"name": r[0], "role": r[1], "created_at": r[2] or "", "disabled": bool(r[3])} for r in rows]
 
     def revoke_tokens(self, name: str, *, actor: str = "") -> int:
         with self.write():

@@ -101,6 +101,17 @@ class DocumentsMixin:
                 self.db["incidents"].upsert_all(rows, pk="id")
         return counts
 
+    def names_in_use(self, field: str) -> list[str]:
+        """The distinct product (or category) names of articles and incidents, articles'
+        first (their spelling is curated)."""
+        if field not in ("product", "category"):
+            raise ValueError(field)
+        names: list[str] = []
+        for table in ("articles", "incidents"):
+            names += [row[0] for row in self.db.execute(
+                f"SELECT DISTINCT {field} FROM {table} WHERE {field} != ''").fetchall()]
+        return list(dict.fromkeys(names))
+
     def get_incident(self, incident_id: str) -> Incident:
         rows = list(self.db["incidents"].rows_where("id = ?", [incident_id]))
         if not rows:

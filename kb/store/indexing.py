@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kb.lexical import analyse
 from kb.store import fts
 from kb.store.base import utc_now
 from kb.store.documents import _batches
@@ -107,14 +108,18 @@ class IndexingMixin:
     def replace_doc_chunks(self, doc: DocRef, chunks: Sequence[ChunkText]) -> list[int]:
         """Swap a document's chunks for new ones, logging each removal and addition."""
         now = utc_now()
+        # The language analysis (a language identifier per chunk) runs before the write lock.
+        chunks = list(chunks)
+        terms = [analyse(chunk.text) for chunk in chunks]
         with self.write():
             self._remove_chunks(doc.kind, doc.id, now)
             new_ids = []
-            for chunk in chunks:
+            for chunk, chunk_terms in zip(chunks, terms, strict=True):
                 cursor = self.db.execute(
-                    "INSERT INTO chunks (doc_kind, doc_id, position, heading, text, text_hash) "
-                    "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-                    [doc.kind, doc.id, chunk.position, chunk.heading, chunk.text, chunk.text_hash],
+                    "INSERT INTO chunks (doc_kind, doc_id, position, heading, text, text_hash, terms) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                    [doc.kind, doc.id, chunk.position, chunk.heading, chunk.text, chunk.text_hash,
+                     chunk_terms],
                 )
                 new_ids.append(cursor.fetchone()[0])
             self._executemany(

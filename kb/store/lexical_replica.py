@@ -27,8 +27,8 @@ BUSY_TIMEOUT_S = 30
 class ChangeSource(Protocol):
     def log_head(self) -> int: ...
     def log_since(self, seq: int, limit: int = 100_000) -> list: ...
-    def chunk_texts(self, chunk_ids: Sequence[int]) -> list[tuple[int, str]]: ...
-    def chunk_text_pages(self) -> Iterator[list[tuple[int, str]]]: ...
+    def chunk_texts(self, chunk_ids: Sequence[int]) -> list[tuple[int, str, str]]: ...
+    def chunk_text_pages(self) -> Iterator[list[tuple[int, str, str]]]: ...
     def database_id(self) -> str: ...
     def finished_erasures(self) -> int: ...
 
@@ -42,7 +42,12 @@ class LexicalReplica:
         self.conn.execute("PRAGMA journal_mode = WAL")
         self.conn.execute("PRAGMA synchronous = NORMAL")  # a lost tail is rebuilt from the database
         self.conn.execute("PRAGMA secure_delete = ON")
-        self.conn.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(text, tokenize='{FTS_TOKENIZER}')")
+        columns = [row[1] for row in self.conn.execute("PRAGMA table_info(chunks_fts)").fetchall()]
+        if columns and "terms" not in columns:  # a file made before chunks had language terms
+            self.conn.execute("DROP TABLE IF EXISTS chunks_fts_vocab")
+            self.conn.execute("DROP TABLE chunks_fts")
+            self.conn.execute("DROP TABLE IF EXISTS replica_meta")  # rebuilt from the database
+        self.conn.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(text, terms, tokenize='{FTS_TOKENIZER}')")
         self.conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts_vocab USING fts5vocab(chunks_fts, 'row')")
         self.conn.execute("CREATE TABLE IF NOT EXISTS replica_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
         self.seq = -1  # what this connection last saw; the file's own is in replica_meta
@@ -95,7 +100,7 @@ class LexicalReplica:
         head = source.log_head()
         self.conn.execute("DELETE FROM chunks_fts")
         for rows in source.chunk_text_pages():
-            self.conn.executemany("INSERT INTO chunks_fts (rowid, text) VALUES (?, ?)", rows)
+            self.conn.executemany("INSERT INTO chunks_fts (rowid, text, terms) VALUES (?, ?, ?)", rows)
         self._set_meta("database_id", database)
         self._set_meta("erasures", source.finished_erasures())
         return head
@@ -110,7 +115,7 @@ class LexicalReplica:
         added = [cid for cid, op in final.items() if op == "add"]
         if added:
             rows = source.chunk_texts(added)
-            self.conn.executemany("INSERT INTO chunks_fts (rowid, text) VALUES (?, ?)", rows)
+            self.conn.executemany("INSERT INTO chunks_fts (rowid, text, terms) VALUES (?, ?, ?)", rows)
 
     def _purge_if_erased(self, source: ChangeSource) -> None:
         done = source.finished_erasures()

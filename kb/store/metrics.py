@@ -242,19 +242,20 @@ class MetricsMixin:
             "ORDER BY doc_id, position"
         ))
 
-    def routing_outcomes(self, since: str) -> list[tuple[str, str, str]]:
-        """(week, predicted group, final group) for suggestions made for an incident that has
-        since been resolved with an assignment group; the latest suggestion per incident."""
+    def routing_outcomes(self, since: str) -> list[tuple[str, str, str, str]]:
+        """(week, predicted group, final group, whether triage was sure: "yes", "no" or "")
+        for suggestions made for an incident that has since been resolved with an assignment
+        group; the latest suggestion per incident."""
         rows = self.db.execute(
             """
-            SELECT s.created_at, s.predicted_group, i.assignment_group
+            SELECT s.created_at, s.predicted_group, i.assignment_group, s.predicted_sure
             FROM suggestions s JOIN incidents i ON i.id = s.incident_ref
             WHERE s.created_at >= ? AND s.incident_ref != '' AND s.predicted_group != ''
               AND i.status IN ('resolved', 'closed') AND i.assignment_group != ''
               AND s.created_at = (SELECT max(created_at) FROM suggestions t WHERE t.incident_ref = s.incident_ref)
             ORDER BY 1
             """, [since])
-        return [(_week(row[0]), row[1], row[2]) for row in rows.fetchall()]
+        return [(_week(row[0]), row[1], row[2], row[3] or "") for row in rows.fetchall()]
 
     def escalation_by_category(self, since: str) -> list[dict[str, Any]]:
         """Per category of incidents resolved since ``since`` that say whether they were

@@ -229,6 +229,48 @@ def m014_audit_chain(db: sqlite_utils.Database) -> None:
     db["audit_log"].add_column("hash", str, not_null_default="")
 
 
+def m015_outgoing_events(db: sqlite_utils.Database) -> None:
+    # Events for a ticket system (an agent used a result, or none helped): an outbox written
+    # in the same transaction as the choice, posted by a background thread, each once. The
+    # incident and result they name are columns, so erasing an incident erases its events.
+    db["outgoing_events"].create({"id": str, "created_at": str, "kind": str, "incident_ref": str, "result_kind": str,
+                                  "result_id": str, "payload": str, "delivered_at": str,
+                                  "attempts": int, "next_attempt_at": str, "lease_until": str, "last_error": str},
+                                 pk="id", not_null={"created_at", "kind", "incident_ref", "result_kind", "result_id",
+                                                    "payload", "delivered_at", "next_attempt_at", "lease_until"},
+                                 defaults={"incident_ref": "", "result_kind": "", "result_id": "", "delivered_at": "", "attempts": 0, "next_attempt_at": "",
+                                           "lease_until": "", "last_error": ""})
+    db["outgoing_events"].create_index(["delivered_at", "next_attempt_at"])
+
+
+def m016_suggestion_previews(db: sqlite_utils.Database) -> None:
+    # Searches shown while an agent is still typing: kept aside (not suggestions) until the
+    # agent acts on one or stops typing, then recorded; dropped after an hour otherwise.
+    db["suggestion_previews"].create({"id": str, "created_at": str, "principal": str, "incident_ref": str,
+                                      "payload": str}, pk="id",
+                                     not_null={"created_at", "principal", "incident_ref", "payload"})
+    db["suggestion_previews"].create_index(["created_at"])
+
+
+def m017_predicted_sure(db: sqlite_utils.Database) -> None:
+    # Whether triage was sure of the group it predicted ("yes" or "no"; "" before it said),
+    # so the dashboard shows the share not sure and the accuracy when sure.
+    db["suggestions"].add_column("predicted_sure", str, not_null_default="")
+
+
+def m018_language_terms(db: sqlite_utils.Database) -> None:
+    # Each chunk's language terms (kb.lexical.analyse: stems of its own language, CJK
+    # bigrams) in a second column of the full-text table. Chunks made before keep an empty
+    # column until they are indexed again (`kb index --rebuild`).
+    db.execute("ALTER TABLE chunks ADD COLUMN terms TEXT NOT NULL DEFAULT ''")
+    for trigger in ("chunks_ai", "chunks_ad", "chunks_au"):
+        db.execute(f"DROP TRIGGER IF EXISTS [{trigger}]")
+    db.execute("DROP TABLE IF EXISTS chunks_fts_vocab")
+    db.execute("DROP TABLE IF EXISTS chunks_fts")
+    db["chunks"].enable_fts(["text", "terms"], create_triggers=True, tokenize=FTS_TOKENIZER)
+    db.execute("CREATE VIRTUAL TABLE chunks_fts_vocab USING fts5vocab(chunks_fts, 'row')")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m001_initial,
     m002_ranking_profiles,
@@ -243,4 +285,8 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m011_settings_and_index_versions,
     m013_article_flags,
     m014_audit_chain,
+    m015_outgoing_events,
+    m016_suggestion_previews,
+    m017_predicted_sure,
+    m018_language_terms,
 ]

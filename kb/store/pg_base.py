@@ -30,8 +30,8 @@ _PAGE = 20_000
 # Tables whose text an erasure deletes: compact() rewrites them (VACUUM FULL) so that
 # no dead row version keeps the erased text in the server's files.
 ERASURE_TABLES = ("incidents", "chunks", "vectors", "suggestions", "articles", "article_versions",
-                  "indexed_docs", "index_log", "feedback", "feedback_events",
-                  "article_flags")
+                  "indexed_docs", "index_log", "feedback", "feedback_events", "outgoing_events",
+                  "suggestion_previews", "article_flags")
 # Every other table, with why an erasure leaves its files as they are (a test checks that
 # each table of the schema is in one list or the other, so a new table gets a decision).
 KEEPS_NO_ERASED_TEXT = {
@@ -162,17 +162,18 @@ class PgStoreBase(CommonBase):
         self._lexical.sync(self)
         return self._lexical
 
-    def chunk_texts(self, chunk_ids: Sequence[int]) -> list[tuple[int, str]]:
-        rows: list[tuple[int, str]] = []
+    def chunk_texts(self, chunk_ids: Sequence[int]) -> list[tuple[int, str, str]]:
+        """(id, text, language terms) of the chunks, for the node's lexical index."""
+        rows: list[tuple[int, str, str]] = []
         for batch in _batches(list(chunk_ids)):
             rows.extend(tuple(r) for r in self.db.execute(
-                f"SELECT id, text FROM chunks WHERE id IN ({','.join('?' * len(batch))})", batch).fetchall())
+                f"SELECT id, text, terms FROM chunks WHERE id IN ({','.join('?' * len(batch))})", batch).fetchall())
         return rows
 
-    def chunk_text_pages(self) -> Iterator[list[tuple[int, str]]]:
+    def chunk_text_pages(self) -> Iterator[list[tuple[int, str, str]]]:
         after = 0
         while True:
-            rows = self.db.execute("SELECT id, text FROM chunks WHERE id > ? ORDER BY id LIMIT ?",
+            rows = self.db.execute("SELECT id, text, terms FROM chunks WHERE id > ? ORDER BY id LIMIT ?",
                                    [after, _PAGE]).fetchall()
             if not rows:
                 return

@@ -116,6 +116,25 @@ M013_ARTICLE_FLAGS = [
 ]
 
 M014_AUDIT_CHAIN = [f"ALTER TABLE audit_log ADD COLUMN {name} {T} NOT NULL DEFAULT ''" for name in ("prev_hash", "hash")]
+# The language terms of each chunk; the node's own lexical index holds them in its FTS5 table.
+M018_LANGUAGE_TERMS = [f"ALTER TABLE chunks ADD COLUMN terms {T} NOT NULL DEFAULT ''"]
+
+M015_OUTGOING_EVENTS = [
+    f"""CREATE TABLE outgoing_events (id {T} PRIMARY KEY, created_at {T} NOT NULL, kind {T} NOT NULL,
+        incident_ref {T} NOT NULL DEFAULT '', result_kind {T} NOT NULL DEFAULT '', result_id {T} NOT NULL DEFAULT '',
+        payload {T} NOT NULL, delivered_at {T} NOT NULL DEFAULT '', attempts bigint DEFAULT 0,
+        next_attempt_at {T} NOT NULL DEFAULT '', lease_until {T} NOT NULL DEFAULT '',
+        last_error {T} DEFAULT '')""",
+    "CREATE INDEX idx_outgoing_events_due ON outgoing_events (delivered_at, next_attempt_at)",
+]
+
+M016_SUGGESTION_PREVIEWS = [
+    f"""CREATE TABLE suggestion_previews (id {T} PRIMARY KEY, created_at {T} NOT NULL, principal {T} NOT NULL,
+        incident_ref {T} NOT NULL, payload {T} NOT NULL)""",
+    "CREATE INDEX idx_suggestion_previews_created_at ON suggestion_previews (created_at)",
+]
+
+M017_PREDICTED_SURE = [f"ALTER TABLE suggestions ADD COLUMN predicted_sure {T} NOT NULL DEFAULT ''"]
 
 PG_MIGRATIONS: dict[str, list[str]] = {
     "m001_initial": M001_INITIAL,
@@ -131,4 +150,8 @@ PG_MIGRATIONS: dict[str, list[str]] = {
     "m011_settings_and_index_versions": M011_SETTINGS_AND_INDEX_VERSIONS,
     "m013_article_flags": M013_ARTICLE_FLAGS,
     "m014_audit_chain": M014_AUDIT_CHAIN,
+    "m015_outgoing_events": M015_OUTGOING_EVENTS,
+    "m016_suggestion_previews": M016_SUGGESTION_PREVIEWS,
+    "m017_predicted_sure": M017_PREDICTED_SURE,
+    "m018_language_terms": M018_LANGUAGE_TERMS,
 }

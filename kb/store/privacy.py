@@ -158,6 +158,8 @@ class PrivacyMixin:
             suggestions = self.db.execute(
                 f"UPDATE suggestions SET {BLANKED_SUGGESTION} WHERE incident_ref IN ({marks})", [ERASED, *found]
             ).rowcount
+            self._erase_incident_events(found)
+            self.db.execute(f"DELETE FROM suggestion_previews WHERE incident_ref IN ({marks})", found)
             erasure_id = self.db.execute(
                 "INSERT INTO erasures (started_at, actor, doc_ids, state, finished_at) "
                 "VALUES (?, ?, ?, 'pending', '') RETURNING id",

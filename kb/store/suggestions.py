@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import secrets
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kb.errors import ForbiddenError, NotFoundError, ValidationError
@@ -29,6 +30,14 @@ class FeedbackRecord:
             "used": self.used_id, "used_rank": self.used_rank, "created_at": self.created_at,
             "updated_at": self.updated_at, "status": self.status,
         }
+
+
+PREVIEW_HOURS = 1
+
+
+def _hours_ago(hours: float) -> str:
+    moment = datetime.now(UTC) - timedelta(hours=hours)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def redacted_filters(filters: dict[str, Any] | None, redact) -> dict[str, Any]:
@@ -57,23 +66,52 @@ class SuggestionsMixin:
         suggestion_id: str | None = None,
         title: str = "",
         predicted_group: str = "",
+        predicted_sure: bool | None = None,
+        preview: bool = False,
     ) -> str:
         """Store what was asked and what was shown; returns the suggestion id. Every text the
-        caller typed (query, title, the incident id, the filters) is redacted first."""
+        caller typed (query, title, the incident id, the filters) is redacted first.
+
+        A ``preview`` (a search shown while the agent is still typing) is kept aside, not
+        counted as a suggestion, until :meth:`settle_suggestion` records it (the agent acted
+        on it, or stopped typing); previews never settled are dropped after an hour."""
         suggestion_id = suggestion_id or new_suggestion_id()
         redact = self.redactor.redact
+        row = {
+            "id": suggestion_id, "created_at": utc_now(), "query": redact(query),
+            "title": redact(title), "predicted_group": redact(predicted_group),
+            "predicted_sure": "" if predicted_sure is None else "yes" if predicted_sure else "no",
+            "incident_ref": redact(incident_ref or ""), "filters": json.dumps(redacted_filters(filters, redact)),
+            "k": k, "no_good_match": int(no_good_match), "confidence": confidence,
+            "results": json.dumps(results), "principal": principal,
+            "model_id": model_id, "latency_ms": latency_ms,
+        }
         with self.write():
-            self.db["suggestions"].insert(
-                {
-                    "id": suggestion_id, "created_at": utc_now(), "query": redact(query),
-                    "title": redact(title), "predicted_group": redact(predicted_group),
-                    "incident_ref": redact(incident_ref or ""), "filters": json.dumps(redacted_filters(filters, redact)),
-                    "k": k, "no_good_match": int(no_good_match), "confidence": confidence,
-                    "results": json.dumps(results), "principal": principal,
-                    "model_id": model_id, "latency_ms": latency_ms,
-                }
-            )
+            if preview:
+                self.db.execute("DELETE FROM suggestion_previews WHERE created_at < ?", [_hours_ago(PREVIEW_HOURS)])
+                self.db.execute(
+                    "INSERT INTO suggestion_previews (id, created_at, principal, incident_ref, payload) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    [suggestion_id, row["created_at"], principal, row["incident_ref"], json.dumps(row)])
+            else:
+                self.db["suggestions"].insert(row)
         return suggestion_id
+
+    def settle_suggestion(self, suggestion_id: str, *, principal: str | None = None) -> bool:
+        """Record a previewed search as a suggestion (once; again is a no-op). True when
+        the id is now a recorded suggestion (of ``principal``, when given); False for an
+        unknown id, an expired preview or someone else's."""
+        with self.write():
+            row = self.db.execute("SELECT principal, payload FROM suggestion_previews WHERE id = ?",
+                                  [suggestion_id]).fetchone()
+            if row is not None:
+                if principal is not None and row[0] != principal:
+                    return False
+                self.db["suggestions"].insert(json.loads(row[1]))
+                self.db.execute("DELETE FROM suggestion_previews WHERE id = ?", [suggestion_id])
+                return True
+            kept = self.db.execute("SELECT principal FROM suggestions WHERE id = ?", [suggestion_id]).fetchone()
+        return kept is not None and (principal is None or kept[0] == principal)
 
     def get_suggestion(self, suggestion_id: str) -> dict[str, Any]:
         rows = list(self.db["suggestions"].rows_where("id = ?", [suggestion_id]))
@@ -87,13 +125,15 @@ class SuggestionsMixin:
 
     def record_feedback(
         self, suggestion_id: str, *, outcome: str, used_id: str | None, agent: str,
-        caller: str | None = None,
+        caller: str | None = None, event: dict[str, Any] | None = None,
     ) -> FeedbackRecord:
         """Record an agent's choice on a suggestion.
 
         One choice per suggestion and agent: the same request again is a no-op
         (status "unchanged"); a different choice replaces the old one (status "changed")
-        and both stay in the event history.
+        and both stay in the event history. With ``event`` (a payload for a ticket system),
+        a new or changed choice also queues that event in the outbox, in the same transaction
+        (``resolution_used`` or ``none_helped``); an unchanged one queues nothing.
 
         ``caller`` (the signed-in person or the token's name) must be whoever asked for
         the suggestion: a choice on someone else's suggestion is refused (ForbiddenError).
@@ -149,6 +189,9 @@ class SuggestionsMixin:
                     "used_id": used_id, "at": now,
                 }
             )
+            if event is not None:
+                self._queue_event("resolution_used" if outcome == "used" else "none_helped",
+                                  dict(event, agent=agent, occurred_at=now, change="changed" if existing else "created"))
         return FeedbackRecord(
             suggestion_id, agent, outcome, used_id, used_rank, created_at, now,
             "changed" if existing else "created",

@@ -204,3 +204,17 @@ def test_openapi_k_maximum_follows_the_max_k_setting():
     schema = openapi_document(max_k=7)["components"]["schemas"]["SuggestRequest"]
     assert schema["properties"]["k"]["maximum"] == 7
     assert openapi_document()["components"]["schemas"]["SuggestRequest"]["properties"]["k"]["maximum"] == 50
+
+
+def test_product_names_take_the_spelling_in_use(client, auth, indexed):
+    records = [{"id": "NEW-LAP-1", "title": "Laptop hinge cracked", "resolution": "Replaced the hinge.",
+                "status": "resolved", "product": "laptop"},
+               {"id": "NEW-LAP-2", "title": "Printer tray jams", "resolution": "Cleaned the rollers.",
+                "status": "resolved", "product": "printers "}]
+    assert client.post("/api/v1/incidents", json=records, headers=auth("integration")).status_code == 201
+    store = indexed.store()
+    assert store.get_incident("NEW-LAP-1").product == "Laptops"
+    assert store.get_incident("NEW-LAP-2").product == "Printers"
+    body = client.post("/api/v1/suggest", json={"description": "laptop hinge cracked", "filters": {"product": "LAPTOP"}},
+                       headers=auth()).get_json()
+    assert body["results"] and all(r["product"] == "Laptops" for r in body["results"])

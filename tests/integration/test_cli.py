@@ -94,6 +94,64 @@ def test_tokens_and_users(run):
     assert result.exit_code == 0 and "Updated user ana (admin) with password" in result.output
 
 
+def _audit(home):
+    from kb.store import open_store
+
+    store = open_store(home)
+    try:
+        return [(e["actor"], e["action"], e["target"]) for e in store.audit_entries()]
+    finally:
+        store.close()
+
+
+def test_people_and_tokens_are_listed_without_secrets(run):
+    run("init")
+    token = run("tokens", "create", "ticketing", "--role", "integration").output.strip()
+    run("tokens", "create", "scripts", "--role", "agent")
+    run("users", "create", "ana", "--role", "agent", "--password-stdin", input="long-enough-pw\n")
+    run("users", "create", "kim", "--role", "knowledge_manager", "--password-stdin", input="long-enough-pw\n")
+    run("users", "disable", "kim")
+    listed = run("tokens", "list").output
+    assert "ticketing" in listed and "integration" in listed and "scripts" in listed and token not in listed
+    users = json.loads(run("users", "list", "--json").output)
+    assert [(u["name"], u["role"], u["disabled"]) for u in users] == [
+        ("ana", "agent", False), ("kim", "knowledge_manager", True)]
+    assert "password" not in json.dumps(users)
+    table = run("users", "list").output
+    assert "kim" in table and "disabled" in table and "ana" in table
+
+    assert run("tokens", "revoke", "scripts").output.strip() == "Revoked 1 token(s) of scripts"
+    assert "scripts" not in run("tokens", "list").output
+    tokens = json.loads(run("tokens", "list", "--all", "--json").output)
+    assert {t["name"]: t["active"] for t in tokens} == {"ticketing": True, "scripts": False}
+    again = run("tokens", "revoke", "scripts")
+    assert again.exit_code == 1 and "'scripts' has no active token" in again.output
+
+
+def test_the_person_making_a_change_is_recorded(run, home, monkeypatch):
+    import os
+    import pwd
+
+    run("init")
+    run("--as", "alice", "tokens", "create", "one", "--role", "agent")
+    run("tokens", "create", "two", "--role", "agent", "--as", "bob")
+    monkeypatch.setenv("USER", "carol")
+    monkeypatch.setenv("LOGNAME", "carol")
+    run("tokens", "revoke", "one")
+    for name in ("USER", "LOGNAME", "LNAME", "USERNAME"):
+        monkeypatch.delenv(name, raising=False)
+    run("users", "create", "ana", "--role", "agent", "--password-stdin", input="long-enough-pw\n")
+    account = pwd.getpwuid(os.getuid()).pw_name
+    entries = _audit(home)
+    assert ("cli:alice", "token create", "one") in entries
+    assert ("cli:bob", "token create", "two") in entries
+    assert ("cli:carol", "token revoke", "one") in entries
+    assert (f"cli:{account}", "user create", "ana") in entries
+    assert not any(actor == "cli:unknown" for actor, _, _ in entries)
+    bad = run("--as", "", "tokens", "create", "three", "--role", "agent")
+    assert bad.exit_code == 2 and "1 to 100 printable characters" in bad.output
+
+
 def test_eval_reports_metrics(run, data_dir, tmp_path):
     run("init")
     run("import", "articles", str(data_dir / "articles"))
@@ -112,6 +170,16 @@ def test_eval_reports_metrics(run, data_dir, tmp_path):
     table = run("eval", str(queries), "--ranking", "all").output
     for name in ("shipped", "dense", "bm25", "rrf"):
         assert name in table
+    labelled = tmp_path / "labelled.jsonl"
+    labelled.write_text(json.dumps({"text": "vpn tunnel keeps dropping on wifi", "relevant": ["connectivity"],
+                                    "product": "VPN", "customer_tier": "Gold"}) + "\n")
+    routed = json.loads(run("eval", str(labelled), "--json", "--route-from-relevant", "category").output)
+    fields = routed["routing_fields"]
+    assert set(fields) == {"category", "product"} and routed["routing"] is None
+    assert fields["category"]["queries"] == 1 and fields["category"]["accuracy_at_1"] == 1.0
+    assert fields["product"]["nearest_neighbour_baseline"] == 1.0
+    assert "Routing category (1 queries): acc@1 1.000" in run("eval", str(labelled), "--route-from-relevant",
+                                                               "category").output
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"relevant": []}\n')
     result = run("eval", str(bad))

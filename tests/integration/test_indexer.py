@@ -70,7 +70,7 @@ def test_index_folder_has_config_and_is_published_atomically(indexed):
     assert config["count"] == config["store_chunks"] > 0
     assert {"faiss", "torch", "sentence_transformers"} <= set(config["software"])
     assert not list(root.glob(".tmp-*"))
-    indexed.index()
+    indexed.index(rebuild=True)  # (an unchanged store publishes nothing without --rebuild)
     assert current_version(root) != version
 
 
@@ -139,3 +139,21 @@ def test_an_unset_encoder_follows_the_current_index_else_the_default(tmp_path):
     assert old.embed_backend() == "onnx"  # an index built before the default changed keeps its encoder
     chosen = Service(load_config(environ={"KB_EMBED_BACKEND": "torch"}, home=str(tmp_path / "old")))
     assert chosen.embed_backend() == "torch"  # the setting wins
+
+
+def test_index_again_on_an_unchanged_store_publishes_nothing(indexed):
+    from indexer.index_files import current_version
+    from kb.importers import incident_from_record
+
+    first = current_version(indexed.index_root)
+    versions = sorted(p.name for p in indexed.index_root.iterdir())
+    again = indexed.index()
+    assert again.unchanged and again.version == first and again.vectors > 0
+    assert sorted(p.name for p in indexed.index_root.iterdir()) == versions
+    assert current_version(indexed.index_root) == first
+    indexed.store().upsert_incidents([incident_from_record(
+        {"id": "NEW-1", "title": "Badge reader rejects badges", "resolution": "Re-enrolled the badge.",
+         "status": "resolved"})])
+    changed = indexed.index()
+    assert not changed.unchanged and changed.version != first and changed.docs_indexed == 1
+    assert not indexed.index(rebuild=True).unchanged  # --rebuild always builds

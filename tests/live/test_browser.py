@@ -11,15 +11,18 @@ import logging
 import re
 import shutil
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from indexer.embedders import HashingEmbedder
+from kb.app.outcomes import EventSender
 from kb.app.service import Service
 from kb.config import load_config
 from tests.conftest import DATA, REPO, load_test_data
+from tests.helpers import TicketReceiver
 
 pytestmark = pytest.mark.browser
 
@@ -30,6 +33,7 @@ CHROMIUM_ARGS = [
 ]
 ARTIFACTS = REPO / "test-artifacts"
 PASSWORDS = {"ana": "agent-password", "kim": "manager-password"}
+EVENTS_SECRET = "browser-events-secret"
 
 CODE_ARTICLE = """---
 id: export-jobs
@@ -79,6 +83,7 @@ class Live:
     url: str
     service: Service
     articles: Path
+    tickets: TicketReceiver
 
     def store(self):
         return self.service.new_store()
@@ -96,8 +101,10 @@ def live(tmp_path_factory):
     shutil.copytree(DATA / "articles", articles)
     (articles / "evil.md").write_text(EVIL_ARTICLE)
     (articles / "export-jobs.md").write_text(CODE_ARTICLE)
+    tickets = TicketReceiver(EVENTS_SECRET)  # the ticket system's end of "Used this"
     config = load_config(environ={}, home=str(root / "home"), embed_backend="hashing",
-                         articles_dir=str(articles), drafts_dir=str(articles))
+                         articles_dir=str(articles), drafts_dir=str(articles), events_url=tickets.url,
+                         events_secret=EVENTS_SECRET)
     service = Service(config, embedder=HashingEmbedder())
     load_test_data(service, articles)
     service.index()
@@ -111,7 +118,10 @@ def live(tmp_path_factory):
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield Live(f"http://127.0.0.1:{server.server_port}", service, articles)
+    sender = EventSender(service, every_s=0.1).start()
+    yield Live(f"http://127.0.0.1:{server.server_port}", service, articles, tickets)
+    sender.stop()
+    tickets.close()
     server.shutdown()
     thread.join(timeout=10)
     service.close()
@@ -584,3 +594,137 @@ def test_page_shows_route_first_line_hint_and_a_possible_duplicate(agent_page, l
     assert page.console_errors == []
     page.reload()  # the server draws the same
     expect(page.locator(".duplicate")).to_contain_text("Possible duplicate of OPEN-77")
+
+
+def test_used_this_copies_the_resolution_note_and_tells_the_ticket_system(context, live):
+    from datetime import UTC, datetime
+
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live.url)
+    page = sign_in(watch(context.new_page()), live, "ana")
+    expect = sync_api.expect
+    page.get_by_label("Incident id").fill("INC-4242")
+    type_incident(page, "VPN drops", "my vpn keeps disconnecting every few minutes at home")
+    top = first_result(page)
+    expect(top).to_have_attribute("data-id", "net-vpn-drops")
+    sid = suggestion_id(page)
+    started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    top.get_by_role("button", name="Used this").click()
+    status = page.locator("#feedback-status")
+    expect(status).to_contain_text("The resolution note is copied")
+    copied = page.evaluate("navigator.clipboard.readText()")
+    link = f"{live.url}/articles/net-vpn-drops"
+    assert copied.startswith(f'Resolved with the knowledge article "VPN tunnel drops every few minutes" ({link}).')
+    assert "Steps:" in copied
+    assert page.locator(".resolution-note-text").input_value() == copied
+    # The ticket system hears of it from the background sender, signed.
+    deadline = time.monotonic() + 10
+    while not any(p[3]["suggestion_id"] == sid for p in live.tickets.posts) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    [(_, signed, headers, event)] = [p for p in live.tickets.posts if p[3]["suggestion_id"] == sid]
+    assert signed and headers["X-KB-Event"] == "resolution_used"
+    assert event["incident_id"] == "INC-4242" and event["agent"] == "ana"
+    assert event["result"] == {"id": "net-vpn-drops", "kind": "article", "rank": 1,
+                               "title": "VPN tunnel drops every few minutes", "url": link}
+    assert event["resolution_note"] == copied and event["occurred_at"] >= started
+    assert page.console_errors == []
+
+
+def recorded_searches(live: Live, principal: str = "ana") -> int:
+    store = live.store()
+    try:
+        return store.db.execute("SELECT count(*) FROM suggestions WHERE principal = ?", [principal]).fetchone()[0]
+    finally:
+        store.close()
+
+
+def test_only_searches_acted_on_or_settled_are_recorded(agent_page, live):
+    page = agent_page
+    expect = sync_api.expect
+    before = recorded_searches(live)
+    description = page.locator("#description")
+    description.click()
+    shown = []
+    for word in ("printer", " queue", " stuck", " on floor", " three"):
+        description.press_sequentially(word, delay=20)
+        page.wait_for_timeout(450)  # a typing pause: the results follow
+        expect(page.locator("#search-state")).to_have_text("")
+        if page.locator("#results").count():
+            shown.append(suggestion_id(page))
+    assert len(set(shown)) >= 3  # several searches were shown while typing...
+    assert recorded_searches(live) == before  # ...and none of them recorded yet
+    page.wait_for_timeout(4600)  # the agent stopped typing: the last one is kept
+    assert recorded_searches(live) == before + 1
+    assert live.store().get_suggestion(suggestion_id(page))["query"].endswith("floor three")
+    description.press_sequentially(" again", delay=20)
+    expect(page.locator("#results")).not_to_have_attribute("data-suggestion-id", shown[-1])
+    sid = suggestion_id(page)
+    first_result(page).get_by_role("button", name="Used this").click()  # acting on it records it at once
+    expect(page.locator("#feedback-status")).to_contain_text("Recorded: you used")
+    assert recorded_searches(live) == before + 2 and feedback_rows(live, sid)[0]["agent"] == "ana"
+
+
+def test_keyboard_focus_is_never_under_the_sticky_bar(context, live):
+    page = sign_in(watch(context.new_page()), live, "ana")
+    expect = sync_api.expect
+    page.set_viewport_size({"width": 1280, "height": 600})
+    type_incident(page, "", "vpn keeps disconnecting, email will not send and the printer queue is stuck")
+    results = page.locator("#results .result")
+    expect(results).to_have_count(5)
+    page.keyboard.press("Escape")
+    bar = page.locator(".outcome-bar")
+
+    def clear_of_bar(index):
+        box, bar_box = results.nth(index).bounding_box(), bar.bounding_box()
+        assert box["y"] >= bar_box["y"] + bar_box["height"] - 1, (index, box, bar_box)
+        assert box["y"] < 600
+
+    for index in range(5):
+        page.keyboard.press("ArrowDown")
+        expect(results.nth(index)).to_be_focused()
+        clear_of_bar(index)
+    for index in (3, 2, 1, 0):
+        page.keyboard.press("ArrowUp")
+        expect(results.nth(index)).to_be_focused()
+        clear_of_bar(index)
+    results.nth(4).locator("a.title").focus()
+    page.keyboard.press("Shift+Tab")  # Tab backwards into the result above
+    page.keyboard.press("Shift+Tab")
+    focused = page.evaluate("document.activeElement.closest('.result') && "
+                            "[...document.querySelectorAll('#results .result')].indexOf(document.activeElement.closest('.result'))")
+    clear_of_bar(focused)
+
+
+def test_at_720_pixels_the_first_result_shows_while_typing(context, live):
+    page = sign_in(watch(context.new_page()), live, "ana")
+    expect = sync_api.expect
+    page.set_viewport_size({"width": 720, "height": 640})
+    page.locator("#description").click()
+    page.keyboard.type("my vpn keeps disconnecting every few minutes at home", delay=5)
+    top = first_result(page)
+    expect(top).to_have_attribute("data-id", "net-vpn-drops")
+    expect(page.locator("#description")).to_be_focused()
+    assert page.evaluate("window.scrollY") == 0
+    assert in_view(page, top.locator("a.title")) and in_view(page, top.get_by_role("button", name="Used this"))
+    assert in_view(page, page.locator("#description"))
+    overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 0
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "results-720.png"))
+
+
+def test_the_opened_article_has_its_own_used_this(agent_page, live):
+    page = agent_page
+    expect = sync_api.expect
+    type_incident(page, "", "mailbox is full and I cannot send email")
+    expect(first_result(page)).to_have_attribute("data-id", "mail-quota")
+    sid = suggestion_id(page)
+    first_result(page).locator("a.title").click()
+    panel = page.locator("#article-panel")
+    expect(panel.locator(".panel-title")).to_be_visible()
+    use = panel.get_by_role("button", name="Used this")
+    expect(use).to_have_attribute("aria-pressed", "false")
+    use.click()
+    expect(use).to_have_attribute("aria-pressed", "true")
+    expect(page.locator("#feedback-status")).to_contain_text("Recorded: you used “Mailbox is full and cannot send”")
+    expect(first_result(page).get_by_role("button", name="Used this")).to_have_attribute("aria-pressed", "true")
+    assert [(r["outcome"], r["used_id"]) for r in feedback_rows(live, sid)] == [("used", "mail-quota")]

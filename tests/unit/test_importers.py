@@ -104,3 +104,111 @@ def test_timestamps_are_normalised_to_utc(raw, expected):
     from kb.importers import normalise_datetime
 
     assert normalise_datetime(raw) == expected
+
+
+# --- dialects, dates, comments, names ---------------------------------------------------------
+
+def test_the_delimiter_is_sniffed_from_the_header():
+    from kb.importers import sniff_delimiter
+
+    assert sniff_delimiter("id;title;description\n1;a, b;c\n") == ";"
+    assert sniff_delimiter("id,title\n1,\"a; b\"\n") == ","
+    assert sniff_delimiter("id\ttitle\n") == "\t"
+    assert sniff_delimiter("id\n1\n") == ","
+
+
+@pytest.mark.parametrize(("dates", "order", "warned"), [
+    (["30/10/2026 09:12", "03/11/2026 10:00"], "day-first", False),
+    (["10/30/2026 09:12", "03/11/2026 10:00"], "month-first", False),
+    (["03/04/2026", "05/05/2026", "2026-01-01"], "auto", True),
+    (["05/05/2026", "2026-01-01", "04/Nov/26 9:00 AM"], "auto", False),
+])
+def test_the_day_and_month_order_comes_from_the_file_and_ambiguity_is_said(dates, order, warned):
+    from kb.importers import choose_date_order
+
+    chosen, warnings = choose_date_order(dates)
+    assert chosen == order and bool(warnings) == warned
+    if warned:
+        assert "'03/04/2026' could be day first or month first" in warnings[0]
+        assert "--date-format day-first" in warnings[0]
+
+
+def test_a_file_with_dates_in_both_orders_is_refused():
+    from kb.importers import choose_date_order
+
+    with pytest.raises(RecordError, match="both day first .*'31/01/2026'.* and month first .*'01/31/2026'"):
+        choose_date_order(["31/01/2026", "01/31/2026"])
+
+
+def test_a_named_order_or_pattern_is_followed(tmp_path):
+    from kb.importers import normalise_datetime, read_incident_report
+
+    assert normalise_datetime("03/04/2026 21:05", "day-first") == "2026-04-03T21:05:00Z"
+    assert normalise_datetime("03/04/2026 9:05 PM", "month-first") == "2026-03-04T21:05:00Z"
+    assert normalise_datetime("31.12.26 14:05") == "2026-12-31T14:05:00Z"  # dots: day first
+    assert normalise_datetime("2026|12|31", "%Y|%m|%d") == "2026-12-31T00:00:00Z"
+    assert normalise_datetime("2026-12-31", "%Y|%m|%d") is None
+    path = write(tmp_path, "a.csv", "id,title,opened_at\n1,a,03/04/2026\n")
+    assert read_incident_report(path, date_format="day-first").incidents[0].opened_at == "2026-04-03T00:00:00Z"
+    report = read_incident_report(path)
+    assert report.incidents[0].opened_at == "2026-03-04T00:00:00Z" and "could be day first" in report.warnings[0]
+    with pytest.raises(RecordError, match="--date-format must be one of"):
+        read_incident_report(path, date_format="european")
+
+
+def test_an_unterminated_quote_refuses_the_file_naming_the_line(tmp_path):
+    rows = ["id,title,description"] + [f"{n},title {n},text {n}" for n in range(1, 1001)]
+    rows[6] = '6,"title 6 with an open quote,text 6'
+    path = write(tmp_path, "open.csv", "\n".join(rows) + "\n")
+    with pytest.raises(RecordError) as caught:
+        read_incident_file(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}:7: invalid CSV: a quoted cell opened in the record starting on line 7 "
+                              "is never closed")
+    rows.append('1001,"closes it",late')  # a later quote closes it, in the middle of a cell
+    path = write(tmp_path, "open2.csv", "\n".join(rows) + "\n")
+    with pytest.raises(RecordError, match=r"open2.csv:7: invalid CSV: a quote in the record starting on line 7 "
+                                          r"is misplaced"):
+        read_incident_file(path)
+
+
+def test_zendesk_takes_the_last_public_comment_not_by_the_requester():
+    from kb.importers import zendesk_agent_comment
+
+    ticket = {"requester_id": 1, "comments": [
+        {"author_id": 1, "public": True, "body": "It is broken."},
+        {"author_id": 9, "public": True, "body": "Restarted the worker; it works."},
+        {"author_id": 9, "public": False, "body": "Internal note."},
+        {"author_id": 1, "public": True, "body": "Thanks!"}]}
+    assert zendesk_agent_comment(ticket) == "Restarted the worker; it works."
+    assert zendesk_agent_comment({"comments": [{"public": True, "body": "It is broken."}]}) == ""
+    assert zendesk_agent_comment({"comments": "not a list"}) == ""
+
+
+def test_jira_takes_the_comment_made_when_the_issue_was_resolved():
+    from kb.importers import jira_resolution_comment
+
+    comments = [("03/Nov/26 10:01 AM", "Asked for a HAR file."),
+                ("03/Nov/26 2:38 PM", "Uploaded the new certificate."),
+                ("04/Nov/26 10:00 AM", "Customer confirmed, thanks!")]
+    assert jira_resolution_comment(comments, "03/Nov/26 2:38 PM", "auto") == "Uploaded the new certificate."
+    assert jira_resolution_comment(comments, "", "auto") == "Customer confirmed, thanks!"
+    assert jira_resolution_comment(comments, "01/Nov/26 2:38 PM", "auto") == ""
+    # The REST API's JSON: Atlassian Document Format bodies.
+    from kb.importers import jira_comments
+
+    body = {"type": "doc", "content": [{"type": "paragraph", "content": [{"type": "text", "text": "Rebooted it."}]}]}
+    issue = {"key": "A-1", "fields": {"comment": {"comments": [{"created": "2026-11-03T14:38:00.000+0000",
+                                                                  "body": body}]}}}
+    assert jira_comments(issue) == [("2026-11-03T14:38:00.000+0000", "Rebooted it.")]
+
+
+def test_names_that_differ_in_case_spacing_or_plural_are_one():
+    from kb.names import display_names, distinct_by_key, name_key
+
+    assert name_key("Laptops") == name_key(" laptop ") == name_key("LAPTOP") == "laptop"
+    assert name_key("Access") != name_key("Acces") and name_key("VPN / remote") == name_key("vpn remote")
+    assert name_key("OS") == "os" and name_key("Windows") == "window"
+    assert display_names(["laptop", "Laptops", "Laptops"])["laptop"] == "Laptops"  # the most common
+    assert display_names(["laptop"], preferred=["Laptop"])["laptop"] == "Laptop"  # the one in use
+    assert distinct_by_key(["Laptops", "laptop", "Printers", ""]) == ["Laptops", "Printers"]

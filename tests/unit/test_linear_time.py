@@ -35,6 +35,7 @@ UNITS = (
     "a:/", "a@a.", "---", "Caused by: ", "error ", "x\n",
     "a_", "A_", "a_password=", "mot de ", "xoxb-1-", "://", "1 1", "1-1", "(1) ", "1.1.", "00 ", "de89 ",
     "ü@ü.", "AccountKey=", "ghp_", "sk_live_", "-----BEGIN PRIVATE KEY-----", "0000 ", "0171 2345678 ", "(0) ",
+    "印刷", "Ä", "2026-01-01 ",
 )
 
 
@@ -81,6 +82,11 @@ def _entry_points():
     yield pytest.param(lexical.tokens, id="tokens")
     yield pytest.param(redactor.redact, id="Redactor.redact")
     yield pytest.param(lambda t: search_text.highlight_snippet(t, ["a", "1"]), id="highlight_snippet")
+    yield pytest.param(lexical.strip_noise, id="strip_noise")
+    yield pytest.param(lambda t: search_text.compose_query("t", t, 20_000), id="compose_query")
+    yield pytest.param(search_text.search_terms, id="search_terms")
+    yield pytest.param(lambda t: search_text.search_terms(t, "de"), id="search_terms_de")
+    yield pytest.param(lexical.cjk_units, id="cjk_units")
 
 
 @pytest.mark.parametrize("function", list(_entry_points()))

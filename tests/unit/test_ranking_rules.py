@@ -98,3 +98,13 @@ def test_shown_confidence_falls_down_the_list():
     assert all(later <= earlier for earlier, later in zip(shown, shown[1:], strict=False))
     assert all(value <= 1 - shown[0] + 1e-12 for value in shown[1:])
 
+
+
+def test_filters_take_a_name_in_any_of_its_spellings():
+    from types import SimpleNamespace
+
+    from search.ranking import Filters
+
+    doc = SimpleNamespace(product="Laptops", category="Hardware")
+    assert Filters(product="laptop").accept(doc) and Filters(product=" LAPTOPS ", category="hardware").accept(doc)
+    assert not Filters(product="Laptop bags").accept(doc)

@@ -17,6 +17,9 @@
   const includeDrafts = form.dataset.includeDrafts === "1";
   const GUIDANCE = "Describe the incident on the left: what the user sees, any error message, what they already tried. Matching fixes appear here as you type.";
   let timer = null;
+  let settleTimer = null;
+  let currentPreview = false; // the search shown is a preview, not yet recorded
+  const SETTLE_MS = 4000; // a search the agent stops typing at is recorded after this long
   let inflight = null;
   let lastQuery = "";
   let openedFrom = null;
@@ -151,7 +154,7 @@
       else facts.appendChild(el("li", { class: "state-" + r.status, text: r.status === "draft" ? "Draft" : "Not validated yet" }));
     }
     const titleId = "result-" + r.rank + "-title";
-    const item = el("li", { class: "result result-" + label.toLowerCase(), tabindex: "0", "data-id": r.id, "data-kind": r.kind, "data-url": r.url, "aria-labelledby": titleId }, [
+    const item = el("li", { class: "result result-" + label.toLowerCase(), tabindex: "0", "data-id": r.id, "data-kind": r.kind, "data-url": r.url, "data-note": r.resolution_note, "aria-labelledby": titleId }, [
       el("div", { class: "result-head" }, [
         el("span", { class: "kind kind-" + r.kind, text: r.kind === "article" ? "Article" : "Prior incident" }),
         el("a", { class: "title", id: titleId, href: r.url, text: r.title }),
@@ -198,6 +201,7 @@
       if (t.priority.raised) line.append(" ", el("span", { class: "hint", text: "(" + t.priority.note + ")" }));
     }
     const box = el("aside", { class: "triage", "aria-label": "Triage" }, [line]);
+    if (group.customer_tier && group.customer_tier.note) box.appendChild(el("p", { class: "hint tier-route", text: group.customer_tier.note + "." }));
     if (t.first_line && t.first_line.similar && t.first_line.text) box.appendChild(el("p", { class: "first-line", text: t.first_line.text + "." }));
     return box;
   }
@@ -210,6 +214,9 @@
         el("p", { text: "Nothing in the knowledge base fits this incident well." + (data.results.length ? " The closest results are below, but treat them with care." : "") + " Once you have solved it, capture what you learn so the next person finds it." }),
         draftForm(),
       ]));
+    }
+    if (data.language && data.language.served === false) {
+      parts.push(el("p", { class: "language-note", role: "status", lang: "en", text: data.language.note }));
     }
     const status = el("p", { class: "status-line", id: "feedback-status", role: "status" });
     ((data.triage || {}).duplicates || []).forEach((d) => parts.push(el("p", { class: "duplicate", role: "status" }, [
@@ -243,11 +250,31 @@
     searchState.textContent = on ? "Searching…" : "";
   }
 
-  async function runSearch() {
+  // Searches made while typing are previews: recorded as suggestions only once the agent
+  // acts on one (opens a result, records a choice, presses Search) or stops typing.
+  function settle() {
+    clearTimeout(settleTimer);
+    if (!currentSid || !currentPreview) return;
+    currentPreview = false;
+    fetch("/api/v1/suggestions/" + encodeURIComponent(currentSid) + "/settle", {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+      body: "{}",
+      keepalive: true,
+    }).catch(() => {});
+  }
+
+  async function runSearch(preview) {
     const payload = queryPayload();
     const key = JSON.stringify(payload);
-    if (key === lastQuery) return;
+    if (key === lastQuery) {
+      if (!preview) settle();
+      return;
+    }
     lastQuery = key;
+    clearTimeout(settleTimer);
+    if (preview) payload.preview = true;
     if (inflight) inflight.abort();
     if (!(payload.title.trim() || payload.description.trim())) {
       inflight = null;
@@ -276,8 +303,10 @@
         return;
       }
       currentSid = data.suggestion_id;
+      currentPreview = !!preview;
+      if (currentPreview) settleTimer = setTimeout(settle, SETTLE_MS);
       renderResults(data);
-      if (data.truncated && notice.hidden) showNotice("Only the first part of this long text was searched.");
+      if (data.truncated && notice.hidden) showNotice("This long text was searched by its error lines, its start and its end.");
       // A reload, or the back button after opening a page, shows the same search again.
       history.replaceState(null, "", backUrl());
     } catch (err) {
@@ -298,7 +327,8 @@
 
   function schedule() {
     clearTimeout(timer);
-    timer = setTimeout(runSearch, 250);
+    clearTimeout(settleTimer);
+    timer = setTimeout(() => runSearch(true), 250);
   }
 
   function markChosen(button) {
@@ -317,11 +347,34 @@
 
   let sending = false;
 
+  // The resolution note of a result (the fix, its title and link) for the ticket. It is
+  // written to the clipboard while the click or key press is still being handled (browsers
+  // allow that only then); the promise says whether it worked.
+  function copyNote(note) {
+    if (!note || !navigator.clipboard || !window.isSecureContext) return Promise.resolve(false);
+    return navigator.clipboard.writeText(note).then(() => true, () => false);
+  }
+
+  // Below the status line: the note, selectable, for when the clipboard was not available.
+  function showNote(status, note, copied) {
+    const old = status.parentNode.querySelector(".resolution-note");
+    if (old) old.remove();
+    if (!note) return;
+    const box = el("textarea", { class: "resolution-note-text", readonly: true, rows: "4", "aria-label": "Resolution note for the ticket" });
+    box.value = note;
+    const wrap = el("details", { class: "resolution-note", open: copied ? null : true }, [
+      el("summary", { text: copied ? "Resolution note (copied)" : "Resolution note for the ticket" }), box,
+    ]);
+    status.after(wrap);
+  }
+
   async function sendFeedback(used, button) {
     const list = field("results");
     if (!list || !button || sending) return;
     if (button.getAttribute("aria-pressed") === "true") return; // already the recorded choice
     sending = true;
+    const shownItem = used ? list.querySelector('.result[data-id="' + CSS.escape(used) + '"]') : null;
+    const copying = copyNote((button.dataset.note || (shownItem && shownItem.dataset.note)) || "");
     const status = field("feedback-status");
     const id = list.dataset.suggestionId;
     const buttons = region.querySelectorAll("button[data-used], button[data-none]");
@@ -336,13 +389,22 @@
       if (response.status === 401) return signInAgain();
       const data = await response.json();
       if (!response.ok) throw new Error(data.error ? data.error.message : "not recorded");
-      markChosen(button);
+      currentPreview = false; // a choice records the search with it
+      clearTimeout(settleTimer);
+      markChosen(used && shownItem ? shownItem.querySelector("button.used") || button : button);
       let what = "Recorded: none of these helped.";
       if (used) {
-        const title = list.querySelector('.result[data-id="' + CSS.escape(used) + '"] a.title');
+        const title = shownItem ? shownItem.querySelector("a.title") : null;
         what = "Recorded: you used “" + (title ? title.textContent : used) + "”.";
       }
+      const copied = await copying;
+      if (copied) what += " The resolution note is copied: paste it into the ticket.";
       status.textContent = what + (data.status === "changed" ? " Your earlier choice is replaced." : "") + " You can change your choice.";
+      showNote(status, data.resolution_note, copied);
+      if (button.closest("#article-panel")) {
+        button.classList.add("chosen");
+        button.setAttribute("aria-pressed", "true");
+      }
     } catch (err) {
       status.textContent = "Could not record your choice: " + err.message;
     } finally {
@@ -369,6 +431,7 @@
   }
 
   async function openInPlace(url, from) {
+    settle();
     if (!/^\/(articles|incidents)\//.test(url)) {
       window.location.href = url;
       return;
@@ -386,9 +449,18 @@
     const close = el("button", { type: "button", class: "secondary close-panel", text: "Close (Esc)" });
     close.addEventListener("click", closePanel);
     const full = el("a", { href: url, class: "full-page", text: "Open as a page" });
+    const actions = [close, full];
+    // Read it, then use it: the panel has its own "Used this" for the result it came from.
+    const listButton = from && from.querySelector ? from.querySelector("button.used") : null;
+    if (listButton && field("results")) {
+      const pressed = listButton.getAttribute("aria-pressed") === "true";
+      const use = el("button", { type: "button", class: "used panel-used" + (pressed ? " chosen" : ""), "data-note": from.dataset.note, "aria-pressed": pressed ? "true" : "false", text: "Used this" });
+      use.addEventListener("click", () => sendFeedback(from.dataset.id, use));
+      actions.unshift(use);
+    }
     // Beside the list (in place of the form); the result that opened it stays where it was.
     keepInPlace(from, () => {
-      panel.replaceChildren(el("div", { class: "panel-actions" }, [close, full]), ...Array.from(doc.body.childNodes));
+      panel.replaceChildren(el("div", { class: "panel-actions" }, actions), ...Array.from(doc.body.childNodes));
       panel.hidden = false;
       panel.scrollTop = 0;
       layout.classList.add("reading");
@@ -403,8 +475,7 @@
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     clearTimeout(timer);
-    lastQuery = "";
-    runSearch();
+    runSearch(false);
   });
 
   region.addEventListener("click", (event) => {
@@ -413,6 +484,7 @@
     const none = event.target.closest("button[data-none]");
     if (none) { event.preventDefault(); sendFeedback(null, none); return; }
     const link = event.target.closest("a.title");
+    if (link) settle(); // opening a result is acting on the search
     if (link && !event.ctrlKey && !event.metaKey && !event.shiftKey) {
       event.preventDefault();
       openInPlace(link.getAttribute("href"), link.closest(".result"));
@@ -430,6 +502,25 @@
   });
 
   function results() { return Array.from(region.querySelectorAll(".result")); }
+
+  // A focused result (arrow keys, j/k, Tab) is scrolled clear of the sticky outcome bar and
+  // of the bottom of the window, so the agent always sees what the keys act on.
+  function revealFocused(item) {
+    const bar = region.querySelector(".outcome-bar");
+    const barBottom = bar ? Math.max(0, bar.getBoundingClientRect().bottom) : 0;
+    const box = item.getBoundingClientRect();
+    const gap = 8;
+    if (box.top < barBottom + gap) {
+      window.scrollBy(0, box.top - barBottom - gap);
+    } else if (box.bottom > window.innerHeight - gap && box.height < window.innerHeight - barBottom - 2 * gap) {
+      window.scrollBy(0, box.bottom - window.innerHeight + gap);
+    }
+  }
+
+  region.addEventListener("focusin", (event) => {
+    const item = event.target.closest(".result");
+    if (item) revealFocused(item);
+  });
 
   document.addEventListener("keydown", (event) => {
     if (event.ctrlKey || event.metaKey || event.altKey) return;
