@@ -7,6 +7,8 @@ import logging
 import re
 import shutil
 import threading
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -18,7 +20,6 @@ from tests.live.test_browser import (
     CHROMIUM,
     CHROMIUM_ARGS,
     PASSWORDS,
-    Live,
     sign_in,
     sync_api,
     watch,
@@ -26,6 +27,16 @@ from tests.live.test_browser import (
 from tests.oidc_provider import Provider
 
 pytestmark = pytest.mark.browser
+
+
+@dataclass
+class Live:
+    url: str
+    service: Service
+    articles: Path
+
+    def store(self):
+        return self.service.new_store()
 
 
 @pytest.fixture(scope="module")
