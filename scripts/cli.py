@@ -297,6 +297,9 @@ def echo_families(families: dict, *, verbose: bool) -> None:
     if families.get("note"):
         click.echo(f"Resolution families: none ({families['note']})")
         return
+    if not families.get("families"):
+        click.echo(f"Resolution families: none among {families['notes']} distinct note(s)")
+        return
     click.echo(f"Resolution families: {families['families']} families of {families['incidents_grouped']} "
                f"incidents, from {families['notes']} distinct notes of {families['incidents']} incidents "
                f"(largest {families['largest']})")
