@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 from markdown_it import MarkdownIt
+from markdown_it.token import Token
 
 from kb.errors import RecordError
 from kb.models import ARTICLE_STATES, AUDIENCES, Article
@@ -223,6 +224,17 @@ def _reason(exc: RecordError) -> str:
 # --- rendering -----------------------------------------------------------------------
 
 _SAFE_SCHEMES = ("http:", "https:", "mailto:")
+_EXTERNAL_SCHEMES = ("http:", "https:")
+
+
+def _link_probe(url: str) -> str:
+    return re.sub(r"[\x00-\x20\x7f]", "", url).lower()
+
+
+def is_protocol_relative(url: str) -> bool:
+    """``//host/path`` (or a backslash spelling of it): a link to another site that looks
+    relative. Browsers read it against the page's scheme."""
+    return _link_probe(url).replace("\\", "/").replace("%5c", "/").startswith("//")
 
 
 def _make_renderer() -> MarkdownIt:
@@ -230,7 +242,9 @@ def _make_renderer() -> MarkdownIt:
     md.enable(["table", "strikethrough"])
 
     def validate_link(url: str) -> bool:
-        probe = re.sub(r"[\x00-\x20\x7f]", "", url).lower()
+        probe = _link_probe(url)
+        if is_protocol_relative(probe):
+            return False  # another site's address posing as a relative one: not linked
         if ":" not in probe.split("/")[0].split("?")[0].split("#")[0]:
             return True  # relative link
         return probe.startswith(_SAFE_SCHEMES)
@@ -246,10 +260,14 @@ _ARTICLE_LINK = re.compile(r"^(?:\./)?([a-z0-9][a-z0-9._-]*)\.md(#[\w-]*)?$")
 def render_markdown(body: str, *, article_url: str = "/articles/{id}") -> str:
     """Render an article body to HTML: raw HTML escaped, unsafe links dropped.
 
-    Relative links to other articles (``other-article.md``) point at their page.
+    Relative links to other articles (``other-article.md``) point at their page; links to
+    other sites carry ``rel="noopener noreferrer nofollow"``; an image on another site is
+    never loaded: it becomes a link to it.
     """
     tokens = _RENDERER.parse(body)
     for token in tokens:
+        if token.children:
+            token.children = _outside_images_as_links(token.children)
         for child in token.children or []:
             if child.type != "link_open":
                 continue
@@ -260,6 +278,19 @@ def render_markdown(body: str, *, article_url: str = "/articles/{id}") -> str:
             elif href.startswith(("http:", "https:")):
                 child.attrSet("rel", "noopener noreferrer nofollow")
     return _RENDERER.renderer.render(tokens, _RENDERER.options, {})
+
+
+def _outside_images_as_links(children: list) -> list:
+    out = []
+    for child in children:
+        src = (child.attrGet("src") or "") if child.type == "image" else ""
+        if not _link_probe(src).startswith(_EXTERNAL_SCHEMES):
+            out.append(child)
+            continue
+        opening = Token("link_open", "a", 1, attrs={"href": src})
+        label = Token("text", "", 0, content=child.content or src)
+        out.extend([opening, label, Token("link_close", "a", -1)])
+    return out
 
 
 def article_sections(body: str) -> list[tuple[str, str]]:

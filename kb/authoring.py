@@ -73,7 +73,11 @@ def yaml_scalar(value: Any) -> str:
         return "[" + ", ".join(yaml_scalar(v) for v in value) + "]"
     if value is None or value == "":
         return "''"
-    text = yaml.safe_dump(value, allow_unicode=True, default_flow_style=True, width=10**9)
+    # Text with a line break is written double-quoted, its breaks escaped, so a value
+    # never spans lines: a line of its own reading `---` would end the front matter.
+    style = '"' if isinstance(value, str) and re.search(r"[\r\n\x85\u2028\u2029]", value) else None
+    text = yaml.safe_dump(value, allow_unicode=True, default_flow_style=True, width=10**9,
+                          default_style=style)
     if text.endswith("\n...\n"):
         text = text[: -len("\n...\n")]
     return text.strip()

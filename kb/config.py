@@ -134,6 +134,26 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("public_url", "", "The address agents open the service at (https://kb.example.com), for links in "
             "resolution notes and events (empty: the address each request came in on).", str),
     Setting("secure_cookies", False, "Mark session cookies Secure (sent over HTTPS only): set it behind TLS.", bool),
+    Setting("oidc_issuer", "", "OpenID Connect issuer of the organisation's sign-in (its discovery document is "
+            "ISSUER/.well-known/openid-configuration). Empty: local accounts only.", str),
+    Setting("oidc_client_id", "", "Client id of this service at the OpenID provider (needed with KB_OIDC_ISSUER).",
+            str),
+    Setting("oidc_client_secret", "", "Client secret of this service at the OpenID provider (needed with "
+            "KB_OIDC_ISSUER).", str),
+    Setting("oidc_scopes", "openid profile email", "Scopes asked for at the OpenID provider (openid is always "
+            "included).", str),
+    Setting("oidc_name_claim", "preferred_username", "Claim of the ID token that becomes the person's name here "
+            "(then email, then sub, when it is missing).", str),
+    Setting("oidc_role_claim", "roles", "Claim of the ID token holding the person's roles or groups (text or "
+            "a list).", str),
+    Setting("oidc_roles", "", "Which claim values give which role here: VALUE=ROLE pairs, comma-separated "
+            "(e.g. kb-admins=admin,kb-curators=knowledge_manager,support=agent). Empty: the values are "
+            "the role names (agent, knowledge_manager, admin). The highest role matched wins.", str),
+    Setting("oidc_redirect_uri", "", "Address the OpenID provider sends people back to, as registered there "
+            "(https://HOST/login/organisation/callback). Empty: made from the address of the request, "
+            "which behind a TLS-terminating proxy may be http.", str),
+    Setting("oidc_default_role", "", "Role of a person whose claim matches no role (empty: such a person "
+            "cannot sign in).", str),
     Setting("host", "127.0.0.1", "Address `kb serve` listens on."),
     Setting("port", 5000, "Port `kb serve` listens on.", int),
     Setting("workers", 0, "Worker processes for `kb serve` (0: one per core).", int),
@@ -230,6 +250,34 @@ class Config:
             return parse_kinds(self.values["redact"])
         except ValueError as exc:
             raise ConfigError(f"KB_REDACT: {exc}") from None
+
+    def oidc_role_map(self) -> dict[str, str]:
+        """Claim value -> role, checked. Raises ConfigError."""
+        from kb.models import PEOPLE
+
+        mapping: dict[str, str] = {}
+        raw = self.values["oidc_roles"].strip()
+        pairs = [p.strip() for p in raw.split(",") if p.strip()] if raw else [f"{r}={r}" for r in PEOPLE]
+        for pair in pairs:
+            value, sep, role = pair.rpartition("=")
+            if not sep or not value.strip() or role.strip() not in PEOPLE:
+                raise ConfigError(f"KB_OIDC_ROLES: {pair!r} is not VALUE=ROLE with ROLE one of {', '.join(PEOPLE)}")
+            mapping[value.strip()] = role.strip()
+        default = self.values["oidc_default_role"].strip()
+        if default and default not in PEOPLE:
+            raise ConfigError(f"KB_OIDC_DEFAULT_ROLE: {default!r} is not one of {', '.join(PEOPLE)}")
+        return mapping
+
+    def check_oidc(self) -> None:
+        """Raises ConfigError when sign-in through an OpenID provider is half set up."""
+        issuer = self.values["oidc_issuer"].strip()
+        if not issuer:
+            return
+        if not issuer.startswith(("https://", "http://127.0.0.1", "http://localhost", "http://[::1]")):
+            raise ConfigError("KB_OIDC_ISSUER: must be an https address (http only on loopback)")
+        if not (self.values["oidc_client_id"] and self.values["oidc_client_secret"]):
+            raise ConfigError("KB_OIDC_ISSUER is set: KB_OIDC_CLIENT_ID and KB_OIDC_CLIENT_SECRET are needed too")
+        self.oidc_role_map()
 
     @property
     def phone_regions(self) -> tuple[str, ...]:

@@ -2,6 +2,7 @@
 
 Errors (exit 1): broken front matter (required fields, unknown states or audiences, bad
 dates), duplicate ids, links to article files that do not exist, raw HTML in the body,
+links or images written ``//host/...`` (another site posing as a relative address),
 empty sections (a warning on drafts), and ``audience: public`` on an article that is not
 validated. Warnings: review date passed or missing, missing house sections, unknown
 front matter fields, links to archived articles.
@@ -30,6 +31,7 @@ from kb.articles import (
     MAX_ARTICLE_BYTES,
     REQUIRED_FIELDS,
     ParsedArticle,
+    is_protocol_relative,
     parse_article_text,
     split_front_matter,
 )
@@ -336,6 +338,14 @@ def body_problems(
                 out.append(LintProblem(source, line_of(child, token, child.content), ERROR,
                                        "raw-html",
                                        f"raw HTML is shown as text, not rendered: {_clip(child.content)}"))
+            elif child.type in ("link_open", "image") and is_protocol_relative(
+                    child.attrGet("href") or child.attrGet("src") or ""):
+                href = child.attrGet("href") or child.attrGet("src") or ""
+                out.append(LintProblem(
+                    source, line_of(child, token, href), ERROR, "protocol-relative-link",
+                    f"{'image' if child.type == 'image' else 'link'} {_clip(href)!r} points at "
+                    "another site without saying so: write it with https:, or make it relative",
+                ))
             elif child.type == "link_open":
                 href = child.attrGet("href") or ""
                 target = _relative_article_target(href)

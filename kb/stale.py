@@ -8,12 +8,15 @@ An article (not archived) is listed when at least one of these holds:
   incident was linked to it;
 - passed over: in the last N days agents read past it: it was shown above the result they
   used, or in a list where they said none helped ("skipped"). Shown below the result used
-  does not count: the agent had found the answer before reaching it.
+  does not count: the agent had found the answer before reaching it;
+- flagged: an agent flagged it (wrong, outdated or unclear) and no knowledge manager has
+  resolved the flag yet.
 
-Harm = times skipped + months overdue (days / 30) + 1 if unused. A skip is an agent who
-read the article in a result list and had to move on, the most direct cost; an overdue
-review weighs about one skip a month; an unused article is clutter that makes the others
-harder to find.
+Harm = 2 x open flags + times skipped + months overdue (days / 30) + 1 if unused. A flag
+is an agent saying outright that the article failed them, worth two silent skips; a skip
+is an agent who read the article in a result list and had to move on; an overdue review
+weighs about one skip a month; an unused article is clutter that makes the others harder
+to find.
 """
 
 from __future__ import annotations
@@ -24,8 +27,10 @@ from typing import Any
 HARM_PER_SKIP = 1.0
 HARM_PER_OVERDUE_DAY = 1 / 30
 HARM_IF_UNUSED = 1.0
+HARM_PER_FLAG = 2.0
 HARM_EXPLANATION = (
-    "harm = times skipped (shown above the result used, or when none helped) "
+    "harm = 2 x open flags (wrong, outdated, unclear) "
+    "+ times skipped (shown above the result used, or when none helped) "
     "+ days overdue / 30 + 1 if unused in the window"
 )
 
@@ -51,6 +56,7 @@ def stale_articles(store: Any, *, days: int = 90, now: dt.datetime | None = None
     today = now.astimezone(dt.UTC).date()
     since = window_start(now, days)
     exposure = store.article_exposure(since)
+    flags = store.open_flag_counts()
     out = []
     for row in store.article_activity():
         review_by = _date(row["review_by"])
@@ -66,9 +72,12 @@ def stale_articles(store: Any, *, days: int = 90, now: dt.datetime | None = None
             reasons.append(f"not used in {days} days")
         if seen["skipped"]:
             reasons.append(f"passed over {seen['skipped']} of {seen['judged']} times judged")
+        flagged = flags.get(row["id"], {})
+        if flagged:
+            reasons.append("flagged " + ", ".join(f"{kind} x{count}" for kind, count in sorted(flagged.items())))
         if not reasons:
             continue
-        harm = (HARM_PER_SKIP * seen["skipped"] + HARM_PER_OVERDUE_DAY * overdue
+        harm = (HARM_PER_FLAG * sum(flagged.values()) + HARM_PER_SKIP * seen["skipped"] + HARM_PER_OVERDUE_DAY * overdue
                 + (HARM_IF_UNUSED if unused else 0.0))
         out.append({
             "id": row["id"], "title": row["title"], "status": row["status"],
@@ -77,6 +86,7 @@ def stale_articles(store: Any, *, days: int = 90, now: dt.datetime | None = None
             "last_used": row["last_used"] or None, "last_linked_incident": row["last_linked"] or None,
             "shown": seen["shown"], "judged": seen["judged"], "skipped": seen["skipped"],
             "skip_rate": round(seen["skipped"] / seen["judged"], 4) if seen["judged"] else None,
+            "flags": sum(flagged.values()), "flag_kinds": dict(sorted(flagged.items())),
             "harm": round(harm, 3), "reasons": reasons,
         })
     out.sort(key=lambda a: (-a["harm"], a["id"]))

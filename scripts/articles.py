@@ -62,7 +62,8 @@ def articles_lint(app: AppContext, paths: tuple[str, ...], as_json: bool, strict
     """Check article files (default: the articles folder) before they are published.
 
     Errors: front matter schema, duplicate ids, links to missing article files, raw
-    HTML, empty sections (warnings on drafts), public articles that are not validated.
+    HTML, protocol-relative links or images (//host/...), empty sections (warnings on
+    drafts), public articles that are not validated.
     Warnings: review date passed or missing, missing house sections, unknown fields,
     links to archived articles. Exit status 0 when clean, 1 when there are errors (with
     --strict, warnings too).
@@ -130,13 +131,16 @@ def articles_stale(app: AppContext, days: int, as_json: bool, limit: int) -> Non
       unused       no "used" choice named it and no closed incident was linked to it
                    in the last DAYS days (and it existed all that time);
       passed over  shown above the result an agent used, or in a list where the agent
-                   said none helped ("skipped").
+                   said none helped ("skipped");
+      flagged      an agent flagged it from a result (wrong, outdated, unclear) and the
+                   flag is still open.
 
     \b
     Ranking, most harmful first:
-      harm = times skipped + days overdue / 30 + (1 if unused)
-    A skip is an agent who read the article and had to move on; a month overdue weighs
-    about one skip; an unused article is clutter that hides the others.
+      harm = 2 x open flags + times skipped + days overdue / 30 + (1 if unused)
+    A flag is an agent saying the article failed them; a skip is an agent who read the
+    article and had to move on; a month overdue weighs about one skip; an unused
+    article is clutter that hides the others.
     """
     from kb.stale import HARM_EXPLANATION, stale_articles
 
@@ -199,7 +203,8 @@ def articles_set_state(app: AppContext, article_id: str, state: str, audience: s
     `kb articles lint` cannot become not_validated, validated or public (the errors are
     named); one holding a secret is refused in any state. If the article is in the store
     it gets a new version and is re-indexed at once: an archived article leaves search
-    right away and keeps its history (`kb articles history`).
+    right away and keeps its history (`kb articles history`). The change is written to
+    the audit log (action "article state").
     """
     from kb.app.article_states import change_article_state
 

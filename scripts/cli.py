@@ -313,6 +313,9 @@ def echo_families(families: dict, *, verbose: bool) -> None:
     if families.get("note"):
         click.echo(f"Resolution families: none ({families['note']})")
         return
+    if not families.get("families"):
+        click.echo(f"Resolution families: none among {families['notes']} distinct note(s)")
+        return
     click.echo(f"Resolution families: {families['families']} families of {families['incidents_grouped']} "
                f"incidents, from {families['notes']} distinct notes of {families['incidents']} incidents "
                f"(largest {families['largest']})")
@@ -393,6 +396,7 @@ def serve(app: AppContext, host: str | None, port: int | None, workers: int | No
 
     app.require_home()
     config = app.config.with_overrides(host=host, port=port, workers=workers)
+    config.check_oidc()
     check_can_listen(config.host, config.port)
     if config.database_url:
         app.service().prepare_node(lambda line: click.echo(f"kb serve: {line}", err=True))

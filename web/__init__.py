@@ -44,12 +44,13 @@ def create_app(test_config: dict[str, Any] | None = None, *, config: Config | No
     """Build the app. ``config`` defaults to the environment's; ``service`` to a new
     :class:`kb.app.service.Service` (tests pass one with a fake embedder)."""
     from kb.app.service import Service
-    from web import api, errors, pages
+    from web import api, curation, errors, oidc, pages
 
     config = config or load_config()
     config.check_webhook()
     config.check_events()
     config.check_database_url()
+    config.check_oidc()
     service = service or Service(config)
     app = Flask(__name__, template_folder="templates", static_folder="static")
     app.config.from_mapping(
@@ -73,6 +74,8 @@ def create_app(test_config: dict[str, Any] | None = None, *, config: Config | No
     errors.init_app(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(pages.bp)
+    app.register_blueprint(curation.bp)
+    oidc.init_app(app, config)
 
     @app.after_request
     def security_headers(response):

@@ -139,6 +139,28 @@ def settle(suggestion_id: str):
     return jsonify({"suggestion_id": suggestion_id, "recorded": True})
 
 
+@bp.post("/articles/<article_id>/flags")
+@require_roles(*EVERYONE)
+def flag_article(article_id: str):
+    """An agent flags an article met in a result: wrong, outdated or unclear, with a note."""
+    from kb.models import SEARCHABLE_ARTICLE_STATES
+
+    data = _object(json_body(), "the request body")
+    kind = data.get("kind")
+    if not isinstance(kind, str):
+        raise ValidationError("'kind' must be one of wrong, outdated, unclear")
+    note = _string(data, "note", limit=2000)
+    principal = current_principal()
+    agent = principal.name if principal.via == "session" else (_string(data, "agent", limit=200) or principal.name)
+    article = store().get_article(article_id)
+    if article.status not in SEARCHABLE_ARTICLE_STATES and principal.role not in MANAGERS:
+        raise NotFoundError(f"no article with id {article_id!r}")
+    flag_id = store().flag_article(article_id, kind, note, agent=agent)
+    open_flags = len(store().article_flags(article_id))
+    return jsonify({"id": flag_id, "article_id": article_id, "kind": kind, "agent": agent,
+                    "open_flags": open_flags}), 201
+
+
 @bp.post("/incidents")
 @require_roles(*WRITERS)
 def upsert_incidents():

@@ -228,6 +228,27 @@ FEEDBACK_REQUEST = {
     ],
 }
 
+FLAG_REQUEST = {
+    "type": "object",
+    "required": ["kind"],
+    "properties": {
+        "kind": {"type": "string", "enum": ["wrong", "outdated", "unclear"]},
+        "note": {"type": ["string", "null"], "maxLength": 2000,
+                 "description": "What did not work or what changed (redacted before it is stored)."},
+        "agent": {"type": ["string", "null"], "maxLength": 200,
+                  "description": "With an integration token: the agent the flag is from."},
+    },
+}
+
+FLAG = {
+    "type": "object",
+    "required": ["id", "article_id", "kind", "agent", "open_flags"],
+    "properties": {
+        "id": {"type": "integer"}, "article_id": {"type": "string"}, "kind": {"type": "string"},
+        "agent": {"type": "string"}, "open_flags": {"type": "integer"},
+    },
+}
+
 FEEDBACK = {
     "type": "object",
     "required": ["suggestion_id", "outcome", "status"],
@@ -418,6 +439,7 @@ def openapi_document(max_k: int = 50) -> dict[str, Any]:
                 "Suggestion": SUGGESTION, "FeedbackRequest": FEEDBACK_REQUEST,
                 "Feedback": FEEDBACK, "Incident": INCIDENT, "UpsertResult": UPSERT_RESULT,
                 "Report": REPORT, "OutcomeEvent": OUTCOME_EVENT,
+                "FlagRequest": FLAG_REQUEST, "Flag": FLAG,
             },
         },
         "webhooks": {
@@ -453,6 +475,22 @@ def openapi_document(max_k: int = 50) -> dict[str, Any]:
                     "requestBody": {"required": True, "content": _json("FeedbackRequest")},
                     "responses": {
                         "201": {"description": "Recorded (or already recorded)", "content": _json("Feedback")},
+                        **_errors(400, 401, 403, 404, 413),
+                    },
+                }
+            },
+            "/api/v1/articles/{article_id}/flags": {
+                "post": {
+                    "operationId": "flagArticle",
+                    "summary": "Flag an article met in a result as wrong, outdated or unclear, with a note",
+                    "security": secured,
+                    "x-roles": list(EVERYONE),
+                    "parameters": [{"name": "article_id", "in": "path", "required": True,
+                                    "schema": {"type": "string", "maxLength": 200}}],
+                    "requestBody": {"required": True, "content": _json("FlagRequest")},
+                    "responses": {
+                        "201": {"description": "Flagged (a person's open flag on the article is replaced)",
+                                "content": _json("Flag")},
                         **_errors(400, 401, 403, 404, 413),
                     },
                 }

@@ -209,14 +209,23 @@ def search_and_show(principal, values, *, customer_tier: str | None = None):
 @login_required()
 def search_page():
     principal = current_principal()
-    if request.method == "POST" or has_typed_text(request.args):
-        # A posted search, or an old-style link with the text in its query string (still
-        # answered, then moved to an address without the text).
-        return search_and_show(principal, request.values)
+    if request.method == "POST":
+        return search_and_show(principal, request.form)
     form = {"title": "", "description": "", "incident_id": request.args.get("incident_id", "")[:200],
             "product": request.args.get("product", "")[:200]}
     suggestion = chosen = None
     notices = []
+    if has_typed_text(request.args):
+        # A link with the text in its query string fills in the form and searches nothing:
+        # a link from another site must not record a search in this person's name.
+        form, cut = typed_incident(request.args)
+        notices.extend(cut)
+        notices.append("Check the incident below and press Search to look it up.")
+        return render_template(
+            "search.html", form=form, suggestion=None, chosen=None, notice=" ".join(notices),
+            max_paste=MAX_PASTE_CHARS, max_title=MAX_TITLE_CHARS, products=_products(),
+            back=_back_url(None), storms=_storms(),
+        )
     sid = request.args.get("sid", "")[:100]
     if form["incident_id"] and not sid:
         # Ask only once: a ticket system links to /?incident_id=INC-1, and an incident the
@@ -476,4 +485,5 @@ def dashboard():
     return render_template(
         "dashboard.html", report=report, charts=report_charts(report), days=days,
         windows=DASHBOARD_WINDOWS, reused=[r for r in report["reuse"] if r["reuse"]][:15],
+        flags=store().article_flags()[:50],
     )

@@ -134,5 +134,6 @@ def check_can_listen(host: str, port: int) -> None:
 def run_server(config: Config) -> None:
     config.check_webhook()
     config.check_events()
+    config.check_oidc()
     print(f"Serving on http://{config.host}:{config.port} with {default_workers(config)} worker(s)", flush=True)
     KnowledgeServer(config).run()

@@ -50,15 +50,40 @@ def refuse_unfinished(after: ParsedArticle, text: str, path: Path, *, today: dt.
         )
 
 
+def _stored(service: Service, article_id: str) -> Article | None:
+    try:
+        return service.store().get_article(article_id)
+    except NotFoundError:
+        return None
+
+
+def locate_article_file(service: Service, article_id: str, *, folder: Path) -> Path:
+    """The file of an article: the one in ``folder`` with its id, else the file the store
+    read it from (drafts started from the agent page live in the data home).
+
+    Raises NotFoundError."""
+    path = find_article_file(folder, article_id, missing_ok=True)
+    if path is not None:
+        return path
+    stored = _stored(service, article_id)
+    if stored is not None and stored.path and Path(stored.path).is_file():
+        candidate = Path(stored.path)
+        if front_matter_id(candidate) == article_id:
+            return candidate
+    raise NotFoundError(f"no article with id {article_id!r} in {folder}")
+
+
 def change_article_state(
     service: Service, article_id: str, status: str, *, folder: Path, audience: str | None = None,
-    changed_by: str = "", today: dt.date | None = None,
+    changed_by: str = "", actor: str = "", audit_action: str = "article state",
+    today: dt.date | None = None,
 ) -> StateChange:
     """Set an article's state (and audience) in its file and in the store.
 
     The file is edited in place; when the article is in the store it is upserted from the
     edited file (a new version, with who changed it) and re-indexed at once, so an
-    archived article leaves search while its versions stay.
+    archived article leaves search while its versions stay. A change is written to the
+    audit log (``audit_action``, by ``actor``, else ``changed_by``).
 
     An article is refused (ValidationError naming the errors, nothing changed) when it
     would reach agents (not_validated, validated or public) while it fails lint, and in any
@@ -67,18 +92,8 @@ def change_article_state(
     Raises NotFoundError for an unknown id, ValidationError when the rules forbid it.
     """
     store = service.store()
-    path = find_article_file(folder, article_id, missing_ok=True)
-    stored: Article | None = None
-    try:
-        stored = store.get_article(article_id)
-    except NotFoundError:
-        stored = None
-    if path is None and stored is not None and stored.path and Path(stored.path).is_file():
-        candidate = Path(stored.path)
-        if front_matter_id(candidate) == article_id:
-            path = candidate
-    if path is None:
-        raise NotFoundError(f"no article with id {article_id!r} in {folder}")
+    stored = _stored(service, article_id)
+    path = locate_article_file(service, article_id, folder=folder)
     before, after, new_text = edit_article_state(path, status, audience=audience, today=today)
     refuse_unfinished(after, new_text.replace("\r\n", "\n"), path, today=today)
     change = StateChange(
@@ -96,6 +111,12 @@ def change_article_state(
     counts = store.upsert_articles([article], changed_by=changed_by)
     change.in_store = True
     change.store_version = store.article_versions(article_id)[-1]["version"]
+    if change.changed:
+        detail = f"{change.old_status} -> {change.new_status}"
+        if change.old_audience != change.new_audience:
+            detail += f", audience {change.old_audience} -> {change.new_audience}"
+        store.audit(actor or changed_by, audit_action, f"article:{article_id}",
+                    f"{detail} (version {change.store_version})")
     if counts.changed_ids:
         service.index_documents([("article", article_id)])
         change.left_search = article.status == "archived"

@@ -14,6 +14,7 @@ from kb.store.access import AccessMixin, Principal
 from kb.store.base import StoreBase, utc_now
 from kb.store.documents import DocumentsMixin, UpsertCounts
 from kb.store.events import EventsMixin
+from kb.store.flags import FlagsMixin
 from kb.store.indexing import ChunkText, DocRef, IndexingMixin, LogEntry
 from kb.store.metrics import MetricsMixin
 from kb.store.pg import describe_url, is_database_url
@@ -24,12 +25,12 @@ from kb.store.suggestions import FeedbackRecord, SuggestionsMixin
 
 
 class Store(DocumentsMixin, IndexingMixin, SuggestionsMixin, AccessMixin, MetricsMixin, PrivacyMixin,
-            StormsMixin, EventsMixin, StoreBase):
+            StormsMixin, EventsMixin, FlagsMixin, StoreBase):
     """One connection to the service's SQLite database. Open one per thread and per process."""
 
 
 class PgStore(PgStoreBase, DocumentsMixin, IndexingMixin, SuggestionsMixin, AccessMixin, MetricsMixin,
-              PrivacyMixin, StormsMixin, EventsMixin):
+              PrivacyMixin, StormsMixin, EventsMixin, FlagsMixin):
     """One connection to a shared PostgreSQL database (the engine's own verbs first)."""
 
 

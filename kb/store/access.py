@@ -9,11 +9,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from kb.errors import ConflictError, NotFoundError, ValidationError
+from kb.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
 from kb.models import ROLES
 from kb.store.base import utc_now
 
 TOKEN_PREFIX = "kbt_"
+# Accounts of people who sign in through the organisation have this instead of a password hash.
+EXTERNAL_PREFIX = "external$"
 _PBKDF2_ITERATIONS = 240_000
 
 
@@ -237,6 +239,38 @@ class AccessMixin:
     def clear_sign_in_failures(self, key: str) -> None:
         with self.write():
             self.db.execute("DELETE FROM sign_in_failures WHERE key = ?", [key])
+
+    def sign_in_external(self, name: str, role: str, *, identity: str, actor: str = "") -> Principal:
+        """A person signed in through the organisation's identity provider: their account
+        is made on first sign-in and its role follows the provider's on every sign-in.
+        ``identity`` names them at the provider (issuer and subject); the account has no
+        password, so it can never sign in with one.
+
+        Raises ForbiddenError when the name belongs to a local account or to another
+        identity, or the account is disabled."""
+        _check_name(name)
+        _check_role(role)
+        marker = EXTERNAL_PREFIX + hash_token(identity)
+        with self.write():
+            rows = list(self.db["users"].rows_where("name = ?", [name]))
+            if not rows:
+                self.db["users"].insert({"name": name, "role": role, "password_hash": marker,
+                                         "created_at": utc_now(), "disabled": 0})
+                self.audit(actor or f"oidc:{name}", "user create", name, f"role {role} (organisation sign-in)")
+            else:
+                row = rows[0]
+                if row["password_hash"] != marker:
+                    raise ForbiddenError(
+                        f"the name {name!r} belongs to another account of this service; ask an "
+                        "administrator to rename one of them")
+                if row["disabled"]:
+                    raise ForbiddenError(f"the account {name!r} is disabled")
+                if row["role"] != role:
+                    self.db["users"].update(name, {"role": role})
+                    self._end_sessions(name)
+                    self.audit(actor or f"oidc:{name}", "role change", name,
+                               f"{row['role']} -> {role} (organisation sign-in)")
+        return Principal(name, role, "session")
 
     def get_user(self, name: str) -> Principal | None:
         rows = list(self.db["users"].rows_where("name = ? AND disabled = 0", [name]))

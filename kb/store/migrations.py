@@ -210,6 +210,17 @@ def m011_settings_and_index_versions(db: sqlite_utils.Database) -> None:
                                 defaults={"model_path": "", "node": ""})
 
 
+def m013_article_flags(db: sqlite_utils.Database) -> None:
+    # Agents' flags on articles (wrong, outdated, unclear, with a note), open until a
+    # knowledge manager resolves them; they count in `kb articles stale`.
+    db["article_flags"].create({"id": int, "article_id": str, "kind": str, "note": str, "agent": str,
+                                "created_at": str, "resolved_at": str, "resolved_by": str},
+                               pk="id", not_null={"article_id", "kind", "note", "agent", "created_at",
+                                                  "resolved_at", "resolved_by"},
+                               defaults={"note": "", "resolved_at": "", "resolved_by": ""})
+    db["article_flags"].create_index(["article_id", "resolved_at"])
+
+
 def m014_audit_chain(db: sqlite_utils.Database) -> None:
     # Each audit entry carries the hash of the entry before it and its own (kb.store.privacy):
     # an entry removed, changed or slipped in between is found by `kb audit --verify`.
@@ -272,6 +283,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     m009_storms,
     m010_predicted_groups,
     m011_settings_and_index_versions,
+    m013_article_flags,
     m014_audit_chain,
     m015_outgoing_events,
     m016_suggestion_previews,

@@ -31,7 +31,7 @@ _PAGE = 20_000
 # no dead row version keeps the erased text in the server's files.
 ERASURE_TABLES = ("incidents", "chunks", "vectors", "suggestions", "articles", "article_versions",
                   "indexed_docs", "index_log", "feedback", "feedback_events", "outgoing_events",
-                  "suggestion_previews")
+                  "suggestion_previews", "article_flags")
 # Every other table, with why an erasure leaves its files as they are (a test checks that
 # each table of the schema is in one list or the other, so a new table gets a decision).
 KEEPS_NO_ERASED_TEXT = {

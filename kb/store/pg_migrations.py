@@ -108,6 +108,13 @@ M011_SETTINGS_AND_INDEX_VERSIONS = [
         node {T} NOT NULL DEFAULT '')""",
 ]
 
+M013_ARTICLE_FLAGS = [
+    f"""CREATE TABLE article_flags (id {ID}, article_id {T} NOT NULL, kind {T} NOT NULL,
+        note {T} NOT NULL DEFAULT '', agent {T} NOT NULL, created_at {T} NOT NULL,
+        resolved_at {T} NOT NULL DEFAULT '', resolved_by {T} NOT NULL DEFAULT '')""",
+    "CREATE INDEX idx_article_flags_article_id_resolved_at ON article_flags (article_id, resolved_at)",
+]
+
 M014_AUDIT_CHAIN = [f"ALTER TABLE audit_log ADD COLUMN {name} {T} NOT NULL DEFAULT ''" for name in ("prev_hash", "hash")]
 # The language terms of each chunk; the node's own lexical index holds them in its FTS5 table.
 M018_LANGUAGE_TERMS = [f"ALTER TABLE chunks ADD COLUMN terms {T} NOT NULL DEFAULT ''"]
@@ -141,6 +148,7 @@ PG_MIGRATIONS: dict[str, list[str]] = {
     "m009_storms": M009_STORMS,
     "m010_predicted_groups": M010_PREDICTED_GROUPS,
     "m011_settings_and_index_versions": M011_SETTINGS_AND_INDEX_VERSIONS,
+    "m013_article_flags": M013_ARTICLE_FLAGS,
     "m014_audit_chain": M014_AUDIT_CHAIN,
     "m015_outgoing_events": M015_OUTGOING_EVENTS,
     "m016_suggestion_previews": M016_SUGGESTION_PREVIEWS,

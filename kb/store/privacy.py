@@ -183,6 +183,7 @@ class PrivacyMixin:
             self._remove_chunks("article", article_id, now)
             self.db.execute("DELETE FROM indexed_docs WHERE doc_kind = 'article' AND doc_id = ?", [article_id])
             self.db.execute("DELETE FROM article_versions WHERE article_id = ?", [article_id])
+            self.db.execute("DELETE FROM article_flags WHERE article_id = ?", [article_id])
             self.db.execute("DELETE FROM articles WHERE id = ?", [article_id])
         return paths
 

@@ -259,9 +259,18 @@ def test_stale_ranks_by_skips_overdue_days_and_disuse(run, loaded, home):
     # bill-refund is linked to an incident closed in the window: in use, and not listed.
     assert "bill-refund" not in rows
     assert report["explanation"].startswith("harm =")
-    assert "harm = times skipped" in run("articles", "stale", "--help").output
+    assert "harm = 2 x open flags + times skipped" in run("articles", "stale", "--help").output
     text = run("articles", "stale").output.splitlines()
     assert text[1].split() == ["3.00", "net-vpn-drops:", "review", "overdue", "by", "90", "days"]
+    # An agent's flag lists an article in use, and weighs two skips.
+    store = open_store(home)
+    store.flag_article("bill-refund", "outdated", "the refund form moved", agent="ana")
+    store.close()
+    report = json.loads(run("articles", "stale", "--json").output)
+    bill = {r["id"]: r for r in report["articles"]}["bill-refund"]
+    assert (bill["flags"], bill["flag_kinds"], bill["harm"]) == (1, {"outdated": 1}, 2.0)
+    assert bill["reasons"] == ["flagged outdated x1"]
+    assert "2.00  bill-refund: flagged outdated x1" in run("articles", "stale").output
 
 
 # --- draft-from-incident ---------------------------------------------------------------
@@ -307,6 +316,11 @@ def test_set_state_edits_the_file_in_place_and_archiving_leaves_search(run, load
     assert "-status: validated\n+status: archived\n" in versions[1]["diff"]
     text = run("articles", "history", "net-vpn-drops").output
     assert "v2" in text and "by kim" in text and "+status: archived" in text
+    # Who changed the state is in the audit log too (once: repeating the change changes nothing).
+    audit = run("audit", "--json").output
+    entries = [e for e in json.loads(audit) if e["action"] == "article state"]
+    assert [(e["actor"], e["target"], e["detail"]) for e in entries] == [
+        ("kim", "article:net-vpn-drops", "validated -> archived (version 2)")]
     # The next full index keeps it out too.
     run("index")
     body = json.loads(run("search", "vpn keeps disconnecting", "--json").output)

@@ -143,6 +143,20 @@ def test_agent_starts_a_draft_from_typed_text(client, people, indexed, app, tmp_
     assert client.get(f"/articles/{article.id}").status_code == 404  # agents never see drafts
 
 
+def test_a_draft_whose_product_holds_a_front_matter_fence_is_still_created(client, people, indexed, app, tmp_path):
+    folder = tmp_path / "drafts"
+    app.config["KB_CONFIG"] = app.config["KB_CONFIG"].with_overrides(drafts_dir=str(folder))
+    sign_in(client)
+    product = "Kitchen\n---\nstatus: validated\naudience: public"
+    response = client.post("/drafts", data=draft_form(client, product=product))
+    assert response.status_code == 302 and response.headers["Location"] == "/?sid=sg_abc"
+    article = next(a for a in indexed.store().iter_articles() if a.title == "Coffee machine")
+    assert article.status == "draft" and article.audience == "internal"
+    assert "Kitchen" in article.product and "status: validated" in article.product
+    text = (folder / f"{article.id}.md").read_text()
+    assert text.split("\n").count("---") == 2  # the front matter's own fences only
+
+
 def test_manager_draft_opens_for_editing(client, people, app, tmp_path):
     app.config["KB_CONFIG"] = app.config["KB_CONFIG"].with_overrides(drafts_dir=str(tmp_path / "d"))
     sign_in(client, "kim", "manager-password")
@@ -183,10 +197,20 @@ def test_incident_text_never_goes_into_an_address(client, people, indexed):
     assert 'value="Installer fails"' in page and "access denied at C:\\Windows" in page
     assert 'data-suggestion-id="' + location.split("=", 1)[1] + '"' in page
     assert "description=" not in page  # no link or form field carries the text in a URL
-    # An old-style link with the text in its query string is answered, then moved to an id.
-    old = client.get("/?title=vpn+drops&description=vpn+keeps+disconnecting")
-    assert old.status_code == 303 and re.fullmatch(r"/\?sid=sg_[\w-]+", old.headers["Location"])
-    assert "net-vpn-drops" in client.get(old.headers["Location"]).get_data(as_text=True)
+
+
+def test_a_link_with_text_in_its_address_fills_the_form_but_records_nothing(client, people, indexed):
+    sign_in(client)
+    before = indexed.store().count_suggestions()
+    response = client.get("/?title=vpn+drops&description=planted+by+another+site")
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert 'value="vpn drops"' in page and "planted by another site" in page and "press Search" in page
+    assert "data-suggestion-id" not in page
+    assert indexed.store().count_suggestions() == before
+    # Pressing Search (a POST with the CSRF token) is what records it.
+    assert search(client, title="vpn drops", description="planted by another site").status_code == 303
+    assert indexed.store().count_suggestions() == before + 1
 
 
 def test_a_search_by_id_is_shown_only_to_whoever_made_it(client, people, app):

@@ -31,7 +31,8 @@ ROOT = REPO
 PACKAGES = ("kb", "indexer", "search", "web", "scripts")
 # Routes anyone may call. A new route without @require_roles / @login_required fails
 # test_every_route_declares_who_may_call_it until it is added here on purpose.
-PUBLIC_ENDPOINTS = {"static", "api.health", "api.openapi", "pages.login", "pages.logout"}
+PUBLIC_ENDPOINTS = {"static", "api.health", "api.openapi", "pages.login", "pages.logout",
+                    "oidc.start", "oidc.callback"}  # sign-in through the organisation
 CSRF = "test-csrf-token"
 
 

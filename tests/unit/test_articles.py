@@ -117,3 +117,16 @@ def test_plain_text_keeps_commands_as_written():
     assert "bash" not in text.split()  # the fence's language tag is not text
     assert "the docs and note it" in text and "item two" in text
     assert "*" not in text and "](" not in text
+
+
+def test_links_and_images_on_other_sites_posing_as_relative_are_not_live():
+    html = render_markdown("[x](//evil.example/login) and ![x](//evil.example/p.png) and [y](/\\evil.example/a)\n")
+    assert "evil.example" in html  # shown as text
+    assert "<a " not in html and "<img" not in html
+
+
+def test_images_on_other_sites_are_never_loaded_but_linked_with_rel():
+    html = render_markdown("![chart](https://example.com/p.png) ![local](diagram.png)\n")
+    assert '<img src="diagram.png"' in html
+    assert "<img src=\"https://" not in html
+    assert '<a href="https://example.com/p.png" rel="noopener noreferrer nofollow">chart</a>' in html

@@ -85,3 +85,22 @@ def test_lint_refuses_secrets_in_an_article_but_not_a_support_address():
     [problem] = [p for p in problems if p.code == "secret"]
     assert problem.severity == "error" and problem.line == leaked.splitlines().index(
         next(line for line in leaked.splitlines() if "password:" in line)) + 1
+
+
+def test_lint_flags_protocol_relative_links_and_images():
+    text = GOOD.format(id="d", status="draft", audience="internal", review_by="2030-01-01")
+    text = text.replace("A reason.\n", "A reason: see [the portal](//evil.example/login).\n\n![x](//evil.example/p.png)\n")
+    _, problems, _ = lint_text(text, "d.md", today=TODAY)
+    flagged = [p for p in problems if p.code == "protocol-relative-link"]
+    assert len(flagged) == 2 and all(p.severity == "error" for p in flagged)
+    assert "//evil.example/login" in flagged[0].message
+
+
+def test_draft_with_a_front_matter_fence_in_the_product_is_still_valid():
+    from kb.drafts import draft_from_text
+
+    product = "Laptop\n---\nstatus: validated"
+    text = draft_from_text("VPN drops", "it drops", article_id="vpn-drops", product=product)
+    article = parse_article_text(text, "vpn-drops.md").article
+    assert article.product == product and article.status == "draft"
+    assert text.count("\n---\n") == 1  # the closing fence only

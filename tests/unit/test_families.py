@@ -187,6 +187,17 @@ def test_kb_index_shows_a_few_families_and_all_of_them_when_verbose(capsys):
     assert f"f:{FAMILIES_SHOWN + 2}" in capsys.readouterr().out
 
 
+def test_kb_index_says_none_when_too_few_notes_to_group(capsys):
+    """A store with a single distinct note gets the short summary (no grouped counts)."""
+    from scripts.cli import echo_families
+    from search.families import find_families
+
+    summary = find_families({"r:1": ("reset the password", ["1", "2"])}, {}).summary
+    summary["notes"] = 1
+    echo_families(summary, verbose=False)
+    assert "Resolution families: none among 1 distinct note(s)" in capsys.readouterr().out
+
+
 def test_a_family_scores_its_best_incident_and_does_not_outvote_a_closer_fix():
     from search.doc_table import ChunkDocs, DocTable
     from search.ranking import Viewer, vote
