@@ -39,7 +39,7 @@ from search.ranking import (
     retrieve,
 )
 from search.state import SearchState
-from search.text import compose_query, highlight_snippet, matched_terms, search_terms
+from search.text import compose_query, highlight_snippet, matched_terms, search_terms, typed_text
 from search.triage import TriageModels, neighbours, triage
 
 log = logging.getLogger(__name__)
@@ -255,6 +255,13 @@ class ResolutionSuggester:
         encode = getattr(self.embedder, "embed_queries", self.embedder.embed)
         return encode(windows, batch_size=MAX_WINDOWS)
 
+    def _typed_query(self, store: Store, request: SuggestRequest, searched: str) -> str:
+        """What a recorded suggestion keeps as its text: the incident as typed (cut to the
+        query limit, redacted), which a pasted log's searched text (reordered, its error
+        lines first) is not; showing the suggestion again re-searches it the same way."""
+        typed = typed_text(request.title, request.description)[: self.max_query_chars]
+        return searched if typed == searched else store.redactor.redact(typed)
+
     def suggest(
         self, store: Store, request: SuggestRequest, *, record: bool = True, principal: str = "",
     ) -> Suggestion:
@@ -328,7 +335,7 @@ class ResolutionSuggester:
             suggestion.triage["first_line"].setdefault("applies", True)
         if record:
             store.record_suggestion(
-                suggestion_id=suggestion.id, query=text, title=normalise_text(request.title.strip()),
+                suggestion_id=suggestion.id, query=self._typed_query(store, request, text), title=normalise_text(request.title.strip()),
                 results=[
                     {"rank": r.rank, "kind": r.kind, "id": r.id, "group": r.group,
                      "score": r.score, "raw_score": r.raw_score}

@@ -128,6 +128,17 @@ def focus_text(title: str, body: str, max_chars: int) -> str:
     return "\n".join([*head, *prose, *errors, *rest])[:max_chars]
 
 
+def typed_text(title: str | None, description: str | None) -> str:
+    """The incident as typed, in one text: its title, then its description (unless the
+    description already starts with the title), normalised. What a recorded suggestion
+    keeps, so that showing it again shows what was typed, not the reordered text searched."""
+    title = (title or "").strip()
+    description = (description or "").strip()
+    if title and description and not description.lower().startswith(title.lower()):
+        return normalise_text(f"{title}\n{description}")
+    return normalise_text(description or title)
+
+
 def compose_query(title: str | None, description: str | None, max_chars: int) -> tuple[str, bool]:
     """The text searched for an incident, at most ``max_chars``; returns (text, truncated).
 
@@ -137,13 +148,11 @@ def compose_query(title: str | None, description: str | None, max_chars: int) ->
     """
     title = (title or "").strip()
     description = (description or "").strip()
+    text = typed_text(title, description)
     if title and description and not description.lower().startswith(title.lower()):
-        text = f"{title}\n{description}"
         lead, body = normalise_text(title), normalise_text(description)
     else:
-        text = description or title
-        lead, body = "", normalise_text(text)
-    text = normalise_text(text)
+        lead, body = "", text
     too_long = len(text) > max_chars
     if not too_long and not is_bare_log(body):
         return text, False

@@ -114,3 +114,16 @@ def test_common_words_and_placeholders_are_never_shown_as_matched(client, auth):
     marked = {m.lower() for m in re.findall(r"<mark>([^<]+)</mark>", result["snippet"])}
     assert not marked & {"since", "morning", "says", "new", "fine", "email", "phone", "works"}
     assert "printer" in marked
+
+
+def test_a_recorded_log_keeps_the_text_as_typed(client, auth, store):
+    """The searched text of a bare log is reordered (its errors first); the recorded
+    suggestion keeps what was typed, so showing it again shows the paste unchanged."""
+    post(client, auth, DISK_FULL, NIGHTLY)
+    lines = routine_syslog(40)
+    lines.insert(20, "Dec  8 00:20:31 web01 app[4242]: ERROR write failed: No space left on device")
+    log = "\n".join(lines)
+    body = suggest(client, auth, title="App server errors", description=log)
+    recorded = store.get_suggestion(body["suggestion_id"])
+    assert recorded["query"] == store.redactor.redact("App server errors\n" + log)
+    assert recorded["query"].splitlines()[1] == store.redactor.redact(lines[0])
