@@ -43,6 +43,7 @@ test: install $(VENV)/.installed-cluster
 	bash scripts/install-browser.sh
 	bash scripts/install-postgres.sh
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
 	KB_REQUIRE_POSTGRES=1 $(VENV)/bin/python -m pytest
 

@@ -45,7 +45,11 @@ def incident_chunks(incident: Incident) -> list[ChunkText]:
     title = " ".join(normalise_text(incident.title or "").split())
     body_words = normalise_text(incident.description or "").split()
     if len(body_words) + len(title.split()) <= WINDOW_WORDS:
-        texts = [incident_text(normalise_text(incident.title or ""), normalise_text(incident.description or ""))]
+        texts = [
+            incident_text(
+                normalise_text(incident.title or ""), normalise_text(incident.description or "")
+            )
+        ]
     else:
         texts = [incident_text(title, piece) for piece in _windows(body_words)]
     return [ChunkText(i, "", t, text_hash(t)) for i, t in enumerate(texts) if t.strip()]

@@ -46,7 +46,9 @@ def _import_ray():
     try:
         import ray
     except ImportError:
-        raise ConfigError("`kb index --cluster` needs Ray, an optional extra: pip install 'kb[cluster]'") from None
+        raise ConfigError(
+            "`kb index --cluster` needs Ray, an optional extra: pip install 'kb[cluster]'"
+        ) from None
     return ray
 
 
@@ -54,13 +56,17 @@ def parse_address(address: str) -> tuple[str | None, int | None]:
     """(address for ray.init, or None to start a local cluster; local worker count)."""
     address = address.strip()
     if not address:
-        raise ConfigError("--cluster needs an address: HOST:PORT, ray://HOST:PORT, auto, or local[:N]")
+        raise ConfigError(
+            "--cluster needs an address: HOST:PORT, ray://HOST:PORT, auto, or local[:N]"
+        )
     if address == "local" or address.startswith("local:"):
         _, _, count = address.partition(":")
         if not count:
             return None, os.cpu_count() or 1
         if not count.isdigit() or int(count) < 1:
-            raise ConfigError(f"--cluster local:N needs a whole number of workers of at least 1, got {count!r}")
+            raise ConfigError(
+                f"--cluster local:N needs a whole number of workers of at least 1, got {count!r}"
+            )
         return None, int(count)
     return address, None
 
@@ -78,11 +84,15 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
     except OSError as exc:
-        raise ConfigError(f"could not reach the Ray cluster at {address}: {exc.strerror or exc}") from None
+        raise ConfigError(
+            f"could not reach the Ray cluster at {address}: {exc.strerror or exc}"
+        ) from None
 
 
 def _folder_files(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
 
 
 def _write_files(root: Path, files: dict[str, bytes]) -> None:
@@ -105,8 +115,9 @@ class _Worker:
         cache = self.root / "cache"
         _write_files(cache, package["cache"])
         set_thread_counts(threads)
-        self.embedder = load_embedder(backend, None if backend == "hashing" else model,
-                                      threads=threads, cache_dir=cache)
+        self.embedder = load_embedder(
+            backend, None if backend == "hashing" else model, threads=threads, cache_dir=cache
+        )
 
     def model_id(self) -> str:
         return self.embedder.model_id
@@ -136,14 +147,16 @@ class ClusterEmbedder:
         """Texts the indexer should hand over per call: enough to keep every worker busy."""
         return batch_size * PIECE_BATCHES * IN_FLIGHT_PER_WORKER * len(self.actors)
 
-    def embed(self, texts: Sequence[str], *, batch_size: int = 64, progress: ProgressFn | None = None) -> np.ndarray:
+    def embed(
+        self, texts: Sequence[str], *, batch_size: int = 64, progress: ProgressFn | None = None
+    ) -> np.ndarray:
         ray = self._ray
         texts = list(texts)
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
         if not texts:
             return out
         piece = max(1, batch_size * PIECE_BATCHES)
-        pending = [(start, texts[start:start + piece]) for start in range(0, len(texts), piece)]
+        pending = [(start, texts[start : start + piece]) for start in range(0, len(texts), piece)]
         pending.reverse()
         running: dict = {}  # object ref -> (start, count, actor index)
         load = [0] * len(self.actors)
@@ -158,7 +171,7 @@ class ClusterEmbedder:
             for ref in done:
                 start, count, worker = running.pop(ref)
                 load[worker] -= 1
-                out[start:start + count] = ray.get(ref)
+                out[start : start + count] = ray.get(ref)
                 if progress:
                     progress(count)
         return out
@@ -184,10 +197,16 @@ def _package(folder: Path | None, cache_dir: Path | None, model_id: str) -> dict
     if cache_dir is not None:
         exported = Path(cache_dir) / model_id.split("+")[0].replace("@", "-")
         if exported.is_dir():
-            cache = {f"{exported.name}/{name}": data for name, data in _folder_files(exported).items()}
+            cache = {
+                f"{exported.name}/{name}": data for name, data in _folder_files(exported).items()
+            }
     # The model id names the folder (its parent when it is called "model"): keep both.
-    return {"model_label": folder.parent.name, "model_name": folder.name,
-            "model": _folder_files(folder), "cache": cache}
+    return {
+        "model_label": folder.parent.name,
+        "model_name": folder.name,
+        "model": _folder_files(folder),
+        "cache": cache,
+    }
 
 
 class LazyClusterEmbedder:
@@ -212,9 +231,15 @@ class LazyClusterEmbedder:
         return self._cluster
 
     def bulk_texts(self, batch_size: int) -> int:
-        return self._cluster.bulk_texts(batch_size) if self._cluster else batch_size * PIECE_BATCHES * 4
+        return (
+            self._cluster.bulk_texts(batch_size)
+            if self._cluster
+            else batch_size * PIECE_BATCHES * 4
+        )
 
-    def embed(self, texts: Sequence[str], *, batch_size: int = 64, progress: ProgressFn | None = None) -> np.ndarray:
+    def embed(
+        self, texts: Sequence[str], *, batch_size: int = 64, progress: ProgressFn | None = None
+    ) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         return self._ready().embed(texts, batch_size=batch_size, progress=progress)
@@ -225,25 +250,53 @@ class LazyClusterEmbedder:
 
 
 @contextlib.contextmanager
-def cluster_embedder(address: str, local, *, backend: str, folder: Path | None, cache_dir: Path | None,
-                     threads: int = 1, workers: int | None = None,
-                     say=lambda message: None) -> Iterator[LazyClusterEmbedder]:
+def cluster_embedder(
+    address: str,
+    local,
+    *,
+    backend: str,
+    folder: Path | None,
+    cache_dir: Path | None,
+    threads: int = 1,
+    workers: int | None = None,
+    say=lambda message: None,
+) -> Iterator[LazyClusterEmbedder]:
     """An embedder for the indexer that runs on a Ray cluster, connected to (or started)
     when it first has texts to embed; stops its workers (and a cluster it started) after.
     The address is checked at once; ConfigError (see ``start_cluster``) comes when the
     cluster is first needed."""
     parse_address(address)
-    embedder = LazyClusterEmbedder(local, functools.partial(
-        start_cluster, address, local, backend=backend, folder=folder, cache_dir=cache_dir, threads=threads,
-        workers=workers, say=say))
+    embedder = LazyClusterEmbedder(
+        local,
+        functools.partial(
+            start_cluster,
+            address,
+            local,
+            backend=backend,
+            folder=folder,
+            cache_dir=cache_dir,
+            threads=threads,
+            workers=workers,
+            say=say,
+        ),
+    )
     try:
         yield embedder
     finally:
         embedder.close()
 
 
-def start_cluster(address: str, local, *, backend: str, folder: Path | None, cache_dir: Path | None,
-                  threads: int = 1, workers: int | None = None, say=lambda message: None) -> ClusterEmbedder:
+def start_cluster(
+    address: str,
+    local,
+    *,
+    backend: str,
+    folder: Path | None,
+    cache_dir: Path | None,
+    threads: int = 1,
+    workers: int | None = None,
+    say=lambda message: None,
+) -> ClusterEmbedder:
     """Connect to (or start) a Ray cluster and start its embedding workers.
 
     Raises ConfigError when Ray is missing, the cluster cannot be reached, or a worker
@@ -255,8 +308,12 @@ def start_cluster(address: str, local, *, backend: str, folder: Path | None, cac
     try:
         if target is None:
             say(f"starting a local Ray cluster with {local_workers} worker processes")
-            ray.init(num_cpus=local_workers * threads, include_dashboard=False, log_to_driver=False,
-                     configure_logging=False)
+            ray.init(
+                num_cpus=local_workers * threads,
+                include_dashboard=False,
+                log_to_driver=False,
+                configure_logging=False,
+            )
         else:
             say(f"connecting to the Ray cluster at {target}")
             _check_reachable(target)
@@ -277,9 +334,13 @@ def start_cluster(address: str, local, *, backend: str, folder: Path | None, cac
             raise ConfigError(f"a cluster worker could not load the model: {exc}") from None
         wrong = {i for i in ids if i != local.model_id}
         if wrong:
-            raise ConfigError(f"cluster workers compute model id {', '.join(sorted(wrong))}, this indexer "
-                              f"{local.model_id}: install the same version of kb and the model on every node")
-        say(f"{count} embedding workers ready on {len(ray.nodes())} node(s), {threads} thread(s) each")
+            raise ConfigError(
+                f"cluster workers compute model id {', '.join(sorted(wrong))}, this indexer "
+                f"{local.model_id}: install the same version of kb and the model on every node"
+            )
+        say(
+            f"{count} embedding workers ready on {len(ray.nodes())} node(s), {threads} thread(s) each"
+        )
         return ClusterEmbedder(local, actors, ray)
     except BaseException:
         with contextlib.suppress(Exception):

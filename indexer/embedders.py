@@ -79,8 +79,13 @@ class SentenceTransformerEmbedder:
 
     def clip(self, text: str, max_tokens: int) -> str:
         """The longest start of ``text`` that fits in ``max_tokens`` word pieces."""
-        encoded = self.model.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True,
-                                       truncation=True, max_length=max_tokens + 1)
+        encoded = self.model.tokenizer(
+            text,
+            add_special_tokens=False,
+            return_offsets_mapping=True,
+            truncation=True,
+            max_length=max_tokens + 1,
+        )
         return clip_by_offsets(text, encoded["offset_mapping"], max_tokens)
 
     def embed(
@@ -96,8 +101,11 @@ class SentenceTransformerEmbedder:
                 if torch.get_num_threads() != threads:
                     torch.set_num_threads(threads)
                 return self.model.encode(
-                    batch, batch_size=len(batch), normalize_embeddings=True,
-                    convert_to_numpy=True, show_progress_bar=False,
+                    batch,
+                    batch_size=len(batch),
+                    normalize_embeddings=True,
+                    convert_to_numpy=True,
+                    show_progress_bar=False,
                 ).astype(np.float32)
 
         return batched_encode(encode, texts, batch_size, progress, self.dimension)
@@ -152,8 +160,9 @@ class HashingEmbedder:
         return batched_encode(encode, texts, batch_size, progress, self.dimension)
 
 
-def resolve_model_folder(model_setting: str = "", index_model_path: str = "",
-                         home: Path | None = None) -> Path:
+def resolve_model_folder(
+    model_setting: str = "", index_model_path: str = "", home: Path | None = None
+) -> Path:
     """The model to embed with: the explicit setting, else the model the published index
     was built with (a tuned model lives in the data home), else the packaged model.
 
@@ -177,8 +186,9 @@ _CACHE: dict[tuple, Embedder] = {}
 _CACHE_LOCK = threading.Lock()
 
 
-def load_embedder(backend: str, folder: Path | None = None, *, threads: int = 2,
-                  cache_dir: Path | None = None) -> Embedder:
+def load_embedder(
+    backend: str, folder: Path | None = None, *, threads: int = 2, cache_dir: Path | None = None
+) -> Embedder:
     """Build (once per process) the embedder for a backend and model folder.
 
     Raises ConfigError for an unknown backend or a folder that holds no model.
@@ -197,7 +207,9 @@ def load_embedder(backend: str, folder: Path | None = None, *, threads: int = 2,
         elif backend in ("onnx", "onnx-int8", "onnx-int8-docs"):
             embedder = _onnx_embedder(Path(key[1]), backend, cache_dir, threads)
         else:
-            raise ConfigError(f"unknown embed backend {backend!r}; use one of {', '.join(EMBED_BACKENDS)}")
+            raise ConfigError(
+                f"unknown embed backend {backend!r}; use one of {', '.join(EMBED_BACKENDS)}"
+            )
         _CACHE[key] = embedder
         return embedder
 
@@ -214,8 +226,9 @@ def _onnx_embedder(folder: Path, backend: str, cache_dir: Path | None, threads: 
     if backend == "onnx-int8-docs":
         return Int8DocumentsEmbedder.from_model_folder(folder, cache_dir=cache_dir, threads=threads)
     try:
-        return OnnxEmbedder.from_model_folder(folder, cache_dir=cache_dir, threads=threads,
-                                              quantized=False)
+        return OnnxEmbedder.from_model_folder(
+            folder, cache_dir=cache_dir, threads=threads, quantized=False
+        )
     except Exception as exc:  # noqa: BLE001 - any export or runtime failure: same model via torch
         log.warning("ONNX export of %s failed (%s); embedding with PyTorch instead", folder, exc)
         return SentenceTransformerEmbedder(folder, threads=threads)

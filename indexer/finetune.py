@@ -58,7 +58,9 @@ def plan_steps(groups: dict[str, list[str]], settings: FineTuneSettings) -> tupl
 
 
 def fine_tune(
-    model_folder: Path, groups: dict[str, list[str]], output_folder: Path,
+    model_folder: Path,
+    groups: dict[str, list[str]],
+    output_folder: Path,
     settings: FineTuneSettings | None = None,
     progress: Callable[[int, int, float], None] | None = None,
 ) -> FineTuneResult:
@@ -99,12 +101,18 @@ def fine_tune(
             a, p = rng.sample(usable[group], 2)
             anchors.append(a)
             positives.append(p)
-        emb_a = torch.nn.functional.normalize(model(model.preprocess(anchors))["sentence_embedding"], dim=-1)
-        emb_p = torch.nn.functional.normalize(model(model.preprocess(positives))["sentence_embedding"], dim=-1)
+        emb_a = torch.nn.functional.normalize(
+            model(model.preprocess(anchors))["sentence_embedding"], dim=-1
+        )
+        emb_p = torch.nn.functional.normalize(
+            model(model.preprocess(positives))["sentence_embedding"], dim=-1
+        )
         logits = emb_a @ emb_p.T * settings.scale
         target = torch.arange(len(chosen))
-        loss = (torch.nn.functional.cross_entropy(logits, target)
-                + torch.nn.functional.cross_entropy(logits.T, target)) / 2
+        loss = (
+            torch.nn.functional.cross_entropy(logits, target)
+            + torch.nn.functional.cross_entropy(logits.T, target)
+        ) / 2
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -118,7 +118,7 @@ def _prune(index_root: Path, keep: set[str]) -> None:
         (p for p in index_root.iterdir() if p.is_dir() and p.name.startswith("v")),
         key=lambda p: p.name,
     )
-    old = [p for p in versions if p.name not in keep][:-KEEP_OLD_VERSIONS or None]
+    old = [p for p in versions if p.name not in keep][: -KEEP_OLD_VERSIONS or None]
     for path in old:
         shutil.rmtree(path, ignore_errors=True)
     for path in index_root.glob(".tmp-*"):
@@ -154,7 +154,10 @@ def read_config(index_root: Path, version: str | None = None) -> dict[str, Any]:
 
 
 def load_index(
-    index_root: Path, expected_model_id: str | None = None, *, writable: bool = False,
+    index_root: Path,
+    expected_model_id: str | None = None,
+    *,
+    writable: bool = False,
     fallback: bool = False,
 ) -> tuple[VectorIndex, dict[str, Any]]:
     """Load the current version. Refuses an index built with another model.
@@ -187,18 +190,24 @@ def load_index(
 
 
 def _versions_before(index_root: Path, version: str) -> list[str]:
-    return sorted(p.name for p in Path(index_root).iterdir()
-                  if p.is_dir() and p.name.startswith("v") and p.name < version)
+    return sorted(
+        p.name
+        for p in Path(index_root).iterdir()
+        if p.is_dir() and p.name.startswith("v") and p.name < version
+    )
 
 
-def _load_version(index_root: Path, version: str, expected_model_id: str | None,
-                  writable: bool) -> tuple[VectorIndex, dict[str, Any]]:
+def _load_version(
+    index_root: Path, version: str, expected_model_id: str | None, writable: bool
+) -> tuple[VectorIndex, dict[str, Any]]:
     try:
         config = read_config(index_root, version)
     except KBError as exc:
         raise IndexDamagedError(str(exc)) from None
     if config.get("format") != FORMAT_VERSION:
-        raise IndexMismatchError(f"index format {config.get('format')} is not supported; run `kb index --rebuild`")
+        raise IndexMismatchError(
+            f"index format {config.get('format')} is not supported; run `kb index --rebuild`"
+        )
     if expected_model_id and config.get("model_id") != expected_model_id:
         raise IndexMismatchError(
             f"the index was built with model {config.get('model_id')}, but the service is "
@@ -208,14 +217,19 @@ def _load_version(index_root: Path, version: str, expected_model_id: str | None,
     if not path.is_file():
         raise IndexDamagedError(f"index version {version} is missing its vectors.faiss")
     try:
-        index = VectorIndex.read(path, config["index_kind"], set(config.get("tombstones", [])),
-                                 mmap=not writable)
+        index = VectorIndex.read(
+            path, config["index_kind"], set(config.get("tombstones", [])), mmap=not writable
+        )
     except (RuntimeError, KeyError, ValueError) as exc:
         # FAISS raises RuntimeError on an empty, truncated or garbled file.
         reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise IndexDamagedError(f"index version {version} has an unreadable vectors.faiss ({reason})") from None
+        raise IndexDamagedError(
+            f"index version {version} has an unreadable vectors.faiss ({reason})"
+        ) from None
     if index.dimension != config.get("dimension"):
-        raise IndexDamagedError(f"index version {version}: vectors.faiss does not match its config.json")
+        raise IndexDamagedError(
+            f"index version {version}: vectors.faiss does not match its config.json"
+        )
     return index, config
 
 

@@ -88,8 +88,9 @@ def export_fp32(folder: Path, target_dir: Path) -> Path:
             self.inner = inner
 
         def forward(self, input_ids, attention_mask, token_type_ids):
-            return self.inner(input_ids=input_ids, attention_mask=attention_mask,
-                              token_type_ids=token_type_ids).last_hidden_state
+            return self.inner(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
 
     model = HiddenStates(transformer)
     dummy = {
@@ -103,12 +104,19 @@ def export_fp32(folder: Path, target_dir: Path) -> Path:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer notes about Python control flow in the model
             torch.onnx.export(
-                model, (dummy["input_ids"], dummy["attention_mask"], dummy["token_type_ids"]), str(tmp),
+                model,
+                (dummy["input_ids"], dummy["attention_mask"], dummy["token_type_ids"]),
+                str(tmp),
                 input_names=["input_ids", "attention_mask", "token_type_ids"],
                 output_names=["last_hidden_state"],
-                dynamic_axes={"input_ids": axes, "attention_mask": axes, "token_type_ids": axes,
-                              "last_hidden_state": axes},
-                opset_version=OPSET, dynamo=False,
+                dynamic_axes={
+                    "input_ids": axes,
+                    "attention_mask": axes,
+                    "token_type_ids": axes,
+                    "last_hidden_state": axes,
+                },
+                opset_version=OPSET,
+                dynamo=False,
             )
         _publish(tmp, final)
     finally:
@@ -180,12 +188,22 @@ class OnnxEmbedder:
         self.dimension = int(probe.shape[1])
 
     @classmethod
-    def from_model_folder(cls, folder: Path, *, cache_dir: Path, threads: int = 2,
-                          quantized: bool = True, per_channel: bool = False) -> OnnxEmbedder:
+    def from_model_folder(
+        cls,
+        folder: Path,
+        *,
+        cache_dir: Path,
+        threads: int = 2,
+        quantized: bool = True,
+        per_channel: bool = False,
+    ) -> OnnxEmbedder:
         """Export (first time only, into ``cache_dir``) and load."""
         target = Path(cache_dir) / model_fingerprint(folder).replace("@", "-")
-        path = (export_int8(folder, target, per_channel=per_channel) if quantized
-                else export_fp32(folder, target))
+        path = (
+            export_int8(folder, target, per_channel=per_channel)
+            if quantized
+            else export_fp32(folder, target)
+        )
         return cls(folder, path, threads=threads, quantized=quantized)
 
     def _session(self, threads: int):
@@ -197,8 +215,9 @@ class OnnxEmbedder:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            session = ort.InferenceSession(str(self.onnx_path), options,
-                                           providers=["CPUExecutionProvider"])
+            session = ort.InferenceSession(
+                str(self.onnx_path), options, providers=["CPUExecutionProvider"]
+            )
             self._sessions[threads] = session
             self._input_names = {i.name for i in session.get_inputs()}
         return session
@@ -219,7 +238,9 @@ class OnnxEmbedder:
 
     def clip(self, text: str, max_tokens: int) -> str:
         """The longest start of ``text`` that fits in ``max_tokens`` word pieces."""
-        return clip_by_offsets(text, self.tokenizer.encode(text, add_special_tokens=False).offsets, max_tokens)
+        return clip_by_offsets(
+            text, self.tokenizer.encode(text, add_special_tokens=False).offsets, max_tokens
+        )
 
     def embed(
         self, texts: Sequence[str], *, batch_size: int = 64, progress: ProgressFn | None = None
@@ -279,15 +300,24 @@ class Int8DocumentsEmbedder:
         self.dimension = documents.dimension
 
     @classmethod
-    def from_model_folder(cls, folder: Path, *, cache_dir: Path, threads: int = 2) -> Int8DocumentsEmbedder:
-        return cls(OnnxEmbedder.from_model_folder(folder, cache_dir=cache_dir, threads=threads, quantized=True,
-                                                  per_channel=True),
-                   OnnxEmbedder.from_model_folder(folder, cache_dir=cache_dir, threads=threads, quantized=False))
+    def from_model_folder(
+        cls, folder: Path, *, cache_dir: Path, threads: int = 2
+    ) -> Int8DocumentsEmbedder:
+        return cls(
+            OnnxEmbedder.from_model_folder(
+                folder, cache_dir=cache_dir, threads=threads, quantized=True, per_channel=True
+            ),
+            OnnxEmbedder.from_model_folder(
+                folder, cache_dir=cache_dir, threads=threads, quantized=False
+            ),
+        )
 
     def clip(self, text: str, max_tokens: int) -> str:
         return self.queries.clip(text, max_tokens)
 
-    def embed(self, texts: Sequence[str], *, batch_size: int = 64, progress: ProgressFn | None = None) -> np.ndarray:
+    def embed(
+        self, texts: Sequence[str], *, batch_size: int = 64, progress: ProgressFn | None = None
+    ) -> np.ndarray:
         return self.documents.embed(texts, batch_size=batch_size, progress=progress)
 
     def embed_queries(self, texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:

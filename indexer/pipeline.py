@@ -44,7 +44,9 @@ class IndexReport:
     rebuilt: bool = False
     seconds: float = 0.0
     skipped_changed: int = 0
-    unchanged: bool = False  # the published index already agreed with the store: nothing was published
+    unchanged: bool = (
+        False  # the published index already agreed with the store: nothing was published
+    )
     notes: list[str] = field(default_factory=list)
     ranking: dict = field(default_factory=dict)  # what the fitted ranking profile chose
 
@@ -53,7 +55,9 @@ class IndexReport:
 
 
 def chunks_for(store: Store, docs: Sequence[DocRef]) -> dict[DocRef, list[ChunkText]]:
-    incidents = {i.id: i for i in store.iter_incidents([d.id for d in docs if d.kind == "incident"])}
+    incidents = {
+        i.id: i for i in store.iter_incidents([d.id for d in docs if d.kind == "incident"])
+    }
     out: dict[DocRef, list[ChunkText]] = {}
     for doc in docs:
         if doc.kind == "incident":
@@ -68,7 +72,11 @@ def chunks_for(store: Store, docs: Sequence[DocRef]) -> dict[DocRef, list[ChunkT
 
 
 def embed_missing(
-    store: Store, embedder: Embedder, texts: dict[str, str], *, batch_size: int,
+    store: Store,
+    embedder: Embedder,
+    texts: dict[str, str],
+    *,
+    batch_size: int,
     progress: Progress | None = None,
 ) -> tuple[int, int]:
     """Embed texts (by hash) that the cache lacks for this model. Returns (embedded, cached)."""
@@ -81,7 +89,8 @@ def embed_missing(
     for start in range(0, len(missing), step):
         hashes = missing[start : start + step]
         vectors = embedder.embed(
-            [texts[h] for h in hashes], batch_size=batch_size,
+            [texts[h] for h in hashes],
+            batch_size=batch_size,
             progress=progress.advance if progress else None,
         )
         store.put_vectors(embedder.model_id, dict(zip(hashes, vectors, strict=True)))
@@ -91,8 +100,13 @@ def embed_missing(
 
 
 def sync_documents(
-    store: Store, embedder: Embedder, docs: Sequence[DocRef], *, batch_size: int = 64,
-    progress: Progress | None = None, report: IndexReport | None = None,
+    store: Store,
+    embedder: Embedder,
+    docs: Sequence[DocRef],
+    *,
+    batch_size: int = 64,
+    progress: Progress | None = None,
+    report: IndexReport | None = None,
 ) -> IndexReport:
     """Chunk and embed the given documents and swap their chunks in the store."""
     report = report or IndexReport()
@@ -100,7 +114,9 @@ def sync_documents(
         window = docs[start : start + DOC_BATCH * 8]
         chunked = chunks_for(store, window)
         texts = {c.text_hash: c.text for chunks in chunked.values() for c in chunks}
-        embedded, cached = embed_missing(store, embedder, texts, batch_size=batch_size, progress=progress)
+        embedded, cached = embed_missing(
+            store, embedder, texts, batch_size=batch_size, progress=progress
+        )
         report.texts_embedded += embedded
         report.texts_cached += cached
         items = list(chunked.items())
@@ -119,10 +135,16 @@ def sync_documents(
 
 
 def update_index(
-    store: Store, embedder: Embedder, index_root: Path, *, rebuild: bool = False,
-    batch_size: int = 64, progress: Progress | None = None,
+    store: Store,
+    embedder: Embedder,
+    index_root: Path,
+    *,
+    rebuild: bool = False,
+    batch_size: int = 64,
+    progress: Progress | None = None,
     before_publish: Callable[[VectorIndex, int], None] | None = None,
-    meta: dict | None = None, kind: str | None = None,
+    meta: dict | None = None,
+    kind: str | None = None,
 ) -> IndexReport:
     """Make the published index agree with the store; incremental unless ``rebuild``.
 
@@ -141,11 +163,15 @@ def update_index(
     pending = store.docs_to_index()
     if progress and pending:
         progress.start("chunking", len(pending))
-    sync_documents(store, embedder, pending, batch_size=batch_size, progress=progress, report=report)
+    sync_documents(
+        store, embedder, pending, batch_size=batch_size, progress=progress, report=report
+    )
     # Chunks whose text this model has not embedded yet (after a model change).
     leftovers = dict(store.chunks_without_vectors(embedder.model_id))
     if leftovers:
-        embedded, _ = embed_missing(store, embedder, leftovers, batch_size=batch_size, progress=progress)
+        embedded, _ = embed_missing(
+            store, embedder, leftovers, batch_size=batch_size, progress=progress
+        )
         report.texts_embedded += embedded
     head = store.log_head()
     index = None if rebuild else _load_for_update(index_root, embedder.model_id, report)
@@ -153,21 +179,30 @@ def update_index(
         loaded, seq = index
         apply_log(store, loaded, embedder.model_id, seq)
         vindex = loaded
-        if (kind or choose_kind(len(vindex))) != vindex.kind or len(vindex.tombstones) > 0.2 * max(len(vindex), 1):
+        if (kind or choose_kind(len(vindex))) != vindex.kind or len(vindex.tombstones) > 0.2 * max(
+            len(vindex), 1
+        ):
             vindex = None
     else:
         vindex = None
     if vindex is None:
         report.rebuilt = True
         count = store.count_chunks()
-        vindex = VectorIndex.build(store.iter_chunk_vectors(embedder.model_id), embedder.dimension, count, kind)
+        vindex = VectorIndex.build(
+            store.iter_chunk_vectors(embedder.model_id), embedder.dimension, count, kind
+        )
     report.vectors = len(vindex)
     if before_publish is not None:
         before_publish(vindex, head)
     report.version = publish_index(
-        index_root, vindex,
-        {"model_id": embedder.model_id, "log_seq": head, "store_chunks": store.count_chunks(),
-         **(meta or {})},
+        index_root,
+        vindex,
+        {
+            "model_id": embedder.model_id,
+            "log_seq": head,
+            "store_chunks": store.count_chunks(),
+            **(meta or {}),
+        },
     )
     report.seconds = round(time.monotonic() - began, 3)
     return report
@@ -220,9 +255,13 @@ def check_index(store: Store, index_root: Path, model_id: str) -> list[str]:
     store_ids = {cid for cid, _, _ in store.chunk_doc_map()}
     index_ids = set(index.all_ids().tolist())
     if store_ids - index_ids:
-        problems.append(f"{len(store_ids - index_ids)} chunks in the store are missing from the index")
+        problems.append(
+            f"{len(store_ids - index_ids)} chunks in the store are missing from the index"
+        )
     if index_ids - store_ids:
-        problems.append(f"{len(index_ids - store_ids)} vectors in the index have no chunk in the store")
+        problems.append(
+            f"{len(index_ids - store_ids)} vectors in the index have no chunk in the store"
+        )
     pending = store.docs_to_index()
     if pending:
         problems.append(f"{len(pending)} documents are new or changed and not yet indexed")

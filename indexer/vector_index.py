@@ -50,8 +50,14 @@ def choose_kind(count: int) -> str:
 
 
 class VectorIndex:
-    def __init__(self, index: faiss.Index, kind: str, tombstones: set[int] | None = None,
-                 *, mapped: bool = False):
+    def __init__(
+        self,
+        index: faiss.Index,
+        kind: str,
+        tombstones: set[int] | None = None,
+        *,
+        mapped: bool = False,
+    ):
         if kind not in KINDS:
             raise ValueError(f"unknown index kind {kind!r}")
         self.index = index
@@ -81,15 +87,19 @@ class VectorIndex:
             hnsw.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
             return cls(faiss.IndexIDMap2(hnsw), "hnsw")
         if kind == "hnsw-sq8":
-            hnsw = faiss.IndexHNSWSQ(dimension, faiss.ScalarQuantizer.QT_8bit, HNSW_M,
-                                     faiss.METRIC_INNER_PRODUCT)
+            hnsw = faiss.IndexHNSWSQ(
+                dimension, faiss.ScalarQuantizer.QT_8bit, HNSW_M, faiss.METRIC_INNER_PRODUCT
+            )
             hnsw.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
             return cls(faiss.IndexIDMap(hnsw), "hnsw-sq8")
         raise ValueError(f"unknown index kind {kind!r}")
 
     @classmethod
     def build(
-        cls, batches: Iterable[tuple[np.ndarray, np.ndarray]], dimension: int, count: int,
+        cls,
+        batches: Iterable[tuple[np.ndarray, np.ndarray]],
+        dimension: int,
+        count: int,
         kind: str | None = None,
     ) -> VectorIndex:
         """Build from (ids, vectors) batches; the kind follows the count unless given."""
@@ -235,7 +245,11 @@ class VectorIndex:
         out_ids = np.full((len(queries), k), -1, dtype=np.int64)
         for row in range(len(queries)):
             order = np.argsort(-scores[row], kind="stable")
-            keep = [j for j in order.tolist() if ids[row, j] >= 0 and int(ids[row, j]) not in self.tombstones][:k]
+            keep = [
+                j
+                for j in order.tolist()
+                if ids[row, j] >= 0 and int(ids[row, j]) not in self.tombstones
+            ][:k]
             out_scores[row, : len(keep)] = scores[row, keep]
             out_ids[row, : len(keep)] = ids[row, keep]
         return out_scores, out_ids
@@ -258,8 +272,9 @@ class VectorIndex:
             os.fsync(handle.fileno())
 
     @classmethod
-    def read(cls, path: Path, kind: str, tombstones: set[int] | None = None, *,
-             mmap: bool = True) -> VectorIndex:
+    def read(
+        cls, path: Path, kind: str, tombstones: set[int] | None = None, *, mmap: bool = True
+    ) -> VectorIndex:
         """Read an index file; an hnsw-sq8 file is memory-mapped unless ``mmap`` is False
         (the indexer reads it to update it)."""
         mapped = mmap and kind == "hnsw-sq8"

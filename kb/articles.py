@@ -21,10 +21,20 @@ from kb.models import ARTICLE_STATES, AUDIENCES, Article
 
 REQUIRED_FIELDS = ("id", "title", "status", "audience")
 KNOWN_FIELDS = (
-    "id", "title", "status", "audience", "product", "category", "tags", "owner", "review_by",
+    "id",
+    "title",
+    "status",
+    "audience",
+    "product",
+    "category",
+    "tags",
+    "owner",
+    "review_by",
     "updated",
 )
 DATE_FIELDS = ("review_by", "updated")
+
+
 class _ArticleId:
     """Article ids: lower-case letters of any script, digits, '.', '_' and '-', at most 100,
     starting with a letter or digit ("vpn-drops", "принтер-не-печатает")."""
@@ -51,8 +61,12 @@ class ArticleProblem:
         return f"{self.path}:{self.line}: {self.message}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "line": self.line, "message": self.message,
-                "severity": self.severity}
+        return {
+            "path": self.path,
+            "line": self.line,
+            "message": self.message,
+            "severity": self.severity,
+        }
 
 
 @dataclass
@@ -86,7 +100,9 @@ def split_front_matter(text: str, source: str) -> tuple[str, str, int]:
     text = text.lstrip("\ufeff")
     lines = text.split("\n")
     if not lines or lines[0].strip() != "---":
-        raise RecordError("no front matter: the file must start with a '---' line", source=source, line=1)
+        raise RecordError(
+            "no front matter: the file must start with a '---' line", source=source, line=1
+        )
     for number, line in enumerate(lines[1:], start=2):
         if line.strip() == "---":
             return "\n".join(lines[1 : number - 1]), "\n".join(lines[number:]), number + 1
@@ -129,9 +145,15 @@ def parse_article_text(text: str, source: str = "<text>") -> ParsedArticle:
     if not ID_PATTERN.match(values["id"]):
         fail("id", f"id {values['id']!r} must be lower-case letters, digits, '.', '_' or '-'")
     if values["status"] not in ARTICLE_STATES:
-        fail("status", f"unknown status {values['status']!r}; expected one of {', '.join(ARTICLE_STATES)}")
+        fail(
+            "status",
+            f"unknown status {values['status']!r}; expected one of {', '.join(ARTICLE_STATES)}",
+        )
     if values["audience"] not in AUDIENCES:
-        fail("audience", f"unknown audience {values['audience']!r}; expected one of {', '.join(AUDIENCES)}")
+        fail(
+            "audience",
+            f"unknown audience {values['audience']!r}; expected one of {', '.join(AUDIENCES)}",
+        )
     for key in DATE_FIELDS:
         raw = meta.get(key)
         if raw in (None, ""):
@@ -205,7 +227,8 @@ def scan_articles(folder: Path) -> ArticleScan:
         if item.article.id in seen:
             problems.append(
                 ArticleProblem(
-                    str(path), item.front_matter_lines.get("id", 1),
+                    str(path),
+                    item.front_matter_lines.get("id", 1),
                     f"duplicate id {item.article.id!r} (also in {seen[item.article.id]})",
                 )
             )
@@ -218,7 +241,7 @@ def scan_articles(folder: Path) -> ArticleScan:
 def _reason(exc: RecordError) -> str:
     text = str(exc)
     prefix = f"{exc.source}:{exc.line}: " if exc.line is not None else f"{exc.source}: "
-    return text[len(prefix):] if text.startswith(prefix) else text
+    return text[len(prefix) :] if text.startswith(prefix) else text
 
 
 # --- rendering -----------------------------------------------------------------------
@@ -274,7 +297,9 @@ def render_markdown(body: str, *, article_url: str = "/articles/{id}") -> str:
             href = child.attrGet("href") or ""
             match = _ARTICLE_LINK.match(href)
             if match:
-                child.attrSet("href", article_url.format(id=match.group(1)) + (match.group(2) or ""))
+                child.attrSet(
+                    "href", article_url.format(id=match.group(1)) + (match.group(2) or "")
+                )
             elif href.startswith(("http:", "https:")):
                 child.attrSet("rel", "noopener noreferrer nofollow")
     return _RENDERER.renderer.render(tokens, _RENDERER.options, {})
@@ -305,8 +330,11 @@ def article_sections(body: str) -> list[tuple[str, str]]:
             sections.append((match.group(1).strip(), []))
         else:
             sections[-1][1].append(line)
-    return [(heading, "\n".join(lines).strip()) for heading, lines in sections
-            if heading or "\n".join(lines).strip()]
+    return [
+        (heading, "\n".join(lines).strip())
+        for heading, lines in sections
+        if heading or "\n".join(lines).strip()
+    ]
 
 
 def text_segments(markdown: str) -> list[tuple[str, str]]:

@@ -76,8 +76,9 @@ def yaml_scalar(value: Any) -> str:
     # Text with a line break is written double-quoted, its breaks escaped, so a value
     # never spans lines: a line of its own reading `---` would end the front matter.
     style = '"' if isinstance(value, str) and re.search(r"[\r\n\x85\u2028\u2029]", value) else None
-    text = yaml.safe_dump(value, allow_unicode=True, default_flow_style=True, width=10**9,
-                          default_style=style)
+    text = yaml.safe_dump(
+        value, allow_unicode=True, default_flow_style=True, width=10**9, default_style=style
+    )
     if text.endswith("\n...\n"):
         text = text[: -len("\n...\n")]
     return text.strip()
@@ -125,16 +126,28 @@ def house_template_body(sections: dict[str, str] | None = None, preamble: str = 
 
 
 def new_article_fields(
-    article_id: str, title: str, *, product: str = "", category: str = "", owner: str = "",
-    tags: list[str] | None = None, today: dt.date | None = None,
+    article_id: str,
+    title: str,
+    *,
+    product: str = "",
+    category: str = "",
+    owner: str = "",
+    tags: list[str] | None = None,
+    today: dt.date | None = None,
 ) -> dict[str, Any]:
     """Front matter of a new draft: internal, to be reviewed in REVIEW_PERIOD_DAYS days."""
     today = today or today_utc()
     return {
-        "id": check_article_id(article_id), "title": " ".join(title.split()),
-        "status": "draft", "audience": "internal", "product": product.strip(),
-        "category": category.strip(), "tags": list(tags or []), "owner": owner.strip(),
-        "review_by": today + dt.timedelta(days=REVIEW_PERIOD_DAYS), "updated": today,
+        "id": check_article_id(article_id),
+        "title": " ".join(title.split()),
+        "status": "draft",
+        "audience": "internal",
+        "product": product.strip(),
+        "category": category.strip(),
+        "tags": list(tags or []),
+        "owner": owner.strip(),
+        "review_by": today + dt.timedelta(days=REVIEW_PERIOD_DAYS),
+        "updated": today,
     }
 
 
@@ -154,7 +167,9 @@ def write_new_article(folder: Path, article_id: str, text: str) -> Path:
     if folder.is_dir():
         other = find_article_file(folder, article_id, missing_ok=True)
         if other is not None:
-            raise ConflictError(f"id {article_id!r} is already used by {other}; choose another with --id")
+            raise ConflictError(
+                f"id {article_id!r} is already used by {other}; choose another with --id"
+            )
     folder.mkdir(parents=True, exist_ok=True)
     try:
         with open(path, "x", encoding="utf-8", newline="\n") as handle:
@@ -165,8 +180,14 @@ def write_new_article(folder: Path, article_id: str, text: str) -> Path:
 
 
 def scaffold_article(
-    folder: Path, title: str, *, article_id: str | None = None, product: str = "",
-    category: str = "", owner: str = "", today: dt.date | None = None,
+    folder: Path,
+    title: str,
+    *,
+    article_id: str | None = None,
+    product: str = "",
+    category: str = "",
+    owner: str = "",
+    today: dt.date | None = None,
 ) -> Path:
     """Create a draft article file with the house sections; returns its path.
 
@@ -177,12 +198,14 @@ def scaffold_article(
     article_id = article_id or slugify(title)
     if not article_id:
         raise ValidationError("cannot make an id from this title; pass --id")
-    fields = new_article_fields(article_id, title, product=product, category=category,
-                                owner=owner, today=today)
+    fields = new_article_fields(
+        article_id, title, product=product, category=category, owner=owner, today=today
+    )
     return write_new_article(folder, article_id, article_markdown(fields, house_template_body()))
 
 
 # --- finding and editing files ---------------------------------------------------------
+
 
 def front_matter_id(path: Path) -> str | None:
     """The id in a file's front matter, read cheaply; None when it cannot be read."""
@@ -234,7 +257,7 @@ def set_front_matter_fields(text: str, changes: dict[str, Any], source: str = "<
     """
     split_front_matter(text, source)  # raises on a file without front matter
     bom = "\ufeff" if text.startswith("\ufeff") else ""
-    lines = text[len(bom):].split("\n")
+    lines = text[len(bom) :].split("\n")
     end = next(i for i in range(1, len(lines)) if lines[i].strip() == "---")
     for key, value in changes.items():
         rendered = f"{key}: {yaml_scalar(value)}"
@@ -245,9 +268,10 @@ def set_front_matter_fields(text: str, changes: dict[str, Any], source: str = "<
             end += 1
             continue
         stop = index + 1
-        while stop < end and (lines[stop][:1] in (" ", "\t")
-                              or (not pattern.match(lines[index]).group(1).strip()
-                                  and lines[stop].startswith("- "))):
+        while stop < end and (
+            lines[stop][:1] in (" ", "\t")
+            or (not pattern.match(lines[index]).group(1).strip() and lines[stop].startswith("- "))
+        ):
             stop += 1
         lines[index:stop] = [rendered]
         end -= stop - index - 1
@@ -274,6 +298,7 @@ def write_file_atomically(path: Path, text: str) -> None:
 
 # --- state changes ---------------------------------------------------------------------
 
+
 @dataclass
 class StateChange:
     article_id: str
@@ -295,9 +320,13 @@ class StateChange:
 def check_state_rules(status: str, audience: str) -> None:
     """Raises ValidationError for a state or audience the KCS rules do not allow."""
     if status not in ARTICLE_STATES:
-        raise ValidationError(f"unknown state {status!r}; choose one of {', '.join(ARTICLE_STATES)}")
+        raise ValidationError(
+            f"unknown state {status!r}; choose one of {', '.join(ARTICLE_STATES)}"
+        )
     if audience not in AUDIENCES:
-        raise ValidationError(f"unknown audience {audience!r}; choose one of {', '.join(AUDIENCES)}")
+        raise ValidationError(
+            f"unknown audience {audience!r}; choose one of {', '.join(AUDIENCES)}"
+        )
     if audience == "public" and status != "validated":
         raise ValidationError(
             f"only validated articles may have audience public; to make it {status}, "
@@ -306,7 +335,11 @@ def check_state_rules(status: str, audience: str) -> None:
 
 
 def edit_article_state(
-    path: Path, status: str, *, audience: str | None = None, today: dt.date | None = None,
+    path: Path,
+    status: str,
+    *,
+    audience: str | None = None,
+    today: dt.date | None = None,
 ) -> tuple[ParsedArticle, ParsedArticle, str]:
     """Work out a state change of one file without writing it.
 
@@ -340,6 +373,7 @@ def edit_article_state(
 
 # --- history ---------------------------------------------------------------------------
 
+
 def version_changes(previous: dict[str, Any] | None, current: dict[str, Any]) -> list[str]:
     """Names of the fields that differ between two stored versions."""
     if previous is None:
@@ -360,14 +394,20 @@ def article_history(store: Store, article_id: str) -> list[dict[str, Any]]:
         data = row["data"]
         old_text = article_as_text(previous) if previous is not None else ""
         diff = difflib.unified_diff(
-            old_text.splitlines(keepends=True), article_as_text(data).splitlines(keepends=True),
+            old_text.splitlines(keepends=True),
+            article_as_text(data).splitlines(keepends=True),
             fromfile=f"{article_id} v{row['version'] - 1}" if previous is not None else "/dev/null",
             tofile=f"{article_id} v{row['version']}",
         )
-        history.append({
-            "version": row["version"], "changed_at": row["changed_at"],
-            "changed_by": row["changed_by"] or "", "status": data.get("status", ""),
-            "changes": version_changes(previous, data), "diff": "".join(diff),
-        })
+        history.append(
+            {
+                "version": row["version"],
+                "changed_at": row["changed_at"],
+                "changed_by": row["changed_by"] or "",
+                "status": data.get("status", ""),
+                "changes": version_changes(previous, data),
+                "diff": "".join(diff),
+            }
+        )
         previous = data
     return history

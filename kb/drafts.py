@@ -61,7 +61,10 @@ def draft_id_for(incident: Incident) -> str:
 
 
 def draft_from_incident(
-    incident: Incident, *, article_id: str | None = None, owner: str = "",
+    incident: Incident,
+    *,
+    article_id: str | None = None,
+    owner: str = "",
     today: dt.date | None = None,
 ) -> tuple[str, str]:
     """A draft article (id, Markdown text) captured from a resolved incident.
@@ -82,25 +85,42 @@ def draft_from_incident(
     if incident.resolution_code.strip():
         tags.append(slugify(incident.resolution_code) or incident.resolution_code.strip())
     fields = new_article_fields(
-        article_id, title, product=incident.product, category=incident.category,
-        owner=owner, tags=tags, today=today,
+        article_id,
+        title,
+        product=incident.product,
+        category=incident.category,
+        owner=owner,
+        tags=tags,
+        today=today,
     )
     symptoms = incident.description.strip() or incident.title.strip()
-    if incident.title.strip() and incident.description.strip() and \
-            not incident.description.lower().startswith(incident.title.strip().lower()):
+    if (
+        incident.title.strip()
+        and incident.description.strip()
+        and not incident.description.lower().startswith(incident.title.strip().lower())
+    ):
         symptoms = f"{incident.title.strip()}\n\n{incident.description.strip()}"
     applies = f"- {markdown_safe(incident.product)}" if incident.product.strip() else ""
     body = house_template_body(
-        {"Symptoms": _quoted(symptoms), "Resolution": markdown_safe(incident.resolution),
-         "Applies to": applies},
+        {
+            "Symptoms": _quoted(symptoms),
+            "Resolution": markdown_safe(incident.resolution),
+            "Applies to": applies,
+        },
         preamble=f"source_incident: {markdown_safe(incident.id)}",
     )
     return article_id, article_markdown(fields, body)
 
 
 def draft_from_text(
-    title: str, description: str, *, article_id: str, product: str = "",
-    incident_ref: str = "", owner: str = "", today: dt.date | None = None,
+    title: str,
+    description: str,
+    *,
+    article_id: str,
+    product: str = "",
+    incident_ref: str = "",
+    owner: str = "",
+    today: dt.date | None = None,
 ) -> str:
     """A draft article (Markdown text) for an incident not solved yet, as an agent typed
     it into search: their words become the Symptoms; cause and resolution are left for
@@ -110,14 +130,18 @@ def draft_from_text(
     if not (title or description):
         raise ValidationError("describe the incident before starting a draft")
     fields = new_article_fields(
-        check_article_id(article_id), _clip_title(title or _first_line(description)),
-        product=product, owner=owner, tags=["from-search"], today=today,
+        check_article_id(article_id),
+        _clip_title(title or _first_line(description)),
+        product=product,
+        owner=owner,
+        tags=["from-search"],
+        today=today,
     )
     source = f"incident {markdown_safe(incident_ref)}" if incident_ref.strip() else "search"
     applies = f"- {markdown_safe(product)}" if product.strip() else ""
     body = house_template_body(
         {"Symptoms": _quoted(description or title), "Applies to": applies},
         preamble=f"Captured by {markdown_safe(owner or 'an agent')} from {source}; "
-                 "cause and resolution to be written.",
+        "cause and resolution to be written.",
     )
     return article_markdown(fields, body)

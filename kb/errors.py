@@ -125,12 +125,20 @@ def storage_failure(exc: BaseException, where: str | os.PathLike = "") -> Storag
         code = exc.sqlite_errorcode & 0xFF
         kind = {_SQLITE_FULL: "full", _SQLITE_READONLY: "read-only"}.get(code, "")
     elif getattr(exc, "sqlstate", None):
-        kind = "full" if exc.sqlstate in _PG_FULL else "read-only" if exc.sqlstate in _PG_READ_ONLY else ""
+        kind = (
+            "full"
+            if exc.sqlstate in _PG_FULL
+            else "read-only"
+            if exc.sqlstate in _PG_READ_ONLY
+            else ""
+        )
     if not kind:
         return None
     place = str(where) or "the data"
     if kind == "full":
-        message = f"the disk holding {place} is full: nothing was written; free some space and try again"
+        message = (
+            f"the disk holding {place} is full: nothing was written; free some space and try again"
+        )
     else:
         message = f"{place} is read-only: nothing was written; make it writable and try again"
     error = StorageError(message)

@@ -22,8 +22,20 @@ from kb.models import IMPORT_FORMATS, INCIDENT_STATES, Incident
 
 FORMATS = IMPORT_FORMATS
 FIELDS = (
-    "id", "title", "description", "resolution", "resolution_code", "category", "product",
-    "status", "opened_at", "resolved_at", "article_id", "assignment_group", "priority", "escalated",
+    "id",
+    "title",
+    "description",
+    "resolution",
+    "resolution_code",
+    "category",
+    "product",
+    "status",
+    "opened_at",
+    "resolved_at",
+    "article_id",
+    "assignment_group",
+    "priority",
+    "escalated",
     "customer_tier",
 )
 MAX_FIELD_CHARS = 200_000
@@ -35,7 +47,10 @@ MAX_FILE_BYTES = 2_000_000_000
 
 # For each export format: our field -> the column names that system uses (first found wins).
 COLUMN_MAPS: dict[str, dict[str, tuple[str, ...]]] = {
-    "generic": {**{f: (f,) for f in FIELDS}, "assignment_group": ("assignment_group", "assignment group", "group")},
+    "generic": {
+        **{f: (f,) for f in FIELDS},
+        "assignment_group": ("assignment_group", "assignment group", "group"),
+    },
     "servicenow": {
         "id": ("number",),
         "title": ("short_description",),
@@ -95,28 +110,58 @@ COLUMN_MAPS: dict[str, dict[str, tuple[str, ...]]] = {
 }
 
 _STATUS_WORDS = {
-    "resolved": "resolved", "solved": "resolved", "done": "resolved", "fixed": "resolved",
-    "closed": "closed", "cancelled": "closed", "canceled": "closed", "complete": "closed",
-    "completed": "closed", "declined": "closed",
+    "resolved": "resolved",
+    "solved": "resolved",
+    "done": "resolved",
+    "fixed": "resolved",
+    "closed": "closed",
+    "cancelled": "closed",
+    "canceled": "closed",
+    "complete": "closed",
+    "completed": "closed",
+    "declined": "closed",
 }
-_OPEN_WORDS = frozenset({
-    "new", "in progress", "on hold", "pending", "hold", "open", "to do", "waiting", "reopened",
-    "in review", "assigned", "active",
-    # Jira Service Management's default workflows
-    "waiting for support", "waiting for customer", "escalated", "work in progress",
-})
+_OPEN_WORDS = frozenset(
+    {
+        "new",
+        "in progress",
+        "on hold",
+        "pending",
+        "hold",
+        "open",
+        "to do",
+        "waiting",
+        "reopened",
+        "in review",
+        "assigned",
+        "active",
+        # Jira Service Management's default workflows
+        "waiting for support",
+        "waiting for customer",
+        "escalated",
+        "work in progress",
+    }
+)
 _DATE_FORMATS = (
-    "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d", "%d/%b/%y %I:%M %p", "%d/%b/%Y %I:%M %p",
-    "%d/%b/%y %H:%M", "%d/%b/%y", "%d/%b/%Y",
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%d %H:%M",
+    "%Y-%m-%d",
+    "%d/%b/%y %I:%M %p",
+    "%d/%b/%Y %I:%M %p",
+    "%d/%b/%y %H:%M",
+    "%d/%b/%y",
+    "%d/%b/%Y",
 )
 # Numeric dates with the day and month in either order: 03/04/2026, 31.12.26 14:05, 4-3-2026 9:05 PM.
 _NUMERIC_DATE = re.compile(
     r"(\d{1,2})([/.-])(\d{1,2})\2(\d{4}|\d{2})"
-    r"(?:[ T]+(\d{1,2}):(\d{2})(?::(\d{2}))?(?: ?([AaPp][Mm]))?)?")
+    r"(?:[ T]+(\d{1,2}):(\d{2})(?::(\d{2}))?(?: ?([AaPp][Mm]))?)?"
+)
 DATE_ORDERS = ("auto", "day-first", "month-first")
 # How a numeric date is read when nothing says otherwise: with slashes month first (US
 # exports), with dots or dashes day first (European ones).
 _DEFAULT_ORDER = {"/": "month-first", ".": "day-first", "-": "day-first"}
+
 
 def normalise_status(raw: str, has_resolution: bool) -> str | None:
     value = raw.strip().lower()
@@ -148,12 +193,21 @@ def numeric_date_parts(value: str) -> tuple[int, int, str] | None:
 
 
 def _numeric_datetime(match: re.Match, order: str) -> dt.datetime | None:
-    first, sep, second, year = int(match.group(1)), match.group(2), int(match.group(3)), match.group(4)
+    first, sep, second, year = (
+        int(match.group(1)),
+        match.group(2),
+        int(match.group(3)),
+        match.group(4),
+    )
     if order == "auto":
         order = _DEFAULT_ORDER[sep]
     day, month = (first, second) if order == "day-first" else (second, first)
     full_year = int(year) if len(year) == 4 else int(dt.datetime.strptime(year, "%y").year)
-    hour, minute, second_ = int(match.group(5) or 0), int(match.group(6) or 0), int(match.group(7) or 0)
+    hour, minute, second_ = (
+        int(match.group(5) or 0),
+        int(match.group(6) or 0),
+        int(match.group(7) or 0),
+    )
     meridiem = (match.group(8) or "").lower()
     if meridiem:
         if not 1 <= hour <= 12:
@@ -204,7 +258,9 @@ def normalise_datetime(raw: str, order: str = "auto") -> str | None:
             parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
         except OverflowError:  # e.g. 0001-01-01T00:00:00+05:00 lies before year 1 in UTC
             parsed = dt.datetime.min if parsed.year == 1 else dt.datetime.max
-    return parsed.replace(microsecond=0).isoformat() + "Z"  # strftime drops the zeros of years < 1000
+    return (
+        parsed.replace(microsecond=0).isoformat() + "Z"
+    )  # strftime drops the zeros of years < 1000
 
 
 def choose_date_order(values: list[str], requested: str = "auto") -> tuple[str, list[str]]:
@@ -232,18 +288,25 @@ def choose_date_order(values: list[str], requested: str = "auto") -> tuple[str, 
     if day_first and month_first:
         raise RecordError(
             f"the dates are written both day first ({day_first!r}) and month first ({month_first!r}): "
-            "say which with --date-format day-first, month-first or a pattern such as '%d/%m/%Y %H:%M'")
+            "say which with --date-format day-first, month-first or a pattern such as '%d/%m/%Y %H:%M'"
+        )
     if day_first:
         return "day-first", []
     if month_first:
         return "month-first", []
     if ambiguous:
         usual = sorted({_DEFAULT_ORDER[s] for s in separators})
-        reading = usual[0] if len(usual) == 1 else "month-first for slashes, day-first for dots and dashes"
+        reading = (
+            usual[0]
+            if len(usual) == 1
+            else "month-first for slashes, day-first for dots and dashes"
+        )
         return "auto", [
             f"{len(ambiguous)} date(s) such as {ambiguous[0]!r} could be day first or month first; read them "
-            f"{reading}. If that is wrong, import again with --date-format day-first (or month-first)."]
+            f"{reading}. If that is wrong, import again with --date-format day-first (or month-first)."
+        ]
     return "auto", []
+
 
 def _text(value: Any, field: str, where: dict) -> str:
     if value is None:
@@ -256,14 +319,16 @@ def _text(value: Any, field: str, where: dict) -> str:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:  # a JSON escape such as \ud800 on its own
-        raise RecordError(f"field '{field}' contains an unpaired surrogate escape", **where) from None
+        raise RecordError(
+            f"field '{field}' contains an unpaired surrogate escape", **where
+        ) from None
     if len(text) > MAX_FIELD_CHARS:
         raise RecordError(f"field '{field}' is longer than {MAX_FIELD_CHARS} characters", **where)
     return text.strip()
 
 
 def normalise_escalated(value: Any) -> str | None:
-    """"yes", "no" or "" (unknown) from a boolean, a yes/no word, or a count of escalations
+    """ "yes", "no" or "" (unknown) from a boolean, a yes/no word, or a count of escalations
     or reassignments (more than 0: it left the first line); None for a list or an object."""
     if value is None or value == "":
         return ""
@@ -282,20 +347,25 @@ def normalise_escalated(value: Any) -> str | None:
         return ""  # a word this service does not know: unknown, never guessed
 
 
-def incident_from_record(record: Any, *, source: str = "", line: int | None = None,
-                         date_order: str = "auto") -> Incident:
+def incident_from_record(
+    record: Any, *, source: str = "", line: int | None = None, date_order: str = "auto"
+) -> Incident:
     """Validate one generic record (a dict with the contract's field names); ``date_order``
     as for :func:`normalise_datetime`."""
     where = {"source": source, "line": line}
     if not isinstance(record, dict):
         raise RecordError("each record must be a JSON object", **where)
-    values = {field: _text(record.get(field), field, where) for field in FIELDS if field != "escalated"}
+    values = {
+        field: _text(record.get(field), field, where) for field in FIELDS if field != "escalated"
+    }
     if not values["id"]:
         raise RecordError("missing required field 'id'", **where)
     if len(values["id"]) > MAX_ID_CHARS or not INCIDENT_ID.fullmatch(values["id"]):
         raise RecordError(
             "field 'id' must be 1-200 letters, digits and . _ - : # @ + (starting with a letter or "
-            f"digit), got {values['id'][:60]!r}", **where)
+            f"digit), got {values['id'][:60]!r}",
+            **where,
+        )
     if not (values["title"] or values["description"]):
         raise RecordError("a record needs a title or a description", **where)
     status = normalise_status(values["status"], bool(values["resolution"]))
@@ -367,7 +437,9 @@ def resolve_columns(
                 break
     for field, column in (overrides or {}).items():
         if column.strip().lower() not in by_lower:
-            raise RecordError(f"--map names column {column!r}, which the file does not have", source=source)
+            raise RecordError(
+                f"--map names column {column!r}, which the file does not have", source=source
+            )
         columns[field] = by_lower[column.strip().lower()]
     missing = []
     if "id" not in columns:
@@ -380,7 +452,8 @@ def resolve_columns(
             f"missing columns for --format {fmt}: {'; '.join(missing)}. "
             f"Use --map COLUMN=FIELD to name the file's own columns "
             f"(the file has: {', '.join(header[:20])})",
-            source=source, line=1,
+            source=source,
+            line=1,
         )
     return ColumnMapping(columns)
 
@@ -454,20 +527,27 @@ def _csv_records(text: str, source: str, delimiter: str) -> Iterator[tuple[int, 
             if not cells:
                 continue
             if len(cells) > len(header):
-                raise RecordError("row has more cells than the header", source=source,
-                                  line=reader.line_num)
+                raise RecordError(
+                    "row has more cells than the header", source=source, line=reader.line_num
+                )
             yield start, csv_row(header, cells)
     except csv.Error as exc:
         if "unexpected end of data" in str(exc):
-            problem = (f"a quoted cell opened in the record starting on line {start} is never closed "
-                       "(an unterminated quote); nothing was imported")
+            problem = (
+                f"a quoted cell opened in the record starting on line {start} is never closed "
+                "(an unterminated quote); nothing was imported"
+            )
         else:
-            problem = (f"a quote in the record starting on line {start} is misplaced ({exc}, at line "
-                       f"{reader.line_num}); nothing was imported")
+            problem = (
+                f"a quote in the record starting on line {start} is misplaced ({exc}, at line "
+                f"{reader.line_num}); nothing was imported"
+            )
         raise RecordError(f"invalid CSV: {problem}", source=source, line=start) from None
 
 
-def iter_records(text: str, kind: str, source: str, *, delimiter: str = ",") -> Iterator[tuple[int, Any]]:
+def iter_records(
+    text: str, kind: str, source: str, *, delimiter: str = ","
+) -> Iterator[tuple[int, Any]]:
     """(line or item number, raw record) from JSONL, JSON or CSV text."""
     if kind == "jsonl":
         for number, line in enumerate(text.split("\n"), start=1):
@@ -476,8 +556,9 @@ def iter_records(text: str, kind: str, source: str, *, delimiter: str = ",") -> 
             try:
                 yield number, json.loads(line)
             except (ValueError, RecursionError) as exc:  # ValueError: also over-long numbers
-                raise RecordError(f"invalid JSON: {_json_problem(exc)}",
-                                  source=source, line=number) from None
+                raise RecordError(
+                    f"invalid JSON: {_json_problem(exc)}", source=source, line=number
+                ) from None
     elif kind == "json":
         try:
             data = json.loads(text)
@@ -486,7 +567,9 @@ def iter_records(text: str, kind: str, source: str, *, delimiter: str = ",") -> 
                 # One object a line in a .json file, as Zendesk's JSON export writes it.
                 yield from iter_records(text, "jsonl", source)
                 return
-            raise RecordError(f"invalid JSON: {_json_problem(exc)}", source=source, line=exc.lineno) from None
+            raise RecordError(
+                f"invalid JSON: {_json_problem(exc)}", source=source, line=exc.lineno
+            ) from None
         except (ValueError, RecursionError) as exc:
             raise RecordError(f"invalid JSON: {_json_problem(exc)}", source=source) from None
         items = data if isinstance(data, list) else [data]
@@ -508,6 +591,7 @@ def file_kind(path: Path) -> str:
 
 # --- resolutions kept in comments ------------------------------------------------------------
 
+
 def _plain_text(body: Any) -> str:
     """A comment body as text: a string, or Jira's Atlassian Document Format (its text nodes)."""
     if isinstance(body, str):
@@ -516,7 +600,9 @@ def _plain_text(body: Any) -> str:
         if body.get("type") == "text":
             return str(body.get("text") or "")
         parts = [_plain_text(child) for child in body.get("content") or []]
-        joined = ("\n" if body.get("type") in ("doc", "bulletList", "orderedList") else "").join(parts)
+        joined = ("\n" if body.get("type") in ("doc", "bulletList", "orderedList") else "").join(
+            parts
+        )
         return joined + ("\n" if body.get("type") in ("paragraph", "heading", "listItem") else "")
     return ""
 
@@ -550,13 +636,18 @@ def jira_comments(row: Any) -> list[tuple[str, str]]:
         found = []
         for cell in row.repeated.get("comment", []):
             match = _JIRA_CSV_COMMENT.fullmatch(cell.strip())
-            found.append((match.group(1).strip(), match.group(3).strip()) if match else ("", cell.strip()))
+            found.append(
+                (match.group(1).strip(), match.group(3).strip()) if match else ("", cell.strip())
+            )
         return found
     fields = row.get("fields") if isinstance(row, dict) else None
     comment = fields.get("comment") if isinstance(fields, dict) else None
     items = comment.get("comments") if isinstance(comment, dict) else None
-    return [(str(c.get("created") or ""), _plain_text(c.get("body")).strip())
-            for c in items or [] if isinstance(c, dict)]
+    return [
+        (str(c.get("created") or ""), _plain_text(c.get("body")).strip())
+        for c in items or []
+        if isinstance(c, dict)
+    ]
 
 
 RESOLUTION_COMMENT_SLACK = dt.timedelta(minutes=10)
@@ -566,14 +657,20 @@ def jira_resolution_comment(comments: list[tuple[str, str]], resolved_at: str, o
     """The comment written when the issue was resolved: the last one made by the time of
     resolution (a transition screen's comment carries about that time); without a resolution
     time, the last comment."""
-    texts = [(normalise_datetime(when, order) if when else "", text) for when, text in comments if text]
+    texts = [
+        (normalise_datetime(when, order) if when else "", text) for when, text in comments if text
+    ]
     if not texts:
         return ""
     resolved = normalise_datetime(resolved_at, order) if resolved_at else ""
     if not resolved:
         return texts[-1][1]
     limit = dt.datetime.fromisoformat(resolved[:-1]) + RESOLUTION_COMMENT_SLACK
-    before = [(when, text) for when, text in texts if when and dt.datetime.fromisoformat(when[:-1]) <= limit]
+    before = [
+        (when, text)
+        for when, text in texts
+        if when and dt.datetime.fromisoformat(when[:-1]) <= limit
+    ]
     if not before:
         return ""
     return max(before, key=lambda item: item[0])[1]
@@ -585,7 +682,11 @@ def flatten_jira_issue(record: dict) -> dict:
     flat: dict[str, Any] = {"key": record.get("key")}
     for name, value in (record.get("fields") or {}).items():
         if isinstance(value, dict):
-            value = value.get("name") or value.get("value") or (_plain_text(value) if "content" in value else None)
+            value = (
+                value.get("name")
+                or value.get("value")
+                or (_plain_text(value) if "content" in value else None)
+            )
         elif isinstance(value, list):
             names = [v.get("name") if isinstance(v, dict) else v for v in value]
             value = ", ".join(str(v) for v in names if isinstance(v, (str, int, float)))
@@ -594,6 +695,7 @@ def flatten_jira_issue(record: dict) -> dict:
 
 
 # --- reading a file --------------------------------------------------------------------------
+
 
 @dataclass
 class ImportReport:
@@ -609,8 +711,14 @@ COMMENT_SOURCES = {"zendesk": "last public agent comment", "jira": "resolution c
 
 
 def read_incidents(
-    text: str, kind: str, *, fmt: str = "generic", overrides: dict[str, str] | None = None,
-    source: str = "<input>", date_format: str = "auto", delimiter: str | None = None,
+    text: str,
+    kind: str,
+    *,
+    fmt: str = "generic",
+    overrides: dict[str, str] | None = None,
+    source: str = "<input>",
+    date_format: str = "auto",
+    delimiter: str | None = None,
     known_names: dict[str, list[str]] | None = None,
 ) -> ImportReport:
     """Parse and validate every record (raises RecordError at the first broken one), with
@@ -622,8 +730,10 @@ def read_incidents(
     strptime pattern). Product and category spellings that differ only in case, spacing or a
     plural are stored as one (``known_names``: the store's names, kept as they are)."""
     if date_format not in DATE_ORDERS and "%" not in date_format:
-        raise RecordError(f"--date-format must be one of {', '.join(DATE_ORDERS)} or a pattern such as "
-                          f"'%d.%m.%Y %H:%M', got {date_format!r}")
+        raise RecordError(
+            f"--date-format must be one of {', '.join(DATE_ORDERS)} or a pattern such as "
+            f"'%d.%m.%Y %H:%M', got {date_format!r}"
+        )
     mapping: ColumnMapping | None = None
     notes: list[str] = []
     if kind == "csv":
@@ -649,7 +759,9 @@ def read_incidents(
                 record = mapping.apply(raw)
             elif fmt != "generic" or overrides:
                 keys = [str(k) for k in raw]
-                record = resolve_columns(keys, fmt, overrides, source).apply({str(k): v for k, v in raw.items()})
+                record = resolve_columns(keys, fmt, overrides, source).apply(
+                    {str(k): v for k, v in raw.items()}
+                )
             for name in ("opened_at", "resolved_at"):
                 if isinstance(record.get(name), str):
                     dates.append(record[name])
@@ -660,13 +772,19 @@ def read_incidents(
     seen: dict[str, int] = {}
     from_comments = 0
     for number, record, comments, raw in rows:
-        if isinstance(record, dict) and fmt in COMMENT_SOURCES and not _filled(record.get("resolution")):
+        if (
+            isinstance(record, dict)
+            and fmt in COMMENT_SOURCES
+            and not _filled(record.get("resolution"))
+        ):
             status = normalise_status(str(record.get("status") or ""), False)
             if status in RESOLVED_STATES:
                 if fmt == "zendesk":
                     found = zendesk_agent_comment(raw)
                 else:
-                    found = jira_resolution_comment(comments, str(record.get("resolved_at") or ""), order)
+                    found = jira_resolution_comment(
+                        comments, str(record.get("resolved_at") or ""), order
+                    )
                 if found:
                     record = dict(record, resolution=found)
                     from_comments += 1
@@ -674,7 +792,8 @@ def read_incidents(
         if incident.id in seen:
             raise RecordError(
                 f"duplicate id {incident.id!r} (first at {seen[incident.id]})",
-                source=source, line=number,
+                source=source,
+                line=number,
             )
         seen[incident.id] = number
         incidents.append(incident)
@@ -688,17 +807,25 @@ def read_incidents(
 
 
 def _filled(value: Any) -> bool:
-    return isinstance(value, str) and bool(value.strip()) or (value is not None and not isinstance(value, str))
+    return (
+        isinstance(value, str)
+        and bool(value.strip())
+        or (value is not None and not isinstance(value, str))
+    )
 
 
-def normalise_names(incidents: list[Incident], known: dict[str, list[str]], notes: list[str] | None = None) -> None:
+def normalise_names(
+    incidents: list[Incident], known: dict[str, list[str]], notes: list[str] | None = None
+) -> None:
     """Store each product and category name of ``incidents`` in one spelling (kb.names):
     the one ``known`` (the store's) uses, else the most frequent among them."""
     from kb.names import display_names, name_key
 
     notes = [] if notes is None else notes
     for name in ("product", "category"):
-        spellings = display_names([getattr(i, name) for i in incidents], preferred=known.get(name, ()))
+        spellings = display_names(
+            [getattr(i, name) for i in incidents], preferred=known.get(name, ())
+        )
         changed = 0
         for incident in incidents:
             value = getattr(incident, name)
@@ -706,12 +833,18 @@ def normalise_names(incidents: list[Incident], known: dict[str, list[str]], note
                 setattr(incident, name, spellings[name_key(value)])
                 changed += 1
         if changed:
-            notes.append(f"{changed} {name} name(s) stored in the spelling already in use "
-                         f"(case, spacing and plurals differ).")
+            notes.append(
+                f"{changed} {name} name(s) stored in the spelling already in use "
+                f"(case, spacing and plurals differ)."
+            )
 
 
-def _never_suggested(incidents: list[Incident], fmt: str, mapping: ColumnMapping | None,
-                     overrides: dict[str, str] | None) -> str:
+def _never_suggested(
+    incidents: list[Incident],
+    fmt: str,
+    mapping: ColumnMapping | None,
+    overrides: dict[str, str] | None,
+) -> str:
     """A warning for resolved or closed incidents without a resolution: they are stored
     but can never be suggested. Empty when there are none."""
     missing = [i for i in incidents if i.status in RESOLVED_STATES and not i.resolution.strip()]
@@ -725,17 +858,27 @@ def _never_suggested(incidents: list[Incident], fmt: str, mapping: ColumnMapping
     if read:
         why = f"their {read!r} cell is empty"
     else:
-        why = "the file has no column read as the resolution (" + " or ".join(repr(c) for c in columns) + ")"
+        why = (
+            "the file has no column read as the resolution ("
+            + " or ".join(repr(c) for c in columns)
+            + ")"
+        )
     if fmt in COMMENT_SOURCES:
         why += f" and no {COMMENT_SOURCES[fmt]} was found"
     example = ", ".join(i.id for i in missing[:3])
-    return (f"{len(missing)} of {resolved} resolved or closed incidents have no resolution text and can never "
-            f"be suggested ({example}{', ...' if len(missing) > 3 else ''}): {why}. If the fix is in another "
-            f"column, import again with --map 'COLUMN=resolution'.")
+    return (
+        f"{len(missing)} of {resolved} resolved or closed incidents have no resolution text and can never "
+        f"be suggested ({example}{', ...' if len(missing) > 3 else ''}): {why}. If the fix is in another "
+        f"column, import again with --map 'COLUMN=resolution'."
+    )
 
 
 def read_incident_text(
-    text: str, kind: str, *, fmt: str = "generic", overrides: dict[str, str] | None = None,
+    text: str,
+    kind: str,
+    *,
+    fmt: str = "generic",
+    overrides: dict[str, str] | None = None,
     source: str = "<input>",
 ) -> list[Incident]:
     """Parse and validate every record; raises RecordError at the first broken one."""
@@ -743,8 +886,13 @@ def read_incident_text(
 
 
 def read_incident_report(
-    path: str | Path, *, fmt: str = "generic", overrides: dict[str, str] | None = None,
-    date_format: str = "auto", delimiter: str | None = None, known_names: dict[str, list[str]] | None = None,
+    path: str | Path,
+    *,
+    fmt: str = "generic",
+    overrides: dict[str, str] | None = None,
+    date_format: str = "auto",
+    delimiter: str | None = None,
+    known_names: dict[str, list[str]] | None = None,
 ) -> ImportReport:
     """Read a .jsonl, .json or .csv file of incidents, with warnings. Raises RecordError."""
     path = Path(path)
@@ -752,8 +900,16 @@ def read_incident_report(
         raise RecordError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if not path.is_file():
         raise RecordError("no such file", source=str(path))
-    return read_incidents(_read_text(path), file_kind(path), fmt=fmt, overrides=overrides, source=str(path),
-                          date_format=date_format, delimiter=delimiter, known_names=known_names)
+    return read_incidents(
+        _read_text(path),
+        file_kind(path),
+        fmt=fmt,
+        overrides=overrides,
+        source=str(path),
+        date_format=date_format,
+        delimiter=delimiter,
+        known_names=known_names,
+    )
 
 
 def read_incident_file(
@@ -765,8 +921,10 @@ def read_incident_file(
 
 def columns_table(fmt: str) -> list[tuple[str, str]]:
     """(field, the columns read for it, first found first) of a format, for help and docs."""
-    extra = {("zendesk", "resolution"): "else the last public agent comment",
-             ("jira", "resolution"): "else the resolution comment"}
+    extra = {
+        ("zendesk", "resolution"): "else the last public agent comment",
+        ("jira", "resolution"): "else the resolution comment",
+    }
     rows = []
     for name, columns in COLUMN_MAPS[fmt].items():
         text = " | ".join(columns)
@@ -779,4 +937,3 @@ def columns_table(fmt: str) -> list[tuple[str, str]]:
 def sample_incidents_path() -> Path:
     """The built-in sample knowledge base's incidents."""
     return Path(__file__).parent / "sample" / "incidents.jsonl"
-

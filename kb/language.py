@@ -53,7 +53,9 @@ def detect(text: str) -> Detection | None:
     if not values or values[0].value < MIN_CONFIDENCE:
         return None
     best = values[0]
-    return Detection(best.language.iso_code_639_1.name.lower(), best.language.name.title(), float(best.value))
+    return Detection(
+        best.language.iso_code_639_1.name.lower(), best.language.name.title(), float(best.value)
+    )
 
 
 def detect_code(text: str) -> str | None:
@@ -119,7 +121,9 @@ def _names(codes: frozenset[str]) -> str:
     names = []
     for code in sorted(codes):
         try:
-            names.append(Language.from_iso_code_639_1(getattr(IsoCode639_1, code.upper())).name.title())
+            names.append(
+                Language.from_iso_code_639_1(getattr(IsoCode639_1, code.upper())).name.title()
+            )
         except (AttributeError, ValueError):
             names.append(code)
     return ", ".join(names[:-1]) + (" and " if len(names) > 1 else "") + names[-1] if names else ""
@@ -133,9 +137,13 @@ def request_language(text: str, served: frozenset[str] | None) -> dict:
     if found is None:
         return {"code": None, "name": None, "served": True, "note": ""}
     served_here = served is None or found.code in served
-    note = "" if served_here else (
-        f"This request reads as {found.name}; the search model reads {_names(served)} well. "
-        f"Results rest mostly on words shared with the knowledge base, so a fitting resolution "
-        f"may be missed or ranked low. A multilingual model can be configured (KB_MODEL)."
+    note = (
+        ""
+        if served_here
+        else (
+            f"This request reads as {found.name}; the search model reads {_names(served)} well. "
+            f"Results rest mostly on words shared with the knowledge base, so a fitting resolution "
+            f"may be missed or ranked low. A multilingual model can be configured (KB_MODEL)."
+        )
     )
     return {"code": found.code, "name": found.name, "served": served_here, "note": note}

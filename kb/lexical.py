@@ -126,8 +126,10 @@ def fold_diacritics(word: str) -> str:
     unicode61 tokenizer stores it (it keeps letters such as "ß", "ø" and kana marks)."""
     if word.isascii():
         return word
-    return unicodedata.normalize("NFC", "".join(
-        ch for ch in unicodedata.normalize("NFD", word) if not "\u0300" <= ch <= "\u036f"))
+    return unicodedata.normalize(
+        "NFC",
+        "".join(ch for ch in unicodedata.normalize("NFD", word) if not "\u0300" <= ch <= "\u036f"),
+    )
 
 
 @functools.lru_cache(maxsize=65536)
@@ -140,8 +142,13 @@ def stem(word: str) -> str:
     return stemmer.stemWord(fold_diacritics(word.lower()))
 
 
-def rarest_terms(terms: list[str], document_counts: dict[str, int], total: int,
-                 limit: int = MAX_QUERY_TERMS, postings_budget: int = POSTINGS_BUDGET) -> list[str]:
+def rarest_terms(
+    terms: list[str],
+    document_counts: dict[str, int],
+    total: int,
+    limit: int = MAX_QUERY_TERMS,
+    postings_budget: int = POSTINGS_BUDGET,
+) -> list[str]:
     """The terms worth sending to FTS5, rarest (highest IDF) first.
 
     Left out: terms in no chunk, terms in most chunks (IDF near zero), and, on a large
@@ -173,7 +180,6 @@ def stems(terms: list[str]) -> list[str]:
     return [stem(t) for t in terms]
 
 
-
 # Identifiers in incident text: error codes (ORA-12541, KB5034441), versions (2.3.0),
 # dotted class and package names, paths, host names. The tokenizer splits them into pieces
 # that are common alone ("ora", "3"); asked as a phrase they match only where the whole
@@ -182,7 +188,9 @@ def stems(terms: list[str]) -> list[str]:
 # (the look-behind), and runs are taken whole (possessive), so an unbroken run of 200,000
 # letters is read once instead of once per position in it.
 _IDENTIFIER = re.compile(r"(?<![^\W_])[^\W_]++(?:[-._:/\\][^\W_]++)+", re.UNICODE)
-_STATUS_CODE = re.compile(r"\b(?:HTTP|HTTPS|error|code|status|errno|exit)[ :#-]*(\d{3,5})\b", re.IGNORECASE)
+_STATUS_CODE = re.compile(
+    r"\b(?:HTTP|HTTPS|error|code|status|errno|exit)[ :#-]*(\d{3,5})\b", re.IGNORECASE
+)
 MAX_IDENTIFIERS = 8
 SOURCE_SUFFIXES = frozenset("java py scala kt cs cpp cc c h go js ts rb php groovy clj".split())
 
@@ -213,12 +221,40 @@ def identifier_phrases(text: str, limit: int = MAX_IDENTIFIERS) -> list[str]:
 
 # ISO 639-1 code -> Snowball algorithm, for the languages other than English that have one.
 SNOWBALL_LANGUAGES = {
-    "ar": "arabic", "hy": "armenian", "eu": "basque", "ca": "catalan", "cs": "czech", "da": "danish",
-    "nl": "dutch", "eo": "esperanto", "et": "estonian", "fi": "finnish", "fr": "french", "de": "german",
-    "el": "greek", "hi": "hindi", "hu": "hungarian", "id": "indonesian", "ga": "irish", "it": "italian",
-    "lt": "lithuanian", "ne": "nepali", "nb": "norwegian", "nn": "norwegian", "fa": "persian",
-    "pl": "polish", "pt": "portuguese", "ro": "romanian", "ru": "russian", "sr": "serbian",
-    "st": "sesotho", "es": "spanish", "sv": "swedish", "ta": "tamil", "tr": "turkish", "yi": "yiddish",
+    "ar": "arabic",
+    "hy": "armenian",
+    "eu": "basque",
+    "ca": "catalan",
+    "cs": "czech",
+    "da": "danish",
+    "nl": "dutch",
+    "eo": "esperanto",
+    "et": "estonian",
+    "fi": "finnish",
+    "fr": "french",
+    "de": "german",
+    "el": "greek",
+    "hi": "hindi",
+    "hu": "hungarian",
+    "id": "indonesian",
+    "ga": "irish",
+    "it": "italian",
+    "lt": "lithuanian",
+    "ne": "nepali",
+    "nb": "norwegian",
+    "nn": "norwegian",
+    "fa": "persian",
+    "pl": "polish",
+    "pt": "portuguese",
+    "ro": "romanian",
+    "ru": "russian",
+    "sr": "serbian",
+    "st": "sesotho",
+    "es": "spanish",
+    "sv": "swedish",
+    "ta": "tamil",
+    "tr": "turkish",
+    "yi": "yiddish",
 }
 # Hiragana, katakana and the CJK ideographs (with their extension A and compatibility forms).
 _CJK_RUN = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
@@ -256,7 +292,12 @@ def language_terms(text: str, language: str | None) -> list[str]:
         for token in tokens(strip_noise(text)):
             if len(out) >= MAX_LANGUAGE_TERMS:
                 break
-            if len(token) > 2 and len(token) <= 40 and not token.isdigit() and not _CJK_RUN.match(token):
+            if (
+                len(token) > 2
+                and len(token) <= 40
+                and not token.isdigit()
+                and not _CJK_RUN.match(token)
+            ):
                 out.append(language_stem(token, language))
     return out[:MAX_LANGUAGE_TERMS]
 

@@ -60,8 +60,13 @@ class LintProblem:
         return f"{self.path}:{self.line}: {self.severity}: {self.message} [{self.code}]"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "line": self.line, "severity": self.severity,
-                "code": self.code, "message": self.message}
+        return {
+            "path": self.path,
+            "line": self.line,
+            "severity": self.severity,
+            "code": self.code,
+            "message": self.message,
+        }
 
 
 @dataclass
@@ -82,8 +87,12 @@ class LintReport:
         return bool(self.errors or (strict and self.warnings))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"files": self.files, "errors": self.errors, "warnings": self.warnings,
-                "problems": [p.to_dict() for p in self.problems]}
+        return {
+            "files": self.files,
+            "errors": self.errors,
+            "warnings": self.warnings,
+            "problems": [p.to_dict() for p in self.problems],
+        }
 
 
 def article_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[LintProblem]]:
@@ -118,20 +127,30 @@ def lint_paths(paths: Sequence[str | Path], *, today: dt.date | None = None) -> 
         parsed[path.resolve()] = item
         article = item.article
         if article.id in first_with_id:
-            report.problems.append(LintProblem(
-                str(path), item.front_matter_lines.get("id", 1), ERROR, "duplicate-id",
-                f"duplicate id {article.id!r} (also in {first_with_id[article.id]})",
-            ))
+            report.problems.append(
+                LintProblem(
+                    str(path),
+                    item.front_matter_lines.get("id", 1),
+                    ERROR,
+                    "duplicate-id",
+                    f"duplicate id {article.id!r} (also in {first_with_id[article.id]})",
+                )
+            )
         else:
             first_with_id[article.id] = str(path)
     for path, found_links in links.items():
         for line, href, target in found_links:
             linked = parsed.get((path.parent / target).resolve())
             if linked is not None and linked.article.status == "archived":
-                report.problems.append(LintProblem(
-                    str(path), line, WARNING, "archived-link",
-                    f"link to {href!r}: that article is archived",
-                ))
+                report.problems.append(
+                    LintProblem(
+                        str(path),
+                        line,
+                        WARNING,
+                        "archived-link",
+                        f"link to {href!r}: that article is archived",
+                    )
+                )
     report.problems.sort(key=lambda p: (p.path, p.line, p.severity != ERROR, p.code))
     return report
 
@@ -150,14 +169,16 @@ def _read_text(path: Path) -> str:
 def _record_problem(exc: RecordError, path: Path, code: str = "front-matter") -> LintProblem:
     text = str(exc)
     prefix = f"{exc.source}:{exc.line}: " if exc.line is not None else f"{exc.source}: "
-    message = text[len(prefix):] if text.startswith(prefix) else text
+    message = text[len(prefix) :] if text.startswith(prefix) else text
     return LintProblem(str(path), exc.line or 1, ERROR, code, message)
 
 
 Links = list[tuple[int, str, str]]  # (line, href, relative file path) of links to articles
 
 
-def lint_file(path: Path, *, today: dt.date) -> tuple[ParsedArticle | None, list[LintProblem], Links]:
+def lint_file(
+    path: Path, *, today: dt.date
+) -> tuple[ParsedArticle | None, list[LintProblem], Links]:
     """Problems of one file, the parsed article when its front matter is valid, and its
     links to other article files."""
     try:
@@ -165,12 +186,20 @@ def lint_file(path: Path, *, today: dt.date) -> tuple[ParsedArticle | None, list
     except RecordError as exc:
         return None, [_record_problem(exc, path, "unreadable")], []
     except OSError as exc:
-        return None, [LintProblem(str(path), 1, ERROR, "unreadable", f"cannot read: {exc.strerror}")], []
+        return (
+            None,
+            [LintProblem(str(path), 1, ERROR, "unreadable", f"cannot read: {exc.strerror}")],
+            [],
+        )
     return lint_text(text, str(path), today=today, folder=path.parent)
 
 
 def lint_text(
-    text: str, source: str, *, today: dt.date, folder: Path | None = None,
+    text: str,
+    source: str,
+    *,
+    today: dt.date,
+    folder: Path | None = None,
 ) -> tuple[ParsedArticle | None, list[LintProblem], Links]:
     """Lint one article's text; ``folder`` is where its relative links are resolved."""
     problems: list[LintProblem] = []
@@ -197,8 +226,13 @@ def lint_text(
         problems.append(LintProblem(source, 1, ERROR, "front-matter", f"front matter: {reason}"))
     if parsed is not None:
         problems.extend(article_problems(parsed, source, today=today))
-    status = parsed.article.status if parsed is not None else str((meta or {}).get("status") or "") \
-        if isinstance(meta, dict) else ""
+    status = (
+        parsed.article.status
+        if parsed is not None
+        else str((meta or {}).get("status") or "")
+        if isinstance(meta, dict)
+        else ""
+    )
     found, links = body_problems(body, body_line, source, status, folder)
     problems.extend(found)
     problems.extend(secret_problems(body, body_line, source))
@@ -211,9 +245,16 @@ def secret_problems(body: str, body_line: int, source: str) -> list[LintProblem]
     out = []
     for finding in Redactor(("secret", "card", "iban")).findings(body):
         line = body_line + body.count("\n", 0, finding.start)
-        out.append(LintProblem(source, line, ERROR, "secret",
-                               f"this looks like a {'secret' if finding.kind == 'secret' else finding.kind} "
-                               "(password, key, token or account number): remove it from the article"))
+        out.append(
+            LintProblem(
+                source,
+                line,
+                ERROR,
+                "secret",
+                f"this looks like a {'secret' if finding.kind == 'secret' else finding.kind} "
+                "(password, key, token or account number): remove it from the article",
+            )
+        )
     return out
 
 
@@ -238,8 +279,12 @@ def front_matter_problems(meta: dict, key_lines: dict[str, int], source: str) ->
             add(key, f"missing required field '{key}'")
     for key in meta:
         if str(key) not in KNOWN_FIELDS:
-            add(str(key), f"unknown field '{key}' (known: {', '.join(KNOWN_FIELDS)})", WARNING,
-                "unknown-field")
+            add(
+                str(key),
+                f"unknown field '{key}' (known: {', '.join(KNOWN_FIELDS)})",
+                WARNING,
+                "unknown-field",
+            )
     for key in ("id", "title", "status", "audience", "product", "category", "owner"):
         if isinstance(meta.get(key), (dict, list)):
             add(key, f"field '{key}' must be text")
@@ -261,8 +306,10 @@ def front_matter_problems(meta: dict, key_lines: dict[str, int], source: str) ->
         except ValueError:
             add(key, f"field '{key}' is not a valid date (YYYY-MM-DD): {value!r}")
     tags = meta.get("tags")
-    if tags not in (None, "") and not isinstance(tags, str) and not (
-        isinstance(tags, list) and all(isinstance(t, (str, int, float)) for t in tags)
+    if (
+        tags not in (None, "")
+        and not isinstance(tags, str)
+        and not (isinstance(tags, list) and all(isinstance(t, (str, int, float)) for t in tags))
     ):
         add("tags", "field 'tags' must be a list of words")
     if len(str(meta.get("title") or "")) > 300:
@@ -276,21 +323,38 @@ def article_problems(parsed: ParsedArticle, source: str, *, today: dt.date) -> l
     lines = parsed.front_matter_lines
     out: list[LintProblem] = []
     if article.audience == "public" and article.status != "validated":
-        out.append(LintProblem(
-            source, lines.get("audience", 1), ERROR, "public-not-validated",
-            f"audience is public but status is {article.status}: only validated articles "
-            "may be public (make it internal, or validate it)",
-        ))
+        out.append(
+            LintProblem(
+                source,
+                lines.get("audience", 1),
+                ERROR,
+                "public-not-validated",
+                f"audience is public but status is {article.status}: only validated articles "
+                "may be public (make it internal, or validate it)",
+            )
+        )
     if article.status != "archived":
         if not article.review_by:
-            out.append(LintProblem(source, lines.get("id", 1), WARNING, "no-review-date",
-                                   "no review_by date: set when the article is due for review"))
+            out.append(
+                LintProblem(
+                    source,
+                    lines.get("id", 1),
+                    WARNING,
+                    "no-review-date",
+                    "no review_by date: set when the article is due for review",
+                )
+            )
         elif dt.date.fromisoformat(article.review_by) < today:
             days = (today - dt.date.fromisoformat(article.review_by)).days
-            out.append(LintProblem(
-                source, lines.get("review_by", 1), WARNING, "review-overdue",
-                f"review date {article.review_by} passed {days} day{'s' if days != 1 else ''} ago",
-            ))
+            out.append(
+                LintProblem(
+                    source,
+                    lines.get("review_by", 1),
+                    WARNING,
+                    "review-overdue",
+                    f"review date {article.review_by} passed {days} day{'s' if days != 1 else ''} ago",
+                )
+            )
     return out
 
 
@@ -312,7 +376,11 @@ def _sections(tokens: list) -> list[tuple[str, int, bool]]:
 
 
 def body_problems(
-    body: str, body_line: int, source: str, status: str, folder: Path | None,
+    body: str,
+    body_line: int,
+    source: str,
+    status: str,
+    folder: Path | None,
 ) -> tuple[list[LintProblem], Links]:
     """Raw HTML, broken relative links, empty sections and missing house sections; and
     the body's links to other article files."""
@@ -331,21 +399,40 @@ def body_problems(
 
     for token in tokens:
         if token.type == "html_block":
-            out.append(LintProblem(source, line_of(token), ERROR, "raw-html",
-                                   f"raw HTML is shown as text, not rendered: {_clip(token.content)}"))
+            out.append(
+                LintProblem(
+                    source,
+                    line_of(token),
+                    ERROR,
+                    "raw-html",
+                    f"raw HTML is shown as text, not rendered: {_clip(token.content)}",
+                )
+            )
         for child in token.children or []:
             if child.type == "html_inline":
-                out.append(LintProblem(source, line_of(child, token, child.content), ERROR,
-                                       "raw-html",
-                                       f"raw HTML is shown as text, not rendered: {_clip(child.content)}"))
+                out.append(
+                    LintProblem(
+                        source,
+                        line_of(child, token, child.content),
+                        ERROR,
+                        "raw-html",
+                        f"raw HTML is shown as text, not rendered: {_clip(child.content)}",
+                    )
+                )
             elif child.type in ("link_open", "image") and is_protocol_relative(
-                    child.attrGet("href") or child.attrGet("src") or ""):
+                child.attrGet("href") or child.attrGet("src") or ""
+            ):
                 href = child.attrGet("href") or child.attrGet("src") or ""
-                out.append(LintProblem(
-                    source, line_of(child, token, href), ERROR, "protocol-relative-link",
-                    f"{'image' if child.type == 'image' else 'link'} {_clip(href)!r} points at "
-                    "another site without saying so: write it with https:, or make it relative",
-                ))
+                out.append(
+                    LintProblem(
+                        source,
+                        line_of(child, token, href),
+                        ERROR,
+                        "protocol-relative-link",
+                        f"{'image' if child.type == 'image' else 'link'} {_clip(href)!r} points at "
+                        "another site without saying so: write it with https:, or make it relative",
+                    )
+                )
             elif child.type == "link_open":
                 href = child.attrGet("href") or ""
                 target = _relative_article_target(href)
@@ -354,22 +441,42 @@ def body_problems(
                 line = line_of(child, token, href)
                 links.append((line, href, target))
                 if folder is not None and not (folder / target).exists():
-                    out.append(LintProblem(source, line, ERROR, "broken-link",
-                                           f"link to {href!r}: no such article file"))
+                    out.append(
+                        LintProblem(
+                            source,
+                            line,
+                            ERROR,
+                            "broken-link",
+                            f"link to {href!r}: no such article file",
+                        )
+                    )
     sections = _sections(tokens)
     for heading, offset, has_content in sections:
         if not has_content:
-            out.append(LintProblem(
-                source, body_line + offset, WARNING if status == "draft" else ERROR,
-                "empty-section", f"section '{heading}' is empty" if heading
-                else "an untitled '##' section is empty",
-            ))
+            out.append(
+                LintProblem(
+                    source,
+                    body_line + offset,
+                    WARNING if status == "draft" else ERROR,
+                    "empty-section",
+                    f"section '{heading}' is empty"
+                    if heading
+                    else "an untitled '##' section is empty",
+                )
+            )
     present = {heading.lower() for heading, _, _ in sections}
     missing = [h for h in HOUSE_SECTIONS if h.lower() not in present]
     if missing and status != "archived":
-        out.append(LintProblem(source, body_line, WARNING, "missing-section",
-                               f"missing house section{'s' if len(missing) > 1 else ''}: "
-                               + ", ".join(f"## {h}" for h in missing)))
+        out.append(
+            LintProblem(
+                source,
+                body_line,
+                WARNING,
+                "missing-section",
+                f"missing house section{'s' if len(missing) > 1 else ''}: "
+                + ", ".join(f"## {h}" for h in missing),
+            )
+        )
     return out, links
 
 

@@ -50,8 +50,16 @@ class Article:
 
     def fingerprint(self) -> str:
         return content_hash(
-            self.title, self.body, self.status, self.audience, self.product, self.category,
-            self.tags, self.owner, self.review_by, self.updated,
+            self.title,
+            self.body,
+            self.status,
+            self.audience,
+            self.product,
+            self.category,
+            self.tags,
+            self.owner,
+            self.review_by,
+            self.updated,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -61,8 +69,18 @@ class Article:
 # Incident fields that hold free text as a ticket system or a person wrote it: all are
 # redacted before they are stored and searched by erasure (the id, the state, the dates and
 # the yes/no of escalation are checked values).
-INCIDENT_TEXT_FIELDS = ("title", "description", "resolution", "resolution_code", "category", "product",
-                        "assignment_group", "priority", "customer_tier", "article_id")
+INCIDENT_TEXT_FIELDS = (
+    "title",
+    "description",
+    "resolution",
+    "resolution_code",
+    "category",
+    "product",
+    "assignment_group",
+    "priority",
+    "customer_tier",
+    "article_id",
+)
 
 
 @dataclass
@@ -90,8 +108,18 @@ class Incident:
         return self.status in ("resolved", "closed") and bool(self.resolution.strip())
 
     def fingerprint(self) -> str:
-        parts = [self.title, self.description, self.resolution, self.resolution_code, self.category,
-                 self.product, self.status, self.opened_at, self.resolved_at, self.article_id]
+        parts = [
+            self.title,
+            self.description,
+            self.resolution,
+            self.resolution_code,
+            self.category,
+            self.product,
+            self.status,
+            self.opened_at,
+            self.resolved_at,
+            self.article_id,
+        ]
         routing = [self.assignment_group, self.priority, self.escalated, self.customer_tier]
         # Without routing facts the fingerprint is what it was before they existed: stores
         # filled earlier see their incidents as unchanged.
@@ -161,4 +189,3 @@ class Suggestion:
     p_answerable: float | None = None  # P(the store holds an answer), where fitted
     calibrated_for: str = "*"  # whose confidence maps judged it ("*": the store-wide ones)
     language: dict[str, Any] = field(default_factory=dict)  # kb.language.request_language()
-

@@ -72,7 +72,9 @@ def parse_kinds(setting: str | Iterable[str] | None) -> tuple[str, ...]:
     Raises ValueError naming an unknown kind."""
     if setting is None:
         return DEFAULT_KINDS
-    items = [s.strip().lower() for s in (setting.split(",") if isinstance(setting, str) else setting)]
+    items = [
+        s.strip().lower() for s in (setting.split(",") if isinstance(setting, str) else setting)
+    ]
     items = [s for s in items if s]
     if not items:
         return DEFAULT_KINDS
@@ -80,7 +82,9 @@ def parse_kinds(setting: str | Iterable[str] | None) -> tuple[str, ...]:
         return ()
     unknown = [s for s in items if s not in KINDS]
     if unknown:
-        raise ValueError(f"unknown redaction kind {unknown[0]!r}; choose from {', '.join(KINDS)} or none")
+        raise ValueError(
+            f"unknown redaction kind {unknown[0]!r}; choose from {', '.join(KINDS)} or none"
+        )
     return tuple(k for k in KINDS if k in items)
 
 
@@ -91,7 +95,9 @@ def parse_phone_regions(setting: str | Iterable[str] | None) -> tuple[str, ...]:
 
     if setting is None:
         return DEFAULT_PHONE_REGIONS
-    items = [s.strip().upper() for s in (setting.split(",") if isinstance(setting, str) else setting)]
+    items = [
+        s.strip().upper() for s in (setting.split(",") if isinstance(setting, str) else setting)
+    ]
     items = [s for s in items if s]
     if not items:
         return DEFAULT_PHONE_REGIONS
@@ -99,7 +105,9 @@ def parse_phone_regions(setting: str | Iterable[str] | None) -> tuple[str, ...]:
         return ()
     unknown = [s for s in items if s not in phonenumbers.SUPPORTED_REGIONS]
     if unknown:
-        raise ValueError(f"unknown phone region {unknown[0]!r}; use two-letter region codes such as US, DE, JP")
+        raise ValueError(
+            f"unknown phone region {unknown[0]!r}; use two-letter region codes such as US, DE, JP"
+        )
     return tuple(dict.fromkeys(items))
 
 
@@ -107,13 +115,16 @@ def parse_phone_regions(setting: str | Iterable[str] | None) -> tuple[str, ...]:
 
 _PRIVATE_KEY = re.compile(
     r"-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----.*?"
-    r"(?:-----END [A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----|\Z)", re.S)
+    r"(?:-----END [A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----|\Z)",
+    re.S,
+)
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")
 _PREFIXED_TOKEN = re.compile(
     r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{40,}|glpat-[A-Za-z0-9_-]{20,}"
     r"|xox[abposr]-[A-Za-z0-9-]{10,}|(?:AKIA|ASIA)[0-9A-Z]{16}|(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}"
     r"|sk-(?:proj-)?[A-Za-z0-9_-]{20,}|AIza[0-9A-Za-z_-]{35}|npm_[A-Za-z0-9]{36}"
-    r"|SG\.[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,})")
+    r"|SG\.[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,})"
+)
 # Names of a credential, in English and the languages support desks commonly write in
 # (besides those detect-secrets lists, added at first use: see _credential_pattern).
 _CREDENTIAL_WORDS = (
@@ -121,19 +132,26 @@ _CREDENTIAL_WORDS = (
     r"secret[_-]?key|private[_-]?key|account[_-]?key|accountkey|shared[_-]?key|sharedaccesskey|"
     r"auth[_-]?token|access[_-]?token|refresh[_-]?token|token|pin|credentials?|"
     r"passwort|kennwort|mot[ _-]de[ _-]passe|contrase(?:ñ|n)a|clave|senha|wachtwoord|l(?:ö|o)senord|"
-    r"adgangskode|passord|salasana|has(?:ł|l)o|parola|heslo|jelsz(?:ó|o)|пароль|パスワード|密码|密碼|비밀번호")
+    r"adgangskode|passord|salasana|has(?:ł|l)o|parola|heslo|jelsz(?:ó|o)|пароль|パスワード|密码|密碼|비밀번호"
+)
 # The credential name may end a variable name joined by "_", "-" or "." (DB_PASSWORD,
 # MYSQL_ROOT_PASSWORD, AWS_SECRET_ACCESS_KEY, spring.datasource.password); a name that goes
 # on (PASSWORD_FILE, credential.provider.path) names something else.
 _VALUE = r"(?P<value>\"[^\"\n]{1,200}\"|'[^'\n]{1,200}'|[^\s,;\"'<>]{1,200})"
 _SEPARATOR = r"[\"']?(?P<sep>\s{0,20}[:=]\s{0,20}|\s{1,20}(?:is|was|ist|war|est|es|era)\s{1,20})"
-_AUTH_HEADER = re.compile(r"(?im)\b(?:authorization|proxy-authorization)\s*:\s*(?:(?:bearer|basic|token|digest)\s+)?"
-                          r"(?P<value>[^\s,;'\"]+)")
+_AUTH_HEADER = re.compile(
+    r"(?im)\b(?:authorization|proxy-authorization)\s*:\s*(?:(?:bearer|basic|token|digest)\s+)?"
+    r"(?P<value>[^\s,;'\"]+)"
+)
 _COOKIE_HEADER = re.compile(r"(?im)\b(?:set-)?cookie\s*:\s*(?P<value>[^\n]+)")
-_URL_PASSWORD = re.compile(r"\b[a-z][a-z0-9+.-]{0,31}://[^\s:/@?#]{1,256}:(?P<value>[^\s@/?#&]{1,256})@")
+_URL_PASSWORD = re.compile(
+    r"\b[a-z][a-z0-9+.-]{0,31}://[^\s:/@?#]{1,256}:(?P<value>[^\s@/?#&]{1,256})@"
+)
 _NOT_A_SECRET = re.compile(
     r"^(?:|null|none|nil|true|false|yes|no|undefined|\*+|x+|\.\.\.|<[^>]*>|\$\{[^}]*\}|\$[A-Z_][A-Z0-9_]*"
-    r"|[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+(?:\([^)]*\))?|[A-Za-z_][\w.]*[(\[].*|[a-z][a-z0-9+.-]{0,31}://\S*)$", re.I)
+    r"|[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+(?:\([^)]*\))?|[A-Za-z_][\w.]*[(\[].*|[a-z][a-z0-9+.-]{0,31}://\S*)$",
+    re.I,
+)
 _PLACEHOLDER_START = re.compile(r"\[(?:secret|card|iban|email|phone|ip|national_id)\]")
 _CREDENTIAL_CONTEXT = re.compile(rf"(?i)\b(?:{_CREDENTIAL_WORDS}|key|credential|bearer)s?\b")
 _LONG_STRING = re.compile(r"[A-Za-z0-9+/_=-]{24,}")
@@ -143,17 +161,23 @@ _IBAN = re.compile(r"(?i)\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{
 # Every repetition below is bounded (the lengths RFC 5321 allows), so that text such as
 # "a.a.a.a..." or "a-a-a-..." costs a bounded amount of work per position, not a scan to its end.
 # \w takes the letters of every script (internationalised addresses: jörg@müller.de).
-_EMAIL = re.compile(r"(?<![\w.%+-])\w[\w.%+'-]{0,63}@(?:[^\W_]|-){1,63}(?:\.(?:[^\W_]|-){1,63}){0,8}"
-                    r"\.(?P<tld>[^\W\d_]{2,24})\b")
+_EMAIL = re.compile(
+    r"(?<![\w.%+-])\w[\w.%+'-]{0,63}@(?:[^\W_]|-){1,63}(?:\.(?:[^\W_]|-){1,63}){0,8}"
+    r"\.(?P<tld>[^\W\d_]{2,24})\b"
+)
 # A stretch of digits, spaces, dashes, dots and brackets that could be a phone number;
 # phonenumbers decides. Not after a letter, digit, dot, slash, colon or "=" (paths, times,
 # versions, parameters), not before one.
-_PHONE_CANDIDATE = re.compile(r"(?<![\w.+/:=#-])(?:\+[ ]?|\()?\d[\d ().-]{5,30}\d\)?(?![\w/:]|[.-]\d)")
+_PHONE_CANDIDATE = re.compile(
+    r"(?<![\w.+/:=#-])(?:\+[ ]?|\()?\d[\d ().-]{5,30}\d\)?(?![\w/:]|[.-]\d)"
+)
 _SSN = re.compile(r"(?<![\w.-])\d{3}([- ])\d{2}\1\d{4}(?![\w-]|\.\d)")
 # Not inside a dotted name (1.7.0.51.x86_64, 10.1.1.0.jar); a full stop ending a sentence may
 # follow. A dash may come before (Connection(4)-10.95.89.20): versions after one (hadoop-0.20.1.0)
 # are taken too, the price of not missing an address.
-_IPV4 = re.compile(r"(?<![\w.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?!\w|\.\w)")
+_IPV4 = re.compile(
+    r"(?<![\w.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?!\w|\.\w)"
+)
 _IPV6_CANDIDATE = re.compile(r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?![\w:])")
 
 # Provider rules of detect-secrets whose patterns run in linear time (the linear-time test
@@ -161,11 +185,19 @@ _IPV6_CANDIDATE = re.compile(r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){
 # lines), nor does it report where in a text a finding is: the credential-name rule below
 # reads its list of names instead.
 SECRET_PLUGINS = (
-    ("aws", "AWSKeyDetector"), ("azure_storage_key", "AzureStorageKeyDetector"), ("slack", "SlackDetector"),
-    ("github_token", "GitHubTokenDetector"), ("gitlab_token", "GitLabTokenDetector"),
-    ("stripe", "StripeDetector"), ("sendgrid", "SendGridDetector"), ("twilio", "TwilioKeyDetector"),
-    ("telegram_token", "TelegramBotTokenDetector"), ("discord", "DiscordBotTokenDetector"),
-    ("mailchimp", "MailchimpDetector"), ("pypi_token", "PypiTokenDetector"), ("square_oauth", "SquareOAuthDetector"),
+    ("aws", "AWSKeyDetector"),
+    ("azure_storage_key", "AzureStorageKeyDetector"),
+    ("slack", "SlackDetector"),
+    ("github_token", "GitHubTokenDetector"),
+    ("gitlab_token", "GitLabTokenDetector"),
+    ("stripe", "StripeDetector"),
+    ("sendgrid", "SendGridDetector"),
+    ("twilio", "TwilioKeyDetector"),
+    ("telegram_token", "TelegramBotTokenDetector"),
+    ("discord", "DiscordBotTokenDetector"),
+    ("mailchimp", "MailchimpDetector"),
+    ("pypi_token", "PypiTokenDetector"),
+    ("square_oauth", "SquareOAuthDetector"),
 )
 
 
@@ -183,13 +215,15 @@ def plugin_patterns() -> tuple[re.Pattern, ...]:
 
 @functools.cache
 def _credential_pattern() -> re.Pattern:
-    """"password: hunter2", "DB_PASSWORD=hunter2", "api_key = 'abc'", "das Passwort ist …":
+    """ "password: hunter2", "DB_PASSWORD=hunter2", "api_key = 'abc'", "das Passwort ist …":
     a credential name, then ":" or "=" or "is", then the value."""
     from detect_secrets.plugins.keyword import DENYLIST
 
     words = "|".join([_CREDENTIAL_WORDS, *(w.replace("_?", "[_-]?") for w in DENYLIST)])
-    return re.compile(rf"(?i)(?<![A-Za-z0-9])(?:{words})(?![A-Za-z0-9])"
-                      rf"{_SEPARATOR}{_VALUE}")
+    return re.compile(
+        rf"(?i)(?<![A-Za-z0-9])(?:{words})(?![A-Za-z0-9])"
+        rf"{_SEPARATOR}{_VALUE}"
+    )
 
 
 def library_patterns() -> tuple[re.Pattern, ...]:
@@ -222,12 +256,20 @@ def _looks_random(text: str) -> bool:
         return False  # a hex digest (content hashes, checksums, commit ids)
     if "=" in text.rstrip("="):
         return False  # name=value, not base64 (whose "=" only pads the end)
-    if any(re.fullmatch(r"[a-z]{4,}(?:[-_][a-z]+)*", part) for part in text.split("/")[:-1] + text.split("/")[1:]):
+    if any(
+        re.fullmatch(r"[a-z]{4,}(?:[-_][a-z]+)*", part)
+        for part in text.split("/")[:-1] + text.split("/")[1:]
+    ):
         return False  # a URL or file path (…/blob/61a944fd…/storm-webapp)
     digits = sum(c.isdigit() for c in text)
     letters = sum(c.isalpha() for c in text)
-    return (digits >= 3 and letters >= 3 and text.count("-") < 2 and text.count("_") < 2
-            and entropy(text) >= 3.5)
+    return (
+        digits >= 3
+        and letters >= 3
+        and text.count("-") < 2
+        and text.count("_") < 2
+        and entropy(text) >= 3.5
+    )
 
 
 def _password_like(value: str) -> bool:
@@ -236,14 +278,18 @@ def _password_like(value: str) -> bool:
     core = value.strip("\"'.,;:!?")
     if len(core) < 4:
         return False
-    return bool(re.search(r"\d", core) or re.search(r"\w[^\w\s]\w", core) or re.search(r"[a-z][A-Z]", core))
+    return bool(
+        re.search(r"\d", core) or re.search(r"\w[^\w\s]\w", core) or re.search(r"[a-z][A-Z]", core)
+    )
 
 
 def _plugin_span(match: re.Match) -> tuple[int, int]:
     """The secret in a provider rule's match: its group when that is long enough to be
     the secret (not a prefix such as ``ghp``), else the match without a leading ``Name=``
     (``AccountKey=…`` keeps its name)."""
-    groups = [g for g in range(1, match.re.groups + 1) if match.group(g) and len(match.group(g)) >= 16]
+    groups = [
+        g for g in range(1, match.re.groups + 1) if match.group(g) and len(match.group(g)) >= 16
+    ]
     if groups:
         return match.span(max(groups, key=lambda g: len(match.group(g))))
     start, end = match.span()
@@ -270,7 +316,11 @@ def _secrets(text: str, *, context: bool = True) -> list[tuple[int, int]]:
             if sep == ":" and value[:1] not in "\"'" and not _password_like(value):
                 continue  # "password: Configuration problem", "for (String token : tokens)"
             bare = value.strip("\"'").rstrip(".,;:!?)")
-            if len(bare) < 4 or _NOT_A_SECRET.match(bare) or (pattern is _URL_PASSWORD and bare.isdigit()):
+            if (
+                len(bare) < 4
+                or _NOT_A_SECRET.match(bare)
+                or (pattern is _URL_PASSWORD and bare.isdigit())
+            ):
                 continue  # password = null, token: getToken(), key=Config.DEFAULT_KEY
             spans.append(match.span("value"))
     for line in re.finditer(r"[^\n]+", text) if context else ():
@@ -314,7 +364,9 @@ def _card_shaped(value: str) -> bool:
     groups = [len(g) for g in re.split(r"[ .-]", value)]
     if len(groups) == 1:
         return True
-    return tuple(groups) in _CARD_GROUPS or (all(g == 4 for g in groups[:-1]) and 1 <= groups[-1] <= 4)
+    return tuple(groups) in _CARD_GROUPS or (
+        all(g == 4 for g in groups[:-1]) and 1 <= groups[-1] <= 4
+    )
 
 
 def _cards(text: str) -> list[tuple[int, int]]:
@@ -322,10 +374,15 @@ def _cards(text: str) -> list[tuple[int, int]]:
     for match in _CARD.finditer(text):
         value = match.group(0)
         digits = re.sub(r"\D", "", value)
-        if not (13 <= len(digits) <= 19 and len(set(digits)) > 1 and _card_shaped(value)
-                and _card_issuer(digits) and luhn_ok(digits)):
+        if not (
+            13 <= len(digits) <= 19
+            and len(set(digits)) > 1
+            and _card_shaped(value)
+            and _card_issuer(digits)
+            and luhn_ok(digits)
+        ):
             continue
-        if _IBAN_HEAD.search(text[max(0, match.start() - 6):match.start()]):
+        if _IBAN_HEAD.search(text[max(0, match.start() - 6) : match.start()]):
             continue  # the digits of an account number whose checksum failed, not a card
         spans.append(match.span())
     return spans
@@ -356,14 +413,17 @@ def _emails(text: str) -> list[tuple[int, int]]:
 
 
 # A date or a date and time, which phone-shaped digits often are in logs.
-_DATE_LIKE = re.compile(r"(?:^|\D)(?:\d{4}[-/.](?:0?[1-9]|1[0-2])[-/.](?:[0-2]?\d|3[01])"
-                        r"|(?:[0-2]?\d|3[01])[-/.](?:[0-2]?\d|3[01])[-/.](?:19|20)\d\d)(?:\D|$)")
+_DATE_LIKE = re.compile(
+    r"(?:^|\D)(?:\d{4}[-/.](?:0?[1-9]|1[0-2])[-/.](?:[0-2]?\d|3[01])"
+    r"|(?:[0-2]?\d|3[01])[-/.](?:[0-2]?\d|3[01])[-/.](?:19|20)\d\d)(?:\D|$)"
+)
 # Words that say a number is a phone number: a run of digits without separators (2125552372)
 # is one only after such a word (it is more often a count, a size or an id).
 _PHONE_CONTEXT = re.compile(
     r"(?i)\b(?:phone|tel|call|mobile|cell|number|contact|reach|fax|sms|text|whatsapp|ring|dial|callback|"
     r"telefon|handy|rückruf|ruf|nummer|téléphone|portable|appel|joindre|joignable|teléfono|móvil|llamar|"
-    r"telefone|numero|número|電話|連絡|携帯)(?:s|ed|ing)?\b")
+    r"telefone|numero|número|電話|連絡|携帯)(?:s|ed|ing)?\b"
+)
 
 
 @functools.cache
@@ -404,7 +464,9 @@ def _valid_phone(candidate: str, regions: tuple[str, ...], budget: _Budget) -> b
             number = pn.parse(candidate, None)
         except pn.NumberParseException:
             return False
-        return pn.is_possible_number(number)  # "+" and a country code, though its range may be unassigned
+        return pn.is_possible_number(
+            number
+        )  # "+" and a country code, though its range may be unassigned
     for region in regions:
         # The shape a national number is written in, checked before the (slower) parse: with
         # the trunk prefix (0171 2345678) or an international prefix (0049 …), or in North
@@ -423,16 +485,19 @@ def _valid_phone(candidate: str, regions: tuple[str, ...], budget: _Budget) -> b
             number = pn.parse(candidate, region, keep_raw_input=True)
         except pn.NumberParseException:
             continue
-        if number.country_code_source not in (pn.CountryCodeSource.FROM_DEFAULT_COUNTRY,
-                                              pn.CountryCodeSource.FROM_NUMBER_WITH_IDD):
+        if number.country_code_source not in (
+            pn.CountryCodeSource.FROM_DEFAULT_COUNTRY,
+            pn.CountryCodeSource.FROM_NUMBER_WITH_IDD,
+        ):
             continue  # digits that only start like a country code (49 99 34 81 51)
         if pn.is_valid_number(number):
             return True
     return False
 
 
-def _phone_span(text: str, start: int, candidate: str, regions: tuple[str, ...],
-                budget: _Budget) -> tuple[int, int] | None:
+def _phone_span(
+    text: str, start: int, candidate: str, regions: tuple[str, ...], budget: _Budget
+) -> tuple[int, int] | None:
     """Where ``candidate`` (found at ``start``) is a phone number, or None."""
     if candidate.endswith(")") and candidate.count("(") < candidate.count(")"):
         candidate = candidate[:-1]  # VARCHAR(2147483647)
@@ -459,7 +524,7 @@ def _phones(text: str, regions: tuple[str, ...] = DEFAULT_PHONE_REGIONS) -> list
     spans, budget = [], _Budget(text)
     for match in _PHONE_CANDIDATE.finditer(text):
         candidate = match.group(0).rstrip(" .-")
-        if _IBAN_HEAD.search(text[max(0, match.start() - 6):match.start()]):
+        if _IBAN_HEAD.search(text[max(0, match.start() - 6) : match.start()]):
             continue  # the digits of an account number whose checksum failed
         span = _phone_span(text, match.start(), candidate, regions, budget)
         if span:
@@ -469,8 +534,9 @@ def _phones(text: str, regions: tuple[str, ...] = DEFAULT_PHONE_REGIONS) -> list
     return spans
 
 
-def _phones_in_groups(text: str, offset: int, candidate: str, regions: tuple[str, ...],
-                      budget: _Budget) -> list[tuple[int, int]]:
+def _phones_in_groups(
+    text: str, offset: int, candidate: str, regions: tuple[str, ...], budget: _Budget
+) -> list[tuple[int, int]]:
     """Numbers inside a candidate that is not one as a whole: runs of its space-separated
     groups, from the left, the longest first."""
     groups = [(g.start(), g.end()) for g in re.finditer(r"[^ ]+", candidate)]
@@ -479,7 +545,7 @@ def _phones_in_groups(text: str, offset: int, candidate: str, regions: tuple[str
         for j in range(min(len(groups), i + _PHONE_MAX_GROUPS), i, -1):
             if j - i == len(groups):
                 continue  # the whole candidate, tried already
-            part = candidate[groups[i][0]:groups[j - 1][1]].rstrip(".-")
+            part = candidate[groups[i][0] : groups[j - 1][1]].rstrip(".-")
             if not 7 <= sum(c.isdigit() for c in part) <= 15:
                 continue
             span = _phone_span(text, offset + groups[i][0], part, regions, budget)
@@ -522,23 +588,37 @@ def _printable(text: str, start: int, end: int) -> bool:
     return not _BINARY.search(text, max(0, start - 1), end)
 
 
-DETECTORS = {"secret": _secrets, "card": _cards, "iban": _ibans, "email": _emails,
-             "phone": _phones, "ip": _ips, "national_id": _national_ids}
+DETECTORS = {
+    "secret": _secrets,
+    "card": _cards,
+    "iban": _ibans,
+    "email": _emails,
+    "phone": _phones,
+    "ip": _ips,
+    "national_id": _national_ids,
+}
 # Earlier kinds win where findings overlap (a card inside a cookie value is a secret).
 PRIORITY = ("secret", "iban", "card", "email", "ip", "national_id", "phone")
 
 
 # One of each kind, numbers of every default region: what Redactor.load redacts once.
-_WARM_UP = ("DB_PASSWORD=x1y2z3w4 AKIAIOSFODNN7EXAMPLE x@example.com 10.1.2.3 536-90-4399 4539 1488 0343 6467 "
-            "DE89 3704 0044 0532 0130 00 +1 212 555 4616 call 212 555 4616 0171 2345678 020 7946 0018 "
-            "01 42 68 53 00 03-1234-5809")
+_WARM_UP = (
+    "DB_PASSWORD=x1y2z3w4 AKIAIOSFODNN7EXAMPLE x@example.com 10.1.2.3 536-90-4399 4539 1488 0343 6467 "
+    "DE89 3704 0044 0532 0130 00 +1 212 555 4616 call 212 555 4616 0171 2345678 020 7946 0018 "
+    "01 42 68 53 00 03-1234-5809"
+)
 
 
 class Redactor:
     """Finds and replaces the configured kinds. Stateless; safe to share."""
 
-    def __init__(self, kinds: Iterable[str] = DEFAULT_KINDS, *, context: bool = True,
-                 phone_regions: Iterable[str] = DEFAULT_PHONE_REGIONS):
+    def __init__(
+        self,
+        kinds: Iterable[str] = DEFAULT_KINDS,
+        *,
+        context: bool = True,
+        phone_regions: Iterable[str] = DEFAULT_PHONE_REGIONS,
+    ):
         wanted = set(kinds)
         self.kinds = tuple(k for k in PRIORITY if k in wanted)
         # The high-entropy rule reads a line for words like "key" or "token"; raw database
@@ -592,7 +672,7 @@ class Redactor:
         text = normalise_text(text)
         out, cursor = [], 0
         for finding in self.findings(text):
-            out.append(text[cursor:finding.start])
+            out.append(text[cursor : finding.start])
             out.append(f"[{finding.kind}]")
             cursor = finding.end
         out.append(text[cursor:])

@@ -50,7 +50,9 @@ def window_start(now: dt.datetime, days: int) -> str:
     return start.strftime("%Y-%m-%dT%H:%M:%S")
 
 
-def stale_articles(store: Any, *, days: int = 90, now: dt.datetime | None = None) -> list[dict[str, Any]]:
+def stale_articles(
+    store: Any, *, days: int = 90, now: dt.datetime | None = None
+) -> list[dict[str, Any]]:
     """Articles that are overdue, unused or passed over, most harmful first."""
     now = now or dt.datetime.now(dt.UTC)
     today = now.astimezone(dt.UTC).date()
@@ -61,7 +63,9 @@ def stale_articles(store: Any, *, days: int = 90, now: dt.datetime | None = None
     for row in store.article_activity():
         review_by = _date(row["review_by"])
         overdue = max(0, (today - review_by).days) if review_by else 0
-        existed_from = min(d for d in (_date(row["first_stored"]), _date(row["updated"]), today) if d)
+        existed_from = min(
+            d for d in (_date(row["first_stored"]), _date(row["updated"]), today) if d
+        )
         recent_use = max(row["last_used"] or "", row["last_linked"] or "") >= since
         unused = existed_from <= _date(since) and not recent_use
         seen = exposure.get(row["id"], {"shown": 0, "judged": 0, "skipped": 0})
@@ -74,20 +78,39 @@ def stale_articles(store: Any, *, days: int = 90, now: dt.datetime | None = None
             reasons.append(f"passed over {seen['skipped']} of {seen['judged']} times judged")
         flagged = flags.get(row["id"], {})
         if flagged:
-            reasons.append("flagged " + ", ".join(f"{kind} x{count}" for kind, count in sorted(flagged.items())))
+            reasons.append(
+                "flagged "
+                + ", ".join(f"{kind} x{count}" for kind, count in sorted(flagged.items()))
+            )
         if not reasons:
             continue
-        harm = (HARM_PER_FLAG * sum(flagged.values()) + HARM_PER_SKIP * seen["skipped"] + HARM_PER_OVERDUE_DAY * overdue
-                + (HARM_IF_UNUSED if unused else 0.0))
-        out.append({
-            "id": row["id"], "title": row["title"], "status": row["status"],
-            "owner": row["owner"] or "", "path": row["path"] or "",
-            "review_by": row["review_by"] or "", "overdue_days": overdue, "unused": unused,
-            "last_used": row["last_used"] or None, "last_linked_incident": row["last_linked"] or None,
-            "shown": seen["shown"], "judged": seen["judged"], "skipped": seen["skipped"],
-            "skip_rate": round(seen["skipped"] / seen["judged"], 4) if seen["judged"] else None,
-            "flags": sum(flagged.values()), "flag_kinds": dict(sorted(flagged.items())),
-            "harm": round(harm, 3), "reasons": reasons,
-        })
+        harm = (
+            HARM_PER_FLAG * sum(flagged.values())
+            + HARM_PER_SKIP * seen["skipped"]
+            + HARM_PER_OVERDUE_DAY * overdue
+            + (HARM_IF_UNUSED if unused else 0.0)
+        )
+        out.append(
+            {
+                "id": row["id"],
+                "title": row["title"],
+                "status": row["status"],
+                "owner": row["owner"] or "",
+                "path": row["path"] or "",
+                "review_by": row["review_by"] or "",
+                "overdue_days": overdue,
+                "unused": unused,
+                "last_used": row["last_used"] or None,
+                "last_linked_incident": row["last_linked"] or None,
+                "shown": seen["shown"],
+                "judged": seen["judged"],
+                "skipped": seen["skipped"],
+                "skip_rate": round(seen["skipped"] / seen["judged"], 4) if seen["judged"] else None,
+                "flags": sum(flagged.values()),
+                "flag_kinds": dict(sorted(flagged.items())),
+                "harm": round(harm, 3),
+                "reasons": reasons,
+            }
+        )
     out.sort(key=lambda a: (-a["harm"], a["id"]))
     return out

@@ -19,7 +19,10 @@ def _who(changed_by: str | None) -> str:
 
 
 dir_option = click.option(
-    "--dir", "folder", default=None, type=click.Path(file_okay=False),
+    "--dir",
+    "folder",
+    default=None,
+    type=click.Path(file_okay=False),
     help="Articles folder (default: $KB_ARTICLES_DIR or articles/).",
 )
 
@@ -38,8 +41,15 @@ def articles() -> None:
 @dir_option
 @pass_app
 @reports_errors
-def articles_new(app: AppContext, title: str, article_id: str | None, product: str,
-                 category: str, owner: str, folder: str | None) -> None:
+def articles_new(
+    app: AppContext,
+    title: str,
+    article_id: str | None,
+    product: str,
+    category: str,
+    owner: str,
+    folder: str | None,
+) -> None:
     """Create a draft article file from the house template and print its path.
 
     Front matter: status draft, audience internal, review_by in 180 days, updated
@@ -47,8 +57,14 @@ def articles_new(app: AppContext, title: str, article_id: str | None, product: s
     """
     from kb.authoring import scaffold_article
 
-    path = scaffold_article(_folder(app, folder), title, article_id=article_id,
-                            product=product, category=category, owner=owner)
+    path = scaffold_article(
+        _folder(app, folder),
+        title,
+        article_id=article_id,
+        product=product,
+        category=category,
+        owner=owner,
+    )
     click.echo(str(path))
 
 
@@ -82,8 +98,12 @@ def articles_lint(app: AppContext, paths: tuple[str, ...], as_json: bool, strict
 
 
 @articles.command(name="dupes")
-@click.option("--threshold", type=click.FloatRange(-1.0, 1.0), default=None,
-              help="Report pairs at least this alike (default: chosen from the data, as above).")
+@click.option(
+    "--threshold",
+    type=click.FloatRange(-1.0, 1.0),
+    default=None,
+    help="Report pairs at least this alike (default: chosen from the data, as above).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the pairs as JSON.")
 @home_option
 @pass_app
@@ -104,8 +124,10 @@ def articles_dupes(app: AppContext, threshold: float | None, as_json: bool) -> N
     if as_json:
         echo_json(report.to_dict())
         return
-    click.echo(f"{len(report.pairs)} pairs at or above {report.threshold:.3f} among "
-               f"{report.articles} articles ({report.threshold_source})")
+    click.echo(
+        f"{len(report.pairs)} pairs at or above {report.threshold:.3f} among "
+        f"{report.articles} articles ({report.threshold_source})"
+    )
     for pair in report.pairs:
         click.echo(f"{pair.similarity:.3f}  {pair.a}  ~  {pair.b}")
         click.echo(f"       {pair.title_a}  |  {pair.title_b}")
@@ -114,11 +136,17 @@ def articles_dupes(app: AppContext, threshold: float | None, as_json: bool) -> N
 
 
 @articles.command(name="stale")
-@click.option("--days", default=90, show_default=True, type=click.IntRange(1, 3650),
-              help="The usage window.")
+@click.option(
+    "--days", default=90, show_default=True, type=click.IntRange(1, 3650), help="The usage window."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
-@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 100000),
-              help="Show at most this many.")
+@click.option(
+    "--limit",
+    default=50,
+    show_default=True,
+    type=click.IntRange(1, 100000),
+    help="Show at most this many.",
+)
 @home_option
 @pass_app
 @reports_errors
@@ -156,14 +184,17 @@ def articles_stale(app: AppContext, days: int, as_json: bool, limit: int) -> Non
 
 @articles.command(name="draft-from-incident")
 @click.argument("incident_id")
-@click.option("--id", "article_id", default=None, help="Article id (default: from the incident's title).")
+@click.option(
+    "--id", "article_id", default=None, help="Article id (default: from the incident's title)."
+)
 @click.option("--owner", default="", help="Who will review the draft.")
 @dir_option
 @home_option
 @pass_app
 @reports_errors
-def articles_draft_from_incident(app: AppContext, incident_id: str, article_id: str | None,
-                                 owner: str, folder: str | None) -> None:
+def articles_draft_from_incident(
+    app: AppContext, incident_id: str, article_id: str | None, owner: str, folder: str | None
+) -> None:
     """Write a draft article from a resolved incident (KCS capture) and print its path.
 
     The customer's words become the Symptoms and the resolution note the Resolution; the
@@ -177,8 +208,9 @@ def articles_draft_from_incident(app: AppContext, incident_id: str, article_id: 
     target = _folder(app, folder)
     if article_id is None:
         default_id, _ = draft_from_incident(incident)
-        taken = (target / f"{default_id}.md").exists() or \
-            find_article_file(target, default_id, missing_ok=True) is not None
+        taken = (target / f"{default_id}.md").exists() or find_article_file(
+            target, default_id, missing_ok=True
+        ) is not None
         article_id = f"{default_id}-{slugify(incident.id)}".strip("-") if taken else default_id
     article_id, text = draft_from_incident(incident, article_id=article_id, owner=owner)
     click.echo(str(write_new_article(target, article_id, text)))
@@ -187,15 +219,30 @@ def articles_draft_from_incident(app: AppContext, incident_id: str, article_id: 
 @articles.command(name="set-state")
 @click.argument("article_id")
 @click.argument("state", type=click.Choice(["draft", "not_validated", "validated", "archived"]))
-@click.option("--audience", type=click.Choice(["internal", "public"]), default=None,
-              help="Also set the audience (public needs state validated).")
-@click.option("--by", "changed_by", default=None, help="Who made the change (default: kb --as NAME, else the OS user).")
+@click.option(
+    "--audience",
+    type=click.Choice(["internal", "public"]),
+    default=None,
+    help="Also set the audience (public needs state validated).",
+)
+@click.option(
+    "--by",
+    "changed_by",
+    default=None,
+    help="Who made the change (default: kb --as NAME, else the OS user).",
+)
 @dir_option
 @home_option
 @pass_app
 @reports_errors
-def articles_set_state(app: AppContext, article_id: str, state: str, audience: str | None,
-                       changed_by: str | None, folder: str | None) -> None:
+def articles_set_state(
+    app: AppContext,
+    article_id: str,
+    state: str,
+    audience: str | None,
+    changed_by: str | None,
+    folder: str | None,
+) -> None:
     """Change an article's state in its file and in the store.
 
     The front matter is edited in place (status, audience, updated; nothing else in the
@@ -209,19 +256,34 @@ def articles_set_state(app: AppContext, article_id: str, state: str, audience: s
     from kb.app.article_states import change_article_state
 
     app.require_home()
-    change = change_article_state(app.service(), article_id, state, folder=_folder(app, folder),
-                                  audience=audience, changed_by=_who(changed_by))
+    change = change_article_state(
+        app.service(),
+        article_id,
+        state,
+        folder=_folder(app, folder),
+        audience=audience,
+        changed_by=_who(changed_by),
+    )
     if not change.changed:
-        click.echo(f"{article_id} is already {change.new_status} ({change.new_audience}); "
-                   f"nothing to change in {change.path}")
+        click.echo(
+            f"{article_id} is already {change.new_status} ({change.new_audience}); "
+            f"nothing to change in {change.path}"
+        )
     else:
-        click.echo(f"{article_id}: {change.old_status} -> {change.new_status}"
-                   + (f", audience {change.old_audience} -> {change.new_audience}"
-                      if change.old_audience != change.new_audience else "")
-                   + f" in {change.path}")
+        click.echo(
+            f"{article_id}: {change.old_status} -> {change.new_status}"
+            + (
+                f", audience {change.old_audience} -> {change.new_audience}"
+                if change.old_audience != change.new_audience
+                else ""
+            )
+            + f" in {change.path}"
+        )
     if change.in_store:
-        click.echo(f"store: version {change.store_version}"
-                   + ("; removed from search" if change.left_search else ""))
+        click.echo(
+            f"store: version {change.store_version}"
+            + ("; removed from search" if change.left_search else "")
+        )
     for note in change.notes:
         click.echo(f"note: {note}")
 
@@ -242,8 +304,10 @@ def articles_history(app: AppContext, article_id: str, as_json: bool) -> None:
         echo_json({"id": article_id, "versions": history})
         return
     for entry in history:
-        click.echo(f"v{entry['version']}  {entry['changed_at']}  by {entry['changed_by'] or '?'}  "
-                   f"[{entry['status']}]  changed: {', '.join(entry['changes'])}")
+        click.echo(
+            f"v{entry['version']}  {entry['changed_at']}  by {entry['changed_by'] or '?'}  "
+            f"[{entry['status']}]  changed: {', '.join(entry['changes'])}"
+        )
         if entry["version"] > 1 and entry["diff"]:
             click.echo(entry["diff"].rstrip("\n"))
         click.echo("")

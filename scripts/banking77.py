@@ -43,9 +43,14 @@ def split_rows(rows: list[dict], holdout: float, dev: float, seed: int) -> tuple
 
 def incident(number: int, row: dict) -> dict:
     return {
-        "id": f"b77-{number:05d}", "title": "", "description": row["text"],
-        "resolution": row["category"], "resolution_code": row["category"],
-        "category": row["category"], "product": "banking", "status": "resolved",
+        "id": f"b77-{number:05d}",
+        "title": "",
+        "description": row["text"],
+        "resolution": row["category"],
+        "resolution_code": row["category"],
+        "category": row["category"],
+        "product": "banking",
+        "status": "resolved",
     }
 
 
@@ -60,14 +65,29 @@ def write_jsonl(path: Path, records) -> int:
 
 @click.command()
 @click.argument("source", type=click.Path(exists=True, dir_okay=False))
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder to write into.")
-@click.option("--holdout", default=0.1, show_default=True, help="Share of each intent held out for measuring.")
-@click.option("--dev-fraction", default=0.0, show_default=True, help="Share of each intent set aside for design choices.")
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Folder to write into.",
+)
+@click.option(
+    "--holdout", default=0.1, show_default=True, help="Share of each intent held out for measuring."
+)
+@click.option(
+    "--dev-fraction",
+    default=0.0,
+    show_default=True,
+    help="Share of each intent set aside for design choices.",
+)
 @click.option("--seed", default=77, show_default=True, help="Seed of the split.")
 def main(source: str, out_dir: str, holdout: float, dev_fraction: float, seed: int) -> None:
     """Banking77 train.csv -> incidents and labelled queries with a seeded split."""
     if not 0 < holdout < 1 or not 0 <= dev_fraction < 1 or holdout + dev_fraction >= 1:
-        raise click.BadParameter("holdout and dev fractions must be between 0 and 1 and leave rows to train on")
+        raise click.BadParameter(
+            "holdout and dev fractions must be between 0 and 1 and leave rows to train on"
+        )
     with open(source, encoding="utf-8", newline="") as handle:
         rows = list(csv.DictReader(handle))
     if not rows or not {"text", "category"} <= set(rows[0]):
@@ -76,13 +96,19 @@ def main(source: str, out_dir: str, holdout: float, dev_fraction: float, seed: i
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     query = lambda n: {"text": rows[n]["text"], "relevant": [rows[n]["category"]]}  # noqa: E731
-    n_inc = write_jsonl(out / "incidents.jsonl", (incident(n, rows[n]) for n in sorted(train + dev)))
+    n_inc = write_jsonl(
+        out / "incidents.jsonl", (incident(n, rows[n]) for n in sorted(train + dev))
+    )
     n_held = write_jsonl(out / "heldout.jsonl", (query(n) for n in held))
-    click.echo(f"{out / 'incidents.jsonl'}: {n_inc} incidents; {out / 'heldout.jsonl'}: {n_held} queries")
+    click.echo(
+        f"{out / 'incidents.jsonl'}: {n_inc} incidents; {out / 'heldout.jsonl'}: {n_held} queries"
+    )
     if dev:
         n_dev_inc = write_jsonl(out / "incidents-dev.jsonl", (incident(n, rows[n]) for n in train))
         n_dev = write_jsonl(out / "dev.jsonl", (query(n) for n in dev))
-        click.echo(f"{out / 'incidents-dev.jsonl'}: {n_dev_inc} incidents; {out / 'dev.jsonl'}: {n_dev} queries")
+        click.echo(
+            f"{out / 'incidents-dev.jsonl'}: {n_dev_inc} incidents; {out / 'dev.jsonl'}: {n_dev} queries"
+        )
 
 
 if __name__ == "__main__":

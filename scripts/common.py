@@ -17,8 +17,10 @@ from kb.config import Config, load_config
 from kb.errors import KBError, storage_failure
 
 _DIFFERENT_HOME = "the data home (default: $KB_HOME or ./kb_home)"
-_DATABASE_URL = ("a shared PostgreSQL database, postgresql://USER@HOST:PORT/NAME (default: $KB_DATABASE_URL; "
-                 "empty: SQLite in the data home)")
+_DATABASE_URL = (
+    "a shared PostgreSQL database, postgresql://USER@HOST:PORT/NAME (default: $KB_DATABASE_URL; "
+    "empty: SQLite in the data home)"
+)
 
 
 def _where() -> str:
@@ -48,7 +50,9 @@ class AppContext:
     @property
     def config(self) -> Config:
         if self._config is None:
-            self._config = load_config(home=self.home_override, database_url=self.database_url_override)
+            self._config = load_config(
+                home=self.home_override, database_url=self.database_url_override
+            )
             self._config.check_database_url()
         return self._config
 
@@ -70,7 +74,9 @@ class AppContext:
             self.service().store()
             return
         if not self.config.db_path.exists():
-            raise KBError(f"no data home at {self.config.home_path}: run `kb init` first (or set --home / KB_HOME)")
+            raise KBError(
+                f"no data home at {self.config.home_path}: run `kb init` first (or set --home / KB_HOME)"
+            )
 
     def close(self) -> None:
         if self._service is not None:
@@ -82,10 +88,26 @@ pass_app = click.make_pass_decorator(AppContext)
 
 def home_option(func: Callable) -> Callable:
     """--home and --database-url, on every command that opens the store."""
-    func = click.option("--database-url", "database_url", default=None, metavar="URL", help=_DATABASE_URL,
-                        expose_value=False, callback=_set_database_url, is_eager=True)(func)
-    return click.option("--home", "home", default=None, metavar="PATH", help=_DIFFERENT_HOME,
-                        expose_value=False, callback=_set_home, is_eager=True)(func)
+    func = click.option(
+        "--database-url",
+        "database_url",
+        default=None,
+        metavar="URL",
+        help=_DATABASE_URL,
+        expose_value=False,
+        callback=_set_database_url,
+        is_eager=True,
+    )(func)
+    return click.option(
+        "--home",
+        "home",
+        default=None,
+        metavar="PATH",
+        help=_DIFFERENT_HOME,
+        expose_value=False,
+        callback=_set_home,
+        is_eager=True,
+    )(func)
 
 
 def _set_database_url(ctx: click.Context, _param, value):
@@ -111,7 +133,9 @@ def reports_errors(func: Callable) -> Callable:
             raise click.ClickException(str(exc)) from None
         except BlockingIOError:
             where = "this database" if _database_url_set() else "this data home"
-            raise click.ClickException(f"another `kb index` or `kb tune` is running on {where}") from None
+            raise click.ClickException(
+                f"another `kb index` or `kb tune` is running on {where}"
+            ) from None
         except FileNotFoundError as exc:
             raise click.ClickException(f"not found: {exc.filename or exc}") from None
         except Exception as exc:
@@ -133,8 +157,9 @@ def terminal_progress() -> Progress:
 
     def start(label: str, total: int) -> None:
         finish()
-        bar = click.progressbar(length=total, label=f"{label:<10}", file=sys.stderr,
-                                show_eta=True, show_percent=True)
+        bar = click.progressbar(
+            length=total, label=f"{label:<10}", file=sys.stderr, show_eta=True, show_percent=True
+        )
         bar.__enter__()
         state["bar"] = bar
 
@@ -180,13 +205,22 @@ def set_acting_as(ctx: click.Context, _param, value):
     if value is not None:
         name = value.strip()
         if not name or len(name) > 100 or any(ord(c) < 32 or c == "\x7f" for c in name):
-            raise click.BadParameter("a name of 1 to 100 printable characters", ctx=ctx, param=_param)
+            raise click.BadParameter(
+                "a name of 1 to 100 printable characters", ctx=ctx, param=_param
+            )
         ctx.find_object(AppContext).acting_as = name
     return value
 
 
 def actor_option(func: Callable) -> Callable:
     """--as NAME, on every command that changes accounts, tokens or records."""
-    return click.option("--as", "acting_as", default=None, metavar="NAME", expose_value=False,
-                        callback=set_acting_as, is_eager=True,
-                        help="Who makes this change, as the audit log records it (default: the OS user).")(func)
+    return click.option(
+        "--as",
+        "acting_as",
+        default=None,
+        metavar="NAME",
+        expose_value=False,
+        callback=set_acting_as,
+        is_eager=True,
+        help="Who makes this change, as the audit log records it (default: the OS user).",
+    )(func)

@@ -10,15 +10,26 @@ from scripts.common import AppContext, echo_json, home_option, pass_app, reports
 
 
 @click.command()
-@click.option("--repair", is_flag=True,
-              help="Fix what can be fixed: remove leftovers of an interrupted indexer, drop "
-                   "untracked chunks, run the indexer (or rebuild), then check again.")
-@click.option("--privacy", is_flag=True,
-              help="Scan the raw bytes of the database, its WAL and the index files for unredacted "
-                   "secrets and personal data (or for --find TEXT), and finish pending erasures.")
-@click.option("--find", "needle", default="", metavar="TEXT",
-              help="With --privacy: report every file that holds TEXT (any letter case; full-width and "
-                   "other forms NFKC folds count).")
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="Fix what can be fixed: remove leftovers of an interrupted indexer, drop "
+    "untracked chunks, run the indexer (or rebuild), then check again.",
+)
+@click.option(
+    "--privacy",
+    is_flag=True,
+    help="Scan the raw bytes of the database, its WAL and the index files for unredacted "
+    "secrets and personal data (or for --find TEXT), and finish pending erasures.",
+)
+@click.option(
+    "--find",
+    "needle",
+    default="",
+    metavar="TEXT",
+    help="With --privacy: report every file that holds TEXT (any letter case; full-width and "
+    "other forms NFKC folds count).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @home_option
 @pass_app
@@ -63,10 +74,14 @@ def _privacy(app: AppContext, service, needle: str, as_json: bool) -> None:
     if as_json:
         echo_json(result)
     else:
-        click.echo(f"Scanned {report.files} files ({report.bytes / 2**20:.1f} MB) under {app.config.home_path}")
+        click.echo(
+            f"Scanned {report.files} files ({report.bytes / 2**20:.1f} MB) under {app.config.home_path}"
+        )
         if pending:
-            click.echo(f"Found {len(pending)} unfinished erasure(s) (the rows were gone, index files and "
-                       f"free pages not yet): finished now ({', '.join(map(str, finished))})")
+            click.echo(
+                f"Found {len(pending)} unfinished erasure(s) (the rows were gone, index files and "
+                f"free pages not yet): finished now ({', '.join(map(str, finished))})"
+            )
         if needle:
             for path, hits in report.needle_hits.items():
                 click.echo(f"  {path}: {hits} occurrence(s) of the text")

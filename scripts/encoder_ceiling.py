@@ -51,7 +51,10 @@ class ProductShapes:
     def macs_per_text(self, tokens: int) -> int:
         """Multiply-adds of one text of ``tokens`` word pieces: the weight matrices, and each
         attention product at tokens x hidden per token."""
-        return self.weight_macs_per_text(tokens) + self.activation_products * tokens * tokens * self.hidden
+        return (
+            self.weight_macs_per_text(tokens)
+            + self.activation_products * tokens * tokens * self.hidden
+        )
 
 
 def product_shapes(model) -> ProductShapes:
@@ -92,26 +95,36 @@ def _product_model(kind: str, rows: int, inner: int, outer: int) -> bytes:
 
     rng = np.random.default_rng(0)
     if kind == "int8":
-        inits = [numpy_helper.from_array(rng.integers(-127, 128, (inner, outer)).astype(np.int8), "W"),
-                 numpy_helper.from_array(np.full(outer, 0.01, np.float32), "scale"),
-                 numpy_helper.from_array(np.zeros(outer, np.int8), "zero")]
-        node = helper.make_node("DynamicQuantizeMatMul", ["A", "W", "scale", "zero"], ["Y"],
-                                domain="com.microsoft")
+        inits = [
+            numpy_helper.from_array(rng.integers(-127, 128, (inner, outer)).astype(np.int8), "W"),
+            numpy_helper.from_array(np.full(outer, 0.01, np.float32), "scale"),
+            numpy_helper.from_array(np.zeros(outer, np.int8), "zero"),
+        ]
+        node = helper.make_node(
+            "DynamicQuantizeMatMul", ["A", "W", "scale", "zero"], ["Y"], domain="com.microsoft"
+        )
         opsets = [helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
     else:
-        inits = [numpy_helper.from_array(rng.standard_normal((inner, outer)).astype(np.float32), "W")]
+        inits = [
+            numpy_helper.from_array(rng.standard_normal((inner, outer)).astype(np.float32), "W")
+        ]
         node = helper.make_node("MatMul", ["A", "W"], ["Y"])
         opsets = [helper.make_opsetid("", 17)]
     graph = helper.make_graph(
-        [node], "product", [helper.make_tensor_value_info("A", TensorProto.FLOAT, [rows, inner])],
-        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [rows, outer])], inits)
+        [node],
+        "product",
+        [helper.make_tensor_value_info("A", TensorProto.FLOAT, [rows, inner])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [rows, outer])],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=opsets)
     model.ir_version = 8
     return model.SerializeToString()
 
 
-def product_speed(kind: str, rows: int, inner: int, outer: int,
-                  budget: int = PRODUCT_MACS_PER_TIMING) -> float:
+def product_speed(
+    kind: str, rows: int, inner: int, outer: int, budget: int = PRODUCT_MACS_PER_TIMING
+) -> float:
     """Giga multiply-adds per second of one product on one thread, repeated until about
     ``budget`` multiply-adds (at least 5 runs)."""
     session = _session(_product_model(kind, rows, inner, outer))
@@ -157,14 +170,22 @@ def torch_docs_per_s(folder: Path, texts: list[str], threads: int) -> float:
     return len(texts) / throughput_seconds(embedder, texts, Progress(), "torch")
 
 
-def measure(folder: Path, cache: Path, texts: list[str], threads: int, with_torch: bool,
-            say=lambda line: None) -> dict:
+def measure(
+    folder: Path,
+    cache: Path,
+    texts: list[str],
+    threads: int,
+    with_torch: bool,
+    say=lambda line: None,
+) -> dict:
     import onnx
 
     from indexer.onnx_backend import OnnxEmbedder
 
     say("exporting (first time only)")
-    int8 = OnnxEmbedder.from_model_folder(folder, cache_dir=cache, threads=1, quantized=True, per_channel=True)
+    int8 = OnnxEmbedder.from_model_folder(
+        folder, cache_dir=cache, threads=1, quantized=True, per_channel=True
+    )
     fp32 = OnnxEmbedder.from_model_folder(folder, cache_dir=cache, threads=1, quantized=False)
     shapes = product_shapes(onnx.load(str(fp32.onnx_path)))
     # One text at a time, as the encoder tokenises it for a run of its own (no padding).
@@ -175,34 +196,47 @@ def measure(folder: Path, cache: Path, texts: list[str], threads: int, with_torc
     say("timing the products")
     per_shape = {}
     floor_ms = {"int8": 0.0, "float32": 0.0}
-    for (inner, outer) in sorted(set(shapes.weights)):
+    for inner, outer in sorted(set(shapes.weights)):
         uses = shapes.weights.count((inner, outer))
         speeds = {kind: product_speed(kind, tokens, inner, outer) for kind in floor_ms}
-        per_shape[f"{tokens}x{inner}x{outer}"] = {k: round(v, 1) for k, v in speeds.items()} | {"uses": uses}
+        per_shape[f"{tokens}x{inner}x{outer}"] = {k: round(v, 1) for k, v in speeds.items()} | {
+            "uses": uses
+        }
         for kind, speed in speeds.items():
             floor_ms[kind] += uses * tokens * inner * outer / speed / 1e6
     say("timing the exports text by text")
-    run_ms = {"int8": text_by_text_ms(int8.onnx_path, token_ids),
-              "float32": text_by_text_ms(fp32.onnx_path, token_ids)}
+    run_ms = {
+        "int8": text_by_text_ms(int8.onnx_path, token_ids),
+        "float32": text_by_text_ms(fp32.onnx_path, token_ids),
+    }
     result = {
-        "texts": len(texts), "mean_words": round(float(np.mean([len(t.split()) for t in texts])), 1),
-        "mean_tokens": tokens, "threads": threads,
-        "macs_per_text": macs, "weight_macs_per_text": shapes.weight_macs_per_text(tokens),
+        "texts": len(texts),
+        "mean_words": round(float(np.mean([len(t.split()) for t in texts])), 1),
+        "mean_tokens": tokens,
+        "threads": threads,
+        "macs_per_text": macs,
+        "weight_macs_per_text": shapes.weight_macs_per_text(tokens),
         "product_gmacs_one_thread": per_shape,
         "weight_products_ms_per_text": {k: round(v, 2) for k, v in floor_ms.items()},
         "run_ms_per_text_one_thread": {k: round(v, 2) for k, v in run_ms.items()},
         "products_share_of_run": {k: round(floor_ms[k] / run_ms[k], 3) for k in run_ms},
-        "docs_per_s_if_only_products": {k: round(threads * 1000 / v, 1) for k, v in floor_ms.items()},
-        "docs_per_s_text_by_text_ideal": {k: round(threads * 1000 / v, 1) for k, v in run_ms.items()},
+        "docs_per_s_if_only_products": {
+            k: round(threads * 1000 / v, 1) for k, v in floor_ms.items()
+        },
+        "docs_per_s_text_by_text_ideal": {
+            k: round(threads * 1000 / v, 1) for k, v in run_ms.items()
+        },
     }
     if with_torch:
         say("timing PyTorch float32 (batches of 64, as kb bench does)")
         torch_speed = torch_docs_per_s(folder, texts, threads)
         result["torch_docs_per_s"] = round(torch_speed, 1)
-        result["ceiling_vs_torch"] = {k: round(v / torch_speed, 2)
-                                      for k, v in result["docs_per_s_if_only_products"].items()}
-        result["text_by_text_ideal_vs_torch"] = {k: round(v / torch_speed, 2)
-                                                 for k, v in result["docs_per_s_text_by_text_ideal"].items()}
+        result["ceiling_vs_torch"] = {
+            k: round(v / torch_speed, 2) for k, v in result["docs_per_s_if_only_products"].items()
+        }
+        result["text_by_text_ideal_vs_torch"] = {
+            k: round(v / torch_speed, 2) for k, v in result["docs_per_s_text_by_text_ideal"].items()
+        }
     return result
 
 
@@ -216,35 +250,72 @@ def readable(r: dict) -> str:
     for shape, speeds in r["product_gmacs_one_thread"].items():
         lines.append(f"  {shape} x{speeds['uses']}: {speeds['int8']} / {speeds['float32']}")
     for kind in ("int8", "float32"):
-        lines.append(f"{kind} export: {r['run_ms_per_text_one_thread'][kind]} ms/text on one thread; "
-                     f"its weight products need at least {r['weight_products_ms_per_text'][kind]} ms "
-                     f"({r['products_share_of_run'][kind]:.0%} of the run)")
-    lines.append(f"on {r['threads']} threads: text by text at best "
-                 f"{r['docs_per_s_text_by_text_ideal']['int8']} docs/s (int8); "
-                 f"if all but the products were free {r['docs_per_s_if_only_products']['int8']} (int8), "
-                 f"{r['docs_per_s_if_only_products']['float32']} (float32)")
+        lines.append(
+            f"{kind} export: {r['run_ms_per_text_one_thread'][kind]} ms/text on one thread; "
+            f"its weight products need at least {r['weight_products_ms_per_text'][kind]} ms "
+            f"({r['products_share_of_run'][kind]:.0%} of the run)"
+        )
+    lines.append(
+        f"on {r['threads']} threads: text by text at best "
+        f"{r['docs_per_s_text_by_text_ideal']['int8']} docs/s (int8); "
+        f"if all but the products were free {r['docs_per_s_if_only_products']['int8']} (int8), "
+        f"{r['docs_per_s_if_only_products']['float32']} (float32)"
+    )
     if "torch_docs_per_s" in r:
-        lines.append(f"PyTorch float32: {r['torch_docs_per_s']} docs/s; best int8 ratio this CPU allows: "
-                     f"{r['text_by_text_ideal_vs_torch']['int8']}x text by text as run now, "
-                     f"{r['ceiling_vs_torch']['int8']}x if all but the products were free")
+        lines.append(
+            f"PyTorch float32: {r['torch_docs_per_s']} docs/s; best int8 ratio this CPU allows: "
+            f"{r['text_by_text_ideal_vs_torch']['int8']}x text by text as run now, "
+            f"{r['ceiling_vs_torch']['int8']}x if all but the products were free"
+        )
     return "\n".join(lines)
 
 
 @click.command(help=__doc__.split("\n\n")[0])
-@click.option("--texts", type=click.IntRange(20, 5000), default=300, show_default=True,
-              help="composed sample texts (the bench's) to time the exports on")
-@click.option("--threads", type=click.IntRange(1, 64), default=2, show_default=True,
-              help="threads of bulk indexing the ceilings are given for")
-@click.option("--model", "model", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="sentence-transformers model folder (default: the packaged all-MiniLM-L6-v2)")
-@click.option("--cache", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="folder the ONNX exports are cached in, as a data home's models/onnx (default: a temporary folder)")
-@click.option("--articles", type=click.Path(file_okay=False, exists=True, path_type=Path), default=ARTICLES,
-              show_default=True, help="articles the sample texts are composed from")
+@click.option(
+    "--texts",
+    type=click.IntRange(20, 5000),
+    default=300,
+    show_default=True,
+    help="composed sample texts (the bench's) to time the exports on",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(1, 64),
+    default=2,
+    show_default=True,
+    help="threads of bulk indexing the ceilings are given for",
+)
+@click.option(
+    "--model",
+    "model",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="sentence-transformers model folder (default: the packaged all-MiniLM-L6-v2)",
+)
+@click.option(
+    "--cache",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="folder the ONNX exports are cached in, as a data home's models/onnx (default: a temporary folder)",
+)
+@click.option(
+    "--articles",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=ARTICLES,
+    show_default=True,
+    help="articles the sample texts are composed from",
+)
 @click.option("--no-torch", is_flag=True, help="do not time PyTorch float32")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
-def main(texts: int, threads: int, model: Path | None, cache: Path | None, articles: Path,
-         no_torch: bool, as_json: bool) -> None:
+def main(
+    texts: int,
+    threads: int,
+    model: Path | None,
+    cache: Path | None,
+    articles: Path,
+    no_torch: bool,
+    as_json: bool,
+) -> None:
     from indexer.embedders import packaged_model_path
     from scripts.bench.corpus import SyntheticCorpus, load_source
 

@@ -29,15 +29,25 @@ from search.suggester import SuggestRequest
 
 def copy_home(source: Path, target: Path) -> None:
     target.mkdir(parents=True)
-    with sqlite3.connect(source / "kb.sqlite3") as src, sqlite3.connect(target / "kb.sqlite3") as dst:
+    with (
+        sqlite3.connect(source / "kb.sqlite3") as src,
+        sqlite3.connect(target / "kb.sqlite3") as dst,
+    ):
         src.backup(dst)
     shutil.copytree(source / "index", target / "index")
     if (source / "models").exists():
         shutil.copytree(source / "models", target / "models")
 
 
-def replay(home: Path, queries_path: Path, *, history_share: float, seed: int, noisy: bool,
-           agents: int = 20) -> dict:
+def replay(
+    home: Path,
+    queries_path: Path,
+    *,
+    history_share: float,
+    seed: int,
+    noisy: bool,
+    agents: int = 20,
+) -> dict:
     queries = read_labelled_queries(queries_path)
     queries = [q for q in queries if q.relevant]
     random.Random(seed).shuffle(queries)
@@ -52,7 +62,9 @@ def replay(home: Path, queries_path: Path, *, history_share: float, seed: int, n
         rng = random.Random(seed)
         used = none = 0
         for query in history:
-            suggestion = suggester.suggest(store, SuggestRequest(description=query.text, k=5), principal="replay")
+            suggestion = suggester.suggest(
+                store, SuggestRequest(description=query.text, k=5), principal="replay"
+            )
             wanted = {normalise_resolution(r) for r in query.relevant} | set(query.relevant)
             right = next((r for r in suggestion.results if members.names(r) & wanted), None)
             agent = f"agent-{rng.randrange(agents)}"
@@ -60,35 +72,62 @@ def replay(home: Path, queries_path: Path, *, history_share: float, seed: int, n
                 store.record_feedback(suggestion.id, outcome="used", used_id=right.id, agent=agent)
                 used += 1
             else:
-                store.record_feedback(suggestion.id, outcome="none_helped", used_id=None, agent=agent)
+                store.record_feedback(
+                    suggestion.id, outcome="none_helped", used_id=None, agent=agent
+                )
                 none += 1
             if noisy and len(suggestion.results) >= 3:
-                store.record_feedback(suggestion.id, outcome="used", used_id=suggestion.results[2].id,
-                                      agent="noisy-agent")
+                store.record_feedback(
+                    suggestion.id,
+                    outcome="used",
+                    used_id=suggestion.results[2].id,
+                    agent="noisy-agent",
+                )
         suggester.refresh_priors(store, force=True)
         without = evaluate(suggester, store, test, use_feedback=False)
         with_prior = evaluate(suggester, store, test)
         service.close()
     keys = ("accuracy_at_1", "mrr", "recall_at_5")
     return {
-        "history_queries": len(history), "test_queries": len(test), "used": used, "none_helped": none,
-        "noisy_agent": noisy, "groups_with_prior": len(suggester.priors),
-        "without_prior": {k: without[k] for k in keys}, "with_prior": {k: with_prior[k] for k in keys},
+        "history_queries": len(history),
+        "test_queries": len(test),
+        "used": used,
+        "none_helped": none,
+        "noisy_agent": noisy,
+        "groups_with_prior": len(suggester.priors),
+        "without_prior": {k: without[k] for k in keys},
+        "with_prior": {k: with_prior[k] for k in keys},
     }
 
 
 @click.command()
-@click.option("--home", required=True, type=click.Path(exists=True, file_okay=False), help="Data home to copy.")
-@click.option("--queries", "queries_path", required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--history-share", default=0.5, show_default=True, help="Share of queries replayed as history.")
+@click.option(
+    "--home",
+    required=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="Data home to copy.",
+)
+@click.option(
+    "--queries", "queries_path", required=True, type=click.Path(exists=True, dir_okay=False)
+)
+@click.option(
+    "--history-share", default=0.5, show_default=True, help="Share of queries replayed as history."
+)
 @click.option("--seed", default=7, show_default=True)
 @click.option("--noisy-agent", is_flag=True, help="Add one agent who always uses rank 3.")
 @click.option("--json", "as_json", is_flag=True)
-def main(home: str, queries_path: str, history_share: float, seed: int, noisy_agent: bool, as_json: bool) -> None:
+def main(
+    home: str, queries_path: str, history_share: float, seed: int, noisy_agent: bool, as_json: bool
+) -> None:
     """Replay simulated choices on a copy of HOME and compare ranking with and without the prior."""
-    result = replay(Path(home), Path(queries_path), history_share=history_share, seed=seed, noisy=noisy_agent)
-    click.echo(json.dumps(result, indent=2) if as_json else
-               f"without prior {result['without_prior']}\nwith prior    {result['with_prior']}")
+    result = replay(
+        Path(home), Path(queries_path), history_share=history_share, seed=seed, noisy=noisy_agent
+    )
+    click.echo(
+        json.dumps(result, indent=2)
+        if as_json
+        else f"without prior {result['without_prior']}\nwith prior    {result['with_prior']}"
+    )
 
 
 if __name__ == "__main__":

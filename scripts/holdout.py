@@ -23,21 +23,40 @@ from pathlib import Path
 
 def held_incidents(incidents: list[dict], held: set[str]) -> list[str]:
     """Incidents that give a held resolution: by id, resolution text or article."""
-    return [i["id"] for i in incidents
-            if i["id"] in held or (i.get("resolution") or "") in held or (i.get("article_id") or "") in held]
+    return [
+        i["id"]
+        for i in incidents
+        if i["id"] in held
+        or (i.get("resolution") or "") in held
+        or (i.get("article_id") or "") in held
+    ]
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--incidents", required=True, help="The development set's incidents.jsonl.")
     parser.add_argument("--queries", required=True, help="Its labelled queries (dev.jsonl).")
-    parser.add_argument("--out", required=True, help="Folder to write held.txt, remove.txt, queries.jsonl.")
-    parser.add_argument("--share", type=float, default=0.15, help="Share of the named resolutions to hold out.")
+    parser.add_argument(
+        "--out", required=True, help="Folder to write held.txt, remove.txt, queries.jsonl."
+    )
+    parser.add_argument(
+        "--share", type=float, default=0.15, help="Share of the named resolutions to hold out."
+    )
     parser.add_argument("--seed", type=int, default=7, help="Seed of the choice.")
-    parser.add_argument("--far", help="A JSONL file whose queries with an empty relevant list are added.")
+    parser.add_argument(
+        "--far", help="A JSONL file whose queries with an empty relevant list are added."
+    )
     args = parser.parse_args(argv)
-    incidents = [json.loads(line) for line in Path(args.incidents).read_text(encoding="utf-8").split("\n") if line.strip()]
-    queries = [json.loads(line) for line in Path(args.queries).read_text(encoding="utf-8").split("\n") if line.strip()]
+    incidents = [
+        json.loads(line)
+        for line in Path(args.incidents).read_text(encoding="utf-8").split("\n")
+        if line.strip()
+    ]
+    queries = [
+        json.loads(line)
+        for line in Path(args.queries).read_text(encoding="utf-8").split("\n")
+        if line.strip()
+    ]
     names = sorted({q["relevant"][0] for q in queries if q.get("relevant")})
     rng = random.Random(args.seed)
     held = set(rng.sample(names, max(1, round(len(names) * args.share))))
@@ -64,9 +83,13 @@ def main(argv: list[str] | None = None) -> None:
     with (out / "queries.jsonl").open("w", encoding="utf-8") as handle:
         for record in lines:
             handle.write(json.dumps(record) + "\n")
-    near = sum(1 for q in queries if q.get("relevant") and not [r for r in q["relevant"] if r not in held])
-    print(f"held {len(held)} of {len(names)} resolutions ({len(remove)} incidents to remove); "
-          f"{near} near-domain off-topic queries, {len(lines) - len(queries)} far ones")
+    near = sum(
+        1 for q in queries if q.get("relevant") and not [r for r in q["relevant"] if r not in held]
+    )
+    print(
+        f"held {len(held)} of {len(names)} resolutions ({len(remove)} incidents to remove); "
+        f"{near} near-domain off-topic queries, {len(lines) - len(queries)} far ones"
+    )
 
 
 if __name__ == "__main__":

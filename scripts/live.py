@@ -39,8 +39,15 @@ class ServerError(KBError):
 class LiveServer:
     """`kb serve --workers N` against one data home, with ``env`` as its whole environment."""
 
-    def __init__(self, home: Path, *, env: dict[str, str], workers: int = 2, port: int | None = None,
-                 log_path: Path | None = None):
+    def __init__(
+        self,
+        home: Path,
+        *,
+        env: dict[str, str],
+        workers: int = 2,
+        port: int | None = None,
+        log_path: Path | None = None,
+    ):
         self.home = Path(home)
         self.workers = workers
         self.port = port or free_port()
@@ -56,12 +63,23 @@ class LiveServer:
     def start(self, *, wait: bool = True, timeout: float = 60.0) -> float:
         """Start it; with ``wait``, until every worker is up and health answers 200.
         Returns the seconds that took. Raises ServerError."""
-        command = [sys.executable, "-m", "scripts.cli", "serve", "--host", "127.0.0.1",
-                   "--port", str(self.port), "--workers", str(self.workers)]
+        command = [
+            sys.executable,
+            "-m",
+            "scripts.cli",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            str(self.workers),
+        ]
         began = time.monotonic()
         with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                            start_new_session=True)
+            self.process = subprocess.Popen(
+                command, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         self.starts += 1
         if wait:
             self.wait_ready(timeout)
@@ -71,7 +89,9 @@ class LiveServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise ServerError(f"kb serve exited with status {self.process.returncode}:\n{self.log_tail()}")
+                raise ServerError(
+                    f"kb serve exited with status {self.process.returncode}:\n{self.log_tail()}"
+                )
             if len(self.worker_pids()) >= self.workers and self.healthy():
                 return
             time.sleep(0.05)
@@ -201,18 +221,33 @@ class RssSampler:
                 info = process.memory_full_info()
             except psutil.Error:
                 continue
-            self.settled[process.pid] = {"rss": info.rss, "pss": info.pss, "uss": info.uss,
-                                         "shared": info.shared}
+            self.settled[process.pid] = {
+                "rss": info.rss,
+                "pss": info.pss,
+                "uss": info.uss,
+                "shared": info.shared,
+            }
 
     def report(self) -> dict[str, Any]:
         mb = 2**20
         return {
             "master_peak_rss_mb": round(self.peaks.get(self.pid, 0) / mb, 1),
-            "workers": [{"pid": pid, "peak_rss_mb": round(rss / mb, 1),
-                         **{f"end_{name}_mb": round(value / mb, 1)
-                            for name, value in self.settled.get(pid, {}).items()}}
-                        for pid, rss in sorted(self.peaks.items()) if pid != self.pid],
-            "master_end_pss_mb": round(self.settled[self.pid]["pss"] / mb, 1) if self.pid in self.settled else None,
+            "workers": [
+                {
+                    "pid": pid,
+                    "peak_rss_mb": round(rss / mb, 1),
+                    **{
+                        f"end_{name}_mb": round(value / mb, 1)
+                        for name, value in self.settled.get(pid, {}).items()
+                    },
+                }
+                for pid, rss in sorted(self.peaks.items())
+                if pid != self.pid
+            ],
+            "master_end_pss_mb": round(self.settled[self.pid]["pss"] / mb, 1)
+            if self.pid in self.settled
+            else None,
             "tree_peak_rss_mb": round(self.tree_peak / mb, 1),
-            "samples": self.samples, "interval_s": self.interval,
+            "samples": self.samples,
+            "interval_s": self.interval,
         }

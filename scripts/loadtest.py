@@ -76,8 +76,18 @@ def parse_mix(text: str) -> dict[str, float]:
 
 
 class LoadClient:
-    def __init__(self, number: int, url: str, token: str, *, deadline: float, timeout: float,
-                 mix: dict[str, float], run_id: str, seed: int):
+    def __init__(
+        self,
+        number: int,
+        url: str,
+        token: str,
+        *,
+        deadline: float,
+        timeout: float,
+        mix: dict[str, float],
+        run_id: str,
+        seed: int,
+    ):
         parts = urlsplit(url)
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
         self.prefix = parts.path.rstrip("/")
@@ -113,18 +123,24 @@ class LoadClient:
 
     def feedback(self) -> None:
         suggestion_id, ids = self.state.open_suggestions.pop(
-            self.rng.randrange(len(self.state.open_suggestions)))
+            self.rng.randrange(len(self.state.open_suggestions))
+        )
         used = self.rng.choice(ids) if ids and self.rng.random() < 0.8 else None
-        body = {"used": used, "outcome": "used" if used else "none_helped",
-                "agent": f"loadtest-{self.number}"}
+        body = {
+            "used": used,
+            "outcome": "used" if used else "none_helped",
+            "agent": f"loadtest-{self.number}",
+        }
         self._post("feedback", f"/api/v1/suggestions/{suggestion_id}/feedback", body)
 
     def incidents(self) -> None:
         self.state.incidents += 1
         body = {
             "id": f"loadtest-{self.run_id}-{self.number}-{self.state.incidents}",
-            "title": self._text(3, 8), "description": self._text(10, 80),
-            "resolution": self._text(5, 20), "status": "resolved",
+            "title": self._text(3, 8),
+            "description": self._text(10, 80),
+            "resolution": self._text(5, 20),
+            "status": "resolved",
             "product": self.rng.choice(["mail", "network", "identity", "billing"]),
         }
         self._post("incidents", "/api/v1/incidents", body)
@@ -136,8 +152,15 @@ class LoadClient:
         if fresh:
             self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
         try:
-            self.conn.request("POST", self.prefix + path, body=json.dumps(body), headers={
-                "Content-Type": "application/json", "Authorization": f"Bearer {self.token}"})
+            self.conn.request(
+                "POST",
+                self.prefix + path,
+                body=json.dumps(body),
+                headers={
+                    "Content-Type": "application/json",
+                    "Authorization": f"Bearer {self.token}",
+                },
+            )
             return self.conn.getresponse()
         except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
             if fresh:
@@ -204,8 +227,11 @@ def server_processes(url: str, server_pid: int | None = None) -> list[Any]:
             master = psutil.Process(server_pid)
             return master.children() or [master]
         port = urlsplit(url).port or 80
-        pids = {c.pid for c in psutil.net_connections("tcp")
-                if c.pid and c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port}
+        pids = {
+            c.pid
+            for c in psutil.net_connections("tcp")
+            if c.pid and c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port
+        }
     except (psutil.Error, OSError):
         return []
     if not pids:
@@ -245,13 +271,23 @@ def percentile(sorted_values: list[float], q: float) -> float | None:
 
 def _latency(samples: list[Sample]) -> dict[str, float | None]:
     values = sorted(s.seconds * 1000 for s in samples if s.status)
-    return {f"p{q}_ms": None if (v := percentile(values, q)) is None else round(v, 1)
-            for q in (50, 95, 99)} | {"max_ms": round(values[-1], 1) if values else None}
+    return {
+        f"p{q}_ms": None if (v := percentile(values, q)) is None else round(v, 1)
+        for q in (50, 95, 99)
+    } | {"max_ms": round(values[-1], 1) if values else None}
 
 
-def run_load(url: str, token: str, *, seconds: float = 60, clients: int = 16, timeout: float = 30,
-             mix: dict[str, float] | None = None, server_pid: int | None = None,
-             seed: int | None = None) -> dict[str, Any]:
+def run_load(
+    url: str,
+    token: str,
+    *,
+    seconds: float = 60,
+    clients: int = 16,
+    timeout: float = 30,
+    mix: dict[str, float] | None = None,
+    server_pid: int | None = None,
+    seed: int | None = None,
+) -> dict[str, Any]:
     """Run the load for ``seconds`` and return the report (see the module docstring)."""
     mix = mix or parse_mix(DEFAULT_MIX)
     seed = random.SystemRandom().randrange(2**32) if seed is None else seed
@@ -260,9 +296,15 @@ def run_load(url: str, token: str, *, seconds: float = 60, clients: int = 16, ti
     rss_start = rss_mb(processes)
     began = time.monotonic()
     deadline = began + seconds
-    workers = [LoadClient(n, url, token, deadline=deadline, timeout=timeout, mix=mix,
-                          run_id=run_id, seed=seed + n) for n in range(clients)]
-    threads = [threading.Thread(target=w.run, name=f"load-{w.number}", daemon=True) for w in workers]
+    workers = [
+        LoadClient(
+            n, url, token, deadline=deadline, timeout=timeout, mix=mix, run_id=run_id, seed=seed + n
+        )
+        for n in range(clients)
+    ]
+    threads = [
+        threading.Thread(target=w.run, name=f"load-{w.number}", daemon=True) for w in workers
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -274,23 +316,35 @@ def run_load(url: str, token: str, *, seconds: float = 60, clients: int = 16, ti
     samples = [s for w in workers for s in w.state.samples]
     errors = Counter(s.error for s in samples if s.error)
     return {
-        "url": url, "seconds": round(wall, 2), "clients": clients, "timeout_s": timeout,
-        "mix": mix, "seed": seed,
+        "url": url,
+        "seconds": round(wall, 2),
+        "clients": clients,
+        "timeout_s": timeout,
+        "mix": mix,
+        "seed": seed,
         "requests": len(samples),
         "throughput_rps": round(len(samples) / wall, 1) if wall else 0.0,
         "statuses": dict(sorted(Counter(str(s.status) for s in samples).items())),
-        "server_errors": errors["server"], "timeouts": errors["timeout"],
-        "connection_errors": errors["connection"], "client_errors": errors["client"],
+        "server_errors": errors["server"],
+        "timeouts": errors["timeout"],
+        "connection_errors": errors["connection"],
+        "client_errors": errors["client"],
         "hung_clients": hung,
         "failed": sum(errors.values()) + hung,
         "latency": _latency(samples),
         "operations": {
-            op: {"requests": len(picked), "failed": sum(1 for s in picked if s.error),
-                 **_latency(picked)}
-            for op in OPERATIONS if (picked := [s for s in samples if s.operation == op])
+            op: {
+                "requests": len(picked),
+                "failed": sum(1 for s in picked if s.error),
+                **_latency(picked),
+            }
+            for op in OPERATIONS
+            if (picked := [s for s in samples if s.operation == op])
         },
-        "workers": [{"pid": pid, "rss_mb_start": rss_start[pid], "rss_mb_end": rss_end.get(pid)}
-                    for pid in rss_start],
+        "workers": [
+            {"pid": pid, "rss_mb_start": rss_start[pid], "rss_mb_end": rss_end.get(pid)}
+            for pid in rss_start
+        ],
         "messages": [m for w in workers for m in w.state.messages][:20],
     }
 
@@ -306,34 +360,82 @@ def describe(report: dict[str, Any]) -> list[str]:
         f"latency ms: p50 {lat['p50_ms']}  p95 {lat['p95_ms']}  p99 {lat['p99_ms']}  max {lat['max_ms']}",
     ]
     for op, stats in report["operations"].items():
-        lines.append(f"  {op:<10} {stats['requests']:>6} requests, {stats['failed']} failed; "
-                     f"p50 {stats['p50_ms']}  p95 {stats['p95_ms']}  p99 {stats['p99_ms']} ms")
+        lines.append(
+            f"  {op:<10} {stats['requests']:>6} requests, {stats['failed']} failed; "
+            f"p50 {stats['p50_ms']}  p95 {stats['p95_ms']}  p99 {stats['p99_ms']} ms"
+        )
     for worker in report["workers"]:
-        lines.append(f"  worker {worker['pid']}: RSS {worker['rss_mb_start']} MB -> {worker['rss_mb_end']} MB")
+        lines.append(
+            f"  worker {worker['pid']}: RSS {worker['rss_mb_start']} MB -> {worker['rss_mb_end']} MB"
+        )
     lines += [f"  {m}" for m in report["messages"][:5]]
     return lines
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--url", default="http://127.0.0.1:5000", show_default=True, help="The server's base URL.")
-@click.option("--token", required=True, envvar="KB_LOADTEST_TOKEN",
-              help="API token (or $KB_LOADTEST_TOKEN); role integration or above for upserts.")
-@click.option("--seconds", default=60.0, show_default=True, type=click.FloatRange(0.5, 3600),
-              help="How long to run.")
-@click.option("--clients", default=16, show_default=True, type=click.IntRange(1, 512),
-              help="Concurrent clients (threads).")
-@click.option("--timeout", default=30.0, show_default=True, type=click.FloatRange(0.1, 600),
-              help="Time limit of one request, in seconds.")
-@click.option("--mix", default=DEFAULT_MIX, show_default=True, help="Relative weights of the operations.")
-@click.option("--server-pid", type=int, default=None,
-              help="PID of the gunicorn master, for worker memory (default: found by port).")
+@click.option(
+    "--url", default="http://127.0.0.1:5000", show_default=True, help="The server's base URL."
+)
+@click.option(
+    "--token",
+    required=True,
+    envvar="KB_LOADTEST_TOKEN",
+    help="API token (or $KB_LOADTEST_TOKEN); role integration or above for upserts.",
+)
+@click.option(
+    "--seconds",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(0.5, 3600),
+    help="How long to run.",
+)
+@click.option(
+    "--clients",
+    default=16,
+    show_default=True,
+    type=click.IntRange(1, 512),
+    help="Concurrent clients (threads).",
+)
+@click.option(
+    "--timeout",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(0.1, 600),
+    help="Time limit of one request, in seconds.",
+)
+@click.option(
+    "--mix", default=DEFAULT_MIX, show_default=True, help="Relative weights of the operations."
+)
+@click.option(
+    "--server-pid",
+    type=int,
+    default=None,
+    help="PID of the gunicorn master, for worker memory (default: found by port).",
+)
 @click.option("--seed", type=int, default=None, help="Random seed, to repeat a run's choices.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def main(url: str, token: str, seconds: float, clients: int, timeout: float, mix: str,
-         server_pid: int | None, seed: int | None, as_json: bool) -> None:
+def main(
+    url: str,
+    token: str,
+    seconds: float,
+    clients: int,
+    timeout: float,
+    mix: str,
+    server_pid: int | None,
+    seed: int | None,
+    as_json: bool,
+) -> None:
     """Put a bounded mixed load on a running `kb serve` and report latency and errors."""
-    report = run_load(url, token, seconds=seconds, clients=clients, timeout=timeout,
-                      mix=parse_mix(mix), server_pid=server_pid, seed=seed)
+    report = run_load(
+        url,
+        token,
+        seconds=seconds,
+        clients=clients,
+        timeout=timeout,
+        mix=parse_mix(mix),
+        server_pid=server_pid,
+        seed=seed,
+    )
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:

@@ -26,7 +26,9 @@ from kb.text import normalise_text
 
 def labelled_scores(path: Path, redactor: Redactor) -> dict:
     tp, fp, fn = Counter(), Counter(), Counter()
-    cases = [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
+    cases = [
+        json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()
+    ]
     for case in cases:
         found = Counter((f.kind, f.text) for f in redactor.normalised_findings(case["text"]))
         expected = Counter((kind, normalise_text(value)) for kind, value in case["expect"])
@@ -36,8 +38,14 @@ def labelled_scores(path: Path, redactor: Redactor) -> dict:
             fp[key[0]] += found[key] - hit
             fn[key[0]] += expected[key] - hit
     hits, false, missed = sum(tp.values()), sum(fp.values()), sum(fn.values())
-    return {"cases": len(cases), "precision": hits / max(1, hits + false), "recall": hits / max(1, hits + missed),
-            "by_kind": {kind: {"tp": tp[kind], "fp": fp[kind], "fn": fn[kind]} for kind in sorted(tp | fp | fn)}}
+    return {
+        "cases": len(cases),
+        "precision": hits / max(1, hits + false),
+        "recall": hits / max(1, hits + missed),
+        "by_kind": {
+            kind: {"tp": tp[kind], "fp": fp[kind], "fn": fn[kind]} for kind in sorted(tp | fp | fn)
+        },
+    }
 
 
 def text_findings(path: Path, redactor: Redactor, sample: int, seed: int = 1) -> dict:
@@ -45,7 +53,9 @@ def text_findings(path: Path, redactor: Redactor, sample: int, seed: int = 1) ->
     for line in path.read_text(encoding="utf-8").split("\n"):
         if line.strip():
             record = json.loads(line)
-            texts.append("\n".join(record.get(k) or "" for k in ("title", "description", "resolution")))
+            texts.append(
+                "\n".join(record.get(k) or "" for k in ("title", "description", "resolution"))
+            )
     counts, examples, times = Counter(), defaultdict(list), []
     for number, text in enumerate(texts):
         started = time.perf_counter()
@@ -54,27 +64,50 @@ def text_findings(path: Path, redactor: Redactor, sample: int, seed: int = 1) ->
         stored = normalise_text(text)
         for finding in findings:
             counts[finding.kind] += 1
-            context = stored[max(0, finding.start - 40):finding.end + 20].replace("\n", " ")
-            examples[finding.kind].append({"text": number, "finding": finding.text, "context": context})
+            context = stored[max(0, finding.start - 40) : finding.end + 20].replace("\n", " ")
+            examples[finding.kind].append(
+                {"text": number, "finding": finding.text, "context": context}
+            )
     rng = random.Random(seed)
-    return {"texts": len(texts), "mean_chars": round(sum(map(len, texts)) / max(1, len(texts))),
-            "ms_per_text_median": round(statistics.median(times), 3) if times else 0.0,
-            "findings": dict(sorted(counts.items())),
-            "per_1000_texts": {k: round(n * 1000 / max(1, len(texts)), 1) for k, n in sorted(counts.items())},
-            "sample": {k: rng.sample(v, min(sample, len(v))) for k, v in sorted(examples.items())}}
+    return {
+        "texts": len(texts),
+        "mean_chars": round(sum(map(len, texts)) / max(1, len(texts))),
+        "ms_per_text_median": round(statistics.median(times), 3) if times else 0.0,
+        "findings": dict(sorted(counts.items())),
+        "per_1000_texts": {
+            k: round(n * 1000 / max(1, len(texts)), 1) for k, n in sorted(counts.items())
+        },
+        "sample": {k: rng.sample(v, min(sample, len(v))) for k, v in sorted(examples.items())},
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--labelled", type=Path, action="append", default=[],
-                        help="A labelled JSONL file: precision and recall (repeatable).")
-    parser.add_argument("--texts", type=Path, action="append", default=[],
-                        help="An incidents JSONL file: findings per kind and per 1,000 texts (repeatable).")
-    parser.add_argument("--sample", type=int, default=10, help="Findings of each kind shown (default 10).")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--labelled",
+        type=Path,
+        action="append",
+        default=[],
+        help="A labelled JSONL file: precision and recall (repeatable).",
+    )
+    parser.add_argument(
+        "--texts",
+        type=Path,
+        action="append",
+        default=[],
+        help="An incidents JSONL file: findings per kind and per 1,000 texts (repeatable).",
+    )
+    parser.add_argument(
+        "--sample", type=int, default=10, help="Findings of each kind shown (default 10)."
+    )
     args = parser.parse_args(argv)
     redactor = Redactor()
-    report = {"labelled": {str(p): labelled_scores(p, redactor) for p in args.labelled},
-              "texts": {str(p): text_findings(p, redactor, args.sample) for p in args.texts}}
+    report = {
+        "labelled": {str(p): labelled_scores(p, redactor) for p in args.labelled},
+        "texts": {str(p): text_findings(p, redactor, args.sample) for p in args.texts},
+    }
     print(json.dumps(report, indent=1, ensure_ascii=False))
 
 

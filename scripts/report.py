@@ -10,11 +10,22 @@ from scripts.common import AppContext, echo_json, home_option, pass_app, reports
 
 
 @click.command(name="report")
-@click.option("--days", default=90, show_default=True, type=click.IntRange(1, 3650),
-              help="The window the metrics cover.")
+@click.option(
+    "--days",
+    default=90,
+    show_default=True,
+    type=click.IntRange(1, 3650),
+    help="The window the metrics cover.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the whole report as JSON.")
-@click.option("--html", "html_file", default=None, type=click.Path(dir_okay=False),
-              metavar="FILE", help="Also write one self-contained HTML page with charts.")
+@click.option(
+    "--html",
+    "html_file",
+    default=None,
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Also write one self-contained HTML page with charts.",
+)
 @home_option
 @pass_app
 @reports_errors

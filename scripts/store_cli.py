@@ -17,8 +17,13 @@ def store() -> None:
 
 
 @store.command(name="copy")
-@click.option("--to", "target_url", required=True, metavar="URL",
-              help="An empty PostgreSQL database: postgresql://USER@HOST:PORT/NAME.")
+@click.option(
+    "--to",
+    "target_url",
+    required=True,
+    metavar="URL",
+    help="An empty PostgreSQL database: postgresql://USER@HOST:PORT/NAME.",
+)
 @home_option
 @pass_app
 @reports_errors
@@ -36,7 +41,9 @@ def store_copy(app: AppContext, target_url: str) -> None:
     if not is_database_url(target_url):
         raise KBError("--to must be a postgresql:// URL")
     if app.config.database_url:
-        raise KBError("kb store copy reads an SQLite home: run it without KB_DATABASE_URL / --database-url")
+        raise KBError(
+            "kb store copy reads an SQLite home: run it without KB_DATABASE_URL / --database-url"
+        )
     app.require_home()
     source = app.service().store()
     assert isinstance(source, Store)
@@ -52,7 +59,9 @@ def store_copy(app: AppContext, target_url: str) -> None:
                 for old in bars.values():
                     old.__exit__(None, None, None)
                 bars.clear()
-                bar = bars[table] = click.progressbar(length=max(total, 1), label=f"{table:<18}", file=sys.stderr)
+                bar = bars[table] = click.progressbar(
+                    length=max(total, 1), label=f"{table:<18}", file=sys.stderr
+                )
                 bar.__enter__()
             bar.update(done - bar.pos)
         elif done == total:
@@ -65,5 +74,7 @@ def store_copy(app: AppContext, target_url: str) -> None:
             bar.__exit__(None, None, None)
         target.close()
     rows = sum(copied.values())
-    click.echo(f"Copied {rows} rows in {len(copied)} tables to {describe_url(target_url)} "
-               f"in {time.monotonic() - began:.1f} s")
+    click.echo(
+        f"Copied {rows} rows in {len(copied)} tables to {describe_url(target_url)} "
+        f"in {time.monotonic() - began:.1f} s"
+    )

@@ -37,17 +37,31 @@ BURST_TEMPLATES = (
 
 
 @click.command()
-@click.option("--home", required=True, type=click.Path(file_okay=False), help="A data home (created if new).")
-@click.option("--queries", required=True, type=click.Path(dir_okay=False, exists=True),
-              help="JSONL with a \"text\" per line: the normal stream.")
+@click.option(
+    "--home", required=True, type=click.Path(file_okay=False), help="A data home (created if new)."
+)
+@click.option(
+    "--queries",
+    required=True,
+    type=click.Path(dir_okay=False, exists=True),
+    help='JSONL with a "text" per line: the normal stream.',
+)
 @click.option("--every", default=0.3, show_default=True, help="Seconds between normal incidents.")
-@click.option("--calm", default=5.0, show_default=True, help="Seconds of normal stream before the burst.")
+@click.option(
+    "--calm", default=5.0, show_default=True, help="Seconds of normal stream before the burst."
+)
 @click.option("--burst", default=12, show_default=True, help="Incidents in the burst.")
-@click.option("--burst-every", default=0.5, show_default=True, help="Seconds between burst incidents.")
+@click.option(
+    "--burst-every", default=0.5, show_default=True, help="Seconds between burst incidents."
+)
 @click.option("--seed", default=3, show_default=True)
-def main(home: str, queries: str, every: float, calm: float, burst: int, burst_every: float, seed: int) -> None:
+def main(
+    home: str, queries: str, every: float, calm: float, burst: int, burst_every: float, seed: int
+) -> None:
     rng = random.Random(seed)
-    normal = [json.loads(line)["text"] for line in Path(queries).read_text().split("\n") if line.strip()]
+    normal = [
+        json.loads(line)["text"] for line in Path(queries).read_text().split("\n") if line.strip()
+    ]
     received: list[float] = []
 
     class Handler(BaseHTTPRequestHandler):
@@ -63,11 +77,16 @@ def main(home: str, queries: str, every: float, calm: float, burst: int, burst_e
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    config = load_config(home=home, webhook_url=f"http://127.0.0.1:{server.server_port}/storm",
-                         webhook_secret="replay")
+    config = load_config(
+        home=home,
+        webhook_url=f"http://127.0.0.1:{server.server_port}/storm",
+        webhook_secret="replay",
+    )
     service = Service(config)
     store = service.store()
-    service.suggester().open_incidents.current(store, force=True)  # the model loads before the clock runs
+    service.suggester().open_incidents.current(
+        store, force=True
+    )  # the model loads before the clock runs
     watcher = StormWatcher(service).start()
     began = time.monotonic()
     burst_start = None
@@ -80,15 +99,33 @@ def main(home: str, queries: str, every: float, calm: float, burst: int, burst_e
             stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
             if now >= next_normal:
                 counter += 1
-                store.upsert_incidents([Incident(id=f"N-{seed}-{counter}", title="", description=rng.choice(normal),
-                                                 status="open", opened_at=stamp)])
+                store.upsert_incidents(
+                    [
+                        Incident(
+                            id=f"N-{seed}-{counter}",
+                            title="",
+                            description=rng.choice(normal),
+                            status="open",
+                            opened_at=stamp,
+                        )
+                    ]
+                )
                 next_normal = now + every
             if now - began >= calm and sent_burst < burst and now >= next_burst:
                 burst_start = burst_start or now
                 sent_burst += 1
-                store.upsert_incidents([Incident(id=f"B-{seed}-{sent_burst}", title="Payroll portal",
-                                                 description=f"{rng.choice(BURST_TEMPLATES)} (user {sent_burst})",
-                                                 status="open", opened_at=stamp, product="Payroll")])
+                store.upsert_incidents(
+                    [
+                        Incident(
+                            id=f"B-{seed}-{sent_burst}",
+                            title="Payroll portal",
+                            description=f"{rng.choice(BURST_TEMPLATES)} (user {sent_burst})",
+                            status="open",
+                            opened_at=stamp,
+                            product="Payroll",
+                        )
+                    ]
+                )
                 next_burst = now + burst_every
             time.sleep(0.02)
     finally:
@@ -100,8 +137,10 @@ def main(home: str, queries: str, every: float, calm: float, burst: int, burst_e
         click.echo(f"no webhook post ({sent_burst} burst incidents sent, {counter} normal)")
         return
     tenth = (config.storm_min_size - 1) * burst_every
-    click.echo(f"{counter} normal and {sent_burst} burst incidents; webhook {received[0] - burst_start:.1f} s after "
-               f"the burst's first incident (the {config.storm_min_size}th arrived at {tenth:.1f} s)")
+    click.echo(
+        f"{counter} normal and {sent_burst} burst incidents; webhook {received[0] - burst_start:.1f} s after "
+        f"the burst's first incident (the {config.storm_min_size}th arrived at {tenth:.1f} s)"
+    )
 
 
 if __name__ == "__main__":

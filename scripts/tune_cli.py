@@ -20,7 +20,9 @@ class _TrainingBar:
     def __call__(self, label: str, step: int, total: int) -> None:
         if sys.stderr.isatty():
             if self.bar is None:
-                self.bar = click.progressbar(length=total, label=f"{label:<10}", file=sys.stderr, show_eta=True)
+                self.bar = click.progressbar(
+                    length=total, label=f"{label:<10}", file=sys.stderr, show_eta=True
+                )
                 self.bar.__enter__()
             self.bar.update(step - self.bar.pos)
             if step >= total:
@@ -37,17 +39,28 @@ class _TrainingBar:
 
 @click.command()
 @click.option("--rollback", is_flag=True, help="Go back to the model used before the current one.")
-@click.option("--epochs", default=1.0, show_default=True, type=click.FloatRange(0.05, 20),
-              help="Passes over the training incidents.")
-@click.option("--max-minutes", default=30.0, show_default=True, type=click.FloatRange(0.1, 600),
-              help="Stop training after this long (the model trained so far is still evaluated).")
+@click.option(
+    "--epochs",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(0.05, 20),
+    help="Passes over the training incidents.",
+)
+@click.option(
+    "--max-minutes",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(0.1, 600),
+    help="Stop training after this long (the model trained so far is still evaluated).",
+)
 @click.option("--dry-run", is_flag=True, help="Train and compare, but never switch.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @home_option
 @pass_app
 @reports_errors
-def tune(app: AppContext, rollback: bool, epochs: float, max_minutes: float, dry_run: bool,
-         as_json: bool) -> None:
+def tune(
+    app: AppContext, rollback: bool, epochs: float, max_minutes: float, dry_run: bool, as_json: bool
+) -> None:
     """Fine-tune the embedding model on the store's resolved incidents.
 
     A tenth of the incidents is held out; the tuned model replaces the current one only if
@@ -66,10 +79,13 @@ def tune(app: AppContext, rollback: bool, epochs: float, max_minutes: float, dry
         if as_json:
             echo_json(result)
         else:
-            click.echo(f"Rolled back to {result['model_path']}; index {result['index_version']} is serving")
+            click.echo(
+                f"Rolled back to {result['model_path']}; index {result['index_version']} is serving"
+            )
         return
-    settings = FineTuneSettings(epochs=epochs, max_seconds=max_minutes * 60,
-                                threads=app.config.cpu_threads())
+    settings = FineTuneSettings(
+        epochs=epochs, max_seconds=max_minutes * 60, threads=app.config.cpu_threads()
+    )
     bar = _TrainingBar()
     try:
         report = do_tune(service, settings=settings, progress=bar, dry_run=dry_run)
@@ -84,4 +100,11 @@ def tune(app: AppContext, rollback: bool, epochs: float, max_minutes: float, dry
         f"{report.candidate.get('mrr', 0):.3f} ({report.steps} steps, {report.train_seconds:.0f} s training, "
         f"{report.total_seconds:.0f} s in all)"
     )
-    click.echo(report.reason + (f" (model {report.model_version}, index {report.index_version})" if report.switched else ""))
+    click.echo(
+        report.reason
+        + (
+            f" (model {report.model_version}, index {report.index_version})"
+            if report.switched
+            else ""
+        )
+    )

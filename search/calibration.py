@@ -158,7 +158,9 @@ def incident_vectors(state: SearchState, chunks: dict[DocKey, list[int]]) -> Inc
     return IncidentVectors(state, chunks)
 
 
-def decide_collapse(state: SearchState, vectors: IncidentVectors, rng: random.Random) -> tuple[list[str], dict]:
+def decide_collapse(
+    state: SearchState, vectors: IncidentVectors, rng: random.Random
+) -> tuple[list[str], dict]:
     """Resolution keys whose incidents are alike enough to be shown as one resolution."""
     members: dict[str, list[str]] = defaultdict(list)
     for (kind, doc_id), doc in state.docs.items():
@@ -185,12 +187,19 @@ def decide_collapse(state: SearchState, vectors: IncidentVectors, rng: random.Ra
     collapse = []
     for key, doc_ids in shared.items():
         # The mean pairwise similarity of a random sample estimates the group's without bias.
-        members = doc_ids if len(doc_ids) <= COHESION_SAMPLE else rng.sample(doc_ids, COHESION_SAMPLE)
+        members = (
+            doc_ids if len(doc_ids) <= COHESION_SAMPLE else rng.sample(doc_ids, COHESION_SAMPLE)
+        )
         cohesion = _mean_pair_similarity(vectors.matrix(members))
         if cohesion >= cut:
             collapse.append(key)
-    info = {"groups": len(shared), "collapsed": len(collapse), "background": round(background, 4),
-            "nearest_neighbour": round(nn_typical, 4), "cut": round(cut, 4)}
+    info = {
+        "groups": len(shared),
+        "collapsed": len(collapse),
+        "background": round(background, 4),
+        "nearest_neighbour": round(nn_typical, 4),
+        "cut": round(cut, 4),
+    }
     return sorted(collapse), info
 
 
@@ -231,7 +240,11 @@ def drop_copies(cands: Candidates, state: SearchState) -> set[DocKey]:
     """Remove near-copies of the query (the same text filed twice, a template) from its
     candidates; returns the documents removed. A replay that kept them would measure how
     well the store finds copies, not how well it answers a new incident."""
-    copies = {state.chunk_doc[c] for c, s in cands.dense.items() if s >= COPY_SIMILARITY and c in state.chunk_doc}
+    copies = {
+        state.chunk_doc[c]
+        for c, s in cands.dense.items()
+        if s >= COPY_SIMILARITY and c in state.chunk_doc
+    }
     if copies:
         for table in (cands.dense, cands.lexical):
             for cid in [c for c in table if state.chunk_doc.get(c) in copies]:
@@ -250,7 +263,9 @@ def add_steps(state: SearchState, families: Families) -> None:
         families.info[family]["steps"] = steps
 
 
-def replayable_share(state: SearchState, chunks: dict[DocKey, list[int]], shared: dict[str, list[str]]) -> float:
+def replayable_share(
+    state: SearchState, chunks: dict[DocKey, list[int]], shared: dict[str, list[str]]
+) -> float:
     """Share of the store's indexed incidents whose right answer the replay knows."""
     viewer = Viewer()
     total = usable = 0
@@ -264,8 +279,13 @@ def replayable_share(state: SearchState, chunks: dict[DocKey, list[int]], shared
 
 
 def replay_queries(
-    store: Store, state: SearchState, chunks: dict[DocKey, list[int]], vectors: Mapping[str, np.ndarray],
-    shared: dict[str, list[str]], rng: random.Random, limit: int = MAX_REPLAY_QUERIES,
+    store: Store,
+    state: SearchState,
+    chunks: dict[DocKey, list[int]],
+    vectors: Mapping[str, np.ndarray],
+    shared: dict[str, list[str]],
+    rng: random.Random,
+    limit: int = MAX_REPLAY_QUERIES,
 ) -> list[ReplayQuery]:
     """Incidents whose right answer is known without them (an article, or other incidents
     with the same resolution), asked with themselves and their near-copies left out."""
@@ -282,20 +302,40 @@ def replay_queries(
     usable.sort()
     rng.shuffle(usable)
     usable = usable[:limit]
-    texts = {i.id: normalise_text(incident_text(i.title, i.description))
-             for i in store.iter_incidents([key[1] for key, _ in usable])}
+    texts = {
+        i.id: normalise_text(incident_text(i.title, i.description))
+        for i in store.iter_incidents([key[1] for key, _ in usable])
+    }
     out = []
     for number, (key, article) in enumerate(usable):
         text = texts.get(key[1], "")
         rows = [v for v in (state.index.vector(c) for c in sorted(chunks[key])) if v is not None]
         if not text or not rows:
             continue
-        cands = retrieve(state, store, np.vstack(rows), query_terms(text), exclude=key,
-                         phrases=identifier_phrases(text))
+        cands = retrieve(
+            state,
+            store,
+            np.vstack(rows),
+            query_terms(text),
+            exclude=key,
+            phrases=identifier_phrases(text),
+        )
         copies = drop_copies(cands, state)
         best = max(cands.dense.values(), default=0.0)
-        out.append(ReplayQuery(key, len(text.split()), state.docs[key].res_key, article, cands,
-                               vectors[key[1]], content_stems(text), best, copies, number % CLASSIFIER_FOLDS))
+        out.append(
+            ReplayQuery(
+                key,
+                len(text.split()),
+                state.docs[key].res_key,
+                article,
+                cands,
+                vectors[key[1]],
+                content_stems(text),
+                best,
+                copies,
+                number % CLASSIFIER_FOLDS,
+            )
+        )
     return out
 
 
@@ -311,11 +351,26 @@ def matches(group: str, query: ReplayQuery, state: SearchState) -> bool:
     return group == query.res_key
 
 
-def ranked(query: ReplayQuery, state: SearchState, config: Config, collapse: set[str], depth: int,
-           leads: dict[str, DocKey] | None) -> list[GroupScore]:
+def ranked(
+    query: ReplayQuery,
+    state: SearchState,
+    config: Config,
+    collapse: set[str],
+    depth: int,
+    leads: dict[str, DocKey] | None,
+) -> list[GroupScore]:
     viewer = Viewer()
-    return rank_groups(query.cands, state, config.blend, depth=depth, collapse=collapse, viewer=viewer,
-                       accept=viewer.can_see, class_logp=query.class_logp, class_leads=leads)
+    return rank_groups(
+        query.cands,
+        state,
+        config.blend,
+        depth=depth,
+        collapse=collapse,
+        viewer=viewer,
+        accept=viewer.can_see,
+        class_logp=query.class_logp,
+        class_leads=leads,
+    )
 
 
 def first_match(groups: list[GroupScore], query: ReplayQuery, state: SearchState) -> int:
@@ -368,8 +423,14 @@ def class_leads(labels: dict[str, str], vectors: dict[str, np.ndarray]) -> dict[
     return leads
 
 
-def fit_classifier(store: Store, state: SearchState, labels: dict[str, str], vectors: IncidentVectors,
-                   queries: list[ReplayQuery], rng: random.Random) -> tuple[ResolutionClassifier | None, dict]:
+def fit_classifier(
+    store: Store,
+    state: SearchState,
+    labels: dict[str, str],
+    vectors: IncidentVectors,
+    queries: list[ReplayQuery],
+    rng: random.Random,
+) -> tuple[ResolutionClassifier | None, dict]:
     """Train on the store's labelled incidents; cross-fit so that each replay query is
     scored by a model trained without it and its near-copies."""
     ids = sorted(i for i in labels if i in vectors)
@@ -378,16 +439,22 @@ def fit_classifier(store: Store, state: SearchState, labels: dict[str, str], vec
     limit = min(MAX_TRAINING_INCIDENTS, CLASSIFIER_BUDGET // max(len(set(labels.values())), 1))
     if len(ids) > limit:
         ids = sorted(rng.sample(ids, limit))
-    stems_of = {i.id: content_stems(normalise_text(incident_text(i.title, i.description)))
-                for i in store.iter_incidents(ids)}
+    stems_of = {
+        i.id: content_stems(normalise_text(incident_text(i.title, i.description)))
+        for i in store.iter_incidents(ids)
+    }
     ids = [i for i in ids if i in stems_of]
     vectors = dict(zip(ids, vectors.matrix(ids), strict=True))  # read once, used by every fold
     leads = class_leads({i: labels[i] for i in ids}, vectors)
     began = time.monotonic()
 
     def train(keep: list[str]) -> ResolutionClassifier | None:
-        return train_classifier(np.vstack([vectors[i] for i in keep]), [stems_of[i] for i in keep],
-                                [labels[i] for i in keep], leads)
+        return train_classifier(
+            np.vstack([vectors[i] for i in keep]),
+            [stems_of[i] for i in keep],
+            [labels[i] for i in keep],
+            leads,
+        )
 
     for fold in range(CLASSIFIER_FOLDS):
         in_fold = [q for q in queries if q.fold == fold]
@@ -401,8 +468,11 @@ def fit_classifier(store: Store, state: SearchState, labels: dict[str, str], vec
             logp = model.log_proba(q.vector, q.stems)
             q.class_logp = dict(zip(model.classes, logp.tolist(), strict=True))
     model = train(ids)
-    info = {"classes": len(model.classes) if model else 0, "trained_on": len(ids),
-            "seconds": round(time.monotonic() - began, 2)}
+    info = {
+        "classes": len(model.classes) if model else 0,
+        "trained_on": len(ids),
+        "seconds": round(time.monotonic() - began, 2),
+    }
     return model, info
 
 
@@ -429,7 +499,9 @@ def best_similarities(state: SearchState, vectors: np.ndarray) -> np.ndarray:
     return np.where(ids[:, 0] >= 0, scores[:, 0], 0.0)
 
 
-def neighbour_similarities(state: SearchState, vectors: Mapping[str, np.ndarray], rng: random.Random) -> list[float]:
+def neighbour_similarities(
+    state: SearchState, vectors: Mapping[str, np.ndarray], rng: random.Random
+) -> list[float]:
     """Each sampled incident's best similarity to another, not a near-copy: what an
     answerable incident scores on a store without replay evidence."""
     ids = sorted(vectors)
@@ -459,7 +531,8 @@ def choose_threshold(in_scope: list[float], background: list[float]) -> tuple[fl
     """
     if len(in_scope) < MIN_THRESHOLD_EVIDENCE:
         return DEFAULT_MATCH_THRESHOLD, {
-            "note": f"{len(in_scope)} in-scope scores (need {MIN_THRESHOLD_EVIDENCE}); default kept"}
+            "note": f"{len(in_scope)} in-scope scores (need {MIN_THRESHOLD_EVIDENCE}); default kept"
+        }
     inside = np.sort(np.array(in_scope))
     limit = float(np.quantile(inside, MAX_FLAGGED_SHARE))
     if not background:
@@ -477,9 +550,14 @@ def choose_threshold(in_scope: list[float], background: list[float]) -> tuple[fl
     best = float(scores.max())
     # At the aimed false-alarm rate unless the background says a lower threshold separates
     # clearly better (by BALANCE_MARGIN); then the highest of the best.
-    threshold = limit if balanced(limit) >= best - BALANCE_MARGIN else float(grid[scores >= best - 1e-12][-1])
+    threshold = (
+        limit
+        if balanced(limit) >= best - BALANCE_MARGIN
+        else float(grid[scores >= best - 1e-12][-1])
+    )
     info = {
-        "in_scope": len(inside), "background": len(outside),
+        "in_scope": len(inside),
+        "background": len(outside),
         "aim_flagged_in_scope": MAX_FLAGGED_SHARE,
         "flagged_in_scope": round(float(np.mean(inside < threshold)), 4),
         "flagged_background": round(float(np.mean(outside < threshold)), 4),
@@ -512,7 +590,9 @@ def candidate_configs(same_collapse: bool) -> list[Config]:
     configs = []
     for collapse in ("shared",) if same_collapse else ("cohesive", "shared"):
         configs += [Config(collapse, Blend(kind)) for kind in ("dense", "rrf", "bm25")]
-        configs += [Config(collapse, Blend("fused", w, tau)) for tau in TAU_GRID for w in WEIGHT_GRID]
+        configs += [
+            Config(collapse, Blend("fused", w, tau)) for tau in TAU_GRID for w in WEIGHT_GRID
+        ]
     return configs
 
 
@@ -521,8 +601,14 @@ def classifier_configs(base: Blend) -> list[Config]:
     return [Config("shared", Blend(base.kind, base.weight, base.tau, c)) for c in CLASSIFIER_GRID]
 
 
-def fit_profile(store: Store, state: SearchState, *, seed: int = 13, max_queries: int = MAX_REPLAY_QUERIES,
-                embed: Callable[[list[str]], np.ndarray] | None = None) -> RankingProfile:
+def fit_profile(
+    store: Store,
+    state: SearchState,
+    *,
+    seed: int = 13,
+    max_queries: int = MAX_REPLAY_QUERIES,
+    embed: Callable[[list[str]], np.ndarray] | None = None,
+) -> RankingProfile:
     """Fit every number of the ranking profile on the store (see the module docstring)."""
     began = time.monotonic()
     rng = random.Random(seed)
@@ -542,12 +628,21 @@ def fit_profile(store: Store, state: SearchState, *, seed: int = 13, max_queries
     # incidents that have close neighbours (see docs/families.md).
     evidence = {k: v for k, v in shared.items() if not k.startswith("f:")}
     queries = replay_queries(store, state, chunks, vectors, evidence, rng, max_queries)
-    profile.fitted = {"collapse": collapse_info, "replay_queries": len(queries),
-                      "near_copies_left_out": sum(len(q.copies) for q in queries)}
-    profile.triage, profile.fitted["triage"] = fit_triage(state, vectors, np.random.default_rng(seed), store)
+    profile.fitted = {
+        "collapse": collapse_info,
+        "replay_queries": len(queries),
+        "near_copies_left_out": sum(len(q.copies) for q in queries),
+    }
+    profile.triage, profile.fitted["triage"] = fit_triage(
+        state, vectors, np.random.default_rng(seed), store
+    )
     background = background_texts()
     background_vectors = embed(background) if embed and background else None
-    background_scores = best_similarities(state, background_vectors).tolist() if background_vectors is not None else []
+    background_scores = (
+        best_similarities(state, background_vectors).tolist()
+        if background_vectors is not None
+        else []
+    )
     answerable = replayable_share(state, chunks, evidence)
     profile.fitted["replay_coverage"] = round(answerable, 4)
     if len(queries) < MIN_QUERIES_TO_FIT or answerable < MIN_REPLAY_COVERAGE:
@@ -555,10 +650,13 @@ def fit_profile(store: Store, state: SearchState, *, seed: int = 13, max_queries
         profile.collapse = cohesive_list
         profile.fitted["note"] = (
             f"{len(queries)} replayable incidents (need {MIN_QUERIES_TO_FIT}); defaults kept"
-            if len(queries) < MIN_QUERIES_TO_FIT else
-            f"the replayable incidents are {answerable:.1%} of the store (need {MIN_REPLAY_COVERAGE:.0%}); defaults kept")
+            if len(queries) < MIN_QUERIES_TO_FIT
+            else f"the replayable incidents are {answerable:.1%} of the store (need {MIN_REPLAY_COVERAGE:.0%}); defaults kept"
+        )
         in_scope = neighbour_similarities(state, vectors, rng)
-        profile.match_threshold, profile.fitted["no_match"] = choose_threshold(in_scope, background_scores)
+        profile.match_threshold, profile.fitted["no_match"] = choose_threshold(
+            in_scope, background_scores
+        )
         profile.fitted["no_match"]["in_scope_evidence"] = "nearest other incident"
         profile.threshold = profile.match_threshold
         return profile
@@ -566,19 +664,25 @@ def fit_profile(store: Store, state: SearchState, *, seed: int = 13, max_queries
     labels = classifier_labels(state, evidence)
     model, leads = None, None
     if len(set(labels.values())) >= 2 and len(labels) >= 100:
-        model, profile.fitted["classifier"] = fit_classifier(store, state, labels, vectors, queries, rng)
+        model, profile.fitted["classifier"] = fit_classifier(
+            store, state, labels, vectors, queries, rng
+        )
         if model is not None:
             leads = model.lead_keys()
 
     def ranks_of(config: Config, subset: list[ReplayQuery]) -> list[int]:
         collapse = collapses[config.collapse]
-        return [first_match(ranked(q, state, config, collapse, depth, leads), q, state) for q in subset]
+        return [
+            first_match(ranked(q, state, config, collapse, depth, leads), q, state) for q in subset
+        ]
 
     same = collapses["cohesive"] == collapses["shared"]
     configs = candidate_configs(same)
     results = {c.name: (c, ranks_of(c, queries)) for c in configs}
     if model is not None:
-        fused = [r for r in results.values() if r[0].collapse == "shared" and r[0].blend.kind == "fused"]
+        fused = [
+            r for r in results.values() if r[0].collapse == "shared" and r[0].blend.kind == "fused"
+        ]
         base = max(fused, key=lambda r: objective(r[1]))[0].blend
         for config in classifier_configs(base):
             results[config.name] = (config, ranks_of(config, queries))
@@ -601,6 +705,7 @@ def fit_profile(store: Store, state: SearchState, *, seed: int = 13, max_queries
         chosen[name] = best_config
         if len(bucket) >= MIN_QUERIES_PER_BUCKET:
             same_collapse = [r for r in results.values() if r[0].collapse == collapse_name]
+
             def on_bucket(ranks: list[int], bucket=bucket) -> float:
                 return objective([ranks[index_of[q.key]] for q in bucket])
 
@@ -608,14 +713,17 @@ def fit_profile(store: Store, state: SearchState, *, seed: int = 13, max_queries
             if on_bucket(top[1]) >= on_bucket(results[best_config.name][1]) + BUCKET_MARGIN:
                 chosen[name] = top[0]
     profile.blends = {name: c.blend.to_dict() for name, c in chosen.items()}
-    profile.lexical_weight = {name: c.blend.weight if c.blend.kind == "fused" else DEFAULT_LEXICAL_WEIGHT[name]
-                              for name, c in chosen.items()}
+    profile.lexical_weight = {
+        name: c.blend.weight if c.blend.kind == "fused" else DEFAULT_LEXICAL_WEIGHT[name]
+        for name, c in chosen.items()
+    }
     profile.vote_tau = best_config.blend.tau
     if model is not None and any(c.blend.classifier > 0 for c in chosen.values()):
         profile.classifier = model.to_dict()
     # No good match: the best similarity of honest in-scope replays against the background.
     profile.match_threshold, profile.fitted["no_match"] = choose_threshold(
-        [q.best_similarity for q in queries], background_scores)
+        [q.best_similarity for q in queries], background_scores
+    )
     profile.fitted["no_match"]["in_scope_evidence"] = "replayed incidents"
     profile.threshold = profile.match_threshold
     # Confidence per bucket, under the chosen blend.
@@ -631,22 +739,39 @@ def fit_profile(store: Store, state: SearchState, *, seed: int = 13, max_queries
             rows_by_bucket[bucket].append((groups, q, rank))
     every = [row for rows in rows_by_bucket.values() for row in rows]
     overall = fit_confidence(every)
-    profile.confidence_map = {name: fit_confidence(rows_by_bucket[name])
-                              if len(rows_by_bucket.get(name, [])) >= MIN_QUERIES_PER_BUCKET else overall
-                              for name, _, _ in LENGTH_BUCKETS}
+    profile.confidence_map = {
+        name: fit_confidence(rows_by_bucket[name])
+        if len(rows_by_bucket.get(name, [])) >= MIN_QUERIES_PER_BUCKET
+        else overall
+        for name, _, _ in LENGTH_BUCKETS
+    }
     profile.trust, profile.fitted["trust"] = fit_trust_maps(
-        store, state, queries, chosen, collapses[collapse_name], depth, leads,
-        model if profile.classifier else None, background, background_vectors, rng)
+        store,
+        state,
+        queries,
+        chosen,
+        collapses[collapse_name],
+        depth,
+        leads,
+        model if profile.classifier else None,
+        background,
+        background_vectors,
+        rng,
+    )
     profile.source = "fitted"
     table = sorted(((objective(r), c.name, *quality(r)) for c, r in results.values()), reverse=True)
     acc, mrr = quality(final_ranks)
-    profile.fitted.update({
-        "buckets": {name: len(b) for name, b in buckets.items()},
-        "chosen": {name: c.name for name, c in chosen.items()},
-        "candidates": [{"ranking": name, "accuracy_at_1": round(a, 4), "mrr": round(m, 4)}
-                       for _, name, a, m in table],
-        "replay_accuracy_at_1": round(acc, 4),
-        "replay_mrr": round(mrr, 4),
-        "seconds": round(time.monotonic() - began, 2),
-    })
+    profile.fitted.update(
+        {
+            "buckets": {name: len(b) for name, b in buckets.items()},
+            "chosen": {name: c.name for name, c in chosen.items()},
+            "candidates": [
+                {"ranking": name, "accuracy_at_1": round(a, 4), "mrr": round(m, 4)}
+                for _, name, a, m in table
+            ],
+            "replay_accuracy_at_1": round(acc, 4),
+            "replay_mrr": round(mrr, 4),
+            "seconds": round(time.monotonic() - began, 2),
+        }
+    )
     return profile

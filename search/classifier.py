@@ -71,7 +71,9 @@ class Vocabulary:
         if not counts:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         cols = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
-        tf = np.fromiter((1.0 + math.log(c) for c in counts.values()), dtype=np.float32, count=len(counts))
+        tf = np.fromiter(
+            (1.0 + math.log(c) for c in counts.values()), dtype=np.float32, count=len(counts)
+        )
         values = tf * self.idf[cols]
         return cols, values / np.linalg.norm(values)
 
@@ -88,8 +90,10 @@ class ResolutionClassifier:
     def lead_keys(self) -> dict[str, tuple[str, str]]:
         """Per class, the document that stands for it: the article of an article class,
         else its lead incident."""
-        return {g: (("article", g[2:]) if g.startswith("a:") else ("incident", i))
-                for g, i in zip(self.classes, self.leads, strict=True)}
+        return {
+            g: (("article", g[2:]) if g.startswith("a:") else ("incident", i))
+            for g, i in zip(self.classes, self.leads, strict=True)
+        }
 
     def log_proba(self, vector: np.ndarray, doc_stems: list[str]) -> np.ndarray:
         cols, values = self.vocabulary.weights(doc_stems)
@@ -101,10 +105,13 @@ class ResolutionClassifier:
 
     def to_dict(self) -> dict:
         return {
-            "classes": self.classes, "leads": self.leads,
+            "classes": self.classes,
+            "leads": self.leads,
             "terms": sorted(self.vocabulary.terms, key=self.vocabulary.terms.__getitem__),
-            "idf": _encode(self.vocabulary.idf), "dim": int(self.coef_dense.shape[1]),
-            "coef_dense": _encode(self.coef_dense), "coef_terms": _encode(self.coef_terms),
+            "idf": _encode(self.vocabulary.idf),
+            "dim": int(self.coef_dense.shape[1]),
+            "coef_dense": _encode(self.coef_dense),
+            "coef_terms": _encode(self.coef_terms),
             "intercept": _encode(self.intercept),
         }
 
@@ -116,7 +123,9 @@ class ResolutionClassifier:
         n_classes, dim = len(data["classes"]), int(data["dim"])
         vocab = Vocabulary({t: i for i, t in enumerate(terms)}, _decode(data["idf"], (len(terms),)))
         return cls(
-            list(data["classes"]), list(data["leads"]), vocab,
+            list(data["classes"]),
+            list(data["leads"]),
+            vocab,
             _decode(data["coef_dense"], (n_classes, dim)),
             _decode(data["coef_terms"], (n_classes, len(terms))),
             _decode(data["intercept"], (n_classes,)),
@@ -133,17 +142,29 @@ def feature_matrix(vectors: np.ndarray, docs: Sequence[list[str]], vocab: Vocabu
         cols.append(c)
         values.append(v)
     terms = sparse.csr_matrix(
-        (np.concatenate(values) if values else np.zeros(0), (np.concatenate(rows) if rows else np.zeros(0, int),
-                                                             np.concatenate(cols) if cols else np.zeros(0, int))),
-        shape=(len(docs), len(vocab.terms)), dtype=np.float32,
+        (
+            np.concatenate(values) if values else np.zeros(0),
+            (
+                np.concatenate(rows) if rows else np.zeros(0, int),
+                np.concatenate(cols) if cols else np.zeros(0, int),
+            ),
+        ),
+        shape=(len(docs), len(vocab.terms)),
+        dtype=np.float32,
     )
     return sparse.hstack([sparse.csr_matrix(vectors.astype(np.float32)), terms], format="csr")
 
 
-def train_classifier(vectors: np.ndarray, docs: Sequence[list[str]], labels: Sequence[str],
-                     leads: dict[str, str], *, regularisation: float = REGULARISATION,
-                     sample_weight: np.ndarray | None = None,
-                     max_terms: int = MAX_TERM_WEIGHTS) -> ResolutionClassifier | None:
+def train_classifier(
+    vectors: np.ndarray,
+    docs: Sequence[list[str]],
+    labels: Sequence[str],
+    leads: dict[str, str],
+    *,
+    regularisation: float = REGULARISATION,
+    sample_weight: np.ndarray | None = None,
+    max_terms: int = MAX_TERM_WEIGHTS,
+) -> ResolutionClassifier | None:
     """Fit on incidents (mean vectors, content stems, group labels, optionally how much each
     counts); None when the labels do not make at least MIN_CLASSES groups. The vocabulary
     keeps at most ``max_terms`` weights over all classes."""
@@ -168,5 +189,11 @@ def train_classifier(vectors: np.ndarray, docs: Sequence[list[str]], labels: Seq
         coef = model.coef_[order].astype(np.float32)
         intercept = model.intercept_[order].astype(np.float32)
     dim = vectors.shape[1]
-    return ResolutionClassifier(classes, [leads[c] for c in classes], vocab,
-                                coef[:, :dim].copy(), coef[:, dim:].copy(), intercept)
+    return ResolutionClassifier(
+        classes,
+        [leads[c] for c in classes],
+        vocab,
+        coef[:, :dim].copy(),
+        coef[:, dim:].copy(),
+        intercept,
+    )

@@ -98,7 +98,9 @@ class Evidence:
     overlap: float = 0.0  # share of the ten most similar documents that BM25 found too
 
 
-def gather_evidence(cands: Candidates, state: SearchState, class_logp: dict[str, float] | None) -> Evidence:
+def gather_evidence(
+    cands: Candidates, state: SearchState, class_logp: dict[str, float] | None
+) -> Evidence:
     best: dict[DocKey, float] = {}
     for cid, score in cands.dense.items():
         key = state.chunk_doc.get(cid)
@@ -130,25 +132,52 @@ def _agrees(group: GroupScore, evidence: Evidence, state: SearchState) -> float:
     if doc is None:
         return 0.0
     if group.group.startswith("a:"):
-        return float(doc.kind == "article" and group.group == "a:" + doc.id
-                     or doc.kind == "incident" and group.group == "a:" + (doc.article_id or ""))
+        return float(
+            doc.kind == "article"
+            and group.group == "a:" + doc.id
+            or doc.kind == "incident"
+            and group.group == "a:" + (doc.article_id or "")
+        )
     return float(bool(doc.res_key) and doc.res_key == group.group)
 
 
-def answer_features(groups: Sequence[GroupScore], cands: Candidates, evidence: Evidence,
-                    state: SearchState) -> list[float]:
+def answer_features(
+    groups: Sequence[GroupScore], cands: Candidates, evidence: Evidence, state: SearchState
+) -> list[float]:
     """(best similarity, top group's similarity, spread, lexical agreement, classifier top,
     BM25 overlap with the nearest documents, log size of the top group, 1)."""
     if not groups:
-        return [evidence.best_similarity, 0.0, evidence.spread, 0.0, 0.0, evidence.overlap, 0.0, 1.0]
+        return [
+            evidence.best_similarity,
+            0.0,
+            evidence.spread,
+            0.0,
+            0.0,
+            evidence.overlap,
+            0.0,
+            1.0,
+        ]
     top = groups[0]
-    return [evidence.best_similarity, group_similarity(top, cands), evidence.spread,
-            _agrees(top, evidence, state), max(evidence.class_probability.values(), default=0.0),
-            evidence.overlap, math.log1p(state.group_size(top.group)), 1.0]
+    return [
+        evidence.best_similarity,
+        group_similarity(top, cands),
+        evidence.spread,
+        _agrees(top, evidence, state),
+        max(evidence.class_probability.values(), default=0.0),
+        evidence.overlap,
+        math.log1p(state.group_size(top.group)),
+        1.0,
+    ]
 
 
-def result_features(groups: Sequence[GroupScore], cands: Candidates, evidence: Evidence, position: int,
-                    scale: float, state: SearchState) -> list[float]:
+def result_features(
+    groups: Sequence[GroupScore],
+    cands: Candidates,
+    evidence: Evidence,
+    position: int,
+    scale: float,
+    state: SearchState,
+) -> list[float]:
     """Features of the result at ``position`` (see ``ConfidenceModel``)."""
     group = groups[position]
     following = groups[position + 1].score if position + 1 < len(groups) else group.score - scale
@@ -204,8 +233,17 @@ class ConfidenceModel:
 
     def p_right(self, features: list[float], answer: list[float]) -> float:
         """Fitted probability, shrunk toward the base rate by PRIOR_WEIGHT pseudo-queries."""
-        raw = _sigmoid(float(np.dot(self.combine, combined_features(
-            float(np.dot(self.answerable, answer)), float(np.dot(self.confidence, features))))))
+        raw = _sigmoid(
+            float(
+                np.dot(
+                    self.combine,
+                    combined_features(
+                        float(np.dot(self.answerable, answer)),
+                        float(np.dot(self.confidence, features)),
+                    ),
+                )
+            )
+        )
         n = float(self.evidence)
         return (n * raw + PRIOR_WEIGHT * self.base_rate) / (n + PRIOR_WEIGHT)
 
@@ -217,16 +255,31 @@ class ConfidenceModel:
         return "low"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"answerable": self.answerable, "answer_cut": self.answer_cut, "confidence": self.confidence,
-                "combine": self.combine, "base_rate": self.base_rate, "evidence": self.evidence, "high_cut": self.high_cut,
-                "no_match_cap": self.no_match_cap, "fitted": self.fitted}
+        return {
+            "answerable": self.answerable,
+            "answer_cut": self.answer_cut,
+            "confidence": self.confidence,
+            "combine": self.combine,
+            "base_rate": self.base_rate,
+            "evidence": self.evidence,
+            "high_cut": self.high_cut,
+            "no_match_cap": self.no_match_cap,
+            "fitted": self.fitted,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ConfidenceModel:
-        return cls(answerable=list(data["answerable"]), answer_cut=float(data["answer_cut"]),
-                   confidence=list(data["confidence"]), combine=list(data["combine"]), base_rate=float(data["base_rate"]),
-                   evidence=int(data["evidence"]), high_cut=float(data["high_cut"]),
-                   no_match_cap=float(data.get("no_match_cap", NO_MATCH_CAP)), fitted=dict(data.get("fitted", {})))
+        return cls(
+            answerable=list(data["answerable"]),
+            answer_cut=float(data["answer_cut"]),
+            confidence=list(data["confidence"]),
+            combine=list(data["combine"]),
+            base_rate=float(data["base_rate"]),
+            evidence=int(data["evidence"]),
+            high_cut=float(data["high_cut"]),
+            no_match_cap=float(data.get("no_match_cap", NO_MATCH_CAP)),
+            fitted=dict(data.get("fitted", {})),
+        )
 
 
 @dataclass
@@ -262,18 +315,29 @@ class TrustProfile:
     def from_dict(cls, data: dict[str, Any] | None) -> TrustProfile | None:
         if not data or STORE_WIDE not in (data.get("models") or {}):
             return None
-        return cls(scale=float(data.get("scale") or 1.0),
-                   models={k: ConfidenceModel.from_dict(v) for k, v in data["models"].items()})
+        return cls(
+            scale=float(data.get("scale") or 1.0),
+            models={k: ConfidenceModel.from_dict(v) for k, v in data["models"].items()},
+        )
 
-    def judge(self, groups: Sequence[GroupScore], cands: Candidates, evidence: Evidence, state: SearchState,
-              count: int, language: str | None = None) -> Judgement:
+    def judge(
+        self,
+        groups: Sequence[GroupScore],
+        cands: Candidates,
+        evidence: Evidence,
+        state: SearchState,
+        count: int,
+        language: str | None = None,
+    ) -> Judgement:
         name, model = self.model_for(language)
         features = answer_features(groups, cands, evidence, state)
         p_answer = model.p_answerable(features)
         flagged = p_answer < model.answer_cut or not groups
         values: list[float] = []
         for position in range(min(count, len(groups))):
-            p = model.p_right(result_features(groups, cands, evidence, position, self.scale, state), features)
+            p = model.p_right(
+                result_features(groups, cands, evidence, position, self.scale, state), features
+            )
             if values:
                 # A lower result never shows more than the one above it. Each value is the
                 # result's own chance, not a share: two results that give the same fix
@@ -310,7 +374,9 @@ class StreamQuery:
     top_margin: float = 0.0
 
 
-def fit_weighted_logistic(x: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float = L2) -> np.ndarray:
+def fit_weighted_logistic(
+    x: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float = L2
+) -> np.ndarray:
     """Weighted logistic regression by Newton's method; ``x`` carries its own constant
     (last) column, which is not penalised."""
     beta = np.zeros(x.shape[1])
@@ -345,7 +411,9 @@ def wilson_lower(share: float, n: float, z: float = HIGH_Z) -> float:
     return (centre - spread) / (1 + z * z / n)
 
 
-def choose_cut(p_in: np.ndarray, p_out: np.ndarray, max_flagged: float = MAX_FLAGGED_SHARE) -> tuple[float, dict]:
+def choose_cut(
+    p_in: np.ndarray, p_out: np.ndarray, max_flagged: float = MAX_FLAGGED_SHARE
+) -> tuple[float, dict]:
     """The P(answerable) cut below which a request is flagged: the best balanced accuracy
     among cuts that flag at most ``max_flagged`` of answerable replays; of cuts about as
     good (within CUT_TOLERANCE), the lowest. A new request is worded less like the store than
@@ -360,15 +428,19 @@ def choose_cut(p_in: np.ndarray, p_out: np.ndarray, max_flagged: float = MAX_FLA
         flagged_in = np.searchsorted(inside, cut, side="left") / len(inside)
         if flagged_in > max_flagged:
             break
-        flagged_out = np.searchsorted(outside, cut, side="left") / len(outside) if len(outside) else 0.0
+        flagged_out = (
+            np.searchsorted(outside, cut, side="left") / len(outside) if len(outside) else 0.0
+        )
         scored.append((float(cut), 0.5 * (flagged_out + 1 - flagged_in)))
     best_score = max(score for _, score in scored)
     best_cut = min(cut for cut, score in scored if score >= best_score - CUT_TOLERANCE)
     flagged_in = float(np.mean(inside < best_cut))
     flagged_out = float(np.mean(outside < best_cut)) if len(outside) else None
-    info = {"flagged_answerable": round(flagged_in, 4),
-            "flagged_off_topic": round(flagged_out, 4) if flagged_out is not None else None,
-            "balanced_accuracy": round(0.5 * ((flagged_out or 0.0) + 1 - flagged_in), 4)}
+    info = {
+        "flagged_answerable": round(flagged_in, 4),
+        "flagged_off_topic": round(flagged_out, 4) if flagged_out is not None else None,
+        "balanced_accuracy": round(0.5 * ((flagged_out or 0.0) + 1 - flagged_in), 4),
+    }
     return best_cut, info
 
 
@@ -383,8 +455,14 @@ def fit_model(queries: Sequence[StreamQuery]) -> ConfidenceModel | None:
     x = np.array([q.answer for q in queries])
     y = np.array([1.0 if q.kind == ANSWERABLE else 0.0 for q in queries])
     off_kinds = Counter(q.kind for q in queries if q.kind != ANSWERABLE)
-    w = np.array([0.5 * len(queries) / counts[ANSWERABLE] if q.kind == ANSWERABLE
-                  else 0.5 * len(queries) / (len(off_kinds) * off_kinds[q.kind]) for q in queries])
+    w = np.array(
+        [
+            0.5 * len(queries) / counts[ANSWERABLE]
+            if q.kind == ANSWERABLE
+            else 0.5 * len(queries) / (len(off_kinds) * off_kinds[q.kind])
+            for q in queries
+        ]
+    )
     answerable = fit_weighted_logistic(x, y, w)
     p = 1.0 / (1.0 + np.exp(-(x @ answerable)))
     inside = p[y == 1]
@@ -416,8 +494,15 @@ def fit_model(queries: Sequence[StreamQuery]) -> ConfidenceModel | None:
     top_w = np.array([weight_of[q.kind] for q, _ in tops])
     top_right = np.array([1.0 if r else 0.0 for _, (_, r) in tops])
     base = float((top_w * top_right).sum() / top_w.sum()) if len(top_w) else 0.0
-    model = ConfidenceModel(answerable.tolist(), cut, confidence.tolist(), combine.tolist(), base,
-                            counts[ANSWERABLE], 1.01)
+    model = ConfidenceModel(
+        answerable.tolist(),
+        cut,
+        confidence.tolist(),
+        combine.tolist(),
+        base,
+        counts[ANSWERABLE],
+        1.01,
+    )
     shown = np.array([model.p_right(f, q.answer) for q, (f, _) in tops])
     flags = np.array([model.p_answerable(q.answer) < cut for q, _ in tops])
     shown = np.where(flags, np.minimum(shown, NO_MATCH_CAP), shown)
@@ -425,11 +510,27 @@ def fit_model(queries: Sequence[StreamQuery]) -> ConfidenceModel | None:
     if flags.any():
         flagged_right = float((top_w[flags] * top_right[flags]).sum() / top_w[flags].sum())
         model.no_match_cap = round(min(NO_MATCH_CAP, max(flagged_right, 0.01)), 4)
-    model.fitted = {"answerable": counts.get(ANSWERABLE, 0), "near": counts.get(NEAR, 0),
-                    "far": counts.get(FAR, 0), "no_good_match": cut_info, "high": high_info,
-                    "base_rate": round(base, 4), "ece": round(expected_calibration_error(
-                        list(zip(np.minimum(shown, np.where(flags, model.no_match_cap, 1.0)).tolist(),
-                                 top_right.astype(bool).tolist(), strict=True)), top_w.tolist()), 4)}
+    model.fitted = {
+        "answerable": counts.get(ANSWERABLE, 0),
+        "near": counts.get(NEAR, 0),
+        "far": counts.get(FAR, 0),
+        "no_good_match": cut_info,
+        "high": high_info,
+        "base_rate": round(base, 4),
+        "ece": round(
+            expected_calibration_error(
+                list(
+                    zip(
+                        np.minimum(shown, np.where(flags, model.no_match_cap, 1.0)).tolist(),
+                        top_right.astype(bool).tolist(),
+                        strict=True,
+                    )
+                ),
+                top_w.tolist(),
+            ),
+            4,
+        ),
+    }
     return model
 
 
@@ -441,8 +542,9 @@ def _balanced_pool(near: np.ndarray, far: np.ndarray) -> np.ndarray:
     return np.concatenate([np.repeat(near, repeat_near), np.repeat(far, repeat_far)])
 
 
-def choose_high_cut(shown: np.ndarray, right: np.ndarray, weight: np.ndarray,
-                    flagged: np.ndarray) -> tuple[float, dict]:
+def choose_high_cut(
+    shown: np.ndarray, right: np.ndarray, weight: np.ndarray, flagged: np.ndarray
+) -> tuple[float, dict]:
     """The lowest confidence from which top results count as "high": where those at or
     above it were right at least HIGH_PRECISION of the time, by a one-sided lower bound."""
     keep = ~flagged
@@ -453,12 +555,17 @@ def choose_high_cut(shown: np.ndarray, right: np.ndarray, weight: np.ndarray,
             break
         share = float((weight[above] * right[above]).sum() / weight[above].sum())
         if wilson_lower(share, n) >= HIGH_PRECISION:
-            return round(float(cut), 2), {"cut": round(float(cut), 2), "results": n, "right_share": round(share, 4)}
+            return round(float(cut), 2), {
+                "cut": round(float(cut), 2),
+                "results": n,
+                "right_share": round(share, 4),
+            }
     return 1.01, {"cut": None, "note": "no confidence was right nine times in ten on the replay"}
 
 
-def expected_calibration_error(rows: Sequence[tuple[float, bool]], weights: Sequence[float] | None = None,
-                               bins: int = 10) -> float:
+def expected_calibration_error(
+    rows: Sequence[tuple[float, bool]], weights: Sequence[float] | None = None, bins: int = 10
+) -> float:
     """Mean |shown - right share| over equal-width bins of the shown value, weighted by size."""
     if not rows:
         return 0.0
@@ -478,36 +585,51 @@ def fit_trust(queries: Sequence[StreamQuery], scale: float) -> tuple[TrustProfil
     model = fit_model(queries)
     counts = Counter(q.kind for q in queries)
     if model is None:
-        return None, {"note": f"too little evidence for a fitted confidence ({dict(counts)}); "
-                              "results show a band without a number"}
+        return None, {
+            "note": f"too little evidence for a fitted confidence ({dict(counts)}); "
+            "results show a band without a number"
+        }
     models = {STORE_WIDE: model}
     languages = Counter(q.language for q in queries if q.kind == ANSWERABLE and q.language)
     near_languages = Counter(q.language for q in queries if q.kind == NEAR and q.language)
-    enough = sorted(language for language, n in languages.items()
-                    if n >= MIN_LANGUAGE_ANSWERABLE and near_languages.get(language, 0) >= MIN_LANGUAGE_NEAR)
+    enough = sorted(
+        language
+        for language, n in languages.items()
+        if n >= MIN_LANGUAGE_ANSWERABLE and near_languages.get(language, 0) >= MIN_LANGUAGE_NEAR
+    )
     # An English store needs no maps of its own beside the store-wide ones.
     if enough and enough != ["en"]:
         for language in enough:
             fitted = fit_model([q for q in queries if q.language == language or q.kind == FAR])
             if fitted is not None:
                 models[language] = fitted
-    info = {"stream": dict(counts), "languages": dict(languages),
-            "models": {k: m.fitted | {"answer_cut": round(m.answer_cut, 4), "high_cut": m.high_cut}
-                       for k, m in models.items()}}
+    info = {
+        "stream": dict(counts),
+        "languages": dict(languages),
+        "models": {
+            k: m.fitted | {"answer_cut": round(m.answer_cut, 4), "high_cut": m.high_cut}
+            for k, m in models.items()
+        },
+    }
     return TrustProfile(scale, models), info
 
 
 # --- the mixed stream from a replay --------------------------------------------------------
 
 
-def held_out_candidates(cands: Candidates, state: SearchState, held: Callable[[DocKey], bool]) -> Candidates:
+def held_out_candidates(
+    cands: Candidates, state: SearchState, held: Callable[[DocKey], bool]
+) -> Candidates:
     """A copy of ``cands`` without the chunks of the documents ``held`` names."""
+
     def keep(cid: int) -> bool:
         key = state.chunk_doc.get(cid)
         return key is None or not held(key)
 
-    return Candidates(dense={c: s for c, s in cands.dense.items() if keep(c)},
-                      lexical={c: s for c, s in cands.lexical.items() if keep(c)})
+    return Candidates(
+        dense={c: s for c, s in cands.dense.items() if keep(c)},
+        lexical={c: s for c, s in cands.lexical.items() if keep(c)},
+    )
 
 
 def without_class(class_logp: dict[str, float] | None, name: str) -> dict[str, float] | None:
@@ -522,9 +644,16 @@ def without_class(class_logp: dict[str, float] | None, name: str) -> dict[str, f
     return {k: v - total for k, v in rest.items()}
 
 
-def stream_query(kind: str, language: str | None, groups: Sequence[GroupScore], cands: Candidates,
-                 evidence: Evidence, state: SearchState, scale: float,
-                 is_right: Callable[[GroupScore], bool]) -> StreamQuery:
+def stream_query(
+    kind: str,
+    language: str | None,
+    groups: Sequence[GroupScore],
+    cands: Candidates,
+    evidence: Evidence,
+    state: SearchState,
+    scale: float,
+    is_right: Callable[[GroupScore], bool],
+) -> StreamQuery:
     results = []
     for position in range(min(POSITIONS, len(groups))):
         right = kind == ANSWERABLE and is_right(groups[position])
@@ -540,9 +669,15 @@ def margin_scale(margins: Sequence[float]) -> float:
 
 
 def collect_stream(
-    state: SearchState, queries: Sequence[Any], *, rank: Callable[[Candidates, int, dict | None], list[GroupScore]],
-    matches: Callable[[str, Any, SearchState], bool], languages: dict[DocKey, str | None],
-    background: Sequence[tuple[int, Candidates, dict | None]], use_class: bool, rng,
+    state: SearchState,
+    queries: Sequence[Any],
+    *,
+    rank: Callable[[Candidates, int, dict | None], list[GroupScore]],
+    matches: Callable[[str, Any, SearchState], bool],
+    languages: dict[DocKey, str | None],
+    background: Sequence[tuple[int, Candidates, dict | None]],
+    use_class: bool,
+    rng,
 ) -> tuple[list[StreamQuery], float]:
     """The mixed stream of a replay (see the module docstring) and the margin scale.
 
@@ -559,8 +694,18 @@ def collect_stream(
     stream = []
     for q, logp, groups in ranked:
         evidence = gather_evidence(q.cands, state, logp)
-        stream.append(stream_query(ANSWERABLE, languages.get(q.key), groups, q.cands, evidence, state, scale,
-                                   lambda g, q=q: matches(g.group, q, state)))
+        stream.append(
+            stream_query(
+                ANSWERABLE,
+                languages.get(q.key),
+                groups,
+                q.cands,
+                evidence,
+                state,
+                scale,
+                lambda g, q=q: matches(g.group, q, state),
+            )
+        )
     # New wordings: the same requests with their nearest siblings (the incidents of the same
     # resolution most like them) held out too. A store's own incidents have siblings filed
     # from the same template or by the same person; a new request rarely does.
@@ -578,8 +723,18 @@ def collect_stream(
         logp = q.class_logp if use_class else None
         groups = rank(cands, q.words, logp)
         evidence = gather_evidence(cands, state, logp)
-        stream.append(stream_query(ANSWERABLE, languages.get(q.key), groups, cands, evidence, state, scale,
-                                   lambda g, q=q: matches(g.group, q, state)))
+        stream.append(
+            stream_query(
+                ANSWERABLE,
+                languages.get(q.key),
+                groups,
+                cands,
+                evidence,
+                state,
+                scale,
+                lambda g, q=q: matches(g.group, q, state),
+            )
+        )
     # Near-domain: whole resolutions held out, a few incidents of each, over many resolutions.
     by_answer: dict[str, list[Any]] = defaultdict(list)
     for q, _, _ in ranked:
@@ -597,24 +752,32 @@ def collect_stream(
         logp = without_class(q.class_logp, name) if use_class else None
         groups = rank(cands, q.words, logp)
         evidence = gather_evidence(cands, state, logp)
-        stream.append(stream_query(NEAR, languages.get(q.key), groups, cands, evidence, state, scale,
-                                   lambda g: False))
+        stream.append(
+            stream_query(
+                NEAR, languages.get(q.key), groups, cands, evidence, state, scale, lambda g: False
+            )
+        )
     for words, cands, logp in background:
         logp = logp if use_class else None
         groups = rank(cands, words, logp)
         evidence = gather_evidence(cands, state, logp)
-        stream.append(stream_query(FAR, None, groups, cands, evidence, state, scale, lambda g: False))
+        stream.append(
+            stream_query(FAR, None, groups, cands, evidence, state, scale, lambda g: False)
+        )
     return stream, scale
 
 
 def _held_resolution(q: Any, state: SearchState) -> Callable[[DocKey], bool]:
     """Which documents belong to the query's known resolution."""
+
     def held(key: DocKey) -> bool:
         doc = state.docs.get(key)
         if doc is None:
             return False
         if q.article:
-            return (key == ("article", q.article)) or (doc.kind == "incident" and doc.article_id == q.article)
+            return (key == ("article", q.article)) or (
+                doc.kind == "incident" and doc.article_id == q.article
+            )
         return doc.kind == "incident" and bool(doc.res_key) and doc.res_key == q.res_key
 
     return held

@@ -29,8 +29,17 @@ if TYPE_CHECKING:
     from search.state import DocInfo, DocKey
 
 # The fields of an incident kept as codes into lists of distinct values.
-CODED_FIELDS = ("resolution", "product", "category", "status", "article_id", "res_key",
-                "assignment_group", "priority", "escalated")
+CODED_FIELDS = (
+    "resolution",
+    "product",
+    "category",
+    "status",
+    "article_id",
+    "res_key",
+    "assignment_group",
+    "priority",
+    "escalated",
+)
 # The fields kept in per-incident text buffers.
 TEXT_FIELDS = ("id", "title", "updated")
 _DELETED = None
@@ -74,8 +83,7 @@ class _Texts:
         self.buffer = bytes(self.buffer)
 
     def get(self, row: int) -> str:
-        return self.buffer[self.offsets[row]:self.offsets[row + 1]].decode("utf-8")
-
+        return self.buffer[self.offsets[row] : self.offsets[row + 1]].decode("utf-8")
 
 
 class DocTable(Mapping):
@@ -98,17 +106,29 @@ class DocTable(Mapping):
             hashes.append(hash(doc.key))
         for texts in self._texts.values():
             texts.freeze()
-        self._columns = {name: np.frombuffer(column, dtype=np.int32) if len(column) else
-                         np.zeros(0, dtype=np.int32) for name, column in self._coded.items()}
+        self._columns = {
+            name: np.frombuffer(column, dtype=np.int32)
+            if len(column)
+            else np.zeros(0, dtype=np.int32)
+            for name, column in self._coded.items()
+        }
         self._coded = {}
-        unsorted = np.frombuffer(hashes, dtype=np.int64) if len(hashes) else np.zeros(0, dtype=np.int64)
+        unsorted = (
+            np.frombuffer(hashes, dtype=np.int64) if len(hashes) else np.zeros(0, dtype=np.int64)
+        )
         self._order = np.argsort(unsorted, kind="stable").astype(np.int32)
         self._hashes = unsorted[self._order]
         self._rows = len(unsorted)
         # Column arrays as Python lists are faster to index; kept as compact arrays they
         # are what the memory is for, so only the columns' views are made here.
-        self._coded_lists = [(name, memoryview(self._columns[name]).cast("B").cast("i")
-                              if self._rows else [], self._codes[name].values) for name in CODED_FIELDS]
+        self._coded_lists = [
+            (
+                name,
+                memoryview(self._columns[name]).cast("B").cast("i") if self._rows else [],
+                self._codes[name].values,
+            )
+            for name in CODED_FIELDS
+        ]
         # Documents built from their rows lately (a ranking reads the same ones many times),
         # and rows looked up lately; the base rows never change, so neither goes stale.
         self._recent: dict[DocKey, DocInfo] = {}
@@ -153,8 +173,13 @@ class DocTable(Mapping):
         values = {name: values[column[row]] for name, column, values in coded}
         texts = self._texts
         return DocInfo(
-            kind="incident", id=texts["id"].get(row), title=texts["title"].get(row),
-            audience="internal", updated=texts["updated"].get(row), review_by="", **values,
+            kind="incident",
+            id=texts["id"].get(row),
+            title=texts["title"].get(row),
+            audience="internal",
+            updated=texts["updated"].get(row),
+            review_by="",
+            **values,
         )
 
     def __getitem__(self, key: DocKey) -> DocInfo:
@@ -187,7 +212,9 @@ class DocTable(Mapping):
         return key in self._recent or self.row_of(key) is not None
 
     def __len__(self) -> int:
-        live_overlay = sum(1 for k, d in self._overlay.items() if d is not None and k[0] == "incident")
+        live_overlay = sum(
+            1 for k, d in self._overlay.items() if d is not None and k[0] == "incident"
+        )
         return self._rows - self._dropped + live_overlay + len(self._articles)
 
     def __iter__(self) -> Iterator[DocKey]:
@@ -231,7 +258,12 @@ class DocTable(Mapping):
         overlay is counted by its owner as it changes)."""
         counts = np.bincount(self._columns[field], minlength=len(self._codes[field].values))
         values = self._codes[field].values
-        return {values[c]: int(n) for c in np.flatnonzero(counts).tolist() if values[c] for n in [counts[c]]}
+        return {
+            values[c]: int(n)
+            for c in np.flatnonzero(counts).tolist()
+            if values[c]
+            for n in [counts[c]]
+        }
 
     def kind_counts(self) -> dict[str, int]:
         incidents = len(self) - len(self._articles)
@@ -263,7 +295,6 @@ class DocTable(Mapping):
             self._dropped += 1
 
 
-
 class ChunkDocs(Mapping):
     """The document of each chunk: sorted chunk ids and, for each, a row of a DocTable
     (or of the table's extra keys, for chunks of documents it does not hold)."""
@@ -284,7 +315,9 @@ class ChunkDocs(Mapping):
             ids.append(cid)
             rows.append(row)
         chunk_ids = np.frombuffer(ids, dtype=np.int64) if len(ids) else np.zeros(0, dtype=np.int64)
-        chunk_rows = np.frombuffer(rows, dtype=np.int32) if len(rows) else np.zeros(0, dtype=np.int32)
+        chunk_rows = (
+            np.frombuffer(rows, dtype=np.int32) if len(rows) else np.zeros(0, dtype=np.int32)
+        )
         order = np.argsort(chunk_ids, kind="stable")
         self._ids = chunk_ids[order]
         self._rows = chunk_rows[order]
@@ -387,4 +420,3 @@ class ChunkDocs(Mapping):
                     best = cid if best is None else min(best, cid)
                     break
         return best
-

@@ -57,11 +57,17 @@ class OpenIncidents:
         self._signature: tuple | None = None
         self._lock = threading.Lock()
 
-    def current(self, store: Store, *, now: datetime | None = None, force: bool = False) -> OpenIncidents:
+    def current(
+        self, store: Store, *, now: datetime | None = None, force: bool = False
+    ) -> OpenIncidents:
         """The set, reloaded when an open incident arrived or changed since (one indexed
         count per call), and at least every REFRESH_SECONDS as the window moves on."""
         signature = store.open_incidents_signature()
-        if not force and signature == self._signature and time.monotonic() - self._checked < REFRESH_SECONDS:
+        if (
+            not force
+            and signature == self._signature
+            and time.monotonic() - self._checked < REFRESH_SECONDS
+        ):
             return self
         with self._lock:
             self._load(store, now or datetime.now(UTC))
@@ -87,11 +93,23 @@ class OpenIncidents:
             items.append(OpenIncident(row["id"], row["title"], row["product"], opened))
             vectors.append(np.frombuffer(cached[digest], dtype=np.float32))
         self.items = items
-        self.matrix = np.vstack(vectors) if vectors else np.zeros((0, self.embedder.dimension), dtype=np.float32)
+        self.matrix = (
+            np.vstack(vectors)
+            if vectors
+            else np.zeros((0, self.embedder.dimension), dtype=np.float32)
+        )
 
 
-def possible_duplicates(open_set: OpenIncidents, query: np.ndarray, *, exclude: str = "", product: str = "",
-                        threshold: float, limit: int = 3, now: datetime | None = None) -> list[dict[str, Any]]:
+def possible_duplicates(
+    open_set: OpenIncidents,
+    query: np.ndarray,
+    *,
+    exclude: str = "",
+    product: str = "",
+    threshold: float,
+    limit: int = 3,
+    now: datetime | None = None,
+) -> list[dict[str, Any]]:
     """Open incidents as alike as ``threshold`` (cosine), same product when both say one."""
     if not len(open_set.items):
         return []
@@ -102,11 +120,21 @@ def possible_duplicates(open_set: OpenIncidents, query: np.ndarray, *, exclude: 
         item, score = open_set.items[int(row)], float(scores[int(row)])
         if score < threshold or len(out) >= limit:
             break
-        if item.id == exclude or (product and item.product and name_key(item.product) != name_key(product)):
+        if item.id == exclude or (
+            product and item.product and name_key(item.product) != name_key(product)
+        ):
             continue
-        out.append({"id": item.id, "title": item.title, "status": "open", "product": item.product,
-                    "opened_at": item.opened.isoformat().replace("+00:00", "Z"),
-                    "age": age_words(now - item.opened), "similarity": round(min(score, 1.0), 4)})
+        out.append(
+            {
+                "id": item.id,
+                "title": item.title,
+                "status": "open",
+                "product": item.product,
+                "opened_at": item.opened.isoformat().replace("+00:00", "Z"),
+                "age": age_words(now - item.opened),
+                "similarity": round(min(score, 1.0), 4),
+            }
+        )
     return out
 
 
@@ -120,15 +148,23 @@ def age_words(delta: timedelta) -> str:
     return f"{hours // 24} days ago"
 
 
-def find_storms(open_set: OpenIncidents, *, window_minutes: float, min_size: int, similarity: float,
-                now: datetime | None = None) -> list[dict[str, Any]]:
+def find_storms(
+    open_set: OpenIncidents,
+    *,
+    window_minutes: float,
+    min_size: int,
+    similarity: float,
+    now: datetime | None = None,
+) -> list[dict[str, Any]]:
     """Clusters of alike open incidents opened within the last ``window_minutes``: leader
     clustering in time order (each joins the first cluster whose leader it is as alike as
     ``similarity``), kept when at least ``min_size`` large. A storm's id is its leader's."""
     now = now or datetime.now(UTC)
     since = now - timedelta(minutes=window_minutes)
-    order = sorted((i for i, item in enumerate(open_set.items) if item.opened >= since),
-                   key=lambda i: open_set.items[i].opened)
+    order = sorted(
+        (i for i, item in enumerate(open_set.items) if item.opened >= since),
+        key=lambda i: open_set.items[i].opened,
+    )
     leaders: list[int] = []
     members: dict[int, list[int]] = {}
     for index in order:
@@ -149,13 +185,17 @@ def find_storms(open_set: OpenIncidents, *, window_minutes: float, min_size: int
         centre = open_set.matrix[group].mean(axis=0)
         central = items[int(np.argmax(open_set.matrix[group] @ centre))]
         lead = open_set.items[leader]
-        storms.append({
-            "id": "storm-" + hashlib.sha1(lead.id.encode("utf-8")).hexdigest()[:12],
-            "title": central.title, "size": len(items), "product": central.product,
-            "first": {"id": items[0].id, "opened_at": _iso(items[0].opened)},
-            "latest": {"id": items[-1].id, "opened_at": _iso(items[-1].opened)},
-            "incidents": [i.id for i in items],
-        })
+        storms.append(
+            {
+                "id": "storm-" + hashlib.sha1(lead.id.encode("utf-8")).hexdigest()[:12],
+                "title": central.title,
+                "size": len(items),
+                "product": central.product,
+                "first": {"id": items[0].id, "opened_at": _iso(items[0].opened)},
+                "latest": {"id": items[-1].id, "opened_at": _iso(items[-1].opened)},
+                "incidents": [i.id for i in items],
+            }
+        )
     return storms
 
 

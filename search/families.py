@@ -67,7 +67,11 @@ class Families:
     def from_dict(cls, data: Mapping[str, Any] | None) -> Families:
         if not data:
             return cls()
-        return cls(dict(data.get("key_of") or {}), dict(data.get("info") or {}), dict(data.get("summary") or {}))
+        return cls(
+            dict(data.get("key_of") or {}),
+            dict(data.get("info") or {}),
+            dict(data.get("summary") or {}),
+        )
 
 
 def family_id(incident_ids: list[str]) -> str:
@@ -94,15 +98,18 @@ def note_matrix(texts: list[str]):
     """Rows of L2-normalised character n-gram TF-IDF weights, one per note."""
     from sklearn.feature_extraction.text import TfidfVectorizer
 
-    vectoriser = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), sublinear_tf=True, min_df=2,
-                                 dtype=np.float32)
+    vectoriser = TfidfVectorizer(
+        analyzer="char_wb", ngram_range=(3, 5), sublinear_tf=True, min_df=2, dtype=np.float32
+    )
     try:
         return vectoriser.fit_transform(texts)
     except ValueError:  # no n-gram in two notes: nothing to compare
         return None
 
 
-def related_level(vectors: np.ndarray, rng: random.Random, share: float = INCIDENT_SHARE) -> tuple[float, dict]:
+def related_level(
+    vectors: np.ndarray, rng: random.Random, share: float = INCIDENT_SHARE
+) -> tuple[float, dict]:
     """The similarity from which two incidents count as about the same problem: random
     pairs' mean similarity raised by INCIDENT_SHARE of the gap to the typical nearest
     neighbour (both measured on a sample of the incidents)."""
@@ -115,8 +122,11 @@ def related_level(vectors: np.ndarray, rng: random.Random, share: float = INCIDE
     np.fill_diagonal(sims, 0.0)
     background = float(sims.sum() / max(len(rows) * (len(rows) - 1), 1))
     level = background + share * max(nearest - background, 0.0)
-    return level, {"background": round(background, 4), "nearest_neighbour": round(nearest, 4),
-                   "related_from": round(level, 4)}
+    return level, {
+        "background": round(background, 4),
+        "nearest_neighbour": round(nearest, 4),
+        "related_from": round(level, 4),
+    }
 
 
 def generic_step_keys(texts: list[str], rows_of: list[np.ndarray], level: float) -> set[str]:
@@ -152,17 +162,27 @@ def _specific_text(text: str, generic: set[str]) -> str:
     return " ; ".join(k for k in kept if k)
 
 
-def find_families(notes: dict[str, tuple[str, list[str]]], vectors: Mapping[str, np.ndarray], *,
-                  seed: int = 13, note_similarity: float = NOTE_SIMILARITY,
-                  incident_share: float = INCIDENT_SHARE) -> Families:
+def find_families(
+    notes: dict[str, tuple[str, list[str]]],
+    vectors: Mapping[str, np.ndarray],
+    *,
+    seed: int = 13,
+    note_similarity: float = NOTE_SIMILARITY,
+    incident_share: float = INCIDENT_SHARE,
+) -> Families:
     """Group ``notes`` (resolution key -> (note text, incident ids)) into families, using
     ``vectors`` (incident id -> unit vector) for the incidents' agreement."""
     keys = sorted(k for k, (_, ids) in notes.items() if any(i in vectors for i in ids))
     if len(keys) < 2:
         return Families(summary={"notes": len(keys), "families": 0})
     if len(keys) > MAX_NOTES:
-        return Families(summary={"notes": len(keys), "families": 0,
-                                 "note": f"{len(keys)} distinct notes (more than {MAX_NOTES}); not grouped"})
+        return Families(
+            summary={
+                "notes": len(keys),
+                "families": 0,
+                "note": f"{len(keys)} distinct notes (more than {MAX_NOTES}); not grouped",
+            }
+        )
     rng = random.Random(seed)
     members = {k: sorted(i for i in notes[k][1] if i in vectors) for k in keys}
     rows_of = [np.vstack([vectors[i] for i in members[k][:50]]).astype(np.float32) for k in keys]
@@ -170,8 +190,13 @@ def find_families(notes: dict[str, tuple[str, list[str]]], vectors: Mapping[str,
     singles = np.vstack([r[0] for r in rows_of])
     level, info = related_level(singles, rng, incident_share)
     raw = [notes[k][0] for k in keys]
-    generic = generic_step_keys(raw, rows_of, info["background"] + GENERIC_SHARE * (level - info["background"])
-                                if incident_share else level)
+    generic = generic_step_keys(
+        raw,
+        rows_of,
+        info["background"] + GENERIC_SHARE * (level - info["background"])
+        if incident_share
+        else level,
+    )
     texts = [_specific_text(t, generic) for t in raw]
     matrix = note_matrix([t or "-" for t in texts])
     established = np.array([len(members[k]) >= ESTABLISHED for k in keys])
@@ -179,8 +204,8 @@ def find_families(notes: dict[str, tuple[str, list[str]]], vectors: Mapping[str,
     neighbours: list[np.ndarray] = []
     if matrix is not None:
         for start in range(0, len(keys), BLOCK):
-            block = (matrix[start:start + BLOCK] @ matrix.T).toarray()
-            agree = centres[start:start + BLOCK] @ centres.T
+            block = (matrix[start : start + BLOCK] @ matrix.T).toarray()
+            agree = centres[start : start + BLOCK] @ centres.T
             ok = (block >= note_similarity) & (agree >= level)
             ok[:, empty] = False
             for offset in range(block.shape[0]):
@@ -210,13 +235,23 @@ def find_families(notes: dict[str, tuple[str, list[str]]], vectors: Mapping[str,
         rep = _representative(rows, matrix, members, keys)
         for r in rows:
             out.key_of[keys[r]] = fid
-        out.info[fid] = {"size": len(ids), "notes": len(rows), "representative": notes[keys[rep]][0],
-                         "representative_id": members[keys[rep]][0]}
+        out.info[fid] = {
+            "size": len(ids),
+            "notes": len(rows),
+            "representative": notes[keys[rep]][0],
+            "representative_id": members[keys[rep]][0],
+        }
         sizes.append(len(ids))
     out.summary = {
-        "notes": len(keys), "families": len(out.info), "links": links, "incidents_grouped": sum(sizes),
-        "incidents": sum(len(m) for m in members.values()), "largest": max(sizes, default=0),
-        "generic_steps": len(generic), "note_similarity": note_similarity, **info,
+        "notes": len(keys),
+        "families": len(out.info),
+        "links": links,
+        "incidents_grouped": sum(sizes),
+        "incidents": sum(len(m) for m in members.values()),
+        "largest": max(sizes, default=0),
+        "generic_steps": len(generic),
+        "note_similarity": note_similarity,
+        **info,
     }
     return out
 
@@ -241,10 +276,14 @@ def _representative(rows: list[int], matrix, members: dict[str, list[str]], keys
 def examples(families: Families, limit: int | None = EXAMPLES_SHOWN) -> list[dict[str, Any]]:
     """The largest families (all of them when ``limit`` is None), for kb index to show."""
     ranked = sorted(families.info.items(), key=lambda item: (-item[1]["size"], item[0]))
-    return [{"family": fid, **facts} for fid, facts in (ranked if limit is None else ranked[:limit])]
+    return [
+        {"family": fid, **facts} for fid, facts in (ranked if limit is None else ranked[:limit])
+    ]
 
 
-def purity(key_of: Mapping[str, str], label_of: Mapping[str, str], family_of_incident: Mapping[str, str]) -> dict:
+def purity(
+    key_of: Mapping[str, str], label_of: Mapping[str, str], family_of_incident: Mapping[str, str]
+) -> dict:
     """How well families agree with known labels (for development measurements): the share
     of grouped incidents whose family's majority label is their own."""
     by_family: dict[str, Counter] = defaultdict(Counter)
@@ -253,7 +292,11 @@ def purity(key_of: Mapping[str, str], label_of: Mapping[str, str], family_of_inc
             by_family[fid][label_of[incident]] += 1
     total = sum(sum(c.values()) for c in by_family.values())
     agree = sum(c.most_common(1)[0][1] for c in by_family.values())
-    return {"families": len(by_family), "incidents": total, "purity": round(agree / total, 4) if total else None}
+    return {
+        "families": len(by_family),
+        "incidents": total,
+        "purity": round(agree / total, 4) if total else None,
+    }
 
 
 def store_notes(state, viewer_can_see) -> dict[str, tuple[str, list[str]]]:

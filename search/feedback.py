@@ -35,7 +35,9 @@ def _age_days(stamp: str, now: datetime) -> float:
     return max(0.0, (now - when).total_seconds() / 86400)
 
 
-def feedback_evidence(store: Store, *, now: datetime | None = None) -> dict[str, tuple[float, float]]:
+def feedback_evidence(
+    store: Store, *, now: datetime | None = None
+) -> dict[str, tuple[float, float]]:
     """(decayed uses, decayed skips) per result group."""
     now = now or datetime.now(UTC)
     uses: dict[str, float] = defaultdict(float)
@@ -58,7 +60,9 @@ def feedback_evidence(store: Store, *, now: datetime | None = None) -> dict[str,
             group = result.get("group") or result["id"]
             if used_rank is not None and result["rank"] == used_rank:
                 events.append((group, "use"))
-            elif row["outcome"] == "none_helped" or (used_rank is not None and result["rank"] < used_rank):
+            elif row["outcome"] == "none_helped" or (
+                used_rank is not None and result["rank"] < used_rank
+            ):
                 events.append((group, "skip"))
         for group, kind in events:
             key = (agent, day, group, kind)
@@ -70,7 +74,9 @@ def feedback_evidence(store: Store, *, now: datetime | None = None) -> dict[str,
     return {g: (uses.get(g, 0.0), skips.get(g, 0.0)) for g in set(uses) | set(skips)}
 
 
-def priors_from_evidence(evidence: dict[str, tuple[float, float]], weight: float) -> dict[str, float]:
+def priors_from_evidence(
+    evidence: dict[str, tuple[float, float]], weight: float
+) -> dict[str, float]:
     out = {}
     for group, (used, skipped) in evidence.items():
         value = weight * (used - skipped) / (used + skipped + SHRINK)
@@ -79,7 +85,9 @@ def priors_from_evidence(evidence: dict[str, tuple[float, float]], weight: float
     return out
 
 
-def compute_priors(store: Store, weight: float = DEFAULT_WEIGHT, *, now: datetime | None = None) -> dict[str, float]:
+def compute_priors(
+    store: Store, weight: float = DEFAULT_WEIGHT, *, now: datetime | None = None
+) -> dict[str, float]:
     """The additive prior per result group (see the module docstring)."""
     if weight <= 0:
         return {}

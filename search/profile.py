@@ -48,8 +48,16 @@ def default_blends() -> dict[str, dict]:
     embedding of a text blurs. A fused weight fitted on one split of bug reports fell below
     plain fusion on other bug trackers (recall@10 0.746 vs 0.794)."""
     return {
-        "short": {"kind": "fused", "weight": DEFAULT_LEXICAL_WEIGHT["short"], "tau": DEFAULT_VOTE_TAU},
-        "medium": {"kind": "rrf", "weight": DEFAULT_LEXICAL_WEIGHT["medium"], "tau": DEFAULT_VOTE_TAU},
+        "short": {
+            "kind": "fused",
+            "weight": DEFAULT_LEXICAL_WEIGHT["short"],
+            "tau": DEFAULT_VOTE_TAU,
+        },
+        "medium": {
+            "kind": "rrf",
+            "weight": DEFAULT_LEXICAL_WEIGHT["medium"],
+            "tau": DEFAULT_VOTE_TAU,
+        },
         "long": {"kind": "rrf", "weight": DEFAULT_LEXICAL_WEIGHT["long"], "tau": DEFAULT_VOTE_TAU},
     }
 
@@ -105,7 +113,10 @@ class RankingProfile:
             "replay_mrr": fitted.get("replay_mrr"),
             "candidates": fitted.get("candidates", []),
             "classifier": fitted.get("classifier"),
-            "no_good_match": {"similarity_below": round(self.match_threshold, 4), **fitted.get("no_match", {})},
+            "no_good_match": {
+                "similarity_below": round(self.match_threshold, 4),
+                **fitted.get("no_match", {}),
+            },
             "triage": fitted.get("triage", {}),
             "trust": fitted.get("trust", {}),
             "families": self.family_summary(),
@@ -117,8 +128,10 @@ class RankingProfile:
         their incident lists)."""
         info = (self.families or {}).get("info") or {}
         ranked = sorted(info.items(), key=lambda item: (-item[1].get("size", 0), item[0]))
-        return {**((self.families or {}).get("summary") or {}),
-                "examples": [{"family": fid, **facts} for fid, facts in ranked]}
+        return {
+            **((self.families or {}).get("summary") or {}),
+            "examples": [{"family": fid, **facts} for fid, facts in ranked],
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> RankingProfile:

@@ -72,8 +72,13 @@ class Candidates:
     lexical: dict[int, float] = field(default_factory=dict)
 
 
-def lexical_candidates(state: SearchState, store: Store, terms: list[str],
-                       depth: int = LEXICAL_DEPTH, phrases: list[str] | None = None) -> dict[int, float]:
+def lexical_candidates(
+    state: SearchState,
+    store: Store,
+    terms: list[str],
+    depth: int = LEXICAL_DEPTH,
+    phrases: list[str] | None = None,
+) -> dict[int, float]:
     """BM25 hits (chunk id -> score, higher is better) for a query's rarest terms and its
     identifiers (``phrases``: each asked as a phrase, so it matches whole or not at all)."""
     if not terms or depth <= 0:
@@ -87,14 +92,23 @@ def lexical_candidates(state: SearchState, store: Store, terms: list[str],
         found = state.term_counts(store, list(pieces))
         if len(found) == len(pieces) and min(found.values()) <= IDENTIFIER_POSTINGS:
             kept.append(phrase)
-    return {cid: float(score) for cid, score in store.fts_chunks(terms + kept, depth)
-            if cid in state.chunk_doc}
+    return {
+        cid: float(score)
+        for cid, score in store.fts_chunks(terms + kept, depth)
+        if cid in state.chunk_doc
+    }
 
 
 def retrieve(
-    state: SearchState, store: Store, query_vectors: np.ndarray, terms: list[str], *,
-    dense_depth: int = DENSE_DEPTH, lexical_depth: int = LEXICAL_DEPTH,
-    exclude: DocKey | None = None, lexical: dict[int, float] | None = None,
+    state: SearchState,
+    store: Store,
+    query_vectors: np.ndarray,
+    terms: list[str],
+    *,
+    dense_depth: int = DENSE_DEPTH,
+    lexical_depth: int = LEXICAL_DEPTH,
+    exclude: DocKey | None = None,
+    lexical: dict[int, float] | None = None,
     phrases: list[str] | None = None,
 ) -> Candidates:
     """Dense and lexical candidate chunks; every candidate gets a dense score.
@@ -134,8 +148,9 @@ def retrieve(
     return cands
 
 
-def exact_scores(state: SearchState, store: Store, query_vectors: np.ndarray,
-                 chunk_ids: list[int]) -> dict[int, float]:
+def exact_scores(
+    state: SearchState, store: Store, query_vectors: np.ndarray, chunk_ids: list[int]
+) -> dict[int, float]:
     """Each chunk's best inner product with the query rows, from the store's exact vectors
     (a chunk the store has no vector for keeps the index's approximate one)."""
     wanted = list(dict.fromkeys(chunk_ids))
@@ -157,7 +172,9 @@ def exact_scores(state: SearchState, store: Store, query_vectors: np.ndarray,
 
 
 def document_scores(
-    cands: Candidates, state: SearchState, lexical_weight: float,
+    cands: Candidates,
+    state: SearchState,
+    lexical_weight: float,
     accept: Callable[[DocInfo], bool] | None = None,
 ) -> dict[DocKey, tuple[float, int]]:
     """Best fused chunk score and that chunk, per visible document."""
@@ -181,7 +198,10 @@ RRF_K = 60
 
 
 def baseline_document_scores(
-    cands: Candidates, state: SearchState, mode: str, accept: Callable[[DocInfo], bool] | None = None,
+    cands: Candidates,
+    state: SearchState,
+    mode: str,
+    accept: Callable[[DocInfo], bool] | None = None,
 ) -> dict[DocKey, tuple[float, int]]:
     """Scores for the reference rankings that the shipped one is measured against:
     ``dense`` (embeddings only), ``bm25`` (keywords only) and ``rrf`` (reciprocal rank
@@ -192,7 +212,10 @@ def baseline_document_scores(
         chunk_scores = dict(cands.lexical)
     elif mode == "rrf":
         chunk_scores = {}
-        for table in (dict(sorted(cands.dense.items(), key=lambda i: -i[1])[:DENSE_DEPTH]), cands.lexical):
+        for table in (
+            dict(sorted(cands.dense.items(), key=lambda i: -i[1])[:DENSE_DEPTH]),
+            cands.lexical,
+        ):
             for rank, cid in enumerate(sorted(table, key=lambda c: -table[c]), start=1):
                 chunk_scores[cid] = chunk_scores.get(cid, 0.0) + 1.0 / (RRF_K + rank)
     else:
@@ -208,8 +231,9 @@ def baseline_document_scores(
     return out
 
 
-def group_key(doc: DocInfo, state: SearchState, collapse: set[str],
-              article_visible: Callable[[str], bool]) -> str:
+def group_key(
+    doc: DocInfo, state: SearchState, collapse: set[str], article_visible: Callable[[str], bool]
+) -> str:
     if doc.kind == "article":
         return "a:" + doc.id
     if doc.article_id and article_visible(doc.article_id):
@@ -227,8 +251,14 @@ class GroupScore:
 
 
 def vote(
-    doc_scores: dict[DocKey, tuple[float, int]], state: SearchState, *, tau: float, depth: int,
-    collapse: set[str], viewer: Viewer, priors: dict[str, float] | None = None,
+    doc_scores: dict[DocKey, tuple[float, int]],
+    state: SearchState,
+    *,
+    tau: float,
+    depth: int,
+    collapse: set[str],
+    viewer: Viewer,
+    priors: dict[str, float] | None = None,
 ) -> list[GroupScore]:
     """Group documents by resolution and score each group by a soft maximum."""
     ranked = sorted(doc_scores.items(), key=lambda item: -item[1][0])[:depth]
@@ -240,7 +270,9 @@ def vote(
     members: dict[str, list[tuple[DocKey, float, int]]] = {}
     for key, (score, cid) in ranked:
         doc = state.docs[key]
-        members.setdefault(group_key(doc, state, collapse, article_visible), []).append((key, score, cid))
+        members.setdefault(group_key(doc, state, collapse, article_visible), []).append(
+            (key, score, cid)
+        )
     groups = []
     for group, items in members.items():
         top = items[0][1]
@@ -275,20 +307,33 @@ class Blend:
     classifier: float = 0.0
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "weight": self.weight, "tau": self.tau, "classifier": self.classifier}
+        return {
+            "kind": self.kind,
+            "weight": self.weight,
+            "tau": self.tau,
+            "classifier": self.classifier,
+        }
 
     @classmethod
     def from_dict(cls, data: dict | None) -> Blend:
         data = data or {}
         kind = data.get("kind", "fused")
-        return cls(kind=kind if kind in BLEND_KINDS else "fused", weight=float(data.get("weight", 0.1)),
-                   tau=float(data.get("tau", 0.05)), classifier=float(data.get("classifier", 0.0)))
+        return cls(
+            kind=kind if kind in BLEND_KINDS else "fused",
+            weight=float(data.get("weight", 0.1)),
+            tau=float(data.get("tau", 0.05)),
+            classifier=float(data.get("classifier", 0.0)),
+        )
 
     def describe(self) -> str:
         if self.kind == "fused":
             text = f"embeddings + {self.weight:g} x BM25, vote tau {self.tau:g}"
         else:
-            text = {"dense": "embeddings only", "rrf": "reciprocal rank fusion", "bm25": "BM25 only"}[self.kind]
+            text = {
+                "dense": "embeddings only",
+                "rrf": "reciprocal rank fusion",
+                "bm25": "BM25 only",
+            }[self.kind]
         return text + (f", classifier {self.classifier:g}" if self.classifier else "")
 
 
@@ -299,20 +344,41 @@ CLASSIFIER_EXTRA = 10
 
 
 def rank_groups(
-    cands: Candidates, state: SearchState, blend: Blend, *, depth: int, collapse: set[str],
-    viewer: Viewer, accept: Callable[[DocInfo], bool] | None = None,
-    priors: dict[str, float] | None = None, class_logp: dict[str, float] | None = None,
+    cands: Candidates,
+    state: SearchState,
+    blend: Blend,
+    *,
+    depth: int,
+    collapse: set[str],
+    viewer: Viewer,
+    accept: Callable[[DocInfo], bool] | None = None,
+    priors: dict[str, float] | None = None,
+    class_logp: dict[str, float] | None = None,
     class_leads: dict[str, DocKey] | None = None,
 ) -> list[GroupScore]:
     """Resolution groups for one query's candidates, best first, under ``blend``."""
     if blend.kind == "fused":
         doc_scores = document_scores(cands, state, blend.weight, accept)
-        groups = vote(doc_scores, state, tau=blend.tau, depth=depth, collapse=collapse,
-                      viewer=viewer, priors=priors)
+        groups = vote(
+            doc_scores,
+            state,
+            tau=blend.tau,
+            depth=depth,
+            collapse=collapse,
+            viewer=viewer,
+            priors=priors,
+        )
     else:
         doc_scores = baseline_document_scores(cands, state, blend.kind, accept)
-        groups = vote(doc_scores, state, tau=1e-9, depth=depth, collapse=collapse,
-                      viewer=viewer, priors=priors)
+        groups = vote(
+            doc_scores,
+            state,
+            tau=1e-9,
+            depth=depth,
+            collapse=collapse,
+            viewer=viewer,
+            priors=priors,
+        )
     c = blend.classifier
     if c <= 0 or not class_logp:
         return groups
@@ -345,14 +411,18 @@ def group_similarity(group: GroupScore, cands: Candidates) -> float:
     return max((cands.dense.get(cid, 0.0) for _, _, cid in group.members), default=0.0)
 
 
-def confidence_features(groups: list[GroupScore], cands: Candidates, position: int, scale: float) -> list[float]:
+def confidence_features(
+    groups: list[GroupScore], cands: Candidates, position: int, scale: float
+) -> list[float]:
     """(best similarity of the group, its lead over the next group / scale)."""
     group = groups[position]
     following = groups[position + 1].score if position + 1 < len(groups) else group.score - scale
     return [group_similarity(group, cands), (group.score - following) / scale]
 
 
-def result_confidence(groups: list[GroupScore], cands: Candidates, position: int, mapping: list[float]) -> float:
+def result_confidence(
+    groups: list[GroupScore], cands: Candidates, position: int, mapping: list[float]
+) -> float:
     """P(the result at ``position`` is the right one) under a fitted confidence map
     ``[similarity weight, margin weight, intercept, margin scale]``."""
     a, b, c = mapping[0], mapping[1], mapping[2]

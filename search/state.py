@@ -128,20 +128,37 @@ def doc_from_row(kind: str, row: dict, families: Mapping[str, str] | None = None
         if families:
             key = families.get(key, key)
         return DocInfo(
-            kind="incident", id=row["id"], title=row["title"] or "",
-            resolution=resolution, product=_shared(row["product"]),
-            category=_shared(row["category"]), status=_shared(row["status"]), audience="internal",
-            article_id=_shared(row["article_id"]), updated=row["resolved_at"] or "", review_by="",
-            res_key=key, assignment_group=_shared(row.get("assignment_group")),
-            priority=_shared(row.get("priority")), escalated=_shared(row.get("escalated")),
+            kind="incident",
+            id=row["id"],
+            title=row["title"] or "",
+            resolution=resolution,
+            product=_shared(row["product"]),
+            category=_shared(row["category"]),
+            status=_shared(row["status"]),
+            audience="internal",
+            article_id=_shared(row["article_id"]),
+            updated=row["resolved_at"] or "",
+            review_by="",
+            res_key=key,
+            assignment_group=_shared(row.get("assignment_group")),
+            priority=_shared(row.get("priority")),
+            escalated=_shared(row.get("escalated")),
         )
     resolution, code = article_resolution(row["body"] or "")
     return DocInfo(
-        kind="article", id=row["id"], title=row["title"] or "",
-        resolution=resolution, code=code, product=row["product"] or "",
-        category=row["category"] or "", status=row["status"] or "",
-        audience=row["audience"] or "internal", article_id=row["id"],
-        updated=row["updated"] or "", review_by=row["review_by"] or "", res_key="",
+        kind="article",
+        id=row["id"],
+        title=row["title"] or "",
+        resolution=resolution,
+        code=code,
+        product=row["product"] or "",
+        category=row["category"] or "",
+        status=row["status"] or "",
+        audience=row["audience"] or "internal",
+        article_id=row["id"],
+        updated=row["updated"] or "",
+        review_by=row["review_by"] or "",
+        res_key="",
     )
 
 
@@ -156,7 +173,12 @@ FREQUENT_TERM_CHUNKS = 500
 
 class SearchState:
     def __init__(
-        self, index: VectorIndex, *, model_id: str, version: str, seq: int,
+        self,
+        index: VectorIndex,
+        *,
+        model_id: str,
+        version: str,
+        seq: int,
         profile: RankingProfile,
     ):
         self.index = index
@@ -222,7 +244,9 @@ class SearchState:
         (the frequent ones), so that no query has to; rare terms are cheap to look up."""
         if self.chunk_total < FREQUENT_TERMS_FROM_CHUNKS:
             return
-        self._frequent_terms = store.frequent_terms(max(FREQUENT_TERM_CHUNKS, self.chunk_total // 1000))
+        self._frequent_terms = store.frequent_terms(
+            max(FREQUENT_TERM_CHUNKS, self.chunk_total // 1000)
+        )
         self._term_counts.update(self._frequent_terms)
 
     # --- building ----------------------------------------------------------------------
@@ -237,23 +261,43 @@ class SearchState:
         """
         index, config = load_index(index_root, model_id, fallback=True)
         profile = RankingProfile.from_dict(store.latest_ranking_profile(model_id))
-        state = cls(index, model_id=model_id, version=config["version"],
-                    seq=int(config.get("log_seq", 0)), profile=profile)
+        state = cls(
+            index,
+            model_id=model_id,
+            version=config["version"],
+            seq=int(config.get("log_seq", 0)),
+            profile=profile,
+        )
         if config.get("damaged_version"):
             state.damaged_version, state.damage = config["damaged_version"], config["damage"]
-            log.error("INDEX DAMAGED: %s; serving the older version %s until `kb index` or "
-                      "`kb doctor --repair` publishes a sound one", state.damage, state.version)
+            log.error(
+                "INDEX DAMAGED: %s; serving the older version %s until `kb index` or "
+                "`kb doctor --repair` publishes a sound one",
+                state.damage,
+                state.version,
+            )
         state._load_documents(store)
         state.catch_up(store)
         state._learn_frequent_terms(store)
         return state
 
     @classmethod
-    def from_index(cls, store: Store, index: VectorIndex, model_id: str, seq: int,
-                   profile: RankingProfile | None = None) -> SearchState:
+    def from_index(
+        cls,
+        store: Store,
+        index: VectorIndex,
+        model_id: str,
+        seq: int,
+        profile: RankingProfile | None = None,
+    ) -> SearchState:
         """A state over an in-memory index (used while fitting, before it is published)."""
-        state = cls(index, model_id=model_id, version="unpublished", seq=seq,
-                    profile=profile or RankingProfile())
+        state = cls(
+            index,
+            model_id=model_id,
+            version="unpublished",
+            seq=seq,
+            profile=profile or RankingProfile(),
+        )
         state._load_documents(store)
         return state
 
@@ -262,10 +306,14 @@ class SearchState:
         tables (search.doc_table), in one snapshot of the store."""
         with store.read():
             families = self.family_keys
-            self.docs = DocTable(doc_from_row(kind, row, families) for kind in ("article", "incident")
-                                 for row in store.searchable_documents(kind))
-            self.chunk_doc = ChunkDocs(((cid, (kind, doc_id)) for cid, kind, doc_id in store.chunk_doc_map()),
-                                       self.docs)
+            self.docs = DocTable(
+                doc_from_row(kind, row, families)
+                for kind in ("article", "incident")
+                for row in store.searchable_documents(kind)
+            )
+            self.chunk_doc = ChunkDocs(
+                ((cid, (kind, doc_id)) for cid, kind, doc_id in store.chunk_doc_map()), self.docs
+            )
         self.article_incidents = Counter(self.docs.code_counts("article_id"))
         self.resolution_incidents = Counter(self.docs.code_counts("res_key"))
 
@@ -316,7 +364,9 @@ class SearchState:
             for cid in removed:
                 self.chunk_doc.pop(cid, None)
             if present:
-                self.index.add(np.array(present, dtype=np.int64), np.vstack([vectors[c] for c in present]))
+                self.index.add(
+                    np.array(present, dtype=np.int64), np.vstack([vectors[c] for c in present])
+                )
                 for cid in present:
                     self.chunk_doc.set(cid, final[cid][1])
             for key in touched:
@@ -346,8 +396,12 @@ class SearchState:
     def stats(self) -> dict:
         kinds = self.docs.kind_counts()
         return {
-            "version": self.version, "log_seq": self.seq, "vectors": len(self.index),
-            "index_kind": self.index.kind, "articles": kinds.get("article", 0),
-            "incidents": kinds.get("incident", 0), "model_id": self.model_id,
+            "version": self.version,
+            "log_seq": self.seq,
+            "vectors": len(self.index),
+            "index_kind": self.index.kind,
+            "articles": kinds.get("article", 0),
+            "incidents": kinds.get("incident", 0),
+            "model_id": self.model_id,
             "ranking_profile": self.profile.source,
         }

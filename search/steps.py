@@ -56,7 +56,9 @@ def _groups(steps: list[tuple[str, str]]) -> list[list[int]]:
     counts = Counter(keys)
     order = sorted(range(len(steps)), key=lambda i: (-counts[keys[i]], keys[i]))
     try:
-        matrix = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 4), sublinear_tf=True).fit_transform(keys)
+        matrix = TfidfVectorizer(
+            analyzer="char_wb", ngram_range=(3, 4), sublinear_tf=True
+        ).fit_transform(keys)
     except ValueError:
         return [[i] for i in order]
     similarity = (matrix @ matrix.T).toarray()
@@ -71,8 +73,9 @@ def _groups(steps: list[tuple[str, str]]) -> list[list[int]]:
     return groups
 
 
-def family_steps(notes: Mapping[str, list[tuple[str, str]]], generic: set[str] | None = None
-                 ) -> dict[str, list[dict[str, Any]]]:
+def family_steps(
+    notes: Mapping[str, list[tuple[str, str]]], generic: set[str] | None = None
+) -> dict[str, list[dict[str, Any]]]:
     """Per family (id -> [(incident id, note)]), the steps its notes agree on:
     ``[{"text", "incidents", "incident_ids"}]`` in the order agents write them."""
     generic = generic if generic is not None else generic_steps(notes)
@@ -95,9 +98,14 @@ def family_steps(notes: Mapping[str, list[tuple[str, str]]], generic: set[str] |
             incidents = sorted({steps[j][0] for j in group})
             if len(incidents) < 2 or len(incidents) < MIN_AGREEMENT * total:
                 continue
-            shown.append({"text": steps[group[0]][1], "incidents": len(incidents),
-                          "incident_ids": incidents[:MAX_LINKED],
-                          "_at": float(np.mean([position[j] for j in group]))})
+            shown.append(
+                {
+                    "text": steps[group[0]][1],
+                    "incidents": len(incidents),
+                    "incident_ids": incidents[:MAX_LINKED],
+                    "_at": float(np.mean([position[j] for j in group])),
+                }
+            )
         shown.sort(key=lambda s: -s["incidents"])
         shown = sorted(shown[:MAX_STEPS], key=lambda s: s["_at"])
         for s in shown:

@@ -88,7 +88,9 @@ def query_windows(text: str) -> list[str]:
     return [f"{title}\n{piece}" if title else piece]
 
 
-def shown_confidences(groups: list[GroupScore], cands, count: int, mapping: list[float]) -> list[float]:
+def shown_confidences(
+    groups: list[GroupScore], cands, count: int, mapping: list[float]
+) -> list[float]:
     """Confidence of the first ``count`` results: the top result's from the fitted map; a
     lower result never shows more than the one above it, nor more than the top result
     leaves (1 - its confidence): both cannot be the one right fix with high probability."""
@@ -130,11 +132,20 @@ class ResolutionSuggester:
     """
 
     def __init__(
-        self, embedder: Embedder, index_root: Path, *, store_factory: Callable[[], Store],
-        max_query_chars: int = 20000, refresh_seconds: float = 0.2, query_max_tokens: int = QUERY_MAX_TOKENS,
-        embedder_loader: Callable[[dict], Embedder] | None = None, top_tiers: Sequence[str] = (),
-        duplicate_hours: float = 72.0, duplicate_similarity: float = 0.85,
-        follow: Callable[[Store], None] | None = None, on_missing: Callable[[], bool] | None = None,
+        self,
+        embedder: Embedder,
+        index_root: Path,
+        *,
+        store_factory: Callable[[], Store],
+        max_query_chars: int = 20000,
+        refresh_seconds: float = 0.2,
+        query_max_tokens: int = QUERY_MAX_TOKENS,
+        embedder_loader: Callable[[dict], Embedder] | None = None,
+        top_tiers: Sequence[str] = (),
+        duplicate_hours: float = 72.0,
+        duplicate_similarity: float = 0.85,
+        follow: Callable[[Store], None] | None = None,
+        on_missing: Callable[[], bool] | None = None,
         languages: frozenset[str] | None = ENGLISH_ONLY,
     ):
         self.embedder = embedder
@@ -167,7 +178,9 @@ class ResolutionSuggester:
         self._classifier_for = None
         self._trust: TrustProfile | None = None
         self._trust_for = None
-        self._triage_models: tuple[object, TriageModels] | None = None  # (profile, its decoded models)
+        self._triage_models: tuple[object, TriageModels] | None = (
+            None  # (profile, its decoded models)
+        )
 
     # --- keeping the state current ----------------------------------------------------
 
@@ -191,8 +204,11 @@ class ResolutionSuggester:
             if self.follow is not None:
                 self.follow(store)
             version = current_version(self.index_root)
-            if (version and version not in (self.state.version, self.state.damaged_version)
-                    and self._loading != version):
+            if (
+                version
+                and version not in (self.state.version, self.state.damaged_version)
+                and self._loading != version
+            ):
                 self._start_reload(version)
             self.state.catch_up(store)
         if now - self._priors_checked >= PRIORS_REFRESH_SECONDS:
@@ -263,7 +279,12 @@ class ResolutionSuggester:
         return searched if typed == searched else store.redactor.redact(typed)
 
     def suggest(
-        self, store: Store, request: SuggestRequest, *, record: bool = True, principal: str = "",
+        self,
+        store: Store,
+        request: SuggestRequest,
+        *,
+        record: bool = True,
+        principal: str = "",
     ) -> Suggestion:
         """Rank prior resolutions for one incident. Raises ValidationError on empty text."""
         began = time.perf_counter()
@@ -281,7 +302,9 @@ class ResolutionSuggester:
         # one thread (see SentenceTransformerEmbedder.embed): on two cores both finish
         # sooner than one after the other.
         phrases = identifier_phrases(text)
-        lexical = _LEXICAL_POOL.submit(lexical_candidates, state, store, terms, LEXICAL_DEPTH, phrases)
+        lexical = _LEXICAL_POOL.submit(
+            lexical_candidates, state, store, terms, LEXICAL_DEPTH, phrases
+        )
         vectors = self.embed_query(text)
         cands = retrieve(state, store, vectors, terms, lexical=lexical.result())
 
@@ -296,58 +319,118 @@ class ResolutionSuggester:
             blend = Blend.from_dict(profile.blend_for(words))
             class_logp, leads = self._class_evidence(state, vectors, text)
             groups = rank_groups(
-                cands, state, blend, depth=depth, collapse=collapse, viewer=request.viewer,
-                accept=accept, priors=self.priors if request.use_feedback else None,
-                class_logp=class_logp, class_leads=leads,
+                cands,
+                state,
+                blend,
+                depth=depth,
+                collapse=collapse,
+                viewer=request.viewer,
+                accept=accept,
+                priors=self.priors if request.use_feedback else None,
+                class_logp=class_logp,
+                class_leads=leads,
             )
         else:
-            groups = rank_groups(cands, state, Blend(request.ranking), depth=depth, collapse=collapse,
-                                 viewer=request.viewer, accept=accept)
+            groups = rank_groups(
+                cands,
+                state,
+                Blend(request.ranking),
+                depth=depth,
+                collapse=collapse,
+                viewer=request.viewer,
+                accept=accept,
+            )
         best_similarity = max(cands.dense.values(), default=0.0)
-        shown = shown_confidences(groups, cands, min(request.k, len(groups)), profile.confidence_for(words))
+        shown = shown_confidences(
+            groups, cands, min(request.k, len(groups)), profile.confidence_for(words)
+        )
         trust = self._trust_profile(state) if request.ranking == "shipped" else None
         if trust is not None:
-            judgement = trust.judge(groups, cands, gather_evidence(cands, state, class_logp), state,
-                                    min(request.k, len(groups)), language.get("code") if trust.languages else None)
+            judgement = trust.judge(
+                groups,
+                cands,
+                gather_evidence(cands, state, class_logp),
+                state,
+                min(request.k, len(groups)),
+                language.get("code") if trust.languages else None,
+            )
         else:
-            flagged = not groups or (request.ranking == "shipped" and best_similarity < profile.match_threshold)
+            flagged = not groups or (
+                request.ranking == "shipped" and best_similarity < profile.match_threshold
+            )
             judgement = unfitted_judgement(shown, flagged)
         results = self._results(store, state, groups, terms, cands, judgement, request.k)
         no_good_match = not results or judgement.no_good_match
         suggestion = Suggestion(
-            id=new_suggestion_id(), query=text, no_good_match=no_good_match, results=results,
-            confidence=results[0].score if results else 0.0, truncated=truncated,
+            id=new_suggestion_id(),
+            query=text,
+            no_good_match=no_good_match,
+            results=results,
+            confidence=results[0].score if results else 0.0,
+            truncated=truncated,
             threshold=profile.match_threshold,
-            triage=triage(neighbours(cands.dense, state), profile.triage,
-                          customer_tier=request.customer_tier, top_tiers=self.top_tiers,
-                          models=self._triage_models_of(profile), vector=_unit_mean(vectors),
-                          doc_stems=content_stems(text), no_good_match=no_good_match,
-                          viewer=request.viewer, docs=state.docs),
-            language=language, p_answerable=judgement.p_answerable, calibrated_for=judgement.language,
+            triage=triage(
+                neighbours(cands.dense, state),
+                profile.triage,
+                customer_tier=request.customer_tier,
+                top_tiers=self.top_tiers,
+                models=self._triage_models_of(profile),
+                vector=_unit_mean(vectors),
+                doc_stems=content_stems(text),
+                no_good_match=no_good_match,
+                viewer=request.viewer,
+                docs=state.docs,
+            ),
+            language=language,
+            p_answerable=judgement.p_answerable,
+            calibrated_for=judgement.language,
         )
         # Open incidents are other customers' and internal: never shown to the public.
-        suggestion.triage["duplicates"] = [] if request.viewer.audience == "public" else possible_duplicates(
-            self.open_incidents.current(store), vectors[0], exclude=request.incident_ref,
-            product=request.filters.product, threshold=self.duplicate_similarity)
+        suggestion.triage["duplicates"] = (
+            []
+            if request.viewer.audience == "public"
+            else possible_duplicates(
+                self.open_incidents.current(store),
+                vectors[0],
+                exclude=request.incident_ref,
+                product=request.filters.product,
+                threshold=self.duplicate_similarity,
+            )
+        )
         if no_good_match:
             one_verdict(suggestion.triage)
         elif isinstance(suggestion.triage.get("first_line"), dict):
             suggestion.triage["first_line"].setdefault("applies", True)
         if record:
             store.record_suggestion(
-                suggestion_id=suggestion.id, query=self._typed_query(store, request, text), title=normalise_text(request.title.strip()),
+                suggestion_id=suggestion.id,
+                query=self._typed_query(store, request, text),
+                title=normalise_text(request.title.strip()),
                 results=[
-                    {"rank": r.rank, "kind": r.kind, "id": r.id, "group": r.group,
-                     "score": r.score, "raw_score": r.raw_score}
+                    {
+                        "rank": r.rank,
+                        "kind": r.kind,
+                        "id": r.id,
+                        "group": r.group,
+                        "score": r.score,
+                        "raw_score": r.raw_score,
+                    }
                     for r in results
                 ],
-                no_good_match=no_good_match, confidence=suggestion.confidence, k=request.k,
+                no_good_match=no_good_match,
+                confidence=suggestion.confidence,
+                k=request.k,
                 filters={"product": request.filters.product, "category": request.filters.category},
-                incident_ref=request.incident_ref, principal=principal,
-                predicted_group=(suggestion.triage.get("assignment_group") or {}).get("best_guess") or "",
-                predicted_sure=not (suggestion.triage.get("assignment_group") or {}).get("not_sure", True),
+                incident_ref=request.incident_ref,
+                principal=principal,
+                predicted_group=(suggestion.triage.get("assignment_group") or {}).get("best_guess")
+                or "",
+                predicted_sure=not (suggestion.triage.get("assignment_group") or {}).get(
+                    "not_sure", True
+                ),
                 model_id=self.embedder.model_id,
-                latency_ms=round((time.perf_counter() - began) * 1000, 2), preview=request.preview,
+                latency_ms=round((time.perf_counter() - began) * 1000, 2),
+                preview=request.preview,
             )
         return suggestion
 
@@ -380,8 +463,16 @@ class ResolutionSuggester:
         logp = model.log_proba(mean / norm if norm > 0 else mean, content_stems(text))
         return dict(zip(model.classes, logp.tolist(), strict=True)), leads
 
-    def _results(self, store: Store, state: SearchState, groups: list[GroupScore],
-                 terms: list[str], cands, judgement: Judgement, k: int) -> list[SuggestionResult]:
+    def _results(
+        self,
+        store: Store,
+        state: SearchState,
+        groups: list[GroupScore],
+        terms: list[str],
+        cands,
+        judgement: Judgement,
+        k: int,
+    ) -> list[SuggestionResult]:
         groups = groups[:k]
         shown = judgement.scores
         steps_shown = 2 if len(shown) > 1 and shown[1] >= CLOSE_SECOND * shown[0] else 1
@@ -389,7 +480,11 @@ class ResolutionSuggester:
         texts = {row["id"]: row["text"] for row in store.chunk_rows(best_chunks)}
         results = []
         for rank, group in enumerate(groups, start=1):
-            lead_key = ("article", group.group[2:]) if group.group.startswith("a:") else group.members[0][0]
+            lead_key = (
+                ("article", group.group[2:])
+                if group.group.startswith("a:")
+                else group.members[0][0]
+            )
             lead = state.docs.get(lead_key) or state.docs[group.members[0][0]]
             snippet_source = texts.get(group.members[0][2], "")
             similar = []
@@ -398,32 +493,51 @@ class ResolutionSuggester:
                     # Cosine similarity of the incident's best chunk to the query, in [0, 1];
                     # "score" repeats it for clients written before "similarity" existed.
                     similarity = round(min(max(cands.dense.get(cid, 0.0), 0.0), 1.0), 4)
-                    similar.append({"id": key[1], "title": state.docs[key].title,
-                                    "similarity": similarity, "score": similarity})
+                    similar.append(
+                        {
+                            "id": key[1],
+                            "title": state.docs[key].title,
+                            "similarity": similarity,
+                            "score": similarity,
+                        }
+                    )
             # The most similar first (members are in ranking order, which is not similarity).
             similar = sorted(similar, key=lambda s: -s["similarity"])[:SIMILAR_SHOWN]
             family = state.family(group.group)
             results.append(
                 SuggestionResult(
-                    rank=rank, kind=lead.kind, id=lead.id, title=lead.title,
+                    rank=rank,
+                    kind=lead.kind,
+                    id=lead.id,
+                    title=lead.title,
                     resolution=family.get("representative") or lead.resolution,
                     own_resolution=lead.resolution if family else "",
-                    family={"id": group.group, "size": family.get("size", 0),
-                            "representative_id": family.get("representative_id", "")} if family else {},
+                    family={
+                        "id": group.group,
+                        "size": family.get("size", 0),
+                        "representative_id": family.get("representative_id", ""),
+                    }
+                    if family
+                    else {},
                     steps=list(family.get("steps") or []) if rank <= steps_shown else [],
                     resolution_code=[{"text": text, "block": block} for text, block in lead.code],
                     snippet=highlight_snippet(snippet_source, terms),
                     score=round(judgement.scores[rank - 1], 4),
-                    confidence=(None if judgement.confidences[rank - 1] is None
-                                else round(judgement.confidences[rank - 1], 4)),
+                    confidence=(
+                        None
+                        if judgement.confidences[rank - 1] is None
+                        else round(judgement.confidences[rank - 1], 4)
+                    ),
                     confidence_band=judgement.bands[rank - 1],
                     raw_score=round(group.score, 4),
-                    product=lead.product, category=lead.category, status=lead.status,
+                    product=lead.product,
+                    category=lead.category,
+                    status=lead.status,
                     validated_at=lead.updated if lead.status == "validated" else "",
                     matched_terms=matched_terms(terms, snippet_source),
-                    similar_incidents=similar, similar_count=state.group_size(group.group),
+                    similar_incidents=similar,
+                    similar_count=state.group_size(group.group),
                     group=group.group,
                 )
             )
         return results
-

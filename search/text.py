@@ -67,8 +67,10 @@ def is_error_line(line: str) -> bool:
     """A line that says what went wrong: an exception class, an error code or message."""
     if _ERROR_WORDS.search(line) or _ERROR_CODE.search(line):
         return True
-    return any(word[:1].isupper() and word.endswith(_EXCEPTION_SUFFIXES) and len(word) > 5
-               for word in WORD.findall(line))
+    return any(
+        word[:1].isupper() and word.endswith(_EXCEPTION_SUFFIXES) and len(word) > 5
+        for word in WORD.findall(line)
+    )
 
 
 def error_lines(text: str, limit: int = MAX_ERROR_LINES) -> list[str]:
@@ -100,8 +102,11 @@ def _lines_within(lines: list[str], budget: int, *, from_end: bool = False) -> l
 def is_prose_line(line: str) -> bool:
     """A line a person wrote: not a log line, not an error line, some words."""
     stripped = line.strip()
-    return (sum(ch.isalpha() for ch in stripped[:200]) >= 3 and not _LOG_LINE.match(stripped)
-            and not is_error_line(line))
+    return (
+        sum(ch.isalpha() for ch in stripped[:200]) >= 3
+        and not _LOG_LINE.match(stripped)
+        and not is_error_line(line)
+    )
 
 
 def prose_lines(text: str) -> list[str]:
@@ -123,7 +128,9 @@ def focus_text(title: str, body: str, max_chars: int) -> str:
         rest = lines
     else:
         tail = _lines_within(lines, int(budget * TAIL_SHARE), from_end=True)
-        start = _lines_within(lines[: len(lines) - len(tail)], budget - sum(len(x) + 1 for x in tail) - 2)
+        start = _lines_within(
+            lines[: len(lines) - len(tail)], budget - sum(len(x) + 1 for x in tail) - 2
+        )
         rest = [*start, "…", *tail]
     return "\n".join([*head, *prose, *errors, *rest])[:max_chars]
 
@@ -164,7 +171,10 @@ def is_bare_log(text: str) -> bool:
     that carries a stack trace is searched as written (read errors first, its embeddings
     ranked worse on the development bug reports); its error lines still lead its lexical
     terms (search_terms)."""
-    return is_log_like(text) and sum(len(line.split()) for line in prose_lines(text)) < BARE_LOG_PROSE_WORDS
+    return (
+        is_log_like(text)
+        and sum(len(line.split()) for line in prose_lines(text)) < BARE_LOG_PROSE_WORDS
+    )
 
 
 def search_terms(text: str, language: str | None = None) -> list[str]:
@@ -188,8 +198,12 @@ def search_terms(text: str, language: str | None = None) -> list[str]:
 
 def shown_terms(terms: list[str]) -> list[str]:
     """Terms worth showing as matched: no common words, no bare years or short numbers."""
-    return [t for t in terms if t not in COMMON_WORDS
-            and not (t.isdigit() and (len(t) <= 2 or (len(t) == 4 and t[:2] in ("19", "20"))))]
+    return [
+        t
+        for t in terms
+        if t not in COMMON_WORDS
+        and not (t.isdigit() and (len(t) <= 2 or (len(t) == 4 and t[:2] in ("19", "20"))))
+    ]
 
 
 def matched_terms(query: list[str], text: str) -> list[str]:

@@ -84,8 +84,12 @@ LADDERS = (
 )
 
 
-def neighbours(dense: dict[int, float], state: SearchState, exclude: DocKey | None = None,
-               limit: int = NEIGHBOURS) -> list[tuple[DocInfo, float]]:
+def neighbours(
+    dense: dict[int, float],
+    state: SearchState,
+    exclude: DocKey | None = None,
+    limit: int = NEIGHBOURS,
+) -> list[tuple[DocInfo, float]]:
     """The most similar resolved incidents, best chunk per incident, best first."""
     best: dict[DocKey, float] = {}
     for chunk_id, score in dense.items():
@@ -103,11 +107,16 @@ def label_weight(doc: DocInfo, field: str) -> float:
     return ESCALATED_LABEL_WEIGHT if field == "assignment_group" and doc.escalated == "yes" else 1.0
 
 
-def vote_shares(near: Sequence[tuple[DocInfo, float]], field: str,
-                tau: float = VOTE_TAU) -> tuple[dict[str, float], int, dict[str, list[str]]]:
+def vote_shares(
+    near: Sequence[tuple[DocInfo, float]], field: str, tau: float = VOTE_TAU
+) -> tuple[dict[str, float], int, dict[str, list[str]]]:
     """(value -> its share of the similarity-weighted vote, incidents that had a value,
     value -> the incidents that voted for it) over the neighbours that have ``field``."""
-    known = [(getattr(doc, field), score, doc.id, label_weight(doc, field)) for doc, score in near if getattr(doc, field)]
+    known = [
+        (getattr(doc, field), score, doc.id, label_weight(doc, field))
+        for doc, score in near
+        if getattr(doc, field)
+    ]
     if not known:
         return {}, 0, {}
     top = max(score for _, score, _, _ in known)
@@ -144,7 +153,9 @@ def probability(calibration: dict[str, Any], field: str, share: float, evidence:
     return 1.0 / (1.0 + math.exp(-z))
 
 
-def combine(shares: Mapping[str, float], model: Mapping[str, float] | None, mix: float) -> dict[str, float]:
+def combine(
+    shares: Mapping[str, float], model: Mapping[str, float] | None, mix: float
+) -> dict[str, float]:
     """The neighbours' vote and the model's probabilities, mixed: ``mix`` is the model's
     share. Without neighbours that have a value, the model alone; without a model, the vote."""
     if not model:
@@ -164,14 +175,22 @@ def _logit(p: float) -> float:
     return math.log(p / (1 - p))
 
 
-def confidence_features(value: str, mixed: Mapping[str, float], shares: Mapping[str, float],
-                        model: Mapping[str, float] | None) -> list[float]:
+def confidence_features(
+    value: str,
+    mixed: Mapping[str, float],
+    shares: Mapping[str, float],
+    model: Mapping[str, float] | None,
+) -> list[float]:
     """What the calibration map reads of a prediction: the logits of its combined share, of
     its share of the neighbours' vote and of the model's probability (each source's say, so
     that agreement counts), and a constant."""
     top = mixed.get(value, 0.0)
-    return [_logit(top), _logit(shares.get(value, 0.0) if shares else top),
-            _logit(model.get(value, 0.0) if model else top), 1.0]
+    return [
+        _logit(top),
+        _logit(shares.get(value, 0.0) if shares else top),
+        _logit(model.get(value, 0.0) if model else top),
+        1.0,
+    ]
 
 
 def calibrated(weights: Sequence[float], features: Sequence[float]) -> float:
@@ -186,8 +205,12 @@ def tier_stems(doc_stems: Sequence[str], tier: str) -> list[str]:
     return [*doc_stems, TIER_TOKEN + "_".join(tier.split())] if tier else list(doc_stems)
 
 
-FIELD_WORDS = {"assignment_group": "an assignment group", "category": "a category", "product": "a product",
-               "priority": "a priority"}
+FIELD_WORDS = {
+    "assignment_group": "an assignment group",
+    "category": "a category",
+    "product": "a product",
+    "priority": "a priority",
+}
 
 
 @dataclass
@@ -211,16 +234,28 @@ class FieldModel:
         if "status" not in entry:
             return cls(field, "legacy")
         weights = entry.get("calibration")
-        return cls(field, entry["status"], int(entry.get("labelled", 0)), float(entry.get("mix", 0.0)),
-                   float(entry.get("tau", VOTE_TAU)), tuple(float(w) for w in weights) if weights else None,
-                   float(entry.get("threshold", SURE)), ResolutionClassifier.from_dict(entry.get("model")),
-                   entry.get("tiers") or None)
+        return cls(
+            field,
+            entry["status"],
+            int(entry.get("labelled", 0)),
+            float(entry.get("mix", 0.0)),
+            float(entry.get("tau", VOTE_TAU)),
+            tuple(float(w) for w in weights) if weights else None,
+            float(entry.get("threshold", SURE)),
+            ResolutionClassifier.from_dict(entry.get("model")),
+            entry.get("tiers") or None,
+        )
 
-    def model_probabilities(self, vector: np.ndarray | None, doc_stems: Sequence[str] | None,
-                            tier: str = "") -> dict[str, float] | None:
+    def model_probabilities(
+        self, vector: np.ndarray | None, doc_stems: Sequence[str] | None, tier: str = ""
+    ) -> dict[str, float] | None:
         if self.model is None or vector is None or self.mix <= 0:
             return None
-        words = tier_stems(doc_stems or [], tier) if self.field == "assignment_group" else list(doc_stems or [])
+        words = (
+            tier_stems(doc_stems or [], tier)
+            if self.field == "assignment_group"
+            else list(doc_stems or [])
+        )
         logp = self.model.log_proba(vector, words)
         return dict(zip(self.model.classes, np.exp(logp).tolist(), strict=True))
 
@@ -230,12 +265,21 @@ class TriageModels:
 
     def __init__(self, entries: Mapping[str, Any] | None):
         self.entries = dict(entries or {})
-        self.fields = {field: FieldModel.from_entry(field, self.entries.get(field)) for field in ROUTED_FIELDS}
+        self.fields = {
+            field: FieldModel.from_entry(field, self.entries.get(field)) for field in ROUTED_FIELDS
+        }
 
 
-def predict_field(field: FieldModel, near: Sequence[tuple[DocInfo, float]], entries: Mapping[str, Any], *,
-                  vector: np.ndarray | None = None, doc_stems: Sequence[str] | None = None, tier: str = "",
-                  no_good_match: bool = False) -> dict[str, Any]:
+def predict_field(
+    field: FieldModel,
+    near: Sequence[tuple[DocInfo, float]],
+    entries: Mapping[str, Any],
+    *,
+    vector: np.ndarray | None = None,
+    doc_stems: Sequence[str] | None = None,
+    tier: str = "",
+    no_good_match: bool = False,
+) -> dict[str, Any]:
     """One field's prediction: value (None when not sure), calibrated probability, the best
     guess, the nearest incident's value, the evidence and, when not sure, why."""
     name = field.field
@@ -246,31 +290,50 @@ def predict_field(field: FieldModel, near: Sequence[tuple[DocInfo, float]], entr
     value = max(mixed, key=mixed.get) if mixed else ""
     reason = ""
     if field.status == "fitted" and field.weights:
-        p = calibrated(field.weights, confidence_features(value, mixed, shares, model)) if value else 0.0
+        p = (
+            calibrated(field.weights, confidence_features(value, mixed, shares, model))
+            if value
+            else 0.0
+        )
         sure = bool(value) and p >= field.threshold
         if not sure:
-            reason = (f"no similar incident has {FIELD_WORDS[name]}" if not value else
-                      f"the probability is under this store's threshold ({field.threshold:.0%})")
+            reason = (
+                f"no similar incident has {FIELD_WORDS[name]}"
+                if not value
+                else f"the probability is under this store's threshold ({field.threshold:.0%})"
+            )
     else:
         p = probability(entries, name, shares.get(value, 0.0), evidence) if value else 0.0
         sure = bool(value) and evidence >= MIN_EVIDENCE and p >= SURE
         if field.status == "too_little_evidence":
             sure = False
-            reason = f"too little evidence: {field.labelled} stored incidents have {FIELD_WORDS[name]}"
+            reason = (
+                f"too little evidence: {field.labelled} stored incidents have {FIELD_WORDS[name]}"
+            )
         elif field.status == "none" and entries and "status" in next(iter(entries.values()), {}):
             sure = False
             reason = f"no stored incident has {FIELD_WORDS[name]}"
         elif not sure:
-            reason = (f"no similar incident has {FIELD_WORDS[name]}" if not value
-                      else "too few similar incidents agree")
+            reason = (
+                f"no similar incident has {FIELD_WORDS[name]}"
+                if not value
+                else "too few similar incidents agree"
+            )
     if no_good_match and sure:
         sure, reason = False, "no good match: nothing stored is much like this incident"
     out: dict[str, Any] = {
-        "value": value if sure else None, "probability": round(p, 3), "not_sure": not sure,
-        "best_guess": value or None, "nearest": nearest, "evidence": evidence,
+        "value": value if sure else None,
+        "probability": round(p, 3),
+        "not_sure": not sure,
+        "best_guess": value or None,
+        "nearest": nearest,
+        "evidence": evidence,
         "similar_incidents": backers.get(value, [])[:SHOWN_INCIDENTS],
-        "source": "model and similar incidents" if model and shares and field.mix < 1 else
-                  "model" if model else "similar incidents",
+        "source": "model and similar incidents"
+        if model and shares and field.mix < 1
+        else "model"
+        if model
+        else "similar incidents",
     }
     if reason:
         out["reason"] = reason
@@ -285,9 +348,12 @@ def tier_route(field: FieldModel, tier: str, value: str) -> dict[str, Any] | Non
     routed = field.tiers.get(tier.strip().casefold())
     if not routed or routed.get("group") != value:
         return None
-    return dict(routed, tier=tier.strip(),
-                note=f"{tier.strip()} customers' incidents went to {value} in {routed['share']:.0%} of "
-                     f"{routed['incidents']} cases ({routed['overall_share']:.0%} of all incidents)")
+    return dict(
+        routed,
+        tier=tier.strip(),
+        note=f"{tier.strip()} customers' incidents went to {value} in {routed['share']:.0%} of "
+        f"{routed['incidents']} cases ({routed['overall_share']:.0%} of all incidents)",
+    )
 
 
 def raise_priority(value: str) -> str | None:
@@ -317,11 +383,19 @@ def raise_priority(value: str) -> str | None:
     return None
 
 
-def triage(near: Sequence[tuple[DocInfo, float]], calibration: dict[str, Any], *,
-           customer_tier: str = "", top_tiers: Sequence[str] = (), models: TriageModels | None = None,
-           vector: np.ndarray | None = None, doc_stems: Sequence[str] | None = None,
-           no_good_match: bool = False, viewer: Viewer | None = None,
-           docs: Mapping[DocKey, DocInfo] | None = None) -> dict[str, Any]:
+def triage(
+    near: Sequence[tuple[DocInfo, float]],
+    calibration: dict[str, Any],
+    *,
+    customer_tier: str = "",
+    top_tiers: Sequence[str] = (),
+    models: TriageModels | None = None,
+    vector: np.ndarray | None = None,
+    doc_stems: Sequence[str] | None = None,
+    no_good_match: bool = False,
+    viewer: Viewer | None = None,
+    docs: Mapping[DocKey, DocInfo] | None = None,
+) -> dict[str, Any]:
     """The triage object of one suggestion (see the module docstring and docs/triage.md).
 
     ``vector`` (the query's unit mean embedding) and ``doc_stems`` (its content stems) feed
@@ -332,13 +406,32 @@ def triage(near: Sequence[tuple[DocInfo, float]], calibration: dict[str, Any], *
     public = getattr(viewer, "audience", "internal") == "public"
     out: dict[str, Any] = {"similar_incidents": len(near)}
     for name in FIELDS:
-        out[name] = predict_field(models.fields[name], near, models.entries, vector=vector, doc_stems=doc_stems,
-                                  tier=customer_tier, no_good_match=no_good_match)
-    routed = tier_route(models.fields["assignment_group"], customer_tier, out["assignment_group"]["best_guess"] or "")
+        out[name] = predict_field(
+            models.fields[name],
+            near,
+            models.entries,
+            vector=vector,
+            doc_stems=doc_stems,
+            tier=customer_tier,
+            no_good_match=no_good_match,
+        )
+    routed = tier_route(
+        models.fields["assignment_group"],
+        customer_tier,
+        out["assignment_group"]["best_guess"] or "",
+    )
     if routed:
         out["assignment_group"]["customer_tier"] = routed
-    out["priority"] = _priority(models.fields["priority"], near, models.entries, customer_tier, top_tiers,
-                                vector=vector, doc_stems=doc_stems, no_good_match=no_good_match)
+    out["priority"] = _priority(
+        models.fields["priority"],
+        near,
+        models.entries,
+        customer_tier,
+        top_tiers,
+        vector=vector,
+        doc_stems=doc_stems,
+        no_good_match=no_good_match,
+    )
     out["first_line"] = _first_line(near, viewer, docs)
     if public:  # no incident of another customer, by id or by text
         for name in (*FIELDS, "priority"):
@@ -346,15 +439,31 @@ def triage(near: Sequence[tuple[DocInfo, float]], calibration: dict[str, Any], *
     return out
 
 
-def _priority(field: FieldModel, near, entries, customer_tier: str, top_tiers: Sequence[str], *,
-              vector=None, doc_stems=None, no_good_match: bool = False) -> dict[str, Any]:
-    predicted = predict_field(field, near, entries, vector=vector, doc_stems=doc_stems, no_good_match=no_good_match)
+def _priority(
+    field: FieldModel,
+    near,
+    entries,
+    customer_tier: str,
+    top_tiers: Sequence[str],
+    *,
+    vector=None,
+    doc_stems=None,
+    no_good_match: bool = False,
+) -> dict[str, Any]:
+    predicted = predict_field(
+        field, near, entries, vector=vector, doc_stems=doc_stems, no_good_match=no_good_match
+    )
     value = predicted["best_guess"] or ""
     _, share, evidence, backers = vote(near, "priority")
     result: dict[str, Any] = {
-        "value": value or None, "share": round(share, 3), "evidence": evidence,
-        "similar_incidents": predicted["similar_incidents"], "raised": False, "note": "",
-        "probability": predicted["probability"], "not_sure": predicted["not_sure"],
+        "value": value or None,
+        "share": round(share, 3),
+        "evidence": evidence,
+        "similar_incidents": predicted["similar_incidents"],
+        "raised": False,
+        "note": "",
+        "probability": predicted["probability"],
+        "not_sure": predicted["not_sure"],
         "nearest": predicted["nearest"],
     }
     if not value:
@@ -364,8 +473,12 @@ def _priority(field: FieldModel, near, entries, customer_tier: str, top_tiers: S
     if top:
         raised = raise_priority(value)
         if raised:
-            result.update(value=raised, raised=True, similar_priority=value,
-                          note=f"raised one step from {value} for a {customer_tier} customer")
+            result.update(
+                value=raised,
+                raised=True,
+                similar_priority=value,
+                note=f"raised one step from {value} for a {customer_tier} customer",
+            )
     return result
 
 
@@ -375,8 +488,12 @@ def _first_line(near, viewer=None, docs: Mapping[DocKey, DocInfo] | None = None)
     public = getattr(viewer, "audience", "internal") == "public"
     known = [doc for doc, _ in near if doc.escalated in ("yes", "no")]
     solved = [doc for doc in known if doc.escalated == "no"]
-    result: dict[str, Any] = {"similar": len(known), "solved_at_first_line": len(solved),
-                              "resolution": None, "text": ""}
+    result: dict[str, Any] = {
+        "similar": len(known),
+        "solved_at_first_line": len(solved),
+        "resolution": None,
+        "text": "",
+    }
     if not known:
         result["text"] = "no similar incident says whether it was escalated"
         return result
@@ -387,12 +504,18 @@ def _first_line(near, viewer=None, docs: Mapping[DocKey, DocInfo] | None = None)
     viewer = viewer or Viewer()
     articles = {}
     for doc in solved:
-        article = docs.get(("article", doc.article_id)) if docs is not None and doc.article_id else None
+        article = (
+            docs.get(("article", doc.article_id)) if docs is not None and doc.article_id else None
+        )
         if article is not None and viewer.can_see(article):
             articles[doc.id] = article
 
     def way(doc):
-        return ("article", articles[doc.id].id) if doc.id in articles else ("incident", doc.res_key or doc.id)
+        return (
+            ("article", articles[doc.id].id)
+            if doc.id in articles
+            else ("incident", doc.res_key or doc.id)
+        )
 
     ways = Counter(way(d) for d in solved if d.id in articles or not public)
     if not ways:
@@ -402,14 +525,25 @@ def _first_line(near, viewer=None, docs: Mapping[DocKey, DocInfo] | None = None)
     example = next(d for d in solved if (d.id in articles or not public) and way(d) == (kind, key))
     if kind == "article":
         article = articles[example.id]
-        result["resolution"] = {"kind": "article", "id": article.id, "title": article.title, "incidents": count,
-                                "resolution": article.resolution[:200]}
+        result["resolution"] = {
+            "kind": "article",
+            "id": article.id,
+            "title": article.title,
+            "incidents": count,
+            "resolution": article.resolution[:200],
+        }
         how = f"the article “{article.title}”"
     else:
-        result["resolution"] = {"kind": "incident", "id": example.id, "incidents": count,
-                                "resolution": example.resolution[:200]}
+        result["resolution"] = {
+            "kind": "incident",
+            "id": example.id,
+            "incidents": count,
+            "resolution": example.resolution[:200],
+        }
         how = f"the fix of {example.id}"
-    result["text"] = summary + (f", {count} of them with {how}" if count < len(solved) else f" with {how}")
+    result["text"] = summary + (
+        f", {count} of them with {how}" if count < len(solved) else f" with {how}"
+    )
     return result
 
 
@@ -423,9 +557,14 @@ def reliability(rows: Sequence[tuple[float, bool]], bins: int = 10) -> list[dict
         low, high = b / bins, (b + 1) / bins
         inside = [(p, r) for p, r in rows if low <= p < high or (b == bins - 1 and p == 1.0)]
         if inside:
-            table.append({"bin": f"{low:.1f}-{high:.1f}", "n": len(inside),
-                          "mean_probability": round(sum(p for p, _ in inside) / len(inside), 3),
-                          "accuracy": round(sum(r for _, r in inside) / len(inside), 3)})
+            table.append(
+                {
+                    "bin": f"{low:.1f}-{high:.1f}",
+                    "n": len(inside),
+                    "mean_probability": round(sum(p for p, _ in inside) / len(inside), 3),
+                    "accuracy": round(sum(r for _, r in inside) / len(inside), 3),
+                }
+            )
     return table
 
 
@@ -455,7 +594,11 @@ def _replay_neighbours(state: SearchState, ids: list[str], matrix: np.ndarray) -
             else:
                 dense[int(cid)] = float(score)
         copies.discard(doc_id)
-        near = [(d, s) for d, s in neighbours(dense, state, exclude=("incident", doc_id)) if d.id not in copies]
+        near = [
+            (d, s)
+            for d, s in neighbours(dense, state, exclude=("incident", doc_id))
+            if d.id not in copies
+        ]
         out.append(_Replayed(doc_id, row % REPLAY_FOLDS, near, copies))
     return out
 
@@ -478,12 +621,21 @@ def _tier_routes(values: Mapping[str, str], tiers: Mapping[str, str]) -> dict[st
         group, count = max(groups.items(), key=lambda item: (item[1] / overall[item[0]], item[1]))
         share, base = count / n, overall[group] / total
         if share >= TIER_MIN_SHARE and share >= TIER_LIFT * base:
-            routes[tier] = {"group": group, "share": round(share, 3), "incidents": n, "overall_share": round(base, 3)}
+            routes[tier] = {
+                "group": group,
+                "share": round(share, 3),
+                "incidents": n,
+                "overall_share": round(base, 3),
+            }
     return routes
 
 
-def fit_triage(state: SearchState, vectors: Mapping[str, np.ndarray], rng: np.random.Generator,
-               store: Any = None) -> tuple[dict, dict]:
+def fit_triage(
+    state: SearchState,
+    vectors: Mapping[str, np.ndarray],
+    rng: np.random.Generator,
+    store: Any = None,
+) -> tuple[dict, dict]:
     """Fit each routed field on the store (see the module docstring). Returns (the profile's
     triage entries, figures per field: replay accuracy of the vote, the model and the chosen
     mix, the share marked not sure and the accuracy of the rest, the majority and
@@ -493,12 +645,24 @@ def fit_triage(state: SearchState, vectors: Mapping[str, np.ndarray], rng: np.ra
     ids = [i for i in ids if any(getattr(state.docs[("incident", i)], f) for f in ROUTED_FIELDS)]
     if not ids:
         return {}, {}
-    census = ids if len(ids) <= CENSUS_SAMPLE else sorted(rng.choice(ids, size=CENSUS_SAMPLE, replace=False))
-    sample = ids if len(ids) <= MAX_MODEL_INCIDENTS else sorted(rng.choice(ids, size=MAX_MODEL_INCIDENTS, replace=False))
+    census = (
+        ids
+        if len(ids) <= CENSUS_SAMPLE
+        else sorted(rng.choice(ids, size=CENSUS_SAMPLE, replace=False))
+    )
+    sample = (
+        ids
+        if len(ids) <= MAX_MODEL_INCIDENTS
+        else sorted(rng.choice(ids, size=MAX_MODEL_INCIDENTS, replace=False))
+    )
     order = list(rng.permutation(len(sample)))
     replay_ids = [sample[i] for i in order[:REPLAY_SAMPLE]]
     texts, tiers = _texts_and_tiers(store, sample)
-    matrix = vectors.matrix(sample) if hasattr(vectors, "matrix") else np.vstack([vectors[i] for i in sample])
+    matrix = (
+        vectors.matrix(sample)
+        if hasattr(vectors, "matrix")
+        else np.vstack([vectors[i] for i in sample])
+    )
     row_of = {doc_id: row for row, doc_id in enumerate(sample)}
     replayed = _replay_neighbours(state, replay_ids, matrix[[row_of[i] for i in replay_ids]])
     entries: dict[str, Any] = {}
@@ -516,7 +680,9 @@ def fit_triage(state: SearchState, vectors: Mapping[str, np.ndarray], rng: np.ra
             entries[field] = {"status": "too_little_evidence", "labelled": labelled}
             figures[field] = {"note": f"{labelled} incidents have a value (need {MIN_LABELLED})"}
             continue
-        entry, figure = _fit_field(field, state, sample, matrix, row_of, texts, tiers, replayed, counts, rng)
+        entry, figure = _fit_field(
+            field, state, sample, matrix, row_of, texts, tiers, replayed, counts, rng
+        )
         entries[field] = entry
         figures[field] = figure
     figures["seconds"] = round(time.monotonic() - began, 2)
@@ -532,15 +698,26 @@ def _texts_and_tiers(store: Any, ids: list[str]) -> tuple[dict[str, list[str]], 
         return {}, {}
     texts, tiers = {}, {}
     for incident in store.iter_incidents(ids):
-        texts[incident.id] = content_stems(normalise_text(incident_text(incident.title, incident.description)))
+        texts[incident.id] = content_stems(
+            normalise_text(incident_text(incident.title, incident.description))
+        )
         if incident.customer_tier:
             tiers[incident.id] = incident.customer_tier
     return texts, tiers
 
 
-def _fit_field(field: str, state: SearchState, sample: list[str], matrix: np.ndarray, row_of: dict[str, int],
-               texts: dict[str, list[str]], tiers: dict[str, str], replayed: list[_Replayed], counts: Counter,
-               rng: np.random.Generator) -> tuple[dict, dict]:
+def _fit_field(
+    field: str,
+    state: SearchState,
+    sample: list[str],
+    matrix: np.ndarray,
+    row_of: dict[str, int],
+    texts: dict[str, list[str]],
+    tiers: dict[str, str],
+    replayed: list[_Replayed],
+    counts: Counter,
+    rng: np.random.Generator,
+) -> tuple[dict, dict]:
     value_of = {i: getattr(state.docs[("incident", i)], field) for i in sample}
     sizes = Counter(v for v in value_of.values() if v)
     classes = {v for v, n in sizes.items() if n >= MIN_CLASS_SIZE}
@@ -557,9 +734,14 @@ def _fit_field(field: str, state: SearchState, sample: list[str], matrix: np.nda
         if len({value_of[i] for i in keep}) < 2:
             return None
         weights = np.array([label_weight(state.docs[("incident", i)], field) for i in keep])
-        return train_classifier(matrix[[row_of[i] for i in keep]], [stems_of(i) for i in keep],
-                                [value_of[i] for i in keep], dict.fromkeys(classes, ""),
-                                sample_weight=weights, max_terms=MODEL_TERM_WEIGHTS)
+        return train_classifier(
+            matrix[[row_of[i] for i in keep]],
+            [stems_of(i) for i in keep],
+            [value_of[i] for i in keep],
+            dict.fromkeys(classes, ""),
+            sample_weight=weights,
+            max_terms=MODEL_TERM_WEIGHTS,
+        )
 
     rows = [r for r in replayed if value_of.get(r.doc_id)]
     model_p: dict[str, dict[str, float] | None] = {}
@@ -584,13 +766,19 @@ def _fit_field(field: str, state: SearchState, sample: list[str], matrix: np.nda
             model = model_p.get(r.doc_id) if mix > 0 else None
             mixed = combine(shares, model, mix if shares else 1.0)
             value = max(mixed, key=mixed.get) if mixed else ""
-            out.append((confidence_features(value, mixed, shares, model), value == value_of[r.doc_id]))
+            out.append(
+                (confidence_features(value, mixed, shares, model), value == value_of[r.doc_id])
+            )
         return out
 
     def score(results: list[tuple[float, bool]]) -> float:
         return sum(right for _, right in results) / max(len(results), 1)
 
-    grid = {(mix, tau): replay(mix, tau) for mix in (MIX_GRID if has_model else (0.0,)) for tau in TAU_GRID}
+    grid = {
+        (mix, tau): replay(mix, tau)
+        for mix in (MIX_GRID if has_model else (0.0,))
+        for tau in TAU_GRID
+    }
     plain = (0.0, VOTE_TAU)
     best_key = max(grid, key=lambda k: (score(grid[k]), k[0], k[1] == VOTE_TAU))
     if score(grid[best_key]) < score(grid[plain]) + MIX_MARGIN:
@@ -598,32 +786,55 @@ def _fit_field(field: str, state: SearchState, sample: list[str], matrix: np.nda
     best, tau = best_key
     chosen = grid[best_key]
     if len(rows) < MIN_REPLAY:
-        return ({"status": "too_little_evidence", "labelled": sum(counts.values())},
-                {"note": f"{len(rows)} replayed incidents have a value (need {MIN_REPLAY})"})
+        return (
+            {"status": "too_little_evidence", "labelled": sum(counts.values())},
+            {"note": f"{len(rows)} replayed incidents have a value (need {MIN_REPLAY})"},
+        )
     x = np.array([features for features, _ in chosen])
     y = np.array([1.0 if right else 0.0 for _, right in chosen])
     weights = fit_logistic(x, y) if 0 < y.sum() < len(y) else np.array([1.0, 0.0, 0.0, 0.0])
     probabilities = [calibrated(weights, features) for features, _ in chosen]
     threshold = min(SURE, float(np.quantile(probabilities, NOT_SURE_SHARE)))
-    sure = [(p, right) for p, (_, right) in zip(probabilities, chosen, strict=True) if p >= threshold]
+    sure = [
+        (p, right) for p, (_, right) in zip(probabilities, chosen, strict=True) if p >= threshold
+    ]
     final = train(train_ids) if best > 0 else None
     if best > 0 and final is None:
         best = 0.0
-    entry: dict[str, Any] = {"status": "fitted", "labelled": sum(counts.values()), "classes": len(counts),
-                             "mix": best, "tau": tau, "calibration": [float(w) for w in weights], "threshold": round(threshold, 4)}
+    entry: dict[str, Any] = {
+        "status": "fitted",
+        "labelled": sum(counts.values()),
+        "classes": len(counts),
+        "mix": best,
+        "tau": tau,
+        "calibration": [float(w) for w in weights],
+        "threshold": round(threshold, 4),
+    }
     if final is not None:
         entry["model"] = final.to_dict()
     if field == "assignment_group" and tiers:
         entry["tiers"] = _tier_routes({i: value_of[i] for i in sample if value_of[i]}, tiers)
-    nearest = [next((getattr(d, field) for d, _ in r.near if getattr(d, field)), "") == value_of[r.doc_id] for r in rows]
+    nearest = [
+        next((getattr(d, field) for d, _ in r.near if getattr(d, field)), "") == value_of[r.doc_id]
+        for r in rows
+    ]
     figure = {
-        "replayed": len(rows), "mix": best, "tau": tau, "accuracy_at_1": round(score(chosen), 4),
+        "replayed": len(rows),
+        "mix": best,
+        "tau": tau,
+        "accuracy_at_1": round(score(chosen), 4),
         "vote_accuracy": round(score(grid[plain]), 4),
-        "model_accuracy": round(score(grid[(1.0, VOTE_TAU)]), 4) if (1.0, VOTE_TAU) in grid else None,
-        "threshold": round(threshold, 4), "not_sure_share": round(1 - len(sure) / len(rows), 4),
+        "model_accuracy": round(score(grid[(1.0, VOTE_TAU)]), 4)
+        if (1.0, VOTE_TAU) in grid
+        else None,
+        "threshold": round(threshold, 4),
+        "not_sure_share": round(1 - len(sure) / len(rows), 4),
         "accuracy_when_sure": round(sum(r for _, r in sure) / len(sure), 4) if sure else None,
-        "majority_baseline": round(sum(value_of[r.doc_id] == majority for r in rows) / len(rows), 4),
+        "majority_baseline": round(
+            sum(value_of[r.doc_id] == majority for r in rows) / len(rows), 4
+        ),
         "nearest_neighbour_baseline": round(sum(nearest) / len(rows), 4),
-        "trained_on": len(train_ids), "reliability": reliability(list(zip(probabilities, y.astype(bool), strict=True))),
+        "trained_on": len(train_ids),
+        "reliability": reliability(list(zip(probabilities, y.astype(bool), strict=True))),
     }
     return entry, figure

@@ -41,9 +41,17 @@ def replay_languages(store: Store, keys: Sequence[DocKey]) -> dict[DocKey, str |
 
 
 def fit_trust_maps(
-    store: Store, state: SearchState, queries: Sequence[Any], chosen: Mapping[str, Any], collapse: set[str],
-    depth: int, leads: dict | None, classifier: ResolutionClassifier | None, background: Sequence[str],
-    background_vectors: np.ndarray | None, rng: random.Random,
+    store: Store,
+    state: SearchState,
+    queries: Sequence[Any],
+    chosen: Mapping[str, Any],
+    collapse: set[str],
+    depth: int,
+    leads: dict | None,
+    classifier: ResolutionClassifier | None,
+    background: Sequence[str],
+    background_vectors: np.ndarray | None,
+    rng: random.Random,
 ) -> tuple[dict | None, dict]:
     """Fit the trust profile (as a dict for the ranking profile) and say what it saw.
 
@@ -54,22 +62,49 @@ def fit_trust_maps(
 
     def rank(cands: Candidates, words: int, class_logp: dict | None) -> list[GroupScore]:
         blend = chosen[length_bucket(words)].blend
-        return rank_groups(cands, state, blend, depth=depth, collapse=collapse, viewer=viewer,
-                           accept=viewer.can_see, class_logp=class_logp, class_leads=leads)
+        return rank_groups(
+            cands,
+            state,
+            blend,
+            depth=depth,
+            collapse=collapse,
+            viewer=viewer,
+            accept=viewer.can_see,
+            class_logp=class_logp,
+            class_leads=leads,
+        )
 
     far = []
     if background_vectors is not None:
         for text, row in zip(background, background_vectors, strict=True):
             text = normalise_text(text)
-            cands = retrieve(state, store, row[None, :].astype(np.float32), search_terms(text, "en"),
-                             phrases=identifier_phrases(text))
+            cands = retrieve(
+                state,
+                store,
+                row[None, :].astype(np.float32),
+                search_terms(text, "en"),
+                phrases=identifier_phrases(text),
+            )
             logp = None
             if classifier is not None:
-                logp = dict(zip(classifier.classes, classifier.log_proba(row, content_stems(text)).tolist(),
-                                strict=True))
+                logp = dict(
+                    zip(
+                        classifier.classes,
+                        classifier.log_proba(row, content_stems(text)).tolist(),
+                        strict=True,
+                    )
+                )
             far.append((len(text.split()), cands, logp))
     languages = replay_languages(store, [q.key for q in queries])
-    stream, scale = collect_stream(state, queries, rank=rank, matches=matches, languages=languages,
-                                   background=far, use_class=classifier is not None, rng=rng)
+    stream, scale = collect_stream(
+        state,
+        queries,
+        rank=rank,
+        matches=matches,
+        languages=languages,
+        background=far,
+        use_class=classifier is not None,
+        rng=rng,
+    )
     trust, info = fit_trust(stream, scale)
     return (trust.to_dict() if trust else None), info

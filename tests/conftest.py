@@ -26,6 +26,8 @@ def pytest_collection_modifyitems(items):
         folder = Path(str(item.fspath)).parent.name
         if folder in LAYERS:
             item.add_marker(getattr(pytest.mark, folder))
+
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -103,7 +105,9 @@ def store(service):
 
 def load_test_data(service: Service, articles_dir: Path = DATA / "articles") -> None:
     store = service.store()
-    store.upsert_articles([p.article for p in scan_articles(articles_dir).parsed], changed_by="test")
+    store.upsert_articles(
+        [p.article for p in scan_articles(articles_dir).parsed], changed_by="test"
+    )
     store.upsert_incidents(read_incident_file(DATA / "incidents.jsonl"), source="test")
 
 
@@ -130,8 +134,9 @@ def indexed_home_template(tmp_path_factory) -> Path:
     """The small test knowledge base loaded and indexed once per run; each test that asks
     for ``indexed`` gets its own copy of this home (the same as building it again)."""
     home = tmp_path_factory.mktemp("indexed-template") / "home"
-    template = Service(load_config(environ={}, home=str(home), embed_backend="hashing"),
-                       embedder=HashingEmbedder())
+    template = Service(
+        load_config(environ={}, home=str(home), embed_backend="hashing"), embedder=HashingEmbedder()
+    )
     load_test_data(template)
     template.index()
     template.close()
@@ -164,8 +169,10 @@ def client(app):
 @pytest.fixture
 def tokens(indexed):
     store = indexed.store()
-    return {role: store.create_token(f"test-{role}", role)
-            for role in ("agent", "integration", "knowledge_manager", "admin")}
+    return {
+        role: store.create_token(f"test-{role}", role)
+        for role in ("agent", "integration", "knowledge_manager", "admin")
+    }
 
 
 @pytest.fixture

@@ -73,8 +73,14 @@ class TicketReceiver:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
                 action = outer.script.pop(0) if outer.script else "ok"
-                outer.posts.append((action, self.headers["X-KB-Signature"] == expected, dict(self.headers),
-                                    json.loads(body)))
+                outer.posts.append(
+                    (
+                        action,
+                        self.headers["X-KB-Signature"] == expected,
+                        dict(self.headers),
+                        json.loads(body),
+                    )
+                )
                 if action == "hang":
                     outer.release.wait(20)
                 if action == "trickle":  # one byte of the status line at a time, for ever
@@ -87,7 +93,9 @@ class TicketReceiver:
                 status = {"ok": 200, "fail": 503, "redirect": 302, "hang": 200}[action]
                 self.send_response(status)
                 if action == "redirect":
-                    self.send_header("Location", f"http://127.0.0.1:{outer.server.server_port}/elsewhere")
+                    self.send_header(
+                        "Location", f"http://127.0.0.1:{outer.server.server_port}/elsewhere"
+                    )
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 

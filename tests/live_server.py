@@ -22,8 +22,9 @@ free_port = live.free_port
 
 def server_env(home: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KB_")}
-    env.update(KB_HOME=str(home), KB_EMBED_BACKEND="hashing", KB_THREADS="1",
-               PYTHONUNBUFFERED="1", **extra)
+    env.update(
+        KB_HOME=str(home), KB_EMBED_BACKEND="hashing", KB_THREADS="1", PYTHONUNBUFFERED="1", **extra
+    )
     return env
 
 
@@ -31,8 +32,9 @@ def kb(home: Path, *args: str, **env: str) -> str:
     """Run a `kb` command in this process (the real CLI); returns its output."""
     from scripts.cli import cli
 
-    result = CliRunner().invoke(cli, ["--home", str(home), *args], env=server_env(home, **env),
-                                catch_exceptions=False)
+    result = CliRunner().invoke(
+        cli, ["--home", str(home), *args], env=server_env(home, **env), catch_exceptions=False
+    )
     assert result.exit_code == 0, result.output
     return result.output
 
@@ -47,7 +49,9 @@ def prepare_home(home: Path, incidents: Path | None = None, database_url: str = 
     kb(home, "index", **env)
 
 
-def create_token(home: Path, role: str = "integration", name: str = "tests", database_url: str = "") -> str:
+def create_token(
+    home: Path, role: str = "integration", name: str = "tests", database_url: str = ""
+) -> str:
     env = {"KB_DATABASE_URL": database_url} if database_url else {}
     return kb(home, "tokens", "create", name, "--role", role, **env).strip()
 
@@ -55,14 +59,29 @@ def create_token(home: Path, role: str = "integration", name: str = "tests", dat
 class LiveServer(live.LiveServer):
     """The harness with the test environment: hashing embedder, one thread, ``env`` added."""
 
-    def __init__(self, home: Path, *, workers: int = 2, port: int | None = None,
-                 log_path: Path | None = None, **env: str):
-        super().__init__(home, env=server_env(Path(home), **env), workers=workers, port=port,
-                         log_path=log_path)
+    def __init__(
+        self,
+        home: Path,
+        *,
+        workers: int = 2,
+        port: int | None = None,
+        log_path: Path | None = None,
+        **env: str,
+    ):
+        super().__init__(
+            home, env=server_env(Path(home), **env), workers=workers, port=port, log_path=log_path
+        )
 
 
-def request(base_url: str, method: str, path: str, body: Any = None, *, token: str | None = None,
-            timeout: float = 10.0) -> tuple[int, Any]:
+def request(
+    base_url: str,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    token: str | None = None,
+    timeout: float = 10.0,
+) -> tuple[int, Any]:
     """One HTTP request on a fresh connection; returns (status, parsed JSON or text).
 
     Raises OSError (ConnectionError, TimeoutError, ...) or http.client.HTTPException when
@@ -85,8 +104,9 @@ def request(base_url: str, method: str, path: str, body: Any = None, *, token: s
         return response.status, raw.decode("utf-8", "replace")
 
 
-def health_by_worker(base_url: str, token: str, workers: int, *, seconds: float = 5.0,
-                     clients: int = 4) -> dict[int, dict]:
+def health_by_worker(
+    base_url: str, token: str, workers: int, *, seconds: float = 5.0, clients: int = 4
+) -> dict[int, dict]:
     """The latest authenticated health answer of each worker, keyed by pid.
 
     A lone client's fresh connections may all be accepted by the same idle worker, so

@@ -27,9 +27,17 @@ from joserfc.jwk import KeySet, RSAKey
 class Provider:
     def __init__(self, client_id: str = "kb-test", client_secret: str = "provider-secret"):
         self.client_id, self.client_secret = client_id, client_secret
-        self.key = RSAKey.generate_key(2048, parameters={"kid": "test-key", "use": "sig", "alg": "RS256"})
-        self.other_key = RSAKey.generate_key(2048, parameters={"kid": "test-key", "use": "sig", "alg": "RS256"})
-        self.person: dict[str, Any] = {"sub": "u-1", "preferred_username": "olga", "roles": ["agent"]}
+        self.key = RSAKey.generate_key(
+            2048, parameters={"kid": "test-key", "use": "sig", "alg": "RS256"}
+        )
+        self.other_key = RSAKey.generate_key(
+            2048, parameters={"kid": "test-key", "use": "sig", "alg": "RS256"}
+        )
+        self.person: dict[str, Any] = {
+            "sub": "u-1",
+            "preferred_username": "olga",
+            "roles": ["agent"],
+        }
         self.tamper = ""
         self.codes: dict[str, dict[str, Any]] = {}
         self.token_requests = 0
@@ -61,9 +69,14 @@ class Provider:
         if query.get("client_id") != self.client_id or query.get("response_type") != "code":
             return 400, {}, b"unknown client or response type"
         code = secrets.token_urlsafe(16)
-        self.codes[code] = {"redirect_uri": query.get("redirect_uri", ""), "nonce": query.get("nonce", ""),
-                            "person": dict(self.person)}
-        back = query["redirect_uri"] + "?" + urlencode({"code": code, "state": query.get("state", "")})
+        self.codes[code] = {
+            "redirect_uri": query.get("redirect_uri", ""),
+            "nonce": query.get("nonce", ""),
+            "person": dict(self.person),
+        }
+        back = (
+            query["redirect_uri"] + "?" + urlencode({"code": code, "state": query.get("state", "")})
+        )
         return 302, {"Location": back}, b""
 
     def _client_ok(self, headers, form: dict[str, str]) -> bool:
@@ -79,12 +92,21 @@ class Provider:
         if not self._client_ok(headers, form):
             return 401, {"error": "invalid_client"}
         grant = self.codes.pop(form.get("code", ""), None)
-        if form.get("grant_type") != "authorization_code" or grant is None or \
-                grant["redirect_uri"] != form.get("redirect_uri"):
+        if (
+            form.get("grant_type") != "authorization_code"
+            or grant is None
+            or grant["redirect_uri"] != form.get("redirect_uri")
+        ):
             return 400, {"error": "invalid_grant"}
         now = int(time.time())
-        claims = {"iss": self.issuer, "aud": self.client_id, "iat": now, "exp": now + 300,
-                  "nonce": grant["nonce"], **grant["person"]}
+        claims = {
+            "iss": self.issuer,
+            "aud": self.client_id,
+            "iat": now,
+            "exp": now + 300,
+            "nonce": grant["nonce"],
+            **grant["person"],
+        }
         key = self.key
         if self.tamper == "nonce":
             claims["nonce"] = "another-nonce"
@@ -97,8 +119,12 @@ class Provider:
         elif self.tamper == "key":
             key = self.other_key
         id_token = jwt.encode({"alg": "RS256", "kid": "test-key"}, claims, key)
-        return 200, {"access_token": secrets.token_urlsafe(16), "token_type": "Bearer", "expires_in": 300,
-                     "id_token": id_token}
+        return 200, {
+            "access_token": secrets.token_urlsafe(16),
+            "token_type": "Bearer",
+            "expires_in": 300,
+            "id_token": id_token,
+        }
 
     def _handler(self):
         provider = self
@@ -107,8 +133,13 @@ class Provider:
             def log_message(self, *args) -> None:
                 pass
 
-            def _send(self, status: int, headers: dict[str, str], body: bytes,
-                      content_type: str = "application/json") -> None:
+            def _send(
+                self,
+                status: int,
+                headers: dict[str, str],
+                body: bytes,
+                content_type: str = "application/json",
+            ) -> None:
                 self.send_response(status)
                 for name, value in headers.items():
                     self.send_header(name, value)

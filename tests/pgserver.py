@@ -61,21 +61,43 @@ class ThrowawayPostgres:
             record = pwd.getpwnam(self.user)
             os.chown(self.folder, record.pw_uid, record.pw_gid)
 
-    def _run(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+    def _run(
+        self, *args: str, check: bool = True, timeout: float = 60
+    ) -> subprocess.CompletedProcess:
         command = [str(self.bin_dir / args[0]), *args[1:]]
         if self.user:
             command = ["runuser", "-u", self.user, "--", *command]
-        return subprocess.run(command, check=check, capture_output=True, text=True, timeout=timeout,
-                              cwd=self.folder)
+        return subprocess.run(
+            command, check=check, capture_output=True, text=True, timeout=timeout, cwd=self.folder
+        )
 
     def start(self) -> ThrowawayPostgres:
         if not self.data.exists():
-            self._run("initdb", "-D", str(self.data), "-U", "kb", "--auth=trust", "--encoding=UTF8",
-                      "--locale=C.UTF-8", "--no-sync")
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.folder / "server.log"), "-w", "-t", "30",
-                  "-o", f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off "
-                  "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
-                  "start")
+            self._run(
+                "initdb",
+                "-D",
+                str(self.data),
+                "-U",
+                "kb",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C.UTF-8",
+                "--no-sync",
+            )
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.folder / "server.log"),
+            "-w",
+            "-t",
+            "30",
+            "-o",
+            f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
+            "start",
+        )
         return self
 
     def stop(self, mode: str = "fast") -> None:

@@ -39,8 +39,9 @@ class StoredKeySessions(SecureCookieSessionInterface):
         return super().get_signing_serializer(app)
 
 
-def create_app(test_config: dict[str, Any] | None = None, *, config: Config | None = None,
-               service=None) -> Flask:
+def create_app(
+    test_config: dict[str, Any] | None = None, *, config: Config | None = None, service=None
+) -> Flask:
     """Build the app. ``config`` defaults to the environment's; ``service`` to a new
     :class:`kb.app.service.Service` (tests pass one with a fake embedder)."""
     from kb.app.service import Service

@@ -73,8 +73,9 @@ def parse_suggest_request(data: Any) -> SuggestRequest:
         try:
             stored = store().get_incident(incident_ref)
         except NotFoundError:
-            raise NotFoundError(f"no incident {incident_ref!r} is stored: send its 'title' or "
-                                "'description'") from None
+            raise NotFoundError(
+                f"no incident {incident_ref!r} is stored: send its 'title' or 'description'"
+            ) from None
         title, description = stored.title, stored.description
         customer_tier = customer_tier or stored.customer_tier
     if not (title.strip() or description.strip()):
@@ -96,10 +97,15 @@ def parse_suggest_request(data: Any) -> SuggestRequest:
         raise ValidationError("'preview' must be true or false")
     principal = current_principal()
     include_drafts = bool(data.get("include_drafts")) and principal.role in MANAGERS
-    return SuggestRequest(preview=bool(data.get("preview")),
-        title=title, description=description, k=k, incident_ref=incident_ref,
+    return SuggestRequest(
+        preview=bool(data.get("preview")),
+        title=title,
+        description=description,
+        k=k,
+        incident_ref=incident_ref,
         filters=Filters(product=product, category=category),
-        viewer=Viewer(include_drafts=include_drafts, audience=audience), customer_tier=customer_tier,
+        viewer=Viewer(include_drafts=include_drafts, audience=audience),
+        customer_tier=customer_tier,
     )
 
 
@@ -123,9 +129,21 @@ def feedback(suggestion_id: str):
     if outcome not in OUTCOMES:
         raise ValidationError("'outcome' must be 'used' or 'none_helped'")
     principal = current_principal()
-    agent = principal.name if principal.via == "session" else (_string(data, "agent", limit=200) or principal.name)
-    record, note = record_choice(service(), store(), suggestion_id, outcome=outcome, used_id=used, agent=agent,
-                                 base_url=public_base_url(), caller=principal.name)
+    agent = (
+        principal.name
+        if principal.via == "session"
+        else (_string(data, "agent", limit=200) or principal.name)
+    )
+    record, note = record_choice(
+        service(),
+        store(),
+        suggestion_id,
+        outcome=outcome,
+        used_id=used,
+        agent=agent,
+        base_url=public_base_url(),
+        caller=principal.name,
+    )
     return jsonify({**record.to_dict(), "resolution_note": note}), 201
 
 
@@ -135,7 +153,9 @@ def settle(suggestion_id: str):
     """Record a search asked with "preview": true (the agent acted on it, or stopped typing).
     Only whoever asked may; again is a no-op."""
     if not store().settle_suggestion(suggestion_id[:100], principal=current_principal().name):
-        raise NotFoundError(f"no search {suggestion_id!r} of yours to record (previews are kept an hour)")
+        raise NotFoundError(
+            f"no search {suggestion_id!r} of yours to record (previews are kept an hour)"
+        )
     return jsonify({"suggestion_id": suggestion_id, "recorded": True})
 
 
@@ -151,14 +171,25 @@ def flag_article(article_id: str):
         raise ValidationError("'kind' must be one of wrong, outdated, unclear")
     note = _string(data, "note", limit=2000)
     principal = current_principal()
-    agent = principal.name if principal.via == "session" else (_string(data, "agent", limit=200) or principal.name)
+    agent = (
+        principal.name
+        if principal.via == "session"
+        else (_string(data, "agent", limit=200) or principal.name)
+    )
     article = store().get_article(article_id)
     if article.status not in SEARCHABLE_ARTICLE_STATES and principal.role not in MANAGERS:
         raise NotFoundError(f"no article with id {article_id!r}")
     flag_id = store().flag_article(article_id, kind, note, agent=agent)
     open_flags = len(store().article_flags(article_id))
-    return jsonify({"id": flag_id, "article_id": article_id, "kind": kind, "agent": agent,
-                    "open_flags": open_flags}), 201
+    return jsonify(
+        {
+            "id": flag_id,
+            "article_id": article_id,
+            "kind": kind,
+            "agent": agent,
+            "open_flags": open_flags,
+        }
+    ), 201
 
 
 @bp.post("/incidents")
@@ -170,7 +201,9 @@ def upsert_incidents():
         raise ValidationError("send one incident object or a non-empty list of them")
     if len(records) > MAX_INCIDENTS_PER_REQUEST:
         raise ValidationError(f"send at most {MAX_INCIDENTS_PER_REQUEST} incidents per request")
-    incidents = [incident_from_record(r, source="item", line=n) for n, r in enumerate(records, start=1)]
+    incidents = [
+        incident_from_record(r, source="item", line=n) for n, r in enumerate(records, start=1)
+    ]
     ids = [i.id for i in incidents]
     if len(set(ids)) != len(ids):
         raise ValidationError("the same incident id appears twice in the request")
@@ -188,8 +221,13 @@ def erase_incident(incident_id: str):
     report = erase_incidents(service(), [incident_id], actor=f"{principal.via}:{principal.name}")
     # "finishing": the rows are gone; the index files and the compaction wait for an
     # indexer that holds the index lock, and follow when it is done (202 Accepted).
-    body = {"erased": report["erased"], "erasure": report["erasure"], "state": report["state"],
-            "drafts_removed": report["drafts"], "suggestions_blanked": report["suggestions_blanked"]}
+    body = {
+        "erased": report["erased"],
+        "erasure": report["erasure"],
+        "state": report["state"],
+        "drafts_removed": report["drafts"],
+        "suggestions_blanked": report["suggestions_blanked"],
+    }
     return jsonify(body), 200 if report["state"] == "done" else 202
 
 
@@ -203,8 +241,14 @@ def storms():
     found = current_storms(service())
     for storm in found:
         store().record_storm(storm)
-    return jsonify({"storms": found, "window_minutes": config.storm_window_minutes,
-                    "min_size": config.storm_min_size, "similarity": config.storm_similarity})
+    return jsonify(
+        {
+            "storms": found,
+            "window_minutes": config.storm_window_minutes,
+            "min_size": config.storm_min_size,
+            "similarity": config.storm_similarity,
+        }
+    )
 
 
 @bp.get("/metrics")
@@ -237,23 +281,41 @@ def health():
         state = service().suggester().ensure_state(store())
     except IndexMissingError as exc:
         message = str(exc) if caller is not None else "no index has been published yet"
-        response = jsonify({"status": "unavailable", "error": {"code": exc.code, "message": message}})
+        response = jsonify(
+            {"status": "unavailable", "error": {"code": exc.code, "message": message}}
+        )
         response.status_code = 503
         return response
     # A damaged published version: answers still come (from an older version brought up
     # to date by the change log), but whoever watches health must see it.
     status = "degraded" if state.damaged_version else "ok"
-    damage = {"index_damaged": {"version": state.damaged_version, "serving": state.version,
-                                "message": state.damage if caller is not None else
-                                "the published index version cannot be read; an older one serves"}
-              } if state.damaged_version else {}
+    damage = (
+        {
+            "index_damaged": {
+                "version": state.damaged_version,
+                "serving": state.version,
+                "message": state.damage
+                if caller is not None
+                else "the published index version cannot be read; an older one serves",
+            }
+        }
+        if state.damaged_version
+        else {}
+    )
     if caller is None:
         return jsonify({"status": status, **damage})
-    return jsonify({
-        "status": status, "index_version": state.version,
-        "published_version": current_version(config.index_root), "worker": os.getpid(),
-        "vectors": len(state.index), "documents": len(state.docs), "log_seq": state.seq, **damage,
-    })
+    return jsonify(
+        {
+            "status": status,
+            "index_version": state.version,
+            "published_version": current_version(config.index_root),
+            "worker": os.getpid(),
+            "vectors": len(state.index),
+            "documents": len(state.docs),
+            "log_seq": state.seq,
+            **damage,
+        }
+    )
 
 
 @bp.get("/openapi.json")

@@ -113,7 +113,9 @@ def login_required(*roles: str) -> Callable:
                 if request.method in UNSAFE_METHODS:
                     if any(request.form.get(name, "").strip() for name in ("title", "description")):
                         typed = {name: request.form.get(name, "")[:20_000] for name in TYPED_FIELDS}
-                        page = render_template("login.html", next="/", name="", expired=True, typed=typed)
+                        page = render_template(
+                            "login.html", next="/", name="", expired=True, typed=typed
+                        )
                         return page, 401
                     target = safe_next(request.form.get("back"))
                     return redirect(url_for("pages.login", next=target, reason="expired"))

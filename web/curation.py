@@ -43,9 +43,17 @@ from web.auth import current_principal, login_required, safe_next, service, stor
 bp = Blueprint("curation", __name__)
 
 MAX_EDIT_CHARS = 1_000_000
-STATE_NAMES = {"draft": "Draft", "not_validated": "Not validated yet", "validated": "Validated",
-               "archived": "Archived"}
-STEP_LABELS = {"not_validated": "Send for review", "validated": "Validate", "draft": "Back to draft"}
+STATE_NAMES = {
+    "draft": "Draft",
+    "not_validated": "Not validated yet",
+    "validated": "Validated",
+    "archived": "Archived",
+}
+STEP_LABELS = {
+    "not_validated": "Send for review",
+    "validated": "Validate",
+    "draft": "Back to draft",
+}
 
 
 def _folder() -> Path:
@@ -77,23 +85,36 @@ def curation_globals():
 @bp.get("/manage/articles")
 @login_required(*MANAGERS)
 def article_list():
-    filters = {name: request.args.get(name, "")[:200].strip()
-               for name in ("text", "product", "category", "state", "owner", "review_before")}
+    filters = {
+        name: request.args.get(name, "")[:200].strip()
+        for name in ("text", "product", "category", "state", "owner", "review_before")
+    }
     if filters["state"] not in ARTICLE_STATES:
         filters["state"] = ""
     try:
         rows = browse_articles(store(), **filters)
     except NotFoundError:
         rows = []
-    return render_template("manage_list.html", rows=rows, filters=filters, choices=filter_choices(store()),
-                           states=ARTICLE_STATES)
+    return render_template(
+        "manage_list.html",
+        rows=rows,
+        filters=filters,
+        choices=filter_choices(store()),
+        states=ARTICLE_STATES,
+    )
 
 
 def _editor(article_id: str, *, text: str, base_hash: str, problems=(), conflict=None, status=200):
     article = store().get_article(article_id)
     return render_template(
-        "manage_edit.html", article=article, text=text, base_hash=base_hash, problems=list(problems),
-        conflict=conflict, preview_html=preview(text)["html"], flags=store().article_flags(article_id),
+        "manage_edit.html",
+        article=article,
+        text=text,
+        base_hash=base_hash,
+        problems=list(problems),
+        conflict=conflict,
+        preview_html=preview(text)["html"],
+        flags=store().article_flags(article_id),
     ), status
 
 
@@ -111,17 +132,31 @@ def save_article(article_id: str):
     base_hash = request.form.get("base_hash", "")[:100]
     name, actor = _who()
     try:
-        saved = save_article_text(service(), article_id, text, base_hash=base_hash, folder=_folder(),
-                                  changed_by=name, actor=actor)
+        saved = save_article_text(
+            service(),
+            article_id,
+            text,
+            base_hash=base_hash,
+            folder=_folder(),
+            changed_by=name,
+            actor=actor,
+        )
     except EditConflict as exc:
-        conflict = {"message": str(exc), "current": exc.current,
-                    "diff": unified_diff(exc.current, text, old_name="saved meanwhile", new_name="yours")}
+        conflict = {
+            "message": str(exc),
+            "current": exc.current,
+            "diff": unified_diff(exc.current, text, old_name="saved meanwhile", new_name="yours"),
+        }
         # The next save is based on the text now on disk: saving again is a deliberate choice
         # made after seeing both.
-        return _editor(article_id, text=text, base_hash=exc.current_hash, conflict=conflict, status=409)
+        return _editor(
+            article_id, text=text, base_hash=exc.current_hash, conflict=conflict, status=409
+        )
     except LintRefusal as exc:
         flash(str(exc), "error")
-        return _editor(article_id, text=text, base_hash=base_hash, problems=exc.problems, status=422)
+        return _editor(
+            article_id, text=text, base_hash=base_hash, problems=exc.problems, status=422
+        )
     if not saved.changed:
         flash("Nothing changed; the file is as it was.", "notice")
         return redirect(url_for("curation.edit_article", article_id=article_id), 303)
@@ -151,15 +186,23 @@ def preview_markdown():
 def history(article_id: str):
     article = store().get_article(article_id)
     versions = list(reversed(article_history(store(), article_id)))
-    return render_template("manage_history.html", article=article, versions=versions,
-                           flags=store().article_flags(article_id, open_only=False))
+    return render_template(
+        "manage_history.html",
+        article=article,
+        versions=versions,
+        flags=store().article_flags(article_id, open_only=False),
+    )
 
 
 @bp.get("/manage/review")
 @login_required(*MANAGERS)
 def review():
-    return render_template("manage_review.html", queue=review_queue(store()), steps=REVIEW_STEPS,
-                           step_labels=STEP_LABELS)
+    return render_template(
+        "manage_review.html",
+        queue=review_queue(store()),
+        steps=REVIEW_STEPS,
+        step_labels=STEP_LABELS,
+    )
 
 
 @bp.post("/manage/articles/<article_id>/state")
@@ -168,12 +211,23 @@ def change_state(article_id: str):
     to_state = request.form.get("state", "")[:40]
     name, actor = _who()
     try:
-        change = review_step(service(), article_id, to_state, folder=_folder(), changed_by=name, actor=actor)
+        change = review_step(
+            service(), article_id, to_state, folder=_folder(), changed_by=name, actor=actor
+        )
     except LintRefusal as exc:
-        return render_template("manage_refused.html", article_id=article_id, to_state=to_state,
-                               message=str(exc), problems=exc.problems), 422
-    flash(f"{article_id}: {STATE_NAMES[change.old_status]} → {STATE_NAMES[change.new_status]}"
-          + (f" (version {change.store_version})" if change.store_version else "") + ".", "ok")
+        return render_template(
+            "manage_refused.html",
+            article_id=article_id,
+            to_state=to_state,
+            message=str(exc),
+            problems=exc.problems,
+        ), 422
+    flash(
+        f"{article_id}: {STATE_NAMES[change.old_status]} → {STATE_NAMES[change.new_status]}"
+        + (f" (version {change.store_version})" if change.store_version else "")
+        + ".",
+        "ok",
+    )
     return redirect(safe_next(request.form.get("back") or url_for("curation.review")), 303)
 
 
@@ -183,7 +237,10 @@ def resolve_flags(article_id: str):
     _, actor = _who()
     count = store().resolve_article_flags(article_id, by=actor)
     flash(f"{count} flag(s) on {article_id} resolved.", "ok")
-    return redirect(safe_next(request.form.get("back") or url_for("curation.history", article_id=article_id)), 303)
+    return redirect(
+        safe_next(request.form.get("back") or url_for("curation.history", article_id=article_id)),
+        303,
+    )
 
 
 @bp.post("/articles/<article_id>/flags")
@@ -194,11 +251,14 @@ def flag_article(article_id: str):
     article = store().get_article(article_id)
     if article.status not in SEARCHABLE_ARTICLE_STATES and current_principal().role not in MANAGERS:
         raise NotFoundError(f"no article with id {article_id!r}")
-    store().flag_article(article_id, request.form.get("kind", "")[:40], request.form.get("note", ""),
-                         agent=name)
+    store().flag_article(
+        article_id, request.form.get("kind", "")[:40], request.form.get("note", ""), agent=name
+    )
     flash("Thanks: the article is flagged for a knowledge manager.", "ok")
-    return redirect(safe_next(request.form.get("back") or url_for("pages.article_page", article_id=article_id)),
-                    303)
+    return redirect(
+        safe_next(request.form.get("back") or url_for("pages.article_page", article_id=article_id)),
+        303,
+    )
 
 
 __all__ = ["bp"]

@@ -13,11 +13,22 @@ from kb.errors import KBError, storage_failure
 log = logging.getLogger(__name__)
 
 _HTTP_CODES = {
-    400: "bad_request", 401: "unauthorized", 408: "request_timeout", 414: "uri_too_long",
-    431: "headers_too_large", 403: "forbidden", 404: "not_found",
-    405: "method_not_allowed", 406: "not_acceptable", 409: "conflict", 413: "body_too_large",
-    415: "unsupported_media_type", 422: "invalid_input", 429: "too_many_requests",
-    500: "internal_error", 503: "unavailable",
+    400: "bad_request",
+    401: "unauthorized",
+    408: "request_timeout",
+    414: "uri_too_long",
+    431: "headers_too_large",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_input",
+    429: "too_many_requests",
+    500: "internal_error",
+    503: "unavailable",
 }
 
 
@@ -75,7 +86,9 @@ def init_app(app: Flask) -> None:
     def handle_kb_error(exc: KBError):
         if _wants_json():
             return api_error(exc.http_status, exc.code, str(exc))
-        return render_template("error.html", status=exc.http_status, message=str(exc)), exc.http_status
+        return render_template(
+            "error.html", status=exc.http_status, message=str(exc)
+        ), exc.http_status
 
     @app.errorhandler(HTTPException)
     def handle_http_error(exc: HTTPException):
@@ -90,7 +103,9 @@ def init_app(app: Flask) -> None:
             if status == 405 and exc.valid_methods:
                 response.headers["Allow"] = ", ".join(exc.valid_methods)
         else:
-            response = app.make_response((render_template("error.html", status=status, message=message), status))
+            response = app.make_response(
+                (render_template("error.html", status=status, message=message), status)
+            )
         return response
 
     @app.errorhandler(Exception)

@@ -57,7 +57,9 @@ def init_app(app: Flask, config: Config) -> None:
         scopes.insert(0, "openid")
     oauth = OAuth(app)
     oauth.register(
-        CLIENT, client_id=config.oidc_client_id, client_secret=config.oidc_client_secret,
+        CLIENT,
+        client_id=config.oidc_client_id,
+        client_secret=config.oidc_client_secret,
         server_metadata_url=config.oidc_issuer.rstrip("/") + "/.well-known/openid-configuration",
         client_kwargs={"scope": " ".join(scopes), "timeout": 10},
     )
@@ -94,8 +96,9 @@ def _client():
 
 def _refuse(reason: str, status: int = 401):
     log.warning("organisation sign-in refused: %s", reason)
-    return render_template("login.html", next="/", name="", expired=False, typed=None,
-                           oidc_error=reason), status
+    return render_template(
+        "login.html", next="/", name="", expired=False, typed=None, oidc_error=reason
+    ), status
 
 
 @bp.get("/login/organisation")
@@ -106,11 +109,16 @@ def start():
     session["oidc_next"] = safe_next(request.args.get("next"))
     try:
         config = current_app.config["KB_CONFIG"]
-        return client.authorize_redirect(config.oidc_redirect_uri.strip() or url_for("oidc.callback", _external=True))
+        return client.authorize_redirect(
+            config.oidc_redirect_uri.strip() or url_for("oidc.callback", _external=True)
+        )
     except Exception as exc:  # the provider's discovery document cannot be read
         log.warning("organisation sign-in: cannot reach the provider: %s", exc)
-        return _refuse("the organisation's sign-in service cannot be reached; try again, or sign in "
-                       "with a local account", 503)
+        return _refuse(
+            "the organisation's sign-in service cannot be reached; try again, or sign in "
+            "with a local account",
+            503,
+        )
 
 
 @bp.get("/login/organisation/callback")
@@ -130,10 +138,14 @@ def callback():
         return _refuse("the provider sent no ID token; start again")
     role = role_from_claims(dict(claims), config)
     if role is None:
-        return _refuse("your organisation account has no role in this service; ask an administrator", 403)
+        return _refuse(
+            "your organisation account has no role in this service; ask an administrator", 403
+        )
     try:
         name = name_from_claims(dict(claims), config)
-        principal = store().sign_in_external(name, role, identity=f"{claims['iss']}|{claims['sub']}")
+        principal = store().sign_in_external(
+            name, role, identity=f"{claims['iss']}|{claims['sub']}"
+        )
     except (ForbiddenError, ValidationError) as exc:
         return _refuse(str(exc), 403)
     target = session.get("oidc_next") or "/"

@@ -96,19 +96,30 @@ def fix_parts(resolution: str, code: list[dict]) -> list[tuple[str, str]]:
 @bp.app_context_processor
 def template_globals():
     return {
-        "csrf_token": csrf_token, "principal": lambda: current_principal(),
-        "confidence_label": confidence_label, "percent": percent, "managers": MANAGERS,
-        "fix_parts": fix_parts, "result_url": result_url, "note_of": note_of,
+        "csrf_token": csrf_token,
+        "principal": lambda: current_principal(),
+        "confidence_label": confidence_label,
+        "percent": percent,
+        "managers": MANAGERS,
+        "fix_parts": fix_parts,
+        "result_url": result_url,
+        "note_of": note_of,
     }
 
 
 def note_of(result) -> str:
     """The resolution note of a shown result (the same text the API gives)."""
-    return resolution_note(result.kind, result.id, result.title, result.fix_text(),
-                           public_base_url().rstrip("/") + result_url(result))
+    return resolution_note(
+        result.kind,
+        result.id,
+        result.title,
+        result.fix_text(),
+        public_base_url().rstrip("/") + result_url(result),
+    )
 
 
 # --- signing in ------------------------------------------------------------------------
+
 
 @bp.route("/login", methods=["GET", "POST"])
 def login():
@@ -124,18 +135,28 @@ def login():
         # at once cannot all pass the check before any failure is recorded.
         wait, attempt = store().begin_sign_in(
             {user_key: SIGN_IN_FAILURES_PER_USER, address_key: SIGN_IN_FAILURES_PER_ADDRESS},
-            window=SIGN_IN_WINDOW)
+            window=SIGN_IN_WINDOW,
+        )
         if wait > 0:
-            flash(f"Too many failed sign-ins for this name or from this address; try again in "
-                  f"{math.ceil(wait)} seconds.", "error")
-            response = make_response(render_template("login.html", next=next_url, name=name, expired=expired,
-                                                     typed=typed), 429)
+            flash(
+                f"Too many failed sign-ins for this name or from this address; try again in "
+                f"{math.ceil(wait)} seconds.",
+                "error",
+            )
+            response = make_response(
+                render_template(
+                    "login.html", next=next_url, name=name, expired=expired, typed=typed
+                ),
+                429,
+            )
             response.headers["Retry-After"] = str(math.ceil(wait))
             return response
         principal = store().authenticate_user(name, password)
         if principal is None:
             flash("Wrong name or password.", "error")
-            return render_template("login.html", next=next_url, name=name, expired=expired, typed=typed), 401
+            return render_template(
+                "login.html", next=next_url, name=name, expired=expired, typed=typed
+            ), 401
         store().sign_in_succeeded(attempt, user_key)
         sign_in(principal)
         if typed is not None:
@@ -154,6 +175,7 @@ def logout():
 
 
 # --- searching -------------------------------------------------------------------------
+
 
 def typed_incident(values) -> tuple[dict[str, str], list[str]]:
     """The incident as typed (a posted form), capped, with notices for what was cut."""
@@ -194,8 +216,11 @@ def search_and_show(principal, values, *, customer_tier: str | None = None):
     if not (form["title"] + form["description"]).strip():
         return redirect(url_for("pages.search_page"), 303)
     req = SuggestRequest(
-        title=form["title"], description=form["description"], k=RESULTS_SHOWN,
-        incident_ref=form["incident_id"], filters=Filters(product=form["product"]),
+        title=form["title"],
+        description=form["description"],
+        k=RESULTS_SHOWN,
+        incident_ref=form["incident_id"],
+        filters=Filters(product=form["product"]),
         viewer=viewer_for(principal),
         customer_tier=_stored_tier(form["incident_id"]) if customer_tier is None else customer_tier,
     )
@@ -211,8 +236,12 @@ def search_page():
     principal = current_principal()
     if request.method == "POST":
         return search_and_show(principal, request.form)
-    form = {"title": "", "description": "", "incident_id": request.args.get("incident_id", "")[:200],
-            "product": request.args.get("product", "")[:200]}
+    form = {
+        "title": "",
+        "description": "",
+        "incident_id": request.args.get("incident_id", "")[:200],
+        "product": request.args.get("product", "")[:200],
+    }
     suggestion = chosen = None
     notices = []
     if has_typed_text(request.args):
@@ -222,9 +251,16 @@ def search_page():
         notices.extend(cut)
         notices.append("Check the incident below and press Search to look it up.")
         return render_template(
-            "search.html", form=form, suggestion=None, chosen=None, notice=" ".join(notices),
-            max_paste=MAX_PASTE_CHARS, max_title=MAX_TITLE_CHARS, products=_products(),
-            back=_back_url(None), storms=_storms(),
+            "search.html",
+            form=form,
+            suggestion=None,
+            chosen=None,
+            notice=" ".join(notices),
+            max_paste=MAX_PASTE_CHARS,
+            max_title=MAX_TITLE_CHARS,
+            products=_products(),
+            back=_back_url(None),
+            storms=_storms(),
         )
     sid = request.args.get("sid", "")[:100]
     if form["incident_id"] and not sid:
@@ -235,13 +271,22 @@ def search_page():
         except NotFoundError:
             notices.append(f"No incident {form['incident_id']} is stored yet: describe it below.")
         else:
-            return search_and_show(principal, {"title": incident.title, "description": incident.description,
-                                               "incident_id": incident.id, "product": form["product"]},
-                                   customer_tier=incident.customer_tier)
+            return search_and_show(
+                principal,
+                {
+                    "title": incident.title,
+                    "description": incident.description,
+                    "incident_id": incident.id,
+                    "product": form["product"],
+                },
+                customer_tier=incident.customer_tier,
+            )
     if sid:
         shown = _shown_suggestion(sid, principal)
         if shown is None:
-            notices.append("That search is not one of yours, or no longer kept: describe the incident again.")
+            notices.append(
+                "That search is not one of yours, or no longer kept: describe the incident again."
+            )
         else:
             form, suggestion, chosen = shown
             if suggestion.truncated:
@@ -250,9 +295,16 @@ def search_page():
                     "its start and its end were searched."
                 )
     return render_template(
-        "search.html", form=form, suggestion=suggestion, chosen=chosen,
-        notice=" ".join(notices), max_paste=MAX_PASTE_CHARS, max_title=MAX_TITLE_CHARS,
-        products=_products(), back=_back_url(suggestion), storms=_storms(),
+        "search.html",
+        form=form,
+        suggestion=suggestion,
+        chosen=chosen,
+        notice=" ".join(notices),
+        max_paste=MAX_PASTE_CHARS,
+        max_title=MAX_TITLE_CHARS,
+        products=_products(),
+        back=_back_url(suggestion),
+        storms=_storms(),
     )
 
 
@@ -272,18 +324,24 @@ def typed_from_suggestion(shown: dict) -> dict[str, str]:
     if title and query == title:
         description = ""
     elif title and query.startswith(title + "\n"):
-        description = query[len(title) + 1:]
+        description = query[len(title) + 1 :]
     else:
         description = query
-    return {"title": title, "description": description, "incident_id": shown.get("incident_ref") or "",
-            "product": (shown.get("filters") or {}).get("product") or ""}
+    return {
+        "title": title,
+        "description": description,
+        "incident_id": shown.get("incident_ref") or "",
+        "product": (shown.get("filters") or {}).get("product") or "",
+    }
 
 
 def _shown_suggestion(sid: str, principal):
     """(form, suggestion, choice) for a suggestion this person was shown: the same search
     again, limited to the results shown then, with the choice already made, so it can be
     seen and changed. None for an unknown id or someone else's."""
-    store().settle_suggestion(sid, principal=principal.name)  # shown again: a previewed search is kept
+    store().settle_suggestion(
+        sid, principal=principal.name
+    )  # shown again: a previewed search is kept
     try:
         shown = store().get_suggestion(sid)
     except NotFoundError:
@@ -292,9 +350,13 @@ def _shown_suggestion(sid: str, principal):
         return None
     form = typed_from_suggestion(shown)
     req = SuggestRequest(
-        title=form["title"], description=form["description"], k=RESULTS_SHOWN,
-        incident_ref=form["incident_id"], filters=Filters(product=form["product"]),
-        viewer=viewer_for(principal), customer_tier=_stored_tier(form["incident_id"]),
+        title=form["title"],
+        description=form["description"],
+        k=RESULTS_SHOWN,
+        incident_ref=form["incident_id"],
+        filters=Filters(product=form["product"]),
+        viewer=viewer_for(principal),
+        customer_tier=_stored_tier(form["incident_id"]),
     )
     again = service().suggester().suggest(store(), req, record=False)
     ids = {r["id"] for r in shown["results"]}
@@ -335,8 +397,16 @@ def feedback_form():
     suggestion_id = request.form.get("suggestion_id", "")[:100]
     used = request.form.get("used") or None
     outcome = "used" if used else "none_helped"
-    record, _ = record_choice(service(), store(), suggestion_id, outcome=outcome, used_id=used,
-                              agent=principal.name, base_url=public_base_url(), caller=principal.name)
+    record, _ = record_choice(
+        service(),
+        store(),
+        suggestion_id,
+        outcome=outcome,
+        used_id=used,
+        agent=principal.name,
+        base_url=public_base_url(),
+        caller=principal.name,
+    )
     messages = {
         "created": "Thanks: your choice is recorded.",
         "unchanged": "Your choice was already recorded.",
@@ -348,6 +418,7 @@ def feedback_form():
 
 
 # --- reading ---------------------------------------------------------------------------
+
 
 @bp.get("/articles/<article_id>")
 @login_required()
@@ -387,6 +458,7 @@ def _audit_read(principal, kind: str, doc_id: str) -> None:
 # Knowledge-centred support: whoever meets a gap captures it. Agents may start a draft;
 # it is stored as status `draft`, which only knowledge managers and admins see or search.
 
+
 def write_draft(folder: Path, form: dict[str, str], *, owner: str, taken) -> Article:
     """Write a new draft file ``<id>.md`` into ``folder`` (never over another file,
     never outside the folder) and return the article as `kb import articles` reads it.
@@ -403,8 +475,12 @@ def write_draft(folder: Path, form: dict[str, str], *, owner: str, taken) -> Art
         if taken(article_id):
             continue
         text = draft_from_text(
-            form["title"], form["description"], article_id=article_id, product=form["product"],
-            incident_ref=form["incident_id"], owner=owner,
+            form["title"],
+            form["description"],
+            article_id=article_id,
+            product=form["product"],
+            incident_ref=form["incident_id"],
+            owner=owner,
         )
         try:
             path = write_new_article(folder, article_id, text)
@@ -429,11 +505,18 @@ def start_draft():
         return redirect(back)
     config = current_app.config["KB_CONFIG"]
     kb = store()
-    form = dict(form, **{name: kb.redactor.redact(form[name]) for name in ("title", "description", "product",
-                                                                             "incident_id")})
+    form = dict(
+        form,
+        **{
+            name: kb.redactor.redact(form[name])
+            for name in ("title", "description", "product", "incident_id")
+        },
+    )
     since = (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    limit_reached = (f"You have started {config.drafts_per_person_per_day} drafts in the last 24 hours; "
-                     "a knowledge manager will work through them first.")
+    limit_reached = (
+        f"You have started {config.drafts_per_person_per_day} drafts in the last 24 hours; "
+        "a knowledge manager will work through them first."
+    )
     if kb.count_recent_drafts(principal.name, since) >= config.drafts_per_person_per_day:
         flash(limit_reached, "error")
         return redirect(back)
@@ -449,16 +532,22 @@ def start_draft():
     folder.mkdir(parents=True, exist_ok=True)
     article = write_draft(folder, form, owner=principal.name, taken=taken)
     # Counted again with the insert, atomically: drafts posted at once all passed the check above.
-    if not kb.add_draft_within_limit(article, owner=principal.name, since=since,
-                                     limit=config.drafts_per_person_per_day):
+    if not kb.add_draft_within_limit(
+        article, owner=principal.name, since=since, limit=config.drafts_per_person_per_day
+    ):
         Path(article.path).unlink(missing_ok=True)
         flash(limit_reached, "error")
         return redirect(back)
     service().index_documents([("article", article.id)])
     if principal.role in MANAGERS:
-        flash(f"Draft saved as {Path(article.path).name}. Fill in the cause and the resolution.", "ok")
+        flash(
+            f"Draft saved as {Path(article.path).name}. Fill in the cause and the resolution.", "ok"
+        )
         return redirect(url_for("pages.article_page", article_id=article.id))
-    flash(f"Draft article “{article.title}” saved for a knowledge manager to complete. Thank you.", "ok")
+    flash(
+        f"Draft article “{article.title}” saved for a knowledge manager to complete. Thank you.",
+        "ok",
+    )
     return redirect(back)
 
 
@@ -483,7 +572,11 @@ def dashboard():
         days = 90
     report = build_report(service(), days=days)
     return render_template(
-        "dashboard.html", report=report, charts=report_charts(report), days=days,
-        windows=DASHBOARD_WINDOWS, reused=[r for r in report["reuse"] if r["reuse"]][:15],
+        "dashboard.html",
+        report=report,
+        charts=report_charts(report),
+        days=days,
+        windows=DASHBOARD_WINDOWS,
+        reused=[r for r in report["reuse"] if r["reuse"]][:15],
         flags=store().article_flags()[:50],
     )

@@ -42,12 +42,24 @@ def result_json(result: SuggestionResult, base_url: str = "") -> dict[str, Any]:
         "matched_terms": result.matched_terms,
         "similar_count": result.similar_count,
         "similar_incidents": result.similar_incidents,
-        "resolution_note": resolution_note(result.kind, result.id, result.title, result.fix_text(),
-                                           base_url.rstrip("/") + result_url(result)),
+        "resolution_note": resolution_note(
+            result.kind,
+            result.id,
+            result.title,
+            result.fix_text(),
+            base_url.rstrip("/") + result_url(result),
+        ),
         "family": result.family or None,
         "own_resolution": result.own_resolution or None,
-        "steps": [dict(s, incident_urls=[f"/incidents/{quote(i, safe='')}" for i in s.get("incident_ids", [])])
-                  for s in result.steps],
+        "steps": [
+            dict(
+                s,
+                incident_urls=[
+                    f"/incidents/{quote(i, safe='')}" for i in s.get("incident_ids", [])
+                ],
+            )
+            for s in result.steps
+        ],
     }
 
 

@@ -108,7 +108,9 @@ class KnowledgeServer(BaseApplication):
     def load(self):
         from web import create_app
 
-        config = self.kb_config.with_overrides(threads=int(os.environ.get("KB_THREADS", "0")) or None)
+        config = self.kb_config.with_overrides(
+            threads=int(os.environ.get("KB_THREADS", "0")) or None
+        )
         return create_app(config=config)
 
 
@@ -135,5 +137,8 @@ def run_server(config: Config) -> None:
     config.check_webhook()
     config.check_events()
     config.check_oidc()
-    print(f"Serving on http://{config.host}:{config.port} with {default_workers(config)} worker(s)", flush=True)
+    print(
+        f"Serving on http://{config.host}:{config.port} with {default_workers(config)} worker(s)",
+        flush=True,
+    )
     KnowledgeServer(config).run()

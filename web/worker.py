@@ -40,8 +40,13 @@ MAX_HEAD = 64 * 1024
 DISCARD_LIMIT = 16 * 1024 * 1024
 RECV_SIZE = 256 * 1024
 
-_REASONS = {408: "Request Timeout", 413: "Content Too Large", 414: "URI Too Long",
-            431: "Request Header Fields Too Large", 400: "Bad Request"}
+_REASONS = {
+    408: "Request Timeout",
+    413: "Content Too Large",
+    414: "URI Too Long",
+    431: "Request Header Fields Too Large",
+    400: "Bad Request",
+}
 
 
 @dataclass
@@ -114,14 +119,14 @@ def chunked_body_scan(data: bytes | bytearray, start: int) -> tuple[int | None, 
         size = int(size_text, 16)
         if size == 0:
             trailer_end = data.find(b"\r\n\r\n", line_end)
-            if data[line_end:line_end + 4] == b"\r\n\r\n":
+            if data[line_end : line_end + 4] == b"\r\n\r\n":
                 return line_end + 4, payload
             return (trailer_end + 4 if trailer_end >= 0 else None), payload
         payload += size
         pos = line_end + 2 + size + 2
         if pos > len(data):
             return None, payload
-        if data[pos - 2:pos] != b"\r\n":
+        if data[pos - 2 : pos] != b"\r\n":
             raise MalformedChunks("a chunk is longer than its size says")
 
 
@@ -149,7 +154,9 @@ class BufferingWorker(ThreadWorker):
         if self._advance(conn, pending):
             return
         self.reading.append((conn, pending))
-        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable, conn, pending))
+        self.poller.register(
+            conn.sock, selectors.EVENT_READ, partial(self._on_readable, conn, pending)
+        )
 
     def _on_readable(self, conn, pending: Pending, _sock):
         try:
@@ -187,18 +194,33 @@ class BufferingWorker(ThreadWorker):
             if end < 0:
                 first_line = pending.data.split(b"\r\n", 1)[0]
                 if len(first_line) > MAX_LINE:
-                    self._refuse(conn, pending, 414, _path_of(first_line),
-                                 f"the address is longer than {MAX_LINE} characters")
+                    self._refuse(
+                        conn,
+                        pending,
+                        414,
+                        _path_of(first_line),
+                        f"the address is longer than {MAX_LINE} characters",
+                    )
                     return True
                 if len(pending.data) > MAX_HEAD:
-                    self._refuse(conn, pending, 431, _path_of(first_line),
-                                 f"the request headers are larger than {MAX_HEAD} bytes")
+                    self._refuse(
+                        conn,
+                        pending,
+                        431,
+                        _path_of(first_line),
+                        f"the request headers are larger than {MAX_HEAD} bytes",
+                    )
                     return True
                 return False
             if end + 4 > MAX_HEAD:
                 # The whole header section can arrive in one read: measured here too.
-                self._refuse(conn, pending, 431, _path_of(pending.data),
-                             f"the request headers are larger than {MAX_HEAD} bytes")
+                self._refuse(
+                    conn,
+                    pending,
+                    431,
+                    _path_of(pending.data),
+                    f"the request headers are larger than {MAX_HEAD} bytes",
+                )
                 return True
             pending.head_end = end + 4
             try:
@@ -210,7 +232,9 @@ class BufferingWorker(ThreadWorker):
             if expect:
                 # The client waits for this before it sends the body; the request parser
                 # must not send it a second time, so the header goes.
-                pending.data[:pending.head_end] = _without_expect(bytes(pending.data[:pending.head_end]))
+                pending.data[: pending.head_end] = _without_expect(
+                    bytes(pending.data[: pending.head_end])
+                )
                 pending.head_end = pending.data.find(b"\r\n\r\n") + 4
                 try:
                     conn.sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -221,12 +245,25 @@ class BufferingWorker(ThreadWorker):
             try:
                 end, payload = chunked_body_scan(pending.data, pending.head_end)
             except MalformedChunks as exc:
-                self._refuse(conn, pending, 400, _path_of(pending.data), f"the chunked request body is malformed: {exc}")
+                self._refuse(
+                    conn,
+                    pending,
+                    400,
+                    _path_of(pending.data),
+                    f"the chunked request body is malformed: {exc}",
+                )
                 return True
             # The limit is on the body itself, whether it arrived whole or is still coming.
-            if payload > max_body or (end is None and len(pending.data) - pending.head_end > max_body + 64 * 1024):
-                self._refuse(conn, pending, 413, _path_of(pending.data),
-                             f"the request body is larger than {max_body} bytes")
+            if payload > max_body or (
+                end is None and len(pending.data) - pending.head_end > max_body + 64 * 1024
+            ):
+                self._refuse(
+                    conn,
+                    pending,
+                    413,
+                    _path_of(pending.data),
+                    f"the request body is larger than {max_body} bytes",
+                )
                 return True
             if end is None:
                 return False
@@ -237,7 +274,7 @@ class BufferingWorker(ThreadWorker):
 
     def _refuse_or_discard(self, conn, pending: Pending, exc: RequestError) -> None:
         if exc.status == 413:
-            length = _declared_length(bytes(pending.data[:pending.head_end]))
+            length = _declared_length(bytes(pending.data[: pending.head_end]))
             if length is not None and length <= DISCARD_LIMIT:
                 arrived = len(pending.data) - pending.head_end
                 pending.discard = max(0, length - arrived)
@@ -259,10 +296,12 @@ class BufferingWorker(ThreadWorker):
         from web.errors import refusal_body
 
         content_type, body = refusal_body(self.wsgi, status, path, message)
-        head = (f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
-                f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
-                "Connection: close\r\nCache-Control: no-store\r\n"
-                "X-Content-Type-Options: nosniff\r\n\r\n").encode("latin-1")
+        head = (
+            f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
+            f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
+            "Connection: close\r\nCache-Control: no-store\r\n"
+            "X-Content-Type-Options: nosniff\r\n\r\n"
+        ).encode("latin-1")
         try:
             conn.sock.setblocking(True)
             conn.sock.settimeout(2.0)
@@ -306,11 +345,11 @@ class BufferingWorker(ThreadWorker):
                 break
             self.reading.popleft()
             if pending.data.strip() or pending.refusal:
-                self._refuse(conn, pending, 408, _path_of(pending.data),
-                             "the request did not arrive in time")
+                self._refuse(
+                    conn, pending, 408, _path_of(pending.data), "the request did not arrive in time"
+                )
             else:
                 self._drop(conn, pending)
-
 
 
 def _path_of(data: bytes | bytearray) -> str:
@@ -330,7 +369,9 @@ def _declared_length(head: bytes) -> int | None:
 
 def _without_expect(head: bytes) -> bytes:
     lines = head.split(b"\r\n")
-    return b"\r\n".join(line for line in lines if line.partition(b":")[0].strip().lower() != b"expect")
+    return b"\r\n".join(
+        line for line in lines if line.partition(b":")[0].strip().lower() != b"expect"
+    )
 
 
 def _client(conn) -> str:

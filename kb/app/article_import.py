@@ -29,8 +29,9 @@ def _file_text(path: Path) -> str:
     return path.read_bytes().decode("utf-8").replace("\r\n", "\n")
 
 
-def import_article_folder(service: Service, folder: Path, *, changed_by: str = "",
-                          today: dt.date | None = None) -> ArticleImport:
+def import_article_folder(
+    service: Service, folder: Path, *, changed_by: str = "", today: dt.date | None = None
+) -> ArticleImport:
     """Import every article under ``folder`` in one transaction, after lint.
 
     An article with a secret (password, key, token, card or account number) is refused in
@@ -52,14 +53,24 @@ def import_article_folder(service: Service, folder: Path, *, changed_by: str = "
         finished = article.status in FINISHED_STATES or article.audience == "public"
         secrets = [p for p in errors if p.code == "secret"]
         if secrets or (errors and finished):
-            result.refused.append((str(path), f"{article.id} not imported ({article.status}): "
-                                              + describe_errors(secrets or errors)))
+            result.refused.append(
+                (
+                    str(path),
+                    f"{article.id} not imported ({article.status}): "
+                    + describe_errors(secrets or errors),
+                )
+            )
             continue
         if errors:
-            result.warned.append((str(path), f"{article.id} imported as a draft with "
-                                             + describe_errors(errors)))
+            result.warned.append(
+                (str(path), f"{article.id} imported as a draft with " + describe_errors(errors))
+            )
         accepted.append(parsed)
     counts = service.store().upsert_articles([p.article for p in accepted], changed_by=changed_by)
     result.imported = len(accepted)
-    result.inserted, result.updated, result.unchanged = counts.inserted, counts.updated, counts.unchanged
+    result.inserted, result.updated, result.unchanged = (
+        counts.inserted,
+        counts.updated,
+        counts.unchanged,
+    )
     return result

@@ -35,7 +35,9 @@ def describe_errors(errors: list[LintProblem], limit: int = 5) -> str:
     return f"{len(errors)} lint error{'s' if len(errors) != 1 else ''}: {shown}{more}"
 
 
-def refuse_unfinished(after: ParsedArticle, text: str, path: Path, *, today: dt.date | None = None) -> None:
+def refuse_unfinished(
+    after: ParsedArticle, text: str, path: Path, *, today: dt.date | None = None
+) -> None:
     """Raise ValidationError when an article would reach agents (not_validated, validated
     or public) while it fails lint, or would reach the store holding a secret."""
     errors = lint_errors(text, path, today=today)
@@ -74,8 +76,15 @@ def locate_article_file(service: Service, article_id: str, *, folder: Path) -> P
 
 
 def change_article_state(
-    service: Service, article_id: str, status: str, *, folder: Path, audience: str | None = None,
-    changed_by: str = "", actor: str = "", audit_action: str = "article state",
+    service: Service,
+    article_id: str,
+    status: str,
+    *,
+    folder: Path,
+    audience: str | None = None,
+    changed_by: str = "",
+    actor: str = "",
+    audit_action: str = "article state",
     today: dt.date | None = None,
 ) -> StateChange:
     """Set an article's state (and audience) in its file and in the store.
@@ -97,9 +106,13 @@ def change_article_state(
     before, after, new_text = edit_article_state(path, status, audience=audience, today=today)
     refuse_unfinished(after, new_text.replace("\r\n", "\n"), path, today=today)
     change = StateChange(
-        article_id=article_id, path=str(path), old_status=before.article.status,
-        new_status=after.article.status, old_audience=before.article.audience,
-        new_audience=after.article.audience, changed=after is not before,
+        article_id=article_id,
+        path=str(path),
+        old_status=before.article.status,
+        new_status=after.article.status,
+        old_audience=before.article.audience,
+        new_audience=after.article.audience,
+        changed=after is not before,
     )
     if change.changed:
         write_file_atomically(path, new_text)
@@ -115,8 +128,12 @@ def change_article_state(
         detail = f"{change.old_status} -> {change.new_status}"
         if change.old_audience != change.new_audience:
             detail += f", audience {change.old_audience} -> {change.new_audience}"
-        store.audit(actor or changed_by, audit_action, f"article:{article_id}",
-                    f"{detail} (version {change.store_version})")
+        store.audit(
+            actor or changed_by,
+            audit_action,
+            f"article:{article_id}",
+            f"{detail} (version {change.store_version})",
+        )
     if counts.changed_ids:
         service.index_documents([("article", article_id)])
         change.left_search = article.status == "archived"

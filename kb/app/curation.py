@@ -120,8 +120,14 @@ def _errors(problems: list[LintProblem]) -> list[LintProblem]:
 
 
 def unified_diff(old: str, new: str, *, old_name: str, new_name: str) -> str:
-    return "".join(difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
-                                        fromfile=old_name, tofile=new_name))
+    return "".join(
+        difflib.unified_diff(
+            old.splitlines(keepends=True),
+            new.splitlines(keepends=True),
+            fromfile=old_name,
+            tofile=new_name,
+        )
+    )
 
 
 def _status_before(source: ArticleSource, stored: Article | None) -> str:
@@ -135,8 +141,15 @@ def _status_before(source: ArticleSource, stored: Article | None) -> str:
 
 
 def save_article_text(
-    service: Service, article_id: str, text: str, *, base_hash: str, folder: Path, changed_by: str,
-    actor: str = "", today: dt.date | None = None,
+    service: Service,
+    article_id: str,
+    text: str,
+    *,
+    base_hash: str,
+    folder: Path,
+    changed_by: str,
+    actor: str = "",
+    today: dt.date | None = None,
 ) -> SavedEdit:
     """Write an edited article back to its file and store it as a new version.
 
@@ -156,7 +169,8 @@ def save_article_text(
             raise EditConflict(
                 f"{source.path.name} changed since you opened it; nothing was saved. Compare your "
                 "text with the one saved meanwhile, merge them, and save again.",
-                current=source.text, current_hash=source.hash,
+                current=source.text,
+                current_hash=source.hash,
             )
         problems = lint_article(text, source.path, today=today)
         try:
@@ -169,30 +183,47 @@ def save_article_text(
             stored = None
         old_status = _status_before(source, stored)
         if new is not None and new.id != article_id:
-            raise ValidationError(f"the id cannot change here (it is {article_id!r}); nothing was saved")
+            raise ValidationError(
+                f"the id cannot change here (it is {article_id!r}); nothing was saved"
+            )
         if new is not None and new.status != old_status:
             raise ValidationError(
                 f"the state cannot change in the editor ({old_status} -> {new.status}): use the "
-                "review queue, which checks each step; nothing was saved")
+                "review queue, which checks each step; nothing was saved"
+            )
         if _errors(problems) or new is None:
-            raise LintRefusal(f"lint found {len(_errors(problems))} error(s); nothing was saved", problems)
-        diff = unified_diff(source.text, text, old_name=f"{source.path.name} (before)",
-                            new_name=f"{source.path.name} (saved)")
+            raise LintRefusal(
+                f"lint found {len(_errors(problems))} error(s); nothing was saved", problems
+            )
+        diff = unified_diff(
+            source.text,
+            text,
+            old_name=f"{source.path.name} (before)",
+            new_name=f"{source.path.name} (saved)",
+        )
         if text == source.text:
             return SavedEdit(article_id, str(source.path), False, None, "", problems)
         write_file_atomically(source.path, text)
-        new.path = (stored.path if stored is not None and stored.path else str(source.path))
+        new.path = stored.path if stored is not None and stored.path else str(source.path)
         counts = store.upsert_articles([new], changed_by=changed_by)
         version = store.article_versions(article_id)[-1]["version"]
-        store.audit(actor or changed_by, "article edit", f"article:{article_id}", f"version {version}")
+        store.audit(
+            actor or changed_by, "article edit", f"article:{article_id}", f"version {version}"
+        )
     if counts.changed_ids:
         service.index_documents([("article", article_id)])
     return SavedEdit(article_id, str(source.path), True, version, diff, problems)
 
 
 def review_step(
-    service: Service, article_id: str, to_state: str, *, folder: Path, changed_by: str,
-    actor: str = "", today: dt.date | None = None,
+    service: Service,
+    article_id: str,
+    to_state: str,
+    *,
+    folder: Path,
+    changed_by: str,
+    actor: str = "",
+    today: dt.date | None = None,
 ) -> StateChange:
     """Move an article one step through the review queue.
 
@@ -206,14 +237,27 @@ def review_step(
         _, _, new_text = edit_article_state(path, to_state, today=today)
         current = parse_article_text(_read(path), str(path)).article.status
         if current not in REVIEW_STEPS[to_state]:
-            raise ValidationError(f"{article_id} is {current}: it cannot go to {to_state} from there "
-                                  f"(only from {' or '.join(REVIEW_STEPS[to_state])})")
+            raise ValidationError(
+                f"{article_id} is {current}: it cannot go to {to_state} from there "
+                f"(only from {' or '.join(REVIEW_STEPS[to_state])})"
+            )
         problems = lint_article(new_text.replace("\r\n", "\n"), path, today=today)
         if _errors(problems):
-            raise LintRefusal(f"{article_id} cannot become {to_state}: lint found "
-                              f"{len(_errors(problems))} error(s); nothing was changed", problems)
-        change = change_article_state(service, article_id, to_state, folder=folder, changed_by=changed_by,
-                                      actor=actor, audit_action="article review", today=today)
+            raise LintRefusal(
+                f"{article_id} cannot become {to_state}: lint found "
+                f"{len(_errors(problems))} error(s); nothing was changed",
+                problems,
+            )
+        change = change_article_state(
+            service,
+            article_id,
+            to_state,
+            folder=folder,
+            changed_by=changed_by,
+            actor=actor,
+            audit_action="article review",
+            today=today,
+        )
     return change
 
 
@@ -233,8 +277,14 @@ def preview(text: str, *, path: Path | None = None, today: dt.date | None = None
 
 
 def browse_articles(
-    store: Any, *, text: str = "", product: str = "", category: str = "", state: str = "",
-    owner: str = "", review_before: str = "",
+    store: Any,
+    *,
+    text: str = "",
+    product: str = "",
+    category: str = "",
+    state: str = "",
+    owner: str = "",
+    review_before: str = "",
 ) -> list[dict[str, Any]]:
     """Articles matching every filter given, by id. ``text`` is matched (any letter case)
     against id, title, tags and body; ``review_before`` (YYYY-MM-DD) keeps those due by
@@ -260,8 +310,13 @@ def browse_articles(
             continue
         if review_before and not (article.review_by and article.review_by <= review_before):
             continue
-        if needle and needle not in " ".join(
-                [article.id, article.title, " ".join(article.tags), article.body]).casefold():
+        if (
+            needle
+            and needle
+            not in " ".join(
+                [article.id, article.title, " ".join(article.tags), article.body]
+            ).casefold()
+        ):
             continue
         rows.append({"article": article, "flags": sum(flags.get(article.id, {}).values())})
     return rows
@@ -270,8 +325,10 @@ def browse_articles(
 def filter_choices(store: Any) -> dict[str, list[str]]:
     """The products, categories and owners the stored articles use, for the list's filters."""
     articles: list[Article] = list(store.iter_articles())
-    return {name: sorted({getattr(a, name) for a in articles if getattr(a, name)}, key=str.casefold)
-            for name in ("product", "category", "owner")}
+    return {
+        name: sorted({getattr(a, name) for a in articles if getattr(a, name)}, key=str.casefold)
+        for name in ("product", "category", "owner")
+    }
 
 
 def review_queue(store: Any) -> dict[str, list[Article]]:
@@ -286,6 +343,17 @@ def review_queue(store: Any) -> dict[str, list[Article]]:
 
 
 __all__ = [
-    "EditConflict", "LintRefusal", "REVIEW_STEPS", "SavedEdit", "article_source", "browse_articles",
-    "filter_choices", "lint_article", "preview", "review_queue", "review_step", "save_article_text", "text_hash",
+    "EditConflict",
+    "LintRefusal",
+    "REVIEW_STEPS",
+    "SavedEdit",
+    "article_source",
+    "browse_articles",
+    "filter_choices",
+    "lint_article",
+    "preview",
+    "review_queue",
+    "review_step",
+    "save_article_text",
+    "text_hash",
 ]

@@ -20,11 +20,11 @@ from kb.errors import IndexDamagedError, IndexMismatchError, IndexMissingError
 from kb.store import Store
 
 # What a repair does for a finding, in the order repair applies them.
-CLEAN = "clean"          # remove leftover temporary files
-UNINDEX = "unindex"      # drop chunks of documents no run would touch
-INDEX = "index"          # an incremental `kb index`
-REBUILD = "rebuild"      # `kb index --rebuild`
-NONE = ""                # nothing automatic: a person must look
+CLEAN = "clean"  # remove leftover temporary files
+UNINDEX = "unindex"  # drop chunks of documents no run would touch
+INDEX = "index"  # an incremental `kb index`
+REBUILD = "rebuild"  # `kb index --rebuild`
+NONE = ""  # nothing automatic: a person must look
 
 
 @dataclass
@@ -35,8 +35,12 @@ class Finding:
     severity: str = "problem"  # "problem" | "warning"
 
     def to_dict(self) -> dict[str, str]:
-        return {"code": self.code, "message": self.message, "repair": self.repair,
-                "severity": self.severity}
+        return {
+            "code": self.code,
+            "message": self.message,
+            "repair": self.repair,
+            "severity": self.severity,
+        }
 
 
 @dataclass
@@ -100,8 +104,10 @@ def diagnose(store: Store, index_root: Path, model_id: str) -> DoctorReport:
     report = DoctorReport()
     running = indexer_running(index_root)
     if running:
-        report.notes.append("an indexer is running on this data home: differences may be "
-                            "work in progress, and temporary files are left alone")
+        report.notes.append(
+            "an indexer is running on this data home: differences may be "
+            "work in progress, and temporary files are left alone"
+        )
     for problem in store.integrity_problems():
         report.add("database_damaged", f"SQLite integrity check: {problem}")
     _check_documents(store, model_id, report)
@@ -109,13 +115,21 @@ def diagnose(store: Store, index_root: Path, model_id: str) -> DoctorReport:
     if not running:
         leftovers = leftover_files(index_root)
         if leftovers:
-            report.add("temp_leftovers",
-                       f"{len(leftovers)} temporary files or folders were left by an interrupted "
-                       f"indexer ({', '.join(p.name for p in leftovers[:3])}"
-                       f"{', ...' if len(leftovers) > 3 else ''})", CLEAN)
+            report.add(
+                "temp_leftovers",
+                f"{len(leftovers)} temporary files or folders were left by an interrupted "
+                f"indexer ({', '.join(p.name for p in leftovers[:3])}"
+                f"{', ...' if len(leftovers) > 3 else ''})",
+                CLEAN,
+            )
     if store.latest_ranking_profile(model_id) is None:
-        report.add("no_ranking_profile", f"no ranking profile fitted for model {model_id}: "
-                   "documented defaults are used until `kb index` fits one", INDEX, "warning")
+        report.add(
+            "no_ranking_profile",
+            f"no ranking profile fitted for model {model_id}: "
+            "documented defaults are used until `kb index` fits one",
+            INDEX,
+            "warning",
+        )
     report.facts.update(model_id=model_id, indexer_running=running)
     return report
 
@@ -123,22 +137,36 @@ def diagnose(store: Store, index_root: Path, model_id: str) -> DoctorReport:
 def _check_documents(store: Store, model_id: str, report: DoctorReport) -> None:
     pending = store.docs_to_index()
     if pending:
-        report.add("pending_documents",
-                   f"{len(pending)} documents are new or changed and not yet indexed", INDEX)
+        report.add(
+            "pending_documents",
+            f"{len(pending)} documents are new or changed and not yet indexed",
+            INDEX,
+        )
     stale = store.docs_to_unindex()
     if stale:
-        report.add("stale_documents",
-                   f"{len(stale)} documents are indexed but no longer searchable", INDEX)
+        report.add(
+            "stale_documents", f"{len(stale)} documents are indexed but no longer searchable", INDEX
+        )
     orphans = store.orphan_chunk_docs()
     if orphans:
-        report.add("orphan_chunks",
-                   f"{len(orphans)} documents have chunks that no index run tracks", UNINDEX)
+        report.add(
+            "orphan_chunks",
+            f"{len(orphans)} documents have chunks that no index run tracks",
+            UNINDEX,
+        )
     missing = store.chunks_without_vectors(model_id)
     if missing:
-        report.add("missing_vectors",
-                   f"{len(missing)} chunk texts have no vector for model {model_id}", INDEX)
-    report.facts.update(store_chunks=store.count_chunks(), pending_documents=len(pending),
-                        stale_documents=len(stale), log_head=store.log_head())
+        report.add(
+            "missing_vectors",
+            f"{len(missing)} chunk texts have no vector for model {model_id}",
+            INDEX,
+        )
+    report.facts.update(
+        store_chunks=store.count_chunks(),
+        pending_documents=len(pending),
+        stale_documents=len(stale),
+        log_head=store.log_head(),
+    )
 
 
 def _check_published(store: Store, index_root: Path, model_id: str, report: DoctorReport) -> None:
@@ -148,8 +176,11 @@ def _check_published(store: Store, index_root: Path, model_id: str, report: Doct
         report.add("no_index", "no index has been published yet", INDEX)
         return
     if not (index_root / version).is_dir():
-        report.add("current_missing",
-                   f"CURRENT names version {version}, which is not in {index_root}", REBUILD)
+        report.add(
+            "current_missing",
+            f"CURRENT names version {version}, which is not in {index_root}",
+            REBUILD,
+        )
         return
     try:
         config = read_config(index_root, version)
@@ -165,25 +196,36 @@ def _check_published(store: Store, index_root: Path, model_id: str, report: Doct
         report.add("index_unreadable", f"index version {version} cannot be read: {exc}", REBUILD)
         return
     if int(config.get("count", len(index))) != len(index):
-        report.add("index_count", f"index version {version} holds {len(index)} vectors but its "
-                   f"config.json says {config.get('count')}", REBUILD)
+        report.add(
+            "index_count",
+            f"index version {version} holds {len(index)} vectors but its "
+            f"config.json says {config.get('count')}",
+            REBUILD,
+        )
     seq = int(config.get("log_seq", 0))
     if seq > store.log_head():
-        report.add("index_ahead", f"the index has replayed the change log to {seq}, past the "
-                   f"store's last entry {store.log_head()}: it was built from another database",
-                   REBUILD)
+        report.add(
+            "index_ahead",
+            f"the index has replayed the change log to {seq}, past the "
+            f"store's last entry {store.log_head()}: it was built from another database",
+            REBUILD,
+        )
         return
     apply_log(store, index, model_id, seq)
     store_ids = {cid for cid, _, _ in store.chunk_doc_map()}
     index_ids = set(index.all_ids().tolist())
     if store_ids - index_ids:
-        report.add("chunks_not_in_index",
-                   f"{len(store_ids - index_ids)} chunks in the store have no vector in the index",
-                   REBUILD)
+        report.add(
+            "chunks_not_in_index",
+            f"{len(store_ids - index_ids)} chunks in the store have no vector in the index",
+            REBUILD,
+        )
     if index_ids - store_ids:
-        report.add("vectors_without_chunk",
-                   f"{len(index_ids - store_ids)} vectors in the index have no chunk in the store",
-                   REBUILD)
+        report.add(
+            "vectors_without_chunk",
+            f"{len(index_ids - store_ids)} vectors in the index have no chunk in the store",
+            REBUILD,
+        )
     report.facts.update(index_vectors=len(index_ids), index_log_seq=seq)
 
 
@@ -228,8 +270,10 @@ def repair(store: Store, index_root: Path, model_id: str, run_index: RunIndex) -
 
 
 def _summary(result: IndexReport) -> str:
-    return (f"{result.docs_indexed} documents indexed, {result.docs_removed} removed; "
-            f"version {result.version} holds {result.vectors} vectors")
+    return (
+        f"{result.docs_indexed} documents indexed, {result.docs_removed} removed; "
+        f"version {result.version} holds {result.vectors} vectors"
+    )
 
 
 def describe(report: DoctorReport) -> list[str]:
@@ -250,7 +294,10 @@ def describe(report: DoctorReport) -> list[str]:
         fixable = any(f.repair for f in report.problems)
         lines.append(
             f"{len(report.problems)} problem(s)"
-            + ("; run `kb doctor --repair` to fix what can be fixed" if fixable and not report.repairs else "")
+            + (
+                "; run `kb doctor --repair` to fix what can be fixed"
+                if fixable and not report.repairs
+                else ""
+            )
         )
     return lines
-

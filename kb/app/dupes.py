@@ -51,8 +51,14 @@ class DuplicatePair:
     sections: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"a": self.a, "b": self.b, "title_a": self.title_a, "title_b": self.title_b,
-                "similarity": round(self.similarity, 4), "sections": self.sections}
+        return {
+            "a": self.a,
+            "b": self.b,
+            "title_a": self.title_a,
+            "title_b": self.title_b,
+            "similarity": round(self.similarity, 4),
+            "sections": self.sections,
+        }
 
 
 @dataclass
@@ -66,11 +72,14 @@ class DupesReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "threshold": round(self.threshold, 4), "threshold_source": self.threshold_source,
+            "threshold": round(self.threshold, 4),
+            "threshold_source": self.threshold_source,
             "articles": self.articles,
-            "typical_similarity": None if self.typical_similarity is None
+            "typical_similarity": None
+            if self.typical_similarity is None
             else round(self.typical_similarity, 4),
-            "model_id": self.model_id, "pairs": [p.to_dict() for p in self.pairs],
+            "model_id": self.model_id,
+            "pairs": [p.to_dict() for p in self.pairs],
         }
 
 
@@ -88,14 +97,19 @@ def indexed_article_vectors(store: Store, model_id: str) -> list[ArticleVectors]
     for row in rows:
         if row["id"] in vectors and titles.get(row["doc_id"], ("", "archived"))[1] != "archived":
             grouped.setdefault(row["doc_id"], []).append(
-                (row["position"], row["heading"] or "(intro)", vectors[row["id"]]))
+                (row["position"], row["heading"] or "(intro)", vectors[row["id"]])
+            )
     out = []
     for article_id in sorted(grouped):
         parts = sorted(grouped[article_id], key=lambda p: p[0])
-        out.append(ArticleVectors(
-            article_id, titles[article_id][0], [p[1] for p in parts],
-            _normalise(np.vstack([p[2] for p in parts]).astype(np.float32)),
-        ))
+        out.append(
+            ArticleVectors(
+                article_id,
+                titles[article_id][0],
+                [p[1] for p in parts],
+                _normalise(np.vstack([p[2] for p in parts]).astype(np.float32)),
+            )
+        )
     return out
 
 
@@ -106,14 +120,17 @@ def pair_similarity(a: ArticleVectors, b: ArticleVectors) -> tuple[float, np.nda
     return score, sims
 
 
-def overlapping_sections(a: ArticleVectors, b: ArticleVectors, sims: np.ndarray,
-                         floor: float = SECTION_OVERLAP) -> list[dict[str, Any]]:
+def overlapping_sections(
+    a: ArticleVectors, b: ArticleVectors, sims: np.ndarray, floor: float = SECTION_OVERLAP
+) -> list[dict[str, Any]]:
     """Each section of ``a`` with its closest section of ``b``, when at least ``floor``."""
     out = []
     for i, heading in enumerate(a.headings):
         j = int(sims[i].argmax())
         if sims[i, j] >= floor:
-            out.append({"a": heading, "b": b.headings[j], "similarity": round(float(sims[i, j]), 4)})
+            out.append(
+                {"a": heading, "b": b.headings[j], "similarity": round(float(sims[i, j]), 4)}
+            )
     return out
 
 
@@ -139,14 +156,18 @@ def default_threshold(nearest: list[float]) -> float:
 
 
 def find_duplicates(
-    store: Store, model_id: str, *, threshold: float | None = None,
+    store: Store,
+    model_id: str,
+    *,
+    threshold: float | None = None,
 ) -> DupesReport:
     """Pairs of articles at least ``threshold`` alike (default: from the data), most alike
     first, each with the sections that overlap."""
     articles = indexed_article_vectors(store, model_id)
     if len(articles) < MIN_ARTICLES:
-        return DupesReport([], threshold or 1.0, "fewer than two indexed articles",
-                           len(articles), None, model_id)
+        return DupesReport(
+            [], threshold or 1.0, "fewer than two indexed articles", len(articles), None, model_id
+        )
     scored: list[tuple[float, int, int, np.ndarray]] = []
     nearest = [-1.0] * len(articles)
     for i, j in _candidate_pairs(articles):
@@ -156,14 +177,23 @@ def find_duplicates(
     typical = float(np.median(nearest))
     if threshold is None:
         threshold = default_threshold(nearest)
-        source = (f"default: halfway between the median closest-article similarity "
-                  f"({typical:.3f}) and 1.0")
+        source = (
+            f"default: halfway between the median closest-article similarity "
+            f"({typical:.3f}) and 1.0"
+        )
     else:
         source = "given"
     pairs = [
-        DuplicatePair(articles[i].id, articles[j].id, articles[i].title, articles[j].title,
-                      score, overlapping_sections(articles[i], articles[j], sims))
-        for score, i, j, sims in sorted(scored, key=lambda s: -s[0]) if score >= threshold
+        DuplicatePair(
+            articles[i].id,
+            articles[j].id,
+            articles[i].title,
+            articles[j].title,
+            score,
+            overlapping_sections(articles[i], articles[j], sims),
+        )
+        for score, i, j, sims in sorted(scored, key=lambda s: -s[0])
+        if score >= threshold
     ]
     return DupesReport(pairs, threshold, source, len(articles), typical, model_id)
 
@@ -172,7 +202,9 @@ def index_model_id(index_root: Path) -> str:
     """The model the published index was built with. Raises IndexMissingError."""
     model_id = read_config(index_root).get("model_id")
     if not model_id:
-        raise IndexMissingError("the index does not say which model built it: run `kb index --rebuild`")
+        raise IndexMissingError(
+            "the index does not say which model built it: run `kb index --rebuild`"
+        )
     return model_id
 
 

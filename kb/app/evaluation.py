@@ -54,24 +54,34 @@ def read_labelled_queries(path: str | Path) -> list[LabelledQuery]:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise RecordError(f"invalid JSON: {exc.msg}", source=str(path), line=number) from None
+                raise RecordError(
+                    f"invalid JSON: {exc.msg}", source=str(path), line=number
+                ) from None
             if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-                raise RecordError("each line needs a \"text\" string", source=str(path), line=number)
+                raise RecordError('each line needs a "text" string', source=str(path), line=number)
             relevant = record.get("relevant", [])
             if isinstance(relevant, str):
                 relevant = [relevant]
             if not isinstance(relevant, list) or not all(isinstance(r, str) for r in relevant):
-                raise RecordError("\"relevant\" must be a list of ids", source=str(path), line=number)
+                raise RecordError('"relevant" must be a list of ids', source=str(path), line=number)
             labels = {}
             for name in (*ROUTED_FIELDS, "customer_tier"):
                 value = record.get(name) or ""
                 if not isinstance(value, str):
-                    raise RecordError(f"\"{name}\" must be text", source=str(path), line=number)
+                    raise RecordError(f'"{name}" must be text', source=str(path), line=number)
                 if value:
                     labels[name] = value
             tier = labels.pop("customer_tier", "")
-            queries.append(LabelledQuery(record["text"], relevant, number, labels.get("assignment_group", ""),
-                                         labels, tier))
+            queries.append(
+                LabelledQuery(
+                    record["text"],
+                    relevant,
+                    number,
+                    labels.get("assignment_group", ""),
+                    labels,
+                    tier,
+                )
+            )
     if not queries:
         raise RecordError("the file holds no queries", source=str(path))
     return queries
@@ -131,9 +141,14 @@ class GroupMembers:
 
 
 def evaluate(
-    suggester: ResolutionSuggester, store: Store, queries: list[LabelledQuery], *,
-    ranking: str = "shipped", progress: Callable[[int], None] | None = None,
-    use_feedback: bool = True, route_from_relevant: str = "",
+    suggester: ResolutionSuggester,
+    store: Store,
+    queries: list[LabelledQuery],
+    *,
+    ranking: str = "shipped",
+    progress: Callable[[int], None] | None = None,
+    use_feedback: bool = True,
+    route_from_relevant: str = "",
 ) -> dict[str, Any]:
     """Run every query through the suggester and report ranking metrics, and triage's
     routing of each field the queries are labelled with (``route_from_relevant``: a field
@@ -152,8 +167,15 @@ def evaluate(
     for query in queries:
         began = time.perf_counter()
         suggestion = suggester.suggest(
-            store, SuggestRequest(description=query.text, k=EVAL_DEPTH, ranking=ranking,
-                                  use_feedback=use_feedback, customer_tier=query.customer_tier), record=False
+            store,
+            SuggestRequest(
+                description=query.text,
+                k=EVAL_DEPTH,
+                ranking=ranking,
+                use_feedback=use_feedback,
+                customer_tier=query.customer_tier,
+            ),
+            record=False,
         )
         latencies.append((time.perf_counter() - began) * 1000)
         if progress:
@@ -187,8 +209,14 @@ def evaluate(
         recall5 += min(1.0, sum(1 for r in found_at if r <= 5) / relevant_groups)
         recall10 += min(1.0, len(found_at) / relevant_groups)
         if first != 1 and len(misses) < 20:
-            misses.append({"line": query.line, "text": query.text[:120], "relevant": query.relevant,
-                           "got": [r.id for r in suggestion.results[:3]]})
+            misses.append(
+                {
+                    "line": query.line,
+                    "text": query.text[:120],
+                    "relevant": query.relevant,
+                    "got": [r.id for r in suggestion.results[:3]],
+                }
+            )
     n = max(len(in_scope), 1)
     report = {
         "ranking": ranking,
@@ -202,13 +230,18 @@ def evaluate(
         "flagged_in_scope_rate": round(flagged_in / n, 4),
         "out_of_scope": len(out_scope),
         "flagged_out_of_scope": int(flagged_out),
-        "flagged_out_of_scope_rate": round(flagged_out / max(len(out_scope), 1), 4) if out_scope else None,
+        "flagged_out_of_scope_rate": round(flagged_out / max(len(out_scope), 1), 4)
+        if out_scope
+        else None,
         "latency_ms_p50": round(float(np.percentile(latencies, 50)), 2),
         "latency_ms_p95": round(float(np.percentile(latencies, 95)), 2),
         "profile": state.profile.source,
         "reliability": reliability_table(shown) if ranking == "shipped" else [],
-        "balanced_accuracy": (round(0.5 * (flagged_out / len(out_scope) + 1 - flagged_in / n), 4)
-                              if out_scope and in_scope else None),
+        "balanced_accuracy": (
+            round(0.5 * (flagged_out / len(out_scope) + 1 - flagged_in / n), 4)
+            if out_scope and in_scope
+            else None
+        ),
         "trust": trust_report(mixed) if ranking == "shipped" else None,
         "routing": tallies["assignment_group"].report(),
         "routing_fields": {name: tally.report() for name, tally in tallies.items() if tally.rows},
@@ -219,7 +252,9 @@ def evaluate(
 
 def resolution_codes(store: Store) -> dict[str, str]:
     """incident id -> its resolution code, for incidents that have one."""
-    return {i.id: i.resolution_code.strip() for i in store.iter_incidents() if i.resolution_code.strip()}
+    return {
+        i.id: i.resolution_code.strip() for i in store.iter_incidents() if i.resolution_code.strip()
+    }
 
 
 def routed_prediction(triage: dict[str, Any], name: str) -> dict[str, Any]:
@@ -229,9 +264,13 @@ def routed_prediction(triage: dict[str, Any], name: str) -> dict[str, Any]:
     if name != "priority":
         return predicted
     guess = predicted.get("similar_priority") or predicted.get("value")
-    return {"best_guess": guess, "value": None if predicted.get("not_sure", True) else guess,
-            "not_sure": predicted.get("not_sure", True), "probability": predicted.get("probability", 0.0),
-            "nearest": predicted.get("nearest")}
+    return {
+        "best_guess": guess,
+        "value": None if predicted.get("not_sure", True) else guess,
+        "not_sure": predicted.get("not_sure", True),
+        "probability": predicted.get("probability", 0.0),
+        "nearest": predicted.get("nearest"),
+    }
 
 
 class RoutingTally:
@@ -243,7 +282,11 @@ class RoutingTally:
     def __init__(self, state: SearchState, name: str = "assignment_group"):
         from collections import Counter
 
-        groups = Counter(getattr(d, name) for d in state.docs.values() if d.kind == "incident" and getattr(d, name))
+        groups = Counter(
+            getattr(d, name)
+            for d in state.docs.values()
+            if d.kind == "incident" and getattr(d, name)
+        )
         self.majority = groups.most_common(1)[0][0] if groups else ""
         self.rows: list[tuple[str, dict[str, Any]]] = []
 
@@ -257,13 +300,22 @@ class RoutingTally:
         guess_right = [(p.get("best_guess") or "") == t for t, p in self.rows]
         sure = [(t, p) for t, p in self.rows if not p.get("not_sure", True)]
         return {
-            "queries": n, "accuracy_at_1": round(sum(guess_right) / n, 4),
+            "queries": n,
+            "accuracy_at_1": round(sum(guess_right) / n, 4),
             "not_sure_share": round(1 - len(sure) / n, 4),
-            "accuracy_when_sure": round(sum(p.get("value") == t for t, p in sure) / len(sure), 4) if sure else None,
+            "accuracy_when_sure": round(sum(p.get("value") == t for t, p in sure) / len(sure), 4)
+            if sure
+            else None,
             "majority_baseline": round(sum(t == self.majority for t, _ in self.rows) / n, 4),
-            "nearest_neighbour_baseline": round(sum(p.get("nearest") == t for t, p in self.rows) / n, 4),
-            "reliability": reliability_table([(float(p.get("probability") or 0.0), (p.get("best_guess") or "") == t)
-                                              for t, p in self.rows]),
+            "nearest_neighbour_baseline": round(
+                sum(p.get("nearest") == t for t, p in self.rows) / n, 4
+            ),
+            "reliability": reliability_table(
+                [
+                    (float(p.get("probability") or 0.0), (p.get("best_guess") or "") == t)
+                    for t, p in self.rows
+                ]
+            ),
         }
 
 
@@ -277,9 +329,14 @@ def reliability_table(shown: list[tuple[float, bool]]) -> list[dict[str, Any]]:
     for low, high in zip(RELIABILITY_BINS, RELIABILITY_BINS[1:], strict=False):
         band = [(c, ok) for c, ok in shown if low <= c < high]
         if band:
-            rows.append({"band": f"{low:.1f}-{min(high, 1.0):.1f}", "results": len(band),
-                         "mean_confidence": round(sum(c for c, _ in band) / len(band), 3),
-                         "accuracy": round(sum(ok for _, ok in band) / len(band), 3)})
+            rows.append(
+                {
+                    "band": f"{low:.1f}-{min(high, 1.0):.1f}",
+                    "results": len(band),
+                    "mean_confidence": round(sum(c for c, _ in band) / len(band), 3),
+                    "accuracy": round(sum(ok for _, ok in band) / len(band), 3),
+                }
+            )
     return rows
 
 
@@ -297,8 +354,10 @@ def trust_report(rows: list[tuple[float, bool, str]]) -> dict[str, Any]:
     bands = {}
     for band in BANDS:
         inside = [ok for _, ok, b in rows if b == band]
-        bands[band] = {"results": len(inside),
-                       "right_share": round(sum(inside) / len(inside), 4) if inside else None}
+        bands[band] = {
+            "results": len(inside),
+            "right_share": round(sum(inside) / len(inside), 4) if inside else None,
+        }
     return {
         "queries": len(rows),
         "reliability": reliability_table([(c, ok) for c, ok, _ in rows]),

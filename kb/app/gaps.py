@@ -70,8 +70,9 @@ def _content_words(text: str) -> set[str]:
     return {t for t in tokens(text) if t not in STOPWORDS and len(t) > 2 and not t.isdigit()}
 
 
-def distinctive_terms(cluster_texts: list[str], all_texts: list[str],
-                      limit: int = TERMS_PER_CLUSTER) -> list[str]:
+def distinctive_terms(
+    cluster_texts: list[str], all_texts: list[str], limit: int = TERMS_PER_CLUSTER
+) -> list[str]:
     """Words most of the cluster uses and the other gap queries rarely do: the share of
     the cluster's queries using a word times log(1 + queries / queries using it)."""
     document_freq = Counter(w for text in all_texts for w in _content_words(text))
@@ -86,7 +87,10 @@ def distinctive_terms(cluster_texts: list[str], all_texts: list[str],
 
 
 def cluster_gaps(
-    gaps: list[dict[str, Any]], embedder: Any, *, threshold: float = GAP_CLUSTER_THRESHOLD,
+    gaps: list[dict[str, Any]],
+    embedder: Any,
+    *,
+    threshold: float = GAP_CLUSTER_THRESHOLD,
     examples: int = EXAMPLES_PER_CLUSTER,
 ) -> list[dict[str, Any]]:
     """Cluster gap suggestions (dicts with ``query``, ``suggestion_id``, ``created_at``,
@@ -108,15 +112,18 @@ def cluster_gaps(
         for text in member_texts:
             seen.setdefault(_clip(text, MAX_EXAMPLE_CHARS), None)
         times = sorted(g["created_at"] for g in items)
-        clusters.append({
-            "size": len(items),
-            "title": suggested_title(member_texts[0]),
-            "terms": distinctive_terms(member_texts, texts),
-            "examples": list(seen)[:examples],
-            "none_helped": sum(1 for g in items if g.get("none_helped")),
-            "no_good_match": sum(1 for g in items if g.get("no_good_match")),
-            "first_seen": times[0], "last_seen": times[-1],
-            "suggestion_ids": [g["suggestion_id"] for g in items][:20],
-        })
+        clusters.append(
+            {
+                "size": len(items),
+                "title": suggested_title(member_texts[0]),
+                "terms": distinctive_terms(member_texts, texts),
+                "examples": list(seen)[:examples],
+                "none_helped": sum(1 for g in items if g.get("none_helped")),
+                "no_good_match": sum(1 for g in items if g.get("no_good_match")),
+                "first_seen": times[0],
+                "last_seen": times[-1],
+                "suggestion_ids": [g["suggestion_id"] for g in items][:20],
+            }
+        )
     clusters.sort(key=lambda c: (-c["size"], c["title"]))
     return clusters

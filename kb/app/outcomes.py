@@ -54,15 +54,28 @@ def note_for(store, kind: str, doc_id: str, base_url: str = "") -> tuple[str, st
     else:
         incident = store.get_incident(doc_id)
         title, resolution = incident.title, incident.resolution
-    return title, resolution_note(kind, doc_id, title, resolution, result_link(kind, doc_id, base_url))
+    return title, resolution_note(
+        kind, doc_id, title, resolution, result_link(kind, doc_id, base_url)
+    )
 
 
-def record_choice(service: Service, store, suggestion_id: str, *, outcome: str, used_id: str | None,
-                  agent: str, base_url: str = "", caller: str | None = None):
+def record_choice(
+    service: Service,
+    store,
+    suggestion_id: str,
+    *,
+    outcome: str,
+    used_id: str | None,
+    agent: str,
+    base_url: str = "",
+    caller: str | None = None,
+):
     """Record an agent's choice (``caller``: whoever asks, who must be whoever searched; see
     Store.record_feedback), and (with KB_EVENTS_URL set) queue its event in the same
     transaction. Returns (FeedbackRecord, resolution note or "")."""
-    store.settle_suggestion(suggestion_id, principal=caller)  # a choice on a previewed search records it
+    store.settle_suggestion(
+        suggestion_id, principal=caller
+    )  # a choice on a previewed search records it
     suggestion = store.get_suggestion(suggestion_id)  # NotFoundError for an unknown id
     shown = {r["id"]: r for r in suggestion["results"]}
     note, result = "", None
@@ -72,19 +85,31 @@ def record_choice(service: Service, store, suggestion_id: str, *, outcome: str, 
             title, note = note_for(store, kind, used_id, base_url)
         except NotFoundError:  # erased since it was shown
             title = ""
-        result = {"id": used_id, "kind": kind, "title": title, "rank": shown[used_id]["rank"],
-                  "url": result_link(kind, used_id, base_url)}
+        result = {
+            "id": used_id,
+            "kind": kind,
+            "title": title,
+            "rank": shown[used_id]["rank"],
+            "url": result_link(kind, used_id, base_url),
+        }
     event = None
     if service.config.events_url:
-        event = {"suggestion_id": suggestion_id, "incident_id": suggestion.get("incident_ref") or "",
-                 "agent": agent or "anonymous", "result": result, "resolution_note": note,
-                 "search_url": f"{base_url.rstrip('/')}/?sid={quote(suggestion_id, safe='')}"}
-    record = store.record_feedback(suggestion_id, outcome=outcome, used_id=used_id, agent=agent, caller=caller,
-                                   event=event)
+        event = {
+            "suggestion_id": suggestion_id,
+            "incident_id": suggestion.get("incident_ref") or "",
+            "agent": agent or "anonymous",
+            "result": result,
+            "resolution_note": note,
+            "search_url": f"{base_url.rstrip('/')}/?sid={quote(suggestion_id, safe='')}",
+        }
+    record = store.record_feedback(
+        suggestion_id, outcome=outcome, used_id=used_id, agent=agent, caller=caller, event=event
+    )
     return record, note
 
 
 # --- posting ---------------------------------------------------------------------------------
+
 
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -92,7 +117,7 @@ def _iso(moment: datetime) -> str:
 
 def backoff_s(attempts: int) -> float:
     """Seconds before the next try after ``attempts`` failed ones: 1, 2, 4 ... up to 10 min."""
-    return min(MAX_BACKOFF_S, 2.0 ** attempts)
+    return min(MAX_BACKOFF_S, 2.0**attempts)
 
 
 def deliver_due_events(service: Service, *, now: datetime | None = None, limit: int = 100) -> int:
@@ -108,16 +133,28 @@ def deliver_due_events(service: Service, *, now: datetime | None = None, limit: 
         if claim is None:
             break
         body = claim["payload"].encode("utf-8")
-        headers = {"Content-Type": "application/json", "User-Agent": "kb-events",
-                   "X-KB-Event": claim["kind"], "X-KB-Event-Id": claim["id"],
-                   "X-KB-Signature": signature(config.event_secret, body)}
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "kb-events",
+            "X-KB-Event": claim["kind"],
+            "X-KB-Event-Id": claim["id"],
+            "X-KB-Signature": signature(config.event_secret, body),
+        }
         try:
             # Bounded as a whole, redirects never followed (the storm webhook's own post).
             post(config.events_url, body, headers, deadline=POST_DEADLINE_S)
         except (WebhookError, OSError) as exc:
             wait = backoff_s(claim["attempts"])
-            store.event_delivery_failed(claim["id"], str(exc), _iso(moment + timedelta(seconds=wait)))
-            log.warning("event %s (%s): post failed (%s); next try in %.0f s", claim["id"], claim["kind"], exc, wait)
+            store.event_delivery_failed(
+                claim["id"], str(exc), _iso(moment + timedelta(seconds=wait))
+            )
+            log.warning(
+                "event %s (%s): post failed (%s); next try in %.0f s",
+                claim["id"],
+                claim["kind"],
+                exc,
+                wait,
+            )
             continue
         store.event_delivered(claim["id"])
         delivered += 1
@@ -147,4 +184,3 @@ class EventSender:
                 deliver_due_events(self.service)
             except Exception:  # noqa: BLE001 - a bad cycle is logged; the next one tries again
                 log.exception("event delivery failed")
-

@@ -40,7 +40,10 @@ def mask(text: str) -> str:
 
 # --- before importing --------------------------------------------------------------------
 
-def check_export(path: str | Path, *, fmt: str, overrides: dict[str, str] | None, redactor: Redactor) -> dict[str, Any]:
+
+def check_export(
+    path: str | Path, *, fmt: str, overrides: dict[str, str] | None, redactor: Redactor
+) -> dict[str, Any]:
     """What redaction would replace in an export, record by record: kinds and places (an
     offset into the field's normalised text, as it would be stored), with the findings
     masked. Raises RecordError for a file that cannot be read."""
@@ -50,15 +53,31 @@ def check_export(path: str | Path, *, fmt: str, overrides: dict[str, str] | None
         for name in REDACTED_FIELDS:
             for finding in redactor.normalised_findings(getattr(incident, name)):
                 kinds[finding.kind] += 1
-                findings.append({"id": incident.id, "field": name, "kind": finding.kind,
-                                 "at": finding.start, "looks_like": mask(finding.text)})
-    return {"file": str(path), "records": len(records), "records_with_findings": len({f["id"] for f in findings}),
-            "by_kind": dict(sorted(kinds.items())), "findings": findings, "kinds_redacted": list(redactor.kinds)}
+                findings.append(
+                    {
+                        "id": incident.id,
+                        "field": name,
+                        "kind": finding.kind,
+                        "at": finding.start,
+                        "looks_like": mask(finding.text),
+                    }
+                )
+    return {
+        "file": str(path),
+        "records": len(records),
+        "records_with_findings": len({f["id"] for f in findings}),
+        "by_kind": dict(sorted(kinds.items())),
+        "findings": findings,
+        "kinds_redacted": list(redactor.kinds),
+    }
 
 
 # --- a home filled before redaction ----------------------------------------------------
 
-def redact_home(service: Service, progress: Callable[[str], None] = lambda message: None) -> dict[str, Any]:
+
+def redact_home(
+    service: Service, progress: Callable[[str], None] = lambda message: None
+) -> dict[str, Any]:
     """Rewrite every stored incident and recorded query through the redactor, re-embed what
     changed, publish a new index, drop older index versions, profiles and unused vectors,
     and compact the database."""
@@ -78,8 +97,14 @@ def redact_home(service: Service, progress: Callable[[str], None] = lambda messa
     vectors = store.prune_unused_vectors()
     cleanup = _remove_old_traces(service)
     store.audit("kb redact", "redact", "", f"{changed} incident(s), {suggestions} suggestion(s)")
-    return {"incidents_changed": changed, "suggestions_changed": suggestions, "drafts_changed": drafts,
-            "index": report.to_dict(), "vectors_removed": vectors, **cleanup}
+    return {
+        "incidents_changed": changed,
+        "suggestions_changed": suggestions,
+        "drafts_changed": drafts,
+        "index": report.to_dict(),
+        "vectors_removed": vectors,
+        **cleanup,
+    }
 
 
 def _redact_drafts(service: Service) -> list[str]:
@@ -89,7 +114,12 @@ def _redact_drafts(service: Service) -> list[str]:
     changed = []
     for article in list(store.iter_articles()):
         path = Path(article.path) if article.path else None
-        if article.status != "draft" or path is None or not path.is_file() or folder not in path.resolve().parents:
+        if (
+            article.status != "draft"
+            or path is None
+            or not path.is_file()
+            or folder not in path.resolve().parents
+        ):
             continue
         text = path.read_text(encoding="utf-8")
         clean = service.redactor.redact(text)
@@ -114,7 +144,10 @@ def _remove_old_traces(service: Service) -> dict[str, Any]:
 
 # --- erasure -----------------------------------------------------------------------------
 
-def erase_incidents(service: Service, ids: list[str], *, actor: str, wait: bool = False) -> dict[str, Any]:
+
+def erase_incidents(
+    service: Service, ids: list[str], *, actor: str, wait: bool = False
+) -> dict[str, Any]:
     """Remove incidents everywhere: their rows and every row holding their text (one
     transaction), then the index (a new version without them, older versions deleted), the
     ranking profile (refitted: it holds words of the incidents it was fitted on), the draft
@@ -140,7 +173,9 @@ def erase_incidents(service: Service, ids: list[str], *, actor: str, wait: bool 
     return result
 
 
-def finish_erasures_waiting(service: Service, *, poll: float = ERASURE_POLL_SECONDS) -> dict[str, Any]:
+def finish_erasures_waiting(
+    service: Service, *, poll: float = ERASURE_POLL_SECONDS
+) -> dict[str, Any]:
     """finish_erasures, waiting while another indexer holds the lock."""
     while True:
         try:
@@ -188,16 +223,30 @@ def erase_person(service: Service, needle: str, *, actor: str, wait: bool = True
     Returns what was found and erased."""
     store = service.store()
     found = store.records_mentioning(needle)
-    report: dict[str, Any] = {"found": found, "erased": [], "drafts": [], "suggestions_blanked": 0,
-                              "feedback_agents_erased": 0, "missing": []}
+    report: dict[str, Any] = {
+        "found": found,
+        "erased": [],
+        "drafts": [],
+        "suggestions_blanked": 0,
+        "feedback_agents_erased": 0,
+        "missing": [],
+    }
     if found["incidents"]:
         incidents = erase_incidents(service, found["incidents"], actor=actor, wait=wait)
-        report.update(erased=incidents["erased"], drafts=list(incidents["drafts"]),
-                      suggestions_blanked=incidents["suggestions_blanked"], incident_erasure=incidents)
+        report.update(
+            erased=incidents["erased"],
+            drafts=list(incidents["drafts"]),
+            suggestions_blanked=incidents["suggestions_blanked"],
+            incident_erasure=incidents,
+        )
         found = store.records_mentioning(needle)  # what the incidents' erasure did not take
     if found["suggestions"] or found["feedback"] or found["drafts"]:
-        rest = store.erase_records(suggestions=found["suggestions"], feedback=found["feedback"],
-                                   drafts=found["drafts"], actor=actor)
+        rest = store.erase_records(
+            suggestions=found["suggestions"],
+            feedback=found["feedback"],
+            drafts=found["drafts"],
+            actor=actor,
+        )
         for path in rest.pop("draft_paths"):
             if Path(path).is_file():
                 Path(path).unlink()
@@ -213,6 +262,7 @@ def erase_person(service: Service, needle: str, *, actor: str, wait: bool = True
 
 
 # --- proof ---------------------------------------------------------------------------------
+
 
 @dataclass
 class ScanReport:
@@ -230,8 +280,13 @@ class ScanReport:
         return {**asdict(self), "clean": self.clean}
 
 
-def scan_home(home: Path, *, needle: str = "", redactor: Redactor | None = None,
-              pending_erasures: list[dict] | None = None) -> ScanReport:
+def scan_home(
+    home: Path,
+    *,
+    needle: str = "",
+    redactor: Redactor | None = None,
+    pending_erasures: list[dict] | None = None,
+) -> ScanReport:
     """Read the raw bytes of every file under the data home (the database, its WAL and
     shared-memory files, index versions, drafts; not the exported model) and report where
     ``needle`` occurs (as UTF-8, in any letter case, also in full-width or other forms NFKC
@@ -241,8 +296,11 @@ def scan_home(home: Path, *, needle: str = "", redactor: Redactor | None = None,
     report = ScanReport(pending_erasures=list(pending_erasures or []))
     wanted = needle.encode("utf-8").lower() if needle else b""
     folded_needle = normalise_raw(needle).casefold()
-    redactor = Redactor(redactor.kinds if redactor else DEFAULT_KINDS, context=False,
-                        phone_regions=redactor.phone_regions if redactor else DEFAULT_PHONE_REGIONS)
+    redactor = Redactor(
+        redactor.kinds if redactor else DEFAULT_KINDS,
+        context=False,
+        phone_regions=redactor.phone_regions if redactor else DEFAULT_PHONE_REGIONS,
+    )
     for path in sorted(Path(home).rglob("*")):
         relative = path.relative_to(home)
         if not path.is_file() or relative.parts[0] in SCAN_SKIP:
@@ -257,7 +315,9 @@ def scan_home(home: Path, *, needle: str = "", redactor: Redactor | None = None,
             continue
         kinds: Counter = Counter()
         for start in range(0, len(data), SCAN_CHUNK):
-            text = normalise_raw(data[start:start + SCAN_CHUNK + 256].decode("utf-8", errors="replace"))
+            text = normalise_raw(
+                data[start : start + SCAN_CHUNK + 256].decode("utf-8", errors="replace")
+            )
             kinds.update(f.kind for f in redactor.findings(text))
         if kinds:
             report.findings[str(relative)] = dict(sorted(kinds.items()))
@@ -272,8 +332,15 @@ def _folded_hits(data: bytes, folded_needle: str) -> int:
     overlap = 4 * len(folded_needle.encode("utf-8")) * 4
     hits = 0
     for start in range(0, len(data), SCAN_CHUNK):
-        window = normalise_raw(data[start:start + SCAN_CHUNK + overlap].decode("utf-8", errors="replace")).casefold()
-        tail = normalise_raw(data[start + SCAN_CHUNK:start + SCAN_CHUNK + overlap].decode(
-            "utf-8", errors="replace")).casefold()
-        hits += window.count(folded_needle) - tail.count(folded_needle)  # the tail is the next window's
+        window = normalise_raw(
+            data[start : start + SCAN_CHUNK + overlap].decode("utf-8", errors="replace")
+        ).casefold()
+        tail = normalise_raw(
+            data[start + SCAN_CHUNK : start + SCAN_CHUNK + overlap].decode(
+                "utf-8", errors="replace"
+            )
+        ).casefold()
+        hits += window.count(folded_needle) - tail.count(
+            folded_needle
+        )  # the tail is the next window's
     return max(hits, 0)

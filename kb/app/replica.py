@@ -54,8 +54,14 @@ def is_current(config: dict | None, latest: dict, database_id: str, erasures: in
     return same_version and built_here and int(config.get("erasures", -1)) >= erasures
 
 
-def build_replica(store: Store, index_root, latest: dict, dimension: int,
-                  progress: Callable[[str], None] | None = None, kind: str | None = None) -> str:
+def build_replica(
+    store: Store,
+    index_root,
+    latest: dict,
+    dimension: int,
+    progress: Callable[[str], None] | None = None,
+    kind: str | None = None,
+) -> str:
     """Build a local version of the database's latest index from its stored vectors, and
     publish it in this home. The caller holds the home's indexing lock. ``kind`` is this
     node's forced index kind (KB_INDEX_KIND); without it the kind follows the count."""
@@ -67,22 +73,41 @@ def build_replica(store: Store, index_root, latest: dict, dimension: int,
         if progress:
             progress(f"building this node's index from {count} stored vectors ({model_id})")
         index = VectorIndex.build(store.iter_chunk_vectors(model_id), dimension, count, kind)
-    version = publish_index(index_root, index, {
-        "model_id": model_id, "log_seq": head, "store_chunks": count, "model_path": latest["model_path"],
-        "db_version": latest["version"], "database_id": store.database_id(), "erasures": erasures,
-        "replica_of": latest.get("node", ""),
-    })
+    version = publish_index(
+        index_root,
+        index,
+        {
+            "model_id": model_id,
+            "log_seq": head,
+            "store_chunks": count,
+            "model_path": latest["model_path"],
+            "db_version": latest["version"],
+            "database_id": store.database_id(),
+            "erasures": erasures,
+            "replica_of": latest.get("node", ""),
+        },
+    )
     dropped = drop_old_versions(index_root) if erasures else []
-    log.info("built index replica %s of %s (%d vectors%s)", version, latest["version"], len(index),
-             f"; removed {len(dropped)} older version(s)" if dropped else "")
+    log.info(
+        "built index replica %s of %s (%d vectors%s)",
+        version,
+        latest["version"],
+        len(index),
+        f"; removed {len(dropped)} older version(s)" if dropped else "",
+    )
     return version
 
 
 class ReplicaFollower:
     """Watches the database's published versions for one process of a node."""
 
-    def __init__(self, index_root, store_factory: Callable[[], Store], dimension: Callable[[], int],
-                 kind: str | None = None):
+    def __init__(
+        self,
+        index_root,
+        store_factory: Callable[[], Store],
+        dimension: Callable[[], int],
+        kind: str | None = None,
+    ):
         self.index_root = index_root
         self.kind = kind
         self.store_factory = store_factory
@@ -95,7 +120,9 @@ class ReplicaFollower:
         latest = store.latest_index_version()
         if latest is None:
             return None
-        if is_current(_local_config(self.index_root), latest, store.database_id(), store.finished_erasures()):
+        if is_current(
+            _local_config(self.index_root), latest, store.database_id(), store.finished_erasures()
+        ):
             return None
         return latest
 
@@ -133,13 +160,17 @@ class ReplicaFollower:
                 try:
                     latest = self.needed(store)  # another process of this node may have built it
                     if latest is not None:
-                        build_replica(store, self.index_root, latest, self.dimension(), progress, self.kind)
+                        build_replica(
+                            store, self.index_root, latest, self.dimension(), progress, self.kind
+                        )
                 finally:
                     store.close()
         except BlockingIOError:
             pass  # another process of this node is building it
         except Exception:  # a failed build must not take down a serving worker
-            log.exception("could not build this node's index replica; the current version keeps serving")
+            log.exception(
+                "could not build this node's index replica; the current version keeps serving"
+            )
         finally:
             self._busy.release()
 
@@ -148,10 +179,14 @@ class ReplicaFollower:
         store = self.store_factory()
         try:
             if store.latest_index_version() is None:
-                progress("no index has been published to the database yet: run `kb index` on one node")
+                progress(
+                    "no index has been published to the database yet: run `kb index` on one node"
+                )
                 return
         finally:
             store.close()
         self._build(True, progress)
         if current_version(self.index_root) is None:
-            raise IndexMissingError("could not build this node's index from the database (see the log)")
+            raise IndexMissingError(
+                "could not build this node's index from the database (see the log)"
+            )

@@ -65,8 +65,9 @@ def _period_start(day: dt.date, period: str) -> dt.date:
     return day - dt.timedelta(days=day.weekday()) if period == "week" else day
 
 
-def activity_series(daily: dict[str, dict[str, int]], since: dt.date, until: dt.date,
-                    period: str) -> list[dict[str, Any]]:
+def activity_series(
+    daily: dict[str, dict[str, int]], since: dt.date, until: dt.date, period: str
+) -> list[dict[str, Any]]:
     """Daily counts summed per period, every period from ``since`` to ``until`` present."""
     keys = ("suggestions", "no_good_match", "used", "none_helped", "incidents_closed")
     buckets: dict[dt.date, dict[str, Any]] = {}
@@ -95,15 +96,27 @@ def reuse_table(store: Any, since: str) -> list[dict[str, Any]]:
     rows = {}
     for article in store.iter_articles():
         if article.status != "archived" or article.id in counts:
-            rows[article.id] = {"id": article.id, "title": article.title, "status": article.status,
-                                "in_store": True}
+            rows[article.id] = {
+                "id": article.id,
+                "title": article.title,
+                "status": article.status,
+                "in_store": True,
+            }
     for article_id in counts:
-        rows.setdefault(article_id, {"id": article_id, "title": "", "status": "", "in_store": False})
+        rows.setdefault(
+            article_id, {"id": article_id, "title": "", "status": "", "in_store": False}
+        )
     table = []
     for article_id, row in rows.items():
         c = counts.get(article_id, {"linked_incidents": 0, "used": 0})
-        table.append({**row, "linked_incidents": c["linked_incidents"], "used": c["used"],
-                      "reuse": c["linked_incidents"] + c["used"]})
+        table.append(
+            {
+                **row,
+                "linked_incidents": c["linked_incidents"],
+                "used": c["used"],
+                "reuse": c["linked_incidents"] + c["used"],
+            }
+        )
     table.sort(key=lambda r: (-r["reuse"], r["id"]))
     return table
 
@@ -121,14 +134,23 @@ def pareto(reuse: list[dict[str, Any]]) -> dict[str, Any]:
     top = math.ceil(len(reuse) * PARETO_TOP_FRACTION) if reuse else 0
     top_share = sum(r["reuse"] for r in reuse[:top]) / total if total else None
     return {
-        "articles": len(reuse), "total_reuse": total, "top_fraction": PARETO_TOP_FRACTION,
-        "top_articles": top, "top_share": None if top_share is None else round(top_share, 4),
-        "articles_for_80": articles_for_80, "points": points,
+        "articles": len(reuse),
+        "total_reuse": total,
+        "top_fraction": PARETO_TOP_FRACTION,
+        "top_articles": top,
+        "top_share": None if top_share is None else round(top_share, 4),
+        "articles_for_80": articles_for_80,
+        "points": points,
     }
 
 
-def build_report(service: Service, *, days: int = 90, now: dt.datetime | None = None,
-                 gap_threshold: float | None = None) -> dict[str, Any]:
+def build_report(
+    service: Service,
+    *,
+    days: int = 90,
+    now: dt.datetime | None = None,
+    gap_threshold: float | None = None,
+) -> dict[str, Any]:
     """Everything a knowledge manager looks at, for the last ``days`` days, as plain JSON
     types (see the module doc for the keys). The service's embedder groups knowledge gaps. Raises ValidationError for a bad window.
     """
@@ -157,21 +179,37 @@ def build_report(service: Service, *, days: int = 90, now: dt.datetime | None = 
         "days": days,
         "since": since + "Z",
         "totals": {**totals, "incidents_closed": knowledge["closed"], "articles": states},
-        "link_rate": {"value": _rate(knowledge["linked"], knowledge["closed"]),
-                      "linked": knowledge["linked"], "closed": knowledge["closed"]},
-        "new_vs_known": {"known": knowledge["known"], "new": knowledge["closed"] - knowledge["known"],
-                         "known_rate": _rate(knowledge["known"], knowledge["closed"])},
-        "none_helped_rate": {"value": _rate(totals["none_helped"], totals["feedback"]),
-                             "none_helped": totals["none_helped"], "feedback": totals["feedback"]},
-        "acceptance_by_rank": [{"rank": rank, "used": count, "share": _rate(count, used_total)}
-                               for rank, count in sorted(by_rank.items())],
+        "link_rate": {
+            "value": _rate(knowledge["linked"], knowledge["closed"]),
+            "linked": knowledge["linked"],
+            "closed": knowledge["closed"],
+        },
+        "new_vs_known": {
+            "known": knowledge["known"],
+            "new": knowledge["closed"] - knowledge["known"],
+            "known_rate": _rate(knowledge["known"], knowledge["closed"]),
+        },
+        "none_helped_rate": {
+            "value": _rate(totals["none_helped"], totals["feedback"]),
+            "none_helped": totals["none_helped"],
+            "feedback": totals["feedback"],
+        },
+        "acceptance_by_rank": [
+            {"rank": rank, "used": count, "share": _rate(count, used_total)}
+            for rank, count in sorted(by_rank.items())
+        ],
         "reuse": reuse,
         "pareto": pareto(reuse),
-        "over_time": {"period": period,
-                      "series": activity_series(daily, dt.date.fromisoformat(since[:10]),
-                                                now.date(), period)},
-        "gaps": {"threshold": threshold, "queries": len(gap_rows), "clusters": clusters,
-                 "draft_candidates": draft_candidates(store, service.embedder().model_id)},
+        "over_time": {
+            "period": period,
+            "series": activity_series(daily, dt.date.fromisoformat(since[:10]), now.date(), period),
+        },
+        "gaps": {
+            "threshold": threshold,
+            "queries": len(gap_rows),
+            "clusters": clusters,
+            "draft_candidates": draft_candidates(store, service.embedder().model_id),
+        },
         "stale": {"explanation": HARM_EXPLANATION, "articles": stale},
         "routing": routing_summary(routing_rows),
         "escalation_by_category": escalation,
@@ -186,10 +224,20 @@ def draft_candidates(store: Any, model_id: str) -> list[dict[str, Any]]:
     """Resolution families (search.families) of DRAFT_FAMILY_SIZE incidents or more: a fix
     agents keep writing in their own words that no article holds (incidents resolved with
     an article are grouped by it, never into a family). Largest first."""
-    families = ((store.latest_ranking_profile(model_id) or {}).get("families") or {}).get("info") or {}
-    rows = [{"family": fid, "size": f.get("size", 0), "representative": f.get("representative", ""),
-             "representative_id": f.get("representative_id", ""), "steps": f.get("steps", [])}
-            for fid, f in families.items() if f.get("size", 0) >= DRAFT_FAMILY_SIZE]
+    families = ((store.latest_ranking_profile(model_id) or {}).get("families") or {}).get(
+        "info"
+    ) or {}
+    rows = [
+        {
+            "family": fid,
+            "size": f.get("size", 0),
+            "representative": f.get("representative", ""),
+            "representative_id": f.get("representative_id", ""),
+            "steps": f.get("steps", []),
+        }
+        for fid, f in families.items()
+        if f.get("size", 0) >= DRAFT_FAMILY_SIZE
+    ]
     return sorted(rows, key=lambda r: (-r["size"], r["family"]))
 
 
@@ -201,7 +249,9 @@ def routing_summary(rows: list[tuple]) -> dict[str, Any]:
     weeks: dict[str, list[int]] = {}
     for week, predicted, final, *rest in rows:
         sure = rest[0] if rest else ""
-        tally = weeks.setdefault(week, [0, 0, 0, 0, 0])  # incidents, right, told, sure, right when sure
+        tally = weeks.setdefault(
+            week, [0, 0, 0, 0, 0]
+        )  # incidents, right, told, sure, right when sure
         tally[0] += 1
         tally[1] += predicted == final
         tally[2] += sure in ("yes", "no")
@@ -209,14 +259,24 @@ def routing_summary(rows: list[tuple]) -> dict[str, Any]:
         tally[4] += sure == "yes" and predicted == final
 
     def figures(t: list[int]) -> dict[str, Any]:
-        return {"incidents": t[0], "right": t[1], "accuracy": _rate(t[1], t[0]),
-                "not_sure_share": _rate(t[2] - t[3], t[2]), "sure": t[3], "accuracy_when_sure": _rate(t[4], t[3])}
+        return {
+            "incidents": t[0],
+            "right": t[1],
+            "accuracy": _rate(t[1], t[0]),
+            "not_sure_share": _rate(t[2] - t[3], t[2]),
+            "sure": t[3],
+            "accuracy_when_sure": _rate(t[4], t[3]),
+        }
 
     total = [sum(t[i] for t in weeks.values()) for i in range(5)]
-    return {**figures(total), "weeks": [{"week": w, **figures(t)} for w, t in sorted(weeks.items())]}
+    return {
+        **figures(total),
+        "weeks": [{"week": w, **figures(t)} for w, t in sorted(weeks.items())],
+    }
 
 
 # --- the terminal summary --------------------------------------------------------------
+
 
 def _percent(value: float | None) -> str:
     return "n/a" if value is None else f"{value * 100:.0f}%"
@@ -237,7 +297,9 @@ def render_text(report: dict[str, Any], *, top: int = 5) -> str:
         f"None-helped rate: {_percent(report['none_helped_rate']['value'])}",
     ]
     if report["acceptance_by_rank"]:
-        ranks = ", ".join(f"#{r['rank']} {_percent(r['share'])}" for r in report["acceptance_by_rank"][:5])
+        ranks = ", ".join(
+            f"#{r['rank']} {_percent(r['share'])}" for r in report["acceptance_by_rank"][:5]
+        )
         lines.append(f"Used results by rank: {ranks}")
     p = report["pareto"]
     if p["total_reuse"]:
@@ -250,8 +312,11 @@ def render_text(report: dict[str, Any], *, top: int = 5) -> str:
         lines += ["", "Most reused articles:"]
         lines += [f"  {r['reuse']:>4}  {r['id']}  {r['title']}" for r in reused]
     clusters = report["gaps"]["clusters"][:top]
-    lines += ["", f"Knowledge gaps: {report['gaps']['queries']} searches where nothing helped"
-              + (f", {len(report['gaps']['clusters'])} topics" if clusters else "")]
+    lines += [
+        "",
+        f"Knowledge gaps: {report['gaps']['queries']} searches where nothing helped"
+        + (f", {len(report['gaps']['clusters'])} topics" if clusters else ""),
+    ]
     for c in clusters:
         terms = f" [{', '.join(c['terms'])}]" if c["terms"] else ""
         lines.append(f"  {c['size']:>4}  {c['title']}{terms}")

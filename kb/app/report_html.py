@@ -84,8 +84,10 @@ def _open(width: int, height: int, title: str) -> list[str]:
 
 def _empty(width: int, height: int, title: str, message: str = "No data yet") -> str:
     parts = _open(width, height, title)
-    parts.append(f'<text x="{width / 2:.0f}" y="{height / 2:.0f}" text-anchor="middle" '
-                 f'fill="{MUTED}">{_e(message)}</text>')
+    parts.append(
+        f'<text x="{width / 2:.0f}" y="{height / 2:.0f}" text-anchor="middle" '
+        f'fill="{MUTED}">{_e(message)}</text>'
+    )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -93,25 +95,39 @@ def _empty(width: int, height: int, title: str, message: str = "No data yet") ->
 def _legend(names: Sequence[str], x: float, y: float, colors: Sequence[str]) -> list[str]:
     parts, cursor = [], x
     for name, color in zip(names, colors, strict=False):
-        parts.append(f'<rect x="{_n(cursor)}" y="{_n(y - 9)}" width="10" height="10" fill="{color}"/>')
+        parts.append(
+            f'<rect x="{_n(cursor)}" y="{_n(y - 9)}" width="10" height="10" fill="{color}"/>'
+        )
         parts.append(f'<text x="{_n(cursor + 14)}" y="{_n(y)}">{_e(name)}</text>')
         cursor += 24 + 7 * len(str(name))
     return parts
 
 
-def _y_axis(ticks: Sequence[float], left: float, right: float, top: float, bottom: float,
-            percent: bool, anchor_x: float | None = None, anchor: str = "end",
-            grid: bool = True) -> list[str]:
+def _y_axis(
+    ticks: Sequence[float],
+    left: float,
+    right: float,
+    top: float,
+    bottom: float,
+    percent: bool,
+    anchor_x: float | None = None,
+    anchor: str = "end",
+    grid: bool = True,
+) -> list[str]:
     parts = []
     span = ticks[-1] or 1.0
     for tick in ticks:
         y = bottom - (tick / span) * (bottom - top)
         if grid:
-            parts.append(f'<line x1="{_n(left)}" y1="{_n(y)}" x2="{_n(right)}" y2="{_n(y)}" '
-                         f'stroke="{GRID}" stroke-width="1"/>')
-        parts.append(f'<text x="{_n(anchor_x if anchor_x is not None else left - 6)}" '
-                     f'y="{_n(y + 4)}" text-anchor="{anchor}" fill="{MUTED}">'
-                     f"{_e(_fmt(tick, percent))}</text>")
+            parts.append(
+                f'<line x1="{_n(left)}" y1="{_n(y)}" x2="{_n(right)}" y2="{_n(y)}" '
+                f'stroke="{GRID}" stroke-width="1"/>'
+            )
+        parts.append(
+            f'<text x="{_n(anchor_x if anchor_x is not None else left - 6)}" '
+            f'y="{_n(y + 4)}" text-anchor="{anchor}" fill="{MUTED}">'
+            f"{_e(_fmt(tick, percent))}</text>"
+        )
     return parts
 
 
@@ -121,14 +137,21 @@ def _x_labels(labels: Sequence[str], xs: Sequence[float], y: float, most: int = 
     every = max(1, math.ceil(len(labels) / most))
     parts = []
     for index in range(0, len(labels), every):
-        parts.append(f'<text x="{_n(xs[index])}" y="{_n(y)}" text-anchor="middle" '
-                     f'fill="{MUTED}">{_e(_clip(labels[index], 12))}</text>')
+        parts.append(
+            f'<text x="{_n(xs[index])}" y="{_n(y)}" text-anchor="middle" '
+            f'fill="{MUTED}">{_e(_clip(labels[index], 12))}</text>'
+        )
     return parts
 
 
 def svg_line_chart(
-    labels: Sequence[str], series: Mapping[str, Sequence[float | None]], *, title: str,
-    width: int = 640, height: int = 260, percent: bool = False,
+    labels: Sequence[str],
+    series: Mapping[str, Sequence[float | None]],
+    *,
+    title: str,
+    width: int = 640,
+    height: int = 260,
+    percent: bool = False,
     colors: Sequence[str] = PALETTE,
 ) -> str:
     """Lines over shared x labels (e.g. days or weeks); one line per series.
@@ -167,17 +190,25 @@ def svg_line_chart(
         if run:
             runs.append(run)
         for points in runs:
-            parts.append(f'<polyline points="{" ".join(points)}" fill="none" stroke="{color}" '
-                         f'stroke-width="2" stroke-linejoin="round"/>')
+            parts.append(
+                f'<polyline points="{" ".join(points)}" fill="none" stroke="{color}" '
+                f'stroke-width="2" stroke-linejoin="round"/>'
+            )
         parts += dots
     parts.append("</svg>")
     return "".join(parts)
 
 
 def svg_bar_chart(
-    items: Sequence[tuple[str, float]], *, title: str, width: int = 640,
-    horizontal: bool = True, percent: bool = False, color: str = PALETTE[0],
-    max_items: int = 15, label_chars: int = 38,
+    items: Sequence[tuple[str, float]],
+    *,
+    title: str,
+    width: int = 640,
+    horizontal: bool = True,
+    percent: bool = False,
+    color: str = PALETTE[0],
+    max_items: int = 15,
+    label_chars: int = 38,
 ) -> str:
     """Bars for (label, value) pairs, in the order given.
 
@@ -197,13 +228,19 @@ def svg_bar_chart(
         for index, (label, value) in enumerate(items):
             y = 30 + index * row
             length = (right - left) * value / span
-            parts.append(f'<text x="{_n(left - 8)}" y="{_n(y + 15)}" text-anchor="end">'
-                         f"{_e(_clip(label, label_chars))}</text>")
-            parts.append(f'<rect x="{_n(left)}" y="{_n(y + 3)}" width="{_n(max(length, 1))}" '
-                         f'height="{row - 8}" fill="{color}"><title>{_e(label)}: '
-                         f"{_e(_fmt(value, percent))}</title></rect>")
-            parts.append(f'<text x="{_n(left + length + 6)}" y="{_n(y + 15)}" fill="{MUTED}">'
-                         f"{_e(_fmt(value, percent))}</text>")
+            parts.append(
+                f'<text x="{_n(left - 8)}" y="{_n(y + 15)}" text-anchor="end">'
+                f"{_e(_clip(label, label_chars))}</text>"
+            )
+            parts.append(
+                f'<rect x="{_n(left)}" y="{_n(y + 3)}" width="{_n(max(length, 1))}" '
+                f'height="{row - 8}" fill="{color}"><title>{_e(label)}: '
+                f"{_e(_fmt(value, percent))}</title></rect>"
+            )
+            parts.append(
+                f'<text x="{_n(left + length + 6)}" y="{_n(y + 15)}" fill="{MUTED}">'
+                f"{_e(_fmt(value, percent))}</text>"
+            )
         parts.append("</svg>")
         return "".join(parts)
     height = 240
@@ -218,17 +255,25 @@ def svg_bar_chart(
         x = left + index * slot + slot * 0.15
         bar_height = (bottom - top) * value / span
         xs.append(x + slot * 0.35)
-        parts.append(f'<rect x="{_n(x)}" y="{_n(bottom - bar_height)}" width="{_n(slot * 0.7)}" '
-                     f'height="{_n(max(bar_height, 0.5))}" fill="{color}"><title>{_e(label)}: '
-                     f"{_e(_fmt(value, percent))}</title></rect>")
+        parts.append(
+            f'<rect x="{_n(x)}" y="{_n(bottom - bar_height)}" width="{_n(slot * 0.7)}" '
+            f'height="{_n(max(bar_height, 0.5))}" fill="{color}"><title>{_e(label)}: '
+            f"{_e(_fmt(value, percent))}</title></rect>"
+        )
     parts += _x_labels([label for label, _ in items], xs, height - 8, most=len(items))
     parts.append("</svg>")
     return "".join(parts)
 
 
 def svg_pareto_chart(
-    items: Sequence[tuple[str, float]], *, title: str, width: int = 640, height: int = 280,
-    target: float = 0.8, max_items: int = 60, color: str = PALETTE[0],
+    items: Sequence[tuple[str, float]],
+    *,
+    title: str,
+    width: int = 640,
+    height: int = 280,
+    target: float = 0.8,
+    max_items: int = 60,
+    color: str = PALETTE[0],
     line_color: str = PALETTE[4],
 ) -> str:
     """Bars for each item's count, largest first, with the cumulative share as a line
@@ -239,45 +284,66 @@ def svg_pareto_chart(
     if not ordered or total <= 0:
         return _empty(width, height, title)
     if len(ordered) > max_items:
-        rest = ordered[max_items - 1:]
+        rest = ordered[max_items - 1 :]
         ordered = ordered[: max_items - 1] + [(f"{len(rest)} others", sum(v for _, v in rest))]
     left, right, top, bottom = 52.0, width - 52.0, 44.0, height - 28.0
     ticks = nice_ticks(max(v for _, v in ordered))
     span = ticks[-1] or 1.0
     slot = (right - left) / len(ordered)
     parts = _open(width, height, title)
-    parts += _legend(["count", "cumulative share", f"{target * 100:.0f}%"], 0, 34,
-                     [color, line_color, MUTED])
+    parts += _legend(
+        ["count", "cumulative share", f"{target * 100:.0f}%"], 0, 34, [color, line_color, MUTED]
+    )
     parts += _y_axis(ticks, left, right, top, bottom, False)
-    parts += _y_axis([0.0, 0.25, 0.5, 0.75, 1.0], left, right, top, bottom, True,
-                     anchor_x=right + 6, anchor="start", grid=False)
+    parts += _y_axis(
+        [0.0, 0.25, 0.5, 0.75, 1.0],
+        left,
+        right,
+        top,
+        bottom,
+        True,
+        anchor_x=right + 6,
+        anchor="start",
+        grid=False,
+    )
     target_y = bottom - target * (bottom - top)
-    parts.append(f'<line x1="{_n(left)}" y1="{_n(target_y)}" x2="{_n(right)}" y2="{_n(target_y)}" '
-                 f'stroke="{MUTED}" stroke-width="1" stroke-dasharray="4 4"/>')
+    parts.append(
+        f'<line x1="{_n(left)}" y1="{_n(target_y)}" x2="{_n(right)}" y2="{_n(target_y)}" '
+        f'stroke="{MUTED}" stroke-width="1" stroke-dasharray="4 4"/>'
+    )
     running, points, dots = 0.0, [], []
     for index, (label, value) in enumerate(ordered):
         x = left + index * slot
         bar_height = (bottom - top) * value / span
         running += value
         share = running / total
-        parts.append(f'<rect x="{_n(x + slot * 0.1)}" y="{_n(bottom - bar_height)}" '
-                     f'width="{_n(slot * 0.8)}" height="{_n(max(bar_height, 0.5))}" fill="{color}">'
-                     f"<title>{_e(label)}: {_e(_fmt(value))} "
-                     f"(cumulative {_e(_fmt(share, True))})</title></rect>")
+        parts.append(
+            f'<rect x="{_n(x + slot * 0.1)}" y="{_n(bottom - bar_height)}" '
+            f'width="{_n(slot * 0.8)}" height="{_n(max(bar_height, 0.5))}" fill="{color}">'
+            f"<title>{_e(label)}: {_e(_fmt(value))} "
+            f"(cumulative {_e(_fmt(share, True))})</title></rect>"
+        )
         cx, cy = x + slot / 2, bottom - share * (bottom - top)
         points.append(f"{_n(cx)},{_n(cy)}")
         dots.append(f'<circle cx="{_n(cx)}" cy="{_n(cy)}" r="2.5" fill="{line_color}"/>')
-    parts.append(f'<polyline points="{" ".join(points)}" fill="none" stroke="{line_color}" '
-                 f'stroke-width="2"/>')
+    parts.append(
+        f'<polyline points="{" ".join(points)}" fill="none" stroke="{line_color}" '
+        f'stroke-width="2"/>'
+    )
     parts += dots
-    parts.append(f'<text x="{_n(left)}" y="{height - 8}" fill="{MUTED}">'
-                 f"{len(ordered)} bars, most reused on the left (hover for names)</text>")
+    parts.append(
+        f'<text x="{_n(left)}" y="{height - 8}" fill="{MUTED}">'
+        f"{len(ordered)} bars, most reused on the left (hover for names)</text>"
+    )
     parts.append("</svg>")
     return "".join(parts)
 
 
 def svg_stacked_bar(
-    parts: Sequence[tuple[str, float]], *, title: str, width: int = 640,
+    parts: Sequence[tuple[str, float]],
+    *,
+    title: str,
+    width: int = 640,
     colors: Sequence[str] = PALETTE,
 ) -> str:
     """One bar split into the shares of a whole (e.g. used vs none helped), with a legend
@@ -291,9 +357,11 @@ def svg_stacked_bar(
     x, bar_width = 0.0, float(width)
     for (label, value), color in zip(items, colors, strict=False):
         length = bar_width * value / total
-        out.append(f'<rect x="{_n(x)}" y="28" width="{_n(length)}" height="24" fill="{color}">'
-                   f"<title>{_e(label)}: {_e(_fmt(value))} ({_e(_fmt(value / total, True))})"
-                   "</title></rect>")
+        out.append(
+            f'<rect x="{_n(x)}" y="28" width="{_n(length)}" height="24" fill="{color}">'
+            f"<title>{_e(label)}: {_e(_fmt(value))} ({_e(_fmt(value / total, True))})"
+            "</title></rect>"
+        )
         x += length
     names = [f"{label} {_fmt(value)} ({_fmt(value / total, True)})" for label, value in items]
     out += _legend(names, 0, 76, colors)
@@ -334,10 +402,12 @@ def _tile(value: str, label: str) -> str:
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], numeric: set[int]) -> str:
     head = "".join(f"<th>{_e(h)}</th>" for h in headers)
     body = "".join(
-        "<tr>" + "".join(
+        "<tr>"
+        + "".join(
             f'<td class="num">{cell}</td>' if i in numeric else f"<td>{cell}</td>"
             for i, cell in enumerate(row)
-        ) + "</tr>"
+        )
+        + "</tr>"
         for row in rows
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
@@ -355,25 +425,41 @@ def report_charts(report: dict[str, Any]) -> dict[str, str]:
     feedback = report["totals"]
     return {
         "usage": svg_line_chart(
-            labels, {"suggestions": [r["suggestions"] for r in series],
-                     "used": [r["used"] for r in series],
-                     "none helped": [r["none_helped"] for r in series]},
-            title=f"Suggestions and usage per {per}"),
+            labels,
+            {
+                "suggestions": [r["suggestions"] for r in series],
+                "used": [r["used"] for r in series],
+                "none helped": [r["none_helped"] for r in series],
+            },
+            title=f"Suggestions and usage per {per}",
+        ),
         "none_helped_rate": svg_line_chart(
-            labels, {"none-helped rate": [r["none_helped_rate"] for r in series]},
-            title=f"None-helped rate per {per}", percent=True, colors=(PALETTE[2],)),
+            labels,
+            {"none-helped rate": [r["none_helped_rate"] for r in series]},
+            title=f"None-helped rate per {per}",
+            percent=True,
+            colors=(PALETTE[2],),
+        ),
         "choices": svg_stacked_bar(
             [("used", feedback["used"]), ("none helped", feedback["none_helped"])],
-            title="Choices recorded", colors=(PALETTE[1], PALETTE[2])),
+            title="Choices recorded",
+            colors=(PALETTE[1], PALETTE[2]),
+        ),
         "known": svg_stacked_bar(
             [("solved with existing knowledge", known["known"]), ("new", known["new"])],
-            title="Closed incidents: known vs new", colors=(PALETTE[0], PALETTE[6])),
+            title="Closed incidents: known vs new",
+            colors=(PALETTE[0], PALETTE[6]),
+        ),
         "rank": svg_bar_chart(
             [(f"#{r['rank']}", r["used"]) for r in report["acceptance_by_rank"]],
-            title="Used results by rank shown", horizontal=False, max_items=10),
+            title="Used results by rank shown",
+            horizontal=False,
+            max_items=10,
+        ),
         "pareto": svg_pareto_chart(reuse, title="Reuse per article (Pareto)"),
-        "gaps": svg_bar_chart(gaps, title="Knowledge gaps: searches where nothing helped, by topic",
-                              color=PALETTE[3]),
+        "gaps": svg_bar_chart(
+            gaps, title="Knowledge gaps: searches where nothing helped, by topic", color=PALETTE[3]
+        ),
         "stale": svg_bar_chart(stale, title="Stale articles by harm", color=PALETTE[4]),
     }
 
@@ -386,46 +472,64 @@ def render_html(report: dict[str, Any]) -> str:
     pareto_note = (
         f"The top {p['top_articles']} of {p['articles']} articles ({p['top_fraction'] * 100:.0f}%) "
         f"carry {_fmt(p['top_share'], True)} of reuse; {p['articles_for_80']} articles carry 80%."
-        if p["total_reuse"] else "No article was reused in this window."
+        if p["total_reuse"]
+        else "No article was reused in this window."
     )
-    tiles = "".join([
-        _tile(_fmt(report["link_rate"]["value"], True), "link rate (closed incidents with an article)"),
-        _tile(_fmt(report["new_vs_known"]["known_rate"], True), "solved with existing knowledge"),
-        _tile(_fmt(report["none_helped_rate"]["value"], True), "none-helped rate"),
-        _tile(_fmt(t["suggestions"]), "suggestions"),
-        _tile(_fmt(t["feedback"]), "choices recorded"),
-        _tile(_fmt(t["incidents_closed"]), "incidents closed"),
-    ])
+    tiles = "".join(
+        [
+            _tile(
+                _fmt(report["link_rate"]["value"], True),
+                "link rate (closed incidents with an article)",
+            ),
+            _tile(
+                _fmt(report["new_vs_known"]["known_rate"], True), "solved with existing knowledge"
+            ),
+            _tile(_fmt(report["none_helped_rate"]["value"], True), "none-helped rate"),
+            _tile(_fmt(t["suggestions"]), "suggestions"),
+            _tile(_fmt(t["feedback"]), "choices recorded"),
+            _tile(_fmt(t["incidents_closed"]), "incidents closed"),
+        ]
+    )
     gap_rows = [
-        (_e(c["title"]), _e(c["size"]), _e(", ".join(c["terms"])),
-         '<ul class="examples">' + "".join(f"<li>{_e(x)}</li>" for x in c["examples"]) + "</ul>")
+        (
+            _e(c["title"]),
+            _e(c["size"]),
+            _e(", ".join(c["terms"])),
+            '<ul class="examples">' + "".join(f"<li>{_e(x)}</li>" for x in c["examples"]) + "</ul>",
+        )
         for c in report["gaps"]["clusters"][:20]
     ]
     stale_rows = [
-        (_e(a["id"]), _e(a["title"]), _e(a["owner"]), _e("; ".join(a["reasons"])), _e(_fmt(a["harm"])))
+        (
+            _e(a["id"]),
+            _e(a["title"]),
+            _e(a["owner"]),
+            _e("; ".join(a["reasons"])),
+            _e(_fmt(a["harm"])),
+        )
         for a in report["stale"]["articles"][:30]
     ]
     body = f"""
 <h1>Knowledge report</h1>
-<p class="meta">Last {_e(report['days'])} days, since {_e(report['since'][:10])}; generated {_e(report['generated_at'])}.</p>
+<p class="meta">Last {_e(report["days"])} days, since {_e(report["since"][:10])}; generated {_e(report["generated_at"])}.</p>
 <div class="tiles">{tiles}</div>
 <div class="grid">
-<section><h2>Suggestions and usage</h2>{charts['usage']}</section>
-<section><h2>None helped</h2>{charts['none_helped_rate']}{charts['choices']}</section>
-<section><h2>Which articles carry the load</h2>{charts['pareto']}<p class="note">{_e(pareto_note)}</p></section>
-<section><h2>Known vs new, and rank used</h2>{charts['known']}{charts['rank']}</section>
+<section><h2>Suggestions and usage</h2>{charts["usage"]}</section>
+<section><h2>None helped</h2>{charts["none_helped_rate"]}{charts["choices"]}</section>
+<section><h2>Which articles carry the load</h2>{charts["pareto"]}<p class="note">{_e(pareto_note)}</p></section>
+<section><h2>Known vs new, and rank used</h2>{charts["known"]}{charts["rank"]}</section>
 </div>
-<section><h2>Knowledge gaps</h2>{charts['gaps']}
-<p class="note">{_e(report['gaps']['queries'])} searches where nothing helped, grouped by similarity of their text. Each topic's title is its most central search: a candidate article.</p>
-{_table(['suggested article', 'searches', 'terms', 'examples'], gap_rows, {1}) if gap_rows else ''}</section>
-<section><h2>Stale articles</h2>{charts['stale']}
-<p class="note">{_e(report['stale']['explanation'])}</p>
-{_table(['id', 'title', 'owner', 'why', 'harm'], stale_rows, {4}) if stale_rows else ''}</section>
+<section><h2>Knowledge gaps</h2>{charts["gaps"]}
+<p class="note">{_e(report["gaps"]["queries"])} searches where nothing helped, grouped by similarity of their text. Each topic's title is its most central search: a candidate article.</p>
+{_table(["suggested article", "searches", "terms", "examples"], gap_rows, {1}) if gap_rows else ""}</section>
+<section><h2>Stale articles</h2>{charts["stale"]}
+<p class="note">{_e(report["stale"]["explanation"])}</p>
+{_table(["id", "title", "owner", "why", "harm"], stale_rows, {4}) if stale_rows else ""}</section>
 """
     digest = base64.b64encode(hashlib.sha256(PAGE_CSS.encode()).digest()).decode()
     csp = f"default-src 'none'; style-src 'sha256-{digest}'; img-src data:"
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         f'<meta http-equiv="Content-Security-Policy" content="{_e(csp)}">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f"<title>Knowledge report: last {_e(report['days'])} days</title>\n"

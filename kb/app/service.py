@@ -48,8 +48,16 @@ class Service:
         self._stores: list[Store] = []
         self.redactor = Redactor(config.redact_kinds, phone_regions=config.phone_regions)
         # On a shared database this node builds its own index versions from the stored vectors.
-        self.follower = (ReplicaFollower(self.index_root, self.new_store, lambda: self.embedder().dimension,
-                                         config.forced_index_kind) if config.database_url else None)
+        self.follower = (
+            ReplicaFollower(
+                self.index_root,
+                self.new_store,
+                lambda: self.embedder().dimension,
+                config.forced_index_kind,
+            )
+            if config.database_url
+            else None
+        )
 
     # --- resources ---------------------------------------------------------------------
 
@@ -85,7 +93,9 @@ class Service:
         if self.config.secret_key:
             return self.config.secret_key
         with self.new_store() as store:
-            return store.setting_or_create("session_key", lambda: legacy_key(self.config) or secrets.token_hex(32))
+            return store.setting_or_create(
+                "session_key", lambda: legacy_key(self.config) or secrets.token_hex(32)
+            )
 
     def embedder(self) -> Embedder:
         with self._lock:
@@ -112,7 +122,9 @@ class Service:
                 index_config = read_config(self.index_root)
             except KBError:
                 index_config = {}
-        return resolve_model_folder(self.config.model, index_config.get("model_path", ""), self.home)
+        return resolve_model_folder(
+            self.config.model, index_config.get("model_path", ""), self.home
+        )
 
     def embed_backend(self, index_config: dict | None = None) -> str:
         """KB_EMBED_BACKEND if set, else the encoder the current index was built with (an
@@ -131,7 +143,9 @@ class Service:
         set_thread_counts(threads)
         backend = self.embed_backend(index_config)
         folder = None if backend == "hashing" else self.model_folder(index_config)
-        return load_embedder(backend, folder, threads=threads, cache_dir=self.home / "models" / "onnx")
+        return load_embedder(
+            backend, folder, threads=threads, cache_dir=self.home / "models" / "onnx"
+        )
 
     def embedder_for_folder(self, folder: Path, *, threads: int | None = None) -> Embedder:
         """Another model folder (a tuned model, or the one before it) through this home's
@@ -139,8 +153,12 @@ class Service:
         backend = self.embed_backend()
         if backend == "hashing":
             raise KBError("the hashing encoder has no model folder to load")
-        return load_embedder(backend, Path(folder), threads=threads or self.config.cpu_threads(),
-                             cache_dir=self.home / "models" / "onnx")
+        return load_embedder(
+            backend,
+            Path(folder),
+            threads=threads or self.config.cpu_threads(),
+            cache_dir=self.home / "models" / "onnx",
+        )
 
     def model_path_for_index(self, embedder: Embedder) -> str:
         """How the index config names its model: relative to the data home when the model
@@ -159,7 +177,9 @@ class Service:
         with self._lock:
             if self._suggester is None:
                 self._suggester = ResolutionSuggester(
-                    embedder, self.index_root, store_factory=self.new_store,
+                    embedder,
+                    self.index_root,
+                    store_factory=self.new_store,
                     max_query_chars=self.config.max_query_chars,
                     query_max_tokens=self.config.query_max_tokens,
                     refresh_seconds=self.config.index_refresh_seconds,
@@ -201,10 +221,18 @@ class Service:
 
     # --- work --------------------------------------------------------------------------
 
-    def index(self, *, rebuild: bool = False, progress: Progress | None = None,
-              fit: bool = True, embedder: Embedder | None = None, cluster: str | None = None,
-              cluster_workers: int | None = None, say: Callable[[str], None] | None = None,
-              accept: Callable[[RankingProfile], str] | None = None) -> IndexReport:
+    def index(
+        self,
+        *,
+        rebuild: bool = False,
+        progress: Progress | None = None,
+        fit: bool = True,
+        embedder: Embedder | None = None,
+        cluster: str | None = None,
+        cluster_workers: int | None = None,
+        say: Callable[[str], None] | None = None,
+        accept: Callable[[RankingProfile], str] | None = None,
+    ) -> IndexReport:
         """Bring the index in step with the store, fit the ranking profile, publish.
 
         ``embedder`` switches models (kb tune): every chunk is embedded with it and the
@@ -219,17 +247,48 @@ class Service:
             from indexer.cluster import cluster_embedder
 
             backend = self.embed_backend()
-            folder = None if backend == "hashing" else Path(getattr(embedder, "folder", None) or self.model_folder())
-            with cluster_embedder(cluster, embedder, backend=backend, folder=folder,
-                                  cache_dir=self.home / "models" / "onnx", workers=cluster_workers,
-                                  threads=1, say=say or (lambda message: None)) as bulk:
-                return self._index(rebuild=rebuild, progress=progress, fit=fit, embedder=embedder, bulk=bulk,
-                                   accept=accept)
-        return self._index(rebuild=rebuild, progress=progress, fit=fit, embedder=embedder, bulk=embedder,
-                           accept=accept)
+            folder = (
+                None
+                if backend == "hashing"
+                else Path(getattr(embedder, "folder", None) or self.model_folder())
+            )
+            with cluster_embedder(
+                cluster,
+                embedder,
+                backend=backend,
+                folder=folder,
+                cache_dir=self.home / "models" / "onnx",
+                workers=cluster_workers,
+                threads=1,
+                say=say or (lambda message: None),
+            ) as bulk:
+                return self._index(
+                    rebuild=rebuild,
+                    progress=progress,
+                    fit=fit,
+                    embedder=embedder,
+                    bulk=bulk,
+                    accept=accept,
+                )
+        return self._index(
+            rebuild=rebuild,
+            progress=progress,
+            fit=fit,
+            embedder=embedder,
+            bulk=embedder,
+            accept=accept,
+        )
 
-    def _index(self, *, rebuild: bool, progress: Progress | None, fit: bool, embedder: Embedder,
-               bulk: Embedder, accept: Callable[[RankingProfile], str] | None = None) -> IndexReport:
+    def _index(
+        self,
+        *,
+        rebuild: bool,
+        progress: Progress | None,
+        fit: bool,
+        embedder: Embedder,
+        bulk: Embedder,
+        accept: Callable[[RankingProfile], str] | None = None,
+    ) -> IndexReport:
         store = self.store()
         summary: dict = {}
 
@@ -237,7 +296,9 @@ class Service:
             if not fit:
                 return
             state = SearchState.from_index(store, index, embedder.model_id, seq)
-            profile = fit_profile(store, state, embed=lambda texts: self._embed_cached(store, embedder, texts))
+            profile = fit_profile(
+                store, state, embed=lambda texts: self._embed_cached(store, embedder, texts)
+            )
             reason = accept(profile) if accept is not None else ""
             if reason:
                 raise ProfileRejected(reason)
@@ -249,25 +310,41 @@ class Service:
             if not rebuild:
                 current = self._current_index_if_up_to_date(store, embedder, model_path, fit=fit)
                 if current is not None:
-                    return IndexReport(version=current["version"], unchanged=True,
-                                       vectors=int(current.get("count", 0)) - len(current.get("tombstones", [])))
+                    return IndexReport(
+                        version=current["version"],
+                        unchanged=True,
+                        vectors=int(current.get("count", 0)) - len(current.get("tombstones", [])),
+                    )
             report = update_index(
-                store, bulk, self.index_root, rebuild=rebuild,
-                batch_size=self.config.batch_size, progress=progress,
+                store,
+                bulk,
+                self.index_root,
+                rebuild=rebuild,
+                batch_size=self.config.batch_size,
+                progress=progress,
                 before_publish=fit_and_save,
-                meta={"model_path": model_path, "database_id": store.database_id(),
-                      "erasures": store.finished_erasures()},
+                meta={
+                    "model_path": model_path,
+                    "database_id": store.database_id(),
+                    "erasures": store.finished_erasures(),
+                },
                 kind=self.config.forced_index_kind,
             )
             # Every node sharing the database builds a replica of this version.
             config = read_config(self.index_root, report.version)
-            store.record_index_version(report.version, embedder.model_id, model_path,
-                                       int(config["log_seq"]), config["built_at"])
+            store.record_index_version(
+                report.version,
+                embedder.model_id,
+                model_path,
+                int(config["log_seq"]),
+                config["built_at"],
+            )
         report.ranking = summary
         return report
 
-    def _current_index_if_up_to_date(self, store: Store, embedder: Embedder, model_path: str, *,
-                                     fit: bool) -> dict | None:
+    def _current_index_if_up_to_date(
+        self, store: Store, embedder: Embedder, model_path: str, *, fit: bool
+    ) -> dict | None:
         """The published version's config when it already holds exactly what the store
         holds, for this model and settings, with a fitted profile: publishing again would
         change nothing. None otherwise (anything to embed, remove or replay; another model,
@@ -279,13 +356,15 @@ class Service:
         vectors = self.index_root / str(config.get("version", "")) / "vectors.faiss"
         forced = self.config.forced_index_kind
         same = (
-            config.get("model_id") == embedder.model_id and config.get("model_path", "") == model_path
+            config.get("model_id") == embedder.model_id
+            and config.get("model_path", "") == model_path
             and int(config.get("log_seq", -1)) == store.log_head()
             and int(config.get("store_chunks", -1)) == store.count_chunks()
             and config.get("erasures") == store.finished_erasures()
             and config.get("database_id") == store.database_id()
             and (not forced or config.get("index_kind") == forced)
-            and vectors.is_file() and vectors.stat().st_size > 0
+            and vectors.is_file()
+            and vectors.stat().st_size > 0
         )
         if not same or store.docs_to_index() or store.docs_to_unindex():
             return None
@@ -301,7 +380,9 @@ class Service:
         if self.follower is None:
             return
         store = self.store()
-        progress(f"database {store.where}: {store.count_incidents()} incidents, {store.count_chunks()} chunks")
+        progress(
+            f"database {store.where}: {store.count_incidents()} incidents, {store.count_chunks()} chunks"
+        )
         began = time.monotonic()
         store.lexical()
         progress(f"lexical index of this node up to date ({time.monotonic() - began:.1f} s)")
@@ -310,7 +391,12 @@ class Service:
     def _embed_cached(self, store: Store, embedder: Embedder, texts: Sequence[str]) -> np.ndarray:
         """Vectors for texts through the store's content-hash cache (embedded once per model)."""
         hashes = [text_hash(t) for t in texts]
-        embed_missing(store, embedder, dict(zip(hashes, texts, strict=True)), batch_size=self.config.batch_size)
+        embed_missing(
+            store,
+            embedder,
+            dict(zip(hashes, texts, strict=True)),
+            batch_size=self.config.batch_size,
+        )
         cached = store.cached_vectors(embedder.model_id, hashes)
         return np.vstack([np.frombuffer(cached[h], dtype=np.float32) for h in hashes])
 

@@ -40,8 +40,13 @@ CHECK_EVERY_S = 1.0
 def current_storms(service: Service, *, now: datetime | None = None) -> list[dict[str, Any]]:
     config = service.config
     open_set = service.suggester().open_incidents.current(service.store(), now=now)
-    return find_storms(open_set, window_minutes=config.storm_window_minutes, min_size=config.storm_min_size,
-                       similarity=config.storm_similarity, now=now)
+    return find_storms(
+        open_set,
+        window_minutes=config.storm_window_minutes,
+        min_size=config.storm_min_size,
+        similarity=config.storm_similarity,
+        now=now,
+    )
 
 
 def signature(secret: str, body: bytes) -> str:
@@ -63,7 +68,9 @@ def post(url: str, body: bytes, headers: dict[str, str], *, deadline: float) -> 
     signed body and its headers go to the configured address only) and count as a failure,
     as do error statuses. Raises WebhookError or OSError."""
     parts = urlsplit(url)
-    connection_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    connection_class = (
+        http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    )
     connection = connection_class(parts.hostname, parts.port, timeout=deadline)
     expired = threading.Event()
 
@@ -110,12 +117,18 @@ def deliver_due(service: Service, *, now: datetime | None = None) -> int:
     delivered = 0
     while True:
         moment = now or datetime.now(UTC)
-        claim = store.claim_storm_delivery(_iso(moment), _iso(moment + timedelta(seconds=lease_seconds())))
+        claim = store.claim_storm_delivery(
+            _iso(moment), _iso(moment + timedelta(seconds=lease_seconds()))
+        )
         if claim is None:
             return delivered
         body = json.dumps({"event": "storm", "storm": json.loads(claim["payload"])}).encode("utf-8")
-        headers = {"Content-Type": "application/json", "User-Agent": "kb-storms",
-                   "X-KB-Storm-Id": claim["id"], "X-KB-Signature": signature(config.webhook_secret, body)}
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "kb-storms",
+            "X-KB-Storm-Id": claim["id"],
+            "X-KB-Signature": signature(config.webhook_secret, body),
+        }
         try:
             post(config.webhook_url, body, headers, deadline=POST_DEADLINE_S)
             store.storm_delivered(claim["id"])
@@ -124,8 +137,12 @@ def deliver_due(service: Service, *, now: datetime | None = None) -> int:
             wait = min(MAX_BACKOFF_S, 2.0 ** claim["attempts"])
             # The back-off runs from the failure (a post may have taken its whole deadline).
             failed_at = now or datetime.now(UTC)
-            store.storm_delivery_failed(claim["id"], str(exc), _iso(failed_at + timedelta(seconds=wait)))
-            log.warning("storm %s: webhook post failed (%s); next try in %.0f s", claim["id"], exc, wait)
+            store.storm_delivery_failed(
+                claim["id"], str(exc), _iso(failed_at + timedelta(seconds=wait))
+            )
+            log.warning(
+                "storm %s: webhook post failed (%s); next try in %.0f s", claim["id"], exc, wait
+            )
             if now is not None:
                 return delivered
 

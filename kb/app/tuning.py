@@ -77,7 +77,9 @@ class TuneReport:
     held_out: int = 0
     feedback_pairs: int = 0
     index_version: str = ""
-    replay: dict[str, float | None] = field(default_factory=dict)  # whole-ranking replay, both models
+    replay: dict[str, float | None] = field(
+        default_factory=dict
+    )  # whole-ranking replay, both models
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -96,7 +98,9 @@ def collect_tuning_data(store: Store, profile: RankingProfile, *, seed: int = 13
     from search.state import resolution_key
 
     collapse = set(profile.collapse)
-    articles = {a.id: a for a in store.iter_articles() if a.status in ("validated", "not_validated")}
+    articles = {
+        a.id: a for a in store.iter_articles() if a.status in ("validated", "not_validated")
+    }
     members: dict[str, list[str]] = defaultdict(list)
     for incident in store.iter_incidents():
         if not incident.is_prior_resolution:
@@ -148,7 +152,9 @@ def feedback_pairs(store: Store, per_agent_per_day: int) -> list[tuple[str, str]
     return pairs
 
 
-def rank_accuracy(embedder: Embedder, data: TuningData, *, tau: float, batch_size: int = 64) -> dict[str, float]:
+def rank_accuracy(
+    embedder: Embedder, data: TuningData, *, tau: float, batch_size: int = 64
+) -> dict[str, float]:
     """Accuracy@1 and MRR of the held-out incidents' groups under the soft vote."""
     if not data.queries:
         return {"accuracy_at_1": 0.0, "mrr": 0.0}
@@ -181,13 +187,19 @@ def without_near_copies(embedder: Embedder, data: TuningData, batch_size: int = 
     corpus = embedder.embed([t for t, _ in data.corpus], batch_size=batch_size)
     queries = embedder.embed([t for t, _ in data.queries], batch_size=batch_size)
     best = (queries @ corpus.T).max(axis=1)
-    keep = [pair for pair, score in zip(data.queries, best.tolist(), strict=True) if score < COPY_SIMILARITY]
+    keep = [
+        pair
+        for pair, score in zip(data.queries, best.tolist(), strict=True)
+        if score < COPY_SIMILARITY
+    ]
     return TuningData(data.train_groups, data.corpus, keep, data.feedback_pairs)
 
 
 def clear_win(candidate: dict[str, float], current: dict[str, float]) -> bool:
-    return (candidate["accuracy_at_1"] >= current["accuracy_at_1"] + CLEAR_WIN
-            and candidate["mrr"] >= current["mrr"])
+    return (
+        candidate["accuracy_at_1"] >= current["accuracy_at_1"] + CLEAR_WIN
+        and candidate["mrr"] >= current["mrr"]
+    )
 
 
 def replay_objective(profile: RankingProfile) -> float | None:
@@ -227,7 +239,9 @@ def new_model_version() -> str:
 
 
 def tune(
-    service: Service, *, settings: FineTuneSettings | None = None,
+    service: Service,
+    *,
+    settings: FineTuneSettings | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     dry_run: bool = False,
 ) -> TuneReport:
@@ -241,7 +255,9 @@ def tune(
     current = service.embedder()
     current_folder = getattr(current, "folder", None)
     if current_folder is None:
-        raise KBError("kb tune needs a sentence-transformers model folder (not KB_EMBED_BACKEND=hashing)")
+        raise KBError(
+            "kb tune needs a sentence-transformers model folder (not KB_EMBED_BACKEND=hashing)"
+        )
     profile = RankingProfile.from_dict(store.latest_ranking_profile(current.model_id))
     data = collect_tuning_data(store, profile)
     steps, _ = plan_steps(data.train_groups, settings)
@@ -250,14 +266,19 @@ def tune(
             f"kb tune needs at least 20 held-out incidents to compare models; the store gives {len(data.queries)}"
         )
     report = TuneReport(
-        switched=False, reason="", steps=steps, groups=len(data.train_groups),
-        examples=sum(len(v) for v in data.train_groups.values()), held_out=len(data.queries),
+        switched=False,
+        reason="",
+        steps=steps,
+        groups=len(data.train_groups),
+        examples=sum(len(v) for v in data.train_groups.values()),
+        held_out=len(data.queries),
         feedback_pairs=data.feedback_pairs,
     )
     data = without_near_copies(current, data)
     if len(data.queries) < 20:
         raise NotEnoughDataError(
-            f"kb tune needs at least 20 held-out incidents without a near-copy; the store gives {len(data.queries)}")
+            f"kb tune needs at least 20 held-out incidents without a near-copy; the store gives {len(data.queries)}"
+        )
     report.held_out = len(data.queries)
     report.current = rank_accuracy(current, data, tau=profile.vote_tau)
     home = service.home
@@ -271,15 +292,20 @@ def tune(
             progress("training", step, total)
 
     try:
-        result = fine_tune(Path(current_folder), data.train_groups, staging, settings, step_progress)
+        result = fine_tune(
+            Path(current_folder), data.train_groups, staging, settings, step_progress
+        )
         report.train_seconds = result.seconds
         report.steps = result.steps
         candidate = service.embedder_for_folder(staging, threads=settings.threads)
         report.candidate = rank_accuracy(candidate, data, tau=profile.vote_tau)
         better = clear_win(report.candidate, report.current)
         if not better or dry_run:
-            report.reason = ("dry run: nothing switched" if better else
-                             "the tuned model was not clearly better on the held-out incidents; nothing switched")
+            report.reason = (
+                "dry run: nothing switched"
+                if better
+                else "the tuned model was not clearly better on the held-out incidents; nothing switched"
+            )
             shutil.rmtree(staging, ignore_errors=True)
             report.total_seconds = round(time.monotonic() - began, 1)
             return report
@@ -291,8 +317,10 @@ def tune(
             after = replay_objective(fitted)
             report.replay = {"current": before, "candidate": after}
             if before is not None and (after is None or after < before + CLEAR_WIN):
-                return (f"the shipped ranking with the tuned model was not clearly better on the store's replay "
-                        f"(accuracy@1 + MRR {after} vs {before:.4f}); nothing switched")
+                return (
+                    f"the shipped ranking with the tuned model was not clearly better on the store's replay "
+                    f"(accuracy@1 + MRR {after} vs {before:.4f}); nothing switched"
+                )
             return ""
 
         try:
@@ -306,12 +334,17 @@ def tune(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    append_history(home, {
-        "version": version, "model_path": str(final.relative_to(home)),
-        "previous_model_path": service.model_path_for_index(current),
-        "at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "current": report.current, "candidate": report.candidate,
-    })
+    append_history(
+        home,
+        {
+            "version": version,
+            "model_path": str(final.relative_to(home)),
+            "previous_model_path": service.model_path_for_index(current),
+            "at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "current": report.current,
+            "candidate": report.candidate,
+        },
+    )
     report.switched = True
     report.model_version = version
     report.index_version = index_report.version
@@ -328,14 +361,26 @@ def rollback(service: Service) -> dict[str, Any]:
     home = service.home
     current_path = read_config(service.index_root).get("model_path", "")
     history = read_history(home)
-    entry = next((e for e in reversed(history)
-                  if e.get("model_path") == current_path and "previous_model_path" in e), None)
+    entry = next(
+        (
+            e
+            for e in reversed(history)
+            if e.get("model_path") == current_path and "previous_model_path" in e
+        ),
+        None,
+    )
     if entry is None:
         raise KBError("the model in use was not made by kb tune; there is nothing to roll back to")
     folder = resolve_model_folder("", entry["previous_model_path"], home)
     previous = service.embedder_for_folder(folder)
     index_report = service.index(embedder=previous)
     service.use_embedder(previous)
-    append_history(home, {"rollback_from": current_path, "model_path": entry["previous_model_path"],
-                          "at": datetime.now(UTC).isoformat(timespec="seconds")})
+    append_history(
+        home,
+        {
+            "rollback_from": current_path,
+            "model_path": entry["previous_model_path"],
+            "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        },
+    )
     return {"model_path": entry["previous_model_path"], "index_version": index_report.version}

@@ -24,21 +24,46 @@ from kb.store.storms import StormsMixin
 from kb.store.suggestions import FeedbackRecord, SuggestionsMixin
 
 
-class Store(DocumentsMixin, IndexingMixin, SuggestionsMixin, AccessMixin, MetricsMixin, PrivacyMixin,
-            StormsMixin, EventsMixin, FlagsMixin, StoreBase):
+class Store(
+    DocumentsMixin,
+    IndexingMixin,
+    SuggestionsMixin,
+    AccessMixin,
+    MetricsMixin,
+    PrivacyMixin,
+    StormsMixin,
+    EventsMixin,
+    FlagsMixin,
+    StoreBase,
+):
     """One connection to the service's SQLite database. Open one per thread and per process."""
 
 
-class PgStore(PgStoreBase, DocumentsMixin, IndexingMixin, SuggestionsMixin, AccessMixin, MetricsMixin,
-              PrivacyMixin, StormsMixin, EventsMixin, FlagsMixin):
+class PgStore(
+    PgStoreBase,
+    DocumentsMixin,
+    IndexingMixin,
+    SuggestionsMixin,
+    AccessMixin,
+    MetricsMixin,
+    PrivacyMixin,
+    StormsMixin,
+    EventsMixin,
+    FlagsMixin,
+):
     """One connection to a shared PostgreSQL database (the engine's own verbs first)."""
 
 
 LEXICAL_FILE = "lexical.sqlite3"
 
 
-def open_store(home: str | Path, *, database_url: str = "", create: bool = True,
-               redactor: Redactor | None = None) -> Store | PgStore:
+def open_store(
+    home: str | Path,
+    *,
+    database_url: str = "",
+    create: bool = True,
+    redactor: Redactor | None = None,
+) -> Store | PgStore:
     """Open the store: the SQLite database in a data home, or, with ``database_url``, the
     PostgreSQL database it names (the home then keeps the node's local files only).
 
@@ -56,6 +81,16 @@ def open_store(home: str | Path, *, database_url: str = "", create: bool = True,
 
 
 __all__ = [
-    "ChunkText", "DocRef", "FeedbackRecord", "LogEntry", "PgStore", "Principal", "Store", "UpsertCounts",
-    "describe_url", "is_database_url", "open_store", "utc_now",
+    "ChunkText",
+    "DocRef",
+    "FeedbackRecord",
+    "LogEntry",
+    "PgStore",
+    "Principal",
+    "Store",
+    "UpsertCounts",
+    "describe_url",
+    "is_database_url",
+    "open_store",
+    "utc_now",
 ]

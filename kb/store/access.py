@@ -69,8 +69,11 @@ class AccessMixin:
         with self.write():
             self.db["api_tokens"].insert(
                 {
-                    "name": name, "role": role, "token_hash": hash_token(token),
-                    "created_at": utc_now(), "revoked_at": None,
+                    "name": name,
+                    "role": role,
+                    "token_hash": hash_token(token),
+                    "created_at": utc_now(),
+                    "revoked_at": None,
                 }
             )
             self.audit(actor, "token create", name, f"role {role}")
@@ -93,14 +96,28 @@ class AccessMixin:
     def list_tokens(self) -> list[dict[str, Any]]:
         """Every token by name, role, creation and revocation time (never a hash), oldest first."""
         rows = self.db.execute(
-            "SELECT name, role, created_at, revoked_at FROM api_tokens ORDER BY created_at, name").fetchall()
-        return [{"name": r[0], "role": r[1], "created_at": r[2] or "", "revoked_at": r[3] or None,
-                 "active": r[3] is None} for r in rows]
+            "SELECT name, role, created_at, revoked_at FROM api_tokens ORDER BY created_at, name"
+        ).fetchall()
+        return [
+            {
+                "name": r[0],
+                "role": r[1],
+                "created_at": r[2] or "",
+                "revoked_at": r[3] or None,
+                "active": r[3] is None,
+            }
+            for r in rows
+        ]
 
     def list_users(self) -> list[dict[str, Any]]:
         """Every local account by name, role, creation time and state (never a password hash)."""
-        rows = self.db.execute("SELECT name, role, created_at, disabled FROM users ORDER BY name").fetchall()
-        return [{"name": r[0], "role": r[1], "created_at": r[2] or "", "disabled": bool(r[3])} for r in rows]
+        rows = self.db.execute(
+            "SELECT name, role, created_at, disabled FROM users ORDER BY name"
+        ).fetchall()
+        return [
+            {"name": r[0], "role": r[1], "created_at": r[2] or "", "disabled": bool(r[3])}
+            for r in rows
+        ]
 
     def revoke_tokens(self, name: str, *, actor: str = "") -> int:
         with self.write():
@@ -121,14 +138,18 @@ class AccessMixin:
                 raise ConflictError(f"user {name!r} already exists")
             self.db["users"].insert(
                 {
-                    "name": name, "role": role, "password_hash": hash_password(password),
-                    "created_at": utc_now(), "disabled": 0,
+                    "name": name,
+                    "role": role,
+                    "password_hash": hash_password(password),
+                    "created_at": utc_now(),
+                    "disabled": 0,
                 }
             )
             self.audit(actor, "user create", name, f"role {role}")
 
-    def update_user(self, name: str, *, role: str | None = None, password: str | None = None,
-                    actor: str = "") -> None:
+    def update_user(
+        self, name: str, *, role: str | None = None, password: str | None = None, actor: str = ""
+    ) -> None:
         if role is not None:
             _check_role(role)
         if password is not None and len(password) < 8:
@@ -143,7 +164,9 @@ class AccessMixin:
                 changes["password_hash"] = hash_password(password)
                 changes["disabled"] = 0
             if changes:
-                old_role = self.db.execute("SELECT role FROM users WHERE name = ?", [name]).fetchone()[0]
+                old_role = self.db.execute(
+                    "SELECT role FROM users WHERE name = ?", [name]
+                ).fetchone()[0]
                 self.db["users"].update(name, changes)
                 self._end_sessions(name)
                 if role is not None and role != old_role:
@@ -173,7 +196,9 @@ class AccessMixin:
 
     def session_epoch(self, name: str) -> int | None:
         """The number a valid session of this (enabled) user carries; None: no such user."""
-        row = self.db.execute("SELECT session_epoch FROM users WHERE name = ? AND disabled = 0", [name]).fetchone()
+        row = self.db.execute(
+            "SELECT session_epoch FROM users WHERE name = ? AND disabled = 0", [name]
+        ).fetchone()
         return int(row[0]) if row else None
 
     def authenticate_user(self, name: str, password: str) -> Principal | None:
@@ -188,7 +213,9 @@ class AccessMixin:
 
     # --- sign-in throttling -------------------------------------------------------------
 
-    def sign_in_lockout(self, keys: list[str], *, limit: int, window: float, now: float | None = None) -> float:
+    def sign_in_lockout(
+        self, keys: list[str], *, limit: int, window: float, now: float | None = None
+    ) -> float:
         """Seconds until a sign-in may be tried again for any of ``keys`` (0: now): a key
         with ``limit`` failures within the last ``window`` seconds is locked until the
         oldest of them leaves the window."""
@@ -203,8 +230,9 @@ class AccessMixin:
                 wait = max(wait, rows[-1][0] + window - now)
         return wait
 
-    def begin_sign_in(self, limits: dict[str, int], *, window: float,
-                      now: float | None = None) -> tuple[float, list[int]]:
+    def begin_sign_in(
+        self, limits: dict[str, int], *, window: float, now: float | None = None
+    ) -> tuple[float, list[int]]:
         """Count a sign-in attempt against each key before its password is checked, in one
         write transaction: (seconds to wait, []) when a key already holds its limit of
         failures (and attempts under way) in the window, else (0, the ids of the rows
@@ -212,12 +240,21 @@ class AccessMixin:
         more than the limit are ever checked."""
         now = time.time() if now is None else now
         with self.write():
-            wait = max((self.sign_in_lockout([key], limit=limit, window=window, now=now)
-                        for key, limit in limits.items()), default=0.0)
+            wait = max(
+                (
+                    self.sign_in_lockout([key], limit=limit, window=window, now=now)
+                    for key, limit in limits.items()
+                ),
+                default=0.0,
+            )
             if wait > 0:
                 return wait, []
-            ids = [self.db.execute("INSERT INTO sign_in_failures (key, at) VALUES (?, ?) RETURNING id",
-                                   [key, now]).fetchone()[0] for key in limits]
+            ids = [
+                self.db.execute(
+                    "INSERT INTO sign_in_failures (key, at) VALUES (?, ?) RETURNING id", [key, now]
+                ).fetchone()[0]
+                for key in limits
+            ]
             self.db.execute("DELETE FROM sign_in_failures WHERE at < ?", [now - window])
             return 0.0, ids
 
@@ -229,18 +266,23 @@ class AccessMixin:
                 self.db.execute("DELETE FROM sign_in_failures WHERE id = ?", [attempt])
             self.db.execute("DELETE FROM sign_in_failures WHERE key = ?", [user_key])
 
-    def record_sign_in_failure(self, keys: list[str], *, window: float, now: float | None = None) -> None:
+    def record_sign_in_failure(
+        self, keys: list[str], *, window: float, now: float | None = None
+    ) -> None:
         now = time.time() if now is None else now
         with self.write():
-            self._executemany("INSERT INTO sign_in_failures (key, at) VALUES (?, ?)",
-                                     [(key, now) for key in keys])
+            self._executemany(
+                "INSERT INTO sign_in_failures (key, at) VALUES (?, ?)", [(key, now) for key in keys]
+            )
             self.db.execute("DELETE FROM sign_in_failures WHERE at < ?", [now - window])
 
     def clear_sign_in_failures(self, key: str) -> None:
         with self.write():
             self.db.execute("DELETE FROM sign_in_failures WHERE key = ?", [key])
 
-    def sign_in_external(self, name: str, role: str, *, identity: str, actor: str = "") -> Principal:
+    def sign_in_external(
+        self, name: str, role: str, *, identity: str, actor: str = ""
+    ) -> Principal:
         """A person signed in through the organisation's identity provider: their account
         is made on first sign-in and its role follows the provider's on every sign-in.
         ``identity`` names them at the provider (issuer and subject); the account has no
@@ -254,22 +296,39 @@ class AccessMixin:
         with self.write():
             rows = list(self.db["users"].rows_where("name = ?", [name]))
             if not rows:
-                self.db["users"].insert({"name": name, "role": role, "password_hash": marker,
-                                         "created_at": utc_now(), "disabled": 0})
-                self.audit(actor or f"oidc:{name}", "user create", name, f"role {role} (organisation sign-in)")
+                self.db["users"].insert(
+                    {
+                        "name": name,
+                        "role": role,
+                        "password_hash": marker,
+                        "created_at": utc_now(),
+                        "disabled": 0,
+                    }
+                )
+                self.audit(
+                    actor or f"oidc:{name}",
+                    "user create",
+                    name,
+                    f"role {role} (organisation sign-in)",
+                )
             else:
                 row = rows[0]
                 if row["password_hash"] != marker:
                     raise ForbiddenError(
                         f"the name {name!r} belongs to another account of this service; ask an "
-                        "administrator to rename one of them")
+                        "administrator to rename one of them"
+                    )
                 if row["disabled"]:
                     raise ForbiddenError(f"the account {name!r} is disabled")
                 if row["role"] != role:
                     self.db["users"].update(name, {"role": role})
                     self._end_sessions(name)
-                    self.audit(actor or f"oidc:{name}", "role change", name,
-                               f"{row['role']} -> {role} (organisation sign-in)")
+                    self.audit(
+                        actor or f"oidc:{name}",
+                        "role change",
+                        name,
+                        f"{row['role']} -> {role} (organisation sign-in)",
+                    )
         return Principal(name, role, "session")
 
     def get_user(self, name: str) -> Principal | None:

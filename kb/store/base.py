@@ -30,7 +30,8 @@ def refuse_newer_schema(applied: set[str], where: str) -> None:
     if unknown:
         raise SchemaTooNewError(
             f"the database at {where} has schema version {len(applied)} (up to {unknown[-1]}), newer than "
-            f"this version of kb knows ({len(MIGRATIONS)}): upgrade kb on this machine before starting it")
+            f"this version of kb knows ({len(MIGRATIONS)}): upgrade kb on this machine before starting it"
+        )
 
 
 class CommonBase:
@@ -58,8 +59,10 @@ class CommonBase:
         if value is not None:
             return value
         with self.write():
-            self.db.execute("INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
-                            [name, make()])
+            self.db.execute(
+                "INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+                [name, make()],
+            )
             return self.setting(name)
 
     def database_id(self) -> str:
@@ -67,23 +70,28 @@ class CommonBase:
         another database are recognised and rebuilt. Read once per connection."""
         known = getattr(self, "_database_id", None)
         if known is None:
-            known = self._database_id = self.setting_or_create("database_id", lambda: secrets.token_hex(8))
+            known = self._database_id = self.setting_or_create(
+                "database_id", lambda: secrets.token_hex(8)
+            )
         return known
 
     # --- index versions, as published by any node ----------------------------------------
 
-    def record_index_version(self, version: str, model_id: str, model_path: str, log_seq: int,
-                             published_at: str) -> None:
+    def record_index_version(
+        self, version: str, model_id: str, model_path: str, log_seq: int, published_at: str
+    ) -> None:
         with self.write():
             self.db.execute(
                 "INSERT INTO index_versions (version, model_id, model_path, log_seq, published_at, node) "
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (version) DO NOTHING",
-                [version, model_id, model_path, log_seq, published_at, socket.gethostname()])
+                [version, model_id, model_path, log_seq, published_at, socket.gethostname()],
+            )
 
     def latest_index_version(self) -> dict | None:
         rows = self.db.query(
             "SELECT version, model_id, model_path, log_seq, published_at, node FROM index_versions "
-            "ORDER BY published_at DESC, version DESC LIMIT 1")
+            "ORDER BY published_at DESC, version DESC LIMIT 1"
+        )
         return dict(rows[0]) if rows else None
 
     def finished_erasures(self) -> int:

@@ -14,12 +14,34 @@ from kb.store.base import utc_now
 _BATCH = 500
 
 ARTICLE_FIELDS = (
-    "id", "title", "body", "status", "audience", "product", "category", "tags", "owner",
-    "review_by", "updated", "path",
+    "id",
+    "title",
+    "body",
+    "status",
+    "audience",
+    "product",
+    "category",
+    "tags",
+    "owner",
+    "review_by",
+    "updated",
+    "path",
 )
 INCIDENT_FIELDS = (
-    "id", "title", "description", "resolution", "resolution_code", "category", "product",
-    "status", "opened_at", "resolved_at", "article_id", "assignment_group", "priority", "escalated",
+    "id",
+    "title",
+    "description",
+    "resolution",
+    "resolution_code",
+    "category",
+    "product",
+    "status",
+    "opened_at",
+    "resolved_at",
+    "article_id",
+    "assignment_group",
+    "priority",
+    "escalated",
     "customer_tier",
 )
 
@@ -71,7 +93,9 @@ class DocumentsMixin:
         redact = self.redactor.redact
         if not self.redactor.enabled:
             return incident
-        return replace(incident, **{name: redact(getattr(incident, name)) for name in INCIDENT_TEXT_FIELDS})
+        return replace(
+            incident, **{name: redact(getattr(incident, name)) for name in INCIDENT_TEXT_FIELDS}
+        )
 
     def upsert_incidents(self, incidents: Sequence[Incident], source: str = "") -> UpsertCounts:
         """Insert or update incidents in one transaction (their text redacted first, see
@@ -108,8 +132,12 @@ class DocumentsMixin:
             raise ValueError(field)
         names: list[str] = []
         for table in ("articles", "incidents"):
-            names += [row[0] for row in self.db.execute(
-                f"SELECT DISTINCT {field} FROM {table} WHERE {field} != ''").fetchall()]
+            names += [
+                row[0]
+                for row in self.db.execute(
+                    f"SELECT DISTINCT {field} FROM {table} WHERE {field} != ''"
+                ).fetchall()
+            ]
         return list(dict.fromkeys(names))
 
     def get_incident(self, incident_id: str) -> Incident:
@@ -142,7 +170,8 @@ class DocumentsMixin:
                 row["id"]: row
                 for batch in _batches([a.id for a in articles])
                 for row in self.db["articles"].rows_where(
-                    f"id IN ({','.join('?' * len(batch))})", list(batch),
+                    f"id IN ({','.join('?' * len(batch))})",
+                    list(batch),
                     select="id, content_hash, version",
                 )
             }
@@ -160,15 +189,20 @@ class DocumentsMixin:
                 counts.changed_ids.append(article.id)
                 row = article.to_dict()
                 row.update(
-                    tags=json.dumps(article.tags), content_hash=digest, version=version,
+                    tags=json.dumps(article.tags),
+                    content_hash=digest,
+                    version=version,
                     imported_at=now,
                 )
                 self.db["articles"].upsert(row, pk="id")
                 self.db["article_versions"].insert(
                     {
-                        "article_id": article.id, "version": version, "content_hash": digest,
+                        "article_id": article.id,
+                        "version": version,
+                        "content_hash": digest,
                         "data": json.dumps(article.to_dict(), ensure_ascii=False),
-                        "changed_at": now, "changed_by": changed_by,
+                        "changed_at": now,
+                        "changed_by": changed_by,
                     }
                 )
                 existing[article.id] = {"content_hash": digest, "version": version}
@@ -182,7 +216,9 @@ class DocumentsMixin:
         ).fetchone()
         return int(row[0])
 
-    def add_draft_within_limit(self, article: Article, *, owner: str, since: str, limit: int) -> bool:
+    def add_draft_within_limit(
+        self, article: Article, *, owner: str, since: str, limit: int
+    ) -> bool:
         """Store a new draft of ``owner`` unless they already started ``limit`` drafts since
         ``since``: the count and the insert in one write transaction, so drafts started at
         once cannot pass the limit together. False (nothing stored) when over the limit."""
@@ -207,4 +243,3 @@ class DocumentsMixin:
             "article_id = ?", [article_id], order_by="version"
         )
         return [dict(row, data=json.loads(row["data"])) for row in rows]
-

@@ -27,8 +27,16 @@ class EventsMixin:
         self.db.execute(
             "INSERT INTO outgoing_events (id, created_at, kind, incident_ref, result_kind, result_id, payload) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [event_id, payload.get("occurred_at") or utc_now(), kind, payload.get("incident_id") or "",
-             result.get("kind") or "", result.get("id") or "", json.dumps(payload)])
+            [
+                event_id,
+                payload.get("occurred_at") or utc_now(),
+                kind,
+                payload.get("incident_id") or "",
+                result.get("kind") or "",
+                result.get("id") or "",
+                json.dumps(payload),
+            ],
+        )
         return event_id
 
     def claim_event_delivery(self, now: str, lease_until: str) -> dict[str, Any] | None:
@@ -38,29 +46,40 @@ class EventsMixin:
             row = self.db.execute(
                 "SELECT id, kind, payload, attempts FROM outgoing_events WHERE delivered_at = '' "
                 "AND next_attempt_at <= ? AND lease_until <= ? ORDER BY created_at, id LIMIT 1",
-                [now, now]).fetchone()
+                [now, now],
+            ).fetchone()
             if row is None:
                 return None
-            self.db.execute("UPDATE outgoing_events SET lease_until = ? WHERE id = ?", [lease_until, row[0]])
+            self.db.execute(
+                "UPDATE outgoing_events SET lease_until = ? WHERE id = ?", [lease_until, row[0]]
+            )
         return {"id": row[0], "kind": row[1], "payload": row[2], "attempts": row[3]}
 
     def event_delivered(self, event_id: str) -> None:
         with self.write():
-            self.db.execute("UPDATE outgoing_events SET delivered_at = ?, lease_until = '' WHERE id = ?",
-                            [utc_now(), event_id])
+            self.db.execute(
+                "UPDATE outgoing_events SET delivered_at = ?, lease_until = '' WHERE id = ?",
+                [utc_now(), event_id],
+            )
 
     def event_delivery_failed(self, event_id: str, error: str, next_attempt_at: str) -> None:
         with self.write():
             self.db.execute(
                 "UPDATE outgoing_events SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?, "
-                "lease_until = '' WHERE id = ?", [error[:500], next_attempt_at, event_id])
+                "lease_until = '' WHERE id = ?",
+                [error[:500], next_attempt_at, event_id],
+            )
 
-    def outgoing_events(self, *, pending_only: bool = False, limit: int = 100) -> list[dict[str, Any]]:
+    def outgoing_events(
+        self, *, pending_only: bool = False, limit: int = 100
+    ) -> list[dict[str, Any]]:
         """Events, newest first, with their delivery state."""
         where = "WHERE delivered_at = ''" if pending_only else ""
         rows = self.db.execute(
             f"SELECT id, created_at, kind, payload, delivered_at, attempts, last_error FROM outgoing_events "
-            f"{where} ORDER BY created_at DESC, id DESC LIMIT ?", [limit]).fetchall()
+            f"{where} ORDER BY created_at DESC, id DESC LIMIT ?",
+            [limit],
+        ).fetchall()
         keys = ("id", "created_at", "kind", "payload", "delivered_at", "attempts", "last_error")
         return [dict(zip(keys, row, strict=True), payload=json.loads(row[3])) for row in rows]
 
@@ -70,4 +89,6 @@ class EventsMixin:
         marks = ",".join("?" * len(incident_ids))
         return self.db.execute(
             f"DELETE FROM outgoing_events WHERE incident_ref IN ({marks}) "
-            f"OR (result_kind = 'incident' AND result_id IN ({marks}))", [*incident_ids, *incident_ids]).rowcount
+            f"OR (result_kind = 'incident' AND result_id IN ({marks}))",
+            [*incident_ids, *incident_ids],
+        ).rowcount

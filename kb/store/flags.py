@@ -24,24 +24,35 @@ class FlagsMixin:
         note = self.redactor.redact(note.strip()[:MAX_FLAG_NOTE_CHARS])
         agent = self.redactor.redact(agent or "anonymous")  # an integration names the agent freely
         with self.write():
-            if self.db.execute("SELECT 1 FROM articles WHERE id = ?", [article_id]).fetchone() is None:
+            if (
+                self.db.execute("SELECT 1 FROM articles WHERE id = ?", [article_id]).fetchone()
+                is None
+            ):
                 raise NotFoundError(f"no article with id {article_id!r}")
             mine = self.db.execute(
                 "SELECT id FROM article_flags WHERE article_id = ? AND agent = ? AND resolved_at = ''",
-                [article_id, agent]).fetchone()
+                [article_id, agent],
+            ).fetchone()
             if mine is not None:
-                self.db.execute("UPDATE article_flags SET kind = ?, note = ?, created_at = ? WHERE id = ?",
-                                [kind, note, utc_now(), mine[0]])
+                self.db.execute(
+                    "UPDATE article_flags SET kind = ?, note = ?, created_at = ? WHERE id = ?",
+                    [kind, note, utc_now(), mine[0]],
+                )
             else:
                 self.db.execute(
                     "INSERT INTO article_flags (article_id, kind, note, agent, created_at) VALUES (?, ?, ?, ?, ?)",
-                    [article_id, kind, note, agent, utc_now()])
-            row = self.db.execute("SELECT max(id) FROM article_flags WHERE article_id = ? AND agent = ?",
-                                  [article_id, agent]).fetchone()
+                    [article_id, kind, note, agent, utc_now()],
+                )
+            row = self.db.execute(
+                "SELECT max(id) FROM article_flags WHERE article_id = ? AND agent = ?",
+                [article_id, agent],
+            ).fetchone()
             self.audit(agent, "article flag", f"article:{article_id}", kind)
             return int(row[0])
 
-    def article_flags(self, article_id: str | None = None, *, open_only: bool = True) -> list[dict[str, Any]]:
+    def article_flags(
+        self, article_id: str | None = None, *, open_only: bool = True
+    ) -> list[dict[str, Any]]:
         """Flags, newest first: one article's or every article's; open ones unless told."""
         sql, args = f"SELECT {', '.join(_COLUMNS)} FROM article_flags WHERE 1 = 1", []
         if article_id is not None:
@@ -57,7 +68,8 @@ class FlagsMixin:
         out: dict[str, dict[str, int]] = {}
         rows = self.db.execute(
             "SELECT article_id, kind, count(*) FROM article_flags WHERE resolved_at = '' "
-            "GROUP BY article_id, kind").fetchall()
+            "GROUP BY article_id, kind"
+        ).fetchall()
         for article_id, kind, count in rows:
             out.setdefault(article_id, {})[kind] = int(count)
         return out
@@ -67,7 +79,13 @@ class FlagsMixin:
         with self.write():
             cursor = self.db.execute(
                 "UPDATE article_flags SET resolved_at = ?, resolved_by = ? WHERE article_id = ? AND resolved_at = ''",
-                [utc_now(), by, article_id])
+                [utc_now(), by, article_id],
+            )
             if cursor.rowcount:
-                self.audit(by, "article flags resolve", f"article:{article_id}", f"{cursor.rowcount} flag(s)")
+                self.audit(
+                    by,
+                    "article flags resolve",
+                    f"article:{article_id}",
+                    f"{cursor.rowcount} flag(s)",
+                )
             return cursor.rowcount

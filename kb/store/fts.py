@@ -20,7 +20,10 @@ def term_document_counts(execute: Execute, stems: Sequence[str]) -> dict[str, in
     wanted = list(dict.fromkeys(s for s in stems if s))
     counts: dict[str, int] = {}
     for batch in _batches(wanted):
-        rows = execute(f"SELECT term, doc FROM chunks_fts_vocab WHERE term IN ({','.join('?' * len(batch))})", batch)
+        rows = execute(
+            f"SELECT term, doc FROM chunks_fts_vocab WHERE term IN ({','.join('?' * len(batch))})",
+            batch,
+        )
         counts.update(dict(rows.fetchall()))
     return counts
 
@@ -28,7 +31,9 @@ def term_document_counts(execute: Execute, stems: Sequence[str]) -> dict[str, in
 def frequent_terms(execute: Execute, min_chunks: int) -> dict[str, int]:
     """Every (stemmed) term held by at least ``min_chunks`` chunks, with its count.
     Reads the whole FTS5 vocabulary: seconds on a store of a million chunks."""
-    return dict(execute("SELECT term, doc FROM chunks_fts_vocab WHERE doc >= ?", [min_chunks]).fetchall())
+    return dict(
+        execute("SELECT term, doc FROM chunks_fts_vocab WHERE doc >= ?", [min_chunks]).fetchall()
+    )
 
 
 def fts_chunks(execute: Execute, terms: Sequence[str], limit: int) -> list[tuple[int, float]]:
@@ -38,6 +43,9 @@ def fts_chunks(execute: Execute, terms: Sequence[str], limit: int) -> list[tuple
     match = fts_match_expression(list(terms))
     if not match:
         return []
-    rows = execute("SELECT rowid, -bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ? "
-                   "ORDER BY bm25(chunks_fts) LIMIT ?", [match, limit])
+    rows = execute(
+        "SELECT rowid, -bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ? "
+        "ORDER BY bm25(chunks_fts) LIMIT ?",
+        [match, limit],
+    )
     return rows.fetchall()

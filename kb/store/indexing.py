@@ -77,7 +77,9 @@ class IndexingMixin:
         """
         return [DocRef(*row) for row in self.db.execute(sql).fetchall()]
 
-    def index_changes_for(self, keys: Sequence[tuple[str, str]]) -> tuple[list[DocRef], list[DocRef]]:
+    def index_changes_for(
+        self, keys: Sequence[tuple[str, str]]
+    ) -> tuple[list[DocRef], list[DocRef]]:
         """For the given documents only: (to index, to unindex), as in docs_to_index and
         docs_to_unindex but without scanning the whole store."""
         to_index: list[DocRef] = []
@@ -86,10 +88,13 @@ class IndexingMixin:
             if kind == "incident":
                 sql = f"SELECT i.content_hash, {ELIGIBLE_INCIDENT_SQL} FROM incidents i WHERE i.id = ?"
             else:
-                sql = f"SELECT a.content_hash, {ELIGIBLE_ARTICLE_SQL} FROM articles a WHERE a.id = ?"
+                sql = (
+                    f"SELECT a.content_hash, {ELIGIBLE_ARTICLE_SQL} FROM articles a WHERE a.id = ?"
+                )
             row = self.db.execute(sql, [doc_id]).fetchone()
             indexed = self.db.execute(
-                "SELECT doc_hash FROM indexed_docs WHERE doc_kind = ? AND doc_id = ?", [kind, doc_id]
+                "SELECT doc_hash FROM indexed_docs WHERE doc_kind = ? AND doc_id = ?",
+                [kind, doc_id],
             ).fetchone()
             if row and row[1]:
                 if not indexed or indexed[0] != row[0]:
@@ -118,8 +123,15 @@ class IndexingMixin:
                 cursor = self.db.execute(
                     "INSERT INTO chunks (doc_kind, doc_id, position, heading, text, text_hash, terms) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                    [doc.kind, doc.id, chunk.position, chunk.heading, chunk.text, chunk.text_hash,
-                     chunk_terms],
+                    [
+                        doc.kind,
+                        doc.id,
+                        chunk.position,
+                        chunk.heading,
+                        chunk.text,
+                        chunk.text_hash,
+                        chunk_terms,
+                    ],
                 )
                 new_ids.append(cursor.fetchone()[0])
             self._executemany(
@@ -324,8 +336,11 @@ class IndexingMixin:
     def _all_searchable(self, sql: str, alias: str) -> Iterator[dict]:
         last = ""
         while True:
-            rows = list(self.db.query(f"{sql} AND {alias}.id > ? ORDER BY {alias}.id LIMIT ?",
-                                      [last, SCAN_PAGE]))
+            rows = list(
+                self.db.query(
+                    f"{sql} AND {alias}.id > ? ORDER BY {alias}.id LIMIT ?", [last, SCAN_PAGE]
+                )
+            )
             yield from rows
             if len(rows) < SCAN_PAGE:
                 return

@@ -37,8 +37,9 @@ class LexicalReplica:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S, isolation_level=None,
-                                    check_same_thread=False)
+        self.conn = sqlite3.connect(
+            str(self.path), timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+        )
         self.conn.execute("PRAGMA journal_mode = WAL")
         self.conn.execute("PRAGMA synchronous = NORMAL")  # a lost tail is rebuilt from the database
         self.conn.execute("PRAGMA secure_delete = ON")
@@ -47,9 +48,15 @@ class LexicalReplica:
             self.conn.execute("DROP TABLE IF EXISTS chunks_fts_vocab")
             self.conn.execute("DROP TABLE chunks_fts")
             self.conn.execute("DROP TABLE IF EXISTS replica_meta")  # rebuilt from the database
-        self.conn.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(text, terms, tokenize='{FTS_TOKENIZER}')")
-        self.conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts_vocab USING fts5vocab(chunks_fts, 'row')")
-        self.conn.execute("CREATE TABLE IF NOT EXISTS replica_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        self.conn.execute(
+            f"CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(text, terms, tokenize='{FTS_TOKENIZER}')"
+        )
+        self.conn.execute(
+            "CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts_vocab USING fts5vocab(chunks_fts, 'row')"
+        )
+        self.conn.execute(
+            "CREATE TABLE IF NOT EXISTS replica_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)"
+        )
         self.seq = -1  # what this connection last saw; the file's own is in replica_meta
 
     def _meta(self, name: str, default: str = "") -> str:
@@ -57,8 +64,11 @@ class LexicalReplica:
         return row[0] if row else default
 
     def _set_meta(self, name: str, value) -> None:
-        self.conn.execute("INSERT INTO replica_meta (name, value) VALUES (?, ?) "
-                          "ON CONFLICT (name) DO UPDATE SET value = excluded.value", [name, str(value)])
+        self.conn.execute(
+            "INSERT INTO replica_meta (name, value) VALUES (?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            [name, str(value)],
+        )
 
     def sync(self, source: ChangeSource) -> int:
         """Bring the file up to the database's latest change; returns the log position."""
@@ -100,7 +110,9 @@ class LexicalReplica:
         head = source.log_head()
         self.conn.execute("DELETE FROM chunks_fts")
         for rows in source.chunk_text_pages():
-            self.conn.executemany("INSERT INTO chunks_fts (rowid, text, terms) VALUES (?, ?, ?)", rows)
+            self.conn.executemany(
+                "INSERT INTO chunks_fts (rowid, text, terms) VALUES (?, ?, ?)", rows
+            )
         self._set_meta("database_id", database)
         self._set_meta("erasures", source.finished_erasures())
         return head
@@ -111,11 +123,15 @@ class LexicalReplica:
             final[entry.chunk_id] = entry.op
         ids = list(final)
         for batch in _batches(ids):
-            self.conn.execute(f"DELETE FROM chunks_fts WHERE rowid IN ({','.join('?' * len(batch))})", batch)
+            self.conn.execute(
+                f"DELETE FROM chunks_fts WHERE rowid IN ({','.join('?' * len(batch))})", batch
+            )
         added = [cid for cid, op in final.items() if op == "add"]
         if added:
             rows = source.chunk_texts(added)
-            self.conn.executemany("INSERT INTO chunks_fts (rowid, text, terms) VALUES (?, ?, ?)", rows)
+            self.conn.executemany(
+                "INSERT INTO chunks_fts (rowid, text, terms) VALUES (?, ?, ?)", rows
+            )
 
     def _purge_if_erased(self, source: ChangeSource) -> None:
         done = source.finished_erasures()

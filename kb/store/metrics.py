@@ -16,7 +16,6 @@ INCIDENT_TIME_SQL = "coalesce(nullif(i.resolved_at, ''), nullif(i.opened_at, '')
 LINKED_SQL = "coalesce(i.article_id, '') != ''"
 
 
-
 def n(condition: str) -> str:
     """1 where ``condition`` holds, else 0: summed or maxed the same way on both engines
     (PostgreSQL neither sums nor compares booleans with numbers)."""
@@ -79,7 +78,9 @@ class MetricsMixin:
             [since],
         )
         for article_id, count in linked.fetchall():
-            out.setdefault(article_id, {"linked_incidents": 0, "used": 0})["linked_incidents"] = count
+            out.setdefault(article_id, {"linked_incidents": 0, "used": 0})["linked_incidents"] = (
+                count
+            )
         used = self.db.execute(
             f"""
             SELECT f.used_id, count(*) FROM feedback f JOIN suggestions s ON s.id = f.suggestion_id
@@ -114,9 +115,12 @@ class MetricsMixin:
             [since],
         ).fetchone()
         return {
-            "suggestions": suggestions[0], "no_good_match": suggestions[1],
-            "suggestions_with_feedback": suggestions[2], "feedback": choices[0],
-            "used": choices[1], "none_helped": choices[2],
+            "suggestions": suggestions[0],
+            "no_good_match": suggestions[1],
+            "suggestions_with_feedback": suggestions[2],
+            "feedback": choices[0],
+            "used": choices[1],
+            "none_helped": choices[2],
         }
 
     def acceptance_by_rank(self, since: str) -> dict[int, int]:
@@ -136,8 +140,16 @@ class MetricsMixin:
         days: dict[str, dict[str, int]] = {}
 
         def put(day: str, **values: int) -> None:
-            slot = days.setdefault(day, {"suggestions": 0, "no_good_match": 0, "used": 0,
-                                         "none_helped": 0, "incidents_closed": 0})
+            slot = days.setdefault(
+                day,
+                {
+                    "suggestions": 0,
+                    "no_good_match": 0,
+                    "used": 0,
+                    "none_helped": 0,
+                    "incidents_closed": 0,
+                },
+            )
             slot.update(values)
 
         for day, count, flagged in self.db.execute(
@@ -179,8 +191,13 @@ class MetricsMixin:
             [since, limit],
         )
         return [
-            {"suggestion_id": r[0], "query": r[1], "created_at": r[2],
-             "no_good_match": bool(r[3]), "none_helped": bool(r[4])}
+            {
+                "suggestion_id": r[0],
+                "query": r[1],
+                "created_at": r[2],
+                "no_good_match": bool(r[3]),
+                "none_helped": bool(r[4]),
+            }
             for r in rows.fetchall()
         ]
 
@@ -191,7 +208,8 @@ class MetricsMixin:
         feedback: dict[str, list[tuple[str, str, int | None]]] = {}
         for sid, outcome, used_id, used_rank in self.db.execute(
             "SELECT f.suggestion_id, f.outcome, f.used_id, f.used_rank FROM feedback f "
-            "JOIN suggestions s ON s.id = f.suggestion_id WHERE s.created_at >= ?", [since]
+            "JOIN suggestions s ON s.id = f.suggestion_id WHERE s.created_at >= ?",
+            [since],
         ).fetchall():
             feedback.setdefault(sid, []).append((outcome, used_id, used_rank))
         out: dict[str, dict[str, int]] = {}
@@ -203,15 +221,24 @@ class MetricsMixin:
                 continue
             ranks: dict[str, Any] = {}
             for result in shown_results if isinstance(shown_results, list) else []:
-                if isinstance(result, dict) and result.get("kind") == "article" and result.get("id"):
+                if (
+                    isinstance(result, dict)
+                    and result.get("kind") == "article"
+                    and result.get("id")
+                ):
                     rank = result.get("rank")
                     old = ranks.get(result["id"])
-                    ranks[result["id"]] = rank if old is None or (rank is not None and rank < old) else old
+                    ranks[result["id"]] = (
+                        rank if old is None or (rank is not None and rank < old) else old
+                    )
             choices = feedback.get(sid, [])
             for article_id, rank in ranks.items():
                 used = any(o == "used" and u == article_id for o, u, _ in choices)
-                passed_over = any(o == "none_helped" or (o == "used" and r is not None and rank is not None
-                                                         and r > rank) for o, _, r in choices)
+                passed_over = any(
+                    o == "none_helped"
+                    or (o == "used" and r is not None and rank is not None and r > rank)
+                    for o, _, r in choices
+                )
                 slot = out.setdefault(article_id, {"shown": 0, "judged": 0, "skipped": 0})
                 slot["shown"] += 1
                 slot["judged"] += 1 if choices else 0
@@ -237,10 +264,12 @@ class MetricsMixin:
 
     def article_chunk_rows(self) -> list[dict[str, Any]]:
         """(id, doc_id, position, heading) of every indexed article chunk."""
-        return list(self.db.query(
-            "SELECT id, doc_id, position, heading FROM chunks WHERE doc_kind = 'article' "
-            "ORDER BY doc_id, position"
-        ))
+        return list(
+            self.db.query(
+                "SELECT id, doc_id, position, heading FROM chunks WHERE doc_kind = 'article' "
+                "ORDER BY doc_id, position"
+            )
+        )
 
     def routing_outcomes(self, since: str) -> list[tuple[str, str, str, str]]:
         """(week, predicted group, final group, whether triage was sure: "yes", "no" or "")
@@ -254,7 +283,9 @@ class MetricsMixin:
               AND i.status IN ('resolved', 'closed') AND i.assignment_group != ''
               AND s.created_at = (SELECT max(created_at) FROM suggestions t WHERE t.incident_ref = s.incident_ref)
             ORDER BY 1
-            """, [since])
+            """,
+            [since],
+        )
         return [(_week(row[0]), row[1], row[2], row[3] or "") for row in rows.fetchall()]
 
     def escalation_by_category(self, since: str) -> list[dict[str, Any]]:
@@ -266,9 +297,18 @@ class MetricsMixin:
             FROM incidents WHERE status IN ('resolved', 'closed') AND escalated IN ('yes', 'no')
               AND coalesce(nullif(resolved_at, ''), imported_at) >= ?
             GROUP BY 1 ORDER BY 2 DESC LIMIT 50
-            """, [since])
-        return [{"category": r[0], "incidents": r[1], "escalated": r[2] or 0,
-                 "rate": round((r[2] or 0) / r[1], 4) if r[1] else None} for r in rows.fetchall()]
+            """,
+            [since],
+        )
+        return [
+            {
+                "category": r[0],
+                "incidents": r[1],
+                "escalated": r[2] or 0,
+                "rate": round((r[2] or 0) / r[1], 4) if r[1] else None,
+            }
+            for r in rows.fetchall()
+        ]
 
     def article_state_counts(self) -> dict[str, int]:
         rows = self.db.execute("SELECT status, count(*) FROM articles GROUP BY status")

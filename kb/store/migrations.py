@@ -16,26 +16,51 @@ from kb.lexical import FTS_TOKENIZER
 def m001_initial(db: sqlite_utils.Database) -> None:
     db["articles"].create(
         {
-            "id": str, "title": str, "body": str, "status": str, "audience": str,
-            "product": str, "category": str, "tags": str, "owner": str, "review_by": str,
-            "updated": str, "path": str, "content_hash": str, "version": int,
+            "id": str,
+            "title": str,
+            "body": str,
+            "status": str,
+            "audience": str,
+            "product": str,
+            "category": str,
+            "tags": str,
+            "owner": str,
+            "review_by": str,
+            "updated": str,
+            "path": str,
+            "content_hash": str,
+            "version": int,
             "imported_at": str,
         },
         pk="id",
     )
     db["article_versions"].create(
         {
-            "article_id": str, "version": int, "content_hash": str, "data": str,
-            "changed_at": str, "changed_by": str,
+            "article_id": str,
+            "version": int,
+            "content_hash": str,
+            "data": str,
+            "changed_at": str,
+            "changed_by": str,
         },
         pk=("article_id", "version"),
     )
     db["incidents"].create(
         {
-            "id": str, "title": str, "description": str, "resolution": str,
-            "resolution_code": str, "category": str, "product": str, "status": str,
-            "opened_at": str, "resolved_at": str, "article_id": str, "content_hash": str,
-            "source": str, "imported_at": str,
+            "id": str,
+            "title": str,
+            "description": str,
+            "resolution": str,
+            "resolution_code": str,
+            "category": str,
+            "product": str,
+            "status": str,
+            "opened_at": str,
+            "resolved_at": str,
+            "article_id": str,
+            "content_hash": str,
+            "source": str,
+            "imported_at": str,
         },
         pk="id",
     )
@@ -81,17 +106,32 @@ def m001_initial(db: sqlite_utils.Database) -> None:
     )
     db["suggestions"].create(
         {
-            "id": str, "created_at": str, "query": str, "incident_ref": str,
-            "filters": str, "k": int, "no_good_match": int, "confidence": float,
-            "results": str, "principal": str, "model_id": str, "latency_ms": float,
+            "id": str,
+            "created_at": str,
+            "query": str,
+            "incident_ref": str,
+            "filters": str,
+            "k": int,
+            "no_good_match": int,
+            "confidence": float,
+            "results": str,
+            "principal": str,
+            "model_id": str,
+            "latency_ms": float,
         },
         pk="id",
     )
     db["suggestions"].create_index(["created_at"])
     db["feedback"].create(
         {
-            "suggestion_id": str, "agent": str, "outcome": str, "used_id": str,
-            "used_kind": str, "used_rank": int, "created_at": str, "updated_at": str,
+            "suggestion_id": str,
+            "agent": str,
+            "outcome": str,
+            "used_id": str,
+            "used_kind": str,
+            "used_rank": int,
+            "created_at": str,
+            "updated_at": str,
             "changes": int,
         },
         pk=("suggestion_id", "agent"),
@@ -100,14 +140,22 @@ def m001_initial(db: sqlite_utils.Database) -> None:
     db["feedback"].create_index(["used_id"])
     db["feedback_events"].create(
         {
-            "id": int, "suggestion_id": str, "agent": str, "outcome": str, "used_id": str,
+            "id": int,
+            "suggestion_id": str,
+            "agent": str,
+            "outcome": str,
+            "used_id": str,
             "at": str,
         },
         pk="id",
     )
     db["api_tokens"].create(
         {
-            "id": int, "name": str, "role": str, "token_hash": str, "created_at": str,
+            "id": int,
+            "name": str,
+            "role": str,
+            "token_hash": str,
+            "created_at": str,
             "revoked_at": str,
         },
         pk="id",
@@ -166,14 +214,27 @@ def m007_audit_and_erasures(db: sqlite_utils.Database) -> None:
         """
     )
     db.execute("CREATE INDEX audit_log_at ON audit_log (at)")
-    db.execute("CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log "
-               "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END")
-    db.execute("CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log "
-               "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END")
+    db.execute(
+        "CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log "
+        "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END"
+    )
+    db.execute(
+        "CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log "
+        "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END"
+    )
     # An erasure's ids until every trace is gone (rows, then index files and free pages):
     # a killed erasure is found here and finished by the next one or by `kb doctor`.
-    db["erasures"].create({"id": int, "started_at": str, "actor": str, "doc_ids": str,
-                           "state": str, "finished_at": str}, pk="id")
+    db["erasures"].create(
+        {
+            "id": int,
+            "started_at": str,
+            "actor": str,
+            "doc_ids": str,
+            "state": str,
+            "finished_at": str,
+        },
+        pk="id",
+    )
 
 
 def m008_routing_fields(db: sqlite_utils.Database) -> None:
@@ -186,11 +247,27 @@ def m008_routing_fields(db: sqlite_utils.Database) -> None:
 def m009_storms(db: sqlite_utils.Database) -> None:
     # Storms seen (many alike open incidents at once) and their webhook delivery: one row
     # per storm, so every worker and node posts it once.
-    db["storms"].create({"id": str, "first_seen": str, "payload": str, "delivered_at": str,
-                         "attempts": int, "next_attempt_at": str, "lease_until": str, "last_error": str},
-                        pk="id", not_null={"delivered_at", "next_attempt_at", "lease_until"},
-                        defaults={"delivered_at": "", "attempts": 0, "next_attempt_at": "", "lease_until": "",
-                                  "last_error": ""})
+    db["storms"].create(
+        {
+            "id": str,
+            "first_seen": str,
+            "payload": str,
+            "delivered_at": str,
+            "attempts": int,
+            "next_attempt_at": str,
+            "lease_until": str,
+            "last_error": str,
+        },
+        pk="id",
+        not_null={"delivered_at", "next_attempt_at", "lease_until"},
+        defaults={
+            "delivered_at": "",
+            "attempts": 0,
+            "next_attempt_at": "",
+            "lease_until": "",
+            "last_error": "",
+        },
+    )
 
 
 def m010_predicted_groups(db: sqlite_utils.Database) -> None:
@@ -204,20 +281,47 @@ def m011_settings_and_index_versions(db: sqlite_utils.Database) -> None:
     db["settings"].create({"name": str, "value": str}, pk="name", not_null={"value"})
     # Index versions as published by any node: on a shared database the others build a
     # replica of each from the stored vectors (kb.app.replica).
-    db["index_versions"].create({"version": str, "model_id": str, "model_path": str, "log_seq": int,
-                                 "published_at": str, "node": str}, pk="version",
-                                not_null={"model_id", "model_path", "log_seq", "published_at", "node"},
-                                defaults={"model_path": "", "node": ""})
+    db["index_versions"].create(
+        {
+            "version": str,
+            "model_id": str,
+            "model_path": str,
+            "log_seq": int,
+            "published_at": str,
+            "node": str,
+        },
+        pk="version",
+        not_null={"model_id", "model_path", "log_seq", "published_at", "node"},
+        defaults={"model_path": "", "node": ""},
+    )
 
 
 def m013_article_flags(db: sqlite_utils.Database) -> None:
     # Agents' flags on articles (wrong, outdated, unclear, with a note), open until a
     # knowledge manager resolves them; they count in `kb articles stale`.
-    db["article_flags"].create({"id": int, "article_id": str, "kind": str, "note": str, "agent": str,
-                                "created_at": str, "resolved_at": str, "resolved_by": str},
-                               pk="id", not_null={"article_id", "kind", "note", "agent", "created_at",
-                                                  "resolved_at", "resolved_by"},
-                               defaults={"note": "", "resolved_at": "", "resolved_by": ""})
+    db["article_flags"].create(
+        {
+            "id": int,
+            "article_id": str,
+            "kind": str,
+            "note": str,
+            "agent": str,
+            "created_at": str,
+            "resolved_at": str,
+            "resolved_by": str,
+        },
+        pk="id",
+        not_null={
+            "article_id",
+            "kind",
+            "note",
+            "agent",
+            "created_at",
+            "resolved_at",
+            "resolved_by",
+        },
+        defaults={"note": "", "resolved_at": "", "resolved_by": ""},
+    )
     db["article_flags"].create_index(["article_id", "resolved_at"])
 
 
@@ -233,22 +337,55 @@ def m015_outgoing_events(db: sqlite_utils.Database) -> None:
     # Events for a ticket system (an agent used a result, or none helped): an outbox written
     # in the same transaction as the choice, posted by a background thread, each once. The
     # incident and result they name are columns, so erasing an incident erases its events.
-    db["outgoing_events"].create({"id": str, "created_at": str, "kind": str, "incident_ref": str, "result_kind": str,
-                                  "result_id": str, "payload": str, "delivered_at": str,
-                                  "attempts": int, "next_attempt_at": str, "lease_until": str, "last_error": str},
-                                 pk="id", not_null={"created_at", "kind", "incident_ref", "result_kind", "result_id",
-                                                    "payload", "delivered_at", "next_attempt_at", "lease_until"},
-                                 defaults={"incident_ref": "", "result_kind": "", "result_id": "", "delivered_at": "", "attempts": 0, "next_attempt_at": "",
-                                           "lease_until": "", "last_error": ""})
+    db["outgoing_events"].create(
+        {
+            "id": str,
+            "created_at": str,
+            "kind": str,
+            "incident_ref": str,
+            "result_kind": str,
+            "result_id": str,
+            "payload": str,
+            "delivered_at": str,
+            "attempts": int,
+            "next_attempt_at": str,
+            "lease_until": str,
+            "last_error": str,
+        },
+        pk="id",
+        not_null={
+            "created_at",
+            "kind",
+            "incident_ref",
+            "result_kind",
+            "result_id",
+            "payload",
+            "delivered_at",
+            "next_attempt_at",
+            "lease_until",
+        },
+        defaults={
+            "incident_ref": "",
+            "result_kind": "",
+            "result_id": "",
+            "delivered_at": "",
+            "attempts": 0,
+            "next_attempt_at": "",
+            "lease_until": "",
+            "last_error": "",
+        },
+    )
     db["outgoing_events"].create_index(["delivered_at", "next_attempt_at"])
 
 
 def m016_suggestion_previews(db: sqlite_utils.Database) -> None:
     # Searches shown while an agent is still typing: kept aside (not suggestions) until the
     # agent acts on one or stops typing, then recorded; dropped after an hour otherwise.
-    db["suggestion_previews"].create({"id": str, "created_at": str, "principal": str, "incident_ref": str,
-                                      "payload": str}, pk="id",
-                                     not_null={"created_at", "principal", "incident_ref", "payload"})
+    db["suggestion_previews"].create(
+        {"id": str, "created_at": str, "principal": str, "incident_ref": str, "payload": str},
+        pk="id",
+        not_null={"created_at", "principal", "incident_ref", "payload"},
+    )
     db["suggestion_previews"].create_index(["created_at"])
 
 

@@ -82,7 +82,7 @@ def translate(sql: str) -> str:
                         continue
                     break
                 end += 1
-            out.append(sql[i:end + 1].replace("%", "%%"))
+            out.append(sql[i : end + 1].replace("%", "%%"))
             i = end + 1
             continue
         if ch == "?":
@@ -91,7 +91,7 @@ def translate(sql: str) -> str:
             out.append("%%")
         elif ch == "[":
             close = sql.find("]", i)
-            name = sql[i + 1:close] if close > 0 else ""
+            name = sql[i + 1 : close] if close > 0 else ""
             if name and re.fullmatch(r"\w+", name):
                 out.append(f'"{name}"')
                 i = close + 1
@@ -147,8 +147,15 @@ class PgTable:
     def rows(self) -> Iterator[dict]:
         return self.rows_where()
 
-    def rows_where(self, where: str | None = None, where_args: Sequence[Any] | None = None, *,
-                   order_by: str | None = None, select: str = "*", limit: int | None = None) -> Iterator[dict]:
+    def rows_where(
+        self,
+        where: str | None = None,
+        where_args: Sequence[Any] | None = None,
+        *,
+        order_by: str | None = None,
+        select: str = "*",
+        limit: int | None = None,
+    ) -> Iterator[dict]:
         sql = f'SELECT {select} FROM "{self.name}"'
         if where:
             sql += f" WHERE {where}"
@@ -162,7 +169,9 @@ class PgTable:
         columns = list(record)
         marks = ", ".join("?" * len(columns))
         names = ", ".join(f'"{c}"' for c in columns)
-        self.db.execute(f'INSERT INTO "{self.name}" ({names}) VALUES ({marks})', list(record.values()))
+        self.db.execute(
+            f'INSERT INTO "{self.name}" ({names}) VALUES ({marks})', list(record.values())
+        )
 
     def upsert(self, record: dict[str, Any], pk: str | Sequence[str]) -> None:
         self.upsert_all([record], pk=pk)
@@ -177,14 +186,18 @@ class PgTable:
             updates = ", ".join(f'"{c}" = excluded."{c}"' for c in columns if c not in keys)
             conflict = ", ".join(f'"{k}"' for k in keys)
             action = f"DO UPDATE SET {updates}" if updates else "DO NOTHING"
-            sql = (f'INSERT INTO "{self.name}" ({names}) VALUES ({", ".join("?" * len(columns))}) '
-                   f"ON CONFLICT ({conflict}) {action}")
+            sql = (
+                f'INSERT INTO "{self.name}" ({names}) VALUES ({", ".join("?" * len(columns))}) '
+                f"ON CONFLICT ({conflict}) {action}"
+            )
             self.db.executemany(sql, rows)
 
     def update(self, pk_value: Any, updates: dict[str, Any]) -> None:
         pk = self.db.primary_key(self.name)
         sets = ", ".join(f'"{c}" = ?' for c in updates)
-        self.db.execute(f'UPDATE "{self.name}" SET {sets} WHERE "{pk}" = ?', [*updates.values(), pk_value])
+        self.db.execute(
+            f'UPDATE "{self.name}" SET {sets} WHERE "{pk}" = ?', [*updates.values(), pk_value]
+        )
 
 
 class PgDatabase:
@@ -204,13 +217,17 @@ class PgDatabase:
         import psycopg
 
         try:
-            conn = psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT,
-                                   application_name="kb")
+            conn = psycopg.connect(
+                self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT, application_name="kb"
+            )
         except psycopg.OperationalError as exc:
             raise StoreUnavailableError(
-                f"cannot reach the database at {self.where}: {scrub(str(exc), self.url)}") from None
+                f"cannot reach the database at {self.where}: {scrub(str(exc), self.url)}"
+            ) from None
         except psycopg.ProgrammingError as exc:
-            raise ConfigError(f"bad database URL for {self.where}: {scrub(str(exc), self.url)}") from None
+            raise ConfigError(
+                f"bad database URL for {self.where}: {scrub(str(exc), self.url)}"
+            ) from None
         conn.adapters.register_loader("numeric", _number_loader())
         self._conn = conn
         return conn
@@ -252,7 +269,8 @@ class PgDatabase:
                 if failure is not None:  # its disk is full
                     raise failure from None
                 raise StoreUnavailableError(
-                    f"the database at {self.where} is unavailable: {scrub(str(exc), self.url)}") from None
+                    f"the database at {self.where} is unavailable: {scrub(str(exc), self.url)}"
+                ) from None
         raise AssertionError("unreachable")
 
     # --- statements ------------------------------------------------------------------------
@@ -299,7 +317,8 @@ class PgDatabase:
             row = self.execute(
                 "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
                 "AND a.attnum = ANY(i.indkey) WHERE i.indrelid = to_regclass(?) AND i.indisprimary",
-                [table]).fetchone()
+                [table],
+            ).fetchone()
             self._pks[table] = row[0]
         return self._pks[table]
 
@@ -326,7 +345,8 @@ class PgDatabase:
             self._close_quietly()
             if commit:
                 raise StoreUnavailableError(
-                    f"the database at {self.where} is unavailable: {scrub(str(exc), self.url)}") from None
+                    f"the database at {self.where} is unavailable: {scrub(str(exc), self.url)}"
+                ) from None
         finally:
             self.in_transaction = False
 

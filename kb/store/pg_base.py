@@ -29,9 +29,21 @@ _PAGE = 20_000
 
 # Tables whose text an erasure deletes: compact() rewrites them (VACUUM FULL) so that
 # no dead row version keeps the erased text in the server's files.
-ERASURE_TABLES = ("incidents", "chunks", "vectors", "suggestions", "articles", "article_versions",
-                  "indexed_docs", "index_log", "feedback", "feedback_events", "outgoing_events",
-                  "suggestion_previews", "article_flags")
+ERASURE_TABLES = (
+    "incidents",
+    "chunks",
+    "vectors",
+    "suggestions",
+    "articles",
+    "article_versions",
+    "indexed_docs",
+    "index_log",
+    "feedback",
+    "feedback_events",
+    "outgoing_events",
+    "suggestion_previews",
+    "article_flags",
+)
 # Every other table, with why an erasure leaves its files as they are (a test checks that
 # each table of the schema is in one list or the other, so a new table gets a decision).
 KEEPS_NO_ERASED_TEXT = {
@@ -80,8 +92,10 @@ class PgStoreBase(CommonBase):
         with self.write():
             # One node migrates; the others wait here, then find nothing left to do.
             self.db.execute("SELECT pg_advisory_xact_lock(?)", [MIGRATE_LOCK])
-            self.db.execute('CREATE TABLE IF NOT EXISTS _migrations (name text COLLATE "C" PRIMARY KEY, '
-                            'applied_at text COLLATE "C")')
+            self.db.execute(
+                'CREATE TABLE IF NOT EXISTS _migrations (name text COLLATE "C" PRIMARY KEY, '
+                'applied_at text COLLATE "C")'
+            )
             applied = self._applied() or set()
             refuse_newer_schema(applied, self.where)
             for migration in MIGRATIONS:
@@ -166,28 +180,39 @@ class PgStoreBase(CommonBase):
         """(id, text, language terms) of the chunks, for the node's lexical index."""
         rows: list[tuple[int, str, str]] = []
         for batch in _batches(list(chunk_ids)):
-            rows.extend(tuple(r) for r in self.db.execute(
-                f"SELECT id, text, terms FROM chunks WHERE id IN ({','.join('?' * len(batch))})", batch).fetchall())
+            rows.extend(
+                tuple(r)
+                for r in self.db.execute(
+                    f"SELECT id, text, terms FROM chunks WHERE id IN ({','.join('?' * len(batch))})",
+                    batch,
+                ).fetchall()
+            )
         return rows
 
     def chunk_text_pages(self) -> Iterator[list[tuple[int, str, str]]]:
         after = 0
         while True:
-            rows = self.db.execute("SELECT id, text, terms FROM chunks WHERE id > ? ORDER BY id LIMIT ?",
-                                   [after, _PAGE]).fetchall()
+            rows = self.db.execute(
+                "SELECT id, text, terms FROM chunks WHERE id > ? ORDER BY id LIMIT ?",
+                [after, _PAGE],
+            ).fetchall()
             if not rows:
                 return
             yield [tuple(r) for r in rows]
             after = rows[-1][0]
 
-    def iter_chunk_vectors(self, model_id: str, batch_size: int = 20_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def iter_chunk_vectors(
+        self, model_id: str, batch_size: int = 20_000
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """All (chunk ids, vectors) for a model, a page at a time (a client-side cursor
         would hold every vector in memory at once)."""
         after = -1
         while True:
             rows = self.db.execute(
                 "SELECT c.id, v.vector FROM chunks c JOIN vectors v ON v.model_id = ? AND v.text_hash = c.text_hash "
-                "WHERE c.id > ? ORDER BY c.id LIMIT ?", [model_id, after, batch_size]).fetchall()
+                "WHERE c.id > ? ORDER BY c.id LIMIT ?",
+                [model_id, after, batch_size],
+            ).fetchall()
             if not rows:
                 return
             ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
@@ -209,7 +234,9 @@ class PgStoreBase(CommonBase):
         nodes purge theirs when they see the erasure finish."""
         for table in ERASURE_TABLES:
             self.db.execute(f'VACUUM FULL "{table}"')
-        with contextlib.suppress(Exception):  # needs the pg_checkpoint role; the WAL recycles anyway
+        with contextlib.suppress(
+            Exception
+        ):  # needs the pg_checkpoint role; the WAL recycles anyway
             self.db.execute("CHECKPOINT")
         self.lexical().compact()
 
@@ -220,11 +247,16 @@ class PgStoreBase(CommonBase):
     def empty_every_table(self) -> None:
         """Remove every row (the schema stays): `kb bench` hands back the empty database it
         was given. Nothing else calls this."""
-        tables = [r[0] for r in self.db.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND tablename != '_migrations'"
-        ).fetchall()]
+        tables = [
+            r[0]
+            for r in self.db.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND tablename != '_migrations'"
+            ).fetchall()
+        ]
         if tables:
-            self.db.execute("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE")
+            self.db.execute(
+                "TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"
+            )
 
     def close(self) -> None:
         self.db.close()
@@ -237,4 +269,3 @@ class PgStoreBase(CommonBase):
 
     def __exit__(self, *exc):
         self.close()
-

@@ -70,7 +70,8 @@ class PrivacyMixin:
             entry = [utc_now(), actor or "unknown", action, target[:500], detail[:2000]]
             self.db.execute(
                 "INSERT INTO audit_log (at, actor, action, target, detail, prev_hash, hash) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)", [*entry, previous, audit_hash(previous, entry)],
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [*entry, previous, audit_hash(previous, entry)],
             )
 
     def verify_audit_chain(self, *, expect_head: str = "") -> dict[str, Any]:
@@ -88,7 +89,9 @@ class PrivacyMixin:
         while True:
             rows = self.db.execute(
                 "SELECT id, at, actor, action, target, detail, prev_hash, hash FROM audit_log WHERE id > ? "
-                "ORDER BY id LIMIT 5000", [after]).fetchall()
+                "ORDER BY id LIMIT 5000",
+                [after],
+            ).fetchall()
             if not rows:
                 break
             for entry_id, at, actor, action, target, detail, prev_hash, own_hash in rows:
@@ -96,31 +99,62 @@ class PrivacyMixin:
                 after = entry_id
                 if not own_hash:
                     if chained:
-                        problems.append({"id": entry_id, "problem": "not chained: added outside kb"})
+                        problems.append(
+                            {"id": entry_id, "problem": "not chained: added outside kb"}
+                        )
                     else:
                         unchained += 1
                     continue
                 if own_hash != audit_hash(prev_hash, [at, actor, action, target, detail]):
-                    problems.append({"id": entry_id, "problem": "its content does not match its hash: edited"})
+                    problems.append(
+                        {"id": entry_id, "problem": "its content does not match its hash: edited"}
+                    )
                 elif prev_hash != previous_hash:
-                    where = f"after entry {previous_id}" if previous_id is not None else "at the start"
-                    problems.append({"id": entry_id, "problem": f"does not follow the entry before it: entries "
-                                                                 f"missing or slipped in {where}"})
+                    where = (
+                        f"after entry {previous_id}" if previous_id is not None else "at the start"
+                    )
+                    problems.append(
+                        {
+                            "id": entry_id,
+                            "problem": f"does not follow the entry before it: entries "
+                            f"missing or slipped in {where}",
+                        }
+                    )
                 elif previous_at and _seconds_between(at, previous_at) > AUDIT_CLOCK_SLACK_S:
-                    problems.append({"id": entry_id, "problem": f"dated {at}, before the entry before it "
-                                                                 f"({previous_at}): back-dated"})
+                    problems.append(
+                        {
+                            "id": entry_id,
+                            "problem": f"dated {at}, before the entry before it "
+                            f"({previous_at}): back-dated",
+                        }
+                    )
                 chained = True
                 previous_hash, previous_id, previous_at = own_hash, entry_id, at
                 if expect_head and own_hash == expect_head:
                     head_seen = True
         if not head_seen:
-            problems.append({"id": None, "problem": f"the expected head {expect_head} is not in the chain: the log "
-                                                    "was rewritten or cut back since it was taken"})
-        return {"entries": count, "before_chaining": unchained, "ok": not problems, "problems": problems,
-                "head": {"id": previous_id, "hash": previous_hash}}
+            problems.append(
+                {
+                    "id": None,
+                    "problem": f"the expected head {expect_head} is not in the chain: the log "
+                    "was rewritten or cut back since it was taken",
+                }
+            )
+        return {
+            "entries": count,
+            "before_chaining": unchained,
+            "ok": not problems,
+            "problems": problems,
+            "head": {"id": previous_id, "hash": previous_hash},
+        }
 
-    def audit_entries(self, *, since: str = "", action: str = "", limit: int = 1000) -> list[dict[str, Any]]:
-        sql, args = "SELECT id, at, actor, action, target, detail FROM audit_log WHERE at >= ?", [since]
+    def audit_entries(
+        self, *, since: str = "", action: str = "", limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        sql, args = (
+            "SELECT id, at, actor, action, target, detail FROM audit_log WHERE at >= ?",
+            [since],
+        )
         if action:
             sql += " AND action = ?"
             args.append(action)
@@ -141,7 +175,11 @@ class PrivacyMixin:
         Raises NotFoundError when none of the ids is stored."""
         ids = list(dict.fromkeys(i for i in ids if i))
         with self.write():
-            found = [i for i in ids if self.db.execute("SELECT 1 FROM incidents WHERE id = ?", [i]).fetchone()]
+            found = [
+                i
+                for i in ids
+                if self.db.execute("SELECT 1 FROM incidents WHERE id = ?", [i]).fetchone()
+            ]
             if not found:
                 raise NotFoundError(f"no incident with id {', '.join(map(repr, ids)) or '(none)'}")
             now = utc_now()
@@ -150,60 +188,90 @@ class PrivacyMixin:
             for doc_id in found:
                 hashes |= self._chunk_hashes("incident", doc_id)
                 self._remove_chunks("incident", doc_id, now)
-                self.db.execute("DELETE FROM indexed_docs WHERE doc_kind = 'incident' AND doc_id = ?", [doc_id])
+                self.db.execute(
+                    "DELETE FROM indexed_docs WHERE doc_kind = 'incident' AND doc_id = ?", [doc_id]
+                )
                 self.db.execute("DELETE FROM incidents WHERE id = ?", [doc_id])
             draft_paths = self._remove_drafts(drafts, now, hashes)
             vectors = self._drop_unused_vectors(hashes)
             marks = ",".join("?" * len(found))
             suggestions = self.db.execute(
-                f"UPDATE suggestions SET {BLANKED_SUGGESTION} WHERE incident_ref IN ({marks})", [ERASED, *found]
+                f"UPDATE suggestions SET {BLANKED_SUGGESTION} WHERE incident_ref IN ({marks})",
+                [ERASED, *found],
             ).rowcount
             self._erase_incident_events(found)
-            self.db.execute(f"DELETE FROM suggestion_previews WHERE incident_ref IN ({marks})", found)
+            self.db.execute(
+                f"DELETE FROM suggestion_previews WHERE incident_ref IN ({marks})", found
+            )
             erasure_id = self.db.execute(
                 "INSERT INTO erasures (started_at, actor, doc_ids, state, finished_at) "
                 "VALUES (?, ?, ?, 'pending', '') RETURNING id",
                 [now, actor, json.dumps(found)],
             ).fetchone()[0]
-            self.audit(actor, "erase", ",".join(found),
-                       f"erasure {erasure_id}: {len(found)} incident(s), {len(drafts)} draft(s), "
-                       f"{suggestions} suggestion text(s), {vectors} cached vector(s)")
+            self.audit(
+                actor,
+                "erase",
+                ",".join(found),
+                f"erasure {erasure_id}: {len(found)} incident(s), {len(drafts)} draft(s), "
+                f"{suggestions} suggestion text(s), {vectors} cached vector(s)",
+            )
         missing = [i for i in ids if i not in found]
-        return {"erasure": erasure_id, "erased": found, "missing": missing, "drafts": drafts,
-                "draft_paths": draft_paths,
-                "suggestions_blanked": suggestions, "vectors_removed": vectors}
+        return {
+            "erasure": erasure_id,
+            "erased": found,
+            "missing": missing,
+            "drafts": drafts,
+            "draft_paths": draft_paths,
+            "suggestions_blanked": suggestions,
+            "vectors_removed": vectors,
+        }
 
     def _remove_drafts(self, drafts: Sequence[str], now: str, hashes: set[str]) -> list[str]:
         """Delete draft articles with their chunks and versions; adds their chunks' text
         hashes to ``hashes`` and returns the paths of their files."""
-        paths = [row[0] for article_id in drafts for row in self.db.execute(
-            "SELECT path FROM articles WHERE id = ? AND path != ''", [article_id]).fetchall()]
+        paths = [
+            row[0]
+            for article_id in drafts
+            for row in self.db.execute(
+                "SELECT path FROM articles WHERE id = ? AND path != ''", [article_id]
+            ).fetchall()
+        ]
         for article_id in drafts:
             hashes |= self._chunk_hashes("article", article_id)
             self._remove_chunks("article", article_id, now)
-            self.db.execute("DELETE FROM indexed_docs WHERE doc_kind = 'article' AND doc_id = ?", [article_id])
+            self.db.execute(
+                "DELETE FROM indexed_docs WHERE doc_kind = 'article' AND doc_id = ?", [article_id]
+            )
             self.db.execute("DELETE FROM article_versions WHERE article_id = ?", [article_id])
             self.db.execute("DELETE FROM article_flags WHERE article_id = ?", [article_id])
             self.db.execute("DELETE FROM articles WHERE id = ?", [article_id])
         return paths
 
     def _chunk_hashes(self, kind: str, doc_id: str) -> set[str]:
-        rows = self.db.execute("SELECT text_hash FROM chunks WHERE doc_kind = ? AND doc_id = ?", [kind, doc_id])
+        rows = self.db.execute(
+            "SELECT text_hash FROM chunks WHERE doc_kind = ? AND doc_id = ?", [kind, doc_id]
+        )
         return {row[0] for row in rows.fetchall()}
 
     def _drop_unused_vectors(self, hashes: set[str]) -> int:
         removed = 0
         for text_hash in hashes:
-            if self.db.execute("SELECT 1 FROM chunks WHERE text_hash = ? LIMIT 1", [text_hash]).fetchone():
+            if self.db.execute(
+                "SELECT 1 FROM chunks WHERE text_hash = ? LIMIT 1", [text_hash]
+            ).fetchone():
                 continue  # the same text is still a chunk of another document
-            removed += self.db.execute("DELETE FROM vectors WHERE text_hash = ?", [text_hash]).rowcount
+            removed += self.db.execute(
+                "DELETE FROM vectors WHERE text_hash = ?", [text_hash]
+            ).rowcount
         return removed
 
     def _drafts_started_from(self, incident_ids: Sequence[str]) -> list[str]:
         """Draft articles whose text names one of these incidents as where they came from
         (the agent page writes "incident <id>" into a draft it starts)."""
         found = []
-        for row in self.db.execute("SELECT id, body FROM articles WHERE status = 'draft'").fetchall():
+        for row in self.db.execute(
+            "SELECT id, body FROM articles WHERE status = 'draft'"
+        ).fetchall():
             if any(f"incident {incident_id}" in (row[1] or "") for incident_id in incident_ids):
                 found.append(row[0])
         return found
@@ -212,12 +280,17 @@ class PrivacyMixin:
         rows = self.db.execute(
             "SELECT id, started_at, actor, doc_ids FROM erasures WHERE state = 'pending' ORDER BY id"
         ).fetchall()
-        return [{"id": r[0], "started_at": r[1], "actor": r[2], "doc_ids": json.loads(r[3])} for r in rows]
+        return [
+            {"id": r[0], "started_at": r[1], "actor": r[2], "doc_ids": json.loads(r[3])}
+            for r in rows
+        ]
 
     def finish_erasure(self, erasure_id: int) -> None:
         with self.write():
-            self.db.execute("UPDATE erasures SET state = 'done', finished_at = ? WHERE id = ?",
-                            [utc_now(), erasure_id])
+            self.db.execute(
+                "UPDATE erasures SET state = 'done', finished_at = ? WHERE id = ?",
+                [utc_now(), erasure_id],
+            )
 
     def incidents_mentioning(self, needle: str) -> list[str]:
         """Ids of incidents whose stored text holds ``needle``, in any of their free-text
@@ -226,7 +299,11 @@ class PrivacyMixin:
         wanted = folded(needle)
         columns = ", ".join(INCIDENT_TEXT_FIELDS)
         rows = self.db.execute(f"SELECT id, {columns} FROM incidents ORDER BY id")
-        return [row[0] for row in rows.fetchall() if wanted and any(wanted in folded(v) for v in row[1:])]
+        return [
+            row[0]
+            for row in rows.fetchall()
+            if wanted and any(wanted in folded(v) for v in row[1:])
+        ]
 
     def records_mentioning(self, needle: str) -> dict[str, Any]:
         """Everything stored that holds ``needle`` (compared as incidents_mentioning does):
@@ -236,20 +313,43 @@ class PrivacyMixin:
         wanted = folded(needle)
         if not wanted:
             return {"incidents": [], "suggestions": [], "feedback": [], "drafts": []}
-        suggestions = [row[0] for row in self.db.execute(
-            "SELECT id, query, title, incident_ref, filters, predicted_group FROM suggestions ORDER BY id").fetchall()
-            if any(wanted in folded(v) for v in (*row[1:4], _filter_text(row[4]), row[5]))]
-        feedback = [(row[0], row[1]) for row in self.db.execute(
-            "SELECT DISTINCT suggestion_id, agent FROM feedback_events UNION "
-            "SELECT suggestion_id, agent FROM feedback ORDER BY 1, 2").fetchall() if wanted in folded(row[1])]
-        drafts = [row[0] for row in self.db.execute(
-            "SELECT id, title, body, product FROM articles WHERE status = 'draft' ORDER BY id").fetchall()
-            if any(wanted in folded(v) for v in row)]
-        return {"incidents": self.incidents_mentioning(needle), "suggestions": suggestions,
-                "feedback": feedback, "drafts": drafts}
+        suggestions = [
+            row[0]
+            for row in self.db.execute(
+                "SELECT id, query, title, incident_ref, filters, predicted_group FROM suggestions ORDER BY id"
+            ).fetchall()
+            if any(wanted in folded(v) for v in (*row[1:4], _filter_text(row[4]), row[5]))
+        ]
+        feedback = [
+            (row[0], row[1])
+            for row in self.db.execute(
+                "SELECT DISTINCT suggestion_id, agent FROM feedback_events UNION "
+                "SELECT suggestion_id, agent FROM feedback ORDER BY 1, 2"
+            ).fetchall()
+            if wanted in folded(row[1])
+        ]
+        drafts = [
+            row[0]
+            for row in self.db.execute(
+                "SELECT id, title, body, product FROM articles WHERE status = 'draft' ORDER BY id"
+            ).fetchall()
+            if any(wanted in folded(v) for v in row)
+        ]
+        return {
+            "incidents": self.incidents_mentioning(needle),
+            "suggestions": suggestions,
+            "feedback": feedback,
+            "drafts": drafts,
+        }
 
-    def erase_records(self, *, suggestions: Sequence[str] = (), feedback: Sequence[tuple[str, str]] = (),
-                      drafts: Sequence[str] = (), actor: str) -> dict[str, Any]:
+    def erase_records(
+        self,
+        *,
+        suggestions: Sequence[str] = (),
+        feedback: Sequence[tuple[str, str]] = (),
+        drafts: Sequence[str] = (),
+        actor: str,
+    ) -> dict[str, Any]:
         """Erase what records_mentioning found outside incidents, in one transaction: the
         suggestions' typed text is blanked (as incident erasure blanks it, and the incident
         id they named too), the feedback
@@ -259,21 +359,37 @@ class PrivacyMixin:
         opaque ids only."""
         now = utc_now()
         with self.write():
-            blanked = sum(self.db.execute(f"UPDATE suggestions SET {BLANKED_SUGGESTION}, incident_ref = '' WHERE id = ?",
-                                          [ERASED, sid]).rowcount for sid in suggestions)
+            blanked = sum(
+                self.db.execute(
+                    f"UPDATE suggestions SET {BLANKED_SUGGESTION}, incident_ref = '' WHERE id = ?",
+                    [ERASED, sid],
+                ).rowcount
+                for sid in suggestions
+            )
             renamed = 0
             for suggestion_id, agent in feedback:
                 alias = f"{ERASED} {secrets.token_hex(4)}"
-                renamed += self.db.execute("UPDATE feedback SET agent = ? WHERE suggestion_id = ? AND agent = ?",
-                                           [alias, suggestion_id, agent]).rowcount
-                self.db.execute("UPDATE feedback_events SET agent = ? WHERE suggestion_id = ? AND agent = ?",
-                                [alias, suggestion_id, agent])
+                renamed += self.db.execute(
+                    "UPDATE feedback SET agent = ? WHERE suggestion_id = ? AND agent = ?",
+                    [alias, suggestion_id, agent],
+                ).rowcount
+                self.db.execute(
+                    "UPDATE feedback_events SET agent = ? WHERE suggestion_id = ? AND agent = ?",
+                    [alias, suggestion_id, agent],
+                )
             hashes: set[str] = set()
-            drafts = [d for d in drafts if self.db.execute("SELECT 1 FROM articles WHERE id = ?", [d]).fetchone()]
+            drafts = [
+                d
+                for d in drafts
+                if self.db.execute("SELECT 1 FROM articles WHERE id = ?", [d]).fetchone()
+            ]
             draft_paths = self._remove_drafts(drafts, now, hashes)
             vectors = self._drop_unused_vectors(hashes)
-            erased = ([f"article:{d}" for d in drafts] + [f"suggestion:{sid}" for sid in suggestions]
-                      + [f"feedback:{sid}" for sid, _ in feedback])
+            erased = (
+                [f"article:{d}" for d in drafts]
+                + [f"suggestion:{sid}" for sid in suggestions]
+                + [f"feedback:{sid}" for sid, _ in feedback]
+            )
             erasure_id = None
             if erased:  # the index and the freed pages still hold the text until it is finished
                 erasure_id = self.db.execute(
@@ -281,11 +397,21 @@ class PrivacyMixin:
                     "VALUES (?, ?, ?, 'pending', '') RETURNING id",
                     [now, actor, json.dumps(erased)],
                 ).fetchone()[0]
-                self.audit(actor, "erase", ",".join(drafts),
-                           f"erasure {erasure_id}: {len(drafts)} draft(s), {blanked} suggestion text(s), "
-                           f"{renamed} feedback agent(s), {vectors} cached vector(s)")
-        return {"erasure": erasure_id, "drafts": drafts, "draft_paths": draft_paths,
-                "suggestions_blanked": blanked, "feedback_agents_erased": renamed, "vectors_removed": vectors}
+                self.audit(
+                    actor,
+                    "erase",
+                    ",".join(drafts),
+                    f"erasure {erasure_id}: {len(drafts)} draft(s), {blanked} suggestion text(s), "
+                    f"{renamed} feedback agent(s), {vectors} cached vector(s)",
+                )
+        return {
+            "erasure": erasure_id,
+            "drafts": drafts,
+            "draft_paths": draft_paths,
+            "suggestions_blanked": blanked,
+            "feedback_agents_erased": renamed,
+            "vectors_removed": vectors,
+        }
 
     def compact(self) -> None:
         """Make deleted text unrecoverable from the files: merge the full-text index's
@@ -300,7 +426,7 @@ class PrivacyMixin:
         """Every stored incident, ``size`` at a time (safe to write between batches)."""
         ids = [row[0] for row in self.db.execute("SELECT id FROM incidents ORDER BY id").fetchall()]
         for start in range(0, len(ids), size):
-            yield list(self.iter_incidents(ids[start:start + size]))
+            yield list(self.iter_incidents(ids[start : start + size]))
 
     def redact_stored_suggestions(self) -> int:
         """Pass recorded queries through the redactor (query, title, incident id, filters,
@@ -310,16 +436,25 @@ class PrivacyMixin:
         changed = 0
         with self.write():
             rows = self.db.execute(
-                "SELECT id, query, title, incident_ref, filters, predicted_group FROM suggestions").fetchall()
+                "SELECT id, query, title, incident_ref, filters, predicted_group FROM suggestions"
+            ).fetchall()
             for sid, query, title, ref, filters, group in rows:
                 old = (query or "", title or "", ref or "", filters or "{}", group or "")
-                new = (redact(old[0]), redact(old[1]), redact(old[2]),
-                       json.dumps(redacted_filters(json.loads(old[3]), redact)), redact(old[4]))
+                new = (
+                    redact(old[0]),
+                    redact(old[1]),
+                    redact(old[2]),
+                    json.dumps(redacted_filters(json.loads(old[3]), redact)),
+                    redact(old[4]),
+                )
                 if new[3] == json.dumps(json.loads(old[3])):
                     new = (*new[:3], old[3], new[4])  # the same filters, spelled as stored
                 if new != old:
-                    self.db.execute("UPDATE suggestions SET query = ?, title = ?, incident_ref = ?, filters = ?, "
-                                    "predicted_group = ? WHERE id = ?", [*new, sid])
+                    self.db.execute(
+                        "UPDATE suggestions SET query = ?, title = ?, incident_ref = ?, filters = ?, "
+                        "predicted_group = ? WHERE id = ?",
+                        [*new, sid],
+                    )
                     changed += 1
             for table in ("feedback", "feedback_events"):
                 for (agent,) in self.db.execute(f"SELECT DISTINCT agent FROM {table}").fetchall():
@@ -333,24 +468,37 @@ class PrivacyMixin:
         if table == "feedback_events":
             self.db.execute("UPDATE feedback_events SET agent = ? WHERE agent = ?", [new, agent])
             return
-        for (sid,) in self.db.execute("SELECT suggestion_id FROM feedback WHERE agent = ?", [agent]).fetchall():
-            clash = self.db.execute("SELECT updated_at FROM feedback WHERE suggestion_id = ? AND agent = ?",
-                                    [sid, new]).fetchone()
-            mine = self.db.execute("SELECT updated_at FROM feedback WHERE suggestion_id = ? AND agent = ?",
-                                   [sid, agent]).fetchone()
+        for (sid,) in self.db.execute(
+            "SELECT suggestion_id FROM feedback WHERE agent = ?", [agent]
+        ).fetchall():
+            clash = self.db.execute(
+                "SELECT updated_at FROM feedback WHERE suggestion_id = ? AND agent = ?", [sid, new]
+            ).fetchone()
+            mine = self.db.execute(
+                "SELECT updated_at FROM feedback WHERE suggestion_id = ? AND agent = ?",
+                [sid, agent],
+            ).fetchone()
             if clash and clash[0] >= mine[0]:
-                self.db.execute("DELETE FROM feedback WHERE suggestion_id = ? AND agent = ?", [sid, agent])
+                self.db.execute(
+                    "DELETE FROM feedback WHERE suggestion_id = ? AND agent = ?", [sid, agent]
+                )
                 continue
             if clash:
-                self.db.execute("DELETE FROM feedback WHERE suggestion_id = ? AND agent = ?", [sid, new])
-            self.db.execute("UPDATE feedback SET agent = ? WHERE suggestion_id = ? AND agent = ?", [new, sid, agent])
+                self.db.execute(
+                    "DELETE FROM feedback WHERE suggestion_id = ? AND agent = ?", [sid, new]
+                )
+            self.db.execute(
+                "UPDATE feedback SET agent = ? WHERE suggestion_id = ? AND agent = ?",
+                [new, sid, agent],
+            )
 
     def keep_latest_article_version(self, article_id: str) -> int:
         """Drop an article's older stored versions (they hold text since redacted)."""
         with self.write():
             return self.db.execute(
                 "DELETE FROM article_versions WHERE article_id = ? AND version < "
-                "(SELECT MAX(version) FROM article_versions WHERE article_id = ?)", [article_id, article_id]
+                "(SELECT MAX(version) FROM article_versions WHERE article_id = ?)",
+                [article_id, article_id],
             ).rowcount
 
     def keep_latest_profiles(self) -> int:

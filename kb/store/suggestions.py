@@ -26,9 +26,14 @@ class FeedbackRecord:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "suggestion_id": self.suggestion_id, "agent": self.agent, "outcome": self.outcome,
-            "used": self.used_id, "used_rank": self.used_rank, "created_at": self.created_at,
-            "updated_at": self.updated_at, "status": self.status,
+            "suggestion_id": self.suggestion_id,
+            "agent": self.agent,
+            "outcome": self.outcome,
+            "used": self.used_id,
+            "used_rank": self.used_rank,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "status": self.status,
         }
 
 
@@ -42,7 +47,10 @@ def _hours_ago(hours: float) -> str:
 
 def redacted_filters(filters: dict[str, Any] | None, redact) -> dict[str, Any]:
     """Filters as recorded: their string values passed through ``redact``."""
-    return {key: redact(value) if isinstance(value, str) else value for key, value in (filters or {}).items()}
+    return {
+        key: redact(value) if isinstance(value, str) else value
+        for key, value in (filters or {}).items()
+    }
 
 
 def new_suggestion_id() -> str:
@@ -78,21 +86,39 @@ class SuggestionsMixin:
         suggestion_id = suggestion_id or new_suggestion_id()
         redact = self.redactor.redact
         row = {
-            "id": suggestion_id, "created_at": utc_now(), "query": redact(query),
-            "title": redact(title), "predicted_group": redact(predicted_group),
+            "id": suggestion_id,
+            "created_at": utc_now(),
+            "query": redact(query),
+            "title": redact(title),
+            "predicted_group": redact(predicted_group),
             "predicted_sure": "" if predicted_sure is None else "yes" if predicted_sure else "no",
-            "incident_ref": redact(incident_ref or ""), "filters": json.dumps(redacted_filters(filters, redact)),
-            "k": k, "no_good_match": int(no_good_match), "confidence": confidence,
-            "results": json.dumps(results), "principal": principal,
-            "model_id": model_id, "latency_ms": latency_ms,
+            "incident_ref": redact(incident_ref or ""),
+            "filters": json.dumps(redacted_filters(filters, redact)),
+            "k": k,
+            "no_good_match": int(no_good_match),
+            "confidence": confidence,
+            "results": json.dumps(results),
+            "principal": principal,
+            "model_id": model_id,
+            "latency_ms": latency_ms,
         }
         with self.write():
             if preview:
-                self.db.execute("DELETE FROM suggestion_previews WHERE created_at < ?", [_hours_ago(PREVIEW_HOURS)])
+                self.db.execute(
+                    "DELETE FROM suggestion_previews WHERE created_at < ?",
+                    [_hours_ago(PREVIEW_HOURS)],
+                )
                 self.db.execute(
                     "INSERT INTO suggestion_previews (id, created_at, principal, incident_ref, payload) "
                     "VALUES (?, ?, ?, ?, ?)",
-                    [suggestion_id, row["created_at"], principal, row["incident_ref"], json.dumps(row)])
+                    [
+                        suggestion_id,
+                        row["created_at"],
+                        principal,
+                        row["incident_ref"],
+                        json.dumps(row),
+                    ],
+                )
             else:
                 self.db["suggestions"].insert(row)
         return suggestion_id
@@ -102,15 +128,18 @@ class SuggestionsMixin:
         the id is now a recorded suggestion (of ``principal``, when given); False for an
         unknown id, an expired preview or someone else's."""
         with self.write():
-            row = self.db.execute("SELECT principal, payload FROM suggestion_previews WHERE id = ?",
-                                  [suggestion_id]).fetchone()
+            row = self.db.execute(
+                "SELECT principal, payload FROM suggestion_previews WHERE id = ?", [suggestion_id]
+            ).fetchone()
             if row is not None:
                 if principal is not None and row[0] != principal:
                     return False
                 self.db["suggestions"].insert(json.loads(row[1]))
                 self.db.execute("DELETE FROM suggestion_previews WHERE id = ?", [suggestion_id])
                 return True
-            kept = self.db.execute("SELECT principal FROM suggestions WHERE id = ?", [suggestion_id]).fetchone()
+            kept = self.db.execute(
+                "SELECT principal FROM suggestions WHERE id = ?", [suggestion_id]
+            ).fetchone()
         return kept is not None and (principal is None or kept[0] == principal)
 
     def get_suggestion(self, suggestion_id: str) -> dict[str, Any]:
@@ -124,8 +153,14 @@ class SuggestionsMixin:
         return row
 
     def record_feedback(
-        self, suggestion_id: str, *, outcome: str, used_id: str | None, agent: str,
-        caller: str | None = None, event: dict[str, Any] | None = None,
+        self,
+        suggestion_id: str,
+        *,
+        outcome: str,
+        used_id: str | None,
+        agent: str,
+        caller: str | None = None,
+        event: dict[str, Any] | None = None,
     ) -> FeedbackRecord:
         """Record an agent's choice on a suggestion.
 
@@ -153,7 +188,9 @@ class SuggestionsMixin:
         with self.write():
             suggestion = self.get_suggestion(suggestion_id)
             if caller is not None and suggestion["principal"] and suggestion["principal"] != caller:
-                raise ForbiddenError("only whoever asked for this suggestion can record a choice on it")
+                raise ForbiddenError(
+                    "only whoever asked for this suggestion can record a choice on it"
+                )
             used_rank = used_kind = None
             if used_id:
                 shown = {r["id"]: r for r in suggestion["results"]}
@@ -170,30 +207,57 @@ class SuggestionsMixin:
             if existing and existing[0]["outcome"] == outcome and existing[0]["used_id"] == used_id:
                 row = existing[0]
                 return FeedbackRecord(
-                    suggestion_id, agent, outcome, used_id, row["used_rank"],
-                    row["created_at"], row["updated_at"], "unchanged",
+                    suggestion_id,
+                    agent,
+                    outcome,
+                    used_id,
+                    row["used_rank"],
+                    row["created_at"],
+                    row["updated_at"],
+                    "unchanged",
                 )
             created_at = existing[0]["created_at"] if existing else now
             self.db["feedback"].upsert(
                 {
-                    "suggestion_id": suggestion_id, "agent": agent, "outcome": outcome,
-                    "used_id": used_id, "used_kind": used_kind, "used_rank": used_rank,
-                    "created_at": created_at, "updated_at": now,
+                    "suggestion_id": suggestion_id,
+                    "agent": agent,
+                    "outcome": outcome,
+                    "used_id": used_id,
+                    "used_kind": used_kind,
+                    "used_rank": used_rank,
+                    "created_at": created_at,
+                    "updated_at": now,
                     "changes": (existing[0]["changes"] + 1) if existing else 0,
                 },
                 pk=("suggestion_id", "agent"),
             )
             self.db["feedback_events"].insert(
                 {
-                    "suggestion_id": suggestion_id, "agent": agent, "outcome": outcome,
-                    "used_id": used_id, "at": now,
+                    "suggestion_id": suggestion_id,
+                    "agent": agent,
+                    "outcome": outcome,
+                    "used_id": used_id,
+                    "at": now,
                 }
             )
             if event is not None:
-                self._queue_event("resolution_used" if outcome == "used" else "none_helped",
-                                  dict(event, agent=agent, occurred_at=now, change="changed" if existing else "created"))
+                self._queue_event(
+                    "resolution_used" if outcome == "used" else "none_helped",
+                    dict(
+                        event,
+                        agent=agent,
+                        occurred_at=now,
+                        change="changed" if existing else "created",
+                    ),
+                )
         return FeedbackRecord(
-            suggestion_id, agent, outcome, used_id, used_rank, created_at, now,
+            suggestion_id,
+            agent,
+            outcome,
+            used_id,
+            used_rank,
+            created_at,
+            now,
             "changed" if existing else "created",
         )
 

@@ -48,10 +48,10 @@ PER_INCIDENT = {
     "bench_seconds": 0.0021,
 }
 FIXED = {
-    "worker_bytes": 600 * MB,            # Python, ONNX Runtime and the model, FAISS, Flask
-    "indexer_bytes": 1_650 * MB,         # the bench process: three encoders for the speed figures
-    "bench_serving_bytes": 1_100 * MB,   # the same, while the server runs
-    "bench_seconds": 400.0,              # models, fragment pool, the fixed measurements
+    "worker_bytes": 600 * MB,  # Python, ONNX Runtime and the model, FAISS, Flask
+    "indexer_bytes": 1_650 * MB,  # the bench process: three encoders for the speed figures
+    "bench_serving_bytes": 1_100 * MB,  # the same, while the server runs
+    "bench_seconds": 400.0,  # models, fragment pool, the fixed measurements
 }
 # Headroom kept free of the estimate (the page cache, the rest of the machine).
 MEMORY_HEADROOM = 0.9
@@ -69,7 +69,11 @@ class Need:
         return self.available_bytes is None or self.needed_bytes <= self.available_bytes
 
     def line(self) -> str:
-        have = f", {self.available_bytes / GB:.1f} GB available" if self.available_bytes is not None else ""
+        have = (
+            f", {self.available_bytes / GB:.1f} GB available"
+            if self.available_bytes is not None
+            else ""
+        )
         verdict = "fits" if self.fits else "DOES NOT FIT"
         return f"{self.part}: about {self.needed_bytes / GB:.1f} GB{have} ({verdict}): {self.why}"
 
@@ -94,8 +98,9 @@ def per_worker_bytes(docs: int) -> int:
     return FIXED["worker_bytes"] + docs * PER_INCIDENT["worker_unique_bytes"]
 
 
-def plan(docs: int, home: Path, workers: int, *, memory: int | None = None,
-         disk: int | None = None) -> dict[str, Any]:
+def plan(
+    docs: int, home: Path, workers: int, *, memory: int | None = None, disk: int | None = None
+) -> dict[str, Any]:
     """The estimate for a bench of ``docs`` incidents served by ``workers`` workers."""
     memory = available_memory() if memory is None else memory
     disk = free_disk(home) if disk is None else disk
@@ -106,33 +111,48 @@ def plan(docs: int, home: Path, workers: int, *, memory: int | None = None,
     bench_serving = FIXED["bench_serving_bytes"] + docs * PER_INCIDENT["bench_serving_bytes"]
     serving = workers * worker + index_file + bench_serving
     needs = [
-        Need("disk: store and index", store + 2 * index_file, disk,
-             f"{PER_INCIDENT['store_bytes']} B per incident in SQLite and {PER_INCIDENT['index_file_bytes']} B "
-             "in the index file (two versions during a rebuild)"),
-        Need("memory: building the index and fitting the ranking", indexer, memory,
-             f"{FIXED['indexer_bytes'] // MB} MB (the bench's three encoders) + "
-             f"{PER_INCIDENT['indexer_bytes']} B per incident (the index being built, the search state "
-             "the ranking is fitted on)"),
-        Need(f"memory: serving with {workers} workers", serving, memory,
-             f"{workers} x ({FIXED['worker_bytes'] // MB} MB + {PER_INCIDENT['worker_unique_bytes']} B per "
-             "incident of document tables and ids each), the index file once in the page cache (shared "
-             f"by the workers), and the bench process ({FIXED['bench_serving_bytes'] // MB} MB + "
-             f"{PER_INCIDENT['bench_serving_bytes']} B per incident)"),
+        Need(
+            "disk: store and index",
+            store + 2 * index_file,
+            disk,
+            f"{PER_INCIDENT['store_bytes']} B per incident in SQLite and {PER_INCIDENT['index_file_bytes']} B "
+            "in the index file (two versions during a rebuild)",
+        ),
+        Need(
+            "memory: building the index and fitting the ranking",
+            indexer,
+            memory,
+            f"{FIXED['indexer_bytes'] // MB} MB (the bench's three encoders) + "
+            f"{PER_INCIDENT['indexer_bytes']} B per incident (the index being built, the search state "
+            "the ranking is fitted on)",
+        ),
+        Need(
+            f"memory: serving with {workers} workers",
+            serving,
+            memory,
+            f"{workers} x ({FIXED['worker_bytes'] // MB} MB + {PER_INCIDENT['worker_unique_bytes']} B per "
+            "incident of document tables and ids each), the index file once in the page cache (shared "
+            f"by the workers), and the bench process ({FIXED['bench_serving_bytes'] // MB} MB + "
+            f"{PER_INCIDENT['bench_serving_bytes']} B per incident)",
+        ),
     ]
     seconds = FIXED["bench_seconds"] + docs * PER_INCIDENT["bench_seconds"]
     return {
-        "docs": docs, "workers": workers,
+        "docs": docs,
+        "workers": workers,
         "needs": [{**asdict(n), "fits": n.fits} for n in needs],
         "fits": all(n.fits for n in needs),
         "per_worker_bytes": worker,
         "index_file_bytes": index_file,
         "estimated_hours": round(seconds / 3600, 1),
-        "lines": [n.line() for n in needs] + [
+        "lines": [n.line() for n in needs]
+        + [
             f"each worker: about {worker / GB:.1f} GB of its own, and the {index_file / GB:.1f} GB index "
             "file mapped (shared)",
             f"time: about {seconds / 3600:.1f} hours on two cores "
             f"({PER_INCIDENT['bench_seconds'] * 1e6:.0f} s per million incidents, mostly building the store "
-            "and the index)"],
+            "and the index)",
+        ],
     }
 
 
@@ -141,7 +161,12 @@ def check(docs: int, home: Path, workers: int) -> dict[str, Any]:
     estimate = plan(docs, home, workers)
     if not estimate["fits"]:
         # "lines" holds one line per need, in order, then the worker and the time.
-        short = [estimate["lines"][i] for i, need in enumerate(estimate["needs"]) if not need["fits"]]
-        raise KBError(f"kb bench --docs {docs} does not fit on this machine:\n  " + "\n  ".join(short)
-                      + "\n(kb bench --docs N --plan shows the whole estimate)")
+        short = [
+            estimate["lines"][i] for i, need in enumerate(estimate["needs"]) if not need["fits"]
+        ]
+        raise KBError(
+            f"kb bench --docs {docs} does not fit on this machine:\n  "
+            + "\n  ".join(short)
+            + "\n(kb bench --docs N --plan shows the whole estimate)"
+        )
     return estimate

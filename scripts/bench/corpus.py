@@ -74,15 +74,18 @@ def split_fragments(text: str) -> list[str]:
     return pieces
 
 
-def load_source(articles_dir: Path, *, resolutions: int = 500,
-                incidents_path: Path | None = None) -> CorpusSource:
+def load_source(
+    articles_dir: Path, *, resolutions: int = 500, incidents_path: Path | None = None
+) -> CorpusSource:
     """Read the sample knowledge base and cut it into titles, fragments and resolutions.
 
     Raises KBError when the sample holds too little text to build from.
     """
     if not Path(articles_dir).is_dir():
-        raise KBError(f"the sample articles folder {articles_dir} does not exist; run from the project "
-                      "folder, or name it with --articles or KB_ARTICLES_DIR")
+        raise KBError(
+            f"the sample articles folder {articles_dir} does not exist; run from the project "
+            "folder, or name it with --articles or KB_ARTICLES_DIR"
+        )
     incidents = read_incident_file(incidents_path or sample_incidents_path())
     articles = [p.article for p in scan_articles(articles_dir).parsed]
     titles = _distinct([i.title.strip() for i in incidents] + [a.title.strip() for a in articles])
@@ -94,14 +97,20 @@ def load_source(articles_dir: Path, *, resolutions: int = 500,
         for heading, markdown in article_sections(article.body):
             pieces = split_fragments(plain_text(markdown))
             if heading.lower().startswith(RESOLUTION_HEADINGS):
-                steps.extend(ResolutionTemplate(p, "solved_permanently", article.product,
-                                                article.category, article.id) for p in pieces)
+                steps.extend(
+                    ResolutionTemplate(
+                        p, "solved_permanently", article.product, article.category, article.id
+                    )
+                    for p in pieces
+                )
             elif not heading.lower().startswith("applies"):
                 fragments.extend(pieces)
     pool = _resolution_pool(incidents, steps, resolutions)
     fragments = _distinct(fragments)
     if len(titles) < 10 or len(fragments) < 20 or not pool:
-        raise KBError(f"the sample knowledge base in {articles_dir} is too small to build a corpus from")
+        raise KBError(
+            f"the sample knowledge base in {articles_dir} is too small to build a corpus from"
+        )
     return CorpusSource(titles, fragments, pool, articles)
 
 
@@ -109,15 +118,21 @@ def _distinct(items: list[str]) -> list[str]:
     return [item for item in dict.fromkeys(items) if item]
 
 
-def _resolution_pool(incidents: list[Incident], steps: list[ResolutionTemplate],
-                     size: int) -> list[ResolutionTemplate]:
+def _resolution_pool(
+    incidents: list[Incident], steps: list[ResolutionTemplate], size: int
+) -> list[ResolutionTemplate]:
     """The sample's distinct resolutions first, then article resolution steps, up to ``size``."""
     pool: dict[str, ResolutionTemplate] = {}
     for incident in incidents:
         text = " ".join(incident.resolution.split())
         if text and incident.status in ("resolved", "closed") and text not in pool:
-            pool[text] = ResolutionTemplate(text, incident.resolution_code, incident.product,
-                                            incident.category, incident.article_id or "")
+            pool[text] = ResolutionTemplate(
+                text,
+                incident.resolution_code,
+                incident.product,
+                incident.category,
+                incident.article_id or "",
+            )
     for step in steps:
         if len(pool) >= size:
             break
@@ -139,7 +154,7 @@ class SyntheticCorpus:
         self.source = source
         self.seed = seed
         ranks = np.arange(1, len(source.resolutions) + 1, dtype=np.float64)
-        weights = ranks ** -RESOLUTION_SKEW
+        weights = ranks**-RESOLUTION_SKEW
         self.resolution_weights = weights / weights.sum()
 
     def batches(self, total: int) -> Iterator[SyntheticBatch]:
@@ -166,17 +181,21 @@ class SyntheticCorpus:
             reference = f"{REFERENCE_PREFIXES[prefixes[row]]}-{(number * step + offset) % REFERENCE_SPACE:08d}"
             resolution = self.source.resolutions[resolutions[row]]
             opened_at = EPOCH + timedelta(minutes=int(opened[row]))
-            incidents.append(Incident(
-                id=f"BENCH-{number:07d}",
-                title=self.source.titles[titles[row]],
-                description=self._description(fragments[row]) + f" (ref {reference})",
-                resolution=resolution.text, resolution_code=resolution.code,
-                product=resolution.product, category=resolution.category,
-                status="closed" if closed[row] else "resolved",
-                opened_at=_iso(opened_at),
-                resolved_at=_iso(opened_at + timedelta(minutes=int(took[row]))),
-                article_id=resolution.article_id,
-            ))
+            incidents.append(
+                Incident(
+                    id=f"BENCH-{number:07d}",
+                    title=self.source.titles[titles[row]],
+                    description=self._description(fragments[row]) + f" (ref {reference})",
+                    resolution=resolution.text,
+                    resolution_code=resolution.code,
+                    product=resolution.product,
+                    category=resolution.category,
+                    status="closed" if closed[row] else "resolved",
+                    opened_at=_iso(opened_at),
+                    resolved_at=_iso(opened_at + timedelta(minutes=int(took[row]))),
+                    article_id=resolution.article_id,
+                )
+            )
         return SyntheticBatch(incidents, titles, fragments)
 
     def queries(self, count: int) -> list[tuple[str, str]]:
@@ -184,7 +203,9 @@ class SyntheticCorpus:
         rng = np.random.default_rng([self.seed, 1])
         titles = rng.integers(0, len(self.source.titles), count)
         fragments = self._fragment_rows(rng, count, 1, 3)
-        return [(self.source.titles[titles[i]], self._description(fragments[i])) for i in range(count)]
+        return [
+            (self.source.titles[titles[i]], self._description(fragments[i])) for i in range(count)
+        ]
 
     def sample_texts(self, count: int) -> list[str]:
         """Composed incident texts (as they are embedded) for measuring embedding speed.
@@ -196,8 +217,10 @@ class SyntheticCorpus:
         rng = np.random.default_rng([self.seed, 2])
         titles = rng.integers(0, len(self.source.titles), count)
         fragments = self._fragment_rows(rng, count, MIN_FRAGMENTS, MAX_FRAGMENTS)
-        return [incident_text(self.source.titles[titles[i]], self._description(fragments[i]))
-                for i in range(count)]
+        return [
+            incident_text(self.source.titles[titles[i]], self._description(fragments[i]))
+            for i in range(count)
+        ]
 
     def _fragment_rows(self, rng: np.random.Generator, n: int, low: int, high: int) -> np.ndarray:
         rows = rng.integers(0, len(self.source.fragments), (n, MAX_FRAGMENTS))
@@ -209,8 +232,13 @@ class SyntheticCorpus:
         return " ".join(self.source.fragments[i] for i in row if i >= 0)
 
 
-def compose_vectors(title_vectors: np.ndarray, fragment_vectors: np.ndarray, batch: SyntheticBatch,
-                    rng: np.random.Generator, noise: float = 0.05) -> np.ndarray:
+def compose_vectors(
+    title_vectors: np.ndarray,
+    fragment_vectors: np.ndarray,
+    batch: SyntheticBatch,
+    rng: np.random.Generator,
+    noise: float = 0.05,
+) -> np.ndarray:
     """One unit vector per incident: the normalised sum of its title's and fragments'
     vectors, plus a little seeded noise (standing in for the words that make it unique)."""
     summed = title_vectors[batch.title_index].astype(np.float32, copy=True)

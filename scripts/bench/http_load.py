@@ -43,17 +43,22 @@ class LoadResult:
         if self.hung:
             kinds["hung"] = self.hung
         return {
-            "clients": self.clients, "seconds": round(self.seconds, 2), "timeout_s": self.timeout,
-            "requests": len(self.samples), "ok": outcomes["ok"],
-            "errors": len(self.samples) - outcomes["ok"] + self.hung, "error_kinds": kinds,
+            "clients": self.clients,
+            "seconds": round(self.seconds, 2),
+            "timeout_s": self.timeout,
+            "requests": len(self.samples),
+            "ok": outcomes["ok"],
+            "errors": len(self.samples) - outcomes["ok"] + self.hung,
+            "error_kinds": kinds,
             "qps": round(outcomes["ok"] / self.seconds, 2) if self.seconds else 0.0,
             "messages": self.messages,
         }
 
 
 @contextlib.contextmanager
-def running_server(home: Path, *, workers: int, backend: str, timeout: float, database_url: str = ""
-                   ) -> Iterator[tuple[LiveServer, RssSampler, float]]:
+def running_server(
+    home: Path, *, workers: int, backend: str, timeout: float, database_url: str = ""
+) -> Iterator[tuple[LiveServer, RssSampler, float]]:
     """`kb serve` on the bench's home (the test harness, scripts.live), with its memory
     sampled from the start; yields (server, sampler, seconds to ready) and stops both."""
     env = dict(os.environ, KB_EMBED_BACKEND=backend)
@@ -73,9 +78,16 @@ def running_server(home: Path, *, workers: int, backend: str, timeout: float, da
         server.stop()
 
 
-def http_load(url: str, token: str, queries: list[tuple[str, str]], *, clients: int,
-              seconds: float, timeout: float, advance: Callable[[int], None] = lambda n: None
-              ) -> LoadResult:
+def http_load(
+    url: str,
+    token: str,
+    queries: list[tuple[str, str]],
+    *,
+    clients: int,
+    seconds: float,
+    timeout: float,
+    advance: Callable[[int], None] = lambda n: None,
+) -> LoadResult:
     """``clients`` threads, each with a keep-alive connection, post suggest requests for
     ``seconds``; every request has a time limit.
 
@@ -130,8 +142,10 @@ def http_load(url: str, token: str, queries: list[tuple[str, str]], *, clients: 
         if conn is not None:
             conn.close()
 
-    threads = [threading.Thread(target=client, args=(n,), name=f"bench-client-{n}", daemon=True)
-               for n in range(clients)]
+    threads = [
+        threading.Thread(target=client, args=(n,), name=f"bench-client-{n}", daemon=True)
+        for n in range(clients)
+    ]
     for thread in threads:
         thread.start()
     warm_deadline = time.monotonic() + WARMUP_REQUESTS * timeout + 5
@@ -145,6 +159,11 @@ def http_load(url: str, token: str, queries: list[tuple[str, str]], *, clients: 
         advance(1)
     hung = sum(t.is_alive() for t in threads)
     wall = time.monotonic() - began
-    return LoadResult(clients=clients, seconds=wall, timeout=timeout, hung=hung,
-                      samples=[s for per_client in results for s in list(per_client)],
-                      messages=messages)
+    return LoadResult(
+        clients=clients,
+        seconds=wall,
+        timeout=timeout,
+        hung=hung,
+        samples=[s for per_client in results for s in list(per_client)],
+        messages=messages,
+    )

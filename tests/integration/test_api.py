@@ -20,7 +20,9 @@ def assert_error(response, status, code=None):
 
 
 def test_suggest_returns_ranked_results(client, auth):
-    response = suggest(client, auth(), title="VPN drops", description="vpn keeps disconnecting at home", k=3)
+    response = suggest(
+        client, auth(), title="VPN drops", description="vpn keeps disconnecting at home", k=3
+    )
     assert response.status_code == 200
     body = response.get_json()
     assert body["suggestion_id"].startswith("sg_")
@@ -28,7 +30,11 @@ def test_suggest_returns_ranked_results(client, auth):
     assert [r["rank"] for r in body["results"]] == list(range(1, len(body["results"]) + 1))
     top = body["results"][0]
     assert {"rank", "kind", "id", "title", "resolution", "snippet", "score", "url"} <= set(top)
-    assert (top["kind"], top["id"], top["url"]) == ("article", "net-vpn-drops", "/articles/net-vpn-drops")
+    assert (top["kind"], top["id"], top["url"]) == (
+        "article",
+        "net-vpn-drops",
+        "/articles/net-vpn-drops",
+    )
     assert 0 <= top["score"] <= 1
 
 
@@ -46,8 +52,11 @@ def test_feedback_roundtrip_is_idempotent(client, auth, indexed):
 
 def test_feedback_none_helped(client, auth, indexed):
     sid = suggest(client, auth(), description="mailbox full").get_json()["suggestion_id"]
-    response = client.post(f"/api/v1/suggestions/{sid}/feedback",
-                           json={"used": None, "outcome": "none_helped", "agent": "bo"}, headers=auth())
+    response = client.post(
+        f"/api/v1/suggestions/{sid}/feedback",
+        json={"used": None, "outcome": "none_helped", "agent": "bo"},
+        headers=auth(),
+    )
     assert response.status_code == 201
     assert indexed.store().feedback_for(sid)[0]["outcome"] == "none_helped"
 
@@ -63,11 +72,15 @@ def test_feedback_none_helped(client, auth, indexed):
 )
 def test_bad_feedback(client, auth, payload, status):
     sid = suggest(client, auth(), description="mailbox full").get_json()["suggestion_id"]
-    assert_error(client.post(f"/api/v1/suggestions/{sid}/feedback", json=payload, headers=auth()), status)
+    assert_error(
+        client.post(f"/api/v1/suggestions/{sid}/feedback", json=payload, headers=auth()), status
+    )
 
 
 def test_feedback_for_unknown_suggestion(client, auth):
-    response = client.post("/api/v1/suggestions/sg_nope/feedback", json={"outcome": "none_helped"}, headers=auth())
+    response = client.post(
+        "/api/v1/suggestions/sg_nope/feedback", json={"outcome": "none_helped"}, headers=auth()
+    )
     assert_error(response, 404, "not_found")
 
 
@@ -94,27 +107,42 @@ def test_malformed_suggest_requests(client, auth, data, content_type):
 
 def test_body_size_limit(client, auth, app):
     limit = app.config["MAX_CONTENT_LENGTH"]
-    response = client.post("/api/v1/suggest", data="x" * (limit + 1), content_type="application/json", headers=auth())
+    response = client.post(
+        "/api/v1/suggest", data="x" * (limit + 1), content_type="application/json", headers=auth()
+    )
     assert_error(response, 413, "body_too_large")
 
 
 @pytest.mark.parametrize("header", [None, "Bearer nope", "Basic abc", "Bearer ", "bearer"])
 def test_missing_or_wrong_token(client, header):
     headers = {"Authorization": header} if header else {}
-    assert_error(client.post("/api/v1/suggest", json={"description": "x"}, headers=headers), 401, "unauthorized")
+    assert_error(
+        client.post("/api/v1/suggest", json={"description": "x"}, headers=headers),
+        401,
+        "unauthorized",
+    )
 
 
 def test_roles_are_enforced(client, auth):
     incident = {"id": "API-1", "title": "t", "resolution": "r"}
-    assert_error(client.post("/api/v1/incidents", json=incident, headers=auth("agent")), 403, "forbidden")
-    assert client.post("/api/v1/incidents", json=incident, headers=auth("integration")).status_code == 201
+    assert_error(
+        client.post("/api/v1/incidents", json=incident, headers=auth("agent")), 403, "forbidden"
+    )
+    assert (
+        client.post("/api/v1/incidents", json=incident, headers=auth("integration")).status_code
+        == 201
+    )
 
 
 def test_posted_incidents_are_searchable_at_once(client, auth):
     records = [
-        {"id": "API-7", "title": "projector in room 4 shows no signal",
-         "description": "the meeting room projector says no signal with HDMI", "resolution": "Swapped the HDMI cable.",
-         "status": "resolved"},
+        {
+            "id": "API-7",
+            "title": "projector in room 4 shows no signal",
+            "description": "the meeting room projector says no signal with HDMI",
+            "resolution": "Swapped the HDMI cable.",
+            "status": "resolved",
+        },
         {"id": "API-8", "title": "open one", "description": "still open", "status": "open"},
     ]
     response = client.post("/api/v1/incidents", json=records, headers=auth("integration"))
@@ -127,8 +155,14 @@ def test_posted_incidents_are_searchable_at_once(client, auth):
 
 @pytest.mark.parametrize(
     "payload",
-    [{"title": "no id"}, {"id": "x"}, [], {"id": "x", "title": "t", "status": "weird"}, "text",
-     [{"id": "d", "title": "a"}, {"id": "d", "title": "b"}]],
+    [
+        {"title": "no id"},
+        {"id": "x"},
+        [],
+        {"id": "x", "title": "t", "status": "weird"},
+        "text",
+        [{"id": "d", "title": "a"}, {"id": "d", "title": "b"}],
+    ],
 )
 def test_bad_incidents(client, auth, payload):
     assert_error(client.post("/api/v1/incidents", json=payload, headers=auth("integration")), 400)
@@ -150,7 +184,11 @@ def test_health_and_openapi(client):
 def test_openapi_documents_every_api_route(app):
     from web.openapi import openapi_document
 
-    documented = {(path, method.upper()) for path, ops in openapi_document()["paths"].items() for method in ops}
+    documented = {
+        (path, method.upper())
+        for path, ops in openapi_document()["paths"].items()
+        for method in ops
+    }
     real = set()
     for rule in app.url_map.iter_rules():
         if rule.rule.startswith("/api/"):
@@ -176,18 +214,31 @@ def test_health_without_an_index(config, service):
 
 def test_incident_ids_are_checked_and_urls_encoded(client, auth):
     for bad in ("../../etc/passwd", "XSS-1<svg onload=alert(1)>", "two words", "-leading-dash"):
-        response = client.post("/api/v1/incidents", json={"id": bad, "title": "t", "resolution": "r",
-                                                          "status": "resolved"}, headers=auth("integration"))
+        response = client.post(
+            "/api/v1/incidents",
+            json={"id": bad, "title": "t", "resolution": "r", "status": "resolved"},
+            headers=auth("integration"),
+        )
         assert response.status_code == 400, bad
         assert "letters, digits" in response.get_json()["error"]["message"]
     odd = "ops:2024#7"
-    response = client.post("/api/v1/incidents", json={"id": odd, "title": "turnstile badge rejected twice",
-                                                      "description": "turnstile badge rejected twice at gate",
-                                                      "resolution": "Re-encoded.", "status": "resolved"},
-                           headers=auth("integration"))
+    response = client.post(
+        "/api/v1/incidents",
+        json={
+            "id": odd,
+            "title": "turnstile badge rejected twice",
+            "description": "turnstile badge rejected twice at gate",
+            "resolution": "Re-encoded.",
+            "status": "resolved",
+        },
+        headers=auth("integration"),
+    )
     assert response.status_code == 201
-    found = client.post("/api/v1/suggest", json={"description": "turnstile badge rejected twice at gate"},
-                        headers=auth("agent")).get_json()["results"][0]
+    found = client.post(
+        "/api/v1/suggest",
+        json={"description": "turnstile badge rejected twice at gate"},
+        headers=auth("agent"),
+    ).get_json()["results"][0]
     assert found["id"] == odd and found["url"] == "/incidents/ops%3A2024%237"
 
 
@@ -195,7 +246,9 @@ def test_health_shows_details_only_to_callers_with_a_token(client, auth):
     anonymous = client.get("/api/v1/health")
     assert anonymous.status_code == 200 and anonymous.get_json() == {"status": "ok"}
     signed = client.get("/api/v1/health", headers=auth("agent")).get_json()
-    assert signed["status"] == "ok" and {"index_version", "worker", "vectors", "documents"} <= set(signed)
+    assert signed["status"] == "ok" and {"index_version", "worker", "vectors", "documents"} <= set(
+        signed
+    )
 
 
 def test_openapi_k_maximum_follows_the_max_k_setting():
@@ -203,18 +256,39 @@ def test_openapi_k_maximum_follows_the_max_k_setting():
 
     schema = openapi_document(max_k=7)["components"]["schemas"]["SuggestRequest"]
     assert schema["properties"]["k"]["maximum"] == 7
-    assert openapi_document()["components"]["schemas"]["SuggestRequest"]["properties"]["k"]["maximum"] == 50
+    assert (
+        openapi_document()["components"]["schemas"]["SuggestRequest"]["properties"]["k"]["maximum"]
+        == 50
+    )
 
 
 def test_product_names_take_the_spelling_in_use(client, auth, indexed):
-    records = [{"id": "NEW-LAP-1", "title": "Laptop hinge cracked", "resolution": "Replaced the hinge.",
-                "status": "resolved", "product": "laptop"},
-               {"id": "NEW-LAP-2", "title": "Printer tray jams", "resolution": "Cleaned the rollers.",
-                "status": "resolved", "product": "printers "}]
-    assert client.post("/api/v1/incidents", json=records, headers=auth("integration")).status_code == 201
+    records = [
+        {
+            "id": "NEW-LAP-1",
+            "title": "Laptop hinge cracked",
+            "resolution": "Replaced the hinge.",
+            "status": "resolved",
+            "product": "laptop",
+        },
+        {
+            "id": "NEW-LAP-2",
+            "title": "Printer tray jams",
+            "resolution": "Cleaned the rollers.",
+            "status": "resolved",
+            "product": "printers ",
+        },
+    ]
+    assert (
+        client.post("/api/v1/incidents", json=records, headers=auth("integration")).status_code
+        == 201
+    )
     store = indexed.store()
     assert store.get_incident("NEW-LAP-1").product == "Laptops"
     assert store.get_incident("NEW-LAP-2").product == "Printers"
-    body = client.post("/api/v1/suggest", json={"description": "laptop hinge cracked", "filters": {"product": "LAPTOP"}},
-                       headers=auth()).get_json()
+    body = client.post(
+        "/api/v1/suggest",
+        json={"description": "laptop hinge cracked", "filters": {"product": "LAPTOP"}},
+        headers=auth(),
+    ).get_json()
     assert body["results"] and all(r["product"] == "Laptops" for r in body["results"])

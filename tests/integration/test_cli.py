@@ -74,7 +74,9 @@ def test_broken_import_exits_nonzero_and_changes_nothing(run, tmp_path):
 
 def test_bad_articles_are_reported_and_good_ones_kept(run, articles_copy):
     run("init")
-    (articles_copy / "broken.md").write_text("---\nid: broken\ntitle: B\nstatus: nope\naudience: internal\n---\n")
+    (articles_copy / "broken.md").write_text(
+        "---\nid: broken\ntitle: B\nstatus: nope\naudience: internal\n---\n"
+    )
     result = run("import", "articles", str(articles_copy))
     assert result.exit_code == 1
     assert "broken.md:4: unknown status" in result.output
@@ -86,9 +88,13 @@ def test_tokens_and_users(run):
     token = run("tokens", "create", "ticketing", "--role", "integration").output.strip()
     assert token.startswith("kbt_")
     assert run("tokens", "create", "x", "--role", "root").exit_code == 2
-    result = run("users", "create", "ana", "--role", "agent", "--password-stdin", input="long-enough-pw\n")
+    result = run(
+        "users", "create", "ana", "--role", "agent", "--password-stdin", input="long-enough-pw\n"
+    )
     assert result.exit_code == 0
-    result = run("users", "create", "ana", "--role", "agent", "--password-stdin", input="long-enough-pw\n")
+    result = run(
+        "users", "create", "ana", "--role", "agent", "--password-stdin", input="long-enough-pw\n"
+    )
     assert result.exit_code == 1 and "already exists" in result.output
     result = run("users", "create", "ana", "--role", "admin", "--generate-password", "--update")
     assert result.exit_code == 0 and "Updated user ana (admin) with password" in result.output
@@ -109,13 +115,28 @@ def test_people_and_tokens_are_listed_without_secrets(run):
     token = run("tokens", "create", "ticketing", "--role", "integration").output.strip()
     run("tokens", "create", "scripts", "--role", "agent")
     run("users", "create", "ana", "--role", "agent", "--password-stdin", input="long-enough-pw\n")
-    run("users", "create", "kim", "--role", "knowledge_manager", "--password-stdin", input="long-enough-pw\n")
+    run(
+        "users",
+        "create",
+        "kim",
+        "--role",
+        "knowledge_manager",
+        "--password-stdin",
+        input="long-enough-pw\n",
+    )
     run("users", "disable", "kim")
     listed = run("tokens", "list").output
-    assert "ticketing" in listed and "integration" in listed and "scripts" in listed and token not in listed
+    assert (
+        "ticketing" in listed
+        and "integration" in listed
+        and "scripts" in listed
+        and token not in listed
+    )
     users = json.loads(run("users", "list", "--json").output)
     assert [(u["name"], u["role"], u["disabled"]) for u in users] == [
-        ("ana", "agent", False), ("kim", "knowledge_manager", True)]
+        ("ana", "agent", False),
+        ("kim", "knowledge_manager", True),
+    ]
     assert "password" not in json.dumps(users)
     table = run("users", "list").output
     assert "kim" in table and "disabled" in table and "ana" in table
@@ -159,9 +180,17 @@ def test_eval_reports_metrics(run, data_dir, tmp_path):
     run("index")
     queries = tmp_path / "q.jsonl"
     queries.write_text(
-        json.dumps({"text": "vpn tunnel keeps dropping on wifi", "relevant": ["net-vpn-drops"]}) + "\n"
-        + json.dumps({"text": "laptop keyboard broken", "relevant": ["Replaced the keyboard under warranty."]}) + "\n"
-        + json.dumps({"text": "zqxj wvut plmk", "relevant": []}) + "\n"
+        json.dumps({"text": "vpn tunnel keeps dropping on wifi", "relevant": ["net-vpn-drops"]})
+        + "\n"
+        + json.dumps(
+            {
+                "text": "laptop keyboard broken",
+                "relevant": ["Replaced the keyboard under warranty."],
+            }
+        )
+        + "\n"
+        + json.dumps({"text": "zqxj wvut plmk", "relevant": []})
+        + "\n"
     )
     report = json.loads(run("eval", str(queries), "--json").output)
     assert report["in_scope"] == 2 and report["out_of_scope"] == 1
@@ -171,15 +200,28 @@ def test_eval_reports_metrics(run, data_dir, tmp_path):
     for name in ("shipped", "dense", "bm25", "rrf"):
         assert name in table
     labelled = tmp_path / "labelled.jsonl"
-    labelled.write_text(json.dumps({"text": "vpn tunnel keeps dropping on wifi", "relevant": ["connectivity"],
-                                    "product": "VPN", "customer_tier": "Gold"}) + "\n")
-    routed = json.loads(run("eval", str(labelled), "--json", "--route-from-relevant", "category").output)
+    labelled.write_text(
+        json.dumps(
+            {
+                "text": "vpn tunnel keeps dropping on wifi",
+                "relevant": ["connectivity"],
+                "product": "VPN",
+                "customer_tier": "Gold",
+            }
+        )
+        + "\n"
+    )
+    routed = json.loads(
+        run("eval", str(labelled), "--json", "--route-from-relevant", "category").output
+    )
     fields = routed["routing_fields"]
     assert set(fields) == {"category", "product"} and routed["routing"] is None
     assert fields["category"]["queries"] == 1 and fields["category"]["accuracy_at_1"] == 1.0
     assert fields["product"]["nearest_neighbour_baseline"] == 1.0
-    assert "Routing category (1 queries): acc@1 1.000" in run("eval", str(labelled), "--route-from-relevant",
-                                                               "category").output
+    assert (
+        "Routing category (1 queries): acc@1 1.000"
+        in run("eval", str(labelled), "--route-from-relevant", "category").output
+    )
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"relevant": []}\n')
     result = run("eval", str(bad))
@@ -203,7 +245,9 @@ def test_serve_refuses_a_bad_or_busy_port_in_one_line(home):
         port = busy.getsockname()[1]
         result = runner.invoke(cli, ["serve", "--home", str(home), "--port", str(port)])
     assert result.exit_code == 1, result.output
-    assert result.output.strip().splitlines() == [f"Error: cannot listen on 127.0.0.1:{port}: the port is in use"]
+    assert result.output.strip().splitlines() == [
+        f"Error: cannot listen on 127.0.0.1:{port}: the port is in use"
+    ]
 
 
 def test_users_disable_ends_sign_in(home):
@@ -214,15 +258,34 @@ def test_users_disable_ends_sign_in(home):
 
     runner = CliRunner()
     assert runner.invoke(cli, ["init", "--home", str(home)]).exit_code == 0
-    made = runner.invoke(cli, ["users", "create", "zoe", "--role", "agent", "--password-stdin", "--home", str(home)],
-                         input="a long password\n")
+    made = runner.invoke(
+        cli,
+        ["users", "create", "zoe", "--role", "agent", "--password-stdin", "--home", str(home)],
+        input="a long password\n",
+    )
     assert made.exit_code == 0, made.output
     result = runner.invoke(cli, ["users", "disable", "zoe", "--home", str(home)])
     assert result.exit_code == 0 and "sessions have ended" in result.output
     with open_store(home, create=False) as store:
-        assert store.authenticate_user("zoe", "a long password") is None and store.session_epoch("zoe") is None
-    again = runner.invoke(cli, ["users", "create", "zoe", "--role", "agent", "--password-stdin", "--update",
-                                "--home", str(home)], input="another long password\n")
+        assert (
+            store.authenticate_user("zoe", "a long password") is None
+            and store.session_epoch("zoe") is None
+        )
+    again = runner.invoke(
+        cli,
+        [
+            "users",
+            "create",
+            "zoe",
+            "--role",
+            "agent",
+            "--password-stdin",
+            "--update",
+            "--home",
+            str(home),
+        ],
+        input="another long password\n",
+    )
     assert again.exit_code == 0, again.output
     with open_store(home, create=False) as store:
         assert store.authenticate_user("zoe", "another long password") is not None

@@ -41,9 +41,15 @@ def test_servicenow_export(run, exports, home):
     rows = incidents(home)
     vpn = rows["INC0041207"]
     assert (vpn.title, vpn.status, vpn.category, vpn.product, vpn.article_id) == (
-        "VPN disconnects every few minutes from home", "closed", "Network", "Corporate VPN",
-        "vpn-disconnects-frequently")
-    assert vpn.resolution_code == "Solved (Permanently)" and vpn.resolution.startswith("Disabled Wi-Fi")
+        "VPN disconnects every few minutes from home",
+        "closed",
+        "Network",
+        "Corporate VPN",
+        "vpn-disconnects-frequently",
+    )
+    assert vpn.resolution_code == "Solved (Permanently)" and vpn.resolution.startswith(
+        "Disabled Wi-Fi"
+    )
     assert (vpn.opened_at, vpn.resolved_at) == ("2026-10-05T08:14:22Z", "2026-10-05T11:02:40Z")
     mail = rows["INC0041215"]
     assert "I already deleted some large attachments" in mail.description  # multi-line cell
@@ -61,7 +67,7 @@ def test_servicenow_knowledge_flag_is_never_an_article(run, exports, home, tmp_p
     rows = list(csv.reader(io.StringIO("".join(lines))))
     column = rows[0].index("u_knowledge_article")
     out = io.StringIO()
-    csv.writer(out).writerows([r[:column] + r[column + 1:] for r in rows])
+    csv.writer(out).writerows([r[:column] + r[column + 1 :] for r in rows])
     plain = tmp_path / "plain.csv"
     plain.write_text(out.getvalue())
     assert run("import", "incidents", plain, "--format", "servicenow").exit_code == 0
@@ -74,7 +80,11 @@ def test_jira_export(run, exports, home):
     rows = incidents(home)
     hook = rows["SUP-2181"]
     assert (hook.title, hook.status, hook.resolution_code, hook.article_id) == (
-        "Webhook deliveries failing with 401", "resolved", "Done", "api-webhook-signature")
+        "Webhook deliveries failing with 401",
+        "resolved",
+        "Done",
+        "api-webhook-signature",
+    )
     assert hook.resolution.startswith("Customer had rotated their signing secret")
     assert (hook.opened_at, hook.resolved_at) == ("2026-11-03T09:12:00Z", "2026-11-03T14:38:00Z")
     # Jira repeats a column per component: the first filled one is the product, whether
@@ -91,11 +101,17 @@ def test_zendesk_export(run, exports, home):
     rows = incidents(home)
     charge = rows["88412"]
     assert (charge.title, charge.status, charge.category) == (
-        "Charged twice this month", "resolved", "Incident")
+        "Charged twice this month",
+        "resolved",
+        "Incident",
+    )
     # Custom fields carry their type in the header: "Product [list]", "Resolution notes [txt]".
     assert charge.product == "Ledgerly Billing" and charge.article_id == "billing-duplicate-charge"
     assert charge.resolution.startswith("Refunded the duplicate charge")
-    assert (charge.opened_at, charge.resolved_at) == ("2026-11-02T09:14:51Z", "2026-11-02T11:39:58Z")
+    assert (charge.opened_at, charge.resolved_at) == (
+        "2026-11-02T09:14:51Z",
+        "2026-11-02T11:39:58Z",
+    )
     assert rows["88420"].status == "closed" and rows["88433"].status == "open"  # Closed, Pending
 
 
@@ -103,9 +119,13 @@ def test_imported_exports_are_searchable(run, exports):
     for fmt in ("servicenow", "jira", "zendesk"):
         assert run("import", "incidents", exports / f"{fmt}.csv", "--format", fmt).exit_code == 0
     assert run("index").exit_code == 0
-    body = json.loads(run("search", "my card was charged twice for the subscription", "--json").output)
+    body = json.loads(
+        run("search", "my card was charged twice for the subscription", "--json").output
+    )
     assert body["results"][0]["id"] == "88412"
-    body = json.loads(run("search", "webhooks rejected with 401 after secret rotation", "--json").output)
+    body = json.loads(
+        run("search", "webhooks rejected with 401 after secret rotation", "--json").output
+    )
     assert body["results"][0]["id"] == "SUP-2181"
 
 
@@ -136,8 +156,10 @@ def test_zendesk_export_with_comments(run, exports, home):
     assert "2 resolution(s) read from the last public agent comment" in result.output
     # Solved with only an internal note: stored, but it can never be suggested, and the import says so.
     assert not rows["91004"].is_prior_resolution
-    assert ("warning: 1 of 3 resolved or closed incidents have no resolution text and can never be suggested "
-            "(91004)") in result.output
+    assert (
+        "warning: 1 of 3 resolved or closed incidents have no resolution text and can never be suggested "
+        "(91004)"
+    ) in result.output
     assert "no last public agent comment was found" in result.output
     assert "--map 'COLUMN=resolution'" in result.output
 
@@ -159,19 +181,44 @@ def test_jira_export_with_the_resolution_in_comments(run, exports, home):
 
 
 def test_jira_rest_json_is_read_too(run, tmp_path, home):
-    issue = {"key": "OPS-9", "fields": {
-        "summary": "Queue stuck", "description": {"type": "doc", "content": [
-            {"type": "paragraph", "content": [{"type": "text", "text": "Jobs stay queued."}]}]},
-        "status": {"name": "Done"}, "resolution": {"name": "Fixed"}, "issuetype": {"name": "Incident"},
-        "components": [{"name": "Workers"}], "created": "2026-11-03T09:00:00.000+0000",
-        "resolutiondate": "2026-11-03T10:00:00.000+0000",
-        "comment": {"comments": [{"created": "2026-11-03T09:59:00.000+0000", "body": "Restarted the workers."}]}}}
+    issue = {
+        "key": "OPS-9",
+        "fields": {
+            "summary": "Queue stuck",
+            "description": {
+                "type": "doc",
+                "content": [
+                    {
+                        "type": "paragraph",
+                        "content": [{"type": "text", "text": "Jobs stay queued."}],
+                    }
+                ],
+            },
+            "status": {"name": "Done"},
+            "resolution": {"name": "Fixed"},
+            "issuetype": {"name": "Incident"},
+            "components": [{"name": "Workers"}],
+            "created": "2026-11-03T09:00:00.000+0000",
+            "resolutiondate": "2026-11-03T10:00:00.000+0000",
+            "comment": {
+                "comments": [
+                    {"created": "2026-11-03T09:59:00.000+0000", "body": "Restarted the workers."}
+                ]
+            },
+        },
+    }
     path = tmp_path / "jira.json"
     path.write_text(json.dumps([issue]))
     assert run("import", "incidents", path, "--format", "jira").exit_code == 0
     row = incidents(home)["OPS-9"]
-    assert (row.title, row.description, row.status, row.product, row.category, row.resolution_code) == (
-        "Queue stuck", "Jobs stay queued.", "resolved", "Workers", "Incident", "Fixed")
+    assert (
+        row.title,
+        row.description,
+        row.status,
+        row.product,
+        row.category,
+        row.resolution_code,
+    ) == ("Queue stuck", "Jobs stay queued.", "resolved", "Workers", "Incident", "Fixed")
     assert row.resolution == "Restarted the workers." and row.resolved_at == "2026-11-03T10:00:00Z"
 
 
@@ -182,7 +229,10 @@ def test_semicolon_csv_with_day_first_dates(run, exports, home):
     rows = incidents(home)
     charge = rows["EU-1"]
     assert charge.description == "Charger LED off; battery at 0%"  # a quoted semicolon stays text
-    assert (charge.opened_at, charge.resolved_at) == ("2026-10-30T09:12:00Z", "2026-10-31T14:05:00Z")
+    assert (charge.opened_at, charge.resolved_at) == (
+        "2026-10-30T09:12:00Z",
+        "2026-10-31T14:05:00Z",
+    )
     assert rows["EU-2"].opened_at == "2026-11-04T10:00:00Z"  # day first for the whole file
     # Group is where the ticket went, never the product; spellings of one product are one.
     assert charge.assignment_group == "Field Services" and rows["EU-3"].assignment_group == "Desk"
@@ -202,7 +252,9 @@ def test_names_follow_the_spelling_already_in_the_store(run, exports, home, tmp_
 def test_zendesk_group_is_the_assignment_group_not_the_product(run, exports, home):
     assert run("import", "incidents", exports / "zendesk.csv", "--format", "zendesk").exit_code == 0
     rows = incidents(home)
-    assert rows["88412"].assignment_group == "Billing" and rows["88412"].product == "Ledgerly Billing"
+    assert (
+        rows["88412"].assignment_group == "Billing" and rows["88412"].product == "Ledgerly Billing"
+    )
     text = (exports / "zendesk.csv").read_text().replace("Product [list]", "Area [list]")
     plain = home / "no-product.csv"
     plain.write_text(text)
@@ -212,14 +264,17 @@ def test_zendesk_group_is_the_assignment_group_not_the_product(run, exports, hom
 
 def test_an_unterminated_quote_imports_nothing(run, tmp_path, home):
     rows = ["id,title,description,resolution,status"] + [
-        f"R-{n},title {n},text {n},fixed {n},resolved" for n in range(1, 1001)]
+        f"R-{n},title {n},text {n},fixed {n},resolved" for n in range(1, 1001)
+    ]
     rows[6] = 'R-6,"title 6 with an open quote,text 6,fixed 6,resolved'
     path = tmp_path / "open-quote.csv"
     path.write_text("\n".join(rows) + "\n")
     result = run("import", "incidents", path)
     assert result.exit_code == 1
-    assert f"{path}:7: invalid CSV: a quoted cell opened in the record starting on line 7 is never closed" in (
-        result.output)
+    assert (
+        f"{path}:7: invalid CSV: a quoted cell opened in the record starting on line 7 is never closed"
+        in (result.output)
+    )
     assert "nothing was imported" in result.output
     assert incidents(home) == {}
 

@@ -14,19 +14,22 @@ QUERY = "keyboard and mailbox"  # two resolutions score close together
 
 
 def ask(service, text=QUERY, principal="sim", **kwargs):
-    return service.suggester().suggest(service.store(), SuggestRequest(description=text, k=5, **kwargs),
-                                       principal=principal)
+    return service.suggester().suggest(
+        service.store(), SuggestRequest(description=text, k=5, **kwargs), principal=principal
+    )
 
 
 def choose(service, used_rank, agent, *, text=QUERY, when=None, principal=None):
     """One agent's choice; by default the agent signed in (the suggestion is theirs)."""
     suggestion = ask(service, text, principal=principal or agent)
     used = suggestion.results[used_rank - 1].id if used_rank else None
-    service.store().record_feedback(suggestion.id, outcome="used" if used else "none_helped",
-                                    used_id=used, agent=agent)
+    service.store().record_feedback(
+        suggestion.id, outcome="used" if used else "none_helped", used_id=used, agent=agent
+    )
     if when is not None:
-        service.store().db.execute("UPDATE feedback SET updated_at = ? WHERE suggestion_id = ?",
-                                   [when, suggestion.id])
+        service.store().db.execute(
+            "UPDATE feedback SET updated_at = ? WHERE suggestion_id = ?", [when, suggestion.id]
+        )
     return suggestion
 
 

@@ -69,8 +69,13 @@ def run(home, monkeypatch):
 
 
 def good(folder, name, **fields):
-    values = {"id": name, "status": "validated", "audience": "internal",
-              "review_by": TODAY.replace(year=TODAY.year + 1).isoformat(), **fields}
+    values = {
+        "id": name,
+        "status": "validated",
+        "audience": "internal",
+        "review_by": TODAY.replace(year=TODAY.year + 1).isoformat(),
+        **fields,
+    }
     (folder / f"{name}.md").write_text(GOOD.format(**values), encoding="utf-8")
 
 
@@ -83,7 +88,9 @@ def folder(tmp_path):
 
 
 def database_bytes(home) -> bytes:
-    return b"".join(p.read_bytes() for p in sorted(home.iterdir()) if p.name.startswith("kb.sqlite3"))
+    return b"".join(
+        p.read_bytes() for p in sorted(home.iterdir()) if p.name.startswith("kb.sqlite3")
+    )
 
 
 def test_a_draft_with_empty_sections_is_refused_as_not_validated_and_never_ranks(run, folder, home):
@@ -105,8 +112,12 @@ def test_a_draft_with_empty_sections_is_refused_as_not_validated_and_never_ranks
     assert "badge-printer-jams" not in [r["id"] for r in body["results"]]
     assert all(r["resolution"].strip() for r in body["results"] if r["kind"] == "article")
     # Finished, it goes through.
-    path.write_text(UNFINISHED.replace("## Cause\n", "## Cause\nWorn platen roller.\n")
-                    .replace("## Resolution\n", "## Resolution\nReplace the platen roller.\n"), encoding="utf-8")
+    path.write_text(
+        UNFINISHED.replace("## Cause\n", "## Cause\nWorn platen roller.\n").replace(
+            "## Resolution\n", "## Resolution\nReplace the platen roller.\n"
+        ),
+        encoding="utf-8",
+    )
     result = run("articles", "set-state", "badge-printer-jams", "not_validated", "--dir", folder)
     assert result.exit_code == 0, result.output
     body = json.loads(run("search", "Zebra badge printer jams on every card", "--json").output)
@@ -116,7 +127,9 @@ def test_a_draft_with_empty_sections_is_refused_as_not_validated_and_never_ranks
 
 @pytest.mark.parametrize("status", ["validated", "draft"])
 def test_an_article_with_a_password_never_reaches_the_store(run, folder, home, status):
-    (folder / "wifi-guest.md").write_text(WITH_PASSWORD.format(status=status, secret=SECRET), encoding="utf-8")
+    (folder / "wifi-guest.md").write_text(
+        WITH_PASSWORD.format(status=status, secret=SECRET), encoding="utf-8"
+    )
     assert run("init").exit_code == 0
     result = run("import", "articles", folder)
     assert result.exit_code == 1
@@ -126,20 +139,27 @@ def test_an_article_with_a_password_never_reaches_the_store(run, folder, home, s
     assert result.exit_code == 1 and "[secret]" in result.output
     assert run("index").exit_code == 0
     assert SECRET.encode() not in database_bytes(home)
-    assert "wifi-guest" not in [r["id"] for r in json.loads(run("search", "guest wifi key", "--json").output)["results"]]
+    assert "wifi-guest" not in [
+        r["id"] for r in json.loads(run("search", "guest wifi key", "--json").output)["results"]
+    ]
 
 
 def test_import_refuses_finished_articles_with_lint_errors_and_keeps_drafts(run, folder, home):
     good(folder, "broken-link", status="validated")  # links to other.md: fine
     (folder / "broken-link.md").write_text(
-        (folder / "broken-link.md").read_text().replace("other.md", "missing.md"), encoding="utf-8")
+        (folder / "broken-link.md").read_text().replace("other.md", "missing.md"), encoding="utf-8"
+    )
     good(folder, "html-draft", status="draft")
     (folder / "html-draft.md").write_text(
-        (folder / "html-draft.md").read_text().replace("It breaks.", "It <b>breaks</b>."), encoding="utf-8")
+        (folder / "html-draft.md").read_text().replace("It breaks.", "It <b>breaks</b>."),
+        encoding="utf-8",
+    )
     assert run("init").exit_code == 0
     result = run("import", "articles", folder)
     assert result.exit_code == 1
-    assert "broken-link not imported (validated)" in result.output and "[broken-link]" in result.output
+    assert (
+        "broken-link not imported (validated)" in result.output and "[broken-link]" in result.output
+    )
     assert "html-draft imported as a draft with 2 lint errors" in result.output
     assert "Imported 2 articles" in result.output
     from kb.store import open_store

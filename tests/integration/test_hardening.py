@@ -48,11 +48,20 @@ def test_the_app_keeps_answering_on_a_damaged_index_and_says_so(indexed, config,
     indexed.drop_search_state()
     client = create_app({"TESTING": True}, config=config, service=indexed).test_client()
     # An incident stored after the older version was built is found too (change log).
-    created = client.post("/api/v1/incidents", headers=auth("integration"),
-                          json={"id": "AFTER-DAMAGE", "title": "Zebracorn printer spooler jams",
-                                "resolution": "Restart the zebracorn spooler", "status": "resolved"})
+    created = client.post(
+        "/api/v1/incidents",
+        headers=auth("integration"),
+        json={
+            "id": "AFTER-DAMAGE",
+            "title": "Zebracorn printer spooler jams",
+            "resolution": "Restart the zebracorn spooler",
+            "status": "resolved",
+        },
+    )
     assert created.status_code == 201
-    answer = client.post("/api/v1/suggest", headers=auth(), json={"title": "zebracorn spooler jams"})
+    answer = client.post(
+        "/api/v1/suggest", headers=auth(), json={"title": "zebracorn spooler jams"}
+    )
     assert answer.status_code == 200
     assert answer.get_json()["results"][0]["id"] == "AFTER-DAMAGE"
     health = client.get("/api/v1/health", headers=auth())
@@ -66,15 +75,24 @@ def test_the_app_keeps_answering_on_a_damaged_index_and_says_so(indexed, config,
 # --- an erasure while an indexer holds the lock -------------------------------------------------
 
 
-def test_erasing_while_an_indexer_runs_answers_202_and_finishes_when_the_lock_frees(indexed, client, auth):
+def test_erasing_while_an_indexer_runs_answers_202_and_finishes_when_the_lock_frees(
+    indexed, client, auth
+):
     from indexer.index_files import indexing_lock
     from kb.app.privacy import scan_home
 
     store = indexed.store()
     needle = "Quixoticfinch overflow"
-    created = client.post("/api/v1/incidents", headers=auth("integration"),
-                          json={"id": "INC-1001", "title": needle, "resolution": "Drain the finch queue",
-                                "status": "resolved"})
+    created = client.post(
+        "/api/v1/incidents",
+        headers=auth("integration"),
+        json={
+            "id": "INC-1001",
+            "title": needle,
+            "resolution": "Drain the finch queue",
+            "status": "resolved",
+        },
+    )
     assert created.status_code == 201
     with indexing_lock(indexed.index_root):
         response = client.delete("/api/v1/incidents/INC-1001", headers=auth("admin"))
@@ -100,8 +118,9 @@ def test_kb_index_finishes_an_erasure_that_waited_for_its_lock(indexed):
 
     indexed.store().erase_incidents(["T-1"], actor="test")
     assert indexed.store().pending_erasures()
-    result = CliRunner().invoke(cli, ["--home", str(indexed.home), "index"],
-                                env={"KB_EMBED_BACKEND": "hashing"})
+    result = CliRunner().invoke(
+        cli, ["--home", str(indexed.home), "index"], env={"KB_EMBED_BACKEND": "hashing"}
+    )
     assert result.exit_code == 0, result.output
     assert "finished 1 erasure(s)" in result.output
     assert not indexed.store().pending_erasures()
@@ -145,14 +164,28 @@ def _big_incidents(tmp_path: Path, count: int = 300) -> Path:
     import json
 
     path = tmp_path / "big.jsonl"
-    path.write_text("".join(json.dumps({"id": f"BIG-{n}", "title": f"Big incident {n}", "status": "resolved",
-                                        "description": "word " * 400, "resolution": "fixed"}) + "\n"
-                            for n in range(count)))
+    path.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "id": f"BIG-{n}",
+                    "title": f"Big incident {n}",
+                    "status": "resolved",
+                    "description": "word " * 400,
+                    "resolution": "fixed",
+                }
+            )
+            + "\n"
+            for n in range(count)
+        )
+    )
     return path
 
 
 @pytest.mark.parametrize("how", ["full", "read-only"])
-def test_api_writes_on_full_or_read_only_storage_answer_503(indexed, config, auth, monkeypatch, how):
+def test_api_writes_on_full_or_read_only_storage_answer_503(
+    indexed, config, auth, monkeypatch, how
+):
     headers = {"Authorization": auth("integration")["Authorization"]}
     before = indexed.store().count_incidents()
     indexed.session_key()  # made when the home was first served
@@ -172,7 +205,9 @@ def test_api_writes_on_full_or_read_only_storage_answer_503(indexed, config, aut
 
 
 @pytest.mark.parametrize("how", ["full", "read-only"])
-def test_cli_writes_on_full_or_read_only_storage_print_one_line(indexed, tmp_path, monkeypatch, how):
+def test_cli_writes_on_full_or_read_only_storage_print_one_line(
+    indexed, tmp_path, monkeypatch, how
+):
     from click.testing import CliRunner
 
     from scripts.cli import cli
@@ -185,7 +220,10 @@ def test_cli_writes_on_full_or_read_only_storage_print_one_line(indexed, tmp_pat
     env = {"KB_EMBED_BACKEND": "hashing"}
     if how == "full":
         _fill_free_pages(indexed.store())
-    commands = [["import", "incidents", str(_big_incidents(tmp_path))], ["tokens", "create", "x", "--role", "agent"]]
+    commands = [
+        ["import", "incidents", str(_big_incidents(tmp_path))],
+        ["tokens", "create", "x", "--role", "agent"],
+    ]
     if how == "read-only":
         # (kb index on a full disk: below, where the index files cannot be written.)
         commands.append(["index", "--rebuild"])
@@ -214,17 +252,26 @@ def test_kb_index_on_a_full_disk_prints_one_line_and_keeps_the_index(indexed, mo
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
     monkeypatch.setattr(index_files, "_write_file", full)
-    result = CliRunner().invoke(cli, ["--home", str(indexed.home), "index", "--rebuild"],
-                                env={"KB_EMBED_BACKEND": "hashing"})
-    assert result.exit_code != 0 and isinstance(result.exception, SystemExit | None), result.exception
+    result = CliRunner().invoke(
+        cli,
+        ["--home", str(indexed.home), "index", "--rebuild"],
+        env={"KB_EMBED_BACKEND": "hashing"},
+    )
+    assert result.exit_code != 0 and isinstance(result.exception, SystemExit | None), (
+        result.exception
+    )
     lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and "is full" in lines[0] and str(indexed.index_root) in lines[0], result.output
+    assert len(lines) == 1 and "is full" in lines[0] and str(indexed.index_root) in lines[0], (
+        result.output
+    )
     assert current_version(indexed.index_root) == version
     load_index(indexed.index_root)
 
 
 @pytest.mark.both_engines
-def test_a_read_only_database_answers_503_on_both_engines(indexed, config, auth, monkeypatch, engine):
+def test_a_read_only_database_answers_503_on_both_engines(
+    indexed, config, auth, monkeypatch, engine
+):
     headers = {"Authorization": auth("integration")["Authorization"]}
     indexed.session_key()
     if engine == "sqlite":
@@ -235,7 +282,9 @@ def test_a_read_only_database_answers_503_on_both_engines(indexed, config, auth,
         indexed.store().db.execute(f"ALTER DATABASE {name} SET default_transaction_read_only = on")
     limited = type(indexed)(config, embedder=indexed.embedder())
     client = create_app({"TESTING": True}, config=config, service=limited).test_client()
-    response = client.post("/api/v1/incidents", headers=headers, json={"id": "RO-1", "title": "read only"})
+    response = client.post(
+        "/api/v1/incidents", headers=headers, json={"id": "RO-1", "title": "read only"}
+    )
     assert response.status_code == 503, response.get_json()
     assert response.get_json()["error"]["code"] == "storage_unavailable"
     assert "read-only" in response.get_json()["error"]["message"]
@@ -248,21 +297,34 @@ def test_a_read_only_database_answers_503_on_both_engines(indexed, config, auth,
 def test_only_whoever_asked_records_a_choice_through_the_api(indexed, client, auth, tokens):
     store = indexed.store()
     store.create_token("agent-two", "agent")
-    asked = client.post("/api/v1/suggest", headers=auth("agent"), json={"title": "vpn drops"}).get_json()
+    asked = client.post(
+        "/api/v1/suggest", headers=auth("agent"), json={"title": "vpn drops"}
+    ).get_json()
     sid, used = asked["suggestion_id"], asked["results"][0]["id"]
     other = {"Authorization": f"Bearer {store.create_token('agent-three', 'agent')}"}
-    for headers, agent in ((auth("integration"), "test-agent"), (other, None), (auth("admin"), None)):
+    for headers, agent in (
+        (auth("integration"), "test-agent"),
+        (other, None),
+        (auth("admin"), None),
+    ):
         body = {"outcome": "none_helped", **({"agent": agent} if agent else {})}
         refused = client.post(f"/api/v1/suggestions/{sid}/feedback", headers=headers, json=body)
         assert refused.status_code == 403, refused.get_json()
         assert refused.get_json()["error"]["code"] == "forbidden"
     assert store.feedback_for(sid) == []
-    mine = client.post(f"/api/v1/suggestions/{sid}/feedback", headers=auth("agent"), json={"used": used})
+    mine = client.post(
+        f"/api/v1/suggestions/{sid}/feedback", headers=auth("agent"), json={"used": used}
+    )
     assert mine.status_code == 201
     # An integration records for the agent it asked for, on its own suggestions.
-    its = client.post("/api/v1/suggest", headers=auth("integration"), json={"title": "vpn drops"}).get_json()
-    recorded = client.post(f"/api/v1/suggestions/{its['suggestion_id']}/feedback", headers=auth("integration"),
-                           json={"outcome": "none_helped", "agent": "agent1"})
+    its = client.post(
+        "/api/v1/suggest", headers=auth("integration"), json={"title": "vpn drops"}
+    ).get_json()
+    recorded = client.post(
+        f"/api/v1/suggestions/{its['suggestion_id']}/feedback",
+        headers=auth("integration"),
+        json={"outcome": "none_helped", "agent": "agent1"},
+    )
     assert recorded.status_code == 201 and recorded.get_json()["agent"] == "agent1"
 
 
@@ -277,15 +339,22 @@ def test_only_whoever_asked_records_a_choice_through_the_page(indexed, app):
         client = app.test_client()
         page = client.get("/login").get_data(as_text=True)
         token = re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
-        client.post("/login", data={"name": name, "password": "agent-password", "csrf_token": token})
+        client.post(
+            "/login", data={"name": name, "password": "agent-password", "csrf_token": token}
+        )
         return client
 
     ana, bo = signed_in("ana"), signed_in("bo")
-    token = re.search(r'name="csrf-token" content="([^"]+)"', ana.get("/").get_data(as_text=True)).group(1)
-    page = ana.post("/", data={"csrf_token": token, "description": "mailbox full"},
-                    follow_redirects=True).get_data(as_text=True)
+    token = re.search(
+        r'name="csrf-token" content="([^"]+)"', ana.get("/").get_data(as_text=True)
+    ).group(1)
+    page = ana.post(
+        "/", data={"csrf_token": token, "description": "mailbox full"}, follow_redirects=True
+    ).get_data(as_text=True)
     sid = re.search(r'name="suggestion_id" value="([^"]+)"', page).group(1)
-    token = re.search(r'name="csrf-token" content="([^"]+)"', bo.get("/").get_data(as_text=True)).group(1)
+    token = re.search(
+        r'name="csrf-token" content="([^"]+)"', bo.get("/").get_data(as_text=True)
+    ).group(1)
     refused = bo.post("/feedback", data={"suggestion_id": sid, "csrf_token": token, "back": "/"})
     assert refused.status_code == 403
     assert store.feedback_for(sid) == []
@@ -300,7 +369,12 @@ def _signed_in_clients(app, name: str, password: str, count: int):
     first = app.test_client()
     page = first.get("/login").get_data(as_text=True)
     token = re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
-    assert first.post("/login", data={"name": name, "password": password, "csrf_token": token}).status_code == 302
+    assert (
+        first.post(
+            "/login", data={"name": name, "password": password, "csrf_token": token}
+        ).status_code
+        == 302
+    )
     page = first.get("/").get_data(as_text=True)
     csrf_token = re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
     cookie = first.get_cookie("kb_session").value
@@ -339,19 +413,34 @@ def test_forty_wrong_passwords_at_once_check_at_most_five(engine, indexed, app, 
     indexed.store().create_user("ana", "agent", "agent-password")
     checked = []
     real = access.check_password
-    monkeypatch.setattr(access, "check_password", lambda password, stored: checked.append(1) or real(password, stored))
+    monkeypatch.setattr(
+        access,
+        "check_password",
+        lambda password, stored: checked.append(1) or real(password, stored),
+    )
     clients = [app.test_client() for _ in range(40)]
     forms = []
     for client in clients:
         page = client.get("/login").get_data(as_text=True)
-        forms.append({"name": "ana", "password": "wrong-password",
-                      "csrf_token": re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)})
-    statuses = _all_at_once([lambda c=c, f=f: c.post("/login", data=f).status_code
-                             for c, f in zip(clients, forms, strict=True)])
+        forms.append(
+            {
+                "name": "ana",
+                "password": "wrong-password",
+                "csrf_token": re.search(r'name="csrf-token" content="([^"]+)"', page).group(1),
+            }
+        )
+    statuses = _all_at_once(
+        [
+            lambda c=c, f=f: c.post("/login", data=f).status_code
+            for c, f in zip(clients, forms, strict=True)
+        ]
+    )
     assert len(checked) <= 5, f"{len(checked)} passwords checked"
     assert statuses.count(401) == len(checked) and statuses.count(429) == 40 - len(checked)
     # The right password is refused too while the name is locked.
-    assert clients[0].post("/login", data=dict(forms[0], password="agent-password")).status_code == 429
+    assert (
+        clients[0].post("/login", data=dict(forms[0], password="agent-password")).status_code == 429
+    )
 
 
 @pytest.mark.both_engines
@@ -359,12 +448,25 @@ def test_forty_drafts_at_once_stop_at_the_limit(engine, indexed, app):
     indexed.store().create_user("ana", "agent", "agent-password")
     clients, csrf_token = _signed_in_clients(app, "ana", "agent-password", 40)
     limit = indexed.config.drafts_per_person_per_day
-    statuses = _all_at_once([
-        lambda c=c, n=n: c.post("/drafts", data={"csrf_token": csrf_token, "title": f"Printer gap number {n}",
-                                                 "description": "the label printer prints nothing"}).status_code
-        for n, c in enumerate(clients)])
+    statuses = _all_at_once(
+        [
+            lambda c=c, n=n: (
+                c.post(
+                    "/drafts",
+                    data={
+                        "csrf_token": csrf_token,
+                        "title": f"Printer gap number {n}",
+                        "description": "the label printer prints nothing",
+                    },
+                ).status_code
+            )
+            for n, c in enumerate(clients)
+        ]
+    )
     assert set(statuses) == {302}
-    drafts = [a for a in indexed.store().iter_articles() if a.status == "draft" and a.owner == "ana"]
+    drafts = [
+        a for a in indexed.store().iter_articles() if a.status == "draft" and a.owner == "ana"
+    ]
     assert len(drafts) == limit, len(drafts)
     files = list(indexed.config.drafts_path.glob("*.md"))
     assert len(files) == limit  # a refused draft leaves no file behind
@@ -428,9 +530,16 @@ def storm_home(indexed):
     from kb.importers import incident_from_record
 
     now = dt.datetime.now(dt.UTC)
-    records = [{"id": f"STORM-{n}", "title": "Payroll portal login fails", "status": "open",
-                "description": f"cannot sign in to the payroll portal since this morning, user {n}",
-                "opened_at": (now - dt.timedelta(minutes=n)).isoformat()} for n in range(10)]
+    records = [
+        {
+            "id": f"STORM-{n}",
+            "title": "Payroll portal login fails",
+            "status": "open",
+            "description": f"cannot sign in to the payroll portal since this morning, user {n}",
+            "opened_at": (now - dt.timedelta(minutes=n)).isoformat(),
+        }
+        for n in range(10)
+    ]
     indexed.store().upsert_incidents([incident_from_record(r) for r in records])
     return indexed
 
@@ -438,15 +547,23 @@ def storm_home(indexed):
 def _webhook_worker(service, url):
     from kb.app.service import Service
 
-    return Service(service.config.with_overrides(webhook_url=url, webhook_secret="s" * 32),
-                   embedder=service.embedder())
+    return Service(
+        service.config.with_overrides(webhook_url=url, webhook_secret="s" * 32),
+        embedder=service.embedder(),
+    )
 
 
 def _storm_rows(service):
-    return service.store().db.execute("SELECT delivered_at, attempts, last_error FROM storms").fetchall()
+    return (
+        service.store()
+        .db.execute("SELECT delivered_at, attempts, last_error FROM storms")
+        .fetchall()
+    )
 
 
-def test_a_slow_drip_receiver_is_cut_off_at_the_deadline_and_never_posted_twice(storm_home, monkeypatch):
+def test_a_slow_drip_receiver_is_cut_off_at_the_deadline_and_never_posted_twice(
+    storm_home, monkeypatch
+):
     import threading
 
     from kb.app import storms
@@ -460,8 +577,10 @@ def test_a_slow_drip_receiver_is_cut_off_at_the_deadline_and_never_posted_twice(
         began = time.monotonic()
         finished = []
         # Two workers at once, and again while the first post may still be under way.
-        threads = [threading.Thread(target=lambda w=w: finished.append(storms.deliver_due(w)))
-                   for w in workers]
+        threads = [
+            threading.Thread(target=lambda w=w: finished.append(storms.deliver_due(w)))
+            for w in workers
+        ]
         for thread in threads:
             thread.start()
             time.sleep(0.3)
@@ -488,7 +607,12 @@ def test_a_redirect_is_a_failure_and_never_followed(storm_home):
     try:
         for storm in storms.current_storms(worker):
             worker.store().record_storm(storm)
-        assert storms.deliver_due(worker, now=__import__("datetime").datetime.now(__import__("datetime").UTC)) == 0
+        assert (
+            storms.deliver_due(
+                worker, now=__import__("datetime").datetime.now(__import__("datetime").UTC)
+            )
+            == 0
+        )
         assert receiver.requests == ["POST"] and elsewhere.requests == []
         [(delivered_at, attempts, error)] = _storm_rows(storm_home)
         assert delivered_at == "" and attempts == 1 and "302" in error and "redirect" in error
@@ -501,8 +625,16 @@ def test_a_redirect_is_a_failure_and_never_followed(storm_home):
 # --- where a form sends the browser next -----------------------------------------------------
 
 
-@pytest.mark.parametrize("target", ["/search\r\nSet-Cookie: planted=1", "/\nx", "/ok\x00", "/\\evil.example/login",
-                                    "/%0d%0aSet-Cookie:%20x=1"])
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/search\r\nSet-Cookie: planted=1",
+        "/\nx",
+        "/ok\x00",
+        "/\\evil.example/login",
+        "/%0d%0aSet-Cookie:%20x=1",
+    ],
+)
 def test_control_characters_in_next_or_back_send_the_browser_home(indexed, app, target):
     import re
 
@@ -510,14 +642,20 @@ def test_control_characters_in_next_or_back_send_the_browser_home(indexed, app, 
     client = app.test_client()
     page = client.get("/login").get_data(as_text=True)
     token = re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
-    signed = client.post("/login", data={"name": "ana", "password": "agent-password", "csrf_token": token,
-                                         "next": target})
+    signed = client.post(
+        "/login",
+        data={"name": "ana", "password": "agent-password", "csrf_token": token, "next": target},
+    )
     assert signed.status_code == 302
     location = signed.headers["Location"]
     assert "\r" not in location and "\n" not in location and "\\" not in location
     assert location == target if target.startswith("/%0d") else location == "/"
-    token = re.search(r'name="csrf-token" content="([^"]+)"', client.get("/").get_data(as_text=True)).group(1)
-    back = client.post("/drafts", data={"csrf_token": token, "back": target})  # nothing typed: sent back
+    token = re.search(
+        r'name="csrf-token" content="([^"]+)"', client.get("/").get_data(as_text=True)
+    ).group(1)
+    back = client.post(
+        "/drafts", data={"csrf_token": token, "back": target}
+    )  # nothing typed: sent back
     assert back.status_code == 302 and "\n" not in back.headers["Location"]
 
 
@@ -543,7 +681,9 @@ def _verify(service, *extra):
     from scripts.cli import cli
 
     env = {"KB_EMBED_BACKEND": "hashing", "KB_DATABASE_URL": service.config.database_url}
-    return CliRunner().invoke(cli, ["--home", str(service.home), "audit", "--verify", *extra], env=env)
+    return CliRunner().invoke(
+        cli, ["--home", str(service.home), "audit", "--verify", *extra], env=env
+    )
 
 
 def _audited(service) -> list[int]:
@@ -558,7 +698,11 @@ def test_an_untouched_audit_chain_verifies_and_prints_its_head(engine, service):
     ids = _audited(service)
     result = _verify(service)
     assert result.exit_code == 0, result.output
-    head = service.store().db.execute("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()[0]
+    head = (
+        service.store()
+        .db.execute("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1")
+        .fetchone()[0]
+    )
     assert f"head: entry {ids[-1]} {head}" in result.output and "0 problem(s)" in result.output
     assert _verify(service, "--expect-head", head).exit_code == 0
 
@@ -578,15 +722,28 @@ def test_kb_audit_verify_names_the_entry_that_was_tampered_with(engine, service,
         _tamper(store, engine, "DELETE FROM audit_log WHERE id = ?", [target])
         named = ids[3]
     elif change == "forged":
-        store.db.execute("INSERT INTO audit_log (at, actor, action, target, detail) VALUES "
-                         "('2020-01-01T00:00:00.000000Z', 'cli:root', 'token create', 'backdoor', 'role admin')")
+        store.db.execute(
+            "INSERT INTO audit_log (at, actor, action, target, detail) VALUES "
+            "('2020-01-01T00:00:00.000000Z', 'cli:root', 'token create', 'backdoor', 'role admin')"
+        )
         named = store.db.execute("SELECT max(id) FROM audit_log").fetchone()[0]
     else:
         # Appended with a hash computed as kb does, but dated years back.
-        previous = store.db.execute("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()[0]
-        entry = ["2020-01-01T00:00:00.000000Z", "cli:root", "token create", "backdoor", "role admin"]
-        store.db.execute("INSERT INTO audit_log (at, actor, action, target, detail, prev_hash, hash) "
-                         "VALUES (?, ?, ?, ?, ?, ?, ?)", [*entry, previous, audit_hash(previous, entry)])
+        previous = store.db.execute(
+            "SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1"
+        ).fetchone()[0]
+        entry = [
+            "2020-01-01T00:00:00.000000Z",
+            "cli:root",
+            "token create",
+            "backdoor",
+            "role admin",
+        ]
+        store.db.execute(
+            "INSERT INTO audit_log (at, actor, action, target, detail, prev_hash, hash) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [*entry, previous, audit_hash(previous, entry)],
+        )
         named = store.db.execute("SELECT max(id) FROM audit_log").fetchone()[0]
     result = _verify(service)
     assert result.exit_code == 1, result.output
@@ -601,12 +758,18 @@ def test_a_rewritten_chain_is_found_only_against_a_head_kept_elsewhere(engine, s
     ids = _audited(service)
     head = store.db.execute("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()[0]
     # Someone edits entry 2 and computes every hash after it again.
-    rows = store.db.execute("SELECT id, at, actor, action, target, detail FROM audit_log ORDER BY id").fetchall()
+    rows = store.db.execute(
+        "SELECT id, at, actor, action, target, detail FROM audit_log ORDER BY id"
+    ).fetchall()
     previous = ""
     for row in rows:
         entry = [row[1], row[2], row[3], row[4], "role admin" if row[0] == ids[1] else row[5]]
-        _tamper(store, engine, "UPDATE audit_log SET detail = ?, prev_hash = ?, hash = ? WHERE id = ?",
-                [entry[4], previous, audit_hash(previous, entry), row[0]])
+        _tamper(
+            store,
+            engine,
+            "UPDATE audit_log SET detail = ?, prev_hash = ?, hash = ? WHERE id = ?",
+            [entry[4], previous, audit_hash(previous, entry), row[0]],
+        )
         previous = audit_hash(previous, entry)
     assert _verify(service).exit_code == 0  # what chaining alone cannot see
     result = _verify(service, "--expect-head", head)

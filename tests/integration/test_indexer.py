@@ -116,8 +116,6 @@ def test_only_one_indexer_at_a_time(indexed):
             indexed.index()
 
 
-
-
 def test_config_json_is_valid_json(indexed):
     path = indexed.index_root / current_version(indexed.index_root) / "config.json"
     assert json.loads(path.read_text())["normalized"] is True
@@ -128,15 +126,23 @@ def test_an_unset_encoder_follows_the_current_index_else_the_default(tmp_path):
     from indexer.vector_index import VectorIndex
     from kb.config import DEFAULT_EMBED_BACKEND, backend_of_model
 
-    assert backend_of_model("all-MiniLM-L6-v2@0123456789ab") == "onnx"  # torch and onnx share vectors
+    assert (
+        backend_of_model("all-MiniLM-L6-v2@0123456789ab") == "onnx"
+    )  # torch and onnx share vectors
     assert backend_of_model("all-MiniLM-L6-v2@0123456789ab+onnx-int8") == "onnx-int8"
     assert backend_of_model("all-MiniLM-L6-v2@0123456789ab+int8-docs") == "onnx-int8-docs"
     assert backend_of_model("hashing-384-v1") == "hashing" and backend_of_model("") is None
     fresh = Service(load_config(environ={}, home=str(tmp_path / "new")))
     assert fresh.embed_backend() == DEFAULT_EMBED_BACKEND  # a new home
     old = Service(load_config(environ={}, home=str(tmp_path / "old")))
-    publish_index(old.index_root, VectorIndex.empty(384), {"model_id": "all-MiniLM-L6-v2@0123456789ab", "log_seq": 0})
-    assert old.embed_backend() == "onnx"  # an index built before the default changed keeps its encoder
+    publish_index(
+        old.index_root,
+        VectorIndex.empty(384),
+        {"model_id": "all-MiniLM-L6-v2@0123456789ab", "log_seq": 0},
+    )
+    assert (
+        old.embed_backend() == "onnx"
+    )  # an index built before the default changed keeps its encoder
     chosen = Service(load_config(environ={"KB_EMBED_BACKEND": "torch"}, home=str(tmp_path / "old")))
     assert chosen.embed_backend() == "torch"  # the setting wins
 
@@ -151,9 +157,18 @@ def test_index_again_on_an_unchanged_store_publishes_nothing(indexed):
     assert again.unchanged and again.version == first and again.vectors > 0
     assert sorted(p.name for p in indexed.index_root.iterdir()) == versions
     assert current_version(indexed.index_root) == first
-    indexed.store().upsert_incidents([incident_from_record(
-        {"id": "NEW-1", "title": "Badge reader rejects badges", "resolution": "Re-enrolled the badge.",
-         "status": "resolved"})])
+    indexed.store().upsert_incidents(
+        [
+            incident_from_record(
+                {
+                    "id": "NEW-1",
+                    "title": "Badge reader rejects badges",
+                    "resolution": "Re-enrolled the badge.",
+                    "status": "resolved",
+                }
+            )
+        ]
+    )
     changed = indexed.index()
     assert not changed.unchanged and changed.version != first and changed.docs_indexed == 1
     assert not indexed.index(rebuild=True).unchanged  # --rebuild always builds

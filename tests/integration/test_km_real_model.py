@@ -1,7 +1,6 @@
 """The data-driven defaults of `kb articles dupes` and the knowledge-gap clustering, with
 the packaged all-MiniLM-L6-v2 model on the shipped sample articles."""
 
-
 import pytest
 
 from kb.app.dupes import find_service_duplicates
@@ -30,7 +29,9 @@ def articles_service(tmp_path_factory):
 
 def test_default_threshold_catches_a_rewrite_and_nothing_else(articles_service):
     report = find_service_duplicates(articles_service)
-    assert [(p.a, p.b) for p in report.pairs] == [("vpn-disconnects-frequently", "vpn-keeps-dropping")]
+    assert [(p.a, p.b) for p in report.pairs] == [
+        ("vpn-disconnects-frequently", "vpn-keeps-dropping")
+    ]
     assert 0.7 < report.threshold < 0.85
     assert {s["a"] for s in report.pairs[0].sections} >= {"Symptoms", "Cause", "Resolution"}
 
@@ -46,8 +47,16 @@ def test_gap_queries_group_by_topic(articles_service):
         "my parking badge does not open the garage gate",
         "garage gate reader rejects my parking card",
     ]
-    gaps = [{"suggestion_id": f"s{i}", "query": t, "created_at": "2026-10-01T00:00:00Z",
-             "no_good_match": True, "none_helped": False} for i, t in enumerate(texts)]
+    gaps = [
+        {
+            "suggestion_id": f"s{i}",
+            "query": t,
+            "created_at": "2026-10-01T00:00:00Z",
+            "no_good_match": True,
+            "none_helped": False,
+        }
+        for i, t in enumerate(texts)
+    ]
     clusters = cluster_gaps(gaps, articles_service.embedder())
     groups = sorted(sorted(texts.index(e) for e in c["examples"]) for c in clusters)
     assert groups == [[0, 1, 2], [3, 4, 5], [6, 7]]

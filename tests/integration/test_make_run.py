@@ -15,7 +15,10 @@ import pytest
 from kb.store import open_store
 from tests.conftest import REPO
 
-pytestmark = [pytest.mark.live, pytest.mark.skipif(shutil.which("make") is None, reason="needs make")]
+pytestmark = [
+    pytest.mark.live,
+    pytest.mark.skipif(shutil.which("make") is None, reason="needs make"),
+]
 
 
 def _make_run(tmp_path: Path, home: Path) -> subprocess.CompletedProcess:
@@ -23,22 +26,38 @@ def _make_run(tmp_path: Path, home: Path) -> subprocess.CompletedProcess:
     venv.mkdir(exist_ok=True)
     (venv / ".installed").touch()  # newer than setup.cfg: make's install step has nothing to do
     kb = tmp_path / "kb"
-    kb.write_text(f'#!/bin/sh\n[ "$1" = serve ] && exit 0\nexec "{sys.executable}" -m scripts.cli "$@"\n')
+    kb.write_text(
+        f'#!/bin/sh\n[ "$1" = serve ] && exit 0\nexec "{sys.executable}" -m scripts.cli "$@"\n'
+    )
     kb.chmod(0o755)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KB_", "MAKE"))}
     env.update(KB_HOME=str(home), KB_EMBED_BACKEND="hashing", KB_THREADS="1", PYTHONPATH=str(REPO))
     # The small test knowledge base in place of the sample one (the recipe is the same).
     data = REPO / "tests" / "data"
-    return subprocess.run(["make", "--no-print-directory", "run", f"VENV={venv}", f"KB={kb}",
-                           f"ARTICLES={data / 'articles'}", f"SAMPLE_INCIDENTS={data / 'incidents.jsonl'}"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [
+            "make",
+            "--no-print-directory",
+            "run",
+            f"VENV={venv}",
+            f"KB={kb}",
+            f"ARTICLES={data / 'articles'}",
+            f"SAMPLE_INCIDENTS={data / 'incidents.jsonl'}",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def _state(home: Path):
     store = open_store(home)
     try:
-        users = {r[0]: r[1] for r in store.db.execute(
-            "SELECT name, password_hash FROM users").fetchall()}
+        users = {
+            r[0]: r[1] for r in store.db.execute("SELECT name, password_hash FROM users").fetchall()
+        }
         tokens = store.list_tokens()
         return users, tokens
     finally:

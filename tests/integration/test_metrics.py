@@ -20,37 +20,74 @@ LONG_AGO = (NOW - dt.timedelta(days=200)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 def result(rank, kind, doc_id):
     group = f"a:{doc_id}" if kind == "article" else f"i:{doc_id}"
-    return {"rank": rank, "kind": kind, "id": doc_id, "group": group, "score": 0.5, "raw_score": 0.5}
+    return {
+        "rank": rank,
+        "kind": kind,
+        "id": doc_id,
+        "group": group,
+        "score": 0.5,
+        "raw_score": 0.5,
+    }
 
 
 def suggest(store, query, results, *, incident="", flagged=False):
-    return store.record_suggestion(query=query, results=results, no_good_match=flagged,
-                                   confidence=0.5, k=5, incident_ref=incident)
+    return store.record_suggestion(
+        query=query,
+        results=results,
+        no_good_match=flagged,
+        confidence=0.5,
+        k=5,
+        incident_ref=incident,
+    )
 
 
 @pytest.fixture
 def seeded(store):
     """Six incidents and the choices agents made on suggestions for them."""
-    store.upsert_incidents([
-        Incident(id="A", title="vpn", resolution="r", status="closed", article_id="vpn-art",
-                 resolved_at=RECENT),
-        Incident(id="B", title="mail", resolution="r", status="resolved", resolved_at=RECENT),
-        Incident(id="C", title="printer", resolution="r", status="resolved", resolved_at=RECENT),
-        Incident(id="D", title="keyboard", resolution="r", status="closed", resolved_at=RECENT),
-        Incident(id="E", title="monitor", status="open"),
-        Incident(id="F", title="old vpn", resolution="r", status="closed", article_id="vpn-art",
-                 resolved_at=LONG_AGO),
-    ])
+    store.upsert_incidents(
+        [
+            Incident(
+                id="A",
+                title="vpn",
+                resolution="r",
+                status="closed",
+                article_id="vpn-art",
+                resolved_at=RECENT,
+            ),
+            Incident(id="B", title="mail", resolution="r", status="resolved", resolved_at=RECENT),
+            Incident(
+                id="C", title="printer", resolution="r", status="resolved", resolved_at=RECENT
+            ),
+            Incident(id="D", title="keyboard", resolution="r", status="closed", resolved_at=RECENT),
+            Incident(id="E", title="monitor", status="open"),
+            Incident(
+                id="F",
+                title="old vpn",
+                resolution="r",
+                status="closed",
+                article_id="vpn-art",
+                resolved_at=LONG_AGO,
+            ),
+        ]
+    )
     # A: linked in its record, and the agent used that article too (counted once).
     s = suggest(store, "vpn drops", [result(1, "article", "vpn-art")], incident="A")
     store.record_feedback(s, outcome="used", used_id="vpn-art", agent="ana")
     # B: no link in the record, but the agent used an article shown at rank 2.
-    s = suggest(store, "mailbox full", [result(1, "incident", "X"), result(2, "article", "mail-art")],
-                incident="B")
+    s = suggest(
+        store,
+        "mailbox full",
+        [result(1, "incident", "X"), result(2, "article", "mail-art")],
+        incident="B",
+    )
     store.record_feedback(s, outcome="used", used_id="mail-art", agent="ana")
     # C: solved with a prior incident (known), not an article.
-    s = suggest(store, "printer offline", [result(1, "incident", "P"), result(2, "article", "vpn-art")],
-                incident="C")
+    s = suggest(
+        store,
+        "printer offline",
+        [result(1, "incident", "P"), result(2, "article", "vpn-art")],
+        incident="C",
+    )
     store.record_feedback(s, outcome="used", used_id="P", agent="bo")
     # D: none helped; and one flagged suggestion nobody answered.
     s = suggest(store, "keyboard keys dead", [result(1, "article", "mail-art")], incident="D")
@@ -80,20 +117,30 @@ def test_reuse_per_article_counts_each_incident_once(seeded):
 def test_acceptance_by_rank_and_none_helped(seeded):
     assert seeded.acceptance_by_rank(SINCE) == {1: 3, 2: 1}
     totals = seeded.feedback_totals(SINCE)
-    assert totals == {"suggestions": 6, "no_good_match": 1, "suggestions_with_feedback": 5,
-                      "feedback": 5, "used": 4, "none_helped": 1}
+    assert totals == {
+        "suggestions": 6,
+        "no_good_match": 1,
+        "suggestions_with_feedback": 5,
+        "feedback": 5,
+        "used": 4,
+        "none_helped": 1,
+    }
 
 
 def test_gap_suggestions_are_none_helped_or_flagged_and_unused(seeded):
     gaps = seeded.gap_suggestions(SINCE)
     assert [(g["query"], g["none_helped"], g["no_good_match"]) for g in gaps] == [
-        ("keyboard not typing at all", False, True), ("keyboard keys dead", True, False)]
+        ("keyboard not typing at all", False, True),
+        ("keyboard keys dead", True, False),
+    ]
 
 
 def test_daily_activity_buckets_by_day(seeded):
     old_day = (NOW - dt.timedelta(days=10)).strftime("%Y-%m-%dT08:00:00.000000Z")
     with seeded.write():
-        seeded.db.execute("UPDATE suggestions SET created_at = ? WHERE query = 'vpn drops'", [old_day])
+        seeded.db.execute(
+            "UPDATE suggestions SET created_at = ? WHERE query = 'vpn drops'", [old_day]
+        )
     days = seeded.daily_activity(SINCE)
     assert days[old_day[:10]]["suggestions"] == 1
     today = NOW.strftime("%Y-%m-%d")
@@ -114,15 +161,18 @@ def test_report_gathers_the_metrics(service, seeded):
     assert report["link_rate"] == {"value": 0.5, "linked": 2, "closed": 4}
     assert report["new_vs_known"] == {"known": 3, "new": 1, "known_rate": 0.75}
     assert report["none_helped_rate"] == {"value": 0.2, "none_helped": 1, "feedback": 5}
-    assert report["acceptance_by_rank"] == [{"rank": 1, "used": 3, "share": 0.75},
-                                            {"rank": 2, "used": 1, "share": 0.25}]
+    assert report["acceptance_by_rank"] == [
+        {"rank": 1, "used": 3, "share": 0.75},
+        {"rank": 2, "used": 1, "share": 0.25},
+    ]
     assert [(r["id"], r["reuse"], r["in_store"]) for r in report["reuse"]] == [
-        ("mail-art", 2, False), ("vpn-art", 1, False)]
+        ("mail-art", 2, False),
+        ("vpn-art", 1, False),
+    ]
     assert report["gaps"]["queries"] == 2
 
 
 # --- knowledge gaps --------------------------------------------------------------------
-
 
 
 def test_cluster_gaps_names_topics_from_their_queries(embedder):
@@ -134,8 +184,16 @@ def test_cluster_gaps_names_topics_from_their_queries(embedder):
         "no access to spendwise expense tool",
         "parking gate badge",
     ]
-    gaps = [{"suggestion_id": f"s{i}", "query": t, "created_at": f"2026-10-0{i + 1}T00:00:00Z",
-             "no_good_match": i % 2 == 0, "none_helped": i % 2 == 1} for i, t in enumerate(texts)]
+    gaps = [
+        {
+            "suggestion_id": f"s{i}",
+            "query": t,
+            "created_at": f"2026-10-0{i + 1}T00:00:00Z",
+            "no_good_match": i % 2 == 0,
+            "none_helped": i % 2 == 1,
+        }
+        for i, t in enumerate(texts)
+    ]
     clusters = cluster_gaps(gaps, embedder, threshold=0.5)
     assert [c["size"] for c in clusters] == [3, 2, 1]
     mirroring, spendwise, parking = clusters
@@ -144,15 +202,16 @@ def test_cluster_gaps_names_topics_from_their_queries(embedder):
     assert "spendwise" in spendwise["terms"] and "spendwise" in spendwise["title"].lower()
     assert set(mirroring["examples"]) == set(texts[:3])
     assert (mirroring["no_good_match"], mirroring["none_helped"]) == (2, 1)
-    assert (mirroring["first_seen"], mirroring["last_seen"]) == ("2026-10-01T00:00:00Z",
-                                                                  "2026-10-03T00:00:00Z")
+    assert (mirroring["first_seen"], mirroring["last_seen"]) == (
+        "2026-10-01T00:00:00Z",
+        "2026-10-03T00:00:00Z",
+    )
     assert parking["suggestion_ids"] == ["s5"]
     assert cluster_gaps([], embedder) == []
 
 
-
-
 # --- the API ---------------------------------------------------------------------------
+
 
 def test_metrics_api_is_for_knowledge_managers(client, auth, indexed):
     store = indexed.store()

@@ -22,7 +22,9 @@ def oidc_app(indexed, config, provider):
 
     indexed.store().create_user("kim", "knowledge_manager", "manager-password")
     cfg = config.with_overrides(
-        oidc_issuer=provider.issuer, oidc_client_id=provider.client_id, oidc_client_secret=provider.client_secret,
+        oidc_issuer=provider.issuer,
+        oidc_client_id=provider.client_id,
+        oidc_client_secret=provider.client_secret,
         oidc_roles="kb-curators=knowledge_manager,support=agent,kb-admins=admin",
     )
     return create_app({"TESTING": True}, config=cfg, service=indexed)
@@ -49,7 +51,11 @@ def test_sign_in_through_the_organisation_with_a_role_from_a_claim(oidc_app, pro
     client = oidc_app.test_client()
     login = client.get("/login").get_data(as_text=True)
     assert 'id="oidc-sign-in"' in login
-    provider.person = {"sub": "u-7", "preferred_username": "olga", "roles": ["support", "kb-curators"]}
+    provider.person = {
+        "sub": "u-7",
+        "preferred_username": "olga",
+        "roles": ["support", "kb-curators"],
+    }
     callback = start(client, "/dashboard")
     query = parse_qs(urlsplit(callback).query)
     assert query["state"][0] and query["code"][0]
@@ -74,7 +80,9 @@ def test_local_accounts_still_sign_in(oidc_app):
     client = oidc_app.test_client()
     page = client.get("/login").get_data(as_text=True)
     token = re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
-    response = client.post("/login", data={"name": "kim", "password": "manager-password", "csrf_token": token})
+    response = client.post(
+        "/login", data={"name": "kim", "password": "manager-password", "csrf_token": token}
+    )
     assert response.status_code == 302 and who(client) == "kim (knowledge manager)"
 
 
@@ -112,12 +120,16 @@ def test_no_matching_role_or_a_local_name_is_refused(oidc_app, provider, indexed
     provider.person = {"sub": "u-9", "preferred_username": "olga", "roles": ["finance"]}
     client = oidc_app.test_client()
     refused = client.get(start(client))
-    assert refused.status_code == 403 and "no role in this service" in refused.get_data(as_text=True)
+    assert refused.status_code == 403 and "no role in this service" in refused.get_data(
+        as_text=True
+    )
     assert not indexed.store().has_user("olga")
     # An organisation identity can never take over a local account of the same name.
     provider.person = {"sub": "u-10", "preferred_username": "kim", "roles": ["kb-admins"]}
     refused = client.get(start(client))
-    assert refused.status_code == 403 and "belongs to another account" in refused.get_data(as_text=True)
+    assert refused.status_code == 403 and "belongs to another account" in refused.get_data(
+        as_text=True
+    )
     assert indexed.store().get_user("kim").role == "knowledge_manager"
     # Nor another identity that uses the same name.
     provider.person = {"sub": "u-11", "preferred_username": "olga", "roles": ["support"]}
@@ -129,18 +141,27 @@ def test_no_matching_role_or_a_local_name_is_refused(oidc_app, provider, indexed
     indexed.store().disable_user("olga")
     provider.person = {"sub": "u-11", "preferred_username": "olga", "roles": ["support"]}
     refused = other.get(start(other))
-    assert refused.status_code == 403 and "disabled" in refused.get_data(as_text=True) and who(other) is None
+    assert (
+        refused.status_code == 403
+        and "disabled" in refused.get_data(as_text=True)
+        and who(other) is None
+    )
 
 
 def test_half_set_up_sign_in_is_refused_at_start(config):
     with pytest.raises(ConfigError, match="KB_OIDC_CLIENT_ID"):
         config.with_overrides(oidc_issuer="https://id.example.com").check_oidc()
     with pytest.raises(ConfigError, match="KB_OIDC_ROLES"):
-        config.with_overrides(oidc_issuer="https://id.example.com", oidc_client_id="a", oidc_client_secret="b",
-                              oidc_roles="staff=superuser").check_oidc()
+        config.with_overrides(
+            oidc_issuer="https://id.example.com",
+            oidc_client_id="a",
+            oidc_client_secret="b",
+            oidc_roles="staff=superuser",
+        ).check_oidc()
     with pytest.raises(ConfigError, match="https"):
-        config.with_overrides(oidc_issuer="http://id.example.com", oidc_client_id="a",
-                              oidc_client_secret="b").check_oidc()
+        config.with_overrides(
+            oidc_issuer="http://id.example.com", oidc_client_id="a", oidc_client_secret="b"
+        ).check_oidc()
 
 
 def test_kb_serve_refuses_a_half_set_up_provider(tmp_path):
@@ -148,8 +169,12 @@ def test_kb_serve_refuses_a_half_set_up_provider(tmp_path):
 
     from scripts.cli import cli
 
-    env = {"KB_HOME": str(tmp_path / "home"), "KB_EMBED_BACKEND": "hashing",
-           "KB_OIDC_ISSUER": "https://id.example.com", "KB_PORT": "0"}  # checked before the port
+    env = {
+        "KB_HOME": str(tmp_path / "home"),
+        "KB_EMBED_BACKEND": "hashing",
+        "KB_OIDC_ISSUER": "https://id.example.com",
+        "KB_PORT": "0",
+    }  # checked before the port
     assert CliRunner().invoke(cli, ["init"], env=env).exit_code == 0
     result = CliRunner().invoke(cli, ["serve"], env=env)
     assert result.exit_code != 0 and "KB_OIDC_CLIENT_ID" in result.output
@@ -158,9 +183,12 @@ def test_kb_serve_refuses_a_half_set_up_provider(tmp_path):
 def test_the_registered_redirect_address_is_used_when_set(indexed, config, provider):
     from web import create_app
 
-    cfg = config.with_overrides(oidc_issuer=provider.issuer, oidc_client_id=provider.client_id,
-                                oidc_client_secret=provider.client_secret,
-                                oidc_redirect_uri="https://kb.example.com/login/organisation/callback")
+    cfg = config.with_overrides(
+        oidc_issuer=provider.issuer,
+        oidc_client_id=provider.client_id,
+        oidc_client_secret=provider.client_secret,
+        oidc_redirect_uri="https://kb.example.com/login/organisation/callback",
+    )
     client = create_app({"TESTING": True}, config=cfg, service=indexed).test_client()
     location = client.get("/login/organisation").headers["Location"]
     query = parse_qs(urlsplit(location).query)
@@ -171,7 +199,9 @@ def test_the_registered_redirect_address_is_used_when_set(indexed, config, provi
 def test_roles_from_claims(config):
     from web.oidc import name_from_claims, role_from_claims
 
-    mapped = config.with_overrides(oidc_roles="kb-admins=admin, support = agent", oidc_role_claim="groups")
+    mapped = config.with_overrides(
+        oidc_roles="kb-admins=admin, support = agent", oidc_role_claim="groups"
+    )
     assert role_from_claims({"groups": ["support", "kb-admins"]}, mapped) == "admin"
     assert role_from_claims({"groups": "support"}, mapped) == "agent"
     assert role_from_claims({"groups": ["finance"]}, mapped) is None

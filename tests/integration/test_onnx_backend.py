@@ -80,7 +80,9 @@ def test_int8_document_vectors_do_not_depend_on_the_texts_beside_them(tmp_path):
     seen: list[int] = []
     together = encoder.embed(texts, progress=seen.append)
     assert sum(seen) == len(texts) and together.shape == (len(texts), 384)
-    reordered = encoder.embed(texts[::-1] + ["something else entirely " * 40] * 6)[:len(texts)][::-1]
+    reordered = encoder.embed(texts[::-1] + ["something else entirely " * 40] * 6)[: len(texts)][
+        ::-1
+    ]
     alone = np.vstack([encoder.embed([t]) for t in texts[:3]])
     assert np.array_equal(together, reordered) and np.array_equal(together[:3], alone)
     # Queries go through float32: the PyTorch model's own vectors.

@@ -34,8 +34,9 @@ EXAMPLES = int(os.environ.get("KB_FUZZ_EXAMPLES", "40"))
 LONGEST_GENERATED = 65_536
 # A body too large for the server (413) is a correct rejection of schema-violating data.
 REJECTED = ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422"]
-OPERATIONS = [(path, method.upper()) for path, item in openapi_document()["paths"].items()
-              for method in item]
+OPERATIONS = [
+    (path, method.upper()) for path, item in openapi_document()["paths"].items() for method in item
+]
 CASES: dict[str, int] = {}
 
 
@@ -73,11 +74,13 @@ def fuzzable(document: dict) -> dict:
 def api_schema(fuzz_app):
     app, _ = fuzz_app
     served = app.test_client().get("/api/v1/openapi.json").get_json()
-    config = SchemathesisConfig.from_dict({
-        "checks": {"negative_data_rejection": {"expected-statuses": REJECTED}},
-        # Unknown query parameters are ignored, as is usual on the web: not a violation.
-        "generation": {"allow-extra-parameters": False},
-    })
+    config = SchemathesisConfig.from_dict(
+        {
+            "checks": {"negative_data_rejection": {"expected-statuses": REJECTED}},
+            # Unknown query parameters are ignored, as is usual on the web: not a violation.
+            "generation": {"allow-extra-parameters": False},
+        }
+    )
     schema = schemathesis.openapi.from_dict(fuzzable(served), config=config)
     schema.app = app  # calls go to the Flask app in-process
     return schema
@@ -90,12 +93,24 @@ def duplicate_ids(body) -> bool:
     return len(ids) != len(set(ids))
 
 
-def fuzz(operation, mode: GenerationMode, headers: dict, *, label: str,
-         path_parameters: dict | None = None, strict_acceptance: bool = True) -> int:
+def fuzz(
+    operation,
+    mode: GenerationMode,
+    headers: dict,
+    *,
+    label: str,
+    path_parameters: dict | None = None,
+    strict_acceptance: bool = True,
+) -> int:
     cases = 0
 
-    @settings(max_examples=EXAMPLES, deadline=None, database=None, phases=[Phase.generate],
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        database=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
     @given(case=operation.as_strategy(generation_mode=mode, path_parameters=path_parameters))
     def run(case):
         nonlocal cases
@@ -122,7 +137,9 @@ def test_operation_matches_its_description(api_schema, fuzz_app, path, method):
     operation = api_schema[path][method]
     total = fuzz(operation, GenerationMode.POSITIVE, headers, label=f"{method} {path} positive")
     if has_input(operation):
-        total += fuzz(operation, GenerationMode.NEGATIVE, headers, label=f"{method} {path} negative")
+        total += fuzz(
+            operation, GenerationMode.NEGATIVE, headers, label=f"{method} {path} negative"
+        )
     assert total > 0
 
 
@@ -130,8 +147,9 @@ def test_feedback_on_real_suggestions(api_schema, fuzz_app):
     app, headers = fuzz_app
     client = app.test_client()
     suggestion_ids = [
-        client.post("/api/v1/suggest", json={"description": text, "k": 3}, headers=headers)
-        .get_json()["suggestion_id"]
+        client.post(
+            "/api/v1/suggest", json={"description": text, "k": 3}, headers=headers
+        ).get_json()["suggestion_id"]
         for text in ("vpn keeps dropping", "mailbox is full", "charged twice, refund")
     ]
     operation = api_schema["/api/v1/suggestions/{suggestion_id}/feedback"]["POST"]
@@ -139,16 +157,25 @@ def test_feedback_on_real_suggestions(api_schema, fuzz_app):
         # A 'used' id that was not among the results is rightly refused, so valid-looking
         # bodies may get a 400 here; everything else is checked.
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-            fuzz(operation, mode, headers, label=f"feedback on suggestion {n} {mode.value}",
-                 path_parameters={"suggestion_id": suggestion_id}, strict_acceptance=False)
+            fuzz(
+                operation,
+                mode,
+                headers,
+                label=f"feedback on suggestion {n} {mode.value}",
+                path_parameters={"suggestion_id": suggestion_id},
+                strict_acceptance=False,
+            )
 
 
-@pytest.mark.parametrize("path, body", [
-    ("/api/v1/suggest", {"title": "x" * 100_001}),
-    ("/api/v1/suggest", {"description": "vpn", "incident_id": "i" * 201}),
-    ("/api/v1/incidents", {"id": "A-1", "title": "t", "description": "d" * 200_001}),
-    ("/api/v1/incidents", {"id": "A" * 201, "title": "t"}),
-])
+@pytest.mark.parametrize(
+    "path, body",
+    [
+        ("/api/v1/suggest", {"title": "x" * 100_001}),
+        ("/api/v1/suggest", {"description": "vpn", "incident_id": "i" * 201}),
+        ("/api/v1/incidents", {"id": "A-1", "title": "t", "description": "d" * 200_001}),
+        ("/api/v1/incidents", {"id": "A" * 201, "title": "t"}),
+    ],
+)
 def test_long_text_limits(fuzz_app, path, body):
     app, headers = fuzz_app
     response = app.test_client().post(path, json=body, headers=headers)
@@ -158,5 +185,7 @@ def test_long_text_limits(fuzz_app, path, body):
 
 def test_the_document_is_valid_openapi(api_schema):
     # Loading validated the document; every operation must be reachable for fuzzing.
-    labels = {(result.ok().path, result.ok().method.upper()) for result in api_schema.get_all_operations()}
+    labels = {
+        (result.ok().path, result.ok().method.upper()) for result in api_schema.get_all_operations()
+    }
     assert labels == set(OPERATIONS)

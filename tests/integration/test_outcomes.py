@@ -19,8 +19,11 @@ from tests.helpers import TicketReceiver
 pytestmark = pytest.mark.both_engines
 
 SECRET = "events-test-secret"
-QUERY = {"title": "VPN keeps disconnecting", "description": "the vpn drops every few minutes on wifi",
-         "incident_id": "INC-777"}
+QUERY = {
+    "title": "VPN keeps disconnecting",
+    "description": "the vpn drops every few minutes on wifi",
+    "incident_id": "INC-777",
+}
 
 
 @pytest.fixture
@@ -51,8 +54,11 @@ def make_app(indexed):
 def _suggest_and_use(client, auth, rank: int = 0, role: str = "integration"):
     body = client.post("/api/v1/suggest", json=QUERY, headers=auth(role)).get_json()
     chosen = body["results"][rank]
-    response = client.post(f"/api/v1/suggestions/{body['suggestion_id']}/feedback",
-                           json={"used": chosen["id"], "agent": "ana"}, headers=auth(role))
+    response = client.post(
+        f"/api/v1/suggestions/{body['suggestion_id']}/feedback",
+        json={"used": chosen["id"], "agent": "ana"},
+        headers=auth(role),
+    )
     assert response.status_code == 201, response.get_json()
     return body, chosen, response.get_json()
 
@@ -64,14 +70,20 @@ def test_used_this_answers_the_resolution_note_each_result_carries(client, auth,
     link = "http://localhost/" + chosen["url"].lstrip("/")
     assert f"({link})" in note and f'"{chosen["title"]}"' in note
     assert chosen["resolution"].strip() in note
-    assert note.startswith("Resolved with the knowledge article" if chosen["kind"] == "article"
-                           else f"Resolved as in the earlier incident {chosen['id']}")
+    assert note.startswith(
+        "Resolved with the knowledge article"
+        if chosen["kind"] == "article"
+        else f"Resolved as in the earlier incident {chosen['id']}"
+    )
     kinds = {r["kind"] for r in body["results"]}
     for result in body["results"]:
         assert result["resolution_note"].count("(http://localhost/") == 1
     assert kinds  # every result carries a note, whatever its kind
-    none = client.post(f"/api/v1/suggestions/{body['suggestion_id']}/feedback",
-                       json={"used": None, "outcome": "none_helped", "agent": "ana"}, headers=auth("integration"))
+    none = client.post(
+        f"/api/v1/suggestions/{body['suggestion_id']}/feedback",
+        json={"used": None, "outcome": "none_helped", "agent": "ana"},
+        headers=auth("integration"),
+    )
     assert none.get_json()["resolution_note"] == ""
 
 
@@ -88,8 +100,10 @@ def test_an_incident_result_names_the_incident_it_came_from(indexed, store):
     incident = next(i for i in store.iter_incidents() if i.resolution)
     title, note = note_for(store, "incident", incident.id, "https://kb.example.com")
     assert title == incident.title
-    assert note.startswith(f'Resolved as in the earlier incident {incident.id} "{incident.title}" '
-                           f"(https://kb.example.com/incidents/{incident.id}).")
+    assert note.startswith(
+        f'Resolved as in the earlier incident {incident.id} "{incident.title}" '
+        f"(https://kb.example.com/incidents/{incident.id})."
+    )
     assert note.endswith("Steps:\n" + incident.resolution.strip())
 
 
@@ -98,20 +112,30 @@ def test_choices_reach_the_ticket_system_signed_once_each(make_app, auth, tokens
     client = app.test_client()
     body, chosen, answer = _suggest_and_use(client, auth)
     sid = body["suggestion_id"]
-    again = client.post(f"/api/v1/suggestions/{sid}/feedback", json={"used": chosen["id"], "agent": "ana"},
-                        headers=auth("integration"))
+    again = client.post(
+        f"/api/v1/suggestions/{sid}/feedback",
+        json={"used": chosen["id"], "agent": "ana"},
+        headers=auth("integration"),
+    )
     assert again.get_json()["status"] == "unchanged"
     assert receiver.posts == []  # nothing is posted on the request's thread
     assert deliver_due_events(service) == 1
-    none = client.post(f"/api/v1/suggestions/{sid}/feedback", json={"outcome": "none_helped", "agent": "ana"},
-                       headers=auth("integration"))
+    none = client.post(
+        f"/api/v1/suggestions/{sid}/feedback",
+        json={"outcome": "none_helped", "agent": "ana"},
+        headers=auth("integration"),
+    )
     assert none.get_json()["status"] == "changed"
     assert deliver_due_events(service) == 1
     assert deliver_due_events(service) == 0  # each event once
     (a1, signed1, headers1, used), (a2, signed2, headers2, none_helped) = receiver.posts
     assert signed1 and signed2
     assert headers1["X-KB-Event"] == "resolution_used" and headers2["X-KB-Event"] == "none_helped"
-    assert used["event"] == "resolution_used" and used["incident_id"] == "INC-777" and used["agent"] == "ana"
+    assert (
+        used["event"] == "resolution_used"
+        and used["incident_id"] == "INC-777"
+        and used["agent"] == "ana"
+    )
     assert used["suggestion_id"] == sid and used["event_id"] == headers1["X-KB-Event-Id"]
     assert used["result"]["id"] == chosen["id"] and used["result"]["kind"] == chosen["kind"]
     assert used["result"]["url"] == "http://localhost" + chosen["url"]
@@ -129,13 +153,18 @@ def test_the_page_form_sends_the_event_too(make_app, receiver):
         page = client.get(path).get_data(as_text=True)
         return re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
 
-    client.post("/login", data={"name": "ana", "password": "agent-password-1", "csrf_token": csrf("/login")})
+    client.post(
+        "/login", data={"name": "ana", "password": "agent-password-1", "csrf_token": csrf("/login")}
+    )
     token = csrf("/")
     shown = client.post("/", data={**QUERY, "csrf_token": token})
     sid = shown.headers["Location"].split("sid=")[1]
     first = service.store().get_suggestion(sid)["results"][0]["id"]
-    shown_again = client.post("/feedback", data={"suggestion_id": sid, "used": first, "csrf_token": token,
-                                                 "back": f"/?sid={sid}"}, follow_redirects=True).get_data(as_text=True)
+    shown_again = client.post(
+        "/feedback",
+        data={"suggestion_id": sid, "used": first, "csrf_token": token, "back": f"/?sid={sid}"},
+        follow_redirects=True,
+    ).get_data(as_text=True)
     assert deliver_due_events(service) == 1
     [(_, signed, _, payload)] = receiver.posts
     assert signed and payload["agent"] == "ana" and payload["result"]["id"] == first
@@ -149,7 +178,9 @@ def test_no_events_are_queued_without_a_receiver(client, auth, indexed):
     assert indexed.store().outgoing_events() == []
 
 
-def test_a_failing_receiver_is_retried_with_back_off_until_it_takes_the_event(make_app, auth, tokens):
+def test_a_failing_receiver_is_retried_with_back_off_until_it_takes_the_event(
+    make_app, auth, tokens
+):
     receiver = TicketReceiver(SECRET, ["fail", "fail"])
     try:
         app, service = make_app(events_url=receiver.url)
@@ -159,7 +190,9 @@ def test_a_failing_receiver_is_retried_with_back_off_until_it_takes_the_event(ma
         assert deliver_due_events(service, now=now) == 0  # not due again yet: back-off
         assert len(receiver.posts) == 1
         assert deliver_due_events(service, now=now + timedelta(seconds=1.5)) == 0
-        assert deliver_due_events(service, now=now + timedelta(seconds=2.5)) == 0  # 1 s after the first failure, then 2 s after the second
+        assert (
+            deliver_due_events(service, now=now + timedelta(seconds=2.5)) == 0
+        )  # 1 s after the first failure, then 2 s after the second
         assert deliver_due_events(service, now=now + timedelta(seconds=10)) == 1
         assert [p[0] for p in receiver.posts] == ["fail", "fail", "ok"]
         [event] = service.store().outgoing_events()
@@ -192,7 +225,9 @@ def test_a_receiver_that_trickles_its_answer_is_cut_off_at_the_deadline():
         receiver.close()
 
 
-def test_a_hanging_receiver_never_holds_up_the_page_and_events_survive_a_restart(make_app, indexed, auth, tokens):
+def test_a_hanging_receiver_never_holds_up_the_page_and_events_survive_a_restart(
+    make_app, indexed, auth, tokens
+):
     receiver = TicketReceiver(SECRET, ["hang"])
     try:
         app, service = make_app(events_url=receiver.url)
@@ -218,11 +253,17 @@ def test_a_hanging_receiver_never_holds_up_the_page_and_events_survive_a_restart
         receiver.close()
 
 
-@pytest.mark.parametrize(("settings", "message"), [
-    ({"events_url": "ftp://example.com/x"}, "KB_EVENTS_URL must be"),
-    ({"events_url": "http://127.0.0.1:9/x", "events_secret": "", "webhook_secret": ""}, "must be signed"),
-    ({"public_url": "kb.example.com"}, "KB_PUBLIC_URL must be"),
-])
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"events_url": "ftp://example.com/x"}, "KB_EVENTS_URL must be"),
+        (
+            {"events_url": "http://127.0.0.1:9/x", "events_secret": "", "webhook_secret": ""},
+            "must be signed",
+        ),
+        ({"public_url": "kb.example.com"}, "KB_PUBLIC_URL must be"),
+    ],
+)
 def test_settings_that_cannot_work_are_refused_at_start(indexed, settings, message):
     from web import create_app
 
@@ -236,11 +277,17 @@ def test_erasing_an_incident_erases_the_events_about_it(make_app, auth, tokens, 
     client = app.test_client()
     _suggest_and_use(client, auth)  # asked for INC-777
     incident = next(i for i in service.store().iter_incidents() if i.resolution)
-    body = client.post("/api/v1/suggest", json={"title": incident.title, "description": incident.description},
-                       headers=auth("integration")).get_json()
+    body = client.post(
+        "/api/v1/suggest",
+        json={"title": incident.title, "description": incident.description},
+        headers=auth("integration"),
+    ).get_json()
     used = next(r for r in body["results"] if r["kind"] == "incident")
-    client.post(f"/api/v1/suggestions/{body['suggestion_id']}/feedback", json={"used": used["id"], "agent": "ana"},
-                headers=auth("integration"))
+    client.post(
+        f"/api/v1/suggestions/{body['suggestion_id']}/feedback",
+        json={"used": used["id"], "agent": "ana"},
+        headers=auth("integration"),
+    )
     service.store().upsert_incidents([_stored("INC-777")])
     assert len(service.store().outgoing_events()) == 2
     service.store().erase_incidents(["INC-777", used["id"]], actor="test")
@@ -256,36 +303,73 @@ def _stored(incident_id):
 def test_a_preview_is_recorded_only_when_settled_or_acted_on(client, auth, indexed):
     store = indexed.store()
     before = store.count_suggestions()
-    typed = [client.post("/api/v1/suggest", json={**QUERY, "description": QUERY["description"][:n], "preview": True},
-                         headers=auth()).get_json() for n in (10, 20, 30)]
+    typed = [
+        client.post(
+            "/api/v1/suggest",
+            json={**QUERY, "description": QUERY["description"][:n], "preview": True},
+            headers=auth(),
+        ).get_json()
+        for n in (10, 20, 30)
+    ]
     assert all(body["results"] for body in typed)
     assert store.count_suggestions() == before  # typing pauses are not suggestions
     last = typed[-1]["suggestion_id"]
     other = client.post(f"/api/v1/suggestions/{last}/settle", json={}, headers=auth("integration"))
     assert other.status_code == 404  # only whoever asked
     settled = client.post(f"/api/v1/suggestions/{last}/settle", json={}, headers=auth())
-    assert settled.status_code == 200 and settled.get_json() == {"suggestion_id": last, "recorded": True}
-    assert client.post(f"/api/v1/suggestions/{last}/settle", json={}, headers=auth()).status_code == 200
+    assert settled.status_code == 200 and settled.get_json() == {
+        "suggestion_id": last,
+        "recorded": True,
+    }
+    assert (
+        client.post(f"/api/v1/suggestions/{last}/settle", json={}, headers=auth()).status_code
+        == 200
+    )
     assert store.count_suggestions() == before + 1
     assert store.get_suggestion(last)["query"].endswith(QUERY["description"][:30])
     # A choice on a preview records the search with it.
     earlier = typed[0]
     used = earlier["results"][0]["id"]
-    answer = client.post(f"/api/v1/suggestions/{earlier['suggestion_id']}/feedback", json={"used": used},
-                         headers=auth())
+    answer = client.post(
+        f"/api/v1/suggestions/{earlier['suggestion_id']}/feedback",
+        json={"used": used},
+        headers=auth(),
+    )
     assert answer.status_code == 201 and store.count_suggestions() == before + 2
-    assert client.post("/api/v1/suggest", json={**QUERY, "preview": "yes"}, headers=auth()).status_code == 400
+    assert (
+        client.post("/api/v1/suggest", json={**QUERY, "preview": "yes"}, headers=auth()).status_code
+        == 400
+    )
 
 
 def test_previews_are_dropped_after_an_hour_and_with_an_erased_incident(indexed):
     from kb.store import suggestions as module
 
     store = indexed.store()
-    store.record_suggestion(query="old text", results=[], no_good_match=True, confidence=0.0, k=5,
-                            suggestion_id="sg_old", principal="ana", preview=True)
-    store.db.execute("UPDATE suggestion_previews SET created_at = ? WHERE id = 'sg_old'", [module._hours_ago(2)])
-    store.record_suggestion(query="vpn text", results=[], no_good_match=True, confidence=0.0, k=5,
-                            suggestion_id="sg_new", principal="ana", incident_ref="INC-9", preview=True)
+    store.record_suggestion(
+        query="old text",
+        results=[],
+        no_good_match=True,
+        confidence=0.0,
+        k=5,
+        suggestion_id="sg_old",
+        principal="ana",
+        preview=True,
+    )
+    store.db.execute(
+        "UPDATE suggestion_previews SET created_at = ? WHERE id = 'sg_old'", [module._hours_ago(2)]
+    )
+    store.record_suggestion(
+        query="vpn text",
+        results=[],
+        no_good_match=True,
+        confidence=0.0,
+        k=5,
+        suggestion_id="sg_new",
+        principal="ana",
+        incident_ref="INC-9",
+        preview=True,
+    )
     assert not store.settle_suggestion("sg_old")  # expired
     store.upsert_incidents([_stored("INC-9")])
     store.erase_incidents(["INC-9"], actor="test")

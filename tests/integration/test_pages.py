@@ -30,7 +30,9 @@ def test_pages_need_sign_in(client, people):
 
 
 def test_sign_in_needs_csrf_and_right_password(client, people):
-    assert client.post("/login", data={"name": "ana", "password": "agent-password"}).status_code == 403
+    assert (
+        client.post("/login", data={"name": "ana", "password": "agent-password"}).status_code == 403
+    )
     assert sign_in(client, password="wrong-password").status_code == 401
     response = sign_in(client)
     assert response.status_code == 302
@@ -42,12 +44,16 @@ def search(client, follow_redirects=False, **fields):
     """Post the search form as a browser without JavaScript would; returns the response
     (a redirect to the search by id)."""
     token = csrf(client, "/")
-    return client.post("/", data=dict({"csrf_token": token}, **fields), follow_redirects=follow_redirects)
+    return client.post(
+        "/", data=dict({"csrf_token": token}, **fields), follow_redirects=follow_redirects
+    )
 
 
 def test_search_page_without_javascript(client, people):
     sign_in(client)
-    page = search(client, title="vpn drops", description="vpn keeps disconnecting", follow_redirects=True)
+    page = search(
+        client, title="vpn drops", description="vpn keeps disconnecting", follow_redirects=True
+    )
     page = page.get_data(as_text=True)
     assert "net-vpn-drops" in page and "Used this" in page and "None helped" in page
     assert "<script>" not in page  # only the external app.js, no inline scripts
@@ -78,7 +84,9 @@ def test_cookie_api_calls_need_csrf_header(client, people):
     sign_in(client)
     assert client.post("/api/v1/suggest", json={"description": "vpn"}).status_code == 403
     token = csrf(client, "/")
-    response = client.post("/api/v1/suggest", json={"description": "vpn"}, headers={"X-CSRF-Token": token})
+    response = client.post(
+        "/api/v1/suggest", json={"description": "vpn"}, headers={"X-CSRF-Token": token}
+    )
     assert response.status_code == 200
 
 
@@ -109,16 +117,31 @@ def test_managers_can_open_drafts(client, people):
 
 def test_open_redirect_is_refused(client, people):
     token = csrf(client)
-    response = client.post("/login", data={"name": "ana", "password": "agent-password", "csrf_token": token,
-                                           "next": "https://evil.example/"})
+    response = client.post(
+        "/login",
+        data={
+            "name": "ana",
+            "password": "agent-password",
+            "csrf_token": token,
+            "next": "https://evil.example/",
+        },
+    )
     assert response.headers["Location"] == "/"
 
 
 def draft_form(client, **fields):
     token = csrf(client, "/")
-    return dict({"title": "Coffee machine", "description": "it leaks\n## Cause\n<b>hot</b>",
-                 "incident_id": "INC-9", "product": "Kitchen", "back": "/?sid=sg_abc",
-                 "csrf_token": token}, **fields)
+    return dict(
+        {
+            "title": "Coffee machine",
+            "description": "it leaks\n## Cause\n<b>hot</b>",
+            "incident_id": "INC-9",
+            "product": "Kitchen",
+            "back": "/?sid=sg_abc",
+            "csrf_token": token,
+        },
+        **fields,
+    )
 
 
 def test_agent_starts_a_draft_from_typed_text(client, people, indexed, app, tmp_path):
@@ -133,17 +156,25 @@ def test_agent_starts_a_draft_from_typed_text(client, people, indexed, app, tmp_
     assert again.status_code == 302
     names = sorted(p.name for p in folder.iterdir())
     # Opaque ids, not the typed title: an id stays in the index and audit logs.
-    assert len(names) == 2 and all(re.fullmatch(r"draft-[0-9a-f]{12}\.md", name) for name in names), names
+    assert len(names) == 2 and all(
+        re.fullmatch(r"draft-[0-9a-f]{12}\.md", name) for name in names
+    ), names
     text = (folder / names[0]).read_text()
     assert "status: draft" in text and "owner: ana" in text and "incident INC-9" in text
     assert "title: Coffee machine" in text
     assert "> it leaks" in text and "\n## Cause\n<b>" not in text  # typed text stays plain
     article = indexed.store().get_article(names[0].removesuffix(".md"))
-    assert article.status == "draft" and article.product == "Kitchen" and article.title == "Coffee machine"
+    assert (
+        article.status == "draft"
+        and article.product == "Kitchen"
+        and article.title == "Coffee machine"
+    )
     assert client.get(f"/articles/{article.id}").status_code == 404  # agents never see drafts
 
 
-def test_a_draft_whose_product_holds_a_front_matter_fence_is_still_created(client, people, indexed, app, tmp_path):
+def test_a_draft_whose_product_holds_a_front_matter_fence_is_still_created(
+    client, people, indexed, app, tmp_path
+):
     folder = tmp_path / "drafts"
     app.config["KB_CONFIG"] = app.config["KB_CONFIG"].with_overrides(drafts_dir=str(folder))
     sign_in(client)
@@ -169,14 +200,17 @@ def test_manager_draft_opens_for_editing(client, people, app, tmp_path):
 def test_empty_draft_is_refused_with_guidance(client, people, app, tmp_path):
     app.config["KB_CONFIG"] = app.config["KB_CONFIG"].with_overrides(drafts_dir=str(tmp_path / "d"))
     sign_in(client)
-    response = client.post("/drafts", data=draft_form(client, title=" ", description=""), follow_redirects=True)
+    response = client.post(
+        "/drafts", data=draft_form(client, title=" ", description=""), follow_redirects=True
+    )
     assert "Describe the incident first" in response.get_data(as_text=True)
     assert not (tmp_path / "d").exists()
 
 
 def test_form_posted_after_the_session_ended_returns_to_the_search(client, people):
-    response = client.post("/feedback", data={"suggestion_id": "sg_x", "used": "mail-quota",
-                                              "back": "/?sid=sg_x"})
+    response = client.post(
+        "/feedback", data={"suggestion_id": "sg_x", "used": "mail-quota", "back": "/?sid=sg_x"}
+    )
     assert response.status_code == 302
     location = response.headers["Location"]
     assert location.startswith("/login?") and "reason=expired" in location
@@ -199,17 +233,23 @@ def test_incident_text_never_goes_into_an_address(client, people, indexed):
     assert "description=" not in page  # no link or form field carries the text in a URL
 
 
-def test_a_link_with_text_in_its_address_fills_the_form_but_records_nothing(client, people, indexed):
+def test_a_link_with_text_in_its_address_fills_the_form_but_records_nothing(
+    client, people, indexed
+):
     sign_in(client)
     before = indexed.store().count_suggestions()
     response = client.get("/?title=vpn+drops&description=planted+by+another+site")
     assert response.status_code == 200
     page = response.get_data(as_text=True)
-    assert 'value="vpn drops"' in page and "planted by another site" in page and "press Search" in page
+    assert (
+        'value="vpn drops"' in page and "planted by another site" in page and "press Search" in page
+    )
     assert "data-suggestion-id" not in page
     assert indexed.store().count_suggestions() == before
     # Pressing Search (a POST with the CSRF token) is what records it.
-    assert search(client, title="vpn drops", description="planted by another site").status_code == 303
+    assert (
+        search(client, title="vpn drops", description="planted by another site").status_code == 303
+    )
     assert indexed.store().count_suggestions() == before + 1
 
 
@@ -223,15 +263,22 @@ def test_a_search_by_id_is_shown_only_to_whoever_made_it(client, people, app):
 
 
 def test_expired_session_keeps_the_typed_text_in_the_sign_in_form(client, people):
-    typed = {"title": "Installer fails", "description": "setup.log says 0x80070005 " * 300,
-             "incident_id": "INC-77", "product": "", "back": "/"}
+    typed = {
+        "title": "Installer fails",
+        "description": "setup.log says 0x80070005 " * 300,
+        "incident_id": "INC-77",
+        "product": "",
+        "back": "/",
+    }
     response = client.post("/", data=typed)  # the session has ended: no cookie at all
     assert response.status_code == 401
     page = response.get_data(as_text=True)
     assert "Your session has ended" in page
     assert f'name="description" value="{typed["description"]}"' in page
     token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-    signed_in = client.post("/login", data=dict(typed, name="ana", password="agent-password", csrf_token=token))
+    signed_in = client.post(
+        "/login", data=dict(typed, name="ana", password="agent-password", csrf_token=token)
+    )
     assert signed_in.status_code == 303 and signed_in.headers["Location"].startswith("/?sid=")
     shown = client.get(signed_in.headers["Location"]).get_data(as_text=True)
     assert 'value="Installer fails"' in shown and 'value="INC-77"' in shown
@@ -245,7 +292,7 @@ def test_fix_shows_code_as_code(client, people, indexed, articles_copy):
         "---\nid: export-jobs\ntitle: Export jobs stuck\nstatus: validated\naudience: internal\n---\n\n"
         "## Symptoms\nexport jobs stuck in queued state\n\n"
         "## Resolution\nRun `export_jobs --retry {job_id}` with **$LEDGERLY_API_KEY** set:\n\n"
-        "```bash\ncurl -X POST https://api/export_jobs/{job_id}/retry \\\n  -H \"X-Key: $LEDGERLY_API_KEY\"\n```\n"
+        '```bash\ncurl -X POST https://api/export_jobs/{job_id}/retry \\\n  -H "X-Key: $LEDGERLY_API_KEY"\n```\n'
     )
     indexed.store().upsert_articles([p.article for p in scan_articles(articles_copy).parsed])
     indexed.index_documents([("article", "export-jobs")])
@@ -253,8 +300,10 @@ def test_fix_shows_code_as_code(client, people, indexed, articles_copy):
     page = search(client, description="export jobs stuck in queued state", follow_redirects=True)
     page = page.get_data(as_text=True)
     assert "<code>export_jobs --retry {job_id}</code>" in page
-    assert ('<pre><code>curl -X POST https://api/export_jobs/{job_id}/retry \\\n'
-            '  -H &#34;X-Key: $LEDGERLY_API_KEY&#34;</code></pre>') in page
+    assert (
+        "<pre><code>curl -X POST https://api/export_jobs/{job_id}/retry \\\n"
+        "  -H &#34;X-Key: $LEDGERLY_API_KEY&#34;</code></pre>"
+    ) in page
     assert "bash curl" not in page and "exportjobs" not in page
 
 
@@ -291,13 +340,23 @@ def test_sign_in_lockout_expires_and_a_success_clears_the_name(people):
     assert people.sign_in_lockout(keys, limit=5, window=300, now=1010.0) == 0
 
 
-def test_drafts_go_to_the_data_home_with_opaque_names_and_a_daily_limit(client, people, app, config):
+def test_drafts_go_to_the_data_home_with_opaque_names_and_a_daily_limit(
+    client, people, app, config
+):
     app.config["KB_CONFIG"] = app.config["KB_CONFIG"].with_overrides(drafts_per_person_per_day=2)
     sign_in(client)
-    assert client.post("/drafts", data=draft_form(client, title="Принтер не печатает")).status_code == 302
-    assert client.post("/drafts", data=draft_form(client, title="Coffee machine")).status_code == 302
+    assert (
+        client.post("/drafts", data=draft_form(client, title="Принтер не печатает")).status_code
+        == 302
+    )
+    assert (
+        client.post("/drafts", data=draft_form(client, title="Coffee machine")).status_code == 302
+    )
     folder = config.home_path / "drafts"
-    titles = sorted(re.search(r"^title: (.*)$", p.read_text(encoding="utf-8"), re.M).group(1) for p in folder.iterdir())
+    titles = sorted(
+        re.search(r"^title: (.*)$", p.read_text(encoding="utf-8"), re.M).group(1)
+        for p in folder.iterdir()
+    )
     assert titles == ["Coffee machine", "Принтер не печатает"]
     third = client.post("/drafts", data=draft_form(client, title="Kettle"), follow_redirects=True)
     assert "in the last 24 hours" in third.get_data(as_text=True)
@@ -344,7 +403,9 @@ def _signed_in_cookie_with(client, password):
 def test_secure_cookie_setting(people, config, service):
     from web import create_app
 
-    app = create_app({"TESTING": True}, config=config.with_overrides(secure_cookies=True), service=service)
+    app = create_app(
+        {"TESTING": True}, config=config.with_overrides(secure_cookies=True), service=service
+    )
     client = app.test_client()
     response = sign_in(client)
     assert "Secure" in response.headers["Set-Cookie"]

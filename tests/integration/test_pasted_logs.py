@@ -11,27 +11,34 @@ import pytest
 pytestmark = pytest.mark.both_engines
 
 DISK_FULL = {
-    "id": "INC-DISK", "title": "Server disk full, application cannot write",
+    "id": "INC-DISK",
+    "title": "Server disk full, application cannot write",
     "description": "Writes fail with No space left on device on the data volume of the app server",
     "resolution": "Removed rotated logs under /var/log, added logrotate compression and grew the volume.",
     "status": "resolved",
 }
 # A resolved incident full of times and dates, like a nightly job's report.
 NIGHTLY = {
-    "id": "INC-NIGHTLY", "title": "Nightly export late",
+    "id": "INC-NIGHTLY",
+    "title": "Nightly export late",
     "description": "Export started 00:01 on 2026-12-01, again 01:02 and 02:08, finished 12:00 on 2026-12-02; "
-                   "export 2026 run 00 01 02 08 12 03 09",
-    "resolution": "Moved the export window to 03:00.", "status": "resolved",
+    "export 2026 run 00 01 02 08 12 03 09",
+    "resolution": "Moved the export window to 03:00.",
+    "status": "resolved",
 }
 LISTENER = {
-    "id": "INC-ORA", "title": "Database connection refused by the listener",
+    "id": "INC-ORA",
+    "title": "Database connection refused by the listener",
     "description": "Service cannot reach Oracle: ORA-12541 TNS no listener on the database host",
-    "resolution": "Started the listener with lsnrctl start and enabled it at boot.", "status": "resolved",
+    "resolution": "Started the listener with lsnrctl start and enabled it at boot.",
+    "status": "resolved",
 }
 PRINTER = {
-    "id": "INC-PLACEHOLDER", "title": "Label printer offline",
+    "id": "INC-PLACEHOLDER",
+    "title": "Label printer offline",
     "description": "Since this morning [email] says the label printer is offline, new one works fine, call [phone]",
-    "resolution": "Re-added the label printer queue.", "status": "resolved",
+    "resolution": "Re-added the label printer queue.",
+    "status": "resolved",
 }
 
 
@@ -57,16 +64,22 @@ def routine_syslog(lines: int, seed: int = 7) -> list[str]:
     ]
     out = []
     for number in range(lines):
-        message = rng.choice(messages).format(pid=rng.randint(100, 99999), a=rng.randint(0, 255),
-                                              b=rng.randint(1, 254))
-        out.append(f"Dec  8 {number // 60:02d}:{number % 60:02d}:{rng.randint(0, 59):02d} web01 {message}")
+        message = rng.choice(messages).format(
+            pid=rng.randint(100, 99999), a=rng.randint(0, 255), b=rng.randint(1, 254)
+        )
+        out.append(
+            f"Dec  8 {number // 60:02d}:{number % 60:02d}:{rng.randint(0, 59):02d} web01 {message}"
+        )
     return out
 
 
 def test_a_syslog_is_matched_on_its_error_not_its_timestamps(client, auth):
     post(client, auth, DISK_FULL, NIGHTLY)
     lines = routine_syslog(60)
-    lines.insert(37, "Dec  8 00:37:12 web01 app[4242]: write /srv/data/queue.db failed: No space left on device")
+    lines.insert(
+        37,
+        "Dec  8 00:37:12 web01 app[4242]: write /srv/data/queue.db failed: No space left on device",
+    )
     assert len(lines) == 61
     body = suggest(client, auth, description="\n".join(lines), k=5)
     top = body["results"][0]
@@ -83,9 +96,11 @@ def test_a_long_log_is_found_by_the_error_at_its_end(client, auth):
     rng = random.Random(3)
     lines, size = [], 0
     while size < 64_000:
-        line = (f"2026-12-08T0{rng.randint(0, 9)}:{rng.randint(10, 59)}:{rng.randint(10, 59)}.{rng.randint(100, 999)}Z "
-                f"INFO [worker-{rng.randint(1, 9)}] c.acme.batch.Step - processed chunk {rng.randint(1, 9999)} "
-                f"of job {rng.randint(1000, 9999)} in {rng.randint(1, 900)} ms")
+        line = (
+            f"2026-12-08T0{rng.randint(0, 9)}:{rng.randint(10, 59)}:{rng.randint(10, 59)}.{rng.randint(100, 999)}Z "
+            f"INFO [worker-{rng.randint(1, 9)}] c.acme.batch.Step - processed chunk {rng.randint(1, 9999)} "
+            f"of job {rng.randint(1000, 9999)} in {rng.randint(1, 900)} ms"
+        )
         lines.append(line)
         size += len(line) + 1
     lines += [
@@ -104,9 +119,14 @@ def test_a_long_log_is_found_by_the_error_at_its_end(client, auth):
 
 def test_common_words_and_placeholders_are_never_shown_as_matched(client, auth):
     post(client, auth, PRINTER)
-    body = suggest(client, auth, title="label printer offline",
-                   description="Since this morning the label printer says offline, the new one works fine. "
-                               "Reach me at ana.lopez@example.com or +1 415 555 0100.", k=5)
+    body = suggest(
+        client,
+        auth,
+        title="label printer offline",
+        description="Since this morning the label printer says offline, the new one works fine. "
+        "Reach me at ana.lopez@example.com or +1 415 555 0100.",
+        k=5,
+    )
     result = next(r for r in body["results"] if r["id"] == "INC-PLACEHOLDER")
     shown = set(result["matched_terms"])
     assert {"label", "printer", "offline"} <= shown

@@ -29,12 +29,45 @@ from kb.lexical import MAX_QUERY_TERMS, fts_match_expression, query_terms
 from kb.models import INCIDENT_STATES, Incident
 from search.text import compose_query, is_log_like
 
-PROPERTY = settings(max_examples=int(os.environ.get("KB_PROPERTY_EXAMPLES", "150")), deadline=None, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+PROPERTY = settings(
+    max_examples=int(os.environ.get("KB_PROPERTY_EXAMPLES", "150")),
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
-ODD = ["\x00", "\ufeff", "\u202e", "\u2028", "\u0085", "\x1c", "\r", "\r\n", "\t", '"', "'",
-       ",", ";", "{", "}", "[", "]", ":", "\\", "\\u0000", "\\ud800", "\udc80", "é", "日本",
-       "🙂", "\u0301", "\U0010ffff", "NaN", "1e400", "9" * 5000]
+ODD = [
+    "\x00",
+    "\ufeff",
+    "\u202e",
+    "\u2028",
+    "\u0085",
+    "\x1c",
+    "\r",
+    "\r\n",
+    "\t",
+    '"',
+    "'",
+    ",",
+    ";",
+    "{",
+    "}",
+    "[",
+    "]",
+    ":",
+    "\\",
+    "\\u0000",
+    "\\ud800",
+    "\udc80",
+    "é",
+    "日本",
+    "🙂",
+    "\u0301",
+    "\U0010ffff",
+    "NaN",
+    "1e400",
+    "9" * 5000,
+]
 odd_text = st.lists(st.one_of(st.sampled_from(ODD), st.text(max_size=20)), max_size=12).map("".join)
 any_text = st.one_of(st.text(), odd_text, st.text(st.characters(codec="utf-8")))
 
@@ -74,7 +107,11 @@ def read_or_reject(text: str, kind: str, fmt: str = "generic") -> None:
 @example(text="[" * 100_000, kind="jsonl", fmt="generic")
 @example(text='{"id": ' + "9" * 5000 + "}", kind="jsonl", fmt="generic")
 @example(text='{"id": "x", "title": "t\\ud800"}', kind="jsonl", fmt="generic")
-@example(text='{"id": "x", "title": "t", "opened_at": "0001-01-01T00:00:00+05:00"}', kind="json", fmt="generic")
+@example(
+    text='{"id": "x", "title": "t", "opened_at": "0001-01-01T00:00:00+05:00"}',
+    kind="json",
+    fmt="generic",
+)
 @example(text='id,title\n"1,"x\x00', kind="csv", fmt="generic")
 @example(text="\ufeffid,title\r\n1,x\r\n", kind="csv", fmt="generic")
 @example(text="id,title\n1," + "x" * 500_000 + "\n", kind="csv", fmt="generic")
@@ -83,16 +120,41 @@ def test_incident_text_gives_records_or_a_clear_error(text, kind, fmt):
 
 
 json_scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), any_text)
-json_values = st.recursive(json_scalars, lambda inner: st.one_of(
-    st.lists(inner, max_size=4), st.dictionaries(any_text, inner, max_size=4)), max_leaves=12)
-field_values = st.one_of(json_scalars, st.sampled_from([
-    "resolved", "Closed", "open", "solved", "2024-01-02", "2024-01-02T03:04:05Z",
-    "02/Jan/24 3:04 PM", "2024-02-30", "9999-12-31T23:59:59-23:59", "", " ",
-]), json_values)
-records = st.lists(st.one_of(
-    st.fixed_dictionaries({"id": field_values}, optional={f: field_values for f in FIELDS if f != "id"}),
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(any_text, inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+field_values = st.one_of(
+    json_scalars,
+    st.sampled_from(
+        [
+            "resolved",
+            "Closed",
+            "open",
+            "solved",
+            "2024-01-02",
+            "2024-01-02T03:04:05Z",
+            "02/Jan/24 3:04 PM",
+            "2024-02-30",
+            "9999-12-31T23:59:59-23:59",
+            "",
+            " ",
+        ]
+    ),
     json_values,
-), max_size=6)
+)
+records = st.lists(
+    st.one_of(
+        st.fixed_dictionaries(
+            {"id": field_values}, optional={f: field_values for f in FIELDS if f != "id"}
+        ),
+        json_values,
+    ),
+    max_size=6,
+)
 
 
 @PROPERTY
@@ -103,11 +165,20 @@ def test_json_records_of_any_shape(items, kind):
 
 
 @PROPERTY
-@given(header=st.lists(st.one_of(st.sampled_from([*FIELDS, "number", "short_description",
-                                                  "Issue key", "Summary", "Subject"]), any_text),
-                       min_size=1, max_size=8),
-       rows=st.lists(st.lists(any_text, max_size=9), max_size=6),
-       fmt=st.sampled_from(FORMATS))
+@given(
+    header=st.lists(
+        st.one_of(
+            st.sampled_from(
+                [*FIELDS, "number", "short_description", "Issue key", "Summary", "Subject"]
+            ),
+            any_text,
+        ),
+        min_size=1,
+        max_size=8,
+    ),
+    rows=st.lists(st.lists(any_text, max_size=9), max_size=6),
+    fmt=st.sampled_from(FORMATS),
+)
 def test_csv_cells_of_any_content(header, rows, fmt):
     out = io.StringIO()
     writer = csv.writer(out)
@@ -117,7 +188,9 @@ def test_csv_cells_of_any_content(header, rows, fmt):
 
 
 @PROPERTY
-@given(data=st.binary(max_size=2000), suffix=st.sampled_from([".jsonl", ".json", ".csv", ".txt", ""]))
+@given(
+    data=st.binary(max_size=2000), suffix=st.sampled_from([".jsonl", ".json", ".csv", ".txt", ""])
+)
 @example(data=b"\xff\xfe{\x00", suffix=".jsonl")
 @example(data=b'{"id": "1", "title": "\xed\xa0\x80"}', suffix=".jsonl")  # CESU surrogate bytes
 def test_incident_file_bytes(data, suffix):
@@ -139,12 +212,42 @@ def test_a_valid_file_survives_the_property_checks(data_dir):
 
 # --- articles ------------------------------------------------------------------------
 
-FRONT_KEYS = ["id", "title", "status", "audience", "product", "category", "tags", "owner",
-              "review_by", "updated"]
+FRONT_KEYS = [
+    "id",
+    "title",
+    "status",
+    "audience",
+    "product",
+    "category",
+    "tags",
+    "owner",
+    "review_by",
+    "updated",
+]
 front_values = st.one_of(
-    st.sampled_from(["net-vpn", "Title", "draft", "validated", "internal", "public", "2026-01-02",
-                     "2024-02-30", "[a, b]", "{a: 1}", "&a [1]", "*a", "!!binary AAAA",
-                     '"\\ud800"', "!!python/object:os.system", "|\n  block", "~", "null", "1e400"]),
+    st.sampled_from(
+        [
+            "net-vpn",
+            "Title",
+            "draft",
+            "validated",
+            "internal",
+            "public",
+            "2026-01-02",
+            "2024-02-30",
+            "[a, b]",
+            "{a: 1}",
+            "&a [1]",
+            "*a",
+            "!!binary AAAA",
+            '"\\ud800"',
+            "!!python/object:os.system",
+            "|\n  block",
+            "~",
+            "null",
+            "1e400",
+        ]
+    ),
     any_text.map(json.dumps),
 )
 
@@ -160,8 +263,10 @@ def article_texts(draw):
 
 @PROPERTY
 @given(text=article_texts())
-@example(text="---\nid: a\ntitle: t\nstatus: draft\naudience: internal\nreview_by: 2024-02-30\n---\n")
-@example(text="---\nid: a\ntitle: \"\\ud800\"\nstatus: draft\naudience: internal\n---\n")
+@example(
+    text="---\nid: a\ntitle: t\nstatus: draft\naudience: internal\nreview_by: 2024-02-30\n---\n"
+)
+@example(text='---\nid: a\ntitle: "\\ud800"\nstatus: draft\naudience: internal\n---\n')
 @example(text="---\n" + "[" * 5000 + "\n---\n")
 def test_article_text_gives_an_article_or_a_clear_error(text):
     try:
@@ -176,9 +281,34 @@ def test_article_text_gives_an_article_or_a_clear_error(text):
         value.encode("utf-8")
 
 
-ALLOWED_TAGS = {"p", "h1", "h2", "h3", "h4", "h5", "h6", "em", "strong", "a", "img", "code",
-                "pre", "blockquote", "ul", "ol", "li", "hr", "br", "table", "thead", "tbody",
-                "tr", "th", "td", "s"}
+ALLOWED_TAGS = {
+    "p",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "em",
+    "strong",
+    "a",
+    "img",
+    "code",
+    "pre",
+    "blockquote",
+    "ul",
+    "ol",
+    "li",
+    "hr",
+    "br",
+    "table",
+    "thead",
+    "tbody",
+    "tr",
+    "th",
+    "td",
+    "s",
+}
 ALLOWED_ATTRIBUTES = {"href", "src", "alt", "title", "rel", "start", "class", "style"}
 SAFE_SCHEMES = ("http", "https", "mailto")
 
@@ -196,7 +326,9 @@ class HtmlAudit(HTMLParser):
                 self.problems.append(f"attribute {name}={value!r} on <{tag}>")
             elif name in ("href", "src") and not safe_url(value or ""):
                 self.problems.append(f"{name}={value!r}")
-            elif name == "style" and not re.fullmatch(r"text-align:(left|right|center)", value or ""):
+            elif name == "style" and not re.fullmatch(
+                r"text-align:(left|right|center)", value or ""
+            ):
                 self.problems.append(f"style={value!r}")
 
     handle_startendtag = handle_starttag
@@ -221,16 +353,44 @@ def safe_url(url: str) -> bool:
 
 
 HOSTILE = [
-    "<script>alert(1)</script>", "<img src=x onerror=alert(1)>", '<a href="javascript:alert(1)">x</a>',
-    "<iframe src=//evil>", "<!-- c -->", "<svg onload=alert(1)>", "<style>*{}</style>",
-    "[x](javascript:alert(1))", "[x](JaVaScRiPt:alert(1))", "[x](java\tscript:alert(1))",
-    "[x](&#106;avascript:alert(1))", "[x](jav&#x61;script:alert(1))", "[x](vbscript:msgbox(1))",
-    "[x](data:text/html;base64,PHNjcmlwdD4=)", "[x]( javascript:alert(1))", "[x](\x01javascript:x)",
-    "<javascript:alert(1)>", "<data:text/html,x>", "![i](javascript:alert(1))", "![i](data:image/svg+xml,x)",
-    "[r]: javascript:alert(1)\n\n[x][r]", "[x](other-article.md)", "[x](https://example.com/a?b=c#d)",
-    "[x](mailto:a@b.c)", "[x](/relative/path)", "[x](#anchor)", "| a | b |\n|:-|-:|\n| 1 | 2 |",
-    "```html\n<script>x</script>\n```", "`<b>`", "> quote", "- item\n- item", "1. one\n2. two",
-    "# h1\n## h2", "~~strike~~", "**b** _i_", "\n\n", "&lt;script&gt;", "&#60;script&#62;",
+    "<script>alert(1)</script>",
+    "<img src=x onerror=alert(1)>",
+    '<a href="javascript:alert(1)">x</a>',
+    "<iframe src=//evil>",
+    "<!-- c -->",
+    "<svg onload=alert(1)>",
+    "<style>*{}</style>",
+    "[x](javascript:alert(1))",
+    "[x](JaVaScRiPt:alert(1))",
+    "[x](java\tscript:alert(1))",
+    "[x](&#106;avascript:alert(1))",
+    "[x](jav&#x61;script:alert(1))",
+    "[x](vbscript:msgbox(1))",
+    "[x](data:text/html;base64,PHNjcmlwdD4=)",
+    "[x]( javascript:alert(1))",
+    "[x](\x01javascript:x)",
+    "<javascript:alert(1)>",
+    "<data:text/html,x>",
+    "![i](javascript:alert(1))",
+    "![i](data:image/svg+xml,x)",
+    "[r]: javascript:alert(1)\n\n[x][r]",
+    "[x](other-article.md)",
+    "[x](https://example.com/a?b=c#d)",
+    "[x](mailto:a@b.c)",
+    "[x](/relative/path)",
+    "[x](#anchor)",
+    "| a | b |\n|:-|-:|\n| 1 | 2 |",
+    "```html\n<script>x</script>\n```",
+    "`<b>`",
+    "> quote",
+    "- item\n- item",
+    "1. one\n2. two",
+    "# h1\n## h2",
+    "~~strike~~",
+    "**b** _i_",
+    "\n\n",
+    "&lt;script&gt;",
+    "&#60;script&#62;",
 ]
 markdown = st.lists(st.one_of(st.sampled_from(HOSTILE), any_text), max_size=10).map("\n".join)
 
@@ -264,8 +424,11 @@ def test_safe_links_are_kept_and_article_links_rewritten():
 
 
 @PROPERTY
-@given(title=st.one_of(st.none(), any_text), description=st.one_of(st.none(), any_text),
-       max_chars=st.integers(min_value=1, max_value=5000))
+@given(
+    title=st.one_of(st.none(), any_text),
+    description=st.one_of(st.none(), any_text),
+    max_chars=st.integers(min_value=1, max_value=5000),
+)
 @example(title="t" * 10, description="d" * 100_000, max_chars=4000)
 def test_query_text_is_capped(title, description, max_chars):
     text, truncated = compose_query(title, description, max_chars)
@@ -288,8 +451,9 @@ def test_the_embedder_and_fts_never_see_more_than_the_cap(tmp_path):
     from search.suggester import SuggestRequest
     from tests.conftest import load_test_data
 
-    config = load_config(environ={"KB_MAX_QUERY_CHARS": "500"}, home=str(tmp_path / "home"),
-                         embed_backend="hashing")
+    config = load_config(
+        environ={"KB_MAX_QUERY_CHARS": "500"}, home=str(tmp_path / "home"), embed_backend="hashing"
+    )
     embedded: list[str] = []
     matched: list[str] = []
 
@@ -304,11 +468,14 @@ def test_the_embedder_and_fts_never_see_more_than_the_cap(tmp_path):
         service.index()
         store = service.store()
         real_fts = store.fts_chunks
-        store.fts_chunks = lambda terms, limit: matched.append(fts_match_expression(terms)) or real_fts(terms, limit)
+        store.fts_chunks = lambda terms, limit: (
+            matched.append(fts_match_expression(terms)) or real_fts(terms, limit)
+        )
         embedded.clear()
         words = " ".join(f"word{n} vpn" for n in range(20_000))
         suggestion = service.suggester().suggest(
-            store, SuggestRequest(title="VPN drops " * 50, description=words, k=3))
+            store, SuggestRequest(title="VPN drops " * 50, description=words, k=3)
+        )
     finally:
         service.close()
     assert suggestion.truncated

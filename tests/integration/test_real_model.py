@@ -1,6 +1,5 @@
 """Tests with the packaged all-MiniLM-L6-v2 model, on the shipped sample knowledge base."""
 
-
 import pytest
 
 from search.suggester import SuggestRequest
@@ -19,7 +18,9 @@ def sample_service(tmp_path_factory):
 
 
 def ask(service, text, k=5):
-    return service.suggester().suggest(service.store(), SuggestRequest(description=text, k=k), record=False)
+    return service.suggester().suggest(
+        service.store(), SuggestRequest(description=text, k=k), record=False
+    )
 
 
 def test_vpn_drop_finds_the_vpn_article_first(sample_service):

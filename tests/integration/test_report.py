@@ -26,7 +26,7 @@ from tests.helpers import SVG, parse_svg
 # Every test here runs on both store engines: SQLite, and PostgreSQL.
 pytestmark = pytest.mark.both_engines
 
-NASTY = '<script>alert("x")</script> & \'quotes\''
+NASTY = "<script>alert(\"x\")</script> & 'quotes'"
 
 
 def assert_csp_safe(markup: str) -> None:
@@ -38,9 +38,11 @@ def assert_csp_safe(markup: str) -> None:
 
 CHARTS = {
     "line": lambda label: svg_line_chart(
-        ["11-01", "11-02", label], {"suggestions": [3, 5, 4], label: [1, None, 2]}, title=label),
+        ["11-01", "11-02", label], {"suggestions": [3, 5, 4], label: [1, None, 2]}, title=label
+    ),
     "line_percent": lambda label: svg_line_chart(
-        ["a", "b"], {"rate": [0.25, 0.5]}, title=label, percent=True),
+        ["a", "b"], {"rate": [0.25, 0.5]}, title=label, percent=True
+    ),
     "bar": lambda label: svg_bar_chart([(label, 3), ("b", 1)], title=label),
     "column": lambda label: svg_bar_chart([("#1", 10), (label, 2)], title=label, horizontal=False),
     "pareto": lambda label: svg_pareto_chart([(label, 5), ("b", 3), ("c", 2)], title=label),
@@ -53,7 +55,9 @@ def test_charts_are_escaped_well_formed_svg_without_script_or_style(name):
     svg = CHARTS[name](NASTY)
     assert_csp_safe(svg)
     root = parse_svg(svg)
-    texts = ["".join(el.itertext()) for el in root.iter() if el.tag in (f"{SVG}text", f"{SVG}title")]
+    texts = [
+        "".join(el.itertext()) for el in root.iter() if el.tag in (f"{SVG}text", f"{SVG}title")
+    ]
     assert any(NASTY in t or NASTY[:30] in t for t in texts)  # the text survives, as text
     assert root.get("aria-label") == NASTY
 
@@ -72,36 +76,60 @@ def test_charts_without_data_say_so(name):
     parse_svg(empty)
 
 
-
-
-
-
-
-
-
-
 @pytest.fixture
 def report_with_data(indexed):
     store = indexed.store()
-    shown = [{"rank": 1, "kind": "article", "id": "net-vpn-drops", "group": "a:net-vpn-drops",
-              "score": 0.8, "raw_score": 0.8}]
-    for query, outcome in [("vpn drops again", "used"), ("screen mirroring to tv <i>fails</i>", None),
-                           ("screen mirroring to the tv fails again", None)]:
-        sid = store.record_suggestion(query=query, results=shown, no_good_match=outcome is None,
-                                      confidence=0.5, k=5)
-        store.record_feedback(sid, outcome=outcome or "none_helped",
-                              used_id="net-vpn-drops" if outcome else None, agent="ana")
+    shown = [
+        {
+            "rank": 1,
+            "kind": "article",
+            "id": "net-vpn-drops",
+            "group": "a:net-vpn-drops",
+            "score": 0.8,
+            "raw_score": 0.8,
+        }
+    ]
+    for query, outcome in [
+        ("vpn drops again", "used"),
+        ("screen mirroring to tv <i>fails</i>", None),
+        ("screen mirroring to the tv fails again", None),
+    ]:
+        sid = store.record_suggestion(
+            query=query, results=shown, no_good_match=outcome is None, confidence=0.5, k=5
+        )
+        store.record_feedback(
+            sid,
+            outcome=outcome or "none_helped",
+            used_id="net-vpn-drops" if outcome else None,
+            agent="ana",
+        )
     return build_report(indexed, days=30)
 
 
 def test_build_report_is_plain_json_with_every_section(report_with_data):
     report = json.loads(json.dumps(report_with_data))
     assert report == report_with_data
-    assert set(report) >= {"generated_at", "days", "since", "totals", "link_rate", "new_vs_known",
-                           "none_helped_rate", "acceptance_by_rank", "reuse", "pareto",
-                           "over_time", "gaps", "stale"}
-    assert report["totals"]["articles"] == {"archived": 1, "draft": 1, "not_validated": 1,
-                                            "validated": 2}
+    assert set(report) >= {
+        "generated_at",
+        "days",
+        "since",
+        "totals",
+        "link_rate",
+        "new_vs_known",
+        "none_helped_rate",
+        "acceptance_by_rank",
+        "reuse",
+        "pareto",
+        "over_time",
+        "gaps",
+        "stale",
+    }
+    assert report["totals"]["articles"] == {
+        "archived": 1,
+        "draft": 1,
+        "not_validated": 1,
+        "validated": 2,
+    }
     assert report["gaps"]["queries"] == 2
     [cluster] = report["gaps"]["clusters"]
     assert cluster["size"] == 2 and "mirroring" in cluster["terms"]
@@ -134,8 +162,9 @@ def test_html_page_is_self_contained(report_with_data):
     # Its own CSP allows exactly its one style block.
     style = re.search(r"<style>(.*?)</style>", page, flags=re.S).group(1)
     digest = base64.b64encode(hashlib.sha256(style.encode()).digest()).decode()
-    csp = html.unescape(re.search(r'http-equiv="Content-Security-Policy" content="([^"]*)"',
-                                  page).group(1))
+    csp = html.unescape(
+        re.search(r'http-equiv="Content-Security-Policy" content="([^"]*)"', page).group(1)
+    )
     assert csp == f"default-src 'none'; style-src 'sha256-{digest}'; img-src data:"
     assert page.count("<svg") == len(report_charts(report_with_data))
     for svg in re.findall(r"<svg.*?</svg>", page, flags=re.S):

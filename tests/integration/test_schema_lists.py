@@ -13,6 +13,10 @@ def _tables(store) -> set[str]:
 def test_every_table_has_an_erasure_decision(store):
     tables = _tables(store)
     undecided = tables - set(ERASURE_TABLES) - set(KEEPS_NO_ERASED_TEXT)
-    assert not undecided, f"add to ERASURE_TABLES or KEEPS_NO_ERASED_TEXT in kb/store/pg_base.py: {sorted(undecided)}"
+    assert not undecided, (
+        f"add to ERASURE_TABLES or KEEPS_NO_ERASED_TEXT in kb/store/pg_base.py: {sorted(undecided)}"
+    )
     assert not set(ERASURE_TABLES) & set(KEEPS_NO_ERASED_TEXT)
-    assert not (set(ERASURE_TABLES) | set(KEEPS_NO_ERASED_TEXT)) - tables, "a listed table no longer exists"
+    assert not (set(ERASURE_TABLES) | set(KEEPS_NO_ERASED_TEXT)) - tables, (
+        "a listed table no longer exists"
+    )

@@ -1,4 +1,3 @@
-
 import pytest
 
 from kb.articles import scan_articles
@@ -14,7 +13,9 @@ pytestmark = pytest.mark.both_engines
 
 
 def ask(service, text, **kwargs):
-    return service.suggester().suggest(service.store(), SuggestRequest(description=text, **kwargs), record=False)
+    return service.suggester().suggest(
+        service.store(), SuggestRequest(description=text, **kwargs), record=False
+    )
 
 
 def test_vpn_query_finds_the_vpn_article_with_evidence(indexed):
@@ -43,12 +44,16 @@ def test_agents_never_see_drafts_or_archived_articles(indexed):
     assert "print-old" not in ids  # archived: not even indexed
     # The incident resolved with the draft still counts as a prior incident.
     assert "T-6" in ids
-    manager = ask(indexed, "customer charged twice refund duplicate", k=20, viewer=Viewer(include_drafts=True))
+    manager = ask(
+        indexed, "customer charged twice refund duplicate", k=20, viewer=Viewer(include_drafts=True)
+    )
     assert "bill-refund" in {r.id for r in manager.results}
 
 
 def test_public_audience_sees_only_validated_public_articles(indexed):
-    results = ask(indexed, "mailbox full cannot send", k=20, viewer=Viewer(audience="public")).results
+    results = ask(
+        indexed, "mailbox full cannot send", k=20, viewer=Viewer(audience="public")
+    ).results
     assert results and all(r.kind == "article" for r in results)
     assert {r.id for r in results} == {"mail-quota"}
 
@@ -56,7 +61,9 @@ def test_public_audience_sees_only_validated_public_articles(indexed):
 def test_filters_by_product_and_category(indexed):
     results = ask(indexed, "something is broken", k=20, filters=Filters(product="email")).results
     assert results and {r.product for r in results} == {"Email"}
-    results = ask(indexed, "something is broken", k=20, filters=Filters(category="hardware")).results
+    results = ask(
+        indexed, "something is broken", k=20, filters=Filters(category="hardware")
+    ).results
     assert results and {r.category for r in results} == {"hardware"}
 
 
@@ -66,31 +73,33 @@ def test_empty_query_is_refused(indexed):
 
 
 def test_fts_syntax_in_user_text_is_inert(indexed):
-    for text in ['vpn" OR title:* NEAR(', 'AND OR NOT', '"""', "col:val*", "^ - + ( )"]:
+    for text in ['vpn" OR title:* NEAR(', "AND OR NOT", '"""', "col:val*", "^ - + ( )"]:
         ask(indexed, text)  # no sqlite3.OperationalError
     assert fts_match_expression(['a"b', "c"]) == '"a""b" OR "c"'
 
 
-
-
-
-
-
-
-
-
 def test_new_incidents_are_searchable_without_kb_index(indexed):
     indexed.suggester().ensure_state(indexed.store())
-    indexed.upsert_incidents([Incident(
-        id="NEW-1", title="badge reader rejects card", description="door badge reader blinks red for my badge",
-        resolution="Re-encoded the badge.", status="resolved")])
+    indexed.upsert_incidents(
+        [
+            Incident(
+                id="NEW-1",
+                title="badge reader rejects card",
+                description="door badge reader blinks red for my badge",
+                resolution="Re-encoded the badge.",
+                status="resolved",
+            )
+        ]
+    )
     results = ask(indexed, "badge reader blinks red at the door").results
     assert results[0].id == "NEW-1"
 
 
 def test_suggestions_are_recorded_with_their_results(indexed):
     store = indexed.store()
-    suggestion = indexed.suggester().suggest(store, SuggestRequest(description="mailbox full"), principal="ana")
+    suggestion = indexed.suggester().suggest(
+        store, SuggestRequest(description="mailbox full"), principal="ana"
+    )
     row = store.get_suggestion(suggestion.id)
     assert [r["id"] for r in row["results"]] == [r.id for r in suggestion.results]
     assert row["principal"] == "ana"
@@ -105,11 +114,18 @@ def test_index_fits_a_store_too_small_for_any_length_bucket(service):
     """30-39 replayable short incidents: enough to fit, too few for any length bucket."""
     articles = scan_articles(DATA / "articles").parsed
     service.store().upsert_articles([p.article for p in articles])
-    service.store().upsert_incidents([
-        Incident(id=f"VPN-{n}", title="vpn drops", description=f"vpn disconnects again at site {n}",
-                 resolution="Reinstalled the client", article_id="net-vpn-drops")
-        for n in range(35)
-    ])
+    service.store().upsert_incidents(
+        [
+            Incident(
+                id=f"VPN-{n}",
+                title="vpn drops",
+                description=f"vpn disconnects again at site {n}",
+                resolution="Reinstalled the client",
+                article_id="net-vpn-drops",
+            )
+            for n in range(35)
+        ]
+    )
     service.index()
     profile = service.store().latest_ranking_profile(service.embedder().model_id)
     assert profile["source"] == "fitted" and profile["fitted"]["replay_queries"] == 35
@@ -153,17 +169,30 @@ def test_frequent_terms_are_read_at_load_on_a_large_store(indexed, monkeypatch):
     frequent = store.frequent_terms(2)
     assert frequent and all(count >= 2 for count in frequent.values())
     assert state._frequent_terms == frequent
-    assert state.term_counts(store, list(frequent)[:3]) == {t: frequent[t] for t in list(frequent)[:3]}
+    assert state.term_counts(store, list(frequent)[:3]) == {
+        t: frequent[t] for t in list(frequent)[:3]
+    }
 
 
 def test_full_width_text_is_read_as_the_characters_it_stands_for(indexed):
-    full_width = "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else "\u3000" for c in "vpn keeps disconnecting")
+    full_width = "".join(
+        chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else "\u3000" for c in "vpn keeps disconnecting"
+    )
     assert full_width != "vpn keeps disconnecting"
     plain = ask(indexed, "vpn keeps disconnecting")
     wide = ask(indexed, full_width)
     assert [r.id for r in wide.results] == [r.id for r in plain.results]
     assert wide.no_good_match == plain.no_good_match
     # Stored text is normalised the same way: a full-width incident is found by plain words.
-    indexed.upsert_incidents([Incident(id="FW-1", title="", description="\uff42\uff41\uff44\uff47\uff45 reader blinks red",
-                                       resolution="Re-encoded the badge.", status="resolved")])
+    indexed.upsert_incidents(
+        [
+            Incident(
+                id="FW-1",
+                title="",
+                description="\uff42\uff41\uff44\uff47\uff45 reader blinks red",
+                resolution="Re-encoded the badge.",
+                status="resolved",
+            )
+        ]
+    )
     assert ask(indexed, "badge reader blinks red").results[0].id == "FW-1"

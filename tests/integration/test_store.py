@@ -19,8 +19,15 @@ def test_store_commits_durably(store, engine):
     else:
         # The server decides; the store must not turn durable commits off for itself.
         assert store.db.execute("SELECT current_setting('synchronous_commit')").fetchone()[0] in (
-            "on", "remote_apply", "remote_write", "local", "off")
-        assert store.db.execute("SHOW default_transaction_isolation").fetchone()[0] == "read committed"
+            "on",
+            "remote_apply",
+            "remote_write",
+            "local",
+            "off",
+        )
+        assert (
+            store.db.execute("SHOW default_transaction_isolation").fetchone()[0] == "read committed"
+        )
     assert store.schema_version() >= 2
 
 
@@ -92,9 +99,14 @@ def test_passwords_are_hashed_and_checked(store):
 
 def _suggestion(store):
     return store.record_suggestion(
-        query="vpn", results=[{"rank": 1, "kind": "article", "id": "net-vpn-drops"},
-                              {"rank": 2, "kind": "incident", "id": "T-7"}],
-        no_good_match=False, confidence=0.9, k=2,
+        query="vpn",
+        results=[
+            {"rank": 1, "kind": "article", "id": "net-vpn-drops"},
+            {"rank": 2, "kind": "incident", "id": "T-7"},
+        ],
+        no_good_match=False,
+        confidence=0.9,
+        k=2,
     )
 
 

@@ -32,42 +32,95 @@ def _open(client, auth, records):
 
 
 def test_a_new_incident_is_told_of_open_incidents_it_may_duplicate(client, auth, indexed):
-    _open(client, auth, [
-        {"id": "OPEN-123", "title": "Badge reader at the loading dock rejects badges",
-         "description": "loading dock badge reader flashes red and beeps twice", "status": "open",
-         "product": "Facilities", "opened_at": _at(40)},
-        {"id": "OPEN-9", "title": "Printer on floor 2 jams", "description": "paper jam again", "status": "open",
-         "product": "Printing", "opened_at": _at(10)},
-    ])
-    body = client.post("/api/v1/suggest", json={"description": "loading dock badge reader flashes red and beeps",
-                                                "filters": {"product": "Facilities"}}, headers=auth()).get_json()
+    _open(
+        client,
+        auth,
+        [
+            {
+                "id": "OPEN-123",
+                "title": "Badge reader at the loading dock rejects badges",
+                "description": "loading dock badge reader flashes red and beeps twice",
+                "status": "open",
+                "product": "Facilities",
+                "opened_at": _at(40),
+            },
+            {
+                "id": "OPEN-9",
+                "title": "Printer on floor 2 jams",
+                "description": "paper jam again",
+                "status": "open",
+                "product": "Printing",
+                "opened_at": _at(10),
+            },
+        ],
+    )
+    body = client.post(
+        "/api/v1/suggest",
+        json={
+            "description": "loading dock badge reader flashes red and beeps",
+            "filters": {"product": "Facilities"},
+        },
+        headers=auth(),
+    ).get_json()
     [duplicate] = body["triage"]["duplicates"]
     assert duplicate["id"] == "OPEN-123" and duplicate["status"] == "open"
     assert duplicate["age"] == "40 minutes ago" and duplicate["product"] == "Facilities"
-    other = client.post("/api/v1/suggest", json={"description": "loading dock badge reader flashes red and beeps",
-                                                 "filters": {"product": "Printing"}}, headers=auth()).get_json()
+    other = client.post(
+        "/api/v1/suggest",
+        json={
+            "description": "loading dock badge reader flashes red and beeps",
+            "filters": {"product": "Printing"},
+        },
+        headers=auth(),
+    ).get_json()
     assert other["triage"]["duplicates"] == []  # another product's incident is not its duplicate
-    itself = client.post("/api/v1/suggest", json={"incident_id": "OPEN-123"}, headers=auth()).get_json()
+    itself = client.post(
+        "/api/v1/suggest", json={"incident_id": "OPEN-123"}, headers=auth()
+    ).get_json()
     assert all(d["id"] != "OPEN-123" for d in itself["triage"]["duplicates"])
 
 
 def _storm_records(count: int, minutes_apart: float = 3.0) -> list[dict]:
-    return [{"id": f"STORM-{n}", "title": "Cannot log in to the payroll portal",
-             "description": f"payroll portal login fails with error 503 for user {n}", "status": "open",
-             "product": "Payroll", "opened_at": _at(50 - n * minutes_apart)} for n in range(count)]
+    return [
+        {
+            "id": f"STORM-{n}",
+            "title": "Cannot log in to the payroll portal",
+            "description": f"payroll portal login fails with error 503 for user {n}",
+            "status": "open",
+            "product": "Payroll",
+            "opened_at": _at(50 - n * minutes_apart),
+        }
+        for n in range(count)
+    ]
 
 
 def test_many_alike_open_incidents_in_an_hour_are_a_storm(client, auth, indexed):
     _open(client, auth, _storm_records(9))
-    _open(client, auth, [{"id": "CALM-1", "title": "Monitor flickers", "description": "monitor flickers", "status": "open",
-                          "opened_at": _at(5)}])
-    assert client.get("/api/v1/storms", headers=auth()).get_json()["storms"] == []  # nine are not yet a storm
+    _open(
+        client,
+        auth,
+        [
+            {
+                "id": "CALM-1",
+                "title": "Monitor flickers",
+                "description": "monitor flickers",
+                "status": "open",
+                "opened_at": _at(5),
+            }
+        ],
+    )
+    assert (
+        client.get("/api/v1/storms", headers=auth()).get_json()["storms"] == []
+    )  # nine are not yet a storm
     _open(client, auth, _storm_records(10)[9:])
     indexed.suggester().open_incidents.current(indexed.store(), force=True)
     [storm] = client.get("/api/v1/storms", headers=auth()).get_json()["storms"]
     assert storm["size"] == 10 and storm["product"] == "Payroll"
     assert storm["first"]["id"] == "STORM-0" and storm["latest"]["id"] == "STORM-9"
-    assert storm["title"] == "Cannot log in to the payroll portal" and "CALM-1" not in storm["incidents"]
+    assert (
+        storm["title"] == "Cannot log in to the payroll portal"
+        and "CALM-1" not in storm["incidents"]
+    )
 
 
 class Receiver:
@@ -88,7 +141,9 @@ class Receiver:
                     outer.release.wait(20)
                 status = 500 if outer.failures > 0 else 200
                 outer.failures -= 1
-                outer.posts.append((status, self.headers["X-KB-Signature"] == expected, json.loads(body)))
+                outer.posts.append(
+                    (status, self.headers["X-KB-Signature"] == expected, json.loads(body))
+                )
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -122,8 +177,10 @@ def _incident(record):
 
 
 def _with_webhook(service: Service, url: str) -> Service:
-    return Service(service.config.with_overrides(webhook_url=url, webhook_secret=SECRET),
-                   embedder=service.embedder())
+    return Service(
+        service.config.with_overrides(webhook_url=url, webhook_secret=SECRET),
+        embedder=service.embedder(),
+    )
 
 
 def test_a_receiver_that_fails_then_recovers_gets_the_storm_exactly_once(storm_service):
@@ -142,7 +199,15 @@ def test_a_receiver_that_fails_then_recovers_gets_the_storm_exactly_once(storm_s
         assert all(signed for _, signed, _ in receiver.posts)
         payload = receiver.posts[-1][2]
         assert payload["event"] == "storm" and payload["storm"]["size"] == 10
-        assert set(payload["storm"]) == {"id", "title", "size", "product", "first", "latest", "incidents"}
+        assert set(payload["storm"]) == {
+            "id",
+            "title",
+            "size",
+            "product",
+            "first",
+            "latest",
+            "incidents",
+        }
         assert "description" not in json.dumps(payload) and "user 3" not in json.dumps(payload)
     finally:
         receiver.close()
@@ -158,7 +223,9 @@ def test_a_hanging_receiver_never_holds_up_suggest(storm_service, client, auth):
     watcher = StormWatcher(worker).start()
     try:
         assert receiver.hanging.wait(15)  # the watcher's post is stuck in the receiver now
-        response = client.post("/api/v1/suggest", json={"description": "payroll portal login fails"}, headers=auth())
+        response = client.post(
+            "/api/v1/suggest", json={"description": "payroll portal login fails"}, headers=auth()
+        )
         assert response.status_code == 200 and receiver.hanging.is_set() and not receiver.posts
     finally:
         receiver.release.set()
@@ -167,11 +234,14 @@ def test_a_hanging_receiver_never_holds_up_suggest(storm_service, client, auth):
         worker.close()
 
 
-@pytest.mark.parametrize(("url", "secret", "message"), [
-    ("ftp://hooks.example/storms", SECRET, "must be an http:// or https:// address"),
-    ("file:///etc/passwd", SECRET, "must be an http:// or https:// address"),
-    ("https://hooks.example/storms", "", "KB_WEBHOOK_SECRET is empty"),
-])
+@pytest.mark.parametrize(
+    ("url", "secret", "message"),
+    [
+        ("ftp://hooks.example/storms", SECRET, "must be an http:// or https:// address"),
+        ("file:///etc/passwd", SECRET, "must be an http:// or https:// address"),
+        ("https://hooks.example/storms", "", "KB_WEBHOOK_SECRET is empty"),
+    ],
+)
 def test_a_webhook_that_cannot_work_is_refused_at_start(indexed, url, secret, message):
     from web import create_app
 

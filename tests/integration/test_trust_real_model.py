@@ -29,8 +29,11 @@ def api(tmp_path_factory):
 
 def ask(api, title="", description=""):
     client, headers = api
-    response = client.post("/api/v1/suggest", json={"title": title, "description": description, "k": 5},
-                           headers=headers)
+    response = client.post(
+        "/api/v1/suggest",
+        json={"title": title, "description": description, "k": 5},
+        headers=headers,
+    )
     assert response.status_code == 200
     return response.get_json()
 
@@ -43,7 +46,9 @@ def assert_one_verdict(body):
     triage = body["triage"]
     if body["no_good_match"]:
         assert all(r["confidence_band"] == "low" for r in body["results"])
-        assert triage["assignment_group"]["value"] is None and triage["assignment_group"]["not_sure"]
+        assert (
+            triage["assignment_group"]["value"] is None and triage["assignment_group"]["not_sure"]
+        )
         assert triage["first_line"]["applies"] is False and not triage["first_line"]["text"]
     else:
         assert body["results"] and triage["first_line"]["applies"] is True
@@ -56,8 +61,11 @@ def test_a_python_traceback_is_not_confidently_the_single_sign_on_article(api):
 
 
 def test_a_badge_printer_jam_is_not_high_for_the_office_printer_article(api):
-    body = ask(api, title="Zebra badge printer jamming",
-               description="The Zebra card printer at reception jams on every visitor badge; cards stick in the feeder")
+    body = ask(
+        api,
+        title="Zebra badge printer jamming",
+        description="The Zebra card printer at reception jams on every visitor badge; cards stick in the feeder",
+    )
     assert band_of(body, "print-printer-offline") != "high"
     assert_one_verdict(body)
 

@@ -1,6 +1,5 @@
 """kb tune: fine-tuning switches models only when the held-out incidents rank better."""
 
-
 import pytest
 
 from indexer.finetune import FineTuneSettings
@@ -36,7 +35,9 @@ def test_too_little_data_changes_nothing(tmp_path):
         tuning.tune(service, settings=QUICK)
     assert read_config(service.index_root)["version"] == before
     models = service.home / "models"
-    assert not list(models.glob("tuned-*")) and not list(models.glob(".tmp-*"))  # no model kept or staged
+    assert not list(models.glob("tuned-*")) and not list(
+        models.glob(".tmp-*")
+    )  # no model kept or staged
     service.close()
 
 
@@ -79,7 +80,10 @@ def test_switches_only_when_better_and_rolls_back(sample_service, monkeypatch):
     # A fresh process (new service) serves with the tuned model, from the index's config.
     fresh = real_service(service.home)
     suggestion = fresh.suggester().suggest(
-        fresh.store(), SuggestRequest(description="vpn keeps disconnecting every few minutes"), record=False)
+        fresh.store(),
+        SuggestRequest(description="vpn keeps disconnecting every few minutes"),
+        record=False,
+    )
     assert fresh.embedder().model_id == config["model_id"]
     assert suggestion.results
     fresh.close()
@@ -96,7 +100,9 @@ def test_tuning_data_keeps_held_out_incidents_out_of_training(sample_service):
     from search.profile import RankingProfile
 
     store = sample_service.store()
-    profile = RankingProfile.from_dict(store.latest_ranking_profile(sample_service.embedder().model_id))
+    profile = RankingProfile.from_dict(
+        store.latest_ranking_profile(sample_service.embedder().model_id)
+    )
     data = tuning.collect_tuning_data(store, profile)
     held = {text for text, _ in data.queries}
     trained = {text for texts in data.train_groups.values() for text in texts}
@@ -110,8 +116,12 @@ def test_feedback_pairs_are_bounded_per_agent_and_day(indexed):
     top = suggestion.results[0]
     for n in range(30):
         sid = store.record_suggestion(
-            query=f"vpn problem {n}", results=[{"rank": 1, "kind": top.kind, "id": top.id, "group": top.group}],
-            no_good_match=False, confidence=0.9, k=1)
+            query=f"vpn problem {n}",
+            results=[{"rank": 1, "kind": top.kind, "id": top.id, "group": top.group}],
+            no_good_match=False,
+            confidence=0.9,
+            k=1,
+        )
         store.record_feedback(sid, outcome="used", used_id=top.id, agent="noisy")
     pairs = tuning.feedback_pairs(store, per_agent_per_day=5)
     assert len(pairs) == 5 and all(group == top.group for _, group in pairs)

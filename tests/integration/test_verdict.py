@@ -17,9 +17,24 @@ from search.profile import RankingProfile
 from web import create_app
 
 TOPICS = {
-    "Network team": ["vpn tunnel drops", "wifi signal lost", "proxy refuses connection", "dns lookup fails"],
-    "Mail team": ["mailbox quota full", "outlook cannot send", "calendar invite missing", "spam filter eats mail"],
-    "Printing team": ["printer paper jam", "toner empty warning", "print queue stuck", "printer offline"],
+    "Network team": [
+        "vpn tunnel drops",
+        "wifi signal lost",
+        "proxy refuses connection",
+        "dns lookup fails",
+    ],
+    "Mail team": [
+        "mailbox quota full",
+        "outlook cannot send",
+        "calendar invite missing",
+        "spam filter eats mail",
+    ],
+    "Printing team": [
+        "printer paper jam",
+        "toner empty warning",
+        "print queue stuck",
+        "printer offline",
+    ],
 }
 FILLER = "user reports issue since this morning on floor site office laptop desk".split()
 OFF_TOPIC = "best recipe for banana bread with walnuts"
@@ -34,16 +49,27 @@ def desk(n_per_topic: int = 40, seed: int = 3) -> list[Incident]:
             phrase = rng.choice(phrases)
             words = phrase.split() + rng.sample(FILLER, 4)
             rng.shuffle(words)
-            out.append(Incident(id=f"{group[:3]}-{n}", title="", description=" ".join(words),
-                                resolution=f"{group}: fixed {phrase}", category=group, status="resolved",
-                                assignment_group=group, escalated="no" if n % 5 else "yes"))
+            out.append(
+                Incident(
+                    id=f"{group[:3]}-{n}",
+                    title="",
+                    description=" ".join(words),
+                    resolution=f"{group}: fixed {phrase}",
+                    category=group,
+                    status="resolved",
+                    assignment_group=group,
+                    escalated="no" if n % 5 else "yes",
+                )
+            )
     return out
 
 
 @pytest.fixture(scope="module")
 def desk_home(tmp_path_factory):
     home = tmp_path_factory.mktemp("verdict") / "home"
-    service = Service(load_config(environ={}, home=str(home), embed_backend="hashing"), embedder=HashingEmbedder())
+    service = Service(
+        load_config(environ={}, home=str(home), embed_backend="hashing"), embedder=HashingEmbedder()
+    )
     service.store().upsert_incidents(desk())
     service.index()
     service.store().create_user("ana", "agent", "agent-password")
@@ -71,7 +97,9 @@ def ask(client, headers, text):
 
 def test_the_desk_has_a_fitted_confidence(desk_client):
     _, _, service = desk_client
-    profile = RankingProfile.from_dict(service.store().latest_ranking_profile(service.embedder().model_id))
+    profile = RankingProfile.from_dict(
+        service.store().latest_ranking_profile(service.embedder().model_id)
+    )
     assert profile.trust is not None
     stream = profile.fitted["trust"]["stream"]
     assert stream["answerable"] >= 30 and stream["near"] > 0 and stream["far"] > 100
@@ -110,8 +138,14 @@ def test_banner_and_first_line_hint_agree(desk_client):
 def test_confidences_are_not_shares_of_the_top_results(desk_client):
     client, headers, _ = desk_client
     pairs = []
-    for text in (ON_TOPIC, "vpn tunnel drops at the site", "mailbox quota full on laptop", "toner empty warning",
-                 "outlook cannot send this morning", "dns lookup fails"):
+    for text in (
+        ON_TOPIC,
+        "vpn tunnel drops at the site",
+        "mailbox quota full on laptop",
+        "toner empty warning",
+        "outlook cannot send this morning",
+        "dns lookup fails",
+    ):
         values = [r["confidence"] for r in ask(client, headers, text)["results"]]
         assert values == sorted(values, reverse=True)
         pairs.append(values[0] + values[1])
@@ -128,8 +162,9 @@ def sign_in(client):
 def page_for(client, text):
     page = client.get("/").get_data(as_text=True)
     token = re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
-    return client.post("/", data={"csrf_token": token, "description": text},
-                       follow_redirects=True).get_data(as_text=True)
+    return client.post(
+        "/", data={"csrf_token": token, "description": text}, follow_redirects=True
+    ).get_data(as_text=True)
 
 
 def test_page_and_api_agree(desk_client):
@@ -151,11 +186,15 @@ def test_an_index_whose_profile_is_rejected_publishes_nothing(desk_home, tmp_pat
 
     home = tmp_path / "home"
     shutil.copytree(desk_home[0], home)
-    service = Service(load_config(environ={}, home=str(home), embed_backend="hashing"), embedder=HashingEmbedder())
+    service = Service(
+        load_config(environ={}, home=str(home), embed_backend="hashing"), embedder=HashingEmbedder()
+    )
     before = read_config(service.index_root)["version"]
     seen = []
     with pytest.raises(ProfileRejected, match="not better"):
-        service.index(rebuild=True, accept=lambda profile: seen.append(profile.source) or "not better")
+        service.index(
+            rebuild=True, accept=lambda profile: seen.append(profile.source) or "not better"
+        )
     assert seen == ["fitted"] and read_config(service.index_root)["version"] == before
     service.index(rebuild=True, accept=lambda profile: "")
     assert read_config(service.index_root)["version"] != before

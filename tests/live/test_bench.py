@@ -39,8 +39,9 @@ def bench_tmp(tmp_path, monkeypatch):
 
 
 def run_bench(*args: str) -> dict:
-    result = CliRunner().invoke(cli, ["bench", "--json", "--backend", "hashing", *args],
-                                catch_exceptions=False)
+    result = CliRunner().invoke(
+        cli, ["bench", "--json", "--backend", "hashing", *args], catch_exceptions=False
+    )
     assert result.exit_code == 0, result.output
     return json.loads(result.output)
 
@@ -62,10 +63,22 @@ def gone(pid: int) -> bool:
 
 
 def test_tiny_run_with_http(bench_tmp):
-    out = run_bench("--docs", "300", "--queries", "20", "--seconds", "2", "--clients", "2",
-                    "--workers", "1")
-    assert set(out) >= {"bench", "corpus", "index", "embedding", "suggest", "keyword_baseline",
-                        "memory", "sizes", "ratios", "stages_s", "total_s"}
+    out = run_bench(
+        "--docs", "300", "--queries", "20", "--seconds", "2", "--clients", "2", "--workers", "1"
+    )
+    assert set(out) >= {
+        "bench",
+        "corpus",
+        "index",
+        "embedding",
+        "suggest",
+        "keyword_baseline",
+        "memory",
+        "sizes",
+        "ratios",
+        "stages_s",
+        "total_s",
+    }
     assert out["bench"]["vectors_mode"] == "embedded" and out["bench"]["home"] is None
     assert out["bench"]["model_id"] == "hashing-384-v1"
     corpus, index = out["corpus"], out["index"]
@@ -73,7 +86,10 @@ def test_tiny_run_with_http(bench_tmp):
     assert 0 < corpus["incidents_linked_to_articles"] < 300
     # Every chunk went into the index, every text embedded for real.
     assert index["vectors"] == corpus["chunks"] == index["report"]["chunks_added"]
-    assert index["report"]["texts_cached"] == 0 and index["report"]["texts_embedded"] == corpus["chunks"]
+    assert (
+        index["report"]["texts_cached"] == 0
+        and index["report"]["texts_embedded"] == corpus["chunks"]
+    )
     assert index["kind"] == "flat" and index["recall_at_10"] is None
     assert index["build_s"] > 0
 
@@ -91,11 +107,19 @@ def test_tiny_run_with_http(bench_tmp):
     assert server["master_peak_rss_mb"] > 0 and len(server["workers"]) == 1
     assert server["tree_peak_rss_mb"] >= server["workers"][0]["peak_rss_mb"] > 0
     worker = server["workers"][0]
-    assert 0 < worker["end_uss_mb"] <= worker["end_pss_mb"] <= worker["end_rss_mb"] <= worker["peak_rss_mb"]
+    assert (
+        0
+        < worker["end_uss_mb"]
+        <= worker["end_pss_mb"]
+        <= worker["end_rss_mb"]
+        <= worker["peak_rss_mb"]
+    )
     assert out["memory"]["bench_peak_rss_mb"] > 0
     before = out["memory"]["bench_before_http"]  # its own search state let go of
     assert 0 < before["uss_mb"] <= before["rss_mb"] <= out["memory"]["bench_peak_rss_mb"]
-    assert all(out["sizes"][k] > 0 for k in ("index_folder_bytes", "index_file_bytes", "database_bytes"))
+    assert all(
+        out["sizes"][k] > 0 for k in ("index_folder_bytes", "index_file_bytes", "database_bytes")
+    )
     assert all(v > 0 for v in out["ratios"].values() if v is not None)
     assert out["ratios"]["suggest_p95_vs_fts_p95"] is not None
     # Stopped and cleaned up by itself.
@@ -107,20 +131,39 @@ def test_a_compressed_index_is_served_mapped_and_rescored(bench_tmp, monkeypatch
     """KB_INDEX_KIND=hnsw-sq8 on a small store: the bench's recall is measured as the search
     path ranks (re-scored with exact vectors), and the server's workers serve the mapped index."""
     monkeypatch.setenv("KB_INDEX_KIND", "hnsw-sq8")
-    out = run_bench("--docs", "400", "--queries", "20", "--seconds", "2", "--clients", "2", "--workers", "1")
+    out = run_bench(
+        "--docs", "400", "--queries", "20", "--seconds", "2", "--clients", "2", "--workers", "1"
+    )
     index = out["index"]
     assert index["kind"] == "hnsw-sq8" and index["rescored_candidates"] == 100
-    assert 0.9 <= index["recall_at_10"] <= 1.0 and 0 < index["recall_at_10_compressed_scores"] <= 1.0
+    assert (
+        0.9 <= index["recall_at_10"] <= 1.0 and 0 < index["recall_at_10_compressed_scores"] <= 1.0
+    )
     http = out["suggest"]["http"]
     assert http["requests"] > 0 and http["errors"] == 0
-    assert out["sizes"]["index_file_bytes"] < index["vectors"] * 384 * 4  # one byte per dimension, plus the graph
+    assert (
+        out["sizes"]["index_file_bytes"] < index["vectors"] * 384 * 4
+    )  # one byte per dimension, plus the graph
 
 
 def test_composed_vectors_are_cached_and_resemble_real_ones(bench_tmp, tmp_path):
     keep = tmp_path / "kept"
-    out = run_bench("--docs", "300", "--queries", "10", "--seconds", "0", "--embed-all-below", "100",
-                    "--keep", str(keep))
-    assert out["bench"]["vectors_mode"] == "composed" and "composed" in out["bench"]["vectors_mode_note"]
+    out = run_bench(
+        "--docs",
+        "300",
+        "--queries",
+        "10",
+        "--seconds",
+        "0",
+        "--embed-all-below",
+        "100",
+        "--keep",
+        str(keep),
+    )
+    assert (
+        out["bench"]["vectors_mode"] == "composed"
+        and "composed" in out["bench"]["vectors_mode_note"]
+    )
     assert out["bench"]["home"] == str(keep.resolve())
     report = out["index"]["report"]
     # Only the articles' chunks were embedded by the index build; every incident was cached.
@@ -151,8 +194,9 @@ def test_keep_refuses_a_folder_that_holds_anything(bench_tmp, tmp_path):
 
 
 def test_a_missing_articles_folder_is_named_with_the_way_to_name_another(bench_tmp, tmp_path):
-    result = CliRunner().invoke(cli, ["bench", "--docs", "10", "--seconds", "0",
-                                      "--articles", str(tmp_path / "nowhere")])
+    result = CliRunner().invoke(
+        cli, ["bench", "--docs", "10", "--seconds", "0", "--articles", str(tmp_path / "nowhere")]
+    )
     assert result.exit_code == 1
     assert "nowhere does not exist" in result.output and "--articles" in result.output
 
@@ -167,8 +211,12 @@ def test_interrupt_during_http_stops_the_server_and_removes_the_home(bench_tmp, 
     monkeypatch.setattr(scripts.bench.run, "http_load", interrupted)
     config = load_config(embed_backend="hashing", threads=1)
     with pytest.raises(KeyboardInterrupt):
-        run_benchmark(config, BenchOptions(docs=40, queries=5, seconds=5, clients=1, workers=1,
-                                           articles_dir=ARTICLES))
+        run_benchmark(
+            config,
+            BenchOptions(
+                docs=40, queries=5, seconds=5, clients=1, workers=1, articles_dir=ARTICLES
+            ),
+        )
     assert len(seen) >= 2  # gunicorn's master and its worker were running
     assert all(gone(pid) for pid in seen)
     assert list(bench_tmp.iterdir()) == []
@@ -191,8 +239,9 @@ def test_encoders_take_turns_and_each_keeps_its_best_round(service, monkeypatch)
 
     monkeypatch.setattr(indexer.embedders, "load_embedder", lambda name, *a, **k: Recording(name))
     progress = Progress()
-    figures = scripts.bench.run._encoder_speeds(service, "onnx-int8-docs", Recording("onnx-int8-docs"),
-                                                ["some text"] * 8, progress)
+    figures = scripts.bench.run._encoder_speeds(
+        service, "onnx-int8-docs", Recording("onnx-int8-docs"), ["some text"] * 8, progress
+    )
     rounds = scripts.bench.run.THROUGHPUT_ROUNDS
     names = ["onnx-int8-docs", "torch", "onnx"]
     # A warm-up and a timed call per encoder and round, the encoders in turn.
@@ -202,13 +251,20 @@ def test_encoders_take_turns_and_each_keeps_its_best_round(service, monkeypatch)
         assert len(figures["rounds_docs_per_s"][name]) == rounds
         assert figures["docs_per_s"][name] == max(figures["rounds_docs_per_s"][name])
     assert figures["vs_torch_float32"]["torch"] == 1.0
-    hashing = scripts.bench.run._encoder_speeds(service, "hashing", Recording("hashing"), ["x"] * 4, progress)
+    hashing = scripts.bench.run._encoder_speeds(
+        service, "hashing", Recording("hashing"), ["x"] * 4, progress
+    )
     assert list(hashing["docs_per_s"]) == ["hashing"] and hashing["vs_torch_float32"] is None
 
 
 def test_latency_summary_uses_nearest_rank():
     figures = latency_summary(float(v) for v in range(100, 0, -1))
-    assert (figures["p50_ms"], figures["p95_ms"], figures["p99_ms"], figures["max_ms"]) == (50, 95, 99, 100)
+    assert (figures["p50_ms"], figures["p95_ms"], figures["p99_ms"], figures["max_ms"]) == (
+        50,
+        95,
+        99,
+        100,
+    )
     assert latency_summary([])["p50_ms"] is None
 
 
@@ -218,7 +274,7 @@ def test_recall_against_exact_search():
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     ids = np.arange(100, 3100, dtype=np.int64)
     queries = vectors[:40] + rng.normal(scale=0.3, size=(40, 32)).astype(np.float32)
-    batches = [(ids[i:i + 700], vectors[i:i + 700]) for i in range(0, 3000, 700)]
+    batches = [(ids[i : i + 700], vectors[i : i + 700]) for i in range(0, 3000, 700)]
     exact = exact_top_k(queries, batches, 10)
     expected = ids[np.argsort(-(queries @ vectors.T), axis=1)[:, :10]]
     assert all(set(a) == set(b) for a, b in zip(exact, expected, strict=True))

@@ -28,8 +28,13 @@ pytestmark = pytest.mark.browser
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--headless", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--headless",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
 ]
 ARTIFACTS = REPO / "test-artifacts"
 PASSWORDS = {"ana": "agent-password", "kim": "manager-password"}
@@ -73,8 +78,10 @@ Restart the spooler service.
 """
 
 if not CHROMIUM.exists():
-    pytest.skip("/usr/bin/chromium is not installed (run: bash scripts/install-browser.sh)",
-                allow_module_level=True)
+    pytest.skip(
+        "/usr/bin/chromium is not installed (run: bash scripts/install-browser.sh)",
+        allow_module_level=True,
+    )
 sync_api = pytest.importorskip("playwright.sync_api")
 
 
@@ -102,9 +109,15 @@ def live(tmp_path_factory):
     (articles / "evil.md").write_text(EVIL_ARTICLE)
     (articles / "export-jobs.md").write_text(CODE_ARTICLE)
     tickets = TicketReceiver(EVENTS_SECRET)  # the ticket system's end of "Used this"
-    config = load_config(environ={}, home=str(root / "home"), embed_backend="hashing",
-                         articles_dir=str(articles), drafts_dir=str(articles), events_url=tickets.url,
-                         events_secret=EVENTS_SECRET)
+    config = load_config(
+        environ={},
+        home=str(root / "home"),
+        embed_backend="hashing",
+        articles_dir=str(articles),
+        drafts_dir=str(articles),
+        events_url=tickets.url,
+        events_secret=EVENTS_SECRET,
+    )
     service = Service(config, embedder=HashingEmbedder())
     load_test_data(service, articles)
     service.index()
@@ -184,7 +197,9 @@ def suggestion_id(page) -> str:
 def feedback_events(live: Live, sid: str) -> list[dict]:
     store = live.store()
     try:
-        return list(store.db["feedback_events"].rows_where("suggestion_id = ?", [sid], order_by="id"))
+        return list(
+            store.db["feedback_events"].rows_where("suggestion_id = ?", [sid], order_by="id")
+        )
     finally:
         store.close()
 
@@ -229,14 +244,17 @@ def test_sign_in_then_results_update_as_you_type(agent_page, live):
     # 200% zoom: half the CSS pixels across; the layout reflows to one column.
     page.set_viewport_size({"width": 640, "height": 900})
     zoomed = page.context.browser.new_context(
-        viewport={"width": 640, "height": 450}, device_scale_factor=2,
+        viewport={"width": 640, "height": 450},
+        device_scale_factor=2,
         storage_state=page.context.storage_state(),
     )
     try:
         wide = zoomed.new_page()
         wide.goto(page.url)
         expect(first_result(wide)).to_have_attribute("data-id", "mail-quota")
-        overflow = wide.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        overflow = wide.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
         assert overflow <= 0, "the page scrolls sideways at 200% zoom"
         wide.screenshot(path=str(ARTIFACTS / "results-page-200.png"), full_page=True)
     finally:
@@ -283,15 +301,21 @@ def test_used_this_double_click_stores_once_and_can_change(agent_page, live):
     first_result(page).get_by_role("button", name="Used this").dblclick()
     status = page.locator("#feedback-status")
     expect(status).to_contain_text("Recorded: you used “Mailbox is full and cannot send”")
-    expect(first_result(page).get_by_role("button", name="Used this")).to_have_attribute("aria-pressed", "true")
+    expect(first_result(page).get_by_role("button", name="Used this")).to_have_attribute(
+        "aria-pressed", "true"
+    )
     rows = feedback_rows(live, sid)
-    assert [(r["agent"], r["outcome"], r["used_id"]) for r in rows] == [("ana", "used", "mail-quota")]
+    assert [(r["agent"], r["outcome"], r["used_id"]) for r in rows] == [
+        ("ana", "used", "mail-quota")
+    ]
     assert len(feedback_events(live, sid)) == 1
 
     page.get_by_role("button", name="None helped").click()
     expect(status).to_contain_text("none of these helped")
     expect(status).to_contain_text("earlier choice is replaced")
-    expect(first_result(page).get_by_role("button", name="Used this")).to_have_attribute("aria-pressed", "false")
+    expect(first_result(page).get_by_role("button", name="Used this")).to_have_attribute(
+        "aria-pressed", "false"
+    )
     expect(page.get_by_role("button", name="Start a draft article")).to_be_visible()
     rows = feedback_rows(live, sid)
     assert [(r["outcome"], r["used_id"]) for r in rows] == [("none_helped", None)]
@@ -320,7 +344,9 @@ def test_keyboard_shortcuts(agent_page, live):
     assert feedback_rows(live, sid)[0]["used_id"] == "net-vpn-drops"
     results.nth(0).focus()
     page.keyboard.press("Enter")
-    expect(page.locator("#article-panel .panel-title")).to_have_text("VPN tunnel drops every few minutes")
+    expect(page.locator("#article-panel .panel-title")).to_have_text(
+        "VPN tunnel drops every few minutes"
+    )
     expect(page.locator("#article-panel .panel-title")).to_be_focused()
 
 
@@ -339,7 +365,12 @@ def test_dashboard_is_for_knowledge_managers_only(agent_page, browser, live):
         expect(kim.locator("#feedback-status")).to_contain_text("Recorded")
         kim.get_by_role("link", name="Dashboard").click()
         expect(kim.locator("h1")).to_have_text("Knowledge dashboard")
-        for heading in ("Usage over time", "Top articles (Pareto)", "Knowledge gaps", "Stale articles"):
+        for heading in (
+            "Usage over time",
+            "Top articles (Pareto)",
+            "Knowledge gaps",
+            "Stale articles",
+        ):
             expect(kim.get_by_role("heading", name=heading)).to_be_visible()
         assert kim.locator("main svg").count() >= 4
         assert kim.locator("main svg script, main svg [style], main [onload]").count() == 0
@@ -408,7 +439,11 @@ def test_no_good_match_starts_a_draft_agents_cannot_see(agent_page, browser, liv
     page.locator(".no-match").get_by_role("button", name="Start a draft article").click()
     expect(page.locator(".flash")).to_contain_text("saved for a knowledge manager")
     expect(page.locator("#description")).to_have_value("the coffee machine on floor 4 leaks water")
-    [path] = [p for p in live.articles.glob("draft-*.md") if "title: Coffee machine broken" in p.read_text()]
+    [path] = [
+        p
+        for p in live.articles.glob("draft-*.md")
+        if "title: Coffee machine broken" in p.read_text()
+    ]
     text = path.read_text()
     assert "status: draft" in text and "> the coffee machine on floor 4 leaks water" in text
     draft_id = path.stem  # opaque: the typed title names no file and no id
@@ -446,18 +481,25 @@ def test_plain_forms_without_javascript(browser, live):
         first_result(page).get_by_role("button", name="Used this").click()
         expect(page.locator(".flash")).to_contain_text("your choice is recorded")
         assert suggestion_id(page) == sid  # the same suggestion, with the choice shown
-        expect(first_result(page).get_by_role("button", name="Used this")).to_have_attribute("aria-pressed", "true")
+        expect(first_result(page).get_by_role("button", name="Used this")).to_have_attribute(
+            "aria-pressed", "true"
+        )
         page.get_by_role("button", name="None helped").click()
         expect(page.locator(".flash")).to_contain_text("Your choice is changed")
-        expect(page.get_by_role("button", name="None helped")).to_have_attribute("aria-pressed", "true")
-        assert [(r["outcome"], r["used_id"]) for r in feedback_rows(live, sid)] == [("none_helped", None)]
+        expect(page.get_by_role("button", name="None helped")).to_have_attribute(
+            "aria-pressed", "true"
+        )
+        assert [(r["outcome"], r["used_id"]) for r in feedback_rows(live, sid)] == [
+            ("none_helped", None)
+        ]
     finally:
         ctx.close()
 
 
 LOG_PASTE = "\n".join(
     f"2026-11-30T09:{i % 60:02d}:11Z ERROR vpnagent[4121]: tunnel keepalive timeout peer=vpn-gw01 "
-    f"code=0x{800 + i:04x} session=9f{i:03d}" for i in range(70)
+    f"code=0x{800 + i:04x} session=9f{i:03d}"
+    for i in range(70)
 )  # about 6 kB, as a pasted log would be
 
 
@@ -500,13 +542,15 @@ def test_fix_shows_commands_as_code_exactly_as_written(agent_page):
     expect(fix.locator("code").first).to_have_text("export_jobs --retry {job_id}")
     block = fix.locator("pre code")
     expect(block).to_have_count(1)
-    assert block.inner_text() == ('curl -X POST https://api.ledgerly.test/export_jobs/{job_id}/retry \\\n'
-                                  '  -H "X-Key: $LEDGERLY_API_KEY"')
+    assert block.inner_text() == (
+        "curl -X POST https://api.ledgerly.test/export_jobs/{job_id}/retry \\\n"
+        '  -H "X-Key: $LEDGERLY_API_KEY"'
+    )
     assert "bash" not in fix.inner_text() and "$LEDGERLY_API_KEY" in fix.inner_text()
     page.reload()  # the server draws the same markup
     fix = page.locator('#results .result[data-id="export-jobs"] .resolution')
     expect(fix.locator("pre code")).to_have_count(1)
-    assert "-H \"X-Key: $LEDGERLY_API_KEY\"" in fix.locator("pre code").inner_text()
+    assert '-H "X-Key: $LEDGERLY_API_KEY"' in fix.locator("pre code").inner_text()
 
 
 def in_view(page, locator) -> bool:
@@ -519,7 +563,9 @@ def test_outcome_buttons_stay_in_reach_without_scrolling(context, live):
     page = sign_in(watch(context.new_page()), live, "ana")
     expect = sync_api.expect
     page.set_viewport_size({"width": 1280, "height": 720})
-    type_incident(page, "", "vpn keeps disconnecting, email will not send and the printer queue is stuck")
+    type_incident(
+        page, "", "vpn keeps disconnecting, email will not send and the printer queue is stuck"
+    )
     expect(page.locator("#results .result")).to_have_count(5)
     list_box = page.locator("#results").bounding_box()
     assert list_box["y"] + list_box["height"] > 720  # the list is taller than the window
@@ -542,7 +588,9 @@ def test_article_opens_beside_the_list_and_closes_to_the_same_spot(context, live
     page = sign_in(watch(context.new_page()), live, "ana")
     expect = sync_api.expect
     page.set_viewport_size({"width": 1280, "height": 720})
-    type_incident(page, "", "vpn keeps disconnecting, email will not send and the printer queue is stuck")
+    type_incident(
+        page, "", "vpn keeps disconnecting, email will not send and the printer queue is stuck"
+    )
     results = page.locator("#results .result")
     expect(results).to_have_count(5)
     third = results.nth(2)
@@ -565,7 +613,9 @@ def test_article_opens_beside_the_list_and_closes_to_the_same_spot(context, live
     page.keyboard.press("Escape")
     expect(panel).to_be_hidden()
     closed = third.bounding_box()
-    assert abs(closed["y"] - before["y"]) <= 2 and abs(page.evaluate("window.scrollY") - scrolled) <= 2
+    assert (
+        abs(closed["y"] - before["y"]) <= 2 and abs(page.evaluate("window.scrollY") - scrolled) <= 2
+    )
     expect(third).to_be_focused()
 
 
@@ -579,9 +629,17 @@ def test_page_shows_route_first_line_hint_and_a_possible_duplicate(agent_page, l
     opened = (datetime.now(UTC) - timedelta(minutes=25)).strftime("%Y-%m-%dT%H:%M:%SZ")
     store = live.store()
     try:
-        store.upsert_incidents([Incident(id="OPEN-77", title="Mailbox is full and cannot send",
-                                         description="mailbox is full and I cannot send email", status="open",
-                                         opened_at=opened)])
+        store.upsert_incidents(
+            [
+                Incident(
+                    id="OPEN-77",
+                    title="Mailbox is full and cannot send",
+                    description="mailbox is full and I cannot send email",
+                    status="open",
+                    opened_at=opened,
+                )
+            ]
+        )
     finally:
         store.close()
     type_incident(page, "", "mailbox is full and I cannot send email")
@@ -589,7 +647,9 @@ def test_page_shows_route_first_line_hint_and_a_possible_duplicate(agent_page, l
     duplicate = page.locator(".duplicate")
     expect(duplicate).to_contain_text("Possible duplicate of OPEN-77")
     expect(duplicate).to_contain_text("25 minutes ago")
-    expect(duplicate.get_by_role("link", name="OPEN-77")).to_have_attribute("href", "/incidents/OPEN-77")
+    expect(duplicate.get_by_role("link", name="OPEN-77")).to_have_attribute(
+        "href", "/incidents/OPEN-77"
+    )
     expect(page.locator(".triage")).to_contain_text("Route to:")
     assert page.console_errors == []
     page.reload()  # the server draws the same
@@ -613,18 +673,28 @@ def test_used_this_copies_the_resolution_note_and_tells_the_ticket_system(contex
     expect(status).to_contain_text("The resolution note is copied")
     copied = page.evaluate("navigator.clipboard.readText()")
     link = f"{live.url}/articles/net-vpn-drops"
-    assert copied.startswith(f'Resolved with the knowledge article "VPN tunnel drops every few minutes" ({link}).')
+    assert copied.startswith(
+        f'Resolved with the knowledge article "VPN tunnel drops every few minutes" ({link}).'
+    )
     assert "Steps:" in copied
     assert page.locator(".resolution-note-text").input_value() == copied
     # The ticket system hears of it from the background sender, signed.
     deadline = time.monotonic() + 10
-    while not any(p[3]["suggestion_id"] == sid for p in live.tickets.posts) and time.monotonic() < deadline:
+    while (
+        not any(p[3]["suggestion_id"] == sid for p in live.tickets.posts)
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.1)
     [(_, signed, headers, event)] = [p for p in live.tickets.posts if p[3]["suggestion_id"] == sid]
     assert signed and headers["X-KB-Event"] == "resolution_used"
     assert event["incident_id"] == "INC-4242" and event["agent"] == "ana"
-    assert event["result"] == {"id": "net-vpn-drops", "kind": "article", "rank": 1,
-                               "title": "VPN tunnel drops every few minutes", "url": link}
+    assert event["result"] == {
+        "id": "net-vpn-drops",
+        "kind": "article",
+        "rank": 1,
+        "title": "VPN tunnel drops every few minutes",
+        "url": link,
+    }
     assert event["resolution_note"] == copied and event["occurred_at"] >= started
     assert page.console_errors == []
 
@@ -632,7 +702,9 @@ def test_used_this_copies_the_resolution_note_and_tells_the_ticket_system(contex
 def recorded_searches(live: Live, principal: str = "ana") -> int:
     store = live.store()
     try:
-        return store.db.execute("SELECT count(*) FROM suggestions WHERE principal = ?", [principal]).fetchone()[0]
+        return store.db.execute(
+            "SELECT count(*) FROM suggestions WHERE principal = ?", [principal]
+        ).fetchone()[0]
     finally:
         store.close()
 
@@ -658,7 +730,9 @@ def test_only_searches_acted_on_or_settled_are_recorded(agent_page, live):
     description.press_sequentially(" again", delay=20)
     expect(page.locator("#results")).not_to_have_attribute("data-suggestion-id", shown[-1])
     sid = suggestion_id(page)
-    first_result(page).get_by_role("button", name="Used this").click()  # acting on it records it at once
+    first_result(page).get_by_role(
+        "button", name="Used this"
+    ).click()  # acting on it records it at once
     expect(page.locator("#feedback-status")).to_contain_text("Recorded: you used")
     assert recorded_searches(live) == before + 2 and feedback_rows(live, sid)[0]["agent"] == "ana"
 
@@ -667,7 +741,9 @@ def test_keyboard_focus_is_never_under_the_sticky_bar(context, live):
     page = sign_in(watch(context.new_page()), live, "ana")
     expect = sync_api.expect
     page.set_viewport_size({"width": 1280, "height": 600})
-    type_incident(page, "", "vpn keeps disconnecting, email will not send and the printer queue is stuck")
+    type_incident(
+        page, "", "vpn keeps disconnecting, email will not send and the printer queue is stuck"
+    )
     results = page.locator("#results .result")
     expect(results).to_have_count(5)
     page.keyboard.press("Escape")
@@ -689,8 +765,10 @@ def test_keyboard_focus_is_never_under_the_sticky_bar(context, live):
     results.nth(4).locator("a.title").focus()
     page.keyboard.press("Shift+Tab")  # Tab backwards into the result above
     page.keyboard.press("Shift+Tab")
-    focused = page.evaluate("document.activeElement.closest('.result') && "
-                            "[...document.querySelectorAll('#results .result')].indexOf(document.activeElement.closest('.result'))")
+    focused = page.evaluate(
+        "document.activeElement.closest('.result') && "
+        "[...document.querySelectorAll('#results .result')].indexOf(document.activeElement.closest('.result'))"
+    )
     clear_of_bar(focused)
 
 
@@ -704,9 +782,13 @@ def test_at_720_pixels_the_first_result_shows_while_typing(context, live):
     expect(top).to_have_attribute("data-id", "net-vpn-drops")
     expect(page.locator("#description")).to_be_focused()
     assert page.evaluate("window.scrollY") == 0
-    assert in_view(page, top.locator("a.title")) and in_view(page, top.get_by_role("button", name="Used this"))
+    assert in_view(page, top.locator("a.title")) and in_view(
+        page, top.get_by_role("button", name="Used this")
+    )
     assert in_view(page, page.locator("#description"))
-    overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    overflow = page.evaluate(
+        "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
     assert overflow <= 0
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "results-720.png"))
@@ -725,6 +807,12 @@ def test_the_opened_article_has_its_own_used_this(agent_page, live):
     expect(use).to_have_attribute("aria-pressed", "false")
     use.click()
     expect(use).to_have_attribute("aria-pressed", "true")
-    expect(page.locator("#feedback-status")).to_contain_text("Recorded: you used “Mailbox is full and cannot send”")
-    expect(first_result(page).get_by_role("button", name="Used this")).to_have_attribute("aria-pressed", "true")
-    assert [(r["outcome"], r["used_id"]) for r in feedback_rows(live, sid)] == [("used", "mail-quota")]
+    expect(page.locator("#feedback-status")).to_contain_text(
+        "Recorded: you used “Mailbox is full and cannot send”"
+    )
+    expect(first_result(page).get_by_role("button", name="Used this")).to_have_attribute(
+        "aria-pressed", "true"
+    )
+    assert [(r["outcome"], r["used_id"]) for r in feedback_rows(live, sid)] == [
+        ("used", "mail-quota")
+    ]

@@ -71,10 +71,17 @@ def live(tmp_path_factory, provider):
     root = tmp_path_factory.mktemp("browser-km")
     articles = root / "articles"
     shutil.copytree(DATA / "articles", articles)
-    config = load_config(environ={}, home=str(root / "home"), embed_backend="hashing",
-                         articles_dir=str(articles), drafts_dir=str(articles), oidc_issuer=provider.issuer,
-                         oidc_client_id=provider.client_id, oidc_client_secret=provider.client_secret,
-                         oidc_roles="kb-curators=knowledge_manager,support=agent")
+    config = load_config(
+        environ={},
+        home=str(root / "home"),
+        embed_backend="hashing",
+        articles_dir=str(articles),
+        drafts_dir=str(articles),
+        oidc_issuer=provider.issuer,
+        oidc_client_id=provider.client_id,
+        oidc_client_secret=provider.client_secret,
+        oidc_roles="kb-curators=knowledge_manager,support=agent",
+    )
     service = Service(config, embedder=HashingEmbedder())
     load_test_data(service, articles)
     service.index()
@@ -98,7 +105,11 @@ def live(tmp_path_factory, provider):
 def stored(live: Live, article_id: str):
     store = live.store()
     try:
-        return store.get_article(article_id), store.article_versions(article_id), store.audit_entries()
+        return (
+            store.get_article(article_id),
+            store.article_versions(article_id),
+            store.audit_entries(),
+        )
     finally:
         store.close()
 
@@ -108,12 +119,16 @@ def test_a_draft_goes_to_validated_through_the_review_queue(context, live):
     page = sign_in(watch(context.new_page()), live, "kim")
     # A draft started from the search page when nothing fits.
     page.get_by_label("Title").fill("Badge reader rejects every card")
-    page.locator("#description").fill("the badge reader at the north door rejects every card since monday")
+    page.locator("#description").fill(
+        "the badge reader at the north door rejects every card since monday"
+    )
     page.get_by_role("button", name="Start a draft article").click()
     expect(page.locator(".flash")).to_contain_text("Draft saved as")
     store = live.store()
     try:
-        draft = next(a for a in store.iter_articles() if a.title == "Badge reader rejects every card")
+        draft = next(
+            a for a in store.iter_articles() if a.title == "Badge reader rejects every card"
+        )
     finally:
         store.close()
     path = live.articles / f"{draft.id}.md"
@@ -132,8 +147,14 @@ def test_a_draft_goes_to_validated_through_the_review_queue(context, live):
     page.get_by_role("link", name="Edit the article").click()
     editor = page.locator("#editor-text")
     text = editor.input_value()
-    text = text.replace("## Cause\n", "## Cause\nThe card keys were rotated; the reader kept the old ones.\n", 1)
-    text = text.replace("## Resolution\n", "## Resolution\nPush the new keys with `badgectl sync --door north`.\n", 1)
+    text = text.replace(
+        "## Cause\n", "## Cause\nThe card keys were rotated; the reader kept the old ones.\n", 1
+    )
+    text = text.replace(
+        "## Resolution\n",
+        "## Resolution\nPush the new keys with `badgectl sync --door north`.\n",
+        1,
+    )
     text = text.replace("## Applies to\n", "## Applies to\n- Door badge readers <b>north</b>\n", 1)
     editor.fill(text)
     preview = page.locator("#preview")
@@ -148,22 +169,32 @@ def test_a_draft_goes_to_validated_through_the_review_queue(context, live):
     editor.fill(editor.input_value().replace(" <b>north</b>", " (north door)"))
     page.get_by_role("button", name="Save").click()
     expect(page.locator(".flash")).to_contain_text(f"Saved {draft.id}.md as version 2")
-    expect(page.locator("pre.diff").first).to_contain_text("+Push the new keys with `badgectl sync --door north`.")
+    expect(page.locator("pre.diff").first).to_contain_text(
+        "+Push the new keys with `badgectl sync --door north`."
+    )
     assert "badgectl sync --door north" in path.read_text()
 
     for button, state in (("Send for review", "not_validated"), ("Validate", "validated")):
         page.get_by_role("link", name="Review", exact=True).click()
         page.locator(f'.queue-item[data-article-id="{draft.id}"]').get_by_role(
-            "button", name=button).click()
+            "button", name=button
+        ).click()
         expect(page.locator(".flash")).to_contain_text(f"{draft.id}:")
         assert f"status: {state}" in path.read_text()
     expect(page.locator(f'.queue-item[data-article-id="{draft.id}"]')).to_have_count(0)
 
     article, versions, audit = stored(live, draft.id)
     assert article.status == "validated"
-    assert [(v["data"]["status"], v["changed_by"]) for v in versions][-2:] == [("not_validated", "kim"), ("validated", "kim")]
-    assert any(e["action"] == "article review" and e["actor"] == "session:kim"
-               and e["detail"].startswith("not_validated -> validated") for e in audit)
+    assert [(v["data"]["status"], v["changed_by"]) for v in versions][-2:] == [
+        ("not_validated", "kim"),
+        ("validated", "kim"),
+    ]
+    assert any(
+        e["action"] == "article review"
+        and e["actor"] == "session:kim"
+        and e["detail"].startswith("not_validated -> validated")
+        for e in audit
+    )
     page.goto(live.url + f"/manage/articles/{draft.id}/history")
     expect(page.locator(".version").first).to_contain_text("by kim")
     assert not [e for e in page.console_errors if "status of 422" not in e]  # the two refusals
@@ -177,7 +208,9 @@ def test_a_concurrent_edit_shows_both_texts(browser, live):
         also = sign_in(second.new_page(), live, "kim", "/manage/articles/mail-quota/edit")
         for page, words in ((kim, "First archive old mail."), (also, "Ask for a bigger quota.")):
             editor = page.locator("#editor-text")
-            editor.fill(editor.input_value().replace("## Resolution\n", f"## Resolution\n{words}\n\n", 1))
+            editor.fill(
+                editor.input_value().replace("## Resolution\n", f"## Resolution\n{words}\n\n", 1)
+            )
         kim.get_by_role("button", name="Save").click()
         expect(kim.locator(".flash")).to_contain_text("Saved mail-quota.md")
         also.get_by_role("button", name="Save").click()

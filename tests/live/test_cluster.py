@@ -21,8 +21,14 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 def kb(home: Path, *args: str, timeout: float = 420) -> subprocess.CompletedProcess:
     env = dict(os.environ, KB_HOME=str(home), RAY_USAGE_STATS_ENABLED="0")
     env.pop("KB_EMBED_BACKEND", None)  # the default encoder: int8 documents, text by text
-    return subprocess.run([sys.executable, "-m", "scripts.cli", *args], env=env, capture_output=True,
-                          text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "scripts.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def incidents_file(tmp_path: Path, count: int) -> Path:
@@ -31,12 +37,20 @@ def incidents_file(tmp_path: Path, count: int) -> Path:
     with path.open("w") as out:
         for i in range(count):
             product = products[i % 4]
-            out.write(json.dumps({
-                "id": f"INC-{i}", "title": f"{product} problem number {i}",
-                "description": f"User reports the {product} fails with error E{i % 17} after the update "
-                               f"on floor {i % 9}; restarting did not help. " * (1 + i % 3),
-                "resolution": f"Reinstalled the {product} agent and cleared cache {i % 5}.",
-                "status": "resolved", "product": product}) + "\n")
+            out.write(
+                json.dumps(
+                    {
+                        "id": f"INC-{i}",
+                        "title": f"{product} problem number {i}",
+                        "description": f"User reports the {product} fails with error E{i % 17} after the update "
+                        f"on floor {i % 9}; restarting did not help. " * (1 + i % 3),
+                        "resolution": f"Reinstalled the {product} agent and cleared cache {i % 5}.",
+                        "status": "resolved",
+                        "product": product,
+                    }
+                )
+                + "\n"
+            )
     return path
 
 
@@ -64,7 +78,9 @@ def test_a_cluster_index_equals_the_local_one(tmp_path):
     assert cluster_report["texts_embedded"] == local_report["texts_embedded"] >= 240
     ids_a, vectors_a, config_a = built(homes["local"])
     ids_b, vectors_b, config_b = built(homes["cluster"])
-    assert config_a["model_id"] == config_b["model_id"] and config_a["model_id"].endswith("+int8-docs")
+    assert config_a["model_id"] == config_b["model_id"] and config_a["model_id"].endswith(
+        "+int8-docs"
+    )
     assert (ids_a == ids_b).all() and len(ids_a) == local_report["vectors"]
     assert np.allclose(vectors_a, vectors_b, atol=1e-5)
     # The same content-hash cache: a second run embeds nothing, on the cluster or not.
@@ -83,4 +99,7 @@ def test_cluster_errors_are_one_clear_line(tmp_path):
     lonely = kb(home, "index", "--cluster-workers", "2")
     assert lonely.returncode != 0 and "--cluster-workers needs --cluster" in lonely.stderr
     unreachable = kb(home, "index", "--cluster", "127.0.0.1:9", timeout=180)
-    assert unreachable.returncode != 0 and "could not reach the Ray cluster at 127.0.0.1:9" in unreachable.stderr
+    assert (
+        unreachable.returncode != 0
+        and "could not reach the Ray cluster at 127.0.0.1:9" in unreachable.stderr
+    )

@@ -47,8 +47,9 @@ class Ledger:
     resent: int = 0
 
 
-def feedback_client(number: int, url: str, token: str, stop: threading.Event, ledger: Ledger,
-                    seed: int) -> None:
+def feedback_client(
+    number: int, url: str, token: str, stop: threading.Event, ledger: Ledger, seed: int
+) -> None:
     rng = random.Random(seed)
     pending: tuple[str, dict] | None = None
     made = 0
@@ -68,8 +69,9 @@ def feedback_client(number: int, url: str, token: str, stop: threading.Event, le
     while not stop.is_set():
         if pending is None:
             title, description = rng.choice(QUERIES)
-            status, answer = call("POST", "/api/v1/suggest",
-                                  {"title": title, "description": description, "k": 3})
+            status, answer = call(
+                "POST", "/api/v1/suggest", {"title": title, "description": description, "k": 3}
+            )
             if status is None:
                 continue
             if status != 200:
@@ -77,11 +79,19 @@ def feedback_client(number: int, url: str, token: str, stop: threading.Event, le
                 continue
             ledger.suggestions.add(answer["suggestion_id"])
             results = answer["results"]
-            used = results[rng.randrange(len(results))]["id"] if results and rng.random() < 0.75 else None
-            pending = (answer["suggestion_id"], {
-                "used": used, "outcome": "used" if used else "none_helped",
-                "agent": f"agent-{number}-{made}",
-            })
+            used = (
+                results[rng.randrange(len(results))]["id"]
+                if results and rng.random() < 0.75
+                else None
+            )
+            pending = (
+                answer["suggestion_id"],
+                {
+                    "used": used,
+                    "outcome": "used" if used else "none_helped",
+                    "agent": f"agent-{number}-{made}",
+                },
+            )
             made += 1
         suggestion_id, payload = pending
         path = f"/api/v1/suggestions/{suggestion_id}/feedback"
@@ -109,8 +119,11 @@ def run_kill_rounds(home, rounds: int, seed: int) -> dict:
     stop = threading.Event()
     ledgers = [Ledger() for _ in range(CLIENTS)]
     threads = [
-        threading.Thread(target=feedback_client, daemon=True,
-                         args=(n, server.url, token, stop, ledgers[n], seed * 100 + n))
+        threading.Thread(
+            target=feedback_client,
+            daemon=True,
+            args=(n, server.url, token, stop, ledgers[n], seed * 100 + n),
+        )
         for n in range(CLIENTS)
     ]
     kills = 0
@@ -140,7 +153,9 @@ def run_kill_rounds(home, rounds: int, seed: int) -> dict:
 
 def check_store(home, tallies: dict, seed: int, database_url: str = "") -> dict:
     ledgers: list[Ledger] = tallies["ledgers"]
-    acknowledged = {key: payload for ledger in ledgers for key, payload in ledger.acknowledged.items()}
+    acknowledged = {
+        key: payload for ledger in ledgers for key, payload in ledger.acknowledged.items()
+    }
     suggestions = set().union(*(ledger.suggestions for ledger in ledgers))
     errors = [e for ledger in ledgers for e in ledger.server_errors]
     unexpected = [e for ledger in ledgers for e in ledger.unexpected]
@@ -153,8 +168,11 @@ def check_store(home, tallies: dict, seed: int, database_url: str = "") -> dict:
     with open_store(home, create=False, database_url=database_url) as store:
         assert store.integrity_problems() == []
         rows = list(store.db.query("SELECT suggestion_id, agent, outcome, used_id FROM feedback"))
-        events = list(store.db.query(
-            "SELECT suggestion_id, agent, count(*) AS n FROM feedback_events GROUP BY 1, 2"))
+        events = list(
+            store.db.query(
+                "SELECT suggestion_id, agent, count(*) AS n FROM feedback_events GROUP BY 1, 2"
+            )
+        )
         present_suggestions = {r["id"] for r in store.db.query("SELECT id FROM suggestions")}
     present = {(r["suggestion_id"], r["agent"]): r for r in rows}
     missing = [key for key in acknowledged if key not in present]

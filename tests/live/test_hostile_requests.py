@@ -39,7 +39,11 @@ def exchange(server, data: bytes) -> tuple[int, bytes]:
                 break
             answer += chunk
             head, _, body = answer.partition(b"\r\n\r\n")
-            length = [int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")]
+            length = [
+                int(line.split(b":")[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            ]
             if length and len(body) >= length[0]:
                 break
     head, _, body = answer.partition(b"\r\n\r\n")
@@ -47,13 +51,15 @@ def exchange(server, data: bytes) -> tuple[int, bytes]:
 
 
 def chunked(payload: bytes, size: int = 65536) -> bytes:
-    pieces = [payload[i:i + size] for i in range(0, len(payload), size)]
+    pieces = [payload[i : i + size] for i in range(0, len(payload), size)]
     return b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
 
 
 def post_head(token: str) -> bytes:
-    return (b"POST /api/v1/suggest HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            b"Authorization: Bearer " + token.encode() + b"\r\nTransfer-Encoding: chunked\r\n\r\n")
+    return (
+        b"POST /api/v1/suggest HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Authorization: Bearer " + token.encode() + b"\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
 
 
 def test_an_invalid_chunk_size_is_a_400(live):
@@ -61,7 +67,9 @@ def test_an_invalid_chunk_size_is_a_400(live):
     status, body = exchange(server, post_head(token) + b"zz\r\n{}\r\n0\r\n\r\n")
     assert status == 400 and json.loads(body)["error"]["code"] == "bad_request"
     # A well-formed chunked body still works.
-    status, body = exchange(server, post_head(token) + chunked(json.dumps({"title": "vpn drops"}).encode()))
+    status, body = exchange(
+        server, post_head(token) + chunked(json.dumps({"title": "vpn drops"}).encode())
+    )
     assert status == 200 and json.loads(body)["results"]
 
 
@@ -75,13 +83,18 @@ def test_a_chunked_body_over_the_limit_is_a_413(live):
 def test_an_80_kb_header_block_in_one_read_is_a_431(live):
     server, _ = live
     headers = b"".join(b"X-Filler-%d: %s\r\n" % (n, b"a" * 4000) for n in range(20))
-    status, body = exchange(server, b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n")
+    status, body = exchange(
+        server, b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n"
+    )
     assert status == 431 and json.loads(body)["error"]["code"] == "headers_too_large"
 
 
 def test_control_characters_in_a_request_cannot_forge_log_lines(live):
     server, _ = live
-    status, _ = exchange(server, b"GET /nothing%0aFORGED%1b[31m%00%0d HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    status, _ = exchange(
+        server,
+        b"GET /nothing%0aFORGED%1b[31m%00%0d HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
     assert status == 404
     time.sleep(0.5)
     log = server.log_path.read_bytes()
@@ -103,7 +116,9 @@ def test_kb_serve_starts_on_a_damaged_index_and_says_so(tmp_path, how):
         status, health = request(server.url, "GET", "/api/v1/health", token=token)
         assert status == 200 and health["status"] == "degraded", health
         assert health["index_damaged"]["version"] == damaged and health["index_version"] != damaged
-        status, answer = request(server.url, "POST", "/api/v1/suggest", {"title": "vpn drops"}, token=token)
+        status, answer = request(
+            server.url, "POST", "/api/v1/suggest", {"title": "vpn drops"}, token=token
+        )
         assert status == 200 and answer["results"]
         assert "INDEX DAMAGED" in server.log_path.read_text(errors="replace")
 

@@ -40,29 +40,53 @@ WORDS = (
 ).split()
 
 
-def write_incidents(path: Path, count: int, rng: random.Random, *, prefix: str = "GEN",
-                    start: int = 0, open_share: float = 0.0) -> Path:
+def write_incidents(
+    path: Path,
+    count: int,
+    rng: random.Random,
+    *,
+    prefix: str = "GEN",
+    start: int = 0,
+    open_share: float = 0.0,
+) -> Path:
     """Synthetic incidents: enough text that indexing takes a moment."""
     with open(path, "w") as handle:
         for n in range(start, start + count):
             words = lambda k: " ".join(rng.choice(WORDS) for _ in range(k))  # noqa: E731
-            handle.write(json.dumps({
-                "id": f"{prefix}-{n:05d}", "title": words(5), "description": words(rng.randint(20, 120)),
-                "resolution": words(rng.randint(5, 25)),
-                "status": "open" if rng.random() < open_share else "resolved",
-                "product": rng.choice(["mail", "net", "auth"]), "category": "it",
-            }) + "\n")
+            handle.write(
+                json.dumps(
+                    {
+                        "id": f"{prefix}-{n:05d}",
+                        "title": words(5),
+                        "description": words(rng.randint(20, 120)),
+                        "resolution": words(rng.randint(5, 25)),
+                        "status": "open" if rng.random() < open_share else "resolved",
+                        "product": rng.choice(["mail", "net", "auth"]),
+                        "category": "it",
+                    }
+                )
+                + "\n"
+            )
     return path
 
 
 def kb_process(home: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "scripts.cli", *args],
-                            env=server_env(home), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [sys.executable, "-m", "scripts.cli", *args],
+        env=server_env(home),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def run_kb(home: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "scripts.cli", *args], env=server_env(home),
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "scripts.cli", *args],
+        env=server_env(home),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 class QueryLoad:
@@ -73,16 +97,22 @@ class QueryLoad:
         self.stop = threading.Event()
         self.ok = 0
         self.failures: list[str] = []
-        self.threads = [threading.Thread(target=self._run, args=(n,), daemon=True) for n in range(threads)]
+        self.threads = [
+            threading.Thread(target=self._run, args=(n,), daemon=True) for n in range(threads)
+        ]
 
     def _run(self, number: int) -> None:
         rng = random.Random(number)
         while not self.stop.is_set():
-            body = {"title": " ".join(rng.choice(WORDS) for _ in range(4)),
-                    "description": " ".join(rng.choice(WORDS) for _ in range(25)), "k": 5}
+            body = {
+                "title": " ".join(rng.choice(WORDS) for _ in range(4)),
+                "description": " ".join(rng.choice(WORDS) for _ in range(25)),
+                "k": 5,
+            }
             try:
-                status, answer = request(self.url, "POST", "/api/v1/suggest", body, token=self.token,
-                                         timeout=30)
+                status, answer = request(
+                    self.url, "POST", "/api/v1/suggest", body, token=self.token, timeout=30
+                )
             except (OSError, http.client.HTTPException) as exc:
                 self.failures.append(f"no answer: {exc!r}")
                 continue
@@ -102,8 +132,9 @@ class QueryLoad:
             thread.join(timeout=60)
 
 
-def kill_indexer(home: Path, how: str, rng: random.Random, *, rebuild: bool,
-                 typical_seconds: float) -> str:
+def kill_indexer(
+    home: Path, how: str, rng: random.Random, *, rebuild: bool, typical_seconds: float
+) -> str:
     """Start `kb index` and SIGKILL it; returns where it was when killed."""
     index_root = home / "index"
     earlier = set(index_root.glob(".tmp-*"))  # left by an earlier round's kill
@@ -130,8 +161,13 @@ def kill_indexer(home: Path, how: str, rng: random.Random, *, rebuild: bool,
 
 def change_incidents(home: Path, rng: random.Random, round_number: int, count: int) -> None:
     """New incidents, changed ones, and some taken out of search (status open)."""
-    path = write_incidents(home.parent / f"round-{round_number}.jsonl", count, rng,
-                           start=rng.randrange(0, 1000), open_share=0.2)
+    path = write_incidents(
+        home.parent / f"round-{round_number}.jsonl",
+        count,
+        rng,
+        start=rng.randrange(0, 1000),
+        open_share=0.2,
+    )
     kb(home, "import", "incidents", str(path))
 
 
@@ -149,8 +185,10 @@ def run_indexer_kills(tmp_path: Path, *, incidents: int, rounds: int, seed: int)
             change_incidents(home, rng, round_number, count=rng.randint(50, 250))
             how = ("random", "first_chunks", "publishing")[round_number % 3]
             rebuild = round_number % 4 == 3
-            phases.append(kill_indexer(home, how, rng, rebuild=rebuild, typical_seconds=typical)
-                          + (" [rebuild]" if rebuild else ""))
+            phases.append(
+                kill_indexer(home, how, rng, rebuild=rebuild, typical_seconds=typical)
+                + (" [rebuild]" if rebuild else "")
+            )
             # Whatever the moment, CURRENT names a complete version.
             index, _ = load_index(home / "index", MODEL_ID)
             assert len(index) > 0
@@ -169,7 +207,9 @@ def run_indexer_kills(tmp_path: Path, *, incidents: int, rounds: int, seed: int)
             time.sleep(0.2)
         assert (status, health.get("log_seq"), health.get("vectors")) == (200, head, chunks), health
     assert load.ok > 0
-    assert not load.failures, f"{len(load.failures)} failed queries (seed {seed}): {load.failures[:5]}"
+    assert not load.failures, (
+        f"{len(load.failures)} failed queries (seed {seed}): {load.failures[:5]}"
+    )
     doctor = run_kb(home, "doctor", "--json")
     report = json.loads(doctor.stdout)
     assert doctor.returncode == 0 and report["ok"], doctor.stdout
@@ -178,8 +218,15 @@ def run_indexer_kills(tmp_path: Path, *, incidents: int, rounds: int, seed: int)
         assert check_index(store, home / "index", MODEL_ID) == []
         assert store.orphan_chunk_docs() == []
     timings["total"] = round(time.monotonic() - began, 1)
-    return {"rounds": rounds, "timings": timings, "kill_points": phases, "queries_ok": load.ok,
-            "queries_failed": len(load.failures), "chunks": chunks, "version": version}
+    return {
+        "rounds": rounds,
+        "timings": timings,
+        "kill_points": phases,
+        "queries_ok": load.ok,
+        "queries_failed": len(load.failures),
+        "chunks": chunks,
+        "version": version,
+    }
 
 
 def test_killed_indexer_never_breaks_search(tmp_path):
@@ -211,8 +258,12 @@ def doctor(home: Path, *args: str) -> tuple[int, dict]:
 
     from scripts.cli import cli
 
-    result = CliRunner().invoke(cli, ["--home", str(home), "doctor", "--json", *args],
-                                env=server_env(home), catch_exceptions=False)
+    result = CliRunner().invoke(
+        cli,
+        ["--home", str(home), "doctor", "--json", *args],
+        env=server_env(home),
+        catch_exceptions=False,
+    )
     return result.exit_code, json.loads(result.output)
 
 
@@ -237,7 +288,12 @@ def damage_leftovers(home: Path) -> None:
 
 
 def damage_pending(home: Path) -> None:
-    kb(home, "import", "incidents", str(write_incidents(home.parent / "more.jsonl", 5, random.Random(1))))
+    kb(
+        home,
+        "import",
+        "incidents",
+        str(write_incidents(home.parent / "more.jsonl", 5, random.Random(1))),
+    )
 
 
 def damage_broken_vectors(home: Path) -> None:
@@ -259,14 +315,17 @@ def damage_foreign_index(home: Path) -> None:
     config_path.write_text(json.dumps(config))
 
 
-@pytest.mark.parametrize("damage, expected", [
-    (damage_current_missing, {"current_missing"}),
-    (damage_leftovers, {"temp_leftovers"}),
-    (damage_pending, {"pending_documents"}),
-    (damage_broken_vectors, {"index_unreadable"}),
-    (damage_orphans, {"orphan_chunks"}),
-    (damage_foreign_index, {"index_ahead"}),
-])
+@pytest.mark.parametrize(
+    "damage, expected",
+    [
+        (damage_current_missing, {"current_missing"}),
+        (damage_leftovers, {"temp_leftovers"}),
+        (damage_pending, {"pending_documents"}),
+        (damage_broken_vectors, {"index_unreadable"}),
+        (damage_orphans, {"orphan_chunks"}),
+        (damage_foreign_index, {"index_ahead"}),
+    ],
+)
 def test_doctor_finds_and_repairs(doctor_home, damage, expected):
     damage(doctor_home)
     status, report = doctor(doctor_home)
@@ -293,7 +352,8 @@ def test_doctor_refuses_to_repair_while_an_indexer_runs(doctor_home):
 
         from scripts.cli import cli
 
-        result = CliRunner().invoke(cli, ["--home", str(doctor_home), "doctor", "--repair"],
-                                    env=server_env(doctor_home))
+        result = CliRunner().invoke(
+            cli, ["--home", str(doctor_home), "doctor", "--repair"], env=server_env(doctor_home)
+        )
         assert result.exit_code == 1 and "another `kb index`" in result.output
     assert (doctor_home / "index" / ".tmp-v1-abc").exists()

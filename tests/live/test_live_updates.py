@@ -25,7 +25,9 @@ def live(tmp_path):
 
 
 def suggest(server, token, text):
-    status, body = request(server.url, "POST", "/api/v1/suggest", {"description": text, "k": 3}, token=token)
+    status, body = request(
+        server.url, "POST", "/api/v1/suggest", {"description": text, "k": 3}, token=token
+    )
     assert status == 200, body
     return body
 
@@ -35,9 +37,13 @@ def test_posted_incident_is_searchable_on_every_worker_within_a_second(live):
     before = health_by_worker(server.url, token, 2)
     assert len(before) == 2, before
     (documents,) = {h["documents"] for h in before.values()}
-    incident = {"id": "LIVE-1", "title": "badge reader rejects my badge at the loading dock",
-                "description": "loading dock badge reader flashes red and beeps twice",
-                "resolution": "Re-encoded the badge for the dock door group.", "status": "resolved"}
+    incident = {
+        "id": "LIVE-1",
+        "title": "badge reader rejects my badge at the loading dock",
+        "description": "loading dock badge reader flashes red and beeps twice",
+        "resolution": "Re-encoded the badge for the dock door group.",
+        "status": "resolved",
+    }
     status, _ = request(server.url, "POST", "/api/v1/incidents", incident, token=token)
     assert status == 201
     posted = time.monotonic()
@@ -61,8 +67,13 @@ def test_workers_pick_up_a_new_index_version_without_failed_requests(live, tmp_p
     def client():
         while not stop.is_set():
             try:
-                status, body = request(server.url, "POST", "/api/v1/suggest",
-                                       {"description": "vpn keeps dropping at home"}, token=token)
+                status, body = request(
+                    server.url,
+                    "POST",
+                    "/api/v1/suggest",
+                    {"description": "vpn keeps dropping at home"},
+                    token=token,
+                )
             except OSError as exc:
                 failures.append(repr(exc))
                 continue
@@ -112,7 +123,12 @@ def test_a_413_does_not_break_the_next_request_on_the_same_connection(live):
         first = connection.getresponse()
         assert first.status == 413 and json.loads(first.read())["error"]["code"] == "body_too_large"
         # The same client goes on: it reconnects because the server said it would close.
-        connection.request("POST", "/api/v1/suggest", body=json.dumps({"description": "vpn drops"}), headers=headers)
+        connection.request(
+            "POST",
+            "/api/v1/suggest",
+            body=json.dumps({"description": "vpn drops"}),
+            headers=headers,
+        )
         second = connection.getresponse()
         assert second.status == 200, second.read()
     finally:

@@ -31,19 +31,29 @@ def written(home) -> tuple[int, int]:
     """Feedback rows and incidents the load test has written so far."""
     with open_store(home, create=False) as store:
         feedback = store.db.execute(
-            "SELECT count(*) FROM feedback WHERE agent LIKE 'loadtest-%'").fetchone()[0]
+            "SELECT count(*) FROM feedback WHERE agent LIKE 'loadtest-%'"
+        ).fetchone()[0]
         incidents = store.db.execute(
-            "SELECT count(*) FROM incidents WHERE id LIKE 'loadtest-%'").fetchone()[0]
+            "SELECT count(*) FROM incidents WHERE id LIKE 'loadtest-%'"
+        ).fetchone()[0]
     return feedback, incidents
 
 
 def run_and_check(live, seconds: float) -> dict:
     server, token = live
     before = written(server.home)
-    report = run_load(server.url, token, seconds=seconds, clients=16, timeout=30,
-                      server_pid=server.process.pid)
-    print(f"\nload test ({seconds} s): " + json.dumps({k: report[k] for k in (
-        "requests", "throughput_rps", "statuses", "failed", "latency", "workers")}))
+    report = run_load(
+        server.url, token, seconds=seconds, clients=16, timeout=30, server_pid=server.process.pid
+    )
+    print(
+        f"\nload test ({seconds} s): "
+        + json.dumps(
+            {
+                k: report[k]
+                for k in ("requests", "throughput_rps", "statuses", "failed", "latency", "workers")
+            }
+        )
+    )
     assert report["failed"] == 0, report["messages"]
     assert (report["server_errors"], report["timeouts"], report["hung_clients"]) == (0, 0, 0)
     assert set(report["operations"]) == {"suggest", "feedback", "incidents"}
@@ -70,8 +80,9 @@ def test_mixed_load_for_a_minute(live):
 
 def test_loadtest_command_line(live):
     server, token = live
-    result = CliRunner().invoke(main, ["--url", server.url, "--token", token, "--seconds", "1",
-                                       "--clients", "2", "--json"])
+    result = CliRunner().invoke(
+        main, ["--url", server.url, "--token", token, "--seconds", "1", "--clients", "2", "--json"]
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["requests"] > 0 and report["failed"] == 0
@@ -81,8 +92,20 @@ def test_loadtest_command_line(live):
 
 def test_loadtest_reports_failures(live):
     server, _ = live
-    result = CliRunner().invoke(main, ["--url", server.url, "--token", "kbt_wrong", "--seconds",
-                                       "0.5", "--clients", "1", "--json"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "--url",
+            server.url,
+            "--token",
+            "kbt_wrong",
+            "--seconds",
+            "0.5",
+            "--clients",
+            "1",
+            "--json",
+        ],
+    )
     assert result.exit_code == 1
     report = json.loads(result.output)
     assert report["client_errors"] == report["failed"] > 0
@@ -107,9 +130,23 @@ def test_stemming_is_safe_from_many_threads():
     from kb.lexical import stem as cached_stem
 
     stem = cached_stem.__wrapped__  # past the cache, to the stemmer itself
-    words = ["disconnecting", "generalizations", "oscillators", "happily", "relational",
-             "conditional", "digitizer", "vietnamization", "predication", "decisiveness",
-             "hopefulness", "callousness", "sensitivities", "printers", "mailboxes"]
+    words = [
+        "disconnecting",
+        "generalizations",
+        "oscillators",
+        "happily",
+        "relational",
+        "conditional",
+        "digitizer",
+        "vietnamization",
+        "predication",
+        "decisiveness",
+        "hopefulness",
+        "callousness",
+        "sensitivities",
+        "printers",
+        "mailboxes",
+    ]
     expected = {word: stem(word) for word in words}
     wrong: list[str] = []
 

@@ -58,8 +58,10 @@ def test_slow_senders_do_not_hold_the_request_threads(live):
         # and then send one byte at a time.
         for _ in range(12):
             sock = connect(server)
-            sock.sendall(b"POST /api/v1/suggest HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                         b"Content-Length: 100000\r\n\r\n{")
+            sock.sendall(
+                b"POST /api/v1/suggest HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 100000\r\n\r\n{"
+            )
             slow.append(sock)
         time.sleep(0.3)
         began = time.monotonic()
@@ -68,8 +70,14 @@ def test_slow_senders_do_not_hold_the_request_threads(live):
                 sock.sendall(b" ")
             status, _ = request(server.url, "GET", "/api/v1/health", timeout=2)
             assert status == 200
-            status, body = request(server.url, "POST", "/api/v1/suggest", {"description": "vpn drops"},
-                                   token=token, timeout=5)
+            status, body = request(
+                server.url,
+                "POST",
+                "/api/v1/suggest",
+                {"description": "vpn drops"},
+                token=token,
+                timeout=5,
+            )
             assert status == 200 and body["results"], body
         assert time.monotonic() - began < 10
     finally:
@@ -103,7 +111,9 @@ def test_oversized_lines_get_the_json_shape_on_the_api_and_a_page_elsewhere(live
     page = body.decode()
     assert "Address too long" in page and "Back to search" in page and long_text not in page
     with connect(server) as sock:
-        sock.sendall(f"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nX-Big: {long_text}\r\n\r\n".encode())
+        sock.sendall(
+            f"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nX-Big: {long_text}\r\n\r\n".encode()
+        )
         status, headers, body = read_response(sock)
     assert status == 431 and json.loads(body)["error"]["code"] == "headers_too_large"
 
@@ -112,16 +122,20 @@ def test_expect_continue_and_chunked_bodies_still_work(live):
     server, token = live
     body = json.dumps({"description": "vpn keeps dropping"}).encode()
     with connect(server) as sock:
-        sock.sendall(f"POST /api/v1/suggest HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
-                     f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-                     "Expect: 100-continue\r\n\r\n".encode())
+        sock.sendall(
+            f"POST /api/v1/suggest HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            "Expect: 100-continue\r\n\r\n".encode()
+        )
         assert sock.recv(100).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
         sock.sendall(body)
         status, _, answer = read_response(sock)
         assert status == 200 and json.loads(answer)["results"]
         # The same connection goes on with a chunked body sent in two pieces.
-        sock.sendall(f"POST /api/v1/suggest HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
-                     "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".encode())
+        sock.sendall(
+            f"POST /api/v1/suggest HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+            "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+        )
         half = len(body) // 2
         sock.sendall(f"{half:x}\r\n".encode() + body[:half] + b"\r\n")
         time.sleep(0.2)
@@ -134,8 +148,11 @@ def test_an_oversized_body_is_read_and_refused_with_the_json_shape(live):
     server, token = live
     body = b'{"description": "' + b"x" * 2_500_000 + b'"}'
     with connect(server) as sock:
-        sock.sendall(f"POST /api/v1/suggest HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
-                     f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+        sock.sendall(
+            f"POST /api/v1/suggest HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
         status, headers, answer = read_response(sock)
     assert status == 413 and json.loads(answer)["error"]["code"] == "body_too_large"
 

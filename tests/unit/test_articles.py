@@ -26,7 +26,11 @@ def test_parse_good_article():
     parsed = parse_article_text(GOOD, "demo.md")
     article = parsed.article
     assert (article.id, article.status, article.tags, article.review_by) == (
-        "demo-article", "validated", ["a", "b"], "2027-01-01")
+        "demo-article",
+        "validated",
+        ["a", "b"],
+        "2027-01-01",
+    )
     assert [h for h, _ in article_sections(article.body)] == ["Symptoms", "Resolution"]
 
 
@@ -109,7 +113,7 @@ def test_plain_text_keeps_commands_as_written():
 
     markdown = (
         "Run `export_jobs --id {job_id}` with **$LEDGERLY_API_KEY** set, see [the docs](http://x/y) and _note_ it.\n\n"
-        "```bash\ncurl -H \"X-Key: $LEDGERLY_API_KEY\" https://api.example/export_jobs\n```\n\n- item *two*\n"
+        '```bash\ncurl -H "X-Key: $LEDGERLY_API_KEY" https://api.example/export_jobs\n```\n\n- item *two*\n'
     )
     text = plain_text(markdown)
     assert "export_jobs --id {job_id}" in text and "$LEDGERLY_API_KEY set" in text
@@ -120,7 +124,9 @@ def test_plain_text_keeps_commands_as_written():
 
 
 def test_links_and_images_on_other_sites_posing_as_relative_are_not_live():
-    html = render_markdown("[x](//evil.example/login) and ![x](//evil.example/p.png) and [y](/\\evil.example/a)\n")
+    html = render_markdown(
+        "[x](//evil.example/login) and ![x](//evil.example/p.png) and [y](/\\evil.example/a)\n"
+    )
     assert "evil.example" in html  # shown as text
     assert "<a " not in html and "<img" not in html
 
@@ -128,5 +134,7 @@ def test_links_and_images_on_other_sites_posing_as_relative_are_not_live():
 def test_images_on_other_sites_are_never_loaded_but_linked_with_rel():
     html = render_markdown("![chart](https://example.com/p.png) ![local](diagram.png)\n")
     assert '<img src="diagram.png"' in html
-    assert "<img src=\"https://" not in html
-    assert '<a href="https://example.com/p.png" rel="noopener noreferrer nofollow">chart</a>' in html
+    assert '<img src="https://' not in html
+    assert (
+        '<a href="https://example.com/p.png" rel="noopener noreferrer nofollow">chart</a>' in html
+    )

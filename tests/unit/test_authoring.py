@@ -18,15 +18,20 @@ def test_empty_section_is_only_a_warning_on_drafts():
     text = text.replace("A reason.\n", "")
     _, problems, _ = lint_text(text, "d.md", today=TODAY)
     assert [(p.code, p.severity) for p in problems] == [("empty-section", "warning")]
-    _, problems, _ = lint_text(text.replace("status: draft", "status: validated"), "d.md", today=TODAY)
+    _, problems, _ = lint_text(
+        text.replace("status: draft", "status: validated"), "d.md", today=TODAY
+    )
     assert [(p.code, p.severity) for p in problems] == [("empty-section", "error")]
-
 
 
 def test_draft_from_incident_captures_the_customers_words():
     incident = Incident(
-        id="INC-42", title="Printer shows offline", status="resolved", product="Printers",
-        category="hardware", resolution_code="Solved (Permanently)",
+        id="INC-42",
+        title="Printer shows offline",
+        status="resolved",
+        product="Printers",
+        category="hardware",
+        resolution_code="Solved (Permanently)",
         description="The printer on floor 2 says offline.\n# not a heading\n<script>alert(1)</script>",
         resolution="Reserved the printer's IP address and re-added the queue.",
     )
@@ -35,7 +40,11 @@ def test_draft_from_incident_captures_the_customers_words():
     article = parsed.article
     assert article_id == article.id == "printer-shows-offline"
     assert (article.status, article.audience, article.product, article.category) == (
-        "draft", "internal", "Printers", "hardware")
+        "draft",
+        "internal",
+        "Printers",
+        "hardware",
+    )
     assert article.tags == ["source-incident", "inc-42", "solved-permanently"]
     assert (article.review_by, article.updated) == ("2026-10-28", "2026-05-01")
     sections = dict(article_sections(article.body))
@@ -51,17 +60,19 @@ def test_draft_from_incident_captures_the_customers_words():
         draft_from_incident(Incident(id="X", title="t", status="closed"))
 
 
-
 def test_front_matter_edit_keeps_everything_else():
-    text = ("---\nid: a\ntitle: 'A: b'\nstatus: >-\n  draft\naudience: internal\n"
-            "# a comment\ntags:\n- x\n- y\n---\n\n## Symptoms\nstatus: not front matter\n")
+    text = (
+        "---\nid: a\ntitle: 'A: b'\nstatus: >-\n  draft\naudience: internal\n"
+        "# a comment\ntags:\n- x\n- y\n---\n\n## Symptoms\nstatus: not front matter\n"
+    )
     edited = set_front_matter_fields(text, {"status": "validated", "owner": "kim"})
-    assert edited == ("---\nid: a\ntitle: 'A: b'\nstatus: validated\naudience: internal\n"
-                      "# a comment\ntags:\n- x\n- y\nowner: kim\n---\n\n## Symptoms\n"
-                      "status: not front matter\n")
+    assert edited == (
+        "---\nid: a\ntitle: 'A: b'\nstatus: validated\naudience: internal\n"
+        "# a comment\ntags:\n- x\n- y\nowner: kim\n---\n\n## Symptoms\n"
+        "status: not front matter\n"
+    )
     edited = set_front_matter_fields(text, {"tags": ["z"]})
     assert "tags: [z]\n---" in edited and "- x" not in edited
-
 
 
 def test_lint_reports_impossible_dates_without_crashing():
@@ -69,7 +80,8 @@ def test_lint_reports_impossible_dates_without_crashing():
     parsed, problems, _ = lint_text(text, "a.md", today=TODAY)
     assert parsed is None
     assert [(p.code, p.severity) for p in problems if p.severity == "error"] == [
-        ("front-matter", "error")]
+        ("front-matter", "error")
+    ]
     assert "day is out of range" in problems[0].message
 
 
@@ -83,13 +95,22 @@ def test_lint_refuses_secrets_in_an_article_but_not_a_support_address():
     leaked = text.replace("Fix it;", "Log in with password: Adm1n!2026 and fix it;")
     _, problems, _ = lint_text(leaked, "vpn.md", today=TODAY)
     [problem] = [p for p in problems if p.code == "secret"]
-    assert problem.severity == "error" and problem.line == leaked.splitlines().index(
-        next(line for line in leaked.splitlines() if "password:" in line)) + 1
+    assert (
+        problem.severity == "error"
+        and problem.line
+        == leaked.splitlines().index(
+            next(line for line in leaked.splitlines() if "password:" in line)
+        )
+        + 1
+    )
 
 
 def test_lint_flags_protocol_relative_links_and_images():
     text = GOOD.format(id="d", status="draft", audience="internal", review_by="2030-01-01")
-    text = text.replace("A reason.\n", "A reason: see [the portal](//evil.example/login).\n\n![x](//evil.example/p.png)\n")
+    text = text.replace(
+        "A reason.\n",
+        "A reason: see [the portal](//evil.example/login).\n\n![x](//evil.example/p.png)\n",
+    )
     _, problems, _ = lint_text(text, "d.md", today=TODAY)
     flagged = [p for p in problems if p.code == "protocol-relative-link"]
     assert len(flagged) == 2 and all(p.severity == "error" for p in flagged)

@@ -14,14 +14,14 @@ def test_articles_are_chunked_by_section():
     assert all(c.text.startswith("Thing breaks.") for c in chunks)
 
 
-
 def test_long_incidents_are_windowed_short_ones_are_not():
     short = incident_chunks(Incident(id="1", title="t", description="a few words"))
     assert len(short) == 1
-    long = incident_chunks(Incident(id="2", title="crash", description=" ".join(f"w{i}" for i in range(700))))
+    long = incident_chunks(
+        Incident(id="2", title="crash", description=" ".join(f"w{i}" for i in range(700)))
+    )
     assert len(long) > 3
     assert all(c.text.startswith("crash\n") for c in long)
-
 
 
 def test_vector_index_flat_and_hnsw_agree_on_easy_data():
@@ -39,4 +39,3 @@ def test_vector_index_flat_and_hnsw_agree_on_easy_data():
     assert not set(c.ravel().tolist()) & set(ids[:5].tolist())
     flat.add(ids[:5], vectors[:5])  # already present: skipped, not duplicated
     assert len(flat) == 300
-

@@ -26,14 +26,16 @@ def test_the_kind_follows_the_store_size():
 def test_sq8_finds_what_exact_search_finds_and_its_vectors_are_close(tmp_path):
     vectors = unit_vectors(2000)
     ids = np.arange(5, 4005, 2, dtype=np.int64)
-    batches = [(ids[i:i + 300], vectors[i:i + 300]) for i in range(0, 2000, 300)]
+    batches = [(ids[i : i + 300], vectors[i : i + 300]) for i in range(0, 2000, 300)]
     flat = VectorIndex.build(batches, 32, 2000, kind="flat")
     sq8 = VectorIndex.build(batches, 32, 2000, kind="hnsw-sq8")
     assert sq8.approximate and not flat.approximate and len(sq8) == 2000
     queries = unit_vectors(40, seed=1)
     _, exact = flat.search(queries, 10)
     _, found = sq8.search(queries, 50)
-    recall = np.mean([len(set(e) & set(f)) / 10 for e, f in zip(exact.tolist(), found.tolist(), strict=True)])
+    recall = np.mean(
+        [len(set(e) & set(f)) / 10 for e, f in zip(exact.tolist(), found.tolist(), strict=True)]
+    )
     assert recall >= 0.95
     assert np.abs(sq8.vector(int(ids[7])) - vectors[7]).max() < 0.02
     assert sq8.vector(4) is None and not sq8.contains(4)
@@ -88,7 +90,9 @@ def test_a_mapped_index_is_read_from_the_page_cache_not_copied(tmp_path):
     that maps the version), not a private copy: after many searches the file's mapping is
     resident and none of it is anonymous memory."""
     vectors = unit_vectors(10_000, d=384, seed=3)
-    built = VectorIndex.build([(np.arange(10_000, dtype=np.int64), vectors)], 384, 10_000, kind="hnsw-sq8")
+    built = VectorIndex.build(
+        [(np.arange(10_000, dtype=np.int64), vectors)], 384, 10_000, kind="hnsw-sq8"
+    )
     path = tmp_path / "v.faiss"
     built.write(path)
     del built
@@ -102,18 +106,43 @@ def test_a_mapped_index_is_read_from_the_page_cache_not_copied(tmp_path):
 
 
 def incident(i: int, **extra) -> DocInfo:
-    fields = dict(kind="incident", id=f"INC-{i}", title=f"Title {i} é", resolution=f"fix {i % 3}",
-                  product=["vpn", "mail", ""][i % 3], category="c", status="resolved", audience="internal",
-                  article_id="kb-1" if i % 4 == 0 else "", updated=f"2026-01-{1 + i % 28:02d}", review_by="",
-                  res_key=f"r:{i % 3}", assignment_group="desk", priority="P3", escalated="")
+    fields = dict(
+        kind="incident",
+        id=f"INC-{i}",
+        title=f"Title {i} é",
+        resolution=f"fix {i % 3}",
+        product=["vpn", "mail", ""][i % 3],
+        category="c",
+        status="resolved",
+        audience="internal",
+        article_id="kb-1" if i % 4 == 0 else "",
+        updated=f"2026-01-{1 + i % 28:02d}",
+        review_by="",
+        res_key=f"r:{i % 3}",
+        assignment_group="desk",
+        priority="P3",
+        escalated="",
+    )
     fields.update(extra)
     return DocInfo(**fields)
 
 
 def test_the_doc_table_reads_and_changes_like_a_dict():
-    article = DocInfo(kind="article", id="kb-1", title="VPN", resolution="Restart", product="vpn",
-                      category="", status="published", audience="internal", article_id="kb-1", updated="",
-                      review_by="", res_key="", code=(("vpn reset", False),))
+    article = DocInfo(
+        kind="article",
+        id="kb-1",
+        title="VPN",
+        resolution="Restart",
+        product="vpn",
+        category="",
+        status="published",
+        audience="internal",
+        article_id="kb-1",
+        updated="",
+        review_by="",
+        res_key="",
+        code=(("vpn reset", False),),
+    )
     docs = [incident(i) for i in range(500)] + [article]
     reference = {d.key: d for d in docs}
     table = DocTable(reversed(docs))
@@ -128,7 +157,9 @@ def test_the_doc_table_reads_and_changes_like_a_dict():
     for step in range(300):
         i = rng.randrange(700)
         if rng.random() < 0.4:
-            assert table.pop(("incident", f"INC-{i}"), None) == reference.pop(("incident", f"INC-{i}"), None)
+            assert table.pop(("incident", f"INC-{i}"), None) == reference.pop(
+                ("incident", f"INC-{i}"), None
+            )
         else:
             doc = incident(i, title=f"changed {step}")
             table.put(doc)
@@ -138,7 +169,9 @@ def test_the_doc_table_reads_and_changes_like_a_dict():
 
 def test_chunk_docs_map_chunks_like_a_dict():
     table = DocTable([incident(i) for i in range(50)])
-    pairs = [(cid, ("incident", f"INC-{cid // 3}")) for cid in range(180, 0, -1)]  # INC-50.. are not in the table
+    pairs = [
+        (cid, ("incident", f"INC-{cid // 3}")) for cid in range(180, 0, -1)
+    ]  # INC-50.. are not in the table
     chunks = ChunkDocs(pairs, table)
     reference = dict(pairs)
     assert len(chunks) == len(reference) and dict(chunks.items()) == reference
@@ -164,8 +197,12 @@ def test_incident_vectors_are_read_back_from_the_index_when_asked_for():
     vectors = unit_vectors(5)
     index = VectorIndex.build([(np.arange(5, dtype=np.int64), vectors)], 32, 5, kind="flat")
     state = SimpleNamespace(index=index)
-    chunks = {("incident", "A"): [0, 1], ("incident", "B"): [2], ("article", "kb-1"): [3],
-              ("incident", "GONE"): [9]}
+    chunks = {
+        ("incident", "A"): [0, 1],
+        ("incident", "B"): [2],
+        ("article", "kb-1"): [3],
+        ("incident", "GONE"): [9],
+    }
     lazy = IncidentVectors(state, chunks)
     mean = vectors[0] + vectors[1]
     assert np.allclose(lazy["A"], mean / np.linalg.norm(mean), atol=1e-6)

@@ -37,9 +37,13 @@ def stream(n_answerable=400, n_near=150, n_far=150, seed=1, language="en"):
             p_right = 1 / (1 + math.exp(-(12 * s - 7)))
             right = kind == ANSWERABLE and rng.random() < p_right
             answer = [s, s, 0.1, 0.0, 0.0, 0.0, 1.0, 1.0]
-            results = [([s, 1.0, 0.0, s, 0.1, 0.0, 0.0, 1.0, 0.0, 1.0, 1.0], right),
-                       ([s - 0.1, 0.5, 1.0, s, 0.1, 0.0, 0.0, 1.0, 0.0, 0.0, 1.0], kind == ANSWERABLE and not right
-                        and rng.random() < 0.4)]
+            results = [
+                ([s, 1.0, 0.0, s, 0.1, 0.0, 0.0, 1.0, 0.0, 1.0, 1.0], right),
+                (
+                    [s - 0.1, 0.5, 1.0, s, 0.1, 0.0, 0.0, 1.0, 0.0, 0.0, 1.0],
+                    kind == ANSWERABLE and not right and rng.random() < 0.4,
+                ),
+            ]
             out.append(StreamQuery(kind, language if kind != FAR else None, answer, results))
     return out
 
@@ -49,20 +53,29 @@ def test_the_fitted_confidence_is_calibrated_on_the_mixed_stream():
     held = stream(seed=2)
     rows = [(model.p_right(q.results[0][0], q.answer), q.results[0][1]) for q in held]
     # Weighted to the stream mix the maps are calibrated for.
-    share = {ANSWERABLE: STREAM_MIX[ANSWERABLE] / 400, NEAR: STREAM_MIX[NEAR] / 150, FAR: STREAM_MIX[FAR] / 150}
+    share = {
+        ANSWERABLE: STREAM_MIX[ANSWERABLE] / 400,
+        NEAR: STREAM_MIX[NEAR] / 150,
+        FAR: STREAM_MIX[FAR] / 150,
+    }
     assert expected_calibration_error(rows, [share[q.kind] for q in held]) < 0.08
 
 
 def test_high_is_given_only_where_results_were_right_nine_times_in_ten():
     queries = stream()
     model = fit_model(queries)
-    above = [q.results[0][1] for q in queries
-             if q.kind == ANSWERABLE and model.p_right(q.results[0][0], q.answer) >= model.high_cut]
+    above = [
+        q.results[0][1]
+        for q in queries
+        if q.kind == ANSWERABLE and model.p_right(q.results[0][0], q.answer) >= model.high_cut
+    ]
     if model.high_cut <= 1.0:
         assert sum(above) / len(above) >= 0.9
     # A stream where nothing is right that often has no "high" at all.
-    weak = [StreamQuery(q.kind, q.language, q.answer, [(f, r and i % 3 == 0) for f, r in q.results])
-            for i, q in enumerate(queries)]
+    weak = [
+        StreamQuery(q.kind, q.language, q.answer, [(f, r and i % 3 == 0) for f, r in q.results])
+        for i, q in enumerate(queries)
+    ]
     assert fit_model(weak).high_cut > 1.0
 
 
@@ -74,8 +87,10 @@ def test_thin_evidence_shrinks_toward_the_base_rate():
     # The thin store's estimate is its fitted value pulled toward its base rate, by a
     # larger share than the thick store's.
     for model in (thin, thick):
-        raw = (model.p_right(strong, answer) * (model.evidence + PRIOR_WEIGHT)
-               - PRIOR_WEIGHT * model.base_rate) / model.evidence
+        raw = (
+            model.p_right(strong, answer) * (model.evidence + PRIOR_WEIGHT)
+            - PRIOR_WEIGHT * model.base_rate
+        ) / model.evidence
         pulled = abs(model.p_right(strong, answer) - raw)
         model.pull = pulled / max(abs(raw - model.base_rate), 1e-9)
     assert thin.pull > 2 * thick.pull
@@ -96,8 +111,15 @@ def test_the_cut_flags_at_most_the_allowed_share_of_answerable_requests():
 
 
 def test_a_language_with_evidence_of_its_own_gets_its_own_maps():
-    german = [StreamQuery(q.kind, "de" if q.kind != FAR else None, [a - 0.2 if i < 2 else a for i, a in enumerate(q.answer)],
-                          q.results) for q in stream(seed=5)]
+    german = [
+        StreamQuery(
+            q.kind,
+            "de" if q.kind != FAR else None,
+            [a - 0.2 if i < 2 else a for i, a in enumerate(q.answer)],
+            q.results,
+        )
+        for q in stream(seed=5)
+    ]
     trust, info = fit_trust(german, 1.0)
     assert "de" in trust.models and trust.languages == ["de"]
     english, _ = fit_trust(stream(seed=5), 1.0)
@@ -130,7 +152,9 @@ def test_model_round_trip():
     again = ConfidenceModel.from_dict(model.to_dict())
     query = stream(seed=9)[0]
     features = query.results[0][0]
-    assert again.p_right(features, query.answer) == pytest.approx(model.p_right(features, query.answer))
+    assert again.p_right(features, query.answer) == pytest.approx(
+        model.p_right(features, query.answer)
+    )
 
 
 def test_a_cleanly_separated_replay_puts_the_cut_next_to_the_off_topic_requests():

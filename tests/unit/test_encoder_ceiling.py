@@ -10,9 +10,11 @@ from scripts.encoder_ceiling import ProductShapes, product_shapes, product_speed
 def _layer_graph():
     """A toy layer: x @ Wq (4x4), scores = q @ k^T (two computed tensors), x @ Wup (4x8),
     and one MatMul by a 3-D initializer that is not a weight matrix of the model."""
-    inits = [numpy_helper.from_array(np.ones((4, 4), np.float32), "Wq"),
-             numpy_helper.from_array(np.ones((4, 8), np.float32), "Wup"),
-             numpy_helper.from_array(np.ones((2, 4, 4), np.float32), "batched")]
+    inits = [
+        numpy_helper.from_array(np.ones((4, 4), np.float32), "Wq"),
+        numpy_helper.from_array(np.ones((4, 8), np.float32), "Wup"),
+        numpy_helper.from_array(np.ones((2, 4, 4), np.float32), "batched"),
+    ]
     nodes = [
         helper.make_node("MatMul", ["x", "Wq"], ["q"]),
         helper.make_node("Transpose", ["q"], ["kt"], perm=[1, 0]),
@@ -20,8 +22,13 @@ def _layer_graph():
         helper.make_node("MatMul", ["x", "Wup"], ["up"]),
         helper.make_node("MatMul", ["x", "batched"], ["other"]),
     ]
-    graph = helper.make_graph(nodes, "layer", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4])],
-                              [helper.make_tensor_value_info("up", TensorProto.FLOAT, [None, 8])], inits)
+    graph = helper.make_graph(
+        nodes,
+        "layer",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4])],
+        [helper.make_tensor_value_info("up", TensorProto.FLOAT, [None, 8])],
+        inits,
+    )
     return helper.make_model(graph)
 
 
@@ -40,9 +47,12 @@ def test_multiply_adds_grow_with_the_square_of_the_length_only_through_attention
 
 
 def test_a_graph_without_weight_matrices_is_refused():
-    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])],
+    )
     with pytest.raises(Exception, match="no weight matrices"):
         product_shapes(helper.make_model(graph))
 

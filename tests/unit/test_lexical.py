@@ -6,10 +6,12 @@ import sqlite3
 
 from kb.lexical import FTS_TOKENIZER, fts_match_expression, stem, tokens
 
-WORDS = ("disconnecting connection connected relational conditional generalizations oscillators "
-         "happily digitizer printing printers queued queues mailbox mailboxes authentication "
-         "authenticating certificates expired expiring installer installation failures failing "
-         "synchronisation synchronization keepalive timeouts dropped dropping rebooted")
+WORDS = (
+    "disconnecting connection connected relational conditional generalizations oscillators "
+    "happily digitizer printing printers queued queues mailbox mailboxes authentication "
+    "authenticating certificates expired expiring installer installation failures failing "
+    "synchronisation synchronization keepalive timeouts dropped dropping rebooted"
+)
 
 
 def test_the_fts5_tokenizer_stores_the_stems_the_query_side_computes():
@@ -38,14 +40,17 @@ def test_accents_are_folded_as_the_fts5_tokenizer_folds_them():
 def test_language_analysis_stems_per_language_and_splits_japanese_and_chinese():
     from kb.lexical import analyse, cjk_units, language_terms
 
-    assert cjk_units("プリンターが印刷できない") [:3] == ["プリ", "リン", "ンタ"]
+    assert cjk_units("プリンターが印刷できない")[:3] == ["プリ", "リン", "ンタ"]
     assert cjk_units("打印机 x 印") == ["打印", "印机", "印"]
     german = language_terms("Passwörter abgelaufen, Anmeldung schlägt fehl", "de")
     assert german == ["passwort", "abgelauf", "anmeld", "schlagt", "fehl"]
     assert language_terms("Passwords expired", "en") == []  # English is FTS5's porter stemmer's
     assert language_terms("パスワード", None) == ["パス", "スワ", "ワー", "ード"]
     assert analyse("The printer on the third floor is offline since this morning") == ""
-    assert analyse("Mein Passwort ist abgelaufen und ich kann mich nicht anmelden").split()[-1] == "anmeld"
+    assert (
+        analyse("Mein Passwort ist abgelaufen und ich kann mich nicht anmelden").split()[-1]
+        == "anmeld"
+    )
 
 
 def test_a_store_made_before_language_terms_keeps_its_full_text_index(tmp_path):
@@ -61,8 +66,10 @@ def test_a_store_made_before_language_terms_keeps_its_full_text_index(tmp_path):
     for migration in MIGRATIONS[: MIGRATIONS.index(m018_language_terms)]:
         migration(db)
         db["_migrations"].insert({"name": migration.__name__, "applied_at": "2026-01-01"})
-    db.execute("INSERT INTO chunks (doc_kind, doc_id, position, text, text_hash) "
-               "VALUES ('incident', 'OLD-1', 0, 'printers offline again', 'h')")
+    db.execute(
+        "INSERT INTO chunks (doc_kind, doc_id, position, text, text_hash) "
+        "VALUES ('incident', 'OLD-1', 0, 'printers offline again', 'h')"
+    )
     db.conn.commit()
     db.close()
     store = open_store(tmp_path / "home")

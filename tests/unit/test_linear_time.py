@@ -18,8 +18,18 @@ import pytest
 
 # Modules whose patterns read text from requests, imports or articles.
 MODULES = (
-    "kb.lexical", "kb.redaction", "kb.importers", "kb.articles", "kb.lint", "kb.authoring",
-    "kb.text", "kb.drafts", "search.text", "search.state", "search.triage", "indexer.embedders",
+    "kb.lexical",
+    "kb.redaction",
+    "kb.importers",
+    "kb.articles",
+    "kb.lint",
+    "kb.authoring",
+    "kb.text",
+    "kb.drafts",
+    "search.text",
+    "search.state",
+    "search.triage",
+    "indexer.embedders",
 )
 LENGTH = 100_000
 # Generous: linear patterns run at well under 1 microsecond a character here. A quadratic
@@ -30,12 +40,63 @@ BUDGET_SECONDS_PER_CHAR = 20e-6
 # patterns accept (identifiers, e-mail addresses, URLs, versions, phones, IPs), and
 # half-matches of the keyword rules.
 UNITS = (
-    "a", "1", "A", "é", " ", "a-", "a.", "a_", "1.", "1-", "1 ", "a@", "a:", "a/", ":", "::",
-    "aA1", "a1-", "0x", "-", ".", "password=", "key ", "ab:", "[a", "eyJ", "+1 ", "(",
-    "a:/", "a@a.", "---", "Caused by: ", "error ", "x\n",
-    "a_", "A_", "a_password=", "mot de ", "xoxb-1-", "://", "1 1", "1-1", "(1) ", "1.1.", "00 ", "de89 ",
-    "ü@ü.", "AccountKey=", "ghp_", "sk_live_", "-----BEGIN PRIVATE KEY-----", "0000 ", "0171 2345678 ", "(0) ",
-    "印刷", "Ä", "2026-01-01 ",
+    "a",
+    "1",
+    "A",
+    "é",
+    " ",
+    "a-",
+    "a.",
+    "a_",
+    "1.",
+    "1-",
+    "1 ",
+    "a@",
+    "a:",
+    "a/",
+    ":",
+    "::",
+    "aA1",
+    "a1-",
+    "0x",
+    "-",
+    ".",
+    "password=",
+    "key ",
+    "ab:",
+    "[a",
+    "eyJ",
+    "+1 ",
+    "(",
+    "a:/",
+    "a@a.",
+    "---",
+    "Caused by: ",
+    "error ",
+    "x\n",
+    "a_",
+    "A_",
+    "a_password=",
+    "mot de ",
+    "xoxb-1-",
+    "://",
+    "1 1",
+    "1-1",
+    "(1) ",
+    "1.1.",
+    "00 ",
+    "de89 ",
+    "ü@ü.",
+    "AccountKey=",
+    "ghp_",
+    "sk_live_",
+    "-----BEGIN PRIVATE KEY-----",
+    "0000 ",
+    "0171 2345678 ",
+    "(0) ",
+    "印刷",
+    "Ä",
+    "2026-01-01 ",
 )
 
 
@@ -68,7 +129,9 @@ def test_pattern_is_linear_on_adversarial_text(pattern: re.Pattern):
     budget = BUDGET_SECONDS_PER_CHAR * LENGTH
     for text in _adversarial():
         spent = _timed(lambda t: [m.group(0) for m in pattern.finditer(t)], text)
-        assert spent < budget, f"{pattern.pattern!r} took {spent:.2f} s on {text[:12]!r}... ({len(text)} chars)"
+        assert spent < budget, (
+            f"{pattern.pattern!r} took {spent:.2f} s on {text[:12]!r}... ({len(text)} chars)"
+        )
 
 
 def _entry_points():
@@ -81,7 +144,9 @@ def _entry_points():
     yield pytest.param(lexical.query_terms, id="query_terms")
     yield pytest.param(lexical.tokens, id="tokens")
     yield pytest.param(redactor.redact, id="Redactor.redact")
-    yield pytest.param(lambda t: search_text.highlight_snippet(t, ["a", "1"]), id="highlight_snippet")
+    yield pytest.param(
+        lambda t: search_text.highlight_snippet(t, ["a", "1"]), id="highlight_snippet"
+    )
     yield pytest.param(lexical.strip_noise, id="strip_noise")
     yield pytest.param(lambda t: search_text.compose_query("t", t, 20_000), id="compose_query")
     yield pytest.param(search_text.search_terms, id="search_terms")

@@ -26,8 +26,9 @@ def test_threshold_flags_at_most_the_aimed_share_and_separates_when_it_can():
     alone, _ = choose_threshold(inside, [])
     assert alone == pytest.approx(np.quantile(inside, 0.02))
     assert choose_threshold([], far)[0] == RankingProfile().match_threshold
-    assert choose_threshold(inside[:20], far)[0] == RankingProfile().match_threshold  # too few to place it
-
+    assert (
+        choose_threshold(inside[:20], far)[0] == RankingProfile().match_threshold
+    )  # too few to place it
 
 
 def test_classifier_learns_groups_and_survives_the_profile():
@@ -40,7 +41,9 @@ def test_classifier_learns_groups_and_survives_the_profile():
         vectors.append(v / np.linalg.norm(v))
         docs.append(content_stems(f"{['printer', 'network', 'mailbox'][g]} problem number {n}"))
         labels.append(f"r:{g}")
-    model = train_classifier(np.array(vectors), docs, labels, {f"r:{g}": f"I-{g}" for g in range(3)})
+    model = train_classifier(
+        np.array(vectors), docs, labels, {f"r:{g}": f"I-{g}" for g in range(3)}
+    )
     logp = model.log_proba(vectors[4], docs[4])
     assert np.exp(logp).sum() == pytest.approx(1.0, abs=1e-5)
     assert model.classes[int(np.argmax(logp))] == "r:1"
@@ -49,41 +52,45 @@ def test_classifier_learns_groups_and_survives_the_profile():
     assert again.leads == ["I-0", "I-1", "I-2"]
 
 
-
 def test_profiles_saved_before_blends_rank_as_they_did():
-    old = {"lexical_weight": {"short": 0.05, "medium": 0.3, "long": 0.4}, "vote_tau": 0.035, "threshold": 0.5,
-           "source": "fitted"}
+    old = {
+        "lexical_weight": {"short": 0.05, "medium": 0.3, "long": 0.4},
+        "vote_tau": 0.035,
+        "threshold": 0.5,
+        "source": "fitted",
+    }
     profile = RankingProfile.from_dict(old)
     assert profile.blend_for(5) == {"kind": "fused", "weight": 0.05, "tau": 0.035}
     assert profile.blend_for(200)["weight"] == 0.4
     assert profile.confidence_for(5)  # a usable confidence map
 
 
-
 def test_confidence_grows_with_similarity_and_lead():
     from search.ranking import Candidates, GroupScore
 
     cands = Candidates(dense={1: 0.9, 2: 0.6, 3: 0.5})
-    groups = [GroupScore("a", 1.0, [(("incident", "a"), 1.0, 1)]), GroupScore("b", 0.6, [(("incident", "b"), 0.6, 2)]),
-              GroupScore("c", 0.5, [(("incident", "c"), 0.5, 3)])]
+    groups = [
+        GroupScore("a", 1.0, [(("incident", "a"), 1.0, 1)]),
+        GroupScore("b", 0.6, [(("incident", "b"), 0.6, 2)]),
+        GroupScore("c", 0.5, [(("incident", "c"), 0.5, 3)]),
+    ]
     mapping = [10.0, 2.0, -6.0, 0.2]
     assert confidence_features(groups, cands, 0, 0.2) == pytest.approx([0.9, 2.0])
     first, second = (result_confidence(groups, cands, p, mapping) for p in (0, 1))
     assert 0 < second < first < 1
 
 
-
 def test_objective_prefers_more_right_answers_at_the_top():
     assert objective([1, 1, 2]) > objective([1, 2, 2]) > objective([1, 0, 0])
 
 
-
 def test_identifiers_are_asked_whole():
-    phrases = identifier_phrases("ORA-12541 after upgrade to 2.3.0 at org.apache.Foo.run(Foo.java:123); HTTP 503")
+    phrases = identifier_phrases(
+        "ORA-12541 after upgrade to 2.3.0 at org.apache.Foo.run(Foo.java:123); HTTP 503"
+    )
     assert "ora 12541" in phrases and "2 3 0" in phrases and "http 503" in phrases
     assert "org apache foo run" in phrases
     assert not any(p.endswith("123") for p in phrases)  # a stack frame's line number is noise
-
 
 
 def test_shown_confidence_falls_down_the_list():
@@ -92,12 +99,13 @@ def test_shown_confidence_falls_down_the_list():
 
     # The fourth group is very similar but ranked low: it must not outshine the ones above.
     cands = Candidates(dense={1: 0.8, 2: 0.5, 3: 0.45, 4: 0.95})
-    groups = [GroupScore(g, s, [(("incident", g), s, c)]) for g, s, c in
-              (("a", 1.0, 1), ("b", 0.6, 2), ("c", 0.55, 3), ("d", 0.5, 4))]
+    groups = [
+        GroupScore(g, s, [(("incident", g), s, c)])
+        for g, s, c in (("a", 1.0, 1), ("b", 0.6, 2), ("c", 0.55, 3), ("d", 0.5, 4))
+    ]
     shown = shown_confidences(groups, cands, 4, [10.0, 2.0, -6.0, 0.2])
     assert all(later <= earlier for earlier, later in zip(shown, shown[1:], strict=False))
     assert all(value <= 1 - shown[0] + 1e-12 for value in shown[1:])
-
 
 
 def test_filters_take_a_name_in_any_of_its_spellings():
@@ -106,5 +114,7 @@ def test_filters_take_a_name_in_any_of_its_spellings():
     from search.ranking import Filters
 
     doc = SimpleNamespace(product="Laptops", category="Hardware")
-    assert Filters(product="laptop").accept(doc) and Filters(product=" LAPTOPS ", category="hardware").accept(doc)
+    assert Filters(product="laptop").accept(doc) and Filters(
+        product=" LAPTOPS ", category="hardware"
+    ).accept(doc)
     assert not Filters(product="Laptop bags").accept(doc)

@@ -31,7 +31,9 @@ BANKING = REPO.parent / "shared" / "data" / "banking77"
 
 
 def labelled(path=LABELLED):
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [
+        json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
+    ]
 
 
 def detector_scores(cases=None) -> dict[str, dict[str, float]]:
@@ -45,8 +47,16 @@ def detector_scores(cases=None) -> dict[str, dict[str, float]]:
             tp[key[0]] += hit
             fp[key[0]] += found[key] - hit
             fn[key[0]] += expected[key] - hit
-    return {kind: {"precision": tp[kind] / max(1, tp[kind] + fp[kind]), "recall": tp[kind] / max(1, tp[kind] + fn[kind]),
-                   "tp": tp[kind], "fp": fp[kind], "fn": fn[kind]} for kind in KINDS}
+    return {
+        kind: {
+            "precision": tp[kind] / max(1, tp[kind] + fp[kind]),
+            "recall": tp[kind] / max(1, tp[kind] + fn[kind]),
+            "tp": tp[kind],
+            "fp": fp[kind],
+            "fn": fn[kind],
+        }
+        for kind in KINDS
+    }
 
 
 def test_each_detector_is_precise_and_finds_what_it_should():
@@ -86,17 +96,29 @@ def test_redacted_text_keeps_its_shape_and_placeholders_are_searchable_words():
     assert Redactor().redact(Redactor().redact(text)) == Redactor().redact(text)
 
 
-@pytest.mark.parametrize("text", [
-    "Outlook 16.0.17126.20132 error 0x80070005", "ORA-12541 on db-prod-03.corp.example.com:1521",
-    "INC-0012345 and CHG0031337", "KB5034441 build 10.0.19045.3803", "2026-11-30T09:13:11Z",
-    "java.lang.NullPointerException at Foo.java:214", "order 1234567 charged 25.00 twice",
-    "Access denied for user 'hive'@'localhost' (using password: YES)", "2004-12-09 16:41:33,296 INFO",
-    "0000: 00 32 00 30 00 31 00 30", "ID:JMATHAIY-WXP01-3697-1235159811727-2 acked with key",
-    "password = ActiveMQConnection.DEFAULT_PASSWORD;", "<password>${activemq.password}</password>",
-    "the key ScheduledThreadPoolExecutor rejected the task", "timestamp 20050116052458 id 1264028626290",
-    "Changed it to send an Authorization: Bearer header.", "token = oauth.refresh_token(TOKEN_URL, rt)",
-    "conn.access_token = token['access_token']",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Outlook 16.0.17126.20132 error 0x80070005",
+        "ORA-12541 on db-prod-03.corp.example.com:1521",
+        "INC-0012345 and CHG0031337",
+        "KB5034441 build 10.0.19045.3803",
+        "2026-11-30T09:13:11Z",
+        "java.lang.NullPointerException at Foo.java:214",
+        "order 1234567 charged 25.00 twice",
+        "Access denied for user 'hive'@'localhost' (using password: YES)",
+        "2004-12-09 16:41:33,296 INFO",
+        "0000: 00 32 00 30 00 31 00 30",
+        "ID:JMATHAIY-WXP01-3697-1235159811727-2 acked with key",
+        "password = ActiveMQConnection.DEFAULT_PASSWORD;",
+        "<password>${activemq.password}</password>",
+        "the key ScheduledThreadPoolExecutor rejected the task",
+        "timestamp 20050116052458 id 1264028626290",
+        "Changed it to send an Authorization: Bearer header.",
+        "token = oauth.refresh_token(TOKEN_URL, rt)",
+        "conn.access_token = token['access_token']",
+    ],
+)
 def test_versions_error_codes_hosts_and_ticket_ids_are_kept(text):
     assert Redactor().redact(text) == text
 
@@ -118,7 +140,9 @@ def test_ordinary_incident_text_keeps_99_percent_of_its_words():
     assert _kept_share(texts) >= 0.99
 
 
-@pytest.mark.skipif(not BANKING.exists(), reason="../shared/data/banking77 is not beside the checkout")
+@pytest.mark.skipif(
+    not BANKING.exists(), reason="../shared/data/banking77 is not beside the checkout"
+)
 def test_customer_service_requests_keep_99_percent_of_their_words():
     files = sorted(BANKING.glob("*.csv")) + sorted(BANKING.glob("*.jsonl"))
     assert files, BANKING
@@ -131,8 +155,10 @@ def test_customer_service_requests_keep_99_percent_of_their_words():
 def test_checksums():
     assert luhn_ok("4111111111111111") and not luhn_ok("4111111111111112")
     assert iban_ok("DE89370400440532013000") and not iban_ok("DE89370400440532013001")
-    assert Redactor().redact("card 4111 1111 1111 1112 iban DE89 3704 0044 0532 0130 01") == \
-        "card 4111 1111 1111 1112 iban DE89 3704 0044 0532 0130 01"
+    assert (
+        Redactor().redact("card 4111 1111 1111 1112 iban DE89 3704 0044 0532 0130 01")
+        == "card 4111 1111 1111 1112 iban DE89 3704 0044 0532 0130 01"
+    )
 
 
 def test_settings_choose_the_kinds():
@@ -143,8 +169,10 @@ def test_settings_choose_the_kinds():
     assert parse_phone_regions("de, jp") == ("DE", "JP")
     with pytest.raises(ValueError, match="unknown phone region 'XX'"):
         parse_phone_regions("US,XX")
-    assert Redactor(phone_regions=("US",)).redact("Handy 0171 2345678, office 212 555 4616") == \
-        "Handy 0171 2345678, office [phone]"
+    assert (
+        Redactor(phone_regions=("US",)).redact("Handy 0171 2345678, office 212 555 4616")
+        == "Handy 0171 2345678, office [phone]"
+    )
     assert Redactor(phone_regions=()).redact("+49 171 2345678") == "[phone]"
     with pytest.raises(ValueError, match="unknown redaction kind 'ssn'"):
         parse_kinds("email,ssn")
@@ -157,18 +185,38 @@ def test_the_evaluation_counts_findings_per_kind_and_per_thousand_texts(tmp_path
     from scripts.redaction_eval import labelled_scores, text_findings
 
     texts = tmp_path / "incidents.jsonl"
-    texts.write_text("\n".join(json.dumps(r) for r in (
-        {"title": "VPN", "description": "mail ｊｏｅ＠ｅｘａｍｐｌｅ．ｏｒｇ or call 0171 2345678"},
-        {"title": "Printer", "description": "queue stuck since 2.3.0", "resolution": "restarted"})), encoding="utf-8")
+    texts.write_text(
+        "\n".join(
+            json.dumps(r)
+            for r in (
+                {
+                    "title": "VPN",
+                    "description": "mail ｊｏｅ＠ｅｘａｍｐｌｅ．ｏｒｇ or call 0171 2345678",
+                },
+                {
+                    "title": "Printer",
+                    "description": "queue stuck since 2.3.0",
+                    "resolution": "restarted",
+                },
+            )
+        ),
+        encoding="utf-8",
+    )
     report = text_findings(texts, Redactor(), sample=5)
     assert report["texts"] == 2 and report["findings"] == {"email": 1, "phone": 1}
     assert report["per_1000_texts"] == {"email": 500.0, "phone": 500.0}
     assert report["sample"]["email"][0]["finding"] == "joe@example.org"
     cases = tmp_path / "cases.jsonl"
-    cases.write_text(json.dumps({"text": "pwd=hunter22 and 10.1.2.3", "expect": [["secret", "hunter22"]]}),
-                     encoding="utf-8")
+    cases.write_text(
+        json.dumps({"text": "pwd=hunter22 and 10.1.2.3", "expect": [["secret", "hunter22"]]}),
+        encoding="utf-8",
+    )
     scores = labelled_scores(cases, Redactor())
-    assert scores["recall"] == 1.0 and scores["precision"] == 0.5 and scores["by_kind"]["ip"]["fp"] == 1
+    assert (
+        scores["recall"] == 1.0
+        and scores["precision"] == 0.5
+        and scores["by_kind"]["ip"]["fp"] == 1
+    )
 
 
 def test_the_libraries_load_and_run_without_the_network():
@@ -186,11 +234,25 @@ def test_the_libraries_load_and_run_without_the_network():
         "ghp_Ab3dEf6hIj9lMn2pQr5tUv8xYz1bCd4fGh7J de89 3704 0044 0532 0130 00 4370.9360.5729.8084 "
         "0171 2345678 536-90-4399 x@example.Com'))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120,
-                            env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+    )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["DB_PASSWORD=[secret]", "AccountKey=[secret];", "[secret]", "[iban]", "[card]",
-                                     "[phone]", "[national_id]", "[email]"]
+    assert result.stdout.split() == [
+        "DB_PASSWORD=[secret]",
+        "AccountKey=[secret];",
+        "[secret]",
+        "[iban]",
+        "[card]",
+        "[phone]",
+        "[national_id]",
+        "[email]",
+    ]
 
 
 def test_libraries_load_on_first_use_or_when_a_worker_starts():
@@ -207,7 +269,13 @@ def test_libraries_load_on_first_use_or_when_a_worker_starts():
         "Redactor().load()\n"
         "print(*[name in sys.modules for name in names])\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120,
-                            env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split("\n")[:2] == ["False False False", "True True True"]

@@ -6,19 +6,42 @@ from scripts import holdout, newdesk
 
 
 def read(path):
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
+    return [
+        json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()
+    ]
 
 
 def test_holding_resolutions_out_turns_their_queries_off_topic(tmp_path):
-    incidents = [{"id": f"i{n}", "description": f"text {n}", "resolution": f"fix-{n % 4}", "status": "resolved"}
-                 for n in range(20)]
+    incidents = [
+        {
+            "id": f"i{n}",
+            "description": f"text {n}",
+            "resolution": f"fix-{n % 4}",
+            "status": "resolved",
+        }
+        for n in range(20)
+    ]
     queries = [{"text": f"query {n}", "relevant": [f"fix-{n % 4}"]} for n in range(8)]
     far = [{"text": "banana bread", "relevant": []}, {"text": "in scope", "relevant": ["fix-0"]}]
     for name, rows in (("incidents.jsonl", incidents), ("dev.jsonl", queries), ("far.jsonl", far)):
-        (tmp_path / name).write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+        (tmp_path / name).write_text(
+            "\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8"
+        )
     out = tmp_path / "out"
-    holdout.main(["--incidents", str(tmp_path / "incidents.jsonl"), "--queries", str(tmp_path / "dev.jsonl"),
-                  "--out", str(out), "--share", "0.5", "--far", str(tmp_path / "far.jsonl")])
+    holdout.main(
+        [
+            "--incidents",
+            str(tmp_path / "incidents.jsonl"),
+            "--queries",
+            str(tmp_path / "dev.jsonl"),
+            "--out",
+            str(out),
+            "--share",
+            "0.5",
+            "--far",
+            str(tmp_path / "far.jsonl"),
+        ]
+    )
     held = set((out / "held.txt").read_text().split())
     assert len(held) == 2
     reopened = read(out / "reopen.jsonl")
@@ -27,7 +50,10 @@ def test_holding_resolutions_out_turns_their_queries_off_topic(tmp_path):
     asked = read(out / "queries.jsonl")
     for query, original in zip(asked, queries, strict=False):
         assert (query["relevant"] == []) == (original["relevant"][0] in held)
-    assert asked[-1] == {"text": "banana bread", "relevant": []}  # far ones appended, in-scope ones not
+    assert asked[-1] == {
+        "text": "banana bread",
+        "relevant": [],
+    }  # far ones appended, in-scope ones not
     assert len(asked) == len(queries) + 1
 
 

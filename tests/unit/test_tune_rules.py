@@ -34,5 +34,7 @@ def test_held_out_queries_with_a_near_copy_are_left_out():
 
 def test_replay_objective_needs_a_fitted_profile():
     assert replay_objective(RankingProfile()) is None
-    fitted = RankingProfile(source="fitted", fitted={"replay_accuracy_at_1": 0.5, "replay_mrr": 0.6})
+    fitted = RankingProfile(
+        source="fitted", fitted={"replay_accuracy_at_1": 0.5, "replay_mrr": 0.6}
+    )
     assert replay_objective(fitted) == 1.1
