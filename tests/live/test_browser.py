@@ -221,7 +221,10 @@ def test_sign_in_then_results_update_as_you_type(agent_page, live):
     expect(first_result(page)).to_have_attribute("data-id", "net-vpn-drops")
     top = first_result(page)
     expect(top.locator(".kind")).to_have_text("Article")
-    expect(top.locator(".confidence")).to_contain_text("High confidence")
+    # The browser tests' store is a handful of incidents: too little replay evidence for
+    # a fitted number, so the top result shows a band and says why, never a made-up figure.
+    expect(top.locator(".confidence")).to_contain_text(re.compile(r"(High|Medium) confidence"))
+    expect(top.locator(".confidence")).to_contain_text("too little evidence in this knowledge base")
     expect(top.locator(".resolution")).to_contain_text("Fix:")
     expect(top.locator(".snippet mark").first).to_be_visible()
     expect(top.locator(".facts")).to_contain_text("Resolved 3 similar incidents")
