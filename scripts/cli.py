@@ -478,8 +478,7 @@ def search(
     record: bool,
 ) -> None:
     """Ranked prior resolutions for one incident text."""
-    from search.ranking import Filters
-    from search.suggester import SuggestRequest
+    from kb.app.requests import Filters, SuggestRequest
     from web.serialize import suggestion_json
 
     app.require_home()
@@ -491,9 +490,7 @@ def search(
     request = SuggestRequest(
         title=title, description=text, k=k, filters=Filters(product=product, category=category)
     )
-    suggestion = service.suggester().suggest(
-        service.store(), request, record=record, principal="cli"
-    )
+    suggestion = service.suggest(request, caller="cli", record=record)
     if as_json:
         echo_json(suggestion_json(suggestion, base_url=app.config.public_url))
         return

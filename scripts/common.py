@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from indexer.pipeline import Progress
+from kb.app.requests import Progress
 from kb.config import Config, load_config
 from kb.errors import KBError, storage_failure
 

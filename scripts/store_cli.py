@@ -35,20 +35,14 @@ def store_copy(app: AppContext, target_url: str) -> None:
     KB_DATABASE_URL (or --database-url) set to the same URL; `kb serve` builds each node's
     lexical index and index version from the database (nothing is embedded again).
     """
-    from kb.store import PgStore, Store, describe_url, is_database_url, open_store
-    from kb.store.copy import copy_store
+    from kb.app.store_copy import check_target_url, copy_home_to
 
-    if not is_database_url(target_url):
-        raise KBError("--to must be a postgresql:// URL")
+    check_target_url(target_url)
     if app.config.database_url:
         raise KBError(
             "kb store copy reads an SQLite home: run it without KB_DATABASE_URL / --database-url"
         )
     app.require_home()
-    source = app.service().store()
-    assert isinstance(source, Store)
-    target = open_store(app.config.home_path, database_url=target_url)
-    assert isinstance(target, PgStore)
     began = time.monotonic()
     bars: dict[str, object] = {}
 
@@ -68,13 +62,11 @@ def store_copy(app: AppContext, target_url: str) -> None:
             click.echo(f"  {table}: {total} rows", err=True)
 
     try:
-        copied = copy_store(source, target, progress)
+        copied, where = copy_home_to(app.service(), target_url, progress)
     finally:
         for bar in bars.values():
             bar.__exit__(None, None, None)
-        target.close()
     rows = sum(copied.values())
     click.echo(
-        f"Copied {rows} rows in {len(copied)} tables to {describe_url(target_url)} "
-        f"in {time.monotonic() - began:.1f} s"
+        f"Copied {rows} rows in {len(copied)} tables to {where} in {time.monotonic() - began:.1f} s"
     )

@@ -68,7 +68,7 @@ def tune(
     and a new index is published; until then the current model keeps serving. Stopping it
     (Ctrl-C) changes nothing that serves.
     """
-    from indexer.finetune import FineTuneSettings
+    from kb.app.tuning import FineTuneSettings
     from kb.app.tuning import rollback as do_rollback
     from kb.app.tuning import tune as do_tune
 

@@ -9,13 +9,11 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
 
-from indexer.index_files import current_version
 from kb.app.outcomes import record_choice
+from kb.app.requests import Filters, SuggestRequest, Viewer
 from kb.errors import AuthError, IndexMissingError, NotFoundError, ValidationError
 from kb.importers import incident_from_record
 from kb.models import EVERYONE, MANAGERS, OUTCOMES, WRITERS
-from search.ranking import Filters, Viewer
-from search.suggester import SuggestRequest
 from web.auth import current_principal, require_roles, service, store
 from web.openapi import openapi_document
 from web.serialize import public_base_url, suggestion_json
@@ -71,7 +69,7 @@ def parse_suggest_request(data: Any) -> SuggestRequest:
     if not (title.strip() or description.strip()) and incident_ref:
         # Ask only once: an incident the store already holds is searched by its id.
         try:
-            stored = store().get_incident(incident_ref)
+            stored = service().stored_incident(incident_ref)
         except NotFoundError:
             raise NotFoundError(
                 f"no incident {incident_ref!r} is stored: send its 'title' or 'description'"
@@ -114,7 +112,7 @@ def parse_suggest_request(data: Any) -> SuggestRequest:
 def suggest():
     req = parse_suggest_request(json_body())
     principal = current_principal()
-    suggestion = service().suggester().suggest(store(), req, principal=principal.name)
+    suggestion = service().suggest(req, caller=principal.name)
     return jsonify(suggestion_json(suggestion, base_url=public_base_url()))
 
 
@@ -272,13 +270,12 @@ def health():
     token or a session also sees which index version this worker serves
     (``published_version`` is the newest on disk; a worker switches to it in the
     background), its pid and its counts."""
-    config = current_app.config["KB_CONFIG"]
     try:
         caller = current_principal()
     except AuthError:
         caller = None
     try:
-        state = service().suggester().ensure_state(store())
+        state = service().search_state()
     except IndexMissingError as exc:
         message = str(exc) if caller is not None else "no index has been published yet"
         response = jsonify(
@@ -308,7 +305,7 @@ def health():
         {
             "status": status,
             "index_version": state.version,
-            "published_version": current_version(config.index_root),
+            "published_version": service().published_version(),
             "worker": os.getpid(),
             "vectors": len(state.index),
             "documents": len(state.docs),

@@ -16,9 +16,9 @@ from urllib.parse import urlparse
 
 from flask import current_app, g, redirect, render_template, request, session, url_for
 
+from kb.app.requests import Principal
 from kb.errors import AuthError, ForbiddenError
 from kb.models import PEOPLE
-from kb.store import Principal
 
 UNSAFE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 # The fields of the agent page's incident form, carried through a sign-in.

@@ -34,10 +34,10 @@ from kb.app.curation import (
     save_article_text,
     unified_diff,
 )
+from kb.app.requests import FLAG_KINDS
 from kb.authoring import article_history
 from kb.errors import NotFoundError
 from kb.models import ARTICLE_STATES, MANAGERS, PEOPLE, SEARCHABLE_ARTICLE_STATES
-from kb.store.flags import FLAG_KINDS
 from web.auth import current_principal, login_required, safe_next, service, store
 
 bp = Blueprint("curation", __name__)

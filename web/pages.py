@@ -22,14 +22,13 @@ from flask import (
 )
 
 from kb.app.outcomes import record_choice, resolution_note
+from kb.app.requests import Filters, SuggestRequest, Viewer
 from kb.articles import parse_article_text, render_markdown
 from kb.authoring import write_new_article
 from kb.drafts import draft_from_text
 from kb.errors import ConflictError, KBError, NotFoundError, ValidationError
 from kb.models import MANAGERS, PEOPLE, SEARCHABLE_ARTICLE_STATES, Article
 from kb.names import distinct_by_key
-from search.ranking import Filters, Viewer
-from search.suggester import SuggestRequest
 from web.auth import (
     check_csrf,
     csrf_token,
@@ -203,7 +202,7 @@ def _stored_tier(incident_id: str) -> str:
     if not incident_id:
         return ""
     try:
-        return store().get_incident(incident_id).customer_tier
+        return service().stored_incident(incident_id).customer_tier
     except NotFoundError:
         return ""
 
@@ -224,7 +223,7 @@ def search_and_show(principal, values, *, customer_tier: str | None = None):
         viewer=viewer_for(principal),
         customer_tier=_stored_tier(form["incident_id"]) if customer_tier is None else customer_tier,
     )
-    suggestion = service().suggester().suggest(store(), req, principal=principal.name)
+    suggestion = service().suggest(req, caller=principal.name)
     for notice in notices:
         flash(notice, "notice")
     return redirect(url_for("pages.search_page", sid=suggestion.id), 303)
@@ -267,7 +266,7 @@ def search_page():
         # Ask only once: a ticket system links to /?incident_id=INC-1, and an incident the
         # store holds is searched as it was stored, without retyping.
         try:
-            incident = store().get_incident(form["incident_id"])
+            incident = service().stored_incident(form["incident_id"])
         except NotFoundError:
             notices.append(f"No incident {form['incident_id']} is stored yet: describe it below.")
         else:
@@ -358,7 +357,7 @@ def _shown_suggestion(sid: str, principal):
         viewer=viewer_for(principal),
         customer_tier=_stored_tier(form["incident_id"]),
     )
-    again = service().suggester().suggest(store(), req, record=False)
+    again = service().suggest(req, record=False)
     ids = {r["id"] for r in shown["results"]}
     again.results = [r for r in again.results if r.id in ids]
     again.id = sid
@@ -383,7 +382,7 @@ def _with_param(url: str, name: str, value: str) -> str:
 
 def _products() -> list[str]:
     try:
-        state = service().suggester().ensure_state(store())
+        state = service().search_state()
     except KBError:
         return []
     return distinct_by_key(state.docs.distinct("product"))
@@ -440,7 +439,7 @@ def article_page(article_id: str):
 @bp.get("/incidents/<incident_id>")
 @login_required()
 def incident_page(incident_id: str):
-    incident = store().get_incident(incident_id)
+    incident = service().stored_incident(incident_id)
     _audit_read(current_principal(), "incident", incident_id)
     if request.args.get("partial"):
         return render_template("_incident_body.html", incident=incident)

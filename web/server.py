@@ -52,7 +52,7 @@ class KnowledgeServer(BaseApplication):
             service.redactor.load()
             try:
                 with app.app_context():
-                    service.suggester().ensure_state(service.store())
+                    service.search_state()
                     warm_up_language_identifier()  # seconds to build: not on the first request
             except KBError as exc:
                 log.warning("worker %s started without an index: %s", worker.pid, exc)

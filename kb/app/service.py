@@ -17,7 +17,7 @@ import numpy as np
 
 from indexer.chunking import text_hash
 from indexer.embedders import Embedder, load_embedder, resolve_model_folder, set_thread_counts
-from indexer.index_files import indexing_lock, read_config
+from indexer.index_files import current_version, indexing_lock, read_config
 from indexer.pipeline import IndexReport, Progress, embed_missing, sync_documents, update_index
 from indexer.vector_index import VectorIndex
 from kb.app.replica import ReplicaFollower
@@ -31,7 +31,7 @@ from kb.store import Store, UpsertCounts, open_store
 from search.calibration import fit_profile
 from search.profile import RankingProfile
 from search.state import SearchState
-from search.suggester import ResolutionSuggester
+from search.suggester import ResolutionSuggester, Suggestion, SuggestRequest
 
 
 class ProfileRejected(KBError):
@@ -171,6 +171,28 @@ class Service:
             return str(folder.relative_to(self.home))
         except ValueError:
             return str(folder)
+
+    # --- use cases: what web/ and the CLI ask of the service ----------------------------
+
+    def suggest(
+        self, request: SuggestRequest, *, caller: str = "", record: bool = True
+    ) -> Suggestion:
+        """Rank prior resolutions for one incident; unless ``record`` is false, record the
+        suggestion for ``caller`` (who may then record the choice). Raises ValidationError
+        on an empty text, IndexMissingError before the first index."""
+        return self.suggester().suggest(self.store(), request, record=record, principal=caller)
+
+    def stored_incident(self, incident_id: str) -> Incident:
+        """An incident the store holds (ask only once: search it by its id). Raises NotFoundError."""
+        return self.store().get_incident(incident_id)
+
+    def search_state(self) -> SearchState:
+        """The search state this worker serves (loading the index when needed)."""
+        return self.suggester().ensure_state(self.store())
+
+    def published_version(self) -> str | None:
+        """The newest index version on disk (a worker switches to it in the background)."""
+        return current_version(self.index_root)
 
     def suggester(self) -> ResolutionSuggester:
         embedder = self.embedder()
