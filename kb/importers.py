@@ -18,26 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from kb.errors import RecordError
-from kb.models import IMPORT_FORMATS, INCIDENT_STATES, Incident
+from kb.models import IMPORT_FORMATS, INCIDENT_FIELDS, INCIDENT_STATES, Incident
 
 FORMATS = IMPORT_FORMATS
-FIELDS = (
-    "id",
-    "title",
-    "description",
-    "resolution",
-    "resolution_code",
-    "category",
-    "product",
-    "status",
-    "opened_at",
-    "resolved_at",
-    "article_id",
-    "assignment_group",
-    "priority",
-    "escalated",
-    "customer_tier",
-)
+FIELDS = INCIDENT_FIELDS
 MAX_FIELD_CHARS = 200_000
 MAX_ID_CHARS = 200
 # Incident ids as ticket systems write them (INC0010001, HIVE-123, 48213, ops:2024#7): they

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 ARTICLE_STATES = ("draft", "not_validated", "validated", "archived")
@@ -132,6 +132,11 @@ class Incident:
 def numbered_steps(steps: list[dict[str, Any]]) -> str:
     """Suggested steps as plain text, one numbered step a line."""
     return "\n".join(f"{n}. {s['text']}" for n, s in enumerate(steps, start=1))
+
+
+# The fields of an incident record, in the generic format's column order: read from the
+# dataclass, so importers and the store name the same fields.
+INCIDENT_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Incident))
 
 
 @dataclass

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kb.errors import NotFoundError
-from kb.models import INCIDENT_TEXT_FIELDS, Article, Incident
+from kb.models import INCIDENT_FIELDS, INCIDENT_TEXT_FIELDS, Article, Incident
 from kb.store.base import utc_now
 
 _BATCH = 500
@@ -26,23 +26,6 @@ ARTICLE_FIELDS = (
     "review_by",
     "updated",
     "path",
-)
-INCIDENT_FIELDS = (
-    "id",
-    "title",
-    "description",
-    "resolution",
-    "resolution_code",
-    "category",
-    "product",
-    "status",
-    "opened_at",
-    "resolved_at",
-    "article_id",
-    "assignment_group",
-    "priority",
-    "escalated",
-    "customer_tier",
 )
 
 
